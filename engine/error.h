@@ -1,0 +1,24 @@
+// error.h: the one exception type the engine throws, and a check helper.
+//
+// Every error names the operation and what was wrong with which input, e.g.
+// "matmul: [2,3] x [4,5]: inner sizes 3 and 4 differ". The command line catches
+// hkt::Error, prints its message and exits with status 2.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace hkt {
+
+/// Raised for any bad input to the engine (shape, dtype, device, index, state).
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+};
+
+/// Throws hkt::Error(message) when `condition` is false.
+inline void check(bool condition, const std::string& message) {
+  if (!condition) throw Error(message);
+}
+
+}  // namespace hkt

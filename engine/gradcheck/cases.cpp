@@ -1,0 +1,194 @@
+// cases.cpp: the gradient-check cases of every differentiable op, several shapes each
+// (size 1 and odd sizes included). Inputs are moved away from an op's kinks (relu at
+// 0, ties of max, poles of log/sqrt/division) so that finite differences are valid
+// there, rather than excusing failures.
+#include <cmath>
+
+#include "../ops.h"
+#include "gradcheck.h"
+
+namespace hkt::gradcheck {
+
+namespace {
+
+Tensor randn(Generator& gen, const Shape& shape) { return Tensor::normal(shape, gen, 0.0, 1.0, DType::Float64); }
+
+// Uniform in [low, high): for inputs that must stay positive (log, sqrt, powers).
+Tensor positive(Generator& gen, const Shape& shape, double low = 0.5, double high = 2.0) {
+  return Tensor::uniform(shape, gen, low, high, DType::Float64);
+}
+
+// Normal samples pushed at least `gap` away from 0 (relu's kink, division poles).
+Tensor away_from_zero(Generator& gen, const Shape& shape, double gap = 0.1) {
+  auto v = randn(gen, shape).to_vector();
+  for (auto& x : v) x = x >= 0 ? x + gap : x - gap;
+  return Tensor::from_vector(v, shape, DType::Float64);
+}
+
+// Distinct values at least 0.08 apart in random order: max has no ties within eps.
+Tensor distinct(Generator& gen, const Shape& shape) {
+  const auto n = static_cast<std::size_t>(numel(shape));
+  const auto u = Tensor::uniform({static_cast<std::int64_t>(2 * n)}, gen, 0.0, 1.0, DType::Float64).to_vector();
+  std::vector<double> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = 0.1 * static_cast<double>(i) + 0.02 * u[i] - 0.05 * static_cast<double>(n);
+  for (std::size_t i = n; i-- > 1;) std::swap(v[i], v[static_cast<std::size_t>(u[n + i] * static_cast<double>(i + 1))]);
+  return Tensor::from_vector(v, shape, DType::Float64);
+}
+
+Tensor indices(const std::vector<std::int64_t>& v, const Shape& shape) { return Tensor::from_indices(v, shape); }
+
+using Inputs = std::vector<Tensor>;
+
+std::vector<Case> build_cases() {
+  std::vector<Case> c;
+  auto add_case = [&](std::string op, std::string shape, std::function<Inputs(Generator&)> make, Function f) {
+    c.push_back(Case{std::move(op), std::move(shape), std::move(make), std::move(f)});
+  };
+  auto two = [](Shape a, Shape b) { return [a, b](Generator& g) { return Inputs{randn(g, a), randn(g, b)}; }; };
+  auto one = [](Shape a) { return [a](Generator& g) { return Inputs{randn(g, a)}; }; };
+
+  // ---- binary with broadcasting
+  for (auto [sa, sb, name] : {std::tuple{Shape{2, 3}, Shape{2, 3}, "[2,3]+[2,3]"}, {Shape{2, 3}, Shape{3}, "[2,3]+[3]"},
+                              {Shape{4, 1, 3}, Shape{2, 1}, "[4,1,3]+[2,1]"}, {Shape{1}, Shape{}, "[1]+[]"}}) {
+    add_case("add", name, two(sa, sb), [](const Inputs& x) { return add(x[0], x[1]); });
+  }
+  add_case("sub", "[2,3]-[2,1]", two({2, 3}, {2, 1}), [](const Inputs& x) { return sub(x[0], x[1]); });
+  add_case("sub", "[3]-[2,3]", two({3}, {2, 3}), [](const Inputs& x) { return sub(x[0], x[1]); });
+  add_case("mul", "[2,3]*[2,3]", two({2, 3}, {2, 3}), [](const Inputs& x) { return mul(x[0], x[1]); });
+  add_case("mul", "[2,1,3]*[4,1]", two({2, 1, 3}, {4, 1}), [](const Inputs& x) { return mul(x[0], x[1]); });
+  add_case("div", "[2,3]/[3]", [](Generator& g) { return Inputs{randn(g, {2, 3}), away_from_zero(g, {3}, 0.5)}; },
+           [](const Inputs& x) { return div(x[0], x[1]); });
+  add_case("div", "[1,5]/[3,1]", [](Generator& g) { return Inputs{randn(g, {1, 5}), away_from_zero(g, {3, 1}, 0.5)}; },
+           [](const Inputs& x) { return div(x[0], x[1]); });
+
+  // ---- scalar variants
+  add_case("add_scalar", "[2,3]+2.5", one({2, 3}), [](const Inputs& x) { return add(x[0], 2.5); });
+  add_case("sub_scalar", "[5]-1.5", one({5}), [](const Inputs& x) { return sub(x[0], 1.5); });
+  add_case("rsub_scalar", "3-[2,2]", one({2, 2}), [](const Inputs& x) { return rsub(x[0], 3.0); });
+  add_case("mul_scalar", "[3,1]*-0.7", one({3, 1}), [](const Inputs& x) { return mul(x[0], -0.7); });
+  add_case("div_scalar", "[4]/3", one({4}), [](const Inputs& x) { return div(x[0], 3.0); });
+  add_case("rdiv_scalar", "2/[2,3]", [](Generator& g) { return Inputs{away_from_zero(g, {2, 3}, 0.5)}; },
+           [](const Inputs& x) { return rdiv(x[0], 2.0); });
+  add_case("pow", "[2,3]^2.5", [](Generator& g) { return Inputs{positive(g, {2, 3})}; },
+           [](const Inputs& x) { return pow(x[0], 2.5); });
+  add_case("pow", "[5]^-1.5", [](Generator& g) { return Inputs{positive(g, {5})}; },
+           [](const Inputs& x) { return pow(x[0], -1.5); });
+  add_case("pow", "[7]^3", one({7}), [](const Inputs& x) { return pow(x[0], 3.0); });
+
+  // ---- unary
+  const std::vector<std::pair<Shape, std::string>> unary_shapes = {{{7}, "[7]"}, {{2, 3, 5}, "[2,3,5]"}, {{1}, "[1]"}};
+  for (const auto& [s, name] : unary_shapes) {
+    add_case("neg", name, one(s), [](const Inputs& x) { return neg(x[0]); });
+    add_case("exp", name, one(s), [](const Inputs& x) { return exp(x[0]); });
+    add_case("log", name, [s](Generator& g) { return Inputs{positive(g, s, 0.2, 3.0)}; }, [](const Inputs& x) { return log(x[0]); });
+    add_case("sqrt", name, [s](Generator& g) { return Inputs{positive(g, s, 0.2, 3.0)}; }, [](const Inputs& x) { return sqrt(x[0]); });
+    add_case("tanh", name, one(s), [](const Inputs& x) { return tanh(x[0]); });
+    add_case("sigmoid", name, one(s), [](const Inputs& x) { return sigmoid(x[0]); });
+    add_case("relu", name, [s](Generator& g) { return Inputs{away_from_zero(g, s)}; }, [](const Inputs& x) { return relu(x[0]); });
+    add_case("gelu_erf", name, one(s), [](const Inputs& x) { return gelu(x[0], GeluApproximation::Erf); });
+    add_case("gelu_tanh", name, one(s), [](const Inputs& x) { return gelu(x[0], GeluApproximation::Tanh); });
+  }
+
+  // ---- matmul (batch broadcasting included)
+  add_case("matmul", "[2,3]x[3,4]", two({2, 3}, {3, 4}), [](const Inputs& x) { return matmul(x[0], x[1]); });
+  add_case("matmul", "[2,1,2,3]x[4,3,2]", two({2, 1, 2, 3}, {4, 3, 2}), [](const Inputs& x) { return matmul(x[0], x[1]); });
+  add_case("matmul", "[3,5,4]x[4,2]", two({3, 5, 4}, {4, 2}), [](const Inputs& x) { return matmul(x[0], x[1]); });
+  add_case("matmul", "[1,1]x[1,1]", two({1, 1}, {1, 1}), [](const Inputs& x) { return matmul(x[0], x[1]); });
+  add_case("matmul", "[2,3,33]x[33,31]", two({2, 3, 33}, {33, 31}), [](const Inputs& x) { return matmul(x[0], x[1]); });
+  add_case("matmul", "[64,65]x[65,48] (projection)", two({64, 65}, {65, 48}), [](const Inputs& x) { return matmul(x[0], x[1]); });
+
+  // ---- layout
+  add_case("reshape", "[2,3,4]->[4,-1]", one({2, 3, 4}), [](const Inputs& x) { return reshape(x[0], {4, -1}); });
+  add_case("permute", "[2,3,4](2,0,1)", one({2, 3, 4}), [](const Inputs& x) { return permute(x[0], {2, 0, 1}); });
+  add_case("permute", "[1,3,1,2](3,1,0,2)", one({1, 3, 1, 2}), [](const Inputs& x) { return permute(x[0], {3, 1, 0, 2}); });
+  add_case("transpose", "[3,5](0,1)", one({3, 5}), [](const Inputs& x) { return transpose(x[0], 0, 1); });
+  add_case("transpose", "[2,3,4](-1,-3)", one({2, 3, 4}), [](const Inputs& x) { return transpose(x[0], -1, -3); });
+  add_case("slice", "[5,3][1:4,:]", one({5, 3}), [](const Inputs& x) { return slice(x[0], 0, 1, 4); });
+  add_case("slice", "[2,7][:,-5:]", one({2, 7}), [](const Inputs& x) { return slice(x[0], -1, -5, 7); });
+  add_case("concat", "[2,3]|[2,1]|[2,2] axis 1", [](Generator& g) { return Inputs{randn(g, {2, 3}), randn(g, {2, 1}), randn(g, {2, 2})}; },
+           [](const Inputs& x) { return concat(x, 1); });
+  add_case("concat", "[1,2]|[3,2] axis 0", two({1, 2}, {3, 2}), [](const Inputs& x) { return concat(x, 0); });
+
+  // ---- reductions
+  add_case("sum", "[3,4] all", one({3, 4}), [](const Inputs& x) { return sum(x[0]); });
+  add_case("sum", "[2,3,5] axes (0,2) keepdim", one({2, 3, 5}), [](const Inputs& x) { return sum(x[0], {0, 2}, true); });
+  add_case("sum", "[3,1,4] axis -2", one({3, 1, 4}), [](const Inputs& x) { return sum(x[0], {-2}); });
+  add_case("mean", "[2,3,4] axis 1", one({2, 3, 4}), [](const Inputs& x) { return mean(x[0], {1}); });
+  add_case("mean", "[5] all", one({5}), [](const Inputs& x) { return mean(x[0]); });
+  add_case("max", "[3,5] axis 1", [](Generator& g) { return Inputs{distinct(g, {3, 5})}; }, [](const Inputs& x) { return max(x[0], {1}); });
+  add_case("max", "[2,3,4] all", [](Generator& g) { return Inputs{distinct(g, {2, 3, 4})}; }, [](const Inputs& x) { return max(x[0]); });
+  add_case("max", "[2,3,4] axes (0,2) keepdim", [](Generator& g) { return Inputs{distinct(g, {2, 3, 4})}; },
+           [](const Inputs& x) { return max(x[0], {0, 2}, true); });
+
+  // ---- softmax family. Masks: -inf at some entries, and one row fully masked.
+  const double inf = std::numeric_limits<double>::infinity();
+  const Tensor mask35 = Tensor::from_vector({0, -inf, 0, 0, -inf, -inf, -inf, -inf, -inf, -inf, 0, 0, 0, 0, -inf},
+                                            {3, 5}, DType::Float64);
+  const Tensor masked35 = Tensor::from_indices({0, 1, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}, {3, 5});
+  add_case("softmax", "[3,5]", one({3, 5}), [](const Inputs& x) { return softmax(x[0]); });
+  add_case("softmax", "[2,1,7]", one({2, 1, 7}), [](const Inputs& x) { return softmax(x[0]); });
+  add_case("softmax", "[3,5] masked, one dead row", one({3, 5}), [mask35](const Inputs& x) { return softmax(x[0], mask35.to(x[0].dtype())); });
+  add_case("log_softmax", "[4,6]", one({4, 6}), [](const Inputs& x) { return log_softmax(x[0]); });
+  add_case("log_softmax", "[1]", one({1}), [](const Inputs& x) { return log_softmax(x[0]); });
+  // -inf outputs would make finite differences nan: fill them with 0 after the op.
+  add_case("log_softmax", "[3,5] masked, one dead row", one({3, 5}),
+           [mask35, masked35](const Inputs& x) { return masked_fill(log_softmax(x[0], mask35.to(x[0].dtype())), masked35, 0.0); });
+  add_case("cross_entropy", "[5,4] one ignored", one({5, 4}), [](const Inputs& x) {
+    return cross_entropy(x[0], indices({3, -100, 0, 1, 3}, {5}));
+  });
+  add_case("cross_entropy", "[2,3,4] smoothing 0.1", one({2, 3, 4}), [](const Inputs& x) {
+    return cross_entropy(x[0], indices({0, 1, 2, 3, 3, 1}, {2, 3}), -100, 0.1);
+  });
+  add_case("cross_entropy", "[1,3]", one({1, 3}), [](const Inputs& x) { return cross_entropy(x[0], indices({2}, {1})); });
+
+  // ---- layer norm
+  add_case("layer_norm", "[3,5] weight+bias", [](Generator& g) { return Inputs{randn(g, {3, 5}), randn(g, {5}), randn(g, {5})}; },
+           [](const Inputs& x) { return layer_norm(x[0], x[1], x[2]); });
+  add_case("layer_norm", "[2,2,4] no affine", one({2, 2, 4}), [](const Inputs& x) { return layer_norm(x[0], Tensor(), Tensor()); });
+  add_case("layer_norm", "[1,3] weight only", two({1, 3}, {3}), [](const Inputs& x) { return layer_norm(x[0], x[1], Tensor()); });
+
+  // ---- indexing
+  add_case("embedding", "[6,3] by [2,4] (repeats)", one({6, 3}), [](const Inputs& x) {
+    return embedding(x[0], indices({0, 5, 2, 5, 1, 1, 0, 3}, {2, 4}));
+  });
+  add_case("embedding", "[1,1] by [3]", one({1, 1}), [](const Inputs& x) { return embedding(x[0], indices({0, 0, 0}, {3})); });
+  add_case("gather", "[3,4] axis 1 by [3,2]", one({3, 4}), [](const Inputs& x) {
+    return gather(x[0], 1, indices({3, 3, 0, 2, 1, 0}, {3, 2}));
+  });
+  add_case("gather", "[3,2,2] axis 0 by [4,2,2]", one({3, 2, 2}), [](const Inputs& x) {
+    return gather(x[0], 0, indices({0, 1, 2, 2, 1, 1, 0, 0, 2, 0, 1, 2, 0, 2, 2, 1}, {4, 2, 2}));
+  });
+  add_case("repeat_interleave", "[2,3] x2 axis 1", one({2, 3}), [](const Inputs& x) { return repeat_interleave(x[0], 2, 1); });
+  add_case("repeat_interleave", "[3,2,2] x3 axis 0", one({3, 2, 2}), [](const Inputs& x) { return repeat_interleave(x[0], 3, 0); });
+
+  // ---- masking, dropout
+  add_case("masked_fill", "[3,4] by [4]", one({3, 4}), [](const Inputs& x) {
+    return masked_fill(x[0], indices({0, 1, 1, 0}, {4}), -1.0);
+  });
+  add_case("dropout", "[4,5] p=0.3", one({4, 5}), [](const Inputs& x) {
+    Generator gen(7);  // built inside, so every evaluation draws the same mask
+    return dropout(x[0], 0.3, gen);
+  });
+  add_case("dropout", "[1] p=0.5", one({1}), [](const Inputs& x) {
+    Generator gen(3);
+    return dropout(x[0], 0.5, gen);
+  });
+
+  // ---- the downsampler
+  add_case("causal_conv1d", "x[2,7,3] w[3,2] b stride 2", [](Generator& g) { return Inputs{randn(g, {2, 7, 3}), randn(g, {3, 2}), randn(g, {3})}; },
+           [](const Inputs& x) { return causal_conv1d(x[0], x[1], x[2], 2); });
+  add_case("causal_conv1d", "x[1,6,2] w[2,3] b stride 1", [](Generator& g) { return Inputs{randn(g, {1, 6, 2}), randn(g, {2, 3}), randn(g, {2})}; },
+           [](const Inputs& x) { return causal_conv1d(x[0], x[1], x[2], 1); });
+  add_case("causal_conv1d", "x[2,5,1] w[1,2] stride 4", two({2, 5, 1}, {1, 2}),
+           [](const Inputs& x) { return causal_conv1d(x[0], x[1], Tensor(), 4); });
+  return c;
+}
+
+}  // namespace
+
+const std::vector<Case>& all_cases() {
+  static const std::vector<Case> cases = build_cases();
+  return cases;
+}
+
+}  // namespace hkt::gradcheck

@@ -1,0 +1,83 @@
+// conv1d.cpp: the depthwise causal strided conv1d of the HKT downsampler
+// (../shared/design/hkt-attention.md section 1), forward and backward.
+//
+//   y[b, t, c] = bias[c] + sum_{r<k} w[c, r] x[b, s t - r, c],  t < T_out = ceil(T / s),
+// with x[b, p, c] = 0 for p < 0. Backward (g = dL/dy):
+//   dx[b, s t - r, c] += g[b, t, c] w[c, r]
+//   dw[c, r] = sum_{b, t} g[b, t, c] x[b, s t - r, c],   dbias[c] = sum_{b, t} g[b, t, c].
+#include "../ops.h"
+#include "cpu_kernels.h"
+
+namespace hkt {
+
+Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, std::int64_t stride) {
+  cpu::check_cpu("causal_conv1d", x);
+  cpu::check_cpu("causal_conv1d", weight, "weight");
+  cpu::check_same_kind("causal_conv1d", x, weight);
+  check(x.dim() == 3, "causal_conv1d: input must be [B, T, C], got " + shape_str(x.shape()));
+  check(stride >= 1, "causal_conv1d: stride must be >= 1, got " + std::to_string(stride));
+  const std::int64_t B = x.shape()[0], T = x.shape()[1], C = x.shape()[2];
+  check(weight.dim() == 2 && weight.shape()[0] == C && weight.shape()[1] >= 1,
+        "causal_conv1d: weight must be [C, k] = [" + std::to_string(C) + ", k >= 1] for input " + shape_str(x.shape()) +
+            ", got " + shape_str(weight.shape()));
+  if (bias.defined()) {
+    cpu::check_cpu("causal_conv1d", bias, "bias");
+    cpu::check_same_kind("causal_conv1d", x, bias);
+    check(bias.shape() == Shape{C}, "causal_conv1d: bias must be [" + std::to_string(C) + "], got " + shape_str(bias.shape()));
+  }
+  const std::int64_t k = weight.shape()[1], T_out = (T + stride - 1) / stride;
+  Tensor y = Tensor::empty({B, T_out, C}, x.dtype());
+  dispatch_floating(x.dtype(), "causal_conv1d", [&](auto tag) {
+    using T_ = decltype(tag);
+    const T_ *px = x.data<T_>(), *pw = weight.data<T_>();
+    const T_* pb = bias.defined() ? bias.data<T_>() : nullptr;
+    T_* py = y.data<T_>();
+    cpu::parallel_for(B * T_out, C * k, [&](std::int64_t bt) {
+      const std::int64_t b = bt / T_out, t = bt % T_out;
+      T_* out = py + bt * C;
+      for (std::int64_t c = 0; c < C; ++c) out[c] = pb ? pb[c] : T_(0);
+      for (std::int64_t r = 0; r < k && stride * t - r >= 0; ++r) {
+        const T_* in = px + (b * T + stride * t - r) * C;
+        for (std::int64_t c = 0; c < C; ++c) out[c] += pw[c * k + r] * in[c];
+      }
+    });
+  });
+  record(y, "causal_conv1d", {x, weight, bias},
+         [x = x.detach(), w = weight.detach(), B, T, C, k, T_out, stride](const Tensor& g, const std::vector<bool>& needs) {
+           Grads grads(3);
+           dispatch_floating(g.dtype(), "causal_conv1d backward", [&](auto tag) {
+             using T_ = decltype(tag);
+             const T_ *pg = g.data<T_>(), *px = x.data<T_>(), *pw = w.data<T_>();
+             if (needs[0]) {  // each batch element owns its slab of dx
+               grads[0] = Tensor::zeros({B, T, C}, g.dtype());
+               T_* dx = grads[0].data<T_>();
+               cpu::parallel_for(B, T_out * C * k, [&](std::int64_t b) {
+                 for (std::int64_t t = 0; t < T_out; ++t)
+                   for (std::int64_t r = 0; r < k && stride * t - r >= 0; ++r)
+                     for (std::int64_t c = 0; c < C; ++c)
+                       dx[(b * T + stride * t - r) * C + c] += pg[(b * T_out + t) * C + c] * pw[c * k + r];
+               });
+             }
+             if (needs[1] || needs[2]) {  // each channel sums its own terms in a fixed order
+               if (needs[1]) grads[1] = Tensor::zeros({C, k}, g.dtype());
+               if (needs[2]) grads[2] = Tensor::zeros({C}, g.dtype());
+               T_* dw = needs[1] ? grads[1].data<T_>() : nullptr;
+               T_* db = needs[2] ? grads[2].data<T_>() : nullptr;
+               cpu::parallel_for(C, B * T_out * (k + 1), [&](std::int64_t c) {
+                 for (std::int64_t b = 0; b < B; ++b)
+                   for (std::int64_t t = 0; t < T_out; ++t) {
+                     const T_ gv = pg[(b * T_out + t) * C + c];
+                     if (db) db[c] += gv;
+                     if (dw)
+                       for (std::int64_t r = 0; r < k && stride * t - r >= 0; ++r)
+                         dw[c * k + r] += gv * px[(b * T + stride * t - r) * C + c];
+                   }
+               });
+             }
+           });
+           return grads;
+         });
+  return y;
+}
+
+}  // namespace hkt

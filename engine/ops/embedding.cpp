@@ -1,0 +1,50 @@
+// embedding.cpp: token embedding lookup and its scatter-add backward.
+#include <cstring>
+
+#include "../ops.h"
+#include "cpu_kernels.h"
+
+namespace hkt {
+
+Tensor embedding(const Tensor& weight, const Tensor& indices) {
+  cpu::check_cpu("embedding", weight, "weight");
+  cpu::check_indices("embedding", indices, "indices");
+  check(weight.dim() == 2, "embedding: weight must be [V, D], got " + shape_str(weight.shape()));
+  check(is_floating(weight.dtype()), "embedding: weight must be float32 or float64");
+  const std::int64_t V = weight.shape()[0], D = weight.shape()[1], N = indices.numel();
+  const std::int64_t* idx = indices.data<std::int64_t>();
+  for (std::int64_t i = 0; i < N; ++i)
+    check(idx[i] >= 0 && idx[i] < V, "embedding: index " + std::to_string(idx[i]) + " at position " + std::to_string(i) +
+                                         " is outside [0, " + std::to_string(V) + ")");
+  Shape out_shape = indices.shape();
+  out_shape.push_back(D);
+  Tensor y = Tensor::empty(out_shape, weight.dtype());
+  const std::size_t row_bytes = static_cast<std::size_t>(D) * dtype_size(weight.dtype());
+  const auto* pw = static_cast<const unsigned char*>(weight.raw_data());
+  auto* py = static_cast<unsigned char*>(y.raw_data());
+  cpu::parallel_for(N, D, [&](std::int64_t i) {
+    if (row_bytes) std::memcpy(py + static_cast<std::size_t>(i) * row_bytes, pw + static_cast<std::size_t>(idx[i]) * row_bytes, row_bytes);
+  });
+  // dW[v] = sum of g rows whose index is v. Threads split the D columns; each walks the
+  // indices in order, so the sums never depend on timing (no atomics).
+  record(y, "embedding", {weight, indices}, [indices = indices.detach(), V, D, N](const Tensor& g, const std::vector<bool>&) {
+    Tensor dw = Tensor::zeros({V, D}, g.dtype());
+    dispatch_floating(g.dtype(), "embedding backward", [&](auto tag) {
+      using T = decltype(tag);
+      const T* pg = g.data<T>();
+      const std::int64_t* ix = indices.data<std::int64_t>();
+      T* out = dw.data<T>();
+      constexpr std::int64_t kBlock = 64;
+      const std::int64_t blocks = (D + kBlock - 1) / kBlock;
+      cpu::parallel_for(blocks, N * kBlock, [&](std::int64_t b) {
+        const std::int64_t j0 = b * kBlock, j1 = std::min(D, j0 + kBlock);
+        for (std::int64_t i = 0; i < N; ++i)
+          for (std::int64_t j = j0; j < j1; ++j) out[ix[i] * D + j] += pg[i * D + j];
+      });
+    });
+    return Grads{dw, Tensor()};
+  });
+  return y;
+}
+
+}  // namespace hkt

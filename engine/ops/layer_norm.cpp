@@ -1,0 +1,96 @@
+// layer_norm.cpp: layer normalisation over the last axis, forward and backward.
+//
+// Forward per row (D values):  mu = mean x,  var = mean (x - mu)^2 (biased),
+//   rstd = 1 / sqrt(var + eps),  xhat = (x - mu) rstd,  y = xhat * w + b.
+// Backward (g = dL/dy):  dw = sum_rows g xhat,  db = sum_rows g,  dxhat = g w,
+//   dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)).
+#include <cmath>
+
+#include "../ops.h"
+#include "cpu_kernels.h"
+
+namespace hkt {
+
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  cpu::check_cpu("layer_norm", x);
+  check(x.dim() >= 1, "layer_norm: input must have rank >= 1");
+  check(eps >= 0.0, "layer_norm: eps must be >= 0");
+  const std::int64_t D = x.shape().back(), N = D == 0 ? 0 : x.numel() / D;
+  for (const auto* p : {&weight, &bias}) {
+    if (!p->defined()) continue;
+    const char* name = p == &weight ? "weight" : "bias";
+    cpu::check_cpu("layer_norm", *p, name);
+    cpu::check_same_kind("layer_norm", x, *p);
+    check(p->shape() == Shape{D}, std::string("layer_norm: ") + name + " has shape " + shape_str(p->shape()) +
+                                      ", expected [" + std::to_string(D) + "] for input " + shape_str(x.shape()));
+  }
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  Tensor xhat = Tensor::empty(x.shape(), x.dtype());
+  Tensor rstd = Tensor::empty({N}, x.dtype());
+  dispatch_floating(x.dtype(), "layer_norm", [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = x.data<T>();
+    const T* pw = weight.defined() ? weight.data<T>() : nullptr;
+    const T* pb = bias.defined() ? bias.data<T>() : nullptr;
+    T *py = y.data<T>(), *ph = xhat.data<T>(), *pr = rstd.data<T>();
+    cpu::parallel_for(N, D * 4, [&](std::int64_t r) {
+      const T* xr = px + r * D;
+      T mu = 0, var = 0;
+      for (std::int64_t j = 0; j < D; ++j) mu += xr[j];
+      mu /= static_cast<T>(D);
+      for (std::int64_t j = 0; j < D; ++j) var += (xr[j] - mu) * (xr[j] - mu);
+      var /= static_cast<T>(D);
+      const T rs = T(1) / std::sqrt(var + static_cast<T>(eps));
+      pr[r] = rs;
+      for (std::int64_t j = 0; j < D; ++j) {
+        const T h = (xr[j] - mu) * rs;
+        ph[r * D + j] = h;
+        py[r * D + j] = h * (pw ? pw[j] : T(1)) + (pb ? pb[j] : T(0));
+      }
+    });
+  });
+  record(y, "layer_norm", {x, weight, bias},
+         [xhat = xhat.detach(), rstd = rstd.detach(), w = weight.defined() ? weight.detach() : Tensor(), N, D](
+             const Tensor& g, const std::vector<bool>& needs) {
+           Grads grads(3);
+           dispatch_floating(g.dtype(), "layer_norm backward", [&](auto tag) {
+             using T = decltype(tag);
+             const T *pg = g.data<T>(), *ph = xhat.data<T>(), *pr = rstd.data<T>();
+             const T* pw = w.defined() ? w.data<T>() : nullptr;
+             if (needs[0]) {
+               grads[0] = Tensor::empty(g.shape(), g.dtype());
+               T* dx = grads[0].data<T>();
+               cpu::parallel_for(N, D * 4, [&](std::int64_t r) {
+                 T mean_d = 0, mean_dh = 0;  // mean(dxhat), mean(dxhat * xhat)
+                 for (std::int64_t j = 0; j < D; ++j) {
+                   const T d = pg[r * D + j] * (pw ? pw[j] : T(1));
+                   mean_d += d;
+                   mean_dh += d * ph[r * D + j];
+                 }
+                 mean_d /= static_cast<T>(D);
+                 mean_dh /= static_cast<T>(D);
+                 for (std::int64_t j = 0; j < D; ++j) {
+                   const T d = pg[r * D + j] * (pw ? pw[j] : T(1));
+                   dx[r * D + j] = pr[r] * (d - mean_d - ph[r * D + j] * mean_dh);
+                 }
+               });
+             }
+             // Column sums over rows: each thread owns whole columns, so the order of
+             // additions (row by row) is fixed and the result deterministic.
+             for (int k : {1, 2}) {
+               if (!needs[static_cast<std::size_t>(k)]) continue;
+               grads[static_cast<std::size_t>(k)] = Tensor::empty({D}, g.dtype());
+               T* out = grads[static_cast<std::size_t>(k)].data<T>();
+               cpu::parallel_for(D, N, [&](std::int64_t j) {
+                 T s = 0;
+                 for (std::int64_t r = 0; r < N; ++r) s += pg[r * D + j] * (k == 1 ? ph[r * D + j] : T(1));
+                 out[j] = s;
+               });
+             }
+           });
+           return grads;
+         });
+  return y;
+}
+
+}  // namespace hkt

@@ -1,0 +1,179 @@
+// layout.cpp: reshape (a view), permute/transpose, slice and concat (copies).
+#include <algorithm>
+#include <cstring>
+
+#include "../ops.h"
+#include "cpu_kernels.h"
+
+namespace hkt {
+
+Tensor reshape(const Tensor& x, const Shape& shape_in) {
+  check(x.defined(), "reshape: the tensor is undefined");
+  Shape shape = shape_in;
+  int infer = -1;
+  std::int64_t known = 1;
+  for (int i = 0; i < static_cast<int>(shape.size()); ++i) {
+    if (shape[i] == -1) {
+      check(infer < 0, "reshape: only one size may be -1, got " + shape_str(shape_in));
+      infer = i;
+    } else {
+      check(shape[i] >= 0, "reshape: invalid size in " + shape_str(shape_in));
+      known *= shape[i];
+    }
+  }
+  if (infer >= 0) {
+    check(known > 0 && x.numel() % known == 0, "reshape: cannot reshape " + shape_str(x.shape()) + " into " + shape_str(shape_in));
+    shape[infer] = x.numel() / known;
+  }
+  validate_shape("reshape", shape);
+  check(numel(shape) == x.numel(), "reshape: cannot reshape " + shape_str(x.shape()) + " (" + std::to_string(x.numel()) +
+                                       " elements) into " + shape_str(shape_in));
+  // A view: new TensorImpl, same storage (contiguous, so no data moves).
+  Tensor y = x.detach();
+  y.impl()->shape = shape;
+  record(y, "reshape", {x}, [xs = x.shape()](const Tensor& g, const std::vector<bool>&) { return Grads{reshape(g, xs)}; });
+  return y;
+}
+
+Tensor permute(const Tensor& x, const std::vector<int>& dims_in) {
+  cpu::check_cpu("permute", x);
+  const int rank = x.dim();
+  check(static_cast<int>(dims_in.size()) == rank, "permute: " + std::to_string(dims_in.size()) +
+                                                      " dims given for a tensor of rank " + std::to_string(rank));
+  std::vector<int> dims;
+  for (int d : dims_in) dims.push_back(normalize_axis("permute", d, rank));
+  std::vector<int> sorted = dims;
+  std::sort(sorted.begin(), sorted.end());
+  for (int i = 0; i < rank; ++i) check(sorted[i] == i, "permute: dims are not a permutation of 0.." + std::to_string(rank - 1));
+
+  const Shape& s = x.shape();
+  Shape out_shape(rank);
+  for (int i = 0; i < rank; ++i) out_shape[i] = s[dims[i]];
+  Tensor y = Tensor::empty(out_shape, x.dtype());
+  // Output coordinate i along dimension d reads input stride in_strides[dims[d]].
+  const auto in_strides = contiguous_strides(s);
+  std::vector<std::int64_t> read_strides(rank);
+  for (int d = 0; d < rank; ++d) read_strides[d] = in_strides[dims[d]];
+  const std::int64_t inner = rank == 0 ? 1 : out_shape[rank - 1];
+  const std::int64_t rows = inner == 0 ? 0 : y.numel() / inner;
+  dispatch_any(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    cpu::parallel_for(rows, inner, [&](std::int64_t row) {
+      std::int64_t offset = 0, rest = row;
+      for (int d = rank - 2; d >= 0; --d) {
+        offset += (rest % out_shape[d]) * read_strides[d];
+        rest /= out_shape[d];
+      }
+      const std::int64_t step = rank == 0 ? 0 : read_strides[rank - 1];
+      for (std::int64_t j = 0; j < inner; ++j) py[row * inner + j] = px[offset + j * step];
+    });
+  });
+  // Backward: permute g by the inverse permutation.
+  std::vector<int> inverse(rank);
+  for (int i = 0; i < rank; ++i) inverse[dims[i]] = i;
+  record(y, "permute", {x}, [inverse](const Tensor& g, const std::vector<bool>&) { return Grads{permute(g, inverse)}; });
+  return y;
+}
+
+Tensor transpose(const Tensor& x, int axis0, int axis1) {
+  check(x.defined(), "transpose: the tensor is undefined");
+  const int a = normalize_axis("transpose", axis0, x.dim()), b = normalize_axis("transpose", axis1, x.dim());
+  std::vector<int> dims(x.dim());
+  for (int i = 0; i < x.dim(); ++i) dims[i] = i;
+  std::swap(dims[a], dims[b]);
+  return permute(x, dims);
+}
+
+namespace {
+// View of a shape around `axis` as [outer, size, inner].
+void split_at(const Shape& s, int axis, std::int64_t& outer, std::int64_t& inner) {
+  outer = 1;
+  inner = 1;
+  for (int i = 0; i < axis; ++i) outer *= s[i];
+  for (int i = axis + 1; i < static_cast<int>(s.size()); ++i) inner *= s[i];
+}
+
+// Copies block [outer, n, inner] of src starting at src_start along the axis into dst
+// at dst_start (element sizes `esize` bytes). Used by slice, concat and their backward.
+void copy_along_axis(const Tensor& src, std::int64_t src_n, std::int64_t src_start, Tensor& dst, std::int64_t dst_n,
+                     std::int64_t dst_start, std::int64_t count, std::int64_t outer, std::int64_t inner) {
+  const std::size_t esize = dtype_size(src.dtype());
+  const auto* ps = static_cast<const unsigned char*>(src.raw_data());
+  auto* pd = static_cast<unsigned char*>(dst.raw_data());
+  const std::size_t block = static_cast<std::size_t>(count * inner) * esize;
+  cpu::parallel_for(outer, count * inner, [&](std::int64_t o) {
+    if (block)
+      std::memcpy(pd + static_cast<std::size_t>((o * dst_n + dst_start) * inner) * esize,
+                  ps + static_cast<std::size_t>((o * src_n + src_start) * inner) * esize, block);
+  });
+}
+}  // namespace
+
+Tensor slice(const Tensor& x, int axis_in, std::int64_t start, std::int64_t end) {
+  cpu::check_cpu("slice", x);
+  const int axis = normalize_axis("slice", axis_in, x.dim());
+  const std::int64_t n = x.shape()[axis];
+  if (start < 0) start += n;
+  if (end < 0) end += n;
+  check(0 <= start && start <= end && end <= n, "slice: range [" + std::to_string(start) + ", " + std::to_string(end) +
+                                                    ") is outside axis " + std::to_string(axis) + " of size " +
+                                                    std::to_string(n) + " (shape " + shape_str(x.shape()) + ")");
+  Shape out_shape = x.shape();
+  out_shape[axis] = end - start;
+  Tensor y = Tensor::empty(out_shape, x.dtype());
+  std::int64_t outer, inner;
+  split_at(x.shape(), axis, outer, inner);
+  copy_along_axis(x, n, start, y, end - start, 0, end - start, outer, inner);
+  // Backward: g lands at [start, end) of a zero tensor of x's shape.
+  record(y, "slice", {x}, [xs = x.shape(), axis, start, n, outer, inner](const Tensor& g, const std::vector<bool>&) {
+    Tensor gx = Tensor::zeros(xs, g.dtype());
+    const std::int64_t count = g.shape()[axis];
+    copy_along_axis(g, count, 0, gx, n, start, count, outer, inner);
+    return Grads{gx};
+  });
+  return y;
+}
+
+Tensor concat(const std::vector<Tensor>& xs, int axis_in) {
+  check(!xs.empty(), "concat: no tensors given");
+  for (const auto& x : xs) cpu::check_cpu("concat", x);
+  const Shape& first = xs[0].shape();
+  const int axis = normalize_axis("concat", axis_in, static_cast<int>(first.size()));
+  std::int64_t total = 0;
+  for (std::size_t k = 0; k < xs.size(); ++k) {
+    const Shape& s = xs[k].shape();
+    check(xs[k].dtype() == xs[0].dtype(), "concat: tensor " + std::to_string(k) + " has dtype " + dtype_name(xs[k].dtype()) +
+                                              ", tensor 0 has " + dtype_name(xs[0].dtype()));
+    bool same = s.size() == first.size();
+    for (std::size_t i = 0; same && i < s.size(); ++i) same = static_cast<int>(i) == axis || s[i] == first[i];
+    check(same, "concat: tensor " + std::to_string(k) + " has shape " + shape_str(s) + ", which does not match " +
+                    shape_str(first) + " outside axis " + std::to_string(axis));
+    total += s[axis];
+  }
+  Shape out_shape = first;
+  out_shape[axis] = total;
+  Tensor y = Tensor::empty(out_shape, xs[0].dtype());
+  std::int64_t outer, inner;
+  split_at(out_shape, axis, outer, inner);
+  std::vector<std::int64_t> starts;
+  std::int64_t at = 0;
+  for (const auto& x : xs) {
+    starts.push_back(at);
+    copy_along_axis(x, x.shape()[axis], 0, y, total, at, x.shape()[axis], outer, inner);
+    at += x.shape()[axis];
+  }
+  // Backward: each input's gradient is its slice of g.
+  record(y, "concat", xs, [axis, starts, total](const Tensor& g, const std::vector<bool>& needs) {
+    Grads grads(starts.size());
+    for (std::size_t k = 0; k < starts.size(); ++k) {
+      const std::int64_t end = k + 1 < starts.size() ? starts[k + 1] : total;
+      if (needs[k]) grads[k] = slice(g, axis, starts[k], end);
+    }
+    return grads;
+  });
+  return y;
+}
+
+}  // namespace hkt

@@ -1,0 +1,54 @@
+// masking.cpp: masked_fill and dropout.
+#include "../ops.h"
+#include "cpu_kernels.h"
+
+namespace hkt {
+
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  cpu::check_cpu("masked_fill", x);
+  cpu::check_cpu("masked_fill", mask, "mask");
+  check(broadcast_shapes("masked_fill", x.shape(), mask.shape()) == x.shape(),
+        "masked_fill: mask of shape " + shape_str(mask.shape()) + " does not broadcast to input " + shape_str(x.shape()));
+  // The mask as 0/1 in x's dtype (any mask dtype: nonzero means fill).
+  Tensor m = Tensor::empty(mask.shape(), x.dtype());
+  dispatch_any(mask.dtype(), [&](auto mtag) {
+    using M = decltype(mtag);
+    const M* pm = mask.data<M>();
+    dispatch_floating(x.dtype(), "masked_fill", [&](auto tag) {
+      using T = decltype(tag);
+      T* out = m.data<T>();
+      for (std::int64_t i = 0; i < mask.numel(); ++i) out[i] = pm[i] != M(0) ? T(1) : T(0);
+    });
+  });
+  const auto fill = [value](auto xv, auto mv) { return mv != decltype(mv)(0) ? static_cast<decltype(xv)>(value) : xv; };
+  Tensor y = cpu::map_binary("masked_fill", x, m, fill);
+  // dx = g where not filled, 0 where filled (the output there does not depend on x).
+  record(y, "masked_fill", {x}, [m](const Tensor& g, const std::vector<bool>&) {
+    return Grads{cpu::map_binary("masked_fill backward", g, m,
+                                 [](auto gv, auto mv) { return mv != decltype(mv)(0) ? decltype(gv)(0) : gv; })};
+  });
+  return y;
+}
+
+Tensor dropout(const Tensor& x, double p, Generator& gen, bool training) {
+  cpu::check_cpu("dropout", x);
+  check(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got " + std::to_string(p));
+  if (!training || p == 0.0) return x;
+  // scale_mask[i] = 1/(1-p) if kept else 0; y = x * scale_mask, and mul's backward
+  // gives dx = g * scale_mask. The mask is a constant: it needs no gradient.
+  Tensor scale_mask = Tensor::empty(x.shape(), x.dtype());
+  const std::uint64_t first = gen.advance(static_cast<std::uint64_t>(x.numel()));
+  const std::uint64_t seed = gen.seed();
+  dispatch_floating(x.dtype(), "dropout", [&](auto tag) {
+    using T = decltype(tag);
+    T* pm = scale_mask.data<T>();
+    const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
+    cpu::parallel_for(x.numel(), 16, [&](std::int64_t i) {
+      const float u = uniform24(philox_at(seed, first + static_cast<std::uint64_t>(i)).out[0]);
+      pm[i] = static_cast<double>(u) < p ? T(0) : keep_scale;
+    });
+  });
+  return mul(x, scale_mask);
+}
+
+}  // namespace hkt

@@ -1,0 +1,178 @@
+// softmax.cpp: softmax, log_softmax (last axis, optional additive mask) and
+// cross_entropy, forward and backward side by side.
+//
+// Rows are the last axis. For a row z = x + mask with m = max z:
+//   softmax p = e^(z - m) / sum e^(z - m),  log_softmax = z - m - log sum e^(z - m).
+// A row of all -inf (every key masked) gives p = 0, log p = -inf and zero gradient
+// (convention 2). A masked entry (z = -inf) of a live row is a constant output (0 or
+// -inf) whatever x is, so its input gets zero gradient.
+#include <cmath>
+#include <limits>
+
+#include "../ops.h"
+#include "cpu_kernels.h"
+
+namespace hkt {
+
+namespace {
+
+// Writes log_softmax of the rows of z into out (rows x n). -inf rows stay -inf.
+template <class T>
+void log_softmax_rows(const T* z, T* out, std::int64_t rows, std::int64_t n) {
+  cpu::parallel_for(rows, n * 4, [&](std::int64_t r) {
+    const T* zr = z + r * n;
+    T* o = out + r * n;
+    T m = -std::numeric_limits<T>::infinity();
+    for (std::int64_t j = 0; j < n; ++j) m = zr[j] > m ? zr[j] : m;
+    if (m == -std::numeric_limits<T>::infinity()) {  // every entry masked
+      for (std::int64_t j = 0; j < n; ++j) o[j] = m;
+      return;
+    }
+    T s = 0;
+    for (std::int64_t j = 0; j < n; ++j) s += std::exp(zr[j] - m);
+    const T lse = m + std::log(s);
+    for (std::int64_t j = 0; j < n; ++j) o[j] = zr[j] - lse;
+  });
+}
+
+// z = x + mask (mask broadcast to x, constant), or x itself.
+Tensor masked_input(const char* op, const Tensor& x, const Tensor& mask) {
+  cpu::check_cpu(op, x);
+  if (!mask.defined()) return x.detach();
+  cpu::check_cpu(op, mask, "mask");
+  check(broadcast_shapes(op, x.shape(), mask.shape()) == x.shape(),
+        std::string(op) + ": mask of shape " + shape_str(mask.shape()) + " does not broadcast to input " + shape_str(x.shape()));
+  NoGradGuard constant;
+  return add(x.detach(), mask.detach());
+}
+
+std::int64_t last_size(const Tensor& x) { return x.dim() == 0 ? 1 : x.shape()[x.dim() - 1]; }
+
+}  // namespace
+
+Tensor log_softmax(const Tensor& x, const Tensor& mask) {
+  const Tensor z = masked_input("log_softmax", x, mask);
+  const std::int64_t n = last_size(x), rows = n == 0 ? 0 : x.numel() / n;
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch_floating(x.dtype(), "log_softmax", [&](auto tag) {
+    using T = decltype(tag);
+    log_softmax_rows(z.data<T>(), y.data<T>(), rows, n);
+  });
+  // dx_j = g_j - p_j sum_k g_k with p = e^y; 0 where y_j = -inf (masked or dead row).
+  record(y, "log_softmax", {x}, [y = y.detach(), n, rows](const Tensor& g, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(y.shape(), y.dtype());
+    dispatch_floating(y.dtype(), "log_softmax backward", [&](auto tag) {
+      using T = decltype(tag);
+      const T *py = y.data<T>(), *pg = g.data<T>();
+      T* out = gx.data<T>();
+      cpu::parallel_for(rows, n * 3, [&](std::int64_t r) {
+        const T *yr = py + r * n, *gr = pg + r * n;
+        T gsum = 0;
+        for (std::int64_t j = 0; j < n; ++j)
+          if (yr[j] != -std::numeric_limits<T>::infinity()) gsum += gr[j];
+        for (std::int64_t j = 0; j < n; ++j)
+          out[r * n + j] = yr[j] == -std::numeric_limits<T>::infinity() ? T(0) : gr[j] - std::exp(yr[j]) * gsum;
+      });
+    });
+    return Grads{gx};
+  });
+  return y;
+}
+
+Tensor softmax(const Tensor& x, const Tensor& mask) {
+  const Tensor z = masked_input("softmax", x, mask);
+  const std::int64_t n = last_size(x), rows = n == 0 ? 0 : x.numel() / n;
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch_floating(x.dtype(), "softmax", [&](auto tag) {
+    using T = decltype(tag);
+    T* py = y.data<T>();
+    log_softmax_rows(z.data<T>(), py, rows, n);
+    cpu::parallel_for(y.numel(), 1, [&](std::int64_t i) { py[i] = std::exp(py[i]); });  // e^-inf = 0
+  });
+  // dx_j = p_j (g_j - sum_k g_k p_k); p_j = 0 gives 0 for masked entries and dead rows.
+  record(y, "softmax", {x}, [y = y.detach(), n, rows](const Tensor& g, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(y.shape(), y.dtype());
+    dispatch_floating(y.dtype(), "softmax backward", [&](auto tag) {
+      using T = decltype(tag);
+      const T *py = y.data<T>(), *pg = g.data<T>();
+      T* out = gx.data<T>();
+      cpu::parallel_for(rows, n * 3, [&](std::int64_t r) {
+        const T *pr = py + r * n, *gr = pg + r * n;
+        T dot = 0;
+        for (std::int64_t j = 0; j < n; ++j) dot += gr[j] * pr[j];
+        for (std::int64_t j = 0; j < n; ++j) out[r * n + j] = pr[j] == T(0) ? T(0) : pr[j] * (gr[j] - dot);
+      });
+    });
+    return Grads{gx};
+  });
+  return y;
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t ignore_index, double label_smoothing) {
+  cpu::check_cpu("cross_entropy", logits, "logits");
+  cpu::check_indices("cross_entropy", targets, "targets");
+  check(logits.dim() >= 1, "cross_entropy: logits must have a class axis, got shape []");
+  check(label_smoothing >= 0.0 && label_smoothing <= 1.0,
+        "cross_entropy: label_smoothing must be in [0, 1], got " + std::to_string(label_smoothing));
+  const Shape expected(logits.shape().begin(), logits.shape().end() - 1);
+  check(targets.shape() == expected, "cross_entropy: logits " + shape_str(logits.shape()) + " need targets of shape " +
+                                         shape_str(expected) + ", got " + shape_str(targets.shape()));
+  const std::int64_t C = logits.shape().back(), N = targets.numel();
+  check(C > 0, "cross_entropy: logits have 0 classes");
+  const std::int64_t* t = targets.data<std::int64_t>();
+  std::int64_t count = 0;
+  for (std::int64_t i = 0; i < N; ++i) {
+    if (t[i] == ignore_index) continue;
+    check(t[i] >= 0 && t[i] < C, "cross_entropy: target " + std::to_string(t[i]) + " at position " + std::to_string(i) +
+                                     " is outside [0, " + std::to_string(C) + ")");
+    ++count;
+  }
+  Tensor logp = Tensor::empty(logits.shape(), logits.dtype());
+  Tensor loss = Tensor::empty({}, logits.dtype());
+  const double eps = label_smoothing;
+  dispatch_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    const T* pl = logits.data<T>();
+    T* lp = logp.data<T>();
+    log_softmax_rows(pl, lp, N, C);
+    // Summed in double in row order: one deterministic number whatever the threads.
+    double total = 0.0;
+    for (std::int64_t i = 0; i < N; ++i) {
+      if (t[i] == ignore_index) continue;
+      double row_mean = 0.0;
+      if (eps > 0.0) {
+        for (std::int64_t c = 0; c < C; ++c) row_mean += static_cast<double>(lp[i * C + c]);
+        row_mean /= static_cast<double>(C);
+      }
+      total -= (1.0 - eps) * static_cast<double>(lp[i * C + t[i]]) + eps * row_mean;
+    }
+    loss.data<T>()[0] = count > 0 ? static_cast<T>(total / static_cast<double>(count)) : T(0);
+  });
+  // dlogits[i, c] = g (p[i, c] - q[i, c]) / count, q = (1 - eps) onehot(t_i) + eps / C;
+  // rows with an ignored target get 0 (and so does everything when count = 0).
+  record(loss, "cross_entropy", {logits, targets},
+         [logp = logp.detach(), targets = targets.detach(), ignore_index, eps, count, N, C](
+             const Tensor& g, const std::vector<bool>&) {
+           Tensor gx = Tensor::zeros(logp.shape(), logp.dtype());
+           if (count == 0) return Grads{gx, Tensor()};
+           dispatch_floating(logp.dtype(), "cross_entropy backward", [&](auto tag) {
+             using T = decltype(tag);
+             const T* lp = logp.data<T>();
+             const std::int64_t* tt = targets.data<std::int64_t>();
+             T* out = gx.data<T>();
+             const T scale = static_cast<T>(g.item() / static_cast<double>(count));
+             if (scale == T(0)) return;  // convention 3: exactly zero
+             cpu::parallel_for(N, C, [&](std::int64_t i) {
+               if (tt[i] == ignore_index) return;
+               for (std::int64_t c = 0; c < C; ++c) {
+                 const double q = (c == tt[i] ? 1.0 - eps : 0.0) + eps / static_cast<double>(C);
+                 out[i * C + c] = scale * static_cast<T>(std::exp(static_cast<double>(lp[i * C + c])) - q);
+               }
+             });
+           });
+           return Grads{gx, Tensor()};
+         });
+  return loss;
+}
+
+}  // namespace hkt

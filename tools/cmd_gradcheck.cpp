@@ -1,0 +1,76 @@
+// cmd_gradcheck.cpp: `hkt gradcheck [--op NAME | --all] [--dtype f64|f32] [--json] [--list]`.
+// Runs the registered finite-difference checks (engine/gradcheck/) and prints one row
+// per (op, shape); exit status 1 if any row fails.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "gradcheck/gradcheck.h"
+
+namespace hkt::tools {
+
+void add_gradcheck_command(CLI::App& app) {
+  struct Args {
+    std::string op;
+    bool all = false, json = false, list = false;
+    std::string dtype = "f64";
+    std::string device = "cpu";
+  };
+  auto args = std::make_shared<Args>();
+  auto* sub = app.add_subcommand("gradcheck",
+                                 "Check every differentiable op's gradient against central finite differences "
+                                 "(float64, eps 1e-6, atol 1e-5, rtol 1e-3, as PyTorch's gradcheck)");
+  auto* op_opt = sub->add_option("--op", args->op, "Check only this op (see --list)");
+  auto* all_opt = sub->add_flag("--all", args->all, "Check every op (the default when --op is not given)");
+  op_opt->excludes(all_opt);
+  sub->add_option("--dtype", args->dtype,
+                  "f64: analytic gradients in float64; f32: float32 kernels against float64 differences "
+                  "(tolerances atol 1e-3, rtol 1e-2)")
+      ->check(CLI::IsMember({"f64", "f32"}));
+  sub->add_option("--device", args->device, "Where the ops run: cpu (cuda arrives with the CUDA backend)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  sub->add_flag("--json", args->json, R"(Print a JSON array of {"op","shape","max_abs_err","max_rel_err","passed"})");
+  sub->add_flag("--list", args->list, "List the ops that have checks, with their number of cases, and exit");
+
+  on_selected(sub, [args] {
+    if (args->list) {
+      for (const auto& name : gradcheck::op_names()) {
+        int n = 0;
+        for (const auto& c : gradcheck::all_cases()) n += c.op == name;
+        std::cout << name << " (" << n << " cases)\n";
+      }
+      return 0;
+    }
+    if (args->device == "cuda")
+      throw Error("gradcheck --device cuda: the CUDA backend does not implement the engine's ops yet; "
+                  "run on the cpu (the CUDA consistency harness comes with the CUDA backend)");
+    gradcheck::Options options;
+    if (args->dtype == "f32") {
+      // float32 analytic gradients carry ~1e-7 relative rounding per op; against float64
+      // differences the PyTorch float64 tolerances are too tight (tests/tolerances.h).
+      options.dtype = DType::Float32;
+      options.atol = 1e-3;
+      options.rtol = 1e-2;
+    }
+    const auto results = gradcheck::run(args->op, options);
+    int failed = 0;
+    for (const auto& r : results) failed += !r.passed;
+    if (args->json) {
+      auto rows = nlohmann::json::array();
+      for (const auto& r : results)
+        rows.push_back({{"op", r.op}, {"shape", r.shape}, {"mode", r.mode}, {"max_abs_err", r.max_abs_err},
+                        {"max_rel_err", r.max_rel_err}, {"passed", r.passed}});
+      std::cout << rows.dump(2) << "\n";
+    } else {
+      std::printf("%-18s %-32s %-10s %12s %12s  %s\n", "op", "shape", "mode", "max_abs_err", "max_rel_err", "result");
+      for (const auto& r : results)
+        std::printf("%-18s %-32s %-10s %12.3e %12.3e  %s\n", r.op.c_str(), r.shape.c_str(), r.mode.c_str(), r.max_abs_err,
+                    r.max_rel_err, r.passed ? "ok" : ("FAILED: " + r.failure).c_str());
+      std::printf("gradcheck (%s): %zu passed, %d failed\n", args->dtype.c_str(), results.size() - failed, failed);
+    }
+    return failed ? 1 : 0;
+  });
+}
+
+}  // namespace hkt::tools

@@ -1,0 +1,21 @@
+// commands.h: each subcommand of `hkt` adds itself to the CLI11 app and leaves a
+// function to run once parsing has selected it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace hkt::tools {
+
+/// `hkt gradcheck`: finite-difference checks of every differentiable op (cmd_gradcheck.cpp).
+void add_gradcheck_command(CLI::App& app);
+/// `hkt devices`: what this build and machine offer (cmd_devices.cpp).
+void add_devices_command(CLI::App& app);
+
+/// Registers the body of a subcommand; run_selected calls the one the user chose.
+void on_selected(CLI::App* sub, std::function<int()> body);
+/// Runs the selected subcommand; returns its exit status.
+int run_selected(CLI::App& app);
+
+}  // namespace hkt::tools
