@@ -15,6 +15,21 @@ bool grad_mode_enabled() { return g_grad_mode; }
 NoGradGuard::NoGradGuard() : previous_(g_grad_mode) { g_grad_mode = false; }
 NoGradGuard::~NoGradGuard() { g_grad_mode = previous_; }
 
+Node::~Node() {
+  // Take over every child this node holds the last reference to, and empty their edges
+  // before they die, so each destructor below runs with nothing left to recurse into.
+  std::vector<std::shared_ptr<Node>> stack;
+  for (auto& e : edges)
+    if (e.node) stack.push_back(std::move(e.node));
+  while (!stack.empty()) {
+    std::shared_ptr<Node> node = std::move(stack.back());
+    stack.pop_back();
+    if (node.use_count() == 1)
+      for (auto& e : node->edges)
+        if (e.node) stack.push_back(std::move(e.node));
+  }
+}
+
 bool any_requires_grad(const std::vector<Tensor>& inputs) {
   if (!g_grad_mode) return false;
   for (const auto& t : inputs)

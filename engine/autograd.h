@@ -45,6 +45,13 @@ struct Node {
   std::vector<Edge> edges;           // one per input
   std::vector<Shape> input_shapes;   // to check each gradient's shape
   BackwardFn backward;               // empty after the graph has been freed
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  /// Releases the chain of nodes below without recursion, so dropping a graph that is
+  /// tens of thousands of ops deep cannot overflow the call stack.
+  ~Node();
 };
 
 /// True while gradients are recorded (the default; thread-local).

@@ -1,0 +1,46 @@
+// test_helpers.h: small helpers shared by the test files.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "ops.h"
+#include "tolerances.h"
+
+namespace hkt::test {
+
+/// A float64 tensor from values and a shape.
+inline Tensor f64(const std::vector<double>& values, const Shape& shape) {
+  return Tensor::from_vector(values, shape, DType::Float64);
+}
+
+/// Checks every element of `actual` against `expected` within `tol`, naming the index.
+inline void require_close(const Tensor& actual, const std::vector<double>& expected, const Tolerance& tol = kFloat64Exact) {
+  const auto a = actual.to_vector();
+  REQUIRE(a.size() == expected.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    INFO("element " << i << ": got " << a[i] << ", expected " << expected[i]);
+    if (std::isinf(expected[i]) || std::isnan(expected[i])) {
+      CHECK(((std::isnan(expected[i]) && std::isnan(a[i])) || a[i] == expected[i]));
+    } else {
+      CHECK(std::fabs(a[i] - expected[i]) <= tol.atol + tol.rtol * std::fabs(expected[i]));
+    }
+  }
+}
+
+/// Runs f and requires it to throw hkt::Error whose message contains `fragment`.
+template <class F>
+void require_error(F&& f, const std::string& fragment) {
+  try {
+    f();
+    FAIL("expected hkt::Error containing: " << fragment);
+  } catch (const Error& e) {
+    INFO("message: " << e.what());
+    CHECK(std::string(e.what()).find(fragment) != std::string::npos);
+  }
+}
+
+}  // namespace hkt::test
