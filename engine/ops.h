@@ -96,7 +96,11 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 /// is entirely -inf gives 0 and a zero gradient (convention 2).
 Tensor softmax(const Tensor& x, const Tensor& mask = Tensor());
 /// log softmax over the last axis of (x + mask), computed as (x + mask) - LSE. A row
-/// that is entirely -inf gives -inf and a zero gradient (convention 2).
+/// that is entirely -inf gives -inf and a zero gradient (convention 2). A masked entry
+/// (x + mask = -inf) is the constant -inf whatever x is, so its input gets gradient 0
+/// and its upstream gradient is left out of the row sum. PyTorch differs here: it passes
+/// the upstream gradient of a -inf output straight through to x (both agree when that
+/// upstream gradient is 0, the case in any loss that ignores masked entries).
 Tensor log_softmax(const Tensor& x, const Tensor& mask = Tensor());
 
 /// Mean cross entropy of class logits [..., C] against int64 targets [...]:
