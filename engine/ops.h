@@ -66,6 +66,10 @@ Tensor gelu(const Tensor& x, GeluApproximation approximation = GeluApproximation
 /// Throws "matmul: [2,3] x [4,5]: inner sizes 3 and 4 differ" style errors.
 Tensor matmul(const Tensor& a, const Tensor& b);
 
+/// Affine map y = x W^T + b with PyTorch's nn.Linear layout (ops/linear.cpp).
+/// x: [..., in], weight: [out, in], bias: [out] or undefined -> [..., out].
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
 // ---- layout (ops/layout.cpp) ---------------------------------------------------------
 /// A view of x with a new shape of the same numel; one size may be -1 (inferred).
 Tensor reshape(const Tensor& x, const Shape& shape);

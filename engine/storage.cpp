@@ -1,5 +1,6 @@
 #include "storage.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <string>
 
@@ -7,6 +8,24 @@
 #include "error.h"
 
 namespace hkt {
+
+namespace {
+// Relaxed atomics suffice: the counters are statistics, never used for synchronisation.
+std::atomic<std::size_t> g_cpu_current{0}, g_cpu_peak{0};
+
+void count_allocation(std::size_t nbytes) {
+  const std::size_t now = g_cpu_current.fetch_add(nbytes, std::memory_order_relaxed) + nbytes;
+  std::size_t peak = g_cpu_peak.load(std::memory_order_relaxed);
+  while (now > peak && !g_cpu_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+}  // namespace
+
+MemoryStats cpu_memory_stats() {
+  return MemoryStats{g_cpu_current.load(std::memory_order_relaxed), g_cpu_peak.load(std::memory_order_relaxed)};
+}
+
+void reset_peak_cpu_memory() { g_cpu_peak.store(g_cpu_current.load(std::memory_order_relaxed), std::memory_order_relaxed); }
 
 std::shared_ptr<Storage> Storage::allocate(std::size_t nbytes, Device device) {
   void* data = nullptr;
@@ -18,6 +37,7 @@ std::shared_ptr<Storage> Storage::allocate(std::size_t nbytes, Device device) {
     std::size_t rounded = ((nbytes + 63) / 64) * 64;
     data = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
     if (!data) throw Error("cpu allocate: could not allocate " + std::to_string(nbytes) + " bytes");
+    count_allocation(nbytes);
   }
   return std::shared_ptr<Storage>(new Storage(data, nbytes, device));
 }
@@ -25,8 +45,10 @@ std::shared_ptr<Storage> Storage::allocate(std::size_t nbytes, Device device) {
 Storage::~Storage() {
   if (device_ == Device::CUDA)
     cuda::free(data_);
-  else
+  else {
     std::free(data_);
+    g_cpu_current.fetch_sub(nbytes_, std::memory_order_relaxed);
+  }
 }
 
 Device parse_device(const std::string& name) {

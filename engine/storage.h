@@ -31,4 +31,16 @@ class Storage {
   Device device_;
 };
 
+/// Bytes of CPU tensor storage: alive now, and the most alive at once since the last
+/// reset_peak_cpu_memory(). Counts every Storage the engine allocates on the CPU (not
+/// BLAS or OpenMP workspaces), so it measures what an algorithm keeps, e.g. O(T) vs
+/// O(T^2) attention.
+struct MemoryStats {
+  std::size_t current_bytes = 0;
+  std::size_t peak_bytes = 0;
+};
+MemoryStats cpu_memory_stats();
+/// Sets the peak to the current value.
+void reset_peak_cpu_memory();
+
 }  // namespace hkt

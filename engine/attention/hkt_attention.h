@@ -1,0 +1,65 @@
+// hkt_attention.h: the core of hierarchical attention, "scores" fusion
+// (../shared/design/hkt-attention.md sections 2, 3 and 6), in two implementations with
+// one meaning:
+//   * hkt_attention_composite: built only from engine ops and differentiated by autodiff;
+//     it materialises the T x T score matrices. The definition and the test oracle.
+//   * hkt_attention_fused: tiled exactly as the kernel algorithm of section 6 (online
+//     softmax, saved log-sum-exp, FlashAttention-2 backward), never allocating T x T;
+//     the CPU mirror of the CUDA kernel and the fast CPU path.
+// With L = 1 both are standard multi-head attention: the baseline MHA is this code.
+//
+// Shapes (B batch, H heads, T tokens, T_l = ceil(T / 2^l), d_h head width, L levels):
+//   q[l], k[l]: [B, H, T_l, d_h] for l = 0..L-1 (the level-l queries and keys)
+//   v:          [B, H, T, d_h]
+//   alpha:      [H, L] level weights (rows are convex weights; any values are accepted)
+//   key_mask:   [B, T], nonzero = real token, or undefined (all real)
+//   result O:   [B, H, T, d_h]
+// Per head h:  S = sum_l alpha[h, l] Lift_l(scale Q_l K_l^T),  P = softmax_j(S + mask),
+// O = P V, with key j masked where key_mask[b, j] = 0 or (causal and j > i). A query
+// row with every key masked outputs 0 and gets zero gradients (convention 5).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../tensor.h"
+
+namespace hkt {
+
+struct HktAttentionOptions {
+  bool causal = false;
+  /// Multiplies every level's scores; 0 means 1/sqrt(d_h).
+  double scale = 0.0;
+  /// Query and key tile sizes of the fused op; rounded up to a multiple of 2^(L-1).
+  std::int64_t block_q = 64;
+  std::int64_t block_k = 64;
+};
+
+/// The reference: composite of engine ops (materialises [B, H, T, T]). Throws hkt::Error
+/// naming the argument whose shape, dtype or device does not fit.
+Tensor hkt_attention_composite(const std::vector<Tensor>& q, const std::vector<Tensor>& k, const Tensor& v,
+                               const Tensor& alpha, const Tensor& key_mask, const HktAttentionOptions& options = {});
+
+/// The fused op: same result, memory O(T d_h) per (batch, head) plus the LSE; the
+/// backward of spec section 6 gives dq[l], dk[l], dv and dalpha. Deterministic: each
+/// (batch, head) is one OpenMP task writing only its own gradients; dalpha is reduced
+/// over the batch in a fixed order.
+Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tensor>& k, const Tensor& v,
+                           const Tensor& alpha, const Tensor& key_mask, const HktAttentionOptions& options = {});
+
+/// Checks the arguments of either implementation (shapes above, one floating dtype,
+/// CPU) and returns the scale to use. Throws hkt::Error naming what does not fit.
+double check_hkt_attention_args(const char* op, const std::vector<Tensor>& q, const std::vector<Tensor>& k,
+                                const Tensor& v, const Tensor& alpha, const Tensor& key_mask,
+                                const HktAttentionOptions& options);
+
+/// Counted floating-point operations (multiply-add = 2) of one attention call, spec
+/// section 5. score_flops: sum_l 2 B H T_l^2 d_h (the Q K^T products of every level);
+/// total_flops adds the P V product, 2 B H T^2 d_h. Causality is not discounted.
+struct AttentionFlops {
+  double score_flops = 0;
+  double total_flops = 0;
+};
+AttentionFlops hkt_attention_flops(std::int64_t B, std::int64_t H, std::int64_t T, std::int64_t d_h, int L);
+
+}  // namespace hkt

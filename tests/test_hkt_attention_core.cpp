@@ -1,0 +1,256 @@
+// test_hkt_attention_core.cpp: the fused hierarchical attention op against the
+// composite of engine ops (its definition), forward and every gradient, float64 and
+// float32; its gradcheck; and the properties of spec sections 3 and 4 at the core level.
+#include <limits>
+
+#include "attention/hkt_attention.h"
+#include "gradcheck/gradcheck.h"
+#include "test_helpers.h"
+
+using namespace hkt;
+using namespace hkt::test;
+
+namespace {
+
+struct Problem {
+  std::int64_t B, H, T, dh;
+  int L;
+  bool causal;
+  bool padded;  // right padding in the key mask
+};
+
+struct Inputs {
+  std::vector<Tensor> q, k;
+  Tensor v, alpha, mask;
+};
+
+Inputs make_inputs(const Problem& p, std::uint64_t seed, DType dtype = DType::Float64) {
+  Generator gen(seed);
+  Inputs in;
+  for (int l = 0; l < p.L; ++l) {
+    const std::int64_t Tl = (p.T + (std::int64_t{1} << l) - 1) >> l;
+    in.q.push_back(Tensor::normal({p.B, p.H, Tl, p.dh}, gen, 0, 1, dtype));
+    in.k.push_back(Tensor::normal({p.B, p.H, Tl, p.dh}, gen, 0, 1, dtype));
+  }
+  in.v = Tensor::normal({p.B, p.H, p.T, p.dh}, gen, 0, 1, dtype);
+  NoGradGuard constant;
+  in.alpha = softmax(Tensor::normal({p.H, p.L}, gen, 0, 1, dtype));
+  if (p.padded) {
+    std::vector<double> m(static_cast<std::size_t>(p.B * p.T), 1.0);
+    for (std::int64_t b = 0; b < p.B; ++b)  // batch element b has b + 1 padded keys at the end (at most T - 1)
+      for (std::int64_t j = std::max<std::int64_t>(1, p.T - b - 1); j < p.T; ++j) m[static_cast<std::size_t>(b * p.T + j)] = 0;
+    in.mask = Tensor::from_vector(m, {p.B, p.T}, DType::Int64);
+  }
+  return in;
+}
+
+// Runs impl on fresh leaves; returns output then every gradient (q..., k..., v, alpha)
+// of sum(O * w) for a fixed random w.
+std::vector<Tensor> run(bool fused, const Inputs& in, const HktAttentionOptions& opt, std::uint64_t seed) {
+  std::vector<Tensor> q, k;
+  auto leaf = [](const Tensor& t) { return t.clone().detach().set_requires_grad(); };
+  for (const auto& t : in.q) q.push_back(leaf(t));
+  for (const auto& t : in.k) k.push_back(leaf(t));
+  Tensor v = leaf(in.v), alpha = leaf(in.alpha);
+  Tensor o = fused ? hkt_attention_fused(q, k, v, alpha, in.mask, opt) : hkt_attention_composite(q, k, v, alpha, in.mask, opt);
+  Generator gen(seed);
+  Tensor w = Tensor::normal(o.shape(), gen, 0, 1, o.dtype());
+  sum(o * w).backward();
+  std::vector<Tensor> res{o};
+  for (auto* group : {&q, &k})
+    for (auto& t : *group) res.push_back(t.grad());
+  res.push_back(v.grad());
+  res.push_back(alpha.grad());
+  return res;
+}
+
+// max |a - b| / max(max |b|, 1e-3): the error relative to the tensor's magnitude. The
+// floor matters for gradients that are exactly 0 in exact arithmetic (e.g. a level with
+// T_l = 1 adds one constant to every score, which softmax ignores): both paths then
+// give rounding noise of ~1e-16, which is not a relative disagreement.
+double rel_err(const Tensor& a, const Tensor& b) {
+  const auto av = a.to_vector(), bv = b.to_vector();
+  REQUIRE(av.size() == bv.size());
+  double err = 0, mag = 0;
+  for (std::size_t i = 0; i < av.size(); ++i) {
+    REQUIRE(std::isfinite(av[i]));
+    err = std::max(err, std::fabs(av[i] - bv[i]));
+    mag = std::max(mag, std::fabs(bv[i]));
+  }
+  return err / std::max(mag, 1e-3);
+}
+
+const char* kNames[] = {"output", "dq/dk/dv/dalpha"};
+
+}  // namespace
+
+TEST_CASE("hkt attention core: fused equals composite in float64 for output and every gradient", "[attention]") {
+  const std::vector<Problem> problems = {
+      {2, 3, 16, 4, 1, false, false},  // MHA
+      {2, 3, 16, 4, 3, false, false},  {1, 2, 37, 5, 3, true, false},   // T odd, not a multiple of 4
+      {3, 2, 29, 3, 2, false, true},   {2, 8, 20, 2, 4, true, true},    // heads = 8, L = 4
+      {1, 1, 1, 3, 3, true, false},    {2, 1, 7, 2, 4, false, true},    // T = 1; T < 2^(L-1)
+      {1, 2, 130, 4, 3, true, true},                                      // several tiles
+  };
+  for (const auto& p : problems) {
+    for (std::int64_t block : {4, 64}) {
+      HktAttentionOptions opt;
+      opt.causal = p.causal;
+      opt.block_q = opt.block_k = block;
+      const Inputs in = make_inputs(p, 11 + static_cast<std::uint64_t>(p.T));
+      const auto fused = run(true, in, opt, 5), composite = run(false, in, opt, 5);
+      for (std::size_t i = 0; i < fused.size(); ++i) {
+        INFO("B=" << p.B << " H=" << p.H << " T=" << p.T << " dh=" << p.dh << " L=" << p.L << " causal=" << p.causal
+                  << " padded=" << p.padded << " block=" << block << " tensor " << i << " (" << kNames[i ? 1 : 0] << ")");
+        CHECK(rel_err(fused[i], composite[i]) < 1e-10);
+      }
+    }
+  }
+}
+
+TEST_CASE("hkt attention core: fused float32 is within twice the composite float32 error against float64", "[attention]") {
+  const Problem p{2, 4, 70, 16, 3, true, true};
+  HktAttentionOptions opt;
+  opt.causal = true;
+  const Inputs in64 = make_inputs(p, 3);
+  Inputs in32 = in64;
+  for (auto* group : {&in32.q, &in32.k})
+    for (auto& t : *group) t = t.to(DType::Float32);
+  in32.v = in64.v.to(DType::Float32);
+  in32.alpha = in64.alpha.to(DType::Float32);
+  const auto truth = run(false, in64, opt, 9), f32_fused = run(true, in32, opt, 9), f32_comp = run(false, in32, opt, 9);
+  for (std::size_t i = 0; i < truth.size(); ++i) {
+    const double e_fused = rel_err(f32_fused[i], truth[i]), e_comp = rel_err(f32_comp[i], truth[i]);
+    INFO("tensor " << i << ": fused err " << e_fused << ", composite err " << e_comp);
+    CHECK(e_fused <= 2 * e_comp + 1e-7);  // the FlashAttention criterion, with a floor at float32 rounding
+    CHECK(e_fused < 1e-4);
+  }
+}
+
+TEST_CASE("hkt attention core: gradcheck of the fused op in float64", "[attention][gradcheck]") {
+  for (const Problem& p : {Problem{1, 2, 9, 3, 3, true, true}, Problem{2, 1, 6, 2, 2, false, false}}) {
+    const Inputs in = make_inputs(p, 21);
+    HktAttentionOptions opt;
+    opt.causal = p.causal;
+    opt.block_q = opt.block_k = 4;
+    const auto L = static_cast<std::size_t>(p.L);
+    gradcheck::Function f = [L, mask = in.mask, opt](const std::vector<Tensor>& x) {
+      std::vector<Tensor> q(x.begin(), x.begin() + static_cast<long>(L)), k(x.begin() + static_cast<long>(L), x.begin() + 2 * static_cast<long>(L));
+      return hkt_attention_fused(q, k, x[2 * L], x[2 * L + 1], mask, opt);
+    };
+    std::vector<Tensor> inputs = in.q;
+    inputs.insert(inputs.end(), in.k.begin(), in.k.end());
+    inputs.push_back(in.v);
+    inputs.push_back(in.alpha);
+    const auto r = gradcheck::check("hkt_attention_fused", "core", f, inputs);
+    INFO(r.mode << " max_abs_err " << r.max_abs_err << " " << r.failure);
+    CHECK(r.passed);
+  }
+}
+
+TEST_CASE("hkt attention core: L = 1 and alpha = (1 0 ...) are standard attention", "[attention]") {
+  // Standard attention by hand: softmax(scale Q K^T + mask) V, per (batch, head).
+  const Problem p{2, 2, 11, 3, 3, true, true};
+  const Inputs in = make_inputs(p, 4);
+  NoGradGuard no_grad;
+  Tensor mha = matmul(softmax(mul(matmul(in.q[0], transpose(in.k[0], -1, -2)), 1.0 / std::sqrt(3.0)),
+                              [&] {
+                                std::vector<double> m(static_cast<std::size_t>(2 * 11 * 11), 0.0);
+                                const auto keep = in.mask.to_vector();
+                                for (int b = 0; b < 2; ++b)
+                                  for (int i = 0; i < 11; ++i)
+                                    for (int j = 0; j < 11; ++j)
+                                      if (j > i || keep[static_cast<std::size_t>(b * 11 + j)] == 0)
+                                        m[static_cast<std::size_t>((b * 11 + i) * 11 + j)] = -std::numeric_limits<double>::infinity();
+                                return Tensor::from_vector(m, {2, 1, 11, 11}, DType::Float64);
+                              }()),
+                      in.v);
+  HktAttentionOptions opt;
+  opt.causal = true;
+  const Tensor l1 = hkt_attention_fused({in.q[0]}, {in.k[0]}, in.v, Tensor::ones({2, 1}, DType::Float64), in.mask, opt);
+  const Tensor e0 = hkt_attention_fused(in.q, in.k, in.v, Tensor::from_vector({1, 0, 0, 1, 0, 0}, {2, 3}, DType::Float64), in.mask, opt);
+  CHECK(rel_err(l1, mha) < 1e-13);
+  CHECK(rel_err(e0, mha) < 1e-13);
+}
+
+TEST_CASE("hkt attention core: causality is exact and padding changes no real output", "[attention]") {
+  for (int L = 1; L <= 4; ++L) {
+    const Problem p{1, 2, 23, 3, L, true, false};
+    const Inputs in = make_inputs(p, 8);
+    HktAttentionOptions opt;
+    opt.causal = true;
+    opt.block_q = opt.block_k = 8;
+    const auto base = hkt_attention_fused(in.q, in.k, in.v, in.alpha, Tensor(), opt).to_vector();
+    // Changing key/value position j = 15 (and every coarse token built from positions
+    // >= 15 at each level) may change only rows i >= 15.
+    Inputs changed = in;
+    changed.v = in.v.clone();
+    for (std::int64_t h = 0; h < 2; ++h)
+      for (std::int64_t d = 0; d < 3; ++d) changed.v.data<double>()[(h * 23 + 15) * 3 + d] += 1.0;
+    for (int l = 0; l < L; ++l) {
+      const auto li = static_cast<std::size_t>(l);
+      changed.k[li] = in.k[li].clone();
+      changed.q[li] = in.q[li].clone();
+      const std::int64_t Tl = in.k[li].shape()[2];
+      for (std::int64_t t = 0; t < Tl; ++t) {
+        if ((t << l) < 15) continue;  // coarse token t depends on positions <= 2^l t only
+        for (std::int64_t h = 0; h < 2; ++h)
+          for (std::int64_t d = 0; d < 3; ++d) {
+            changed.k[li].data<double>()[(h * Tl + t) * 3 + d] -= 0.5;
+            changed.q[li].data<double>()[(h * Tl + t) * 3 + d] += 0.5;
+          }
+      }
+    }
+    const auto after = hkt_attention_fused(changed.q, changed.k, changed.v, in.alpha, Tensor(), opt).to_vector();
+    for (std::int64_t h = 0; h < 2; ++h)
+      for (std::int64_t i = 0; i < 23; ++i)
+        for (std::int64_t d = 0; d < 3; ++d) {
+          const auto at = static_cast<std::size_t>((h * 23 + i) * 3 + d);
+          INFO("L=" << L << " row " << i);
+          if (i < 15) CHECK(after[at] == base[at]);  // bit-identical
+        }
+    bool some_changed = false;
+    for (std::size_t at = 0; at < after.size(); ++at) some_changed |= after[at] != base[at];
+    CHECK(some_changed);
+  }
+}
+
+TEST_CASE("hkt attention core: a row with every key masked outputs 0 with finite zero gradients", "[attention]") {
+  const Problem p{2, 2, 9, 3, 3, false, false};
+  Inputs in = make_inputs(p, 6);
+  in.mask = Tensor::from_indices(std::vector<std::int64_t>(9, 0), {1, 9});  // placeholder replaced below
+  std::vector<std::int64_t> m(18, 1);
+  for (int j = 0; j < 9; ++j) m[static_cast<std::size_t>(9 + j)] = 0;  // batch 1: every key padding
+  in.mask = Tensor::from_indices(m, {2, 9});
+  for (bool fused : {true, false}) {
+    const auto res = run(fused, in, HktAttentionOptions{}, 2);
+    const auto o = res[0].to_vector();
+    for (std::size_t i = 2 * 9 * 3; i < o.size(); ++i) CHECK(o[i] == 0.0);
+    for (const auto& g : res) {
+      REQUIRE(g.defined());
+      for (double x : g.to_vector()) CHECK(std::isfinite(x));
+    }
+    const auto dv = res[res.size() - 2].to_vector();  // v of batch 1 is never attended to
+    for (std::size_t i = 2 * 9 * 3; i < dv.size(); ++i) CHECK(dv[i] == 0.0);
+  }
+}
+
+TEST_CASE("hkt attention core: counted FLOP ratios of spec section 5", "[attention]") {
+  const auto mha = hkt_attention_flops(1, 1, 4096, 64, 1);
+  const auto hkt3 = hkt_attention_flops(1, 1, 4096, 64, 3);
+  const auto hkt4 = hkt_attention_flops(1, 1, 4096, 64, 4);
+  CHECK(mha.score_flops == 2.0 * 4096 * 4096 * 64);
+  CHECK(hkt3.score_flops / mha.score_flops == Approx(1.3125).epsilon(1e-12));             // 1 + 1/4 + 1/16
+  CHECK(hkt4.score_flops / mha.score_flops == Approx(1.328125).epsilon(1e-12));           // + 1/64
+  CHECK(hkt3.total_flops / mha.total_flops == Approx((1.3125 + 1) / 2).epsilon(1e-12));   // 1.156
+}
+
+TEST_CASE("hkt attention core: argument errors name the argument", "[attention][errors]") {
+  const Inputs in = make_inputs({1, 2, 8, 3, 2, false, false}, 1);
+  require_error([&] { hkt_attention_fused({in.q[0]}, in.k, in.v, in.alpha, Tensor()); }, "1 query levels but 2 key levels");
+  require_error([&] { hkt_attention_fused({in.q[0], in.q[0]}, in.k, in.v, in.alpha, Tensor()); },
+                "q[1] has shape [1,2,8,3], expected [1,2,4,3]");
+  require_error([&] { hkt_attention_composite(in.q, in.k, in.v, Tensor::ones({2, 3}, DType::Float64), Tensor()); },
+                "alpha must be [H, L] = [2,2], got [2,3]");
+  require_error([&] { hkt_attention_fused(in.q, in.k, in.v, in.alpha, Tensor::ones({1, 7})); }, "key_mask must be [B, T] = [1,8]");
+}
