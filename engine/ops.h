@@ -3,7 +3,11 @@
 // hkt::Error naming the op for a wrong dtype, device or shape. Each op's forward,
 // backward and dispatch live together in one file under engine/ops/ (named below).
 // Conventions where mathematics leaves a choice are those of ../shared/design/engine.md
-// ("Conventions"), referred to as "convention N".
+// ("Conventions"), referred to as "convention N". Convention 3 (a zero upstream gradient
+// gives a zero input gradient even where the local derivative is infinite) holds for
+// every elementwise op, masking and softmax; a matmul or conv1d whose other operand holds
+// inf already has a non-finite forward, which training reports as an error.
+// Float32 reductions (sum, mean, layer norm statistics, softmax sums) accumulate in double.
 #pragma once
 
 #include <cstdint>
@@ -53,7 +57,7 @@ Tensor log(const Tensor& x);      ///< natural log; log 0 = -inf, log(<0) = nan
 Tensor sqrt(const Tensor& x);     ///< square root
 Tensor tanh(const Tensor& x);     ///< hyperbolic tangent
 Tensor sigmoid(const Tensor& x);  ///< 1 / (1 + e^-x)
-Tensor relu(const Tensor& x);     ///< max(x, 0); gradient 0 at x = 0 (PyTorch's choice)
+Tensor relu(const Tensor& x);     ///< max(x, 0), NaN stays NaN; gradient 0 at x = 0 (PyTorch's choice)
 
 /// GELU (Hendrycks & Gimpel 2016). Erf: x Phi(x) = x/2 (1 + erf(x/sqrt 2)), PyTorch's
 /// default. Tanh: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), approximate="tanh".
@@ -155,7 +159,8 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, 
 /// In place: dst += src (same shape and dtype). Used for gradient accumulation and
 /// optimizers; never recorded, so only for tensors outside the graph.
 void add_(Tensor& dst, const Tensor& src);
-/// 1 where a == b, else 0 (broadcasting), in a's dtype. A constant: no gradient.
+/// 1 where a == b, else 0 (broadcasting), in a's dtype; float32 or float64 inputs. A
+/// constant: no gradient.
 Tensor eq(const Tensor& a, const Tensor& b);
 
 }  // namespace hkt

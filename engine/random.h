@@ -49,7 +49,7 @@ HKT_HOST_DEVICE inline Philox4x32 philox_at(std::uint64_t seed, std::uint64_t in
 }
 
 /// A uniform float in [0, 1) with 24 random bits: (word >> 8) * 2^-24. Used for dropout
-/// masks and float32 uniforms, the same on CPU and GPU.
+/// masks (the same on CPU and GPU); Tensor::uniform uses uniform53 for both dtypes.
 HKT_HOST_DEVICE inline float uniform24(std::uint32_t word) { return static_cast<float>(word >> 8) * 0x1.0p-24f; }
 
 /// A uniform double in [0, 1) with 53 random bits taken from two words.

@@ -49,8 +49,15 @@ int normalize_axis(const char* op, int axis, int rank) {
 void validate_shape(const char* op, const Shape& shape) {
   check(static_cast<int>(shape.size()) <= kMaxRank,
         std::string(op) + ": rank " + std::to_string(shape.size()) + " exceeds the maximum rank " + std::to_string(kMaxRank));
-  for (auto s : shape)
+  // Every size non-negative, and the element count small enough that a byte count of
+  // 8 bytes per element fits in int64 (2^60 elements): larger products would wrap.
+  constexpr std::int64_t kMaxElements = std::int64_t{1} << 60;
+  std::int64_t n = 1;
+  for (auto s : shape) {
     check(s >= 0, std::string(op) + ": shape " + shape_str(shape) + " has a negative size");
+    check(s == 0 || n <= kMaxElements / s, std::string(op) + ": shape " + shape_str(shape) + " has more than 2^60 elements");
+    n = s == 0 ? 0 : n * s;
+  }
 }
 
 }  // namespace hkt

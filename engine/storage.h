@@ -12,8 +12,8 @@ namespace hkt {
 /// and frees it when the last tensor using it goes away. Contents start uninitialised.
 class Storage {
  public:
-  /// Throws hkt::Error when the memory cannot be allocated (CPU: std::bad_alloc is
-  /// turned into hkt::Error naming the size; CUDA: see hkt::cuda::allocate).
+  /// Throws hkt::Error when the memory cannot be allocated (CPU: naming the size; CUDA:
+  /// see hkt::cuda::allocate).
   static std::shared_ptr<Storage> allocate(std::size_t nbytes, Device device);
 
   Storage(const Storage&) = delete;

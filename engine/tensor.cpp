@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <type_traits>
 #include <iomanip>
 #include <sstream>
 
@@ -11,6 +13,20 @@
 #include "ops/cpu_kernels.h"
 
 namespace hkt {
+
+namespace {
+// Converts one value to D. Float -> int64 must be finite and in range (a C++ cast of
+// NaN or 1e300 to an integer is undefined behaviour), else hkt::Error naming `op`.
+template <class D>
+D convert(double value, const char* op, std::size_t index) {
+  if constexpr (std::is_same_v<D, std::int64_t>) {
+    check(std::isfinite(value) && std::fabs(value) < 0x1p63,
+          std::string(op) + ": value " + std::to_string(value) + " at position " + std::to_string(index) +
+              " cannot be converted to int64");
+  }
+  return static_cast<D>(value);
+}
+}  // namespace
 
 // ---- creation --------------------------------------------------------------------
 
@@ -28,7 +44,7 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
   dispatch_any(dtype, [&](auto tag) {
     using T = decltype(tag);
     T* p = t.data<T>();
-    for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(value);
+    for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = convert<T>(value, "full", 0);
   });
   return t.to(device);
 }
@@ -48,7 +64,9 @@ Tensor Tensor::scalar(double value, DType dtype) { return full({}, value, dtype)
 
 Tensor Tensor::arange(double start, double end, double step, DType dtype) {
   check(step != 0.0, "arange: step must not be 0");
+  check(std::isfinite(start) && std::isfinite(end) && std::isfinite(step), "arange: start, end and step must be finite");
   const double count = std::ceil((end - start) / step);
+  check(count <= 0x1p60, "arange: " + std::to_string(count) + " elements are too many");
   const auto n = static_cast<std::int64_t>(count > 0 ? count : 0);
   Tensor t = empty({n}, dtype);
   dispatch_any(dtype, [&](auto tag) {
@@ -68,7 +86,7 @@ Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape
   dispatch_any(dtype, [&](auto tag) {
     using T = decltype(tag);
     T* p = t.data<T>();
-    for (std::size_t i = 0; i < values.size(); ++i) p[i] = static_cast<T>(values[i]);
+    for (std::size_t i = 0; i < values.size(); ++i) p[i] = convert<T>(values[i], "from_vector", i);
   });
   return t;
 }
@@ -78,7 +96,7 @@ Tensor Tensor::from_indices(const std::vector<std::int64_t>& values, const Shape
   check(static_cast<std::int64_t>(values.size()) == hkt::numel(shape),
         "from_indices: " + std::to_string(values.size()) + " values do not fill shape " + shape_str(shape));
   Tensor t = empty(shape, DType::Int64);
-  std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(std::int64_t));
+  if (!values.empty()) std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(std::int64_t));
   return t;
 }
 
@@ -163,7 +181,9 @@ Tensor Tensor::to(DType target) const {
       using D = decltype(dst_tag);
       const S* ps = data<S>();
       D* pd = out.data<D>();
-      for (std::int64_t i = 0; i < numel(); ++i) pd[i] = static_cast<D>(ps[i]);
+      for (std::int64_t i = 0; i < numel(); ++i)
+        pd[i] = std::is_floating_point_v<S> ? convert<D>(static_cast<double>(ps[i]), "to(dtype)", static_cast<std::size_t>(i))
+                                            : static_cast<D>(ps[i]);
     });
   });
   const DType source = dtype();
@@ -209,7 +229,10 @@ Tensor Tensor::reshape(const Shape& new_shape) const { return hkt::reshape(*this
 bool Tensor::requires_grad() const { return defined_impl(*this).requires_grad; }
 bool Tensor::is_leaf() const { return defined_impl(*this).grad_fn == nullptr; }
 Tensor Tensor::grad() const { return defined_impl(*this).grad; }
-void Tensor::zero_grad() { impl_->grad = Tensor(); }
+void Tensor::zero_grad() {
+  check(defined(), "zero_grad: the tensor is undefined");
+  impl_->grad = Tensor();
+}
 const std::shared_ptr<Node>& Tensor::grad_fn() const { return defined_impl(*this).grad_fn; }
 
 Tensor& Tensor::set_requires_grad(bool value) {
@@ -228,34 +251,27 @@ void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
 
 namespace {
 
-// Writes the nested brackets of dimension `d` starting at element `offset`. Long
-// dimensions (> 6) show their first and last 3 entries around "...", as PyTorch does.
-void format_dim(std::ostringstream& os, const std::vector<double>& v, const Shape& shape, std::size_t d,
-                std::int64_t offset, const std::vector<std::int64_t>& strides, bool is_int, bool scientific,
+// Writes the nested brackets of dimension `d` starting at element `offset`; `element`
+// formats one element. Long dimensions (> 6) show their first and last 3 entries around
+// "...", as PyTorch does.
+void format_dim(std::ostringstream& os, const Shape& shape, std::size_t d, std::int64_t offset,
+                const std::vector<std::int64_t>& strides, const std::function<std::string(std::int64_t)>& element,
                 int indent) {
   if (d == shape.size()) {
-    const double x = v[static_cast<std::size_t>(offset)];
-    if (is_int)
-      os << static_cast<std::int64_t>(x);
-    else if (std::isnan(x) || std::isinf(x))
-      os << (std::isnan(x) ? "nan" : (x > 0 ? "inf" : "-inf"));
-    else if (scientific)
-      os << std::scientific << std::setprecision(4) << x;
-    else
-      os << std::fixed << std::setprecision(4) << x;
+    os << element(offset);
     return;
   }
   os << "[";
   const std::int64_t n = shape[d];
+  const std::string separator = d + 1 == shape.size() ? ", " : ",\n" + std::string(static_cast<std::size_t>(indent + 1), ' ');
   for (std::int64_t i = 0; i < n; ++i) {
     if (n > 6 && i == 3) {
-      os << "...";
+      os << "..." << separator;
       i = n - 4;
-      os << (d + 1 == shape.size() ? ", " : ",\n" + std::string(static_cast<std::size_t>(indent + 1), ' '));
       continue;
     }
-    format_dim(os, v, shape, d + 1, offset + i * strides[d], strides, is_int, scientific, indent + 1);
-    if (i + 1 < n) os << (d + 1 == shape.size() ? ", " : ",\n" + std::string(static_cast<std::size_t>(indent + 1), ' '));
+    format_dim(os, shape, d + 1, offset + i * strides[d], strides, element, indent + 1);
+    if (i + 1 < n) os << separator;
   }
   os << "]";
 }
@@ -264,13 +280,30 @@ void format_dim(std::ostringstream& os, const std::vector<double>& v, const Shap
 
 std::string Tensor::to_string() const {
   if (!defined()) return "tensor(undefined)";
-  const std::vector<double> v = to_vector();
-  bool scientific = false;
-  for (double x : v)
-    if (std::isfinite(x) && x != 0.0 && (std::fabs(x) >= 1e5 || std::fabs(x) < 1e-4)) scientific = true;
+  std::function<std::string(std::int64_t)> element;
+  std::vector<double> v;
+  Tensor host = device() == Device::CPU ? *this : detach().to(Device::CPU);
+  if (dtype() == DType::Int64) {
+    // Read the integers themselves: through double, values above 2^53 would round.
+    const std::int64_t* p = host.data<std::int64_t>();
+    element = [p](std::int64_t i) { return std::to_string(p[i]); };
+  } else {
+    v = host.to_vector();
+    bool scientific = false;
+    for (double x : v)
+      if (std::isfinite(x) && x != 0.0 && (std::fabs(x) >= 1e5 || std::fabs(x) < 1e-4)) scientific = true;
+    element = [&v, scientific](std::int64_t i) {
+      const double x = v[static_cast<std::size_t>(i)];
+      if (std::isnan(x)) return std::string("nan");
+      if (std::isinf(x)) return std::string(x > 0 ? "inf" : "-inf");
+      std::ostringstream one;
+      one << (scientific ? std::scientific : std::fixed) << std::setprecision(4) << x;
+      return one.str();
+    };
+  }
   std::ostringstream os;
   os << "tensor(";
-  format_dim(os, v, shape(), 0, 0, contiguous_strides(shape()), dtype() == DType::Int64, scientific, 7);
+  format_dim(os, shape(), 0, 0, contiguous_strides(shape()), element, 7);
   os << ", shape=" << shape_str(shape()) << ", dtype=" << dtype_name(dtype());
   if (device() != Device::CPU) os << ", device=" << device_name(device());
   if (requires_grad()) os << ", requires_grad=true";

@@ -2,8 +2,10 @@
 // autograd fields (requires_grad, grad, the node that produced it).
 //
 // A Tensor is a cheap handle (a shared pointer): copying one shares the data, as in
-// PyTorch. Storage is always contiguous row-major; reshape is a view (same storage),
-// every other op writes a new tensor. The ops themselves are declared in ops.h.
+// PyTorch. Storage is always contiguous row-major; reshape is a view (same storage).
+// Other ops write a new tensor, except where nothing would change: to() the same dtype
+// or device, sum_to() the same shape and dropout() when off return the input itself.
+// The ops themselves are declared in ops.h.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +31,8 @@ class Tensor {
   Tensor() = default;
 
   // ---- creation --------------------------------------------------------------
-  /// Uninitialised memory of the given shape. Throws hkt::Error for a negative size.
+  /// Uninitialised memory of the given shape. Throws hkt::Error for a negative size, a
+  /// rank above 8, more than 2^60 elements, or memory that cannot be allocated.
   static Tensor empty(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
   static Tensor zeros(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
   static Tensor ones(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
@@ -39,7 +42,8 @@ class Tensor {
   /// Throws hkt::Error when step is 0.
   static Tensor arange(double start, double end, double step = 1.0, DType dtype = DType::Float32);
   /// A tensor holding `values` (row-major) with `shape`; numel(shape) must equal
-  /// values.size(), else hkt::Error. Values are rounded to dtype.
+  /// values.size(), else hkt::Error. Values are rounded to dtype; for int64 they must be
+  /// finite and below 2^63 in magnitude (else hkt::Error naming the position).
   static Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::Float32);
   /// An int64 tensor of indices.
   static Tensor from_indices(const std::vector<std::int64_t>& values, const Shape& shape);
@@ -75,6 +79,7 @@ class Tensor {
   /// All elements as doubles (row-major); copies from the GPU if needed.
   std::vector<double> to_vector() const;
   /// A copy in another dtype (differentiable between float types). Same dtype: *this.
+  /// Float to int64 truncates toward 0 and throws for NaN, inf or |x| >= 2^63.
   Tensor to(DType dtype) const;
   /// A copy on another device (differentiable). Same device: *this.
   Tensor to(Device device) const;
@@ -101,8 +106,8 @@ class Tensor {
   /// The node that produced this tensor (nullptr for leaves).
   const std::shared_ptr<Node>& grad_fn() const;
 
-  /// Readable text in PyTorch's style:
-  /// tensor([[1.0000, 2.0000]], dtype=float64, requires_grad=true).
+  /// Readable text in PyTorch's style, with the shape:
+  /// tensor([[1.0000, 2.0000]], shape=[1,2], dtype=float64, requires_grad=true).
   std::string to_string() const;
 
   TensorImpl* impl() const { return impl_.get(); }

@@ -24,21 +24,24 @@ void add_gradcheck_command(CLI::App& app) {
   auto* op_opt = sub->add_option("--op", args->op, "Check only this op (see --list)");
   auto* all_opt = sub->add_flag("--all", args->all, "Check every op (the default when --op is not given)");
   op_opt->excludes(all_opt);
+  op_opt->check([](const std::string& v) { return v.empty() ? std::string("--op needs an op name (see --list)") : std::string(); });
   sub->add_option("--dtype", args->dtype,
                   "f64: analytic gradients in float64; f32: float32 kernels against float64 differences "
                   "(tolerances atol 1e-3, rtol 1e-2)")
       ->check(CLI::IsMember({"f64", "f32"}));
   sub->add_option("--device", args->device, "Where the ops run: cpu (cuda arrives with the CUDA backend)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
-  sub->add_flag("--json", args->json, R"(Print a JSON array of {"op","shape","max_abs_err","max_rel_err","passed"})");
-  sub->add_flag("--list", args->list, "List the ops that have checks, with their number of cases, and exit");
+  auto* json_opt = sub->add_flag("--json", args->json,
+                                 R"(Print a JSON array of {"op","shape","mode","max_abs_err","max_rel_err","passed"})");
+  auto* list_opt = sub->add_flag("--list", args->list, "List the ops that have checks, with their number of cases, and exit");
+  list_opt->excludes(op_opt)->excludes(all_opt)->excludes(json_opt);
 
   on_selected(sub, [args] {
     if (args->list) {
       for (const auto& name : gradcheck::op_names()) {
         int n = 0;
         for (const auto& c : gradcheck::all_cases()) n += c.op == name;
-        std::cout << name << " (" << n << " cases)\n";
+        std::cout << name << " (" << n << (n == 1 ? " case)\n" : " cases)\n");
       }
       return 0;
     }
@@ -63,9 +66,9 @@ void add_gradcheck_command(CLI::App& app) {
                         {"max_rel_err", r.max_rel_err}, {"passed", r.passed}});
       std::cout << rows.dump(2) << "\n";
     } else {
-      std::printf("%-18s %-32s %-10s %12s %12s  %s\n", "op", "shape", "mode", "max_abs_err", "max_rel_err", "result");
+      std::printf("%-20s %-34s %-10s %12s %12s  %s\n", "op", "shape", "mode", "max_abs_err", "max_rel_err", "result");
       for (const auto& r : results)
-        std::printf("%-18s %-32s %-10s %12.3e %12.3e  %s\n", r.op.c_str(), r.shape.c_str(), r.mode.c_str(), r.max_abs_err,
+        std::printf("%-20s %-34s %-10s %12.3e %12.3e  %s\n", r.op.c_str(), r.shape.c_str(), r.mode.c_str(), r.max_abs_err,
                     r.max_rel_err, r.passed ? "ok" : ("FAILED: " + r.failure).c_str());
       std::printf("gradcheck (%s): %zu passed, %d failed\n", args->dtype.c_str(), results.size() - failed, failed);
     }

@@ -1,5 +1,6 @@
-// main.cpp: the `hkt` command. Subcommands are registered by the cmd_*.cpp files;
-// any hkt::Error a subcommand throws is printed as "hkt: error: ..." with exit status 2.
+// main.cpp: the `hkt` command. Subcommands are registered by the cmd_*.cpp files.
+// Exit status: 0 success; 1 a check failed (e.g. a gradcheck row); 2 bad input (usage
+// errors, and any hkt::Error, printed as "hkt: error: ..."); 3 an internal error.
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -13,10 +14,24 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "hkt 0.1.0");
   hkt::tools::add_gradcheck_command(app);
   hkt::tools::add_devices_command(app);
+  // An unknown first word would otherwise read as "A subcommand is required".
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string known;
+    bool found = false;
+    for (const auto* sub : app.get_subcommands({})) {
+      known += (known.empty() ? "" : ", ") + sub->get_name();
+      found |= sub->get_name() == argv[1];
+    }
+    if (!found) {
+      std::cerr << "hkt: error: unknown command '" << argv[1] << "' (commands: " << known << "; see hkt --help)\n";
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; every usage error exits 2, like other bad input.
+    return app.exit(e) == 0 ? 0 : 2;
   }
   try {
     return hkt::tools::run_selected(app);

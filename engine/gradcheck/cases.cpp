@@ -4,6 +4,7 @@
 // there, rather than excusing failures.
 #include <cmath>
 
+#include "../attention/hkt_attention.h"
 #include "../ops.h"
 #include "gradcheck.h"
 
@@ -97,6 +98,10 @@ std::vector<Case> build_cases() {
   add_case("matmul", "[2,3,33]x[33,31]", two({2, 3, 33}, {33, 31}), [](const Inputs& x) { return matmul(x[0], x[1]); });
   add_case("matmul", "[64,65]x[65,48] (projection)", two({64, 65}, {65, 48}), [](const Inputs& x) { return matmul(x[0], x[1]); });
 
+  add_case("linear", "[2,3,4]W[5,4]+b[5]", [](Generator& g) { return Inputs{randn(g, {2, 3, 4}), randn(g, {5, 4}), randn(g, {5})}; },
+           [](const Inputs& x) { return linear(x[0], x[1], x[2]); });
+  add_case("linear", "[3]W[2,3] no bias", two({3}, {2, 3}), [](const Inputs& x) { return linear(x[0], x[1]); });
+
   // ---- layout
   add_case("reshape", "[2,3,4]->[4,-1]", one({2, 3, 4}), [](const Inputs& x) { return reshape(x[0], {4, -1}); });
   add_case("permute", "[2,3,4](2,0,1)", one({2, 3, 4}), [](const Inputs& x) { return permute(x[0], {2, 0, 1}); });
@@ -119,6 +124,9 @@ std::vector<Case> build_cases() {
   add_case("max", "[2,3,4] all", [](Generator& g) { return Inputs{distinct(g, {2, 3, 4})}; }, [](const Inputs& x) { return max(x[0]); });
   add_case("max", "[2,3,4] axes (0,2) keepdim", [](Generator& g) { return Inputs{distinct(g, {2, 3, 4})}; },
            [](const Inputs& x) { return max(x[0], {0, 2}, true); });
+
+  add_case("sum_to", "[2,3,4]->[3,1]", one({2, 3, 4}), [](const Inputs& x) { return sum_to(x[0], {3, 1}); });
+  add_case("clone", "[2,3]", one({2, 3}), [](const Inputs& x) { return x[0].clone(); });
 
   // ---- softmax family. Masks: -inf at some entries, and one row fully masked.
   const double inf = std::numeric_limits<double>::infinity();
@@ -181,6 +189,31 @@ std::vector<Case> build_cases() {
            [](const Inputs& x) { return causal_conv1d(x[0], x[1], x[2], 1); });
   add_case("causal_conv1d", "x[2,5,1] w[1,2] stride 4", two({2, 5, 1}, {1, 2}),
            [](const Inputs& x) { return causal_conv1d(x[0], x[1], Tensor(), 4); });
+
+  // ---- hierarchical attention, the fused op (q[0..L-1], k[0..L-1], v, alpha)
+  for (auto [L, T, causal, name] : {std::tuple{3, 9, true, "B1 H2 T9 dh3 L3 causal padded"},
+                                    {1, 6, false, "B1 H2 T6 dh3 L1 (MHA) padded"},
+                                    {4, 5, false, "B1 H2 T5 dh3 L4 padded"}}) {
+    add_case("hkt_attention_fused", name,
+             [L = L, T = T](Generator& g) {
+               Inputs in;
+               for (int part = 0; part < 2; ++part)
+                 for (int l = 0; l < L; ++l) in.push_back(randn(g, {1, 2, (T + (1 << l) - 1) >> l, 3}));
+               in.push_back(randn(g, {1, 2, T, 3}));
+               in.push_back(positive(g, {2, L}, 0.1, 1.0));
+               return in;
+             },
+             [L = L, T = T, causal = causal](const Inputs& x) {
+               const auto n = static_cast<std::ptrdiff_t>(L);
+               std::vector<std::int64_t> keep(static_cast<std::size_t>(T), 1);
+               keep.back() = 0;  // one padded key
+               HktAttentionOptions opt;
+               opt.causal = causal;
+               opt.block_q = opt.block_k = 4;
+               return hkt_attention_fused({x.begin(), x.begin() + n}, {x.begin() + n, x.begin() + 2 * n}, x[2 * L], x[2 * L + 1],
+                                          indices(keep, {1, T}), opt);
+             });
+  }
   return c;
 }
 

@@ -25,7 +25,7 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, 
     cpu::check_same_kind("causal_conv1d", x, bias);
     check(bias.shape() == Shape{C}, "causal_conv1d: bias must be [" + std::to_string(C) + "], got " + shape_str(bias.shape()));
   }
-  const std::int64_t k = weight.shape()[1], T_out = (T + stride - 1) / stride;
+  const std::int64_t k = weight.shape()[1], T_out = T == 0 ? 0 : (T - 1) / stride + 1;  // ceil(T / stride), no overflow
   Tensor y = Tensor::empty({B, T_out, C}, x.dtype());
   dispatch_floating(x.dtype(), "causal_conv1d", [&](auto tag) {
     using T_ = decltype(tag);

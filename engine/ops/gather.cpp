@@ -72,6 +72,9 @@ Tensor repeat_interleave(const Tensor& x, std::int64_t repeats, int axis_in) {
   std::int64_t outer, inner;
   outer_inner(x.shape(), axis, outer, inner);
   const std::int64_t n = x.shape()[axis];
+  check(n == 0 || repeats <= (std::int64_t{1} << 60) / n,
+        "repeat_interleave: " + std::to_string(n) + " x " + std::to_string(repeats) + " elements along axis " +
+            std::to_string(axis) + " is too large");
   Shape out_shape = x.shape();
   out_shape[axis] = n * repeats;
   Tensor y = Tensor::empty(out_shape, x.dtype());

@@ -35,15 +35,16 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
     T *py = y.data<T>(), *ph = xhat.data<T>(), *pr = rstd.data<T>();
     cpu::parallel_for(N, D * 4, [&](std::int64_t r) {
       const T* xr = px + r * D;
-      T mu = 0, var = 0;
-      for (std::int64_t j = 0; j < D; ++j) mu += xr[j];
-      mu /= static_cast<T>(D);
-      for (std::int64_t j = 0; j < D; ++j) var += (xr[j] - mu) * (xr[j] - mu);
-      var /= static_cast<T>(D);
-      const T rs = T(1) / std::sqrt(var + static_cast<T>(eps));
+      // Statistics in double: a float32 mean of large values loses ~D * 6e-8 relative.
+      double mu = 0, var = 0;
+      for (std::int64_t j = 0; j < D; ++j) mu += static_cast<double>(xr[j]);
+      mu /= static_cast<double>(D);
+      for (std::int64_t j = 0; j < D; ++j) var += (static_cast<double>(xr[j]) - mu) * (static_cast<double>(xr[j]) - mu);
+      var /= static_cast<double>(D);
+      const T rs = static_cast<T>(1.0 / std::sqrt(var + eps));
       pr[r] = rs;
       for (std::int64_t j = 0; j < D; ++j) {
-        const T h = (xr[j] - mu) * rs;
+        const T h = static_cast<T>((static_cast<double>(xr[j]) - mu) * static_cast<double>(rs));
         ph[r * D + j] = h;
         py[r * D + j] = h * (pw ? pw[j] : T(1)) + (pb ? pb[j] : T(0));
       }

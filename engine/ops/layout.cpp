@@ -115,9 +115,10 @@ Tensor slice(const Tensor& x, int axis_in, std::int64_t start, std::int64_t end)
   cpu::check_cpu("slice", x);
   const int axis = normalize_axis("slice", axis_in, x.dim());
   const std::int64_t n = x.shape()[axis];
+  const std::int64_t given_start = start, given_end = end;
   if (start < 0) start += n;
   if (end < 0) end += n;
-  check(0 <= start && start <= end && end <= n, "slice: range [" + std::to_string(start) + ", " + std::to_string(end) +
+  check(0 <= start && start <= end && end <= n, "slice: range [" + std::to_string(given_start) + ", " + std::to_string(given_end) +
                                                     ") is outside axis " + std::to_string(axis) + " of size " +
                                                     std::to_string(n) + " (shape " + shape_str(x.shape()) + ")");
   Shape out_shape = x.shape();

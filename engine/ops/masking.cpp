@@ -33,6 +33,7 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
 Tensor dropout(const Tensor& x, double p, Generator& gen, bool training) {
   cpu::check_cpu("dropout", x);
   check(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got " + std::to_string(p));
+  check(is_floating(x.dtype()), "dropout: expected a float32 or float64 tensor, got " + dtype_name(x.dtype()));
   if (!training || p == 0.0) return x;
   // scale_mask[i] = 1/(1-p) if kept else 0; y = x * scale_mask, and mul's backward
   // gives dx = g * scale_mask. The mask is a constant: it needs no gradient.

@@ -65,6 +65,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   cpu::check_cpu("matmul", a, "first input");
   cpu::check_cpu("matmul", b, "second input");
   cpu::check_same_kind("matmul", a, b);
+  check(is_floating(a.dtype()), "matmul: expected float32 or float64 tensors, got " + dtype_name(a.dtype()));
   const std::string shapes = shape_str(a.shape()) + " x " + shape_str(b.shape());
   check(a.dim() >= 2 && b.dim() >= 2, "matmul: " + shapes + ": both inputs need rank >= 2");
   const std::int64_t ka = a.shape()[a.dim() - 1], kb = b.shape()[b.dim() - 2];

@@ -28,9 +28,9 @@ void log_softmax_rows(const T* z, T* out, std::int64_t rows, std::int64_t n) {
       for (std::int64_t j = 0; j < n; ++j) o[j] = m;
       return;
     }
-    T s = 0;
-    for (std::int64_t j = 0; j < n; ++j) s += std::exp(zr[j] - m);
-    const T lse = m + std::log(s);
+    double s = 0;  // summed in double: rows can be thousands of terms long
+    for (std::int64_t j = 0; j < n; ++j) s += static_cast<double>(std::exp(zr[j] - m));
+    const T lse = m + static_cast<T>(std::log(s));
     for (std::int64_t j = 0; j < n; ++j) o[j] = zr[j] - lse;
   });
 }
@@ -40,6 +40,8 @@ Tensor masked_input(const char* op, const Tensor& x, const Tensor& mask) {
   cpu::check_cpu(op, x);
   if (!mask.defined()) return x.detach();
   cpu::check_cpu(op, mask, "mask");
+  check(mask.dtype() == x.dtype(), std::string(op) + ": mask dtype " + dtype_name(mask.dtype()) +
+                                       " differs from input dtype " + dtype_name(x.dtype()) + " (use 0 and -inf in the input's dtype)");
   check(broadcast_shapes(op, x.shape(), mask.shape()) == x.shape(),
         std::string(op) + ": mask of shape " + shape_str(mask.shape()) + " does not broadcast to input " + shape_str(x.shape()));
   NoGradGuard constant;

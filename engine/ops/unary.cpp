@@ -78,8 +78,9 @@ Tensor sigmoid(const Tensor& x) {
 }
 
 Tensor relu(const Tensor& x) {
-  Tensor y = cpu::map_unary("relu", x, [](auto v) { return v > decltype(v)(0) ? v : decltype(v)(0); });
-  record_unary(y, "relu", x, [](auto xv, auto) { return xv > decltype(xv)(0) ? 1.0 : 0.0; });
+  // v < 0 ? 0 : v keeps NaN as NaN (as PyTorch), so divergence is never hidden.
+  Tensor y = cpu::map_unary("relu", x, [](auto v) { return v < decltype(v)(0) ? decltype(v)(0) : v; });
+  record_unary(y, "relu", x, [](auto xv, auto) { return xv <= decltype(xv)(0) ? 0.0 : 1.0; });
   return y;
 }
 
