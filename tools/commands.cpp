@@ -14,9 +14,9 @@ std::map<CLI::App*, std::function<int()>>& bodies() {
 
 void on_selected(CLI::App* sub, std::function<int()> body) { bodies()[sub] = std::move(body); }
 
-int run_selected(CLI::App& app) {
+int run_selected(CLI::App& /*app*/) {
   for (auto& [sub, body] : bodies())
-    if (app.got_subcommand(sub)) return body();
+    if (sub->parsed()) return body();  // nested subcommands (bench attention) too
   return 0;
 }
 

@@ -12,6 +12,8 @@ namespace hkt::tools {
 void add_gradcheck_command(CLI::App& app);
 /// `hkt devices`: what this build and machine offer (cmd_devices.cpp).
 void add_devices_command(CLI::App& app);
+/// `hkt bench attention`: attention timings, FLOPs and memory (cmd_bench.cpp).
+void add_bench_command(CLI::App& app);
 
 /// Registers the body of a subcommand; run_selected calls the one the user chose.
 void on_selected(CLI::App* sub, std::function<int()> body);

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "hkt 0.1.0");
   hkt::tools::add_gradcheck_command(app);
   hkt::tools::add_devices_command(app);
+  hkt::tools::add_bench_command(app);
   // An unknown first word would otherwise read as "A subcommand is required".
   if (argc > 1 && argv[1][0] != '-') {
     std::string known;

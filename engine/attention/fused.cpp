@@ -13,7 +13,12 @@
 //   ds = p (dp - D); level 0: dQ0[I] += alpha_0 scale ds K0[J], dK0[J] += alpha_0 scale
 //   ds^T Q0[I]; level l: ds_l = block sums of ds, dQ_l += alpha_l scale ds_l K_l,
 //   dK_l += alpha_l scale ds_l^T Q_l; dalpha_l += sum ds_l (.) scale Q_l K_l^T.
-// Memory: the tiles, K^T and V^T of one head per thread, O and the LSE: O(T d_h).
+// Memory: K_l^T and V^T packed per key tile (the size of K and V), O, the LSE and a
+// few tiles per thread: O(T d_h) per head, never T x T.
+//
+// Parallelism: the forward runs one task per (batch, head, query tile), the backward one
+// per (batch, head); every task writes only its own rows, so results do not depend on
+// the number of threads.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -21,227 +26,216 @@
 #include "../autograd.h"
 #include "../ops/cpu_kernels.h"
 #include "hkt_attention.h"
+#include "tile_gemm.h"
 
 namespace hkt {
 
 namespace {
+
+using attention::tile_gemm;
+using attention::transpose_tile;
 
 // Everything the kernels need about one call, independent of the element type.
 struct Geometry {
   std::int64_t B = 0, H = 0, T = 0, dh = 0;
   int L = 1;
   std::vector<std::int64_t> Tl;  // T_l = ceil(T / 2^l)
-  std::int64_t block_q = 64, block_k = 64;
+  std::int64_t block_q = 64, block_k = 64;  // multiples of 2^(L-1)
+  std::int64_t key_tiles = 0;               // ceil(T / block_k)
   bool causal = false;
   double scale = 1.0;
 };
 
-// One (batch, head) of every input, as row-major matrices.
+// A matrix [rows, dh] (K_l or V of one head) transposed tile by tile: tile t holds
+// columns t*w .. t*w+w-1 of the transpose as a contiguous [dh, w] block (zeros past the
+// last row). The score loops then read unit-stride rows with no power-of-two stride
+// between them, which would otherwise alias in the cache.
+template <class T>
+std::vector<T> pack_transposed(const T* src, std::int64_t rows, std::int64_t dh, std::int64_t w, std::int64_t tiles) {
+  std::vector<T> packed(static_cast<std::size_t>(tiles * dh * w), T(0));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::int64_t t = r / w, c = r % w;
+    for (std::int64_t d = 0; d < dh; ++d) packed[static_cast<std::size_t>((t * dh + d) * w + c)] = src[r * dh + d];
+  }
+  return packed;
+}
+
+// One (batch, head) of every input, plus its packed transposes.
 template <class T>
 struct Head {
-  std::vector<const T*> q, k;    // level l: [T_l, d_h]
-  const T* v = nullptr;          // [T, d_h]
-  const T* alpha = nullptr;      // [L], this head's level weights
-  const unsigned char* keep = nullptr;  // [T], 1 = real key; nullptr = all real
-  std::vector<std::vector<T>> kt;  // level l: K_l transposed, [d_h, T_l]
-};
-
-// Rounds n up to a multiple of m.
-std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m - 1) / m * m; }
-
-// One score tile: rows i0..i1-1, columns j0..j1-1 (at most bq x bk).
-//   raw[l]: the coarse tile scale Q_l K_l^T (needed again for dalpha), [rows_l x cols_l]
-//   s:      the fused, masked tile, [bq x bk] row-major with row stride bk
-template <class T>
-struct ScoreTile {
-  std::vector<std::vector<T>> raw;
-  std::vector<std::int64_t> r0, rows, c0, cols;  // coarse origin and extent per level
-  std::vector<T> s;
+  std::vector<const T*> q, k;          // level l: [T_l, d_h]
+  const T* v = nullptr;                // [T, d_h]
+  const T* alpha = nullptr;            // [L], this head's level weights
+  const unsigned char* keep = nullptr; // [T], 1 = real key; nullptr = all real
+  std::vector<std::vector<T>> kt;      // level l: K_l^T packed by key tile, width block_k / 2^l
+  std::vector<T> vt;                   // V^T packed by key tile (backward only)
+  std::vector<unsigned char> tile_has_padding;  // per key tile
 };
 
 template <class T>
-void compute_scores(const Geometry& g, const Head<T>& hd, std::int64_t i0, std::int64_t i1, std::int64_t j0,
-                    std::int64_t j1, ScoreTile<T>& tile) {
-  const std::int64_t bk = g.block_k, dh = g.dh;
-  const T scale = static_cast<T>(g.scale);
-  for (int l = 0; l < g.L; ++l) {
-    const auto li = static_cast<std::size_t>(l);
-    const std::int64_t r0 = i0 >> l, r1 = ((i1 - 1) >> l) + 1, c0 = j0 >> l, c1 = ((j1 - 1) >> l) + 1;
-    tile.r0[li] = r0;
-    tile.rows[li] = r1 - r0;
-    tile.c0[li] = c0;
-    tile.cols[li] = c1 - c0;
-    const std::int64_t nc = c1 - c0;
-    T* raw = tile.raw[li].data();
-    std::fill(raw, raw + (r1 - r0) * nc, T(0));
-    const T* kt = hd.kt[li].data();
-    const std::int64_t Tl = g.Tl[li];
-    // raw[r][c] = scale * sum_d q[r][d] kt[d][c]: the inner loop runs over contiguous c.
-    for (std::int64_t r = 0; r < r1 - r0; ++r) {
-      const T* qr = hd.q[li] + (r0 + r) * dh;
-      T* out = raw + r * nc;
-      for (std::int64_t d = 0; d < dh; ++d) {
-        const T qv = qr[d];
-        const T* ktd = kt + d * Tl + c0;
-        for (std::int64_t c = 0; c < nc; ++c) out[c] += qv * ktd[c];
-      }
-      for (std::int64_t c = 0; c < nc; ++c) out[c] *= scale;
-    }
-  }
-  // Fuse: s[i][j] = sum_l alpha_l raw_l[i >> l][j >> l]  (the lift), then mask.
-  const T inf = std::numeric_limits<T>::infinity();
-  for (std::int64_t i = i0; i < i1; ++i) {
-    T* srow = tile.s.data() + (i - i0) * bk;
-    const T a0 = hd.alpha[0];
-    const T* raw0 = tile.raw[0].data() + (i - i0) * tile.cols[0];
-    for (std::int64_t j = j0; j < j1; ++j) srow[j - j0] = a0 * raw0[j - j0];
-    for (int l = 1; l < g.L; ++l) {
-      const auto li = static_cast<std::size_t>(l);
-      const T al = hd.alpha[l];
-      const T* rawl = tile.raw[li].data() + ((i >> l) - tile.r0[li]) * tile.cols[li];
-      for (std::int64_t j = j0; j < j1; ++j) srow[j - j0] += al * rawl[(j >> l) - tile.c0[li]];
-    }
-    for (std::int64_t j = j0; j < j1; ++j)
-      if ((hd.keep && !hd.keep[j]) || (g.causal && j > i)) srow[j - j0] = -inf;
-  }
-}
-
-template <class T>
-ScoreTile<T> make_tile(const Geometry& g) {
-  ScoreTile<T> t;
-  const auto L = static_cast<std::size_t>(g.L);
-  t.raw.resize(L);
-  for (std::size_t l = 0; l < L; ++l)
-    t.raw[l].resize(static_cast<std::size_t>(((g.block_q >> l) + 1) * ((g.block_k >> l) + 1)));
-  t.r0.resize(L);
-  t.rows.resize(L);
-  t.c0.resize(L);
-  t.cols.resize(L);
-  t.s.resize(static_cast<std::size_t>(g.block_q * g.block_k));
-  return t;
-}
-
-// The per-head views of the inputs, with K_l^T built for the score loops.
-template <class T>
-Head<T> head_view(const Geometry& g, const std::vector<Tensor>& q, const std::vector<Tensor>& k, const Tensor& v,
-                  const Tensor& alpha, const std::vector<unsigned char>& keep, std::int64_t b, std::int64_t h) {
+Head<T> make_head(const Geometry& g, const std::vector<Tensor>& q, const std::vector<Tensor>& k, const Tensor& v,
+                  const Tensor& alpha, const std::vector<unsigned char>& keep, std::int64_t bh, bool with_vt) {
   Head<T> hd;
-  const std::int64_t bh = b * g.H + h;
   for (int l = 0; l < g.L; ++l) {
     const auto li = static_cast<std::size_t>(l);
     const std::int64_t Tl = g.Tl[li];
     hd.q.push_back(q[li].data<T>() + bh * Tl * g.dh);
     hd.k.push_back(k[li].data<T>() + bh * Tl * g.dh);
-    std::vector<T> kt(static_cast<std::size_t>(g.dh * Tl));
-    for (std::int64_t t = 0; t < Tl; ++t)
-      for (std::int64_t d = 0; d < g.dh; ++d) kt[static_cast<std::size_t>(d * Tl + t)] = hd.k[li][t * g.dh + d];
-    hd.kt.push_back(std::move(kt));
+    hd.kt.push_back(pack_transposed(hd.k[li], Tl, g.dh, g.block_k >> l, g.key_tiles));
   }
   hd.v = v.data<T>() + bh * g.T * g.dh;
-  hd.alpha = alpha.data<T>() + h * g.L;
-  hd.keep = keep.empty() ? nullptr : keep.data() + b * g.T;
+  if (with_vt) hd.vt = pack_transposed(hd.v, g.T, g.dh, g.block_k, g.key_tiles);
+  hd.alpha = alpha.data<T>() + (bh % g.H) * g.L;
+  hd.keep = keep.empty() ? nullptr : keep.data() + (bh / g.H) * g.T;
+  hd.tile_has_padding.assign(static_cast<std::size_t>(g.key_tiles), 0);
+  if (hd.keep)
+    for (std::int64_t j = 0; j < g.T; ++j)
+      if (!hd.keep[j]) hd.tile_has_padding[static_cast<std::size_t>(j / g.block_k)] = 1;
   return hd;
 }
 
+// Scratch of one score tile: query rows i0..i1-1, key columns j0..j1-1.
 template <class T>
-void forward_head(const Geometry& g, const Head<T>& hd, T* out, T* lse) {
-  const std::int64_t T_ = g.T, dh = g.dh, bq = g.block_q, bk = g.block_k;
-  const T inf = std::numeric_limits<T>::infinity();
-  ScoreTile<T> tile = make_tile<T>(g);
-  std::vector<T> m(static_cast<std::size_t>(bq)), l(static_cast<std::size_t>(bq)), acc(static_cast<std::size_t>(bq * dh));
-  for (std::int64_t i0 = 0; i0 < T_; i0 += bq) {
-    const std::int64_t i1 = std::min(i0 + bq, T_);
-    std::fill(m.begin(), m.end(), -inf);
-    std::fill(l.begin(), l.end(), T(0));
-    std::fill(acc.begin(), acc.end(), T(0));
-    const std::int64_t j_end = g.causal ? i1 : T_;  // keys after the last query are all masked
-    for (std::int64_t j0 = 0; j0 < j_end; j0 += bk) {
-      const std::int64_t j1 = std::min(j0 + bk, T_);
-      compute_scores(g, hd, i0, i1, j0, j1, tile);
-      for (std::int64_t r = 0; r < i1 - i0; ++r) {
+struct ScoreTile {
+  std::vector<std::vector<T>> raw;  // level l: scale Q_l K_l^T, [block_q/2^l x block_k/2^l], row stride block_k/2^l
+  std::vector<T> s;                 // the fused, masked scores (then p), [block_q x block_k]
+  std::vector<T> lifted;            // one lifted coarse row, [block_k]
+  explicit ScoreTile(const Geometry& g) {
+    for (int l = 0; l < g.L; ++l) raw.emplace_back(static_cast<std::size_t>((g.block_q >> l) * (g.block_k >> l)));
+    s.resize(static_cast<std::size_t>(g.block_q * g.block_k));
+    lifted.resize(static_cast<std::size_t>(g.block_k));
+  }
+};
+
+// Fills tile.raw and tile.s for rows i0..i1-1 and columns j0..j1-1:
+//   raw_l = scale Q_l[i0/2^l ..] K_l[j0/2^l ..]^T (coarse, exact since i0 and j0 are
+//   multiples of 2^l), s = sum_l alpha_l Lift_l(raw_l), -inf where masked.
+template <class T>
+void compute_scores(const Geometry& g, const Head<T>& hd, std::int64_t i0, std::int64_t i1, std::int64_t j0,
+                    std::int64_t j1, ScoreTile<T>& tile) {
+  const std::int64_t bk = g.block_k, dh = g.dh, nr = i1 - i0, nc = j1 - j0, jt = j0 / bk;
+  for (int l = 0; l < g.L; ++l) {
+    const auto li = static_cast<std::size_t>(l);
+    const std::int64_t r0 = i0 >> l, rows = ((i1 - 1) >> l) + 1 - r0, cols = ((j1 - 1) >> l) + 1 - (j0 >> l);
+    const std::int64_t w = bk >> l;
+    T* raw = tile.raw[li].data();
+    std::fill(raw, raw + rows * w, T(0));
+    tile_gemm<T>(rows, cols, dh, static_cast<T>(g.scale), hd.q[li] + r0 * dh, dh, hd.kt[li].data() + jt * dh * w, w, raw, w);
+  }
+  // Level 0 sets s; each coarser level adds its lifted rows: a coarse row cr covers the
+  // fine rows cr*2^l .. cr*2^l + 2^l - 1 of the tile, and column c reads coarse column
+  // c >> l (relative to the tile, since j0 is a multiple of 2^l).
+  const T a0 = hd.alpha[0];
+  for (std::int64_t r = 0; r < nr; ++r) {
+    const T* raw0 = tile.raw[0].data() + r * bk;
+    T* srow = tile.s.data() + r * bk;
+    for (std::int64_t c = 0; c < nc; ++c) srow[c] = a0 * raw0[c];
+  }
+  for (int l = 1; l < g.L; ++l) {
+    const auto li = static_cast<std::size_t>(l);
+    const T al = hd.alpha[l];
+    const std::int64_t w = bk >> l, step = std::int64_t{1} << l;
+    for (std::int64_t cr = 0; cr * step < nr; ++cr) {
+      const T* rawl = tile.raw[li].data() + cr * w;
+      for (std::int64_t c = 0; c < nc; ++c) tile.lifted[static_cast<std::size_t>(c)] = al * rawl[c >> l];
+      for (std::int64_t r = cr * step; r < std::min(nr, (cr + 1) * step); ++r) {
         T* srow = tile.s.data() + r * bk;
-        T row_max = -inf;
-        for (std::int64_t c = 0; c < j1 - j0; ++c) row_max = std::max(row_max, srow[c]);
-        const T m_new = std::max(m[r], row_max);
-        if (m_new == -inf) continue;  // every key so far masked: nothing to add
-        const T correction = std::exp(m[r] - m_new);  // exp(-inf) = 0 on the first live tile
-        T row_sum = 0;
-        for (std::int64_t c = 0; c < j1 - j0; ++c) {
-          srow[c] = std::exp(srow[c] - m_new);  // p; masked entries give exp(-inf) = 0
-          row_sum += srow[c];
-        }
-        l[r] = l[r] * correction + row_sum;
-        m[r] = m_new;
-        T* a = acc.data() + r * dh;
-        for (std::int64_t d = 0; d < dh; ++d) a[d] *= correction;
-        for (std::int64_t c = 0; c < j1 - j0; ++c) {
-          const T p = srow[c];
-          if (p == T(0)) continue;
-          const T* vr = hd.v + (j0 + c) * dh;
-          for (std::int64_t d = 0; d < dh; ++d) a[d] += p * vr[d];
-        }
+        for (std::int64_t c = 0; c < nc; ++c) srow[c] += tile.lifted[static_cast<std::size_t>(c)];
       }
     }
-    for (std::int64_t r = 0; r < i1 - i0; ++r) {
-      T* o = out + (i0 + r) * dh;
-      const bool dead = l[r] == T(0);  // every key masked: output 0, LSE -inf
-      for (std::int64_t d = 0; d < dh; ++d) o[d] = dead ? T(0) : acc[r * dh + d] / l[r];
-      lse[i0 + r] = dead ? -inf : m[r] + std::log(l[r]);
+  }
+  // Masks, only where the tile can have any: padded keys, or keys after some query.
+  const bool causal_cut = g.causal && j1 - 1 > i0;
+  if (causal_cut || hd.tile_has_padding[static_cast<std::size_t>(jt)]) {
+    const T inf = std::numeric_limits<T>::infinity();
+    for (std::int64_t r = 0; r < nr; ++r) {
+      T* srow = tile.s.data() + r * bk;
+      for (std::int64_t c = 0; c < nc; ++c)
+        if ((hd.keep && !hd.keep[j0 + c]) || (g.causal && j0 + c > i0 + r)) srow[c] = -inf;
     }
   }
 }
 
-// Gradients of one head. dq[l], dk[l]: [T_l, d_h]; dv: [T, d_h] (all zeroed by the
-// caller); dalpha: [L] accumulated in double.
+// Forward of one query tile: O[i0..i1) and LSE[i0..i1) of one head.
+template <class T>
+void forward_tile(const Geometry& g, const Head<T>& hd, std::int64_t i0, T* out, T* lse) {
+  const std::int64_t dh = g.dh, bk = g.block_k, i1 = std::min(i0 + g.block_q, g.T), nr = i1 - i0;
+  const T inf = std::numeric_limits<T>::infinity();
+  ScoreTile<T> tile(g);
+  std::vector<T> m(static_cast<std::size_t>(nr), -inf), l(static_cast<std::size_t>(nr), T(0));
+  std::vector<T> acc(static_cast<std::size_t>(nr * dh), T(0));
+  const std::int64_t j_end = g.causal ? i1 : g.T;  // keys after the last query are all masked
+  for (std::int64_t j0 = 0; j0 < j_end; j0 += bk) {
+    const std::int64_t j1 = std::min(j0 + bk, g.T), nc = j1 - j0;
+    compute_scores(g, hd, i0, i1, j0, j1, tile);
+    // Online softmax: new running max, rescale what was accumulated, p = exp(s - max).
+    for (std::int64_t r = 0; r < nr; ++r) {
+      T* srow = tile.s.data() + r * bk;
+      T row_max = -inf;
+      for (std::int64_t c = 0; c < nc; ++c) row_max = std::max(row_max, srow[c]);
+      const auto ri = static_cast<std::size_t>(r);
+      const T m_new = std::max(m[ri], row_max);
+      if (m_new == -inf) {  // every key so far masked: this tile adds nothing
+        std::fill(srow, srow + nc, T(0));
+        continue;
+      }
+      const T correction = std::exp(m[ri] - m_new);  // exp(-inf) = 0 on the first live tile
+      T row_sum = 0;
+      for (std::int64_t c = 0; c < nc; ++c) {
+        srow[c] = std::exp(srow[c] - m_new);  // masked entries: exp(-inf) = 0
+        row_sum += srow[c];
+      }
+      l[ri] = l[ri] * correction + row_sum;
+      m[ri] = m_new;
+      T* a = acc.data() + r * dh;
+      for (std::int64_t d = 0; d < dh; ++d) a[d] *= correction;
+    }
+    tile_gemm<T>(nr, dh, nc, T(1), tile.s.data(), bk, hd.v + j0 * dh, dh, acc.data(), dh);  // acc += p V[J]
+  }
+  for (std::int64_t r = 0; r < nr; ++r) {
+    const auto ri = static_cast<std::size_t>(r);
+    const bool dead = l[ri] == T(0);  // every key masked: output 0, LSE -inf
+    for (std::int64_t d = 0; d < dh; ++d) out[(i0 + r) * dh + d] = dead ? T(0) : acc[ri * static_cast<std::size_t>(dh) + static_cast<std::size_t>(d)] / l[ri];
+    lse[i0 + r] = dead ? -inf : m[ri] + std::log(l[ri]);
+  }
+}
+
+// Gradients of one head: dq[l], dk[l] [T_l, d_h], dv [T, d_h] (zeroed by the caller);
+// dalpha [L] accumulated in double.
 template <class T>
 void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* lse, const T* dout,
                    const std::vector<T*>& dq, const std::vector<T*>& dk, T* dv, double* dalpha) {
   const std::int64_t T_ = g.T, dh = g.dh, bq = g.block_q, bk = g.block_k;
   const T inf = std::numeric_limits<T>::infinity();
-  const T scale = static_cast<T>(g.scale);
-  // D_i = rowsum(dO_i (.) O_i), and V^T for dp = dO V^T with contiguous inner loops.
-  std::vector<T> D(static_cast<std::size_t>(T_)), vt(static_cast<std::size_t>(dh * T_));
+  std::vector<T> D(static_cast<std::size_t>(T_));  // D_i = rowsum(dO_i (.) O_i)
   for (std::int64_t i = 0; i < T_; ++i) {
     T s = 0;
     for (std::int64_t d = 0; d < dh; ++d) s += dout[i * dh + d] * out[i * dh + d];
     D[static_cast<std::size_t>(i)] = s;
-    for (std::int64_t d = 0; d < dh; ++d) vt[static_cast<std::size_t>(d * T_ + i)] = hd.v[i * dh + d];
   }
-  ScoreTile<T> tile = make_tile<T>(g);
-  std::vector<T> ds(static_cast<std::size_t>(bq * bk)), dsl(tile.raw[0].size());
+  ScoreTile<T> tile(g);
+  std::vector<T> ds(static_cast<std::size_t>(bq * bk)), transposed(static_cast<std::size_t>(bk * bq)),
+      dsl(static_cast<std::size_t>(bq * bk));
   for (std::int64_t j0 = 0; j0 < T_; j0 += bk) {
-    const std::int64_t j1 = std::min(j0 + bk, T_), nc = j1 - j0;
-    // With causality, query tiles that end before j0 see none of these keys.
-    const std::int64_t i_start = g.causal ? j0 / bq * bq : 0;
+    const std::int64_t j1 = std::min(j0 + bk, T_), nc = j1 - j0, jt = j0 / bk;
+    const std::int64_t i_start = g.causal ? j0 / bq * bq : 0;  // earlier query tiles see none of these keys
     for (std::int64_t i0 = i_start; i0 < T_; i0 += bq) {
       const std::int64_t i1 = std::min(i0 + bq, T_), nr = i1 - i0;
       compute_scores(g, hd, i0, i1, j0, j1, tile);
-      // p = exp(s - LSE), kept in tile.s; 0 for masked entries and dead rows.
+      // p = exp(s - LSE) in tile.s; 0 for masked entries and dead rows.
       for (std::int64_t r = 0; r < nr; ++r) {
         T* srow = tile.s.data() + r * bk;
         const T row_lse = lse[i0 + r];
         for (std::int64_t c = 0; c < nc; ++c) srow[c] = row_lse == -inf || srow[c] == -inf ? T(0) : std::exp(srow[c] - row_lse);
       }
       // dV[J] += p^T dO[I]
-      for (std::int64_t r = 0; r < nr; ++r) {
-        const T* dor = dout + (i0 + r) * dh;
-        for (std::int64_t c = 0; c < nc; ++c) {
-          const T p = tile.s[static_cast<std::size_t>(r * bk + c)];
-          if (p == T(0)) continue;
-          T* dvr = dv + (j0 + c) * dh;
-          for (std::int64_t d = 0; d < dh; ++d) dvr[d] += p * dor[d];
-        }
-      }
+      transpose_tile(nr, nc, tile.s.data(), bk, transposed.data(), bq);
+      tile_gemm<T>(nc, dh, nr, T(1), transposed.data(), bq, dout + i0 * dh, dh, dv + j0 * dh, dh);
       // dp = dO[I] V[J]^T, then ds = p (dp - D)
+      for (std::int64_t r = 0; r < nr; ++r) std::fill(ds.data() + r * bk, ds.data() + r * bk + nc, T(0));
+      tile_gemm<T>(nr, nc, dh, T(1), dout + i0 * dh, dh, hd.vt.data() + jt * dh * bk, bk, ds.data(), bk);
       for (std::int64_t r = 0; r < nr; ++r) {
         T* dsr = ds.data() + r * bk;
-        std::fill(dsr, dsr + nc, T(0));
-        const T* dor = dout + (i0 + r) * dh;
-        for (std::int64_t d = 0; d < dh; ++d) {
-          const T x = dor[d];
-          const T* vtd = vt.data() + d * T_ + j0;
-          for (std::int64_t c = 0; c < nc; ++c) dsr[c] += x * vtd[c];
-        }
         const T* pr = tile.s.data() + r * bk;
         const T Di = D[static_cast<std::size_t>(i0 + r)];
         for (std::int64_t c = 0; c < nc; ++c) dsr[c] = pr[c] == T(0) ? T(0) : pr[c] * (dsr[c] - Di);
@@ -249,37 +243,25 @@ void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* 
       // Per level: ds_l = block sums of ds (level 0: ds itself); dalpha_l, dQ_l, dK_l.
       for (int l = 0; l < g.L; ++l) {
         const auto li = static_cast<std::size_t>(l);
-        const std::int64_t rl = tile.rows[li], cl = tile.cols[li], r0 = tile.r0[li], c0 = tile.c0[li];
+        const std::int64_t r0 = i0 >> l, c0 = j0 >> l;
+        const std::int64_t rows = ((i1 - 1) >> l) + 1 - r0, cols = ((j1 - 1) >> l) + 1 - c0, w = bk >> l;
         const T* dsl_p = ds.data();
-        std::int64_t stride = bk;
         if (l > 0) {
-          std::fill(dsl.begin(), dsl.begin() + rl * cl, T(0));
+          std::fill(dsl.begin(), dsl.begin() + rows * w, T(0));
           for (std::int64_t r = 0; r < nr; ++r)
-            for (std::int64_t c = 0; c < nc; ++c)
-              dsl[static_cast<std::size_t>((((i0 + r) >> l) - r0) * cl + ((j0 + c) >> l) - c0)] += ds[static_cast<std::size_t>(r * bk + c)];
+            for (std::int64_t c = 0; c < nc; ++c) dsl[static_cast<std::size_t>((r >> l) * w + (c >> l))] += ds[static_cast<std::size_t>(r * bk + c)];
           dsl_p = dsl.data();
-          stride = cl;
         }
         const T* raw = tile.raw[li].data();
         double da = 0.0;
-        for (std::int64_t r = 0; r < rl; ++r)
-          for (std::int64_t c = 0; c < cl; ++c) da += static_cast<double>(dsl_p[r * stride + c]) * static_cast<double>(raw[r * cl + c]);
+        for (std::int64_t r = 0; r < rows; ++r)
+          for (std::int64_t c = 0; c < cols; ++c) da += static_cast<double>(dsl_p[r * w + c]) * static_cast<double>(raw[r * w + c]);
         dalpha[l] += da;
-        const T w = hd.alpha[l] * scale;
-        for (std::int64_t r = 0; r < rl; ++r) {
-          T* dqr = dq[li] + (r0 + r) * dh;
-          const T* qr = hd.q[li] + (r0 + r) * dh;
-          for (std::int64_t c = 0; c < cl; ++c) {
-            const T x = w * dsl_p[r * stride + c];
-            if (x == T(0)) continue;
-            const T* kr = hd.k[li] + (c0 + c) * dh;
-            T* dkr = dk[li] + (c0 + c) * dh;
-            for (std::int64_t d = 0; d < dh; ++d) {
-              dqr[d] += x * kr[d];
-              dkr[d] += x * qr[d];
-            }
-          }
-        }
+        const T weight = hd.alpha[l] * static_cast<T>(g.scale);
+        // dQ_l[I/2^l] += weight ds_l K_l[J/2^l];  dK_l[J/2^l] += weight ds_l^T Q_l[I/2^l]
+        tile_gemm<T>(rows, dh, cols, weight, dsl_p, w, hd.k[li] + c0 * dh, dh, dq[li] + r0 * dh, dh);
+        transpose_tile(rows, cols, dsl_p, w, transposed.data(), bq);
+        tile_gemm<T>(cols, dh, rows, weight, transposed.data(), bq, hd.q[li] + r0 * dh, dh, dk[li] + c0 * dh, dh);
       }
     }
   }
@@ -292,6 +274,9 @@ std::vector<unsigned char> keep_bytes(const Tensor& key_mask) {
   for (double x : key_mask.to_vector()) keep.push_back(x != 0.0 ? 1 : 0);
   return keep;
 }
+
+// Rounds n up to a multiple of m.
+std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m - 1) / m * m; }
 
 }  // namespace
 
@@ -308,6 +293,7 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
   const std::int64_t unit = std::int64_t{1} << (g.L - 1);  // tiles hold whole coarse blocks
   g.block_q = round_up(options.block_q, unit);
   g.block_k = round_up(options.block_k, unit);
+  g.key_tiles = (g.T + g.block_k - 1) / g.block_k;
   g.causal = options.causal;
   const auto keep = keep_bytes(key_mask);
 
@@ -315,11 +301,15 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
   Tensor lse = Tensor::empty({g.B, g.H, g.T}, v.dtype());
   dispatch_floating(v.dtype(), "hkt_attention_fused", [&](auto tag) {
     using T = decltype(tag);
+    const std::int64_t heads = g.B * g.H, query_tiles = (g.T + g.block_q - 1) / g.block_q;
+    std::vector<Head<T>> hds(static_cast<std::size_t>(heads));
+#pragma omp parallel for schedule(static)
+    for (std::int64_t bh = 0; bh < heads; ++bh) hds[static_cast<std::size_t>(bh)] = make_head<T>(g, q, k, v, alpha, keep, bh, false);
     T *po = out.data<T>(), *pl = lse.data<T>();
 #pragma omp parallel for schedule(dynamic, 1)
-    for (std::int64_t bh = 0; bh < g.B * g.H; ++bh) {
-      const Head<T> hd = head_view<T>(g, q, k, v, alpha, keep, bh / g.H, bh % g.H);
-      forward_head(g, hd, po + bh * g.T * g.dh, pl + bh * g.T);
+    for (std::int64_t task = 0; task < heads * query_tiles; ++task) {
+      const std::int64_t bh = task / query_tiles, i0 = (task % query_tiles) * g.block_q;
+      forward_tile(g, hds[static_cast<std::size_t>(bh)], i0, po + bh * g.T * g.dh, pl + bh * g.T);
     }
   });
 
@@ -342,7 +332,7 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
              using T = decltype(tag);
 #pragma omp parallel for schedule(dynamic, 1)
              for (std::int64_t bh = 0; bh < g.B * g.H; ++bh) {
-               const Head<T> hd = head_view<T>(g, saved_q, saved_k, v, alpha, keep, bh / g.H, bh % g.H);
+               const Head<T> hd = make_head<T>(g, saved_q, saved_k, v, alpha, keep, bh, true);
                std::vector<T*> dq, dk;
                for (std::size_t l = 0; l < L; ++l) {
                  dq.push_back(grads[l].data<T>() + bh * g.Tl[l] * g.dh);
