@@ -32,4 +32,17 @@ inline constexpr Tolerance kGradcheckFloat32{1e-3, 1e-2, "float32 backward vs fl
 /// unit-variance samples is 1/sqrt(n) = 3.2e-3; 5 standard errors = 0.016.
 inline constexpr Tolerance kSampleMoments{0.016, 0.0, "5 standard errors of a mean over 1e5 samples"};
 
+/// Fused attention against the composite of engine ops, both float64, error relative to
+/// the tensor's magnitude (floored at 1e-3, see test_hkt_attention_core.cpp): the two
+/// sum the same terms in different orders (tiles, online softmax rescaling), a few
+/// hundred ulps at most over T <= 130 keys. The bound the CPU attention issue sets.
+inline constexpr double kFusedVsCompositeFloat64 = 1e-10;
+
+/// Fused float32 against float64 truth, compared with the composite float32 error:
+/// FlashAttention's criterion, "at most twice the error of an unfused computation in
+/// the same precision", plus a floor of 1e-7 (float32 rounding of one value) so that an
+/// unfused error that happens to be near 0 does not demand the impossible.
+inline constexpr double kFusedErrorFactor = 2.0;
+inline constexpr double kFusedErrorFloor = 1e-7;
+
 }  // namespace hkt::test

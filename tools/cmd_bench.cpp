@@ -1,11 +1,13 @@
 // cmd_bench.cpp: `hkt bench attention`: forward and backward times of hierarchical
 // attention (fused op or composite reference) over T and L, with counted FLOPs, the
 // HKT/MHA ratios (against L = 1 at the same T, same implementation) and peak memory.
-// Times are medians of --repeats runs after one warm-up run; memory is the peak of
-// engine tensor storage during forward + backward, above what existed before.
+// Times are medians of --repeats runs after one warm-up run, the L values alternating
+// within each repeat; memory is the peak of engine tensor storage during forward +
+// backward, above what existed before (packing buffers and BLAS workspaces excluded).
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -44,42 +46,71 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-Row measure(const BenchArgs& a, const std::string& impl, std::int64_t T, int L) {
+// The inputs of one attention call at (T, L), with gradients enabled.
+struct Problem {
+  std::vector<Tensor> q, k;
+  Tensor v, alpha, grad_out;
+};
+
+Problem make_problem(const BenchArgs& a, std::int64_t T, int L) {
   const DType dtype = a.dtype == "f64" ? DType::Float64 : DType::Float32;
   Generator gen(0);
-  std::vector<Tensor> q, k;
+  Problem p;
   for (int l = 0; l < L; ++l) {
     const std::int64_t Tl = (T + (std::int64_t{1} << l) - 1) >> l;
-    q.push_back(Tensor::normal({a.batch, a.heads, Tl, a.d_head}, gen, 0, 1, dtype).set_requires_grad());
-    k.push_back(Tensor::normal({a.batch, a.heads, Tl, a.d_head}, gen, 0, 1, dtype).set_requires_grad());
+    p.q.push_back(Tensor::normal({a.batch, a.heads, Tl, a.d_head}, gen, 0, 1, dtype).set_requires_grad());
+    p.k.push_back(Tensor::normal({a.batch, a.heads, Tl, a.d_head}, gen, 0, 1, dtype).set_requires_grad());
   }
-  Tensor v = Tensor::normal({a.batch, a.heads, T, a.d_head}, gen, 0, 1, dtype).set_requires_grad();
-  Tensor alpha = Tensor::full({a.heads, L}, 1.0 / L, dtype).set_requires_grad();
-  Tensor grad_out = Tensor::normal({a.batch, a.heads, T, a.d_head}, gen, 0, 1, dtype);
+  p.v = Tensor::normal({a.batch, a.heads, T, a.d_head}, gen, 0, 1, dtype).set_requires_grad();
+  p.alpha = Tensor::full({a.heads, L}, 1.0 / L, dtype).set_requires_grad();
+  p.grad_out = Tensor::normal({a.batch, a.heads, T, a.d_head}, gen, 0, 1, dtype);
+  return p;
+}
+
+// One forward + backward; returns (forward ms, backward ms, peak bytes above the start).
+std::array<double, 3> run_once(const BenchArgs& a, const std::string& impl, Problem& p) {
   HktAttentionOptions options;
   options.causal = a.causal;
-  std::vector<double> fwd, bwd;
-  double peak = 0;
-  for (int r = 0; r <= a.repeats; ++r) {  // run 0 is the warm-up
-    const std::size_t base = cpu_memory_stats().current_bytes;
-    reset_peak_cpu_memory();
-    const auto t0 = std::chrono::steady_clock::now();
-    Tensor out = impl == "fused" ? hkt_attention_fused(q, k, v, alpha, Tensor(), options)
-                                 : hkt_attention_composite(q, k, v, alpha, Tensor(), options);
-    const auto t1 = std::chrono::steady_clock::now();
-    out.backward(grad_out);
-    const auto t2 = std::chrono::steady_clock::now();
-    peak = std::max(peak, static_cast<double>(cpu_memory_stats().peak_bytes - base));
-    for (auto* t : {&q, &k})
-      for (auto& x : *t) x.zero_grad();
-    v.zero_grad();
-    alpha.zero_grad();
-    if (r == 0) continue;
-    fwd.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-    bwd.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
+  const std::size_t base = cpu_memory_stats().current_bytes;
+  reset_peak_cpu_memory();
+  const auto t0 = std::chrono::steady_clock::now();
+  Tensor out = impl == "fused" ? hkt_attention_fused(p.q, p.k, p.v, p.alpha, Tensor(), options)
+                               : hkt_attention_composite(p.q, p.k, p.v, p.alpha, Tensor(), options);
+  const auto t1 = std::chrono::steady_clock::now();
+  out.backward(p.grad_out);
+  const auto t2 = std::chrono::steady_clock::now();
+  const double peak = static_cast<double>(cpu_memory_stats().peak_bytes - base);
+  for (auto* t : {&p.q, &p.k})
+    for (auto& x : *t) x.zero_grad();
+  p.v.zero_grad();
+  p.alpha.zero_grad();
+  return {std::chrono::duration<double, std::milli>(t1 - t0).count(), std::chrono::duration<double, std::milli>(t2 - t1).count(),
+          peak};
+}
+
+// Every L at one T, the L values alternating within each repeat, so that a slow spell of
+// the machine hits all of them alike and the ratios stay meaningful.
+std::vector<Row> measure(const BenchArgs& a, const std::string& impl, std::int64_t T) {
+  std::vector<Problem> problems;
+  for (int L : a.L) problems.push_back(make_problem(a, T, L));
+  std::vector<std::vector<double>> fwd(a.L.size()), bwd(a.L.size());
+  std::vector<double> peak(a.L.size(), 0.0);
+  for (int r = 0; r <= a.repeats; ++r) {  // r = 0 is the warm-up
+    for (std::size_t i = 0; i < a.L.size(); ++i) {
+      const auto [f, b, m] = run_once(a, impl, problems[i]);
+      peak[i] = std::max(peak[i], m);
+      if (r == 0) continue;
+      fwd[i].push_back(f);
+      bwd[i].push_back(b);
+    }
   }
-  const auto flops = hkt_attention_flops(a.batch, a.heads, T, a.d_head, L);
-  return Row{impl, T, L, median(fwd), median(bwd), flops.score_flops / 1e9, flops.total_flops / 1e9, peak / (1024.0 * 1024.0)};
+  std::vector<Row> rows;
+  for (std::size_t i = 0; i < a.L.size(); ++i) {
+    const auto flops = hkt_attention_flops(a.batch, a.heads, T, a.d_head, a.L[i]);
+    rows.push_back(Row{impl, T, a.L[i], median(fwd[i]), median(bwd[i]), flops.score_flops / 1e9, flops.total_flops / 1e9,
+                       peak[i] / (1024.0 * 1024.0)});
+  }
+  return rows;
 }
 
 // Parses "1,2,3" into numbers.
@@ -138,18 +169,16 @@ void add_bench_command(CLI::App& app) {
     std::vector<Row> rows;
     for (const auto& impl : args->impl)
       for (auto T : args->T) {
-        double base_ms = 0, base_score = 0, base_total = 0;
-        for (int L : args->L) {
-          Row r = measure(*args, impl, T, L);
-          if (L == 1) {
-            base_ms = r.forward_ms + r.backward_ms;
-            base_score = r.score_gflop;
-            base_total = r.total_gflop;
-          }
-          if (base_ms > 0) {
-            r.time_ratio = (r.forward_ms + r.backward_ms) / base_ms;
-            r.score_ratio = r.score_gflop / base_score;
-            r.total_ratio = r.total_gflop / base_total;
+        std::vector<Row> at_T = measure(*args, impl, T);
+        // Ratios against the L = 1 row of the same T and implementation, when measured.
+        const Row* base = nullptr;
+        for (const auto& r : at_T)
+          if (r.L == 1) base = &r;
+        for (auto& r : at_T) {
+          if (base) {
+            r.time_ratio = (r.forward_ms + r.backward_ms) / (base->forward_ms + base->backward_ms);
+            r.score_ratio = r.score_gflop / base->score_gflop;
+            r.total_ratio = r.total_gflop / base->total_gflop;
           }
           rows.push_back(r);
           if (!args->json) {

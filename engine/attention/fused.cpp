@@ -99,11 +99,15 @@ template <class T>
 struct ScoreTile {
   std::vector<std::vector<T>> raw;  // level l: scale Q_l K_l^T, [block_q/2^l x block_k/2^l], row stride block_k/2^l
   std::vector<T> s;                 // the fused, masked scores (then p), [block_q x block_k]
-  std::vector<T> lifted;            // one lifted coarse row, [block_k]
+  std::vector<std::vector<T>> fused;  // level l >= 1: sum_{m >= l} alpha_m Lift_{m-l}(raw_m), at level l's resolution
+  std::vector<T> widened;           // one coarse row with each entry doubled, [block_k]
   explicit ScoreTile(const Geometry& g) {
-    for (int l = 0; l < g.L; ++l) raw.emplace_back(static_cast<std::size_t>((g.block_q >> l) * (g.block_k >> l)));
+    for (int l = 0; l < g.L; ++l) {
+      raw.emplace_back(static_cast<std::size_t>((g.block_q >> l) * (g.block_k >> l)));
+      fused.emplace_back(static_cast<std::size_t>((g.block_q >> l) * (g.block_k >> l)));
+    }
     s.resize(static_cast<std::size_t>(g.block_q * g.block_k));
-    lifted.resize(static_cast<std::size_t>(g.block_k));
+    widened.resize(static_cast<std::size_t>(g.block_k));
   }
 };
 
@@ -122,26 +126,31 @@ void compute_scores(const Geometry& g, const Head<T>& hd, std::int64_t i0, std::
     std::fill(raw, raw + rows * w, T(0));
     tile_gemm<T>(rows, cols, dh, static_cast<T>(g.scale), hd.q[li] + r0 * dh, dh, hd.kt[li].data() + jt * dh * w, w, raw, w);
   }
-  // Level 0 sets s; each coarser level adds its lifted rows: a coarse row cr covers the
-  // fine rows cr*2^l .. cr*2^l + 2^l - 1 of the tile, and column c reads coarse column
-  // c >> l (relative to the tile, since j0 is a multiple of 2^l).
-  const T a0 = hd.alpha[0];
-  for (std::int64_t r = 0; r < nr; ++r) {
-    const T* raw0 = tile.raw[0].data() + r * bk;
-    T* srow = tile.s.data() + r * bk;
-    for (std::int64_t c = 0; c < nc; ++c) srow[c] = a0 * raw0[c];
-  }
-  for (int l = 1; l < g.L; ++l) {
+  // Fuse from the coarsest level down, one factor of 2 at a time:
+  //   F_{L-1} = alpha_{L-1} raw_{L-1},   F_l = alpha_l raw_l + Lift_1(F_{l+1}),   s = F_0,
+  // which equals sum_l alpha_l Lift_l(raw_l). Lifting one level is: double each entry of a
+  // coarse row (widened), then add it to the two fine rows under it. Every level but the
+  // finest costs a quarter of the one below, so the whole fusion is about one pass over
+  // the tile instead of L - 1 (the lift of spec section 6, reorganised).
+  for (int l = g.L - 1; l >= 0; --l) {
     const auto li = static_cast<std::size_t>(l);
+    const std::int64_t rows = ((i1 - 1) >> l) + 1 - (i0 >> l), cols = ((j1 - 1) >> l) + 1 - (j0 >> l);
+    const std::int64_t w = bk >> l;  // row stride of raw_l and F_l
+    T* out = l == 0 ? tile.s.data() : tile.fused[li].data();
     const T al = hd.alpha[l];
-    const std::int64_t w = bk >> l, step = std::int64_t{1} << l;
-    for (std::int64_t cr = 0; cr * step < nr; ++cr) {
-      const T* rawl = tile.raw[li].data() + cr * w;
-      for (std::int64_t c = 0; c < nc; ++c) tile.lifted[static_cast<std::size_t>(c)] = al * rawl[c >> l];
-      for (std::int64_t r = cr * step; r < std::min(nr, (cr + 1) * step); ++r) {
-        T* srow = tile.s.data() + r * bk;
-        for (std::int64_t c = 0; c < nc; ++c) srow[c] += tile.lifted[static_cast<std::size_t>(c)];
-      }
+    const T* raw = tile.raw[li].data();
+    if (l == g.L - 1) {
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t c = 0; c < cols; ++c) out[r * w + c] = al * raw[r * w + c];
+      continue;
+    }
+    const T* coarse = tile.fused[li + 1].data();  // F_{l+1}, row stride w / 2
+    T* wide = tile.widened.data();
+    for (std::int64_t cr = 0; 2 * cr < rows; ++cr) {
+      const T* src = coarse + cr * (w / 2);
+      for (std::int64_t c = 0; c < cols; ++c) wide[c] = src[c >> 1];
+      for (std::int64_t r = 2 * cr; r < std::min(rows, 2 * cr + 2); ++r)
+        for (std::int64_t c = 0; c < cols; ++c) out[r * w + c] = al * raw[r * w + c] + wide[c];
     }
   }
   // Masks, only where the tile can have any: padded keys, or keys after some query.
@@ -214,8 +223,7 @@ void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* 
     D[static_cast<std::size_t>(i)] = s;
   }
   ScoreTile<T> tile(g);
-  std::vector<T> ds(static_cast<std::size_t>(bq * bk)), transposed(static_cast<std::size_t>(bk * bq)),
-      dsl(static_cast<std::size_t>(bq * bk));
+  std::vector<T> ds(static_cast<std::size_t>(bq * bk)), transposed(static_cast<std::size_t>(bk * bq));
   for (std::int64_t j0 = 0; j0 < T_; j0 += bk) {
     const std::int64_t j1 = std::min(j0 + bk, T_), nc = j1 - j0, jt = j0 / bk;
     const std::int64_t i_start = g.causal ? j0 / bq * bq : 0;  // earlier query tiles see none of these keys
@@ -240,27 +248,47 @@ void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* 
         const T Di = D[static_cast<std::size_t>(i0 + r)];
         for (std::int64_t c = 0; c < nc; ++c) dsr[c] = pr[c] == T(0) ? T(0) : pr[c] * (dsr[c] - Di);
       }
-      // Per level: ds_l = block sums of ds (level 0: ds itself); dalpha_l, dQ_l, dK_l.
+      // Per level: ds_l = block sums of ds (ds_0 = ds), built one factor of 2 at a time
+      // (ds_l = the 2 x 2 block sums of ds_{l-1}); then dalpha_l, dQ_l, dK_l.
+      const T* prev = ds.data();
+      std::int64_t prev_stride = bk;
       for (int l = 0; l < g.L; ++l) {
         const auto li = static_cast<std::size_t>(l);
         const std::int64_t r0 = i0 >> l, c0 = j0 >> l;
         const std::int64_t rows = ((i1 - 1) >> l) + 1 - r0, cols = ((j1 - 1) >> l) + 1 - c0, w = bk >> l;
+        T* dsl_level = tile.fused[li].data();  // reused as ds_l scratch (row stride w)
         const T* dsl_p = ds.data();
         if (l > 0) {
-          std::fill(dsl.begin(), dsl.begin() + rows * w, T(0));
-          for (std::int64_t r = 0; r < nr; ++r)
-            for (std::int64_t c = 0; c < nc; ++c) dsl[static_cast<std::size_t>((r >> l) * w + (c >> l))] += ds[static_cast<std::size_t>(r * bk + c)];
-          dsl_p = dsl.data();
+          const std::int64_t prev_rows = ((i1 - 1) >> (l - 1)) + 1 - (i0 >> (l - 1));
+          const std::int64_t prev_cols = ((j1 - 1) >> (l - 1)) + 1 - (j0 >> (l - 1));
+          T* pair = tile.widened.data();
+          for (std::int64_t r = 0; r < rows; ++r) {
+            // Add the two fine rows (a missing second row at the edge adds nothing), then
+            // the pairs of columns.
+            const T* a = prev + (2 * r) * prev_stride;
+            const bool two = 2 * r + 1 < prev_rows;
+            for (std::int64_t c = 0; c < prev_cols; ++c) pair[c] = a[c] + (two ? a[prev_stride + c] : T(0));
+            if (prev_cols % 2) pair[prev_cols] = T(0);
+            T* o = dsl_level + r * w;
+            for (std::int64_t c = 0; c < cols; ++c) o[c] = pair[2 * c] + pair[2 * c + 1];
+          }
+          dsl_p = dsl_level;
+          prev = dsl_level;
+          prev_stride = w;
         }
+        const std::int64_t stride = l == 0 ? bk : w;
         const T* raw = tile.raw[li].data();
         double da = 0.0;
-        for (std::int64_t r = 0; r < rows; ++r)
-          for (std::int64_t c = 0; c < cols; ++c) da += static_cast<double>(dsl_p[r * w + c]) * static_cast<double>(raw[r * w + c]);
+        for (std::int64_t r = 0; r < rows; ++r) {
+          T row = 0;  // per row in T (vectorisable), rows summed in double
+          for (std::int64_t c = 0; c < cols; ++c) row += dsl_p[r * stride + c] * raw[r * w + c];
+          da += static_cast<double>(row);
+        }
         dalpha[l] += da;
         const T weight = hd.alpha[l] * static_cast<T>(g.scale);
         // dQ_l[I/2^l] += weight ds_l K_l[J/2^l];  dK_l[J/2^l] += weight ds_l^T Q_l[I/2^l]
-        tile_gemm<T>(rows, dh, cols, weight, dsl_p, w, hd.k[li] + c0 * dh, dh, dq[li] + r0 * dh, dh);
-        transpose_tile(rows, cols, dsl_p, w, transposed.data(), bq);
+        tile_gemm<T>(rows, dh, cols, weight, dsl_p, stride, hd.k[li] + c0 * dh, dh, dq[li] + r0 * dh, dh);
+        transpose_tile(rows, cols, dsl_p, stride, transposed.data(), bq);
         tile_gemm<T>(cols, dh, rows, weight, transposed.data(), bq, hd.q[li] + r0 * dh, dh, dk[li] + c0 * dh, dh);
       }
     }
