@@ -37,7 +37,7 @@ struct Row {
   std::string impl;
   std::int64_t T;
   int L;
-  double forward_ms, backward_ms, score_gflop, total_gflop, peak_mib;
+  double forward_ms, backward_ms, score_flops, total_flops, peak_mib;
   double time_ratio = 0, score_ratio = 0, total_ratio = 0;  // against L = 1
 };
 
@@ -107,7 +107,7 @@ std::vector<Row> measure(const BenchArgs& a, const std::string& impl, std::int64
   std::vector<Row> rows;
   for (std::size_t i = 0; i < a.L.size(); ++i) {
     const auto flops = hkt_attention_flops(a.batch, a.heads, T, a.d_head, a.L[i]);
-    rows.push_back(Row{impl, T, a.L[i], median(fwd[i]), median(bwd[i]), flops.score_flops / 1e9, flops.total_flops / 1e9,
+    rows.push_back(Row{impl, T, a.L[i], median(fwd[i]), median(bwd[i]), flops.score_flops, flops.total_flops,
                        peak[i] / (1024.0 * 1024.0)});
   }
   return rows;
@@ -177,8 +177,8 @@ void add_bench_command(CLI::App& app) {
         for (auto& r : at_T) {
           if (base) {
             r.time_ratio = (r.forward_ms + r.backward_ms) / (base->forward_ms + base->backward_ms);
-            r.score_ratio = r.score_gflop / base->score_gflop;
-            r.total_ratio = r.total_gflop / base->total_gflop;
+            r.score_ratio = r.score_flops / base->score_flops;
+            r.total_ratio = r.total_flops / base->total_flops;
           }
           rows.push_back(r);
           if (!args->json) {
@@ -186,7 +186,7 @@ void add_bench_command(CLI::App& app) {
               std::printf("%-10s %6s %2s %11s %11s %10s %10s %8s %8s %8s %9s\n", "impl", "T", "L", "forward_ms", "backward_ms",
                           "score_GF", "total_GF", "score_x", "total_x", "time_x", "peak_MiB");
             std::printf("%-10s %6lld %2d %11.2f %11.2f %10.3f %10.3f %8.4f %8.4f %8.3f %9.1f\n", r.impl.c_str(),
-                        static_cast<long long>(r.T), r.L, r.forward_ms, r.backward_ms, r.score_gflop, r.total_gflop,
+                        static_cast<long long>(r.T), r.L, r.forward_ms, r.backward_ms, r.score_flops / 1e9, r.total_flops / 1e9,
                         r.score_ratio, r.total_ratio, r.time_ratio, r.peak_mib);
             std::fflush(stdout);
           }
@@ -196,7 +196,7 @@ void add_bench_command(CLI::App& app) {
       auto out = nlohmann::json::array();
       for (const auto& r : rows)
         out.push_back({{"impl", r.impl}, {"T", r.T}, {"L", r.L}, {"forward_ms", r.forward_ms}, {"backward_ms", r.backward_ms},
-                       {"score_gflop", r.score_gflop}, {"total_gflop", r.total_gflop}, {"score_flop_ratio", r.score_ratio},
+                       {"score_gflop", r.score_flops / 1e9}, {"total_gflop", r.total_flops / 1e9}, {"score_flop_ratio", r.score_ratio},
                        {"total_flop_ratio", r.total_ratio}, {"time_ratio", r.time_ratio}, {"peak_mib", r.peak_mib}});
       std::cout << out.dump(2) << "\n";
     }
