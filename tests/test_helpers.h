@@ -4,6 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -43,4 +46,24 @@ void require_error(F&& f, const std::string& fragment) {
   }
 }
 
+/// The folder of the real public data: $HKT_DATA_DIR if set, else ../shared/data beside
+/// the checkout (fixed at configure time).
+inline std::string real_data_dir() {
+  const char* env = std::getenv("HKT_DATA_DIR");
+  return env && *env ? std::string(env) : std::string(HKT_SHARED_DATA_DIR);
+}
+
+/// The committed test fixtures (tests/data).
+inline std::string fixture_dir() { return HKT_TEST_DATA_DIR; }
+
 }  // namespace hkt::test
+
+/// Ends the current test as skipped (ctest reports it so, through the
+/// SKIP_REGULAR_EXPRESSION "skipped: ") when `path` does not exist.
+#define HKT_SKIP_UNLESS_EXISTS(path)                                                  \
+  do {                                                                              \
+    if (!std::filesystem::exists(path)) {                                           \
+      std::cout << "skipped: " << (path) << " not found (set HKT_DATA_DIR)" << std::endl; \
+      return;                                                                       \
+    }                                                                               \
+  } while (0)
