@@ -8,21 +8,6 @@ namespace hkt {
 
 namespace {
 
-// A module that only holds parameters and numbered children, to give parameters their
-// nested PyTorch names (w_q.0.weight, downsample.1.bias).
-class ParameterHolder : public Module {
- public:
-  Tensor add(const std::string& name, Tensor t) { return register_parameter(name, std::move(t)); }
-  ParameterHolder* child(const std::string& name) {
-    owned_.push_back(std::make_unique<ParameterHolder>());
-    register_module(name, owned_.back().get());
-    return owned_.back().get();
-  }
-
- private:
-  std::vector<std::unique_ptr<ParameterHolder>> owned_;
-};
-
 void check_config(const AttentionConfig& c) {
   check(c.d_model >= 1 && c.n_heads >= 1 && c.d_model % c.n_heads == 0,
         "attention config: d_model (" + std::to_string(c.d_model) + ") must be a positive multiple of n_heads (" +
@@ -93,23 +78,19 @@ HierarchicalAttention::HierarchicalAttention(const AttentionConfig& config, Gene
   const int L = config.levels;
   const double bound = 1.0 / std::sqrt(static_cast<double>(d));
   auto projection = [&] { return Tensor::uniform({d, d}, gen, -bound, bound, dtype); };
-  auto holder = [&](const std::string& name) {
-    holders_.push_back(std::make_unique<ParameterHolder>());
-    register_module(name, holders_.back().get());
-    return static_cast<ParameterHolder*>(holders_.back().get());
-  };
+  auto holder = [&](const std::string& name) { return add_group(name); };
   auto* wq = holder("w_q");
   auto* wk = holder("w_k");
   for (int l = 0; l < L; ++l) {
-    w_q_.push_back(wq->child(std::to_string(l))->add("weight", projection()));
-    w_k_.push_back(wk->child(std::to_string(l))->add("weight", projection()));
+    w_q_.push_back(wq->group(std::to_string(l))->add("weight", projection()));
+    w_k_.push_back(wk->group(std::to_string(l))->add("weight", projection()));
   }
   w_v_ = holder("w_v")->add("weight", projection());
   w_o_ = holder("w_o")->add("weight", projection());
   if (L > 1) {
     auto* down = holder("downsample");
     for (int l = 1; l < L; ++l) {
-      auto* dl = down->child(std::to_string(l));
+      auto* dl = down->group(std::to_string(l));
       if (config.downsampler == "depthwise") {
         down_w_.push_back(dl->add("weight", Tensor::full({d, k}, 1.0 / static_cast<double>(k), dtype)));
       } else {

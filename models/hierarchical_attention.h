@@ -70,7 +70,6 @@ class HierarchicalAttention : public Module {
   DType dtype_;
   std::vector<Tensor> w_q_, w_k_, down_w_, down_b_;
   Tensor w_v_, w_o_, level_logits_, fixed_alpha_;
-  std::vector<std::unique_ptr<Module>> holders_;  // the numbered sub-modules (w_q.0, ...)
 };
 
 /// Lift of rows: y[b, h, i] = o[b, h, floor(i / 2^level)] for i < T ("outputs" fusion).

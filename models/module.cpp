@@ -11,7 +11,18 @@ Tensor Module::register_parameter(const std::string& name, Tensor value) {
   return value;
 }
 
-void Module::register_module(const std::string& name, Module* child) { children_.emplace_back(name, child); }
+void Module::register_module(const std::string& name, Module* child) {
+  for (const auto& [n, c] : children_) check(n != name, "register_module: duplicate child name '" + name + "'");
+  children_.emplace_back(name, child);
+}
+
+ParameterGroup* Module::add_group(const std::string& name) {
+  auto group = std::make_unique<ParameterGroup>();
+  ParameterGroup* raw = group.get();
+  owned_.push_back(std::move(group));
+  register_module(name, raw);
+  return raw;
+}
 
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {
   std::vector<std::pair<std::string, Tensor>> out = params_;

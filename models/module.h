@@ -12,6 +12,8 @@
 
 namespace hkt {
 
+class ParameterGroup;
+
 class Module {
  public:
   virtual ~Module() = default;
@@ -30,12 +32,27 @@ class Module {
  protected:
   /// Adds a parameter (marked requires_grad) under `name`; returns it.
   Tensor register_parameter(const std::string& name, Tensor value);
-  /// Adds a child whose parameters are listed under "name.".
+  /// Adds a child (owned elsewhere) whose parameters are listed under "name.".
   void register_module(const std::string& name, Module* child);
+  /// Adds an owned, empty group of parameters listed under "name." and returns it.
+  ParameterGroup* add_group(const std::string& name);
 
  private:
   std::vector<std::pair<std::string, Tensor>> params_;
   std::vector<std::pair<std::string, Module*>> children_;
+  std::vector<std::unique_ptr<Module>> owned_;
+};
+
+/// A module that only groups parameters under a name, to give them PyTorch's nested
+/// names: "ln1" holding "weight" and "bias" lists "ln1.weight" and "ln1.bias".
+class ParameterGroup : public Module {
+ public:
+  /// Adds a parameter (marked requires_grad); returns it.
+  Tensor add(const std::string& name, Tensor value) { return register_parameter(name, std::move(value)); }
+  /// A nested group ("w_q" holding "0" holding "weight").
+  ParameterGroup* group(const std::string& name) { return add_group(name); }
+  /// Lists a module owned elsewhere under "name." ("blocks" adopting each block as "0", "1").
+  void adopt(const std::string& name, Module* child) { register_module(name, child); }
 };
 
 }  // namespace hkt
