@@ -1,0 +1,101 @@
+// clip.cpp: global-norm gradient clipping (see clip.h for the formula and its source).
+#include "optim/clip.h"
+
+#include <cmath>
+#include <sstream>
+#include <string>
+
+#include "error.h"
+
+namespace hkt::optim {
+namespace {
+
+/// "gradient of parameter i (shape [..])", the prefix of every message about one gradient.
+std::string which(std::size_t i, const Tensor& grad) {
+  return "clip_grad_norm: gradient of parameter " + std::to_string(i) + " (shape " + shape_str(grad.shape()) + ")";
+}
+
+/// The gradient of parameter i, checked to be usable; undefined when it has none.
+Tensor checked_grad(const std::vector<Tensor>& parameters, std::size_t i) {
+  const Tensor& p = parameters[i];
+  check(p.defined(), "clip_grad_norm: parameter " + std::to_string(i) + " is undefined");
+  Tensor g = p.grad();
+  if (!g.defined()) return g;
+  check(is_floating(g.dtype()), which(i, g) + " has dtype " + dtype_name(g.dtype()) + "; expected float32 or float64");
+  check(g.device() == Device::CPU, which(i, g) + " is on " + device_name(g.device()) + "; only cpu gradients are supported");
+  check(g.shape() == p.shape(), which(i, g) + " does not match the parameter's shape " + shape_str(p.shape()));
+  return g;
+}
+
+/// sum of g^2 over the elements, in double.
+double sum_of_squares(const Tensor& g) {
+  return dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = g.data<T>();
+    double s = 0.0;
+    for (std::int64_t k = 0; k < g.numel(); ++k) s += static_cast<double>(x[k]) * static_cast<double>(x[k]);
+    return s;
+  });
+}
+
+/// Index of the first non-finite element of g, or -1.
+std::int64_t first_non_finite(const Tensor& g) {
+  return dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) -> std::int64_t {
+    using T = decltype(tag);
+    const T* x = g.data<T>();
+    for (std::int64_t k = 0; k < g.numel(); ++k)
+      if (!std::isfinite(x[k])) return k;
+    return -1;
+  });
+}
+
+/// Throws the convention-9 error for a non-finite norm: names the first non-finite value.
+[[noreturn]] void throw_non_finite(const std::vector<Tensor>& grads, double norm) {
+  for (std::size_t i = 0; i < grads.size(); ++i) {
+    if (!grads[i].defined()) continue;
+    const std::int64_t k = first_non_finite(grads[i]);
+    if (k < 0) continue;
+    const double x = grads[i].to_vector()[static_cast<std::size_t>(k)];
+    const std::string value = std::isnan(x) ? "nan" : (x > 0 ? "inf" : "-inf");
+    throw Error(which(i, grads[i]) + " is not finite: element " + std::to_string(k) + " is " + value);
+  }
+  std::ostringstream os;
+  os << "clip_grad_norm: the gradient norm is " << norm
+     << ": every gradient value is finite but the sum of squares overflows float64";
+  throw Error(os.str());
+}
+
+/// g *= coef, in g's dtype.
+void scale(Tensor& g, double coef) {
+  dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
+    using T = decltype(tag);
+    T* x = g.data<T>();
+    const T c = static_cast<T>(coef);
+    for (std::int64_t k = 0; k < g.numel(); ++k) x[k] *= c;
+  });
+}
+
+}  // namespace
+
+double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
+  check(!std::isnan(max_norm), "clip_grad_norm: max_norm is nan");
+  std::vector<Tensor> grads(parameters.size());
+  for (std::size_t i = 0; i < parameters.size(); ++i) grads[i] = checked_grad(parameters, i);
+
+  // norm = sqrt(sum_i sum_k g_ik^2), in double
+  double total = 0.0;
+  for (const Tensor& g : grads)
+    if (g.defined()) total += sum_of_squares(g);
+  const double norm = std::sqrt(total);
+  if (!std::isfinite(norm)) throw_non_finite(grads, norm);  // convention 9
+
+  // coef = max_norm / (norm + 1e-6); scale by min(1, coef) (PyTorch clip_grad_norm_)
+  if (max_norm <= 0 || std::isinf(max_norm)) return norm;
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0)
+    for (Tensor& g : grads)
+      if (g.defined()) scale(g, coef);
+  return norm;
+}
+
+}  // namespace hkt::optim
