@@ -14,11 +14,14 @@ void Dataset::add_tokens(const std::vector<std::uint16_t>& example, std::int32_t
   const auto len = static_cast<std::int64_t>(example.size());
   check(max_len <= 0 || len <= max_len, name + ": example " + std::to_string(size()) + " has " + std::to_string(len) +
                                             " tokens, more than max_len " + std::to_string(max_len));
+  // Plain ifs, not check(): check() builds its message before testing, once per token.
   for (auto t : example)
-    check(t < vocab_size, name + ": token " + std::to_string(t) + " of example " + std::to_string(size()) +
-                              " is outside the vocabulary of " + std::to_string(vocab_size));
-  check(label >= 0 && label < num_classes, name + ": label " + std::to_string(label) + " of example " +
-                                               std::to_string(size()) + " is outside [0, " + std::to_string(num_classes) + ")");
+    if (t >= vocab_size)
+      throw Error(name + ": token " + std::to_string(t) + " of example " + std::to_string(size()) +
+                  " is outside the vocabulary of " + std::to_string(vocab_size));
+  if (label < 0 || label >= num_classes)
+    throw Error(name + ": label " + std::to_string(label) + " of example " + std::to_string(size()) + " is outside [0, " +
+                std::to_string(num_classes) + ")");
   tokens.insert(tokens.end(), example.begin(), example.end());
   offsets.push_back(offsets.back() + len);
   labels.push_back(label);

@@ -78,7 +78,10 @@ std::vector<Case> build_cases() {
 
   // ---- unary
   const std::vector<std::pair<Shape, std::string>> unary_shapes = {{{7}, "[7]"}, {{2, 3, 5}, "[2,3,5]"}, {{1}, "[1]"}};
-  for (const auto& [s, name] : unary_shapes) {
+  for (const auto& shape_and_name : unary_shapes) {
+    // Named copies: clang 14 cannot capture structured bindings in lambdas.
+    const Shape s = shape_and_name.first;
+    const std::string& name = shape_and_name.second;
     add_case("neg", name, one(s), [](const Inputs& x) { return neg(x[0]); });
     add_case("exp", name, one(s), [](const Inputs& x) { return exp(x[0]); });
     add_case("log", name, [s](Generator& g) { return Inputs{positive(g, s, 0.2, 3.0)}; }, [](const Inputs& x) { return log(x[0]); });
