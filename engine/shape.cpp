@@ -51,12 +51,18 @@ void validate_shape(const char* op, const Shape& shape) {
         std::string(op) + ": rank " + std::to_string(shape.size()) + " exceeds the maximum rank " + std::to_string(kMaxRank));
   // Every size non-negative, and the element count small enough that a byte count of
   // 8 bytes per element fits in int64 (2^60 elements): larger products would wrap.
+  // (A zero size anywhere makes the count 0 whatever the other sizes are.)
   constexpr std::int64_t kMaxElements = std::int64_t{1} << 60;
+  bool empty = false;
+  for (auto s : shape) {
+    if (s < 0) throw Error(std::string(op) + ": shape " + shape_str(shape) + " has a negative size");
+    empty |= s == 0;
+  }
+  if (empty) return;
   std::int64_t n = 1;
   for (auto s : shape) {
-    check(s >= 0, std::string(op) + ": shape " + shape_str(shape) + " has a negative size");
-    check(s == 0 || n <= kMaxElements / s, std::string(op) + ": shape " + shape_str(shape) + " has more than 2^60 elements");
-    n = s == 0 ? 0 : n * s;
+    if (n > kMaxElements / s) throw Error(std::string(op) + ": shape " + shape_str(shape) + " has more than 2^60 elements");
+    n *= s;
   }
 }
 
