@@ -14,6 +14,10 @@ void add_gradcheck_command(CLI::App& app);
 void add_devices_command(CLI::App& app);
 /// `hkt bench attention`: attention timings, FLOPs and memory (cmd_bench.cpp).
 void add_bench_command(CLI::App& app);
+/// `hkt train`, `hkt eval`, `hkt predict` (cmd_train.cpp).
+void add_train_commands(CLI::App& app);
+/// `hkt data generate-listops`, `hkt data inspect` (cmd_data.cpp).
+void add_data_commands(CLI::App& app);
 
 /// Registers the body of a subcommand; run_selected calls the one the user chose.
 void on_selected(CLI::App* sub, std::function<int()> body);

@@ -1,0 +1,205 @@
+#include "config.h"
+
+#include <fstream>
+
+#include "dataset.h"
+#include "error.h"
+
+namespace hkt::config {
+
+const Json& defaults() {
+  static const Json d = Json::parse(R"({
+  "data": {
+    "task": "listops",
+    "max_len": 512,
+    "limit_train": 0,
+    "limit_val": 0,
+    "limit_test": 0,
+    "listops": {
+      "source": "generate",
+      "preset": "nangia-bowman",
+      "train": 2000,
+      "val": 200,
+      "test": 200,
+      "seed": 0,
+      "train_path": "",
+      "val_path": "",
+      "test_path": "",
+      "extra_test_release": ""
+    },
+    "cifar10": {"dir": "", "mode": "gray", "test_file": ""},
+    "imdb": {"dir": "", "val_fraction": 0.1, "replace_br": false},
+    "fashion_mnist": {"dir": "/usr/share/datasets/fashion-mnist"}
+  },
+  "model": {
+    "attention": "hkt",
+    "d_model": 64,
+    "n_heads": 4,
+    "n_layers": 2,
+    "d_ff": 128,
+    "dropout": 0.1,
+    "positions": "learned",
+    "pooling": "mean",
+    "layer_norm_eps": 1e-5,
+    "hkt": {
+      "levels": 3,
+      "fusion": "scores",
+      "level_weights": "per_head",
+      "fixed_weights": [],
+      "downsampler": "depthwise",
+      "kernel_size": 2,
+      "causal": false,
+      "impl": "fused"
+    }
+  },
+  "train": {
+    "seed": 0,
+    "dtype": "float32",
+    "threads": 0,
+    "batch_size": 32,
+    "eval_batch_size": 64,
+    "steps": 1000,
+    "lr": 1e-3,
+    "schedule": "cosine",
+    "warmup_steps": 100,
+    "min_lr": 0.0,
+    "weight_decay": 0.01,
+    "beta1": 0.9,
+    "beta2": 0.999,
+    "eps": 1e-8,
+    "clip_norm": 1.0,
+    "label_smoothing": 0.0,
+    "eval_every": 200,
+    "log_every": 20,
+    "checkpoint_every": 200,
+    "pad_to_longest": true
+  }
+})");
+  return d;
+}
+
+namespace {
+
+std::string type_name(const Json& v) {
+  if (v.is_number_integer()) return "an integer";
+  if (v.is_number()) return "a number";
+  if (v.is_boolean()) return "a boolean";
+  if (v.is_string()) return "a string";
+  if (v.is_array()) return "a list";
+  if (v.is_object()) return "an object";
+  return "null";
+}
+
+// Merges `value` into `target` (whose type is the default's) at `key`.
+void merge_into(Json& target, const Json& value, const std::string& key, const std::string& where) {
+  if (target.is_object()) {
+    check(value.is_object(), where + ": config key '" + key + "' must be an object, got " + type_name(value));
+    for (auto it = value.begin(); it != value.end(); ++it) {
+      const std::string sub = key.empty() ? it.key() : key + "." + it.key();
+      check(target.contains(it.key()), where + ": unknown config key '" + sub + "'");
+      merge_into(target[it.key()], it.value(), sub, where);
+    }
+    return;
+  }
+  const bool ok = target.is_number_integer()   ? value.is_number_integer() || (value.is_number_float() && value.get<double>() == std::floor(value.get<double>()))
+                  : target.is_number()         ? value.is_number()
+                  : target.is_boolean()        ? value.is_boolean()
+                  : target.is_string()         ? value.is_string()
+                  : target.is_array()          ? value.is_array()
+                                               : true;
+  check(ok, where + ": config key '" + key + "' must be " + type_name(target) + ", got " + type_name(value) + " (" + value.dump() + ")");
+  if (target.is_number_integer() && value.is_number_float())
+    target = static_cast<std::int64_t>(value.get<double>());
+  else
+    target = value;
+}
+
+}  // namespace
+
+Json merge(const Json& overrides, const std::string& where) {
+  Json out = defaults();
+  merge_into(out, overrides, "", where);
+  return out;
+}
+
+Json apply_sets(Json config, const std::vector<std::string>& sets) {
+  for (const auto& item : sets) {
+    const auto eq = item.find('=');
+    check(eq != std::string::npos && eq > 0, "--set " + item + ": expected key=value");
+    const std::string key = item.substr(0, eq), text = item.substr(eq + 1);
+    Json value;
+    try {
+      value = Json::parse(text);
+    } catch (const Json::parse_error&) {
+      value = text;  // a bare word is a string
+    }
+    // Build {"a": {"b": value}} from "a.b" and merge it, so the checks are merge's.
+    Json patch = value;
+    std::vector<std::string> parts;
+    std::size_t start = 0;
+    for (std::size_t dot = key.find('.'); dot != std::string::npos; dot = key.find('.', start)) {
+      parts.push_back(key.substr(start, dot - start));
+      start = dot + 1;
+    }
+    parts.push_back(key.substr(start));
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it) patch = Json{{*it, patch}};
+    merge_into(config, patch, "", "--set " + item);
+  }
+  return config;
+}
+
+Json load_file(const std::string& path) {
+  std::ifstream in(path);
+  check(in.good(), path + ": cannot open the config file");
+  Json j;
+  try {
+    j = Json::parse(in);
+  } catch (const Json::parse_error& e) {
+    throw Error(path + ": not valid JSON: " + e.what());
+  }
+  check(j.is_object(), path + ": the config must be a JSON object");
+  return merge(j, path);
+}
+
+ClassifierConfig model_config(const Json& config, std::int64_t vocab_size, std::int64_t num_features,
+                              std::int64_t num_classes, std::int64_t max_len) {
+  const Json& m = config.at("model");
+  ClassifierConfig c;
+  c.vocab_size = vocab_size;
+  c.num_features = num_features;
+  c.num_classes = num_classes;
+  c.max_len = max_len;
+  c.attention = m.at("attention").get<std::string>();
+  c.d_model = m.at("d_model").get<std::int64_t>();
+  c.n_heads = m.at("n_heads").get<std::int64_t>();
+  c.n_layers = m.at("n_layers").get<std::int64_t>();
+  c.d_ff = m.at("d_ff").get<std::int64_t>();
+  c.dropout = m.at("dropout").get<double>();
+  c.positions = m.at("positions").get<std::string>();
+  c.pooling = m.at("pooling").get<std::string>();
+  c.layer_norm_eps = m.at("layer_norm_eps").get<double>();
+  const Json& h = m.at("hkt");
+  c.hkt.levels = h.at("levels").get<int>();
+  c.hkt.fusion = h.at("fusion").get<std::string>();
+  c.hkt.level_weights = h.at("level_weights").get<std::string>();
+  for (const auto& w : h.at("fixed_weights")) {
+    check(w.is_number(), "config key 'model.hkt.fixed_weights' must be a list of numbers");
+    c.hkt.fixed_weights.push_back(w.get<double>());
+  }
+  c.hkt.downsampler = h.at("downsampler").get<std::string>();
+  c.hkt.kernel_size = h.at("kernel_size").get<std::int64_t>();
+  c.hkt.causal = h.at("causal").get<bool>();
+  const std::string impl = h.at("impl").get<std::string>();
+  check(impl == "fused" || impl == "composite", "config key 'model.hkt.impl' must be \"fused\" or \"composite\", got \"" + impl + "\"");
+  c.impl = impl == "fused" ? AttentionImpl::Fused : AttentionImpl::Composite;
+  return c;
+}
+
+std::string expand_path(const std::string& path) {
+  const std::string var = "${HKT_DATA_DIR}";
+  std::string out = path;
+  for (auto at = out.find(var); at != std::string::npos; at = out.find(var)) out.replace(at, var.size(), data::data_dir());
+  return out;
+}
+
+}  // namespace hkt::config

@@ -1,0 +1,45 @@
+// config.h: experiment configuration as JSON: one document with every key and its
+// default (docs/config.md explains each), user files and --set overrides merged onto
+// it, and strict checking: an unknown key, or a value of the wrong type, is an error
+// naming the key. The resolved document is what a run writes to config.json.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "classifier.h"
+
+namespace hkt::config {
+
+using Json = nlohmann::json;
+
+/// The default configuration: every key that exists, with its default value.
+const Json& defaults();
+
+/// defaults() with `overrides` merged in, key by key (objects recursively). Throws
+/// hkt::Error "unknown config key 'model.d_modle'" for a key the defaults lack, and
+/// "config key 'train.lr' must be a number, got a string" for a type mismatch (an
+/// integer default takes only integers; a number default takes any number; lists and
+/// strings replace the default whole).
+Json merge(const Json& overrides, const std::string& where = "config");
+
+/// Applies "--set key=value" items: key is a dotted path ("model.hkt.levels"); value is
+/// parsed as JSON when it parses (3, 0.5, true, "x", [1, 0, 0]) and taken as a string
+/// otherwise. Same errors as merge, naming the --set item.
+Json apply_sets(Json config, const std::vector<std::string>& sets);
+
+/// Reads a JSON file and merges it onto the defaults. Errors name the file (and the
+/// line and column of a JSON syntax error).
+Json load_file(const std::string& path);
+
+/// The model part as a ClassifierConfig, given the data's vocabulary/features/classes.
+/// Throws hkt::Error naming the key for values out of range (e.g. n_heads not dividing
+/// d_model), through the Classifier's own checks.
+ClassifierConfig model_config(const Json& config, std::int64_t vocab_size, std::int64_t num_features,
+                              std::int64_t num_classes, std::int64_t max_len);
+
+/// Replaces "${HKT_DATA_DIR}" in a path with hkt::data::data_dir().
+std::string expand_path(const std::string& path);
+
+}  // namespace hkt::config

@@ -1,0 +1,321 @@
+#include "trainer.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include "io/safetensors.h"
+#include "ops.h"
+#include "optim/adamw.h"
+#include "optim/clip.h"
+#include "optim/schedule.h"
+
+namespace hkt {
+
+namespace fs = std::filesystem;
+using config::Json;
+
+namespace {
+
+// Number of argmax(logits) == label in a batch; ties go to the lowest class.
+std::int64_t count_correct(const Tensor& logits, const Tensor& labels) {
+  const auto v = logits.to_vector(), y = labels.to_vector();
+  const std::int64_t B = logits.shape()[0], C = logits.shape()[1];
+  std::int64_t correct = 0;
+  for (std::int64_t b = 0; b < B; ++b) {
+    std::int64_t best = 0;
+    for (std::int64_t c = 1; c < C; ++c)
+      if (v[static_cast<std::size_t>(b * C + c)] > v[static_cast<std::size_t>(b * C + best)]) best = c;
+    correct += best == static_cast<std::int64_t>(y[static_cast<std::size_t>(b)]);
+  }
+  return correct;
+}
+
+// Writes text to path atomically: a temporary file, then rename.
+void write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    check(out.good(), path + ": cannot write");
+    out << text;
+    check(out.good(), path + ": write failed");
+  }
+  fs::rename(tmp, path);
+}
+
+DType config_dtype(const Json& config) {
+  const std::string d = config.at("train").at("dtype").get<std::string>();
+  check(d == "float32" || d == "float64", "config key 'train.dtype' must be \"float32\" or \"float64\", got \"" + d + "\"");
+  return d == "float32" ? DType::Float32 : DType::Float64;
+}
+
+// Level weights [H][L] of every block, for metrics.jsonl.
+Json level_weights(const Classifier& model) {
+  Json out = Json::array();
+  NoGradGuard no_grad;
+  for (const auto& block : model.blocks()) {
+    const Tensor a = block->attention().level_weights();
+    const auto v = a.to_vector();
+    const std::int64_t H = a.shape()[0], L = a.shape()[1];
+    Json layer = Json::array();
+    for (std::int64_t h = 0; h < H; ++h) {
+      Json row = Json::array();
+      for (std::int64_t l = 0; l < L; ++l) row.push_back(v[static_cast<std::size_t>(h * L + l)]);
+      layer.push_back(row);
+    }
+    out.push_back(layer);
+  }
+  return out;
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<long long>(seconds);
+  std::ostringstream os;
+  if (s >= 3600) os << s / 3600 << "h";
+  if (s >= 60) os << (s / 60) % 60 << "m";
+  os << s % 60 << "s";
+  return os.str();
+}
+
+}  // namespace
+
+Evaluation evaluate(const Classifier& model, const data::Dataset& split, std::int64_t batch_size, bool pad_to_longest) {
+  NoGradGuard no_grad;
+  data::Loader loader(split, batch_size, false, 0, pad_to_longest, model.dtype());
+  Generator unused(0);  // no dropout at evaluation
+  Evaluation e;
+  double loss_sum = 0;
+  std::int64_t correct = 0;
+  for (std::int64_t b = 0; b < loader.num_batches(); ++b) {
+    const data::Batch batch = loader.batch(0, b);
+    const Tensor logits = model.forward(batch.tokens, batch.features, batch.mask, false, unused);
+    const auto n = static_cast<std::int64_t>(batch.indices.size());
+    loss_sum += cross_entropy(logits, batch.labels).item() * static_cast<double>(n);
+    correct += count_correct(logits, batch.labels);
+    e.examples += n;
+  }
+  e.accuracy = static_cast<double>(correct) / static_cast<double>(e.examples);
+  e.loss = loss_sum / static_cast<double>(e.examples);
+  return e;
+}
+
+std::unique_ptr<Classifier> build_model(const Json& config, const data::Dataset& train) {
+  const ClassifierConfig mc = config::model_config(config, train.feature_mode() ? 0 : train.vocab_size, train.num_features,
+                                                   train.num_classes, config.at("data").at("max_len").get<std::int64_t>());
+  Generator gen(config.at("train").at("seed").get<std::uint64_t>());
+  return std::make_unique<Classifier>(mc, gen, config_dtype(config));
+}
+
+void save_checkpoint(const std::string& path, const Classifier& model, const std::vector<std::pair<std::string, Tensor>>& extra,
+                     const std::map<std::string, std::string>& metadata) {
+  auto tensors = model.named_parameters();
+  for (auto& [name, t] : tensors) t = t.detach();
+  tensors.insert(tensors.end(), extra.begin(), extra.end());
+  safetensors::save(path, tensors, metadata);
+}
+
+void load_weights(const Classifier& model, const std::string& checkpoint_path) {
+  const auto file = safetensors::load(checkpoint_path);
+  safetensors::File weights;
+  for (const auto& [name, t] : file.tensors)
+    if (name.rfind("optimizer.", 0) != 0) weights.tensors.emplace_back(name, t);
+  safetensors::load_into(weights, model.named_parameters());
+}
+
+Json train(const Json& config, const std::string& out_dir, bool resume, std::ostream& progress, bool progress_is_terminal) {
+  const Json& tc = config.at("train");
+  const int threads = tc.at("threads").get<int>();
+  if (threads > 0) omp_set_num_threads(threads);
+  fs::create_directories(out_dir);
+  const std::string config_path = out_dir + "/config.json", last_path = out_dir + "/last.safetensors",
+                    best_path = out_dir + "/best.safetensors", metrics_path = out_dir + "/metrics.jsonl";
+  if (resume) {
+    check(fs::exists(last_path), "resume: " + last_path + " does not exist (nothing to resume)");
+    std::ifstream in(config_path);
+    check(in.good(), "resume: " + config_path + " does not exist");
+    const Json saved = Json::parse(in);
+    check(saved == config, "resume: the config differs from the run's " + config_path + " (resume the same run unchanged)");
+  } else {
+    check(!fs::exists(last_path), out_dir + " already holds a run (last.safetensors); use --resume or another --out");
+    write_file_atomic(config_path, config.dump(2) + "\n");
+  }
+
+  TaskData task = load_task(config);
+  for (const auto& w : task.warnings) progress << "warning: " << w << "\n";
+  auto model = build_model(config, task.train);
+  const auto params = model->named_parameters();
+  std::vector<Tensor> param_tensors;
+  for (const auto& [n, p] : params) param_tensors.push_back(p);
+  optim::AdamWConfig oc;
+  oc.lr = tc.at("lr").get<double>();
+  oc.beta1 = tc.at("beta1").get<double>();
+  oc.beta2 = tc.at("beta2").get<double>();
+  oc.eps = tc.at("eps").get<double>();
+  oc.weight_decay = tc.at("weight_decay").get<double>();
+  optim::AdamW optimizer(params, oc);
+  optim::ScheduleConfig sc;
+  sc.kind = tc.at("schedule").get<std::string>();
+  sc.base_lr = oc.lr;
+  sc.warmup_steps = tc.at("warmup_steps").get<std::int64_t>();
+  sc.total_steps = tc.at("steps").get<std::int64_t>();
+  sc.min_lr = tc.at("min_lr").get<double>();
+  optim::validate(sc);
+  const std::int64_t steps = sc.total_steps, batch_size = tc.at("batch_size").get<std::int64_t>(),
+                     eval_batch = tc.at("eval_batch_size").get<std::int64_t>(), eval_every = tc.at("eval_every").get<std::int64_t>(),
+                     log_every = tc.at("log_every").get<std::int64_t>(), ckpt_every = tc.at("checkpoint_every").get<std::int64_t>();
+  check(steps >= 1, "config key 'train.steps' must be >= 1");
+  check(eval_every >= 1 && log_every >= 1 && ckpt_every >= 1, "config keys 'train.eval_every', 'log_every', 'checkpoint_every' must be >= 1");
+  const double clip = tc.at("clip_norm").get<double>(), smoothing = tc.at("label_smoothing").get<double>();
+  const std::uint64_t seed = tc.at("seed").get<std::uint64_t>();
+  const bool pad_longest = tc.at("pad_to_longest").get<bool>();
+  data::Loader loader(task.train, batch_size, true, seed, pad_longest, model->dtype());
+  // Dropout has its own stream, keyed apart from the initialisation's (which used seed).
+  Generator dropout_gen(seed ^ 0xD1B54A32D192ED03ULL);
+
+  std::int64_t step = 0, best_step = 0;
+  double best_val = -1.0, train_seconds = 0.0;
+  if (resume) {
+    const auto file = safetensors::load(last_path);
+    load_weights(*model, last_path);
+    std::vector<std::pair<std::string, Tensor>> state;
+    for (const auto& [name, t] : file.tensors)
+      if (name.rfind("optimizer.", 0) == 0) state.emplace_back(name.substr(10), t);
+    optimizer.load_state(state);
+    auto meta = [&](const std::string& k) {
+      check(file.metadata.count(k) == 1, "resume: " + last_path + " has no metadata '" + k + "'");
+      return file.metadata.at(k);
+    };
+    step = std::stoll(meta("step"));
+    dropout_gen.advance(std::stoull(meta("dropout_offset")));
+    best_val = std::stod(meta("best_val_accuracy"));
+    best_step = std::stoll(meta("best_step"));
+    train_seconds = std::stod(meta("train_seconds"));
+    // Keep the metrics up to the checkpoint; the steps after it run again.
+    std::ifstream in(metrics_path);
+    std::string line, kept;
+    while (std::getline(in, line))
+      if (!line.empty() && Json::parse(line).at("step").get<std::int64_t>() <= step) kept += line + "\n";
+    write_file_atomic(metrics_path, kept);
+    progress << "resumed " << out_dir << " at step " << step << "\n";
+  }
+  std::ofstream metrics(metrics_path, std::ios::app);
+  check(metrics.good(), metrics_path + ": cannot write");
+  auto save_last = [&] {
+    std::vector<std::pair<std::string, Tensor>> state;
+    for (auto& [name, t] : optimizer.state()) state.emplace_back("optimizer." + name, t);
+    save_checkpoint(last_path, *model, state,
+                    {{"step", std::to_string(step)}, {"dropout_offset", std::to_string(dropout_gen.offset())},
+                     {"best_val_accuracy", std::to_string(best_val)}, {"best_step", std::to_string(best_step)},
+                     {"train_seconds", std::to_string(train_seconds)}, {"format", "hkt-checkpoint-1"}});
+  };
+
+  const std::int64_t nb = loader.num_batches();
+  double window_loss = 0, window_tokens = 0, window_seconds = 0;
+  std::int64_t window_correct = 0, window_examples = 0, window_steps = 0;
+  const auto run_start = std::chrono::steady_clock::now();
+  const std::int64_t first_step = step;
+  while (step < steps) {
+    ++step;
+    const auto t0 = std::chrono::steady_clock::now();
+    const data::Batch batch = loader.batch((step - 1) / nb, (step - 1) % nb);
+    const Tensor logits = model->forward(batch.tokens, batch.features, batch.mask, true, dropout_gen);
+    const Tensor loss = cross_entropy(logits, batch.labels, -100, smoothing);
+    const double loss_value = loss.item();
+    if (!std::isfinite(loss_value))
+      throw Error("step " + std::to_string(step) + ": the loss is " + std::to_string(loss_value) +
+                  "; training stopped (the last checkpoint in " + out_dir + " is from before this step)");
+    loss.backward();
+    double grad_norm = 0;
+    try {
+      grad_norm = optim::clip_grad_norm(param_tensors, clip);
+    } catch (const Error& e) {
+      throw Error("step " + std::to_string(step) + ": " + e.what() + "; training stopped (the last checkpoint in " + out_dir +
+                  " is from before this step)");
+    }
+    const double lr = optim::learning_rate(sc, step);
+    optimizer.step(lr);
+    optimizer.zero_grad();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    train_seconds += seconds;
+    window_seconds += seconds;
+    window_loss += loss_value;
+    window_correct += count_correct(logits.detach(), batch.labels);
+    window_examples += static_cast<std::int64_t>(batch.indices.size());
+    window_tokens += sum(batch.lengths.to(DType::Float64)).item();
+    ++window_steps;
+
+    if (step % log_every == 0 || step == steps) {
+      Json line = {{"step", step}, {"epoch", (step - 1) / nb}, {"lr", lr}, {"loss", window_loss / static_cast<double>(window_steps)},
+                   {"accuracy", static_cast<double>(window_correct) / static_cast<double>(window_examples)},
+                   {"grad_norm", grad_norm}, {"tokens_per_s", window_tokens / window_seconds},
+                   {"level_weights", level_weights(*model)}};
+      metrics << line.dump() << "\n" << std::flush;
+      const double done = static_cast<double>(step - first_step), left = static_cast<double>(steps - step);
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+      std::ostringstream msg;
+      msg << "step " << step << "/" << steps << " epoch " << (step - 1) / nb << " loss " << std::fixed << std::setprecision(4)
+          << line["loss"].get<double>() << " acc " << std::setprecision(3) << line["accuracy"].get<double>() << " "
+          << std::setprecision(0) << window_tokens / window_seconds << " tok/s ETA " << format_duration(elapsed / done * left);
+      if (progress_is_terminal) {
+        const int width = 24, filled = static_cast<int>(width * static_cast<double>(step) / static_cast<double>(steps));
+        progress << "\r[" << std::string(static_cast<std::size_t>(filled), '#') << std::string(static_cast<std::size_t>(width - filled), ' ')
+                 << "] " << msg.str() << "   " << std::flush;
+      } else {
+        progress << msg.str() << "\n" << std::flush;
+      }
+      window_loss = window_tokens = window_seconds = 0;
+      window_correct = window_examples = window_steps = 0;
+    }
+    if (step % eval_every == 0 || step == steps) {
+      const Evaluation val = evaluate(*model, task.val, eval_batch, pad_longest);
+      const bool better = val.accuracy > best_val;
+      if (better) {
+        best_val = val.accuracy;
+        best_step = step;
+        save_checkpoint(best_path, *model, {}, {{"step", std::to_string(step)}, {"format", "hkt-weights-1"}});
+      }
+      metrics << Json{{"step", step}, {"val_accuracy", val.accuracy}, {"val_loss", val.loss}, {"best", better}}.dump() << "\n"
+              << std::flush;
+      if (progress_is_terminal) progress << "\n";
+      progress << "step " << step << ": validation accuracy " << std::fixed << std::setprecision(4) << val.accuracy
+               << (better ? " (best)" : "") << "\n" << std::flush;
+    }
+    if (step % ckpt_every == 0 || step == steps) save_last();
+  }
+
+  // Evaluate test once, from the best checkpoint reloaded from disk; the reloaded model
+  // must reproduce the validation accuracy it was chosen for, exactly.
+  auto best = build_model(config, task.train);
+  load_weights(*best, best_path);
+  const Evaluation val = evaluate(*best, task.val, eval_batch, pad_longest);
+  check(val.accuracy == best_val, "the reloaded best checkpoint gives validation accuracy " + std::to_string(val.accuracy) +
+                                      ", not the " + std::to_string(best_val) + " it was saved with");
+  const Evaluation test = evaluate(*best, task.test, eval_batch, pad_longest);
+  Json extra = Json::object();
+  for (const auto& d : task.extra_tests) {
+    const Evaluation e = evaluate(*best, d, eval_batch, pad_longest);
+    extra[d.name] = {{"accuracy", e.accuracy}, {"examples", e.examples}, {"chance_level", d.chance_level()}};
+  }
+  const Json result = {{"task", config.at("data").at("task")},
+                       {"attention", config.at("model").at("attention")},
+                       {"best_val_accuracy", best_val},
+                       {"best_step", best_step},
+                       {"test_accuracy", test.accuracy},
+                       {"test_examples", test.examples},
+                       {"chance_level", task.test.chance_level()},
+                       {"extra_tests", extra},
+                       {"parameter_count", model->parameter_count()},
+                       {"steps", steps},
+                       {"time_per_step_ms", 1000.0 * train_seconds / static_cast<double>(steps)},
+                       {"train_seconds", train_seconds}};
+  write_file_atomic(out_dir + "/result.json", result.dump(2) + "\n");
+  return result;
+}
+
+}  // namespace hkt

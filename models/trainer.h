@@ -1,0 +1,54 @@
+// trainer.h: training and evaluation of a classifier from a config (docs/config.md),
+// with the run directory of ../shared/design/experiments.md:
+//   config.json     the fully resolved config
+//   metrics.jsonl   one JSON object per log step and per evaluation
+//   last.safetensors  weights + optimizer state + step (for --resume), atomically replaced
+//   best.safetensors  the weights of the best validation accuracy (loadable by PyTorch)
+//   result.json     best validation accuracy and its step, test accuracy of the reloaded
+//                   best checkpoint, chance level, parameter count, time per step
+// Determinism: the same config, seed and thread count give bit-identical metrics, and a
+// resumed run continues exactly as an uninterrupted one (the data order is a function of
+// (seed, epoch), dropout draws from a Generator whose offset is checkpointed).
+#pragma once
+
+#include <iosfwd>
+#include <memory>
+#include <string>
+
+#include "classifier.h"
+#include "config.h"
+#include "dataset.h"
+#include "task.h"
+
+namespace hkt {
+
+/// Accuracy and mean loss of a model on a split (every example once, no dropout).
+struct Evaluation {
+  double accuracy = 0;
+  double loss = 0;
+  std::int64_t examples = 0;
+};
+Evaluation evaluate(const Classifier& model, const data::Dataset& split, std::int64_t batch_size, bool pad_to_longest = true);
+
+/// Builds the classifier a config describes for the data of `task` (dims from the train
+/// split), initialised from Generator(train.seed).
+std::unique_ptr<Classifier> build_model(const config::Json& config, const data::Dataset& train);
+
+/// Trains as `config` says, writing the run directory `out_dir` (created). With resume,
+/// continues from out_dir/last.safetensors (its config.json must match `config`).
+/// `progress` receives the progress lines (a bar when it is a terminal). Returns
+/// result.json's content. Throws hkt::Error for bad config or data, and stops with an
+/// error naming the step when the loss or a gradient becomes non-finite (the last good
+/// checkpoint stays as it was).
+config::Json train(const config::Json& config, const std::string& out_dir, bool resume, std::ostream& progress,
+                   bool progress_is_terminal);
+
+/// Loads a checkpoint's weights into `model` (by name, shapes must match).
+void load_weights(const Classifier& model, const std::string& checkpoint_path);
+
+/// Writes the weights of `model` (and, when given, optimizer state and metadata) to
+/// `path` atomically (temporary file, then rename).
+void save_checkpoint(const std::string& path, const Classifier& model, const std::vector<std::pair<std::string, Tensor>>& extra,
+                     const std::map<std::string, std::string>& metadata);
+
+}  // namespace hkt
