@@ -42,12 +42,18 @@ void Dataset::add_features(const std::vector<std::uint8_t>& example, std::int32_
 }
 
 Dataset Dataset::subset(const std::vector<std::int64_t>& indices, const std::string& new_split) const {
-  Dataset out = *this;
+  // Copy the description only; the examples are appended below (copying *this whole and
+  // clearing it would first duplicate every token).
+  Dataset out;
+  out.name = name;
   out.split = new_split;
-  out.tokens.clear();
-  out.feature_bytes.clear();
-  out.offsets = {0};
-  out.labels.clear();
+  out.max_len = max_len;
+  out.vocab_size = vocab_size;
+  out.pad_token = pad_token;
+  out.num_features = num_features;
+  out.num_classes = num_classes;
+  out.class_names = class_names;
+  out.vocabulary = vocabulary;
   for (auto i : indices) {
     check(i >= 0 && i < size(), name + ": subset index " + std::to_string(i) + " is outside [0, " + std::to_string(size()) + ")");
     const auto a = static_cast<std::size_t>(offsets[static_cast<std::size_t>(i)]), b = static_cast<std::size_t>(offsets[static_cast<std::size_t>(i + 1)]);
