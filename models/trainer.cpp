@@ -128,7 +128,8 @@ void load_weights(const Classifier& model, const std::string& checkpoint_path) {
   safetensors::load_into(weights, model.named_parameters());
 }
 
-Json train(const Json& config, const std::string& out_dir, bool resume, std::ostream& progress, bool progress_is_terminal) {
+Json train(const Json& config, const std::string& out_dir, bool resume, std::ostream& progress, bool progress_is_terminal,
+           std::int64_t stop_after) {
   const Json& tc = config.at("train");
   const int threads = tc.at("threads").get<int>();
   if (threads > 0) omp_set_num_threads(threads);
@@ -286,7 +287,11 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
       progress << "step " << step << ": validation accuracy " << std::fixed << std::setprecision(4) << val.accuracy
                << (better ? " (best)" : "") << "\n" << std::flush;
     }
-    if (step % ckpt_every == 0 || step == steps) save_last();
+    if (step % ckpt_every == 0 || step == steps || step == stop_after) save_last();
+    if (step == stop_after && step < steps) {
+      progress << "stopped after step " << step << " (resume with --resume " << out_dir << ")\n";
+      return Json::object();
+    }
   }
 
   // Evaluate test once, from the best checkpoint reloaded from disk; the reloaded model

@@ -40,8 +40,11 @@ std::unique_ptr<Classifier> build_model(const config::Json& config, const data::
 /// result.json's content. Throws hkt::Error for bad config or data, and stops with an
 /// error naming the step when the loss or a gradient becomes non-finite (the last good
 /// checkpoint stays as it was).
+/// stop_after > 0 ends the run after that step (checkpointed), as if it had been
+/// interrupted there: for splitting a long run across sessions, and for the resume tests.
+/// The result is then empty (no result.json is written).
 config::Json train(const config::Json& config, const std::string& out_dir, bool resume, std::ostream& progress,
-                   bool progress_is_terminal);
+                   bool progress_is_terminal, std::int64_t stop_after = 0);
 
 /// Loads a checkpoint's weights into `model` (by name, shapes must match).
 void load_weights(const Classifier& model, const std::string& checkpoint_path);

@@ -30,7 +30,7 @@ void add_train_commands(CLI::App& app) {
   struct TrainArgs {
     std::string config, out = "runs/run", device = "cpu", resume;
     std::vector<std::string> sets;
-    std::int64_t seed = -1;
+    std::int64_t seed = -1, stop_after = 0;
   };
   auto targs = std::make_shared<TrainArgs>();
   auto* train_cmd = app.add_subcommand("train", "Train a classifier from a JSON config (docs/config.md)");
@@ -40,6 +40,8 @@ void add_train_commands(CLI::App& app) {
   train_cmd->add_option("--out", targs->out, "Run directory to write")->capture_default_str();
   train_cmd->add_option("--device", targs->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   train_cmd->add_option("--resume", targs->resume, "Continue the run in this directory from its last checkpoint");
+  train_cmd->add_option("--stop-after", targs->stop_after, "Stop (with a checkpoint) after this step; continue later with --resume")
+      ->check(CLI::NonNegativeNumber);
   on_selected(train_cmd, [targs] {
     if (targs->device == "cuda")
       throw Error("train --device cuda: training on the GPU arrives with the CUDA backend; use --device cpu");
@@ -56,7 +58,8 @@ void add_train_commands(CLI::App& app) {
     if (targs->resume.empty()) cfg = config::apply_sets(cfg, sets);
     else check(sets.empty(), "train --resume: --set and --seed cannot change a run being resumed");
     const bool terminal = isatty(fileno(stdout)) != 0;
-    const auto result = hkt::train(cfg, out, !targs->resume.empty(), std::cout, terminal);
+    const auto result = hkt::train(cfg, out, !targs->resume.empty(), std::cout, terminal, targs->stop_after);
+    if (result.empty()) return 0;  // stopped early by --stop-after
     std::cout << "best validation accuracy " << result["best_val_accuracy"].get<double>() << " at step "
               << result["best_step"].get<std::int64_t>() << "; test accuracy " << result["test_accuracy"].get<double>()
               << " (chance " << result["chance_level"].get<double>() << "); " << out << "/result.json\n";
