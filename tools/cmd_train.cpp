@@ -1,6 +1,7 @@
 // cmd_train.cpp: `hkt train`, `hkt eval` and `hkt predict` (models/trainer.h does the work).
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -31,6 +32,7 @@ void add_train_commands(CLI::App& app) {
     std::string config, out = "runs/run", device = "cpu", resume;
     std::vector<std::string> sets;
     std::int64_t seed = -1, stop_after = 0;
+    bool overwrite = false;
   };
   auto targs = std::make_shared<TrainArgs>();
   auto* train_cmd = app.add_subcommand("train", "Train a classifier from a JSON config (docs/config.md)");
@@ -40,6 +42,7 @@ void add_train_commands(CLI::App& app) {
   train_cmd->add_option("--out", targs->out, "Run directory to write")->capture_default_str();
   train_cmd->add_option("--device", targs->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   train_cmd->add_option("--resume", targs->resume, "Continue the run in this directory from its last checkpoint");
+  train_cmd->add_flag("--overwrite", targs->overwrite, "Replace a finished or stopped run in --out (its files are deleted first)");
   train_cmd->add_option("--stop-after", targs->stop_after, "Stop (with a checkpoint) after this step; continue later with --resume")
       ->check(CLI::NonNegativeNumber);
   on_selected(train_cmd, [targs] {
@@ -57,6 +60,11 @@ void add_train_commands(CLI::App& app) {
     if (targs->seed >= 0) sets.push_back("train.seed=" + std::to_string(targs->seed));
     if (targs->resume.empty()) cfg = config::apply_sets(cfg, sets);
     else check(sets.empty(), "train --resume: --set and --seed cannot change a run being resumed");
+    if (targs->overwrite) {
+      check(targs->resume.empty(), "train: --overwrite and --resume exclude each other");
+      for (const char* f : {"config.json", "metrics.jsonl", "best.safetensors", "last.safetensors", "result.json"})
+        std::filesystem::remove(std::filesystem::path(out) / f);
+    }
     const bool terminal = isatty(fileno(stdout)) != 0;
     const auto result = hkt::train(cfg, out, !targs->resume.empty(), std::cout, terminal, targs->stop_after);
     if (result.empty()) return 0;  // stopped early by --stop-after
