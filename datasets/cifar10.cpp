@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "error.h"
+#include "file_bytes.h"
 
 namespace hkt::data::cifar10 {
 
@@ -13,25 +14,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// The whole file as bytes; hkt::Error naming the path when it cannot be read.
-std::vector<std::uint8_t> read_bytes(const std::string& path) {
-  std::error_code ec;
-  check(!fs::is_directory(path, ec), path + ": is a directory, expected a CIFAR-10 binary file");
-  std::ifstream in(path, std::ios::binary);
-  check(in.good(), path + ": cannot open the file");
-  // Read in chunks until the end (the size is only a hint for reserve: the file may be
-  // a pipe or change under us).
-  std::vector<std::uint8_t> bytes;
-  const auto hint = fs::file_size(path, ec);
-  if (!ec) bytes.reserve(static_cast<std::size_t>(hint));
-  char chunk[1 << 16];
-  while (in) {
-    in.read(chunk, sizeof chunk);
-    bytes.insert(bytes.end(), chunk, chunk + in.gcount());
-  }
-  check(!in.bad(), path + ": read error");
-  return bytes;
-}
+/// The whole file as bytes (file_bytes.h).
+std::vector<std::uint8_t> read_bytes(const std::string& path) { return read_file_bytes(path, "a CIFAR-10 binary file"); }
 
 /// True when `path` is a regular file (a symlink to one counts); never throws.
 bool is_file(const fs::path& path) {

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "error.h"
+#include "file_bytes.h"
 
 namespace hkt::data::idx {
 
@@ -21,25 +22,8 @@ namespace fs = std::filesystem;
 /// gigabytes (a "zip bomb"), and every real IDX file is far smaller.
 constexpr std::uint64_t kMaxDecompressedBytes = std::uint64_t{4} << 30;
 
-/// The whole file as bytes; hkt::Error naming the path when it cannot be read.
-std::vector<std::uint8_t> read_bytes(const std::string& path) {
-  std::error_code ec;
-  check(!fs::is_directory(path, ec), path + ": is a directory, expected an IDX file");
-  std::ifstream in(path, std::ios::binary);
-  check(in.good(), path + ": cannot open the file");
-  // Read in chunks until the end (the size is only a hint for reserve: the file may be
-  // a pipe or change under us).
-  std::vector<std::uint8_t> bytes;
-  const auto hint = fs::file_size(path, ec);
-  if (!ec) bytes.reserve(static_cast<std::size_t>(hint));
-  char chunk[1 << 16];
-  while (in) {
-    in.read(chunk, sizeof chunk);
-    bytes.insert(bytes.end(), chunk, chunk + in.gcount());
-  }
-  check(!in.bad(), path + ": read error");
-  return bytes;
-}
+/// The whole file as bytes (file_bytes.h).
+std::vector<std::uint8_t> read_bytes(const std::string& path) { return read_file_bytes(path, "an IDX file"); }
 
 bool is_gzip(const std::vector<std::uint8_t>& bytes) { return bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b; }
 

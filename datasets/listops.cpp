@@ -371,17 +371,22 @@ Splits generate(const GeneratorConfig& config, std::int64_t n_train, std::int64_
   std::deque<Example> accepted;
   std::unordered_set<std::string_view> seen;
   TreeGrower grower(config, seed);
-  std::int64_t attempt = 0;
-  for (; static_cast<std::int64_t>(accepted.size()) < wanted && attempt < max_attempts; ++attempt) {
+  std::int64_t attempt = 0, last_new = 0;
+  // Also stop when 2,000,000 attempts in a row found nothing new: the distinct examples of
+  // this length range are (nearly) exhausted, and waiting for max_attempts could take hours.
+  constexpr std::int64_t kStallAttempts = 2'000'000;
+  for (; static_cast<std::int64_t>(accepted.size()) < wanted && attempt < max_attempts && attempt - last_new < kStallAttempts;
+       ++attempt) {
     int value = 0;
     if (!grower.grow_attempt(static_cast<std::uint64_t>(attempt), value) || grower.length() <= config.min_len) continue;
     if (seen.count(grower.text())) continue;
     accepted.push_back({grower.text(), value});
     seen.insert(accepted.back().expression);
+    last_new = attempt;
   }
   check(static_cast<std::int64_t>(accepted.size()) == wanted,
         "listops generator: found only " + std::to_string(accepted.size()) + " distinct examples of the " +
-            std::to_string(wanted) + " asked for within " + std::to_string(max_attempts) + " attempts (lengths " +
+            std::to_string(wanted) + " asked for within " + std::to_string(attempt) + " attempts (lengths " +
             std::to_string(config.min_len) + " < L <= " + std::to_string(config.max_len) +
             "); widen the length range or ask for fewer");
 

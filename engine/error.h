@@ -5,6 +5,7 @@
 // hkt::Error, prints its message and exits with status 2.
 #pragma once
 
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -16,7 +17,17 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
-/// Throws hkt::Error(message) when `condition` is false.
+/// A double as a short readable string for messages ("0.001", "1e-08", "nan"; never
+/// "-nan" for a NaN with its sign bit set).
+inline std::string format_number(double x) {
+  if (x != x) return "nan";
+  std::ostringstream os;
+  os << x;
+  return os.str();
+}
+
+/// Throws hkt::Error(message) when `condition` is false. Note: the message is built
+/// before the test, so in a hot loop write `if (!condition) throw Error(...)` instead.
 inline void check(bool condition, const std::string& message) {
   if (!condition) throw Error(message);
 }

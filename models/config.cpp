@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <cmath>
 #include <fstream>
 
 #include "dataset.h"
@@ -108,10 +109,15 @@ void merge_into(Json& target, const Json& value, const std::string& key, const s
                   : target.is_array()          ? value.is_array()
                                                : true;
   check(ok, where + ": config key '" + key + "' must be " + type_name(target) + ", got " + type_name(value) + " (" + value.dump() + ")");
-  if (target.is_number_integer() && value.is_number_float())
-    target = static_cast<std::int64_t>(value.get<double>());
-  else
+  if (target.is_number_integer()) {
+    // Integers are kept as int64; an integral float (2.0, 1e3) is accepted, anything
+    // beyond +-2^62 is refused before a cast could overflow.
+    const double v = value.get<double>();
+    check(std::fabs(v) < 0x1p62, where + ": config key '" + key + "' = " + value.dump() + " is out of range");
+    target = value.is_number_float() ? Json(static_cast<std::int64_t>(v)) : Json(value.get<std::int64_t>());
+  } else {
     target = value;
+  }
 }
 
 }  // namespace
@@ -132,6 +138,8 @@ Json apply_sets(Json config, const std::vector<std::string>& sets) {
       value = Json::parse(text);
     } catch (const Json::parse_error&) {
       value = text;  // a bare word is a string
+    } catch (const Json::exception& e) {
+      throw Error("--set " + item + ": " + e.what());
     }
     // Build {"a": {"b": value}} from "a.b" and merge it, so the checks are merge's.
     Json patch = value;
@@ -154,7 +162,7 @@ Json load_file(const std::string& path) {
   Json j;
   try {
     j = Json::parse(in);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // syntax errors and numbers beyond double's range
     throw Error(path + ": not valid JSON: " + e.what());
   }
   check(j.is_object(), path + ": the config must be a JSON object");

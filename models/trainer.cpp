@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -112,12 +113,45 @@ std::unique_ptr<Classifier> build_model(const Json& config, const data::Dataset&
   return std::make_unique<Classifier>(mc, gen, config_dtype(config));
 }
 
+namespace {
+std::map<std::string, std::string> model_sizes(const Classifier& model);
+}  // namespace
+
 void save_checkpoint(const std::string& path, const Classifier& model, const std::vector<std::pair<std::string, Tensor>>& extra,
                      const std::map<std::string, std::string>& metadata) {
   auto tensors = model.named_parameters();
   for (auto& [name, t] : tensors) t = t.detach();
   tensors.insert(tensors.end(), extra.begin(), extra.end());
-  safetensors::save(path, tensors, metadata);
+  auto all_metadata = model_sizes(model);
+  all_metadata.insert(metadata.begin(), metadata.end());
+  safetensors::save(path, tensors, all_metadata);
+}
+
+namespace {
+// The model's sizes, stored in every checkpoint so that a model can be rebuilt from the
+// config and the checkpoint alone (hkt predict).
+std::map<std::string, std::string> model_sizes(const Classifier& model) {
+  const ClassifierConfig& c = model.config();
+  return {{"vocab_size", std::to_string(c.vocab_size)}, {"num_features", std::to_string(c.num_features)},
+          {"num_classes", std::to_string(c.num_classes)}, {"max_len", std::to_string(c.max_len)}};
+}
+}  // namespace
+
+std::unique_ptr<Classifier> load_model(const Json& config, const std::string& checkpoint_path) {
+  const auto file = safetensors::load(checkpoint_path);
+  auto size = [&](const std::string& key) {
+    check(file.metadata.count(key) == 1, checkpoint_path + ": no metadata '" + key + "' (not a checkpoint written by hkt train)");
+    try {
+      return std::stoll(file.metadata.at(key));
+    } catch (const std::exception&) {
+      throw Error(checkpoint_path + ": metadata '" + key + "' is not an integer");
+    }
+  };
+  const ClassifierConfig mc = config::model_config(config, size("vocab_size"), size("num_features"), size("num_classes"), size("max_len"));
+  Generator gen(0);  // every parameter is overwritten below
+  auto model = std::make_unique<Classifier>(mc, gen, config_dtype(config));
+  load_weights(*model, checkpoint_path);
+  return model;
 }
 
 void load_weights(const Classifier& model, const std::string& checkpoint_path) {
@@ -129,24 +163,33 @@ void load_weights(const Classifier& model, const std::string& checkpoint_path) {
 }
 
 Json train(const Json& config, const std::string& out_dir, bool resume, std::ostream& progress, bool progress_is_terminal,
-           std::int64_t stop_after) {
+           std::int64_t stop_after, bool overwrite) {
   const Json& tc = config.at("train");
   const int threads = tc.at("threads").get<int>();
   if (threads > 0) omp_set_num_threads(threads);
-  fs::create_directories(out_dir);
   const std::string config_path = out_dir + "/config.json", last_path = out_dir + "/last.safetensors",
                     best_path = out_dir + "/best.safetensors", metrics_path = out_dir + "/metrics.jsonl";
+  check(!(resume && overwrite), "train: resume and overwrite exclude each other");
   if (resume) {
     check(fs::exists(last_path), "resume: " + last_path + " does not exist (nothing to resume)");
     std::ifstream in(config_path);
     check(in.good(), "resume: " + config_path + " does not exist");
-    const Json saved = Json::parse(in);
+    Json saved;
+    try {
+      saved = Json::parse(in);
+    } catch (const Json::exception& e) {
+      throw Error("resume: " + config_path + " is not valid JSON: " + e.what());
+    }
     check(saved == config, "resume: the config differs from the run's " + config_path + " (resume the same run unchanged)");
   } else {
-    check(!fs::exists(last_path), out_dir + " already holds a run (last.safetensors); use --resume or another --out");
-    write_file_atomic(config_path, config.dump(2) + "\n");
+    check(overwrite || !fs::exists(last_path), out_dir + " already holds a run (last.safetensors); use --resume, --overwrite or another --out");
   }
+  for (const char* key : {"seed"})
+    check(tc.at(key).get<std::int64_t>() >= 0, std::string("config key 'train.") + key + "' must be >= 0");
+  check(tc.at("clip_norm").get<double>() >= 0, "config key 'train.clip_norm' must be >= 0 (0: no clipping)");
 
+  // Everything that can be refused (data, model, optimizer, schedule) is checked before
+  // the run directory is touched, so a bad config never harms an existing run.
   TaskData task = load_task(config);
   for (const auto& w : task.warnings) progress << "warning: " << w << "\n";
   auto model = build_model(config, task.train);
@@ -179,8 +222,15 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
   // Dropout has its own stream, keyed apart from the initialisation's (which used seed).
   Generator dropout_gen(seed ^ 0xD1B54A32D192ED03ULL);
 
+  fs::create_directories(out_dir);
+  if (overwrite)
+    for (const char* f : {"metrics.jsonl", "best.safetensors", "last.safetensors", "result.json"}) fs::remove(fs::path(out_dir) / f);
+  if (!resume) write_file_atomic(config_path, config.dump(2) + "\n");
+
   std::int64_t step = 0, best_step = 0;
   double best_val = -1.0, train_seconds = 0.0;
+  double window_loss = 0, window_tokens = 0, window_seconds = 0;
+  std::int64_t window_correct = 0, window_examples = 0, window_steps = 0;
   if (resume) {
     const auto file = safetensors::load(last_path);
     load_weights(*model, last_path);
@@ -188,37 +238,75 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
     for (const auto& [name, t] : file.tensors)
       if (name.rfind("optimizer.", 0) == 0) state.emplace_back(name.substr(10), t);
     optimizer.load_state(state);
-    auto meta = [&](const std::string& k) {
+    // Numbers were written with 17 significant digits, so they read back exactly.
+    auto meta = [&](const std::string& k) -> double {
       check(file.metadata.count(k) == 1, "resume: " + last_path + " has no metadata '" + k + "'");
-      return file.metadata.at(k);
+      const std::string& text = file.metadata.at(k);
+      std::size_t used = 0;
+      double v = 0;
+      try {
+        v = std::stod(text, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      check(used == text.size() && !text.empty() && std::isfinite(v) && v >= -1,
+            "resume: " + last_path + ": metadata '" + k + "' = '" + text + "' is not a valid number");
+      return v;
     };
-    step = std::stoll(meta("step"));
-    dropout_gen.advance(std::stoull(meta("dropout_offset")));
-    best_val = std::stod(meta("best_val_accuracy"));
-    best_step = std::stoll(meta("best_step"));
-    train_seconds = std::stod(meta("train_seconds"));
+    step = static_cast<std::int64_t>(meta("step"));
+    check(step >= 1 && step <= steps, "resume: " + last_path + ": step " + std::to_string(step) + " is outside 1.." + std::to_string(steps));
+    dropout_gen.advance(static_cast<std::uint64_t>(meta("dropout_offset")));
+    best_val = meta("best_val_accuracy");
+    best_step = static_cast<std::int64_t>(meta("best_step"));
+    train_seconds = meta("train_seconds");
+    window_loss = meta("window_loss");
+    window_tokens = meta("window_tokens");
+    window_seconds = meta("window_seconds");
+    window_correct = static_cast<std::int64_t>(meta("window_correct"));
+    window_examples = static_cast<std::int64_t>(meta("window_examples"));
+    window_steps = static_cast<std::int64_t>(meta("window_steps"));
     // Keep the metrics up to the checkpoint; the steps after it run again.
     std::ifstream in(metrics_path);
     std::string line, kept;
-    while (std::getline(in, line))
-      if (!line.empty() && Json::parse(line).at("step").get<std::int64_t>() <= step) kept += line + "\n";
+    std::int64_t line_no = 0;
+    while (std::getline(in, line)) {
+      ++line_no;
+      if (line.empty()) continue;
+      try {
+        if (Json::parse(line).at("step").get<std::int64_t>() <= step) kept += line + "\n";
+      } catch (const Json::exception&) {  // a line cut short by the interruption
+        progress << "warning: " << metrics_path << ":" << line_no << ": dropped a partial line\n";
+      }
+    }
     write_file_atomic(metrics_path, kept);
     progress << "resumed " << out_dir << " at step " << step << "\n";
   }
+  std::int64_t last_saved_step = resume ? step : 0;  // for the message of a stopped run
   std::ofstream metrics(metrics_path, std::ios::app);
   check(metrics.good(), metrics_path + ": cannot write");
   auto save_last = [&] {
     std::vector<std::pair<std::string, Tensor>> state;
     for (auto& [name, t] : optimizer.state()) state.emplace_back("optimizer." + name, t);
+    auto exact = [](double v) {  // 17 significant digits: the double reads back exactly
+      char buf[40];
+      std::snprintf(buf, sizeof buf, "%.17g", v);
+      return std::string(buf);
+    };
     save_checkpoint(last_path, *model, state,
                     {{"step", std::to_string(step)}, {"dropout_offset", std::to_string(dropout_gen.offset())},
-                     {"best_val_accuracy", std::to_string(best_val)}, {"best_step", std::to_string(best_step)},
-                     {"train_seconds", std::to_string(train_seconds)}, {"format", "hkt-checkpoint-1"}});
+                     {"best_val_accuracy", exact(best_val)}, {"best_step", std::to_string(best_step)},
+                     {"train_seconds", exact(train_seconds)}, {"window_loss", exact(window_loss)},
+                     {"window_tokens", exact(window_tokens)}, {"window_seconds", exact(window_seconds)},
+                     {"window_correct", std::to_string(window_correct)}, {"window_examples", std::to_string(window_examples)},
+                     {"window_steps", std::to_string(window_steps)}, {"format", "hkt-checkpoint-1"}});
+    last_saved_step = step;
   };
 
   const std::int64_t nb = loader.num_batches();
-  double window_loss = 0, window_tokens = 0, window_seconds = 0;
-  std::int64_t window_correct = 0, window_examples = 0, window_steps = 0;
+  auto checkpoint_note = [&] {
+    return last_saved_step > 0 ? "the last checkpoint, " + last_path + ", is from step " + std::to_string(last_saved_step)
+                               : std::string("no checkpoint was written yet");
+  };
   const auto run_start = std::chrono::steady_clock::now();
   const std::int64_t first_step = step;
   while (step < steps) {
@@ -230,14 +318,13 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
     const double loss_value = loss.item();
     if (!std::isfinite(loss_value))
       throw Error("step " + std::to_string(step) + ": the loss is " + std::to_string(loss_value) +
-                  "; training stopped (the last checkpoint in " + out_dir + " is from before this step)");
+                  "; training stopped (" + checkpoint_note() + ")");
     loss.backward();
     double grad_norm = 0;
     try {
       grad_norm = optim::clip_grad_norm(param_tensors, clip);
     } catch (const Error& e) {
-      throw Error("step " + std::to_string(step) + ": " + e.what() + "; training stopped (the last checkpoint in " + out_dir +
-                  " is from before this step)");
+      throw Error("step " + std::to_string(step) + ": " + e.what() + "; training stopped (" + checkpoint_note() + ")");
     }
     const double lr = optim::learning_rate(sc, step);
     optimizer.step(lr);

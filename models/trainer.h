@@ -42,9 +42,15 @@ std::unique_ptr<Classifier> build_model(const config::Json& config, const data::
 /// checkpoint stays as it was).
 /// stop_after > 0 ends the run after that step (checkpointed), as if it had been
 /// interrupted there: for splitting a long run across sessions, and for the resume tests.
-/// The result is then empty (no result.json is written).
+/// The result is then empty (no result.json is written). overwrite replaces the files of
+/// a run already in out_dir, but only once the config, data and model have been checked.
 config::Json train(const config::Json& config, const std::string& out_dir, bool resume, std::ostream& progress,
-                   bool progress_is_terminal, std::int64_t stop_after = 0);
+                   bool progress_is_terminal, std::int64_t stop_after = 0, bool overwrite = false);
+
+/// Builds the classifier of `config` with the sizes stored in the checkpoint's metadata
+/// (vocabulary, features, classes, max_len) and loads its weights: no data needed.
+/// Throws hkt::Error naming the checkpoint for a missing or malformed entry.
+std::unique_ptr<Classifier> load_model(const config::Json& config, const std::string& checkpoint_path);
 
 /// Loads a checkpoint's weights into `model` (by name, shapes must match).
 void load_weights(const Classifier& model, const std::string& checkpoint_path);

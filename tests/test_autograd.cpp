@@ -6,11 +6,7 @@ using namespace hkt;
 using namespace hkt::test;
 
 namespace {
-Tensor param(const std::vector<double>& v, const Shape& s) {
-  Tensor t = f64(v, s);
-  t.set_requires_grad();
-  return t;
-}
+Tensor param(const std::vector<double>& v, const Shape& s) { return f64_param(v, s); }
 }  // namespace
 
 TEST_CASE("autograd: a small expression by hand", "[autograd]") {

@@ -20,6 +20,13 @@ inline Tensor f64(const std::vector<double>& values, const Shape& shape) {
   return Tensor::from_vector(values, shape, DType::Float64);
 }
 
+/// A float64 leaf that requires grad (a parameter for autodiff tests).
+inline Tensor f64_param(const std::vector<double>& values, const Shape& shape) {
+  Tensor t = f64(values, shape);
+  t.set_requires_grad();
+  return t;
+}
+
 /// Checks every element of `actual` against `expected` within `tol`, naming the index.
 inline void require_close(const Tensor& actual, const std::vector<double>& expected, const Tolerance& tol = kFloat64Exact) {
   const auto a = actual.to_vector();

@@ -9,11 +9,7 @@ using namespace hkt::test;
 
 namespace {
 const double inf = std::numeric_limits<double>::infinity();
-Tensor param(const std::vector<double>& v, const Shape& s) {
-  Tensor t = f64(v, s);
-  t.set_requires_grad();
-  return t;
-}
+Tensor param(const std::vector<double>& v, const Shape& s) { return f64_param(v, s); }
 }  // namespace
 
 TEST_CASE("convention 1: max splits the gradient evenly among ties", "[ops][conventions]") {

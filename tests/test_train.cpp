@@ -97,7 +97,20 @@ TEST_CASE("train: the same config gives bit-identical metrics and a resumed run 
     INFO(wa.tensors[i].first);
     CHECK(wa.tensors[i].second.to_vector() == wc.tensors[i].second.to_vector());
   }
+  // The results agree too (best step and accuracy were checkpointed exactly).
+  auto result = [](const std::string& dir) { return config::Json::parse(read_text(dir + "/result.json")); };
+  for (const char* key : {"best_val_accuracy", "best_step", "test_accuracy"}) {
+    INFO(key);
+    CHECK(result(a)[key] == result(c)[key]);
+  }
   require_error([&] { train(cfg, a, false, log, false); }, "already holds a run");
+  // --overwrite with a config that fails its checks leaves the old run untouched.
+  auto bad = cfg;
+  bad["model"]["n_heads"] = 3;
+  const std::string before = read_text(a + "/metrics.jsonl");
+  require_error([&] { train(bad, a, false, log, false, 0, true); }, "n_heads (3) must divide");
+  CHECK(read_text(a + "/metrics.jsonl") == before);
+  CHECK(fs::exists(a + "/best.safetensors"));
   auto changed = cfg;
   changed["train"]["lr"] = 0.1;
   require_error([&] { train(changed, a, true, log, false); }, "resume: the config differs");

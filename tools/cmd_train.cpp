@@ -20,7 +20,7 @@ config::Json read_json(const std::string& path) {
   check(in.good(), path + ": cannot open");
   try {
     return config::Json::parse(in);
-  } catch (const config::Json::parse_error& e) {
+  } catch (const config::Json::exception& e) {
     throw Error(path + ": not valid JSON: " + e.what());
   }
 }
@@ -38,7 +38,7 @@ void add_train_commands(CLI::App& app) {
   auto* train_cmd = app.add_subcommand("train", "Train a classifier from a JSON config (docs/config.md)");
   train_cmd->add_option("--config", targs->config, "Config file (JSON; keys not given keep their defaults)")->check(CLI::ExistingFile);
   train_cmd->add_option("--set", targs->sets, "Override a config key: --set model.d_model=128 (repeatable)");
-  train_cmd->add_option("--seed", targs->seed, "Shortcut for --set train.seed=N");
+  train_cmd->add_option("--seed", targs->seed, "Shortcut for --set train.seed=N")->check(CLI::NonNegativeNumber);
   train_cmd->add_option("--out", targs->out, "Run directory to write")->capture_default_str();
   train_cmd->add_option("--device", targs->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   train_cmd->add_option("--resume", targs->resume, "Continue the run in this directory from its last checkpoint");
@@ -51,6 +51,7 @@ void add_train_commands(CLI::App& app) {
     config::Json cfg;
     std::string out = targs->out;
     if (!targs->resume.empty()) {
+      check(targs->config.empty(), "train: --config and --resume exclude each other (a resumed run keeps its config.json)");
       out = targs->resume;
       cfg = config::merge(read_json(out + "/config.json"), out + "/config.json");
     } else {
@@ -60,13 +61,9 @@ void add_train_commands(CLI::App& app) {
     if (targs->seed >= 0) sets.push_back("train.seed=" + std::to_string(targs->seed));
     if (targs->resume.empty()) cfg = config::apply_sets(cfg, sets);
     else check(sets.empty(), "train --resume: --set and --seed cannot change a run being resumed");
-    if (targs->overwrite) {
-      check(targs->resume.empty(), "train: --overwrite and --resume exclude each other");
-      for (const char* f : {"config.json", "metrics.jsonl", "best.safetensors", "last.safetensors", "result.json"})
-        std::filesystem::remove(std::filesystem::path(out) / f);
-    }
+    check(targs->resume.empty() || !targs->overwrite, "train: --overwrite and --resume exclude each other");
     const bool terminal = isatty(fileno(stdout)) != 0;
-    const auto result = hkt::train(cfg, out, !targs->resume.empty(), std::cout, terminal, targs->stop_after);
+    const auto result = hkt::train(cfg, out, !targs->resume.empty(), std::cout, terminal, targs->stop_after, targs->overwrite);
     if (result.empty()) return 0;  // stopped early by --stop-after
     std::cout << "best validation accuracy " << result["best_val_accuracy"].get<double>() << " at step "
               << result["best_step"].get<std::int64_t>() << "; test accuracy " << result["test_accuracy"].get<double>()
@@ -110,11 +107,9 @@ void add_train_commands(CLI::App& app) {
     const config::Json cfg = config::load_file(pargs->config);
     const config::Json input = read_json(pargs->input);
     check(input.is_array() && !input.empty(), pargs->input + ": expected a non-empty JSON list of token lists");
-    // The model's sizes come from the data the config names, as in training.
-    const TaskData task = load_task(cfg);
-    auto model = build_model(cfg, task.train);
+    // The model's sizes come from the checkpoint's metadata: no data is read.
+    auto model = load_model(cfg, pargs->checkpoint);
     check(!model->config().num_features, "predict: feature-mode models (CIFAR-10 rgb) take no token input");
-    load_weights(*model, pargs->checkpoint);
     std::int64_t T = 0;
     for (std::size_t i = 0; i < input.size(); ++i) {
       check(input[i].is_array() && !input[i].empty(), pargs->input + ": item " + std::to_string(i) + " is not a non-empty list of tokens");
@@ -126,6 +121,9 @@ void add_train_commands(CLI::App& app) {
       for (std::size_t t = 0; t < input[static_cast<std::size_t>(b)].size(); ++t) {
         const auto& v = input[static_cast<std::size_t>(b)][t];
         check(v.is_number_integer(), pargs->input + ": item " + std::to_string(b) + " token " + std::to_string(t) + " is not an integer");
+        const std::int64_t id = v.get<std::int64_t>(), vocab = model->config().vocab_size;
+        check(id >= 0 && id < vocab, pargs->input + ": item " + std::to_string(b) + " token " + std::to_string(t) + ": " +
+                                         std::to_string(id) + " is outside the model's vocabulary 0.." + std::to_string(vocab - 1));
         tokens[static_cast<std::size_t>(b * T) + t] = v.get<std::int64_t>();
         mask[static_cast<std::size_t>(b * T) + t] = 1;
       }
@@ -136,11 +134,18 @@ void add_train_commands(CLI::App& app) {
     const std::int64_t C = logits.shape()[1];
     config::Json out = config::Json::array();
     for (std::int64_t b = 0; b < B; ++b) out.push_back(std::vector<double>(v.begin() + b * C, v.begin() + (b + 1) * C));
+    check(!std::filesystem::is_directory(pargs->output), pargs->output + ": is a directory; --output needs a file name");
     std::ofstream f(pargs->output + ".tmp");
     check(f.good(), pargs->output + ": cannot write");
     f << out.dump() << "\n";
     f.close();
-    std::rename((pargs->output + ".tmp").c_str(), pargs->output.c_str());
+    check(f.good(), pargs->output + ": write failed");
+    std::error_code ec;
+    std::filesystem::rename(pargs->output + ".tmp", pargs->output, ec);
+    if (ec) {
+      std::filesystem::remove(pargs->output + ".tmp");
+      throw Error(pargs->output + ": cannot write (" + ec.message() + ")");
+    }
     std::cout << "wrote " << B << " x " << C << " logits to " << pargs->output << "\n";
     return 0;
   });

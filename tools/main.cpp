@@ -3,6 +3,7 @@
 // errors, and any hkt::Error, printed as "hkt: error: ..."); 3 an internal error.
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <iostream>
 
 #include "commands.h"
@@ -39,6 +40,9 @@ int main(int argc, char** argv) {
   try {
     return hkt::tools::run_selected(app);
   } catch (const hkt::Error& e) {
+    std::cerr << "hkt: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::filesystem::filesystem_error& e) {  // e.g. --out naming a file or an unwritable place
     std::cerr << "hkt: error: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {

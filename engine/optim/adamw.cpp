@@ -13,13 +13,7 @@
 namespace hkt::optim {
 namespace {
 
-/// A double as a short readable string ("0.001", "1e-08", "nan").
-std::string number(double x) {
-  if (std::isnan(x)) return "nan";  // not "-nan" for a NaN with the sign bit set
-  std::ostringstream os;
-  os << x;
-  return os.str();
-}
+std::string number(double x) { return format_number(x); }  // error.h
 
 /// "AdamW: parameter 'name'", the prefix of messages about one parameter.
 std::string param_where(const std::string& name) { return "AdamW: parameter '" + name + "'"; }

@@ -11,13 +11,7 @@
 namespace hkt::optim {
 namespace {
 
-/// A double as a short readable string ("0.001", "1e-08", "nan").
-std::string number(double x) {
-  if (std::isnan(x)) return "nan";  // not "-nan" for a NaN with the sign bit set
-  std::ostringstream os;
-  os << x;
-  return os.str();
-}
+std::string number(double x) { return format_number(x); }  // error.h
 
 /// Linear warmup (convention 8): base * min(1, step / warmup); the whole base without warmup.
 double warmup_factor(const ScheduleConfig& c, std::int64_t step) {
