@@ -19,20 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A fresh folder under the system temp directory, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag)
-      : path(fs::temp_directory_path() / ("hkt-test-cifar10-" + tag + "-" + std::to_string(getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+// TempDir: tests/test_helpers.h
 
 void write_bytes(const std::string& path, const std::vector<std::uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary);
@@ -194,7 +181,7 @@ TEST_CASE("cifar10: fixture records in rgb mode", "[images]") {
 }
 
 TEST_CASE("cifar10: read_folder takes validation from the end of the training files", "[images]") {
-  TempDir dir("folder");
+  TempDir dir("cifar10-folder");
   // 11 training images (2+2+2+2+3) with tags 0..10, 3 test images with tags 100..102.
   const int sizes[5] = {2, 2, 2, 2, 3};
   int first = 0;
@@ -237,7 +224,7 @@ TEST_CASE("cifar10: read_folder takes validation from the end of the training fi
 }
 
 TEST_CASE("cifar10: read_folder names every missing file", "[images]") {
-  TempDir dir("missing");
+  TempDir dir("cifar10-missing");
   for (int f : {1, 2, 4, 5}) write_bytes(dir.file("data_batch_" + std::to_string(f) + ".bin"), records(0, 1));
   require_error([&] { cifar10::read_folder(dir.path.string(), cifar10::Mode::Gray, 0); },
                 "missing CIFAR-10 file(s): data_batch_3.bin, test_batch.bin");
@@ -257,7 +244,7 @@ TEST_CASE("cifar10: read_folder names every missing file", "[images]") {
 }
 
 TEST_CASE("cifar10: malformed files are refused with file and offset", "[images]") {
-  TempDir dir("bad");
+  TempDir dir("cifar10-bad");
   auto one_extra = records(0, 1);
   one_extra.push_back(7);
   write_bytes(dir.file("extra.bin"), one_extra);

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <unistd.h>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -59,6 +61,35 @@ inline std::string real_data_dir() {
   const char* env = std::getenv("HKT_DATA_DIR");
   return env && *env ? std::string(env) : std::string(HKT_SHARED_DATA_DIR);
 }
+
+/// A fresh folder under the system temp directory (named by `tag` and the process id),
+/// removed with everything in it at the end of the test.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& tag)
+      : path(std::filesystem::temp_directory_path() / ("hkt-test-" + tag + "-" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  /// The path of `name` inside the folder.
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  /// Writes `bytes` to `name` in the folder and returns its path.
+  std::string write(const std::string& name, const std::string& bytes) const {
+    const std::string p = file(name);
+    std::ofstream out(p, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    return p;
+  }
+  std::string write(const std::string& name, const std::vector<std::uint8_t>& bytes) const {
+    return write(name, std::string(bytes.begin(), bytes.end()));
+  }
+};
 
 /// The committed test fixtures (tests/data).
 inline std::string fixture_dir() { return HKT_TEST_DATA_DIR; }

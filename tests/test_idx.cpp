@@ -18,26 +18,7 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-/// A fresh folder under the system temp directory, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag)
-      : path(fs::temp_directory_path() / ("hkt-test-idx-" + tag + "-" + std::to_string(getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  /// Writes `bytes` to `name` in the folder and returns the path.
-  std::string write(const std::string& name, const Bytes& bytes) const {
-    const std::string p = (path / name).string();
-    std::ofstream out(p, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    return p;
-  }
-};
+// TempDir: tests/test_helpers.h
 
 Bytes read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -107,7 +88,7 @@ TEST_CASE("idx: raw and gzipped files give the same array", "[images]") {
     CHECK(a.data == kSmallData);
   }
   // A gzip built by hand (stored block, our own CRC-32) reads the same.
-  TempDir tmp("good");
+  TempDir tmp("idx-good");
   const Bytes raw = read_bytes(dir + "small_2x3.idx");
   const auto a = idx::read(tmp.write("stored.gz", gzip_stored(raw)));
   CHECK(a.dims == std::vector<std::uint32_t>{2, 3});
@@ -122,7 +103,7 @@ TEST_CASE("idx: raw and gzipped files give the same array", "[images]") {
 }
 
 TEST_CASE("idx: malformed headers and sizes name the file and byte offset", "[images]") {
-  TempDir tmp("bad");
+  TempDir tmp("idx-bad");
   require_error([&] { idx::read(tmp.write("tiny.idx", Bytes{0, 0, 8})); }, "tiny.idx: 3 bytes, too short for the 4-byte IDX magic");
   require_error([&] { idx::read(tmp.write("magic.idx", Bytes{1, 0, 8, 1, 0, 0, 0, 1, 5})); },
                 "magic.idx: IDX byte offset 0: bad magic 0x01 0x00, an IDX file starts with two zero bytes");
@@ -156,7 +137,7 @@ TEST_CASE("idx: malformed headers and sizes name the file and byte offset", "[im
 }
 
 TEST_CASE("idx: corrupt and truncated gzip give zlib's message", "[images]") {
-  TempDir tmp("gzip");
+  TempDir tmp("idx-gzip");
   const Bytes raw = read_bytes(test::fixture_dir() + "/images/small_2x3.idx");
   const Bytes good = gzip_stored(raw);  // 10 header + 5 block header + 18 data + 8 trailer = 41 bytes
   REQUIRE(good.size() == 41);
@@ -237,7 +218,7 @@ TEST_CASE("fashion-mnist: fixture folder splits and tokens", "[images]") {
 }
 
 TEST_CASE("fashion-mnist: malformed pairs are refused", "[images]") {
-  TempDir tmp("fashion");
+  TempDir tmp("idx-fashion");
   const auto pixel = [](std::size_t i) { return i % 251; };
   const auto label = [](std::size_t i) { return i % 10; };
   const auto images3 = tmp.write("images3", idx_file({3, 28, 28}, pixel));
@@ -257,7 +238,7 @@ TEST_CASE("fashion-mnist: malformed pairs are refused", "[images]") {
   require_error([&] { fashion_mnist::read(images3, tmp.write("labels_short", Bytes{0, 0, 8, 1, 0, 0, 0, 3, 4}), "t"); },
                 "labels_short: IDX byte offset 9: the data ends after 1 bytes, but sizes 3 need 3");
 
-  TempDir folder("fashion-folder");
+  TempDir folder("idx-fashion-folder");
   folder.write("train-images-idx3-ubyte.gz", gzip_stored(idx_file({2, 28, 28}, pixel)));
   folder.write("t10k-labels-idx1-ubyte", idx_file({1}, label));
   require_error([&] { fashion_mnist::read_folder(folder.path.string(), 0); },

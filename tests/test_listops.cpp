@@ -28,25 +28,7 @@ namespace {
 constexpr std::uint16_t D0 = 1, D1 = 2, D2 = 3, D3 = 4, D4 = 5, D5 = 6, D6 = 7, D7 = 8, D8 = 9, D9 = 10;
 constexpr std::uint16_t MIN_ = 11, MAX_ = 12, MED_ = 13, SM_ = 14, END_ = 15;
 
-// A fresh folder under the system temp directory, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag)
-      : path(fs::temp_directory_path() / ("hkt-test-listops-" + tag + "-" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  // Writes `bytes` to a file in the folder and returns its path.
-  std::string write(const std::string& name, const std::string& bytes) const {
-    const auto p = (path / name).string();
-    std::ofstream(p, std::ios::binary) << bytes;
-    return p;
-  }
-};
+// TempDir: tests/test_helpers.h
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -264,7 +246,7 @@ TEST_CASE("listops: reads a file of the 2018 release format", "[listops]") {
 }
 
 TEST_CASE("listops: malformed files are refused naming file and line", "[listops]") {
-  TempDir dir("bad");
+  TempDir dir("listops-bad");
   const std::string H = "Source\tTarget\n";
   struct Case {
     std::string name, bytes, message;
@@ -323,7 +305,7 @@ TEST_CASE("listops: malformed files are refused naming file and line", "[listops
 // Writer
 
 TEST_CASE("listops: write_lra_tsv writes the LRA format and nothing on error", "[listops]") {
-  TempDir dir("write");
+  TempDir dir("listops-write");
   const auto path = (dir.path / "basic_val.tsv").string();
   const std::vector<lo::Example> examples = {{"( ( ( [MAX 2 ) 9 ) ] )", 9}, {"[MED 3 4 6 9 ]", 5}, {"4", 4}};
   lo::write_lra_tsv(path, examples);

@@ -26,27 +26,7 @@ namespace {
 
 using Named = std::vector<std::pair<std::string, Tensor>>;
 
-/// A fresh folder under the system temp directory, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag)
-      : path(fs::temp_directory_path() / ("hkt-test-safetensors-" + tag + "-" + std::to_string(getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  /// Writes `bytes` to `name` in the folder and returns the path.
-  std::string write(const std::string& name, const std::string& bytes) const {
-    const std::string p = file(name);
-    std::ofstream out(p, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    return p;
-  }
-};
+// TempDir: tests/test_helpers.h
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -123,7 +103,7 @@ std::string entry(const std::string& dtype, const std::string& shape, std::uint6
 // ---- writing and reading back ---------------------------------------------------------
 
 TEST_CASE("safetensors: round trip of every dtype is bit-exact", "[safetensors]") {
-  TempDir dir("roundtrip");
+  TempDir dir("safetensors-roundtrip");
   const float inf = std::numeric_limits<float>::infinity();
   const Named tensors = {
       // A NaN with a payload, both zeros, both infinities, a subnormal, the largest float.
@@ -155,7 +135,7 @@ TEST_CASE("safetensors: round trip of every dtype is bit-exact", "[safetensors]"
 }
 
 TEST_CASE("safetensors: a file with no tensors round trips", "[safetensors]") {
-  TempDir dir("empty");
+  TempDir dir("safetensors-empty");
   const std::string path = dir.file("none.safetensors");
   st::save(path, {});
   // "{}" padded to 8 bytes: 2 + 6 spaces, no data.
@@ -166,7 +146,7 @@ TEST_CASE("safetensors: a file with no tensors round trips", "[safetensors]") {
 }
 
 TEST_CASE("safetensors: the header is padded to a multiple of 8 and is valid JSON", "[safetensors]") {
-  TempDir dir("header");
+  TempDir dir("safetensors-header");
   SECTION("the exact bytes of a small file") {
     const std::string path = dir.file("a.safetensors");
     st::save(path, {{"a", f32({1.0f, 2.0f, 3.0f}, {3})}, {"b", Tensor::from_indices({-2}, {1})}});
@@ -199,7 +179,7 @@ TEST_CASE("safetensors: the header is padded to a multiple of 8 and is valid JSO
 }
 
 TEST_CASE("safetensors: metadata round trips", "[safetensors]") {
-  TempDir dir("metadata");
+  TempDir dir("safetensors-metadata");
   const std::string path = dir.file("m.safetensors");
   const std::map<std::string, std::string> metadata{
       {"epoch", "3"}, {"config", R"({"d_model": 64})"}, {"note", "line 1\nline 2 \"quoted\" h\xc3\xa9"}, {"empty", ""}};
@@ -216,7 +196,7 @@ TEST_CASE("safetensors: metadata round trips", "[safetensors]") {
 // ---- the atomic write ---------------------------------------------------------------
 
 TEST_CASE("safetensors: a failed save into a missing folder leaves no file", "[safetensors]") {
-  TempDir dir("nofolder");
+  TempDir dir("safetensors-nofolder");
   const std::string path = dir.file("no_such_folder/ckpt.safetensors");
   require_error([&] { st::save(path, {{"w", Tensor::ones({2})}}); },
                 "save " + path + ": cannot create " + path + ".tmp: No such file or directory");
@@ -225,7 +205,7 @@ TEST_CASE("safetensors: a failed save into a missing folder leaves no file", "[s
 }
 
 TEST_CASE("safetensors: a failed save leaves an existing file intact", "[safetensors]") {
-  TempDir dir("intact");
+  TempDir dir("safetensors-intact");
   const std::string path = dir.file("ckpt.safetensors");
   st::save(path, {{"old", Tensor::ones({3})}});
   const std::string before = read_bytes(path);
@@ -304,7 +284,7 @@ TEST_CASE("safetensors: our writer produces the file the safetensors package has
   // package (tools/make_safetensors_fixtures.py check: OK, every value as expected).
   // Writing the same tensors again must give the same bytes; if the header format is
   // changed on purpose, rewrite the fixture and run that check again.
-  TempDir dir("ours");
+  TempDir dir("safetensors-ours");
   const std::string path = dir.file("written_by_hkt.safetensors");
   st::save(path, hkt_written(), kHktWrittenMetadata);
   const std::string committed = read_bytes(fixture("written_by_hkt.safetensors"));
@@ -326,7 +306,7 @@ TEST_CASE("safetensors: a dtype hkt lacks is refused naming the tensor and dtype
 // ---- malformed files --------------------------------------------------------------------
 
 TEST_CASE("safetensors: malformed sizes are refused", "[safetensors]") {
-  TempDir dir("sizes");
+  TempDir dir("safetensors-sizes");
   auto refuses = [&](const std::string& bytes, const std::string& fragment) {
     const std::string path = dir.write("bad.safetensors", bytes);
     require_error([&] { st::load(path); }, path + ": " + fragment);
@@ -347,7 +327,7 @@ TEST_CASE("safetensors: malformed sizes are refused", "[safetensors]") {
 }
 
 TEST_CASE("safetensors: a header that is not valid JSON is refused with its byte offset", "[safetensors]") {
-  TempDir dir("json");
+  TempDir dir("safetensors-json");
   auto refuses = [&](const std::string& header, const std::string& fragment) {
     const std::string path = dir.write("bad.safetensors", raw_file(header, 0));
     require_error([&] { st::load(path); }, path + ": " + fragment);
@@ -366,7 +346,7 @@ TEST_CASE("safetensors: a header that is not valid JSON is refused with its byte
 }
 
 TEST_CASE("safetensors: bad tensor entries are refused naming the tensor", "[safetensors]") {
-  TempDir dir("entries");
+  TempDir dir("safetensors-entries");
   auto refuses = [&](const std::string& header, std::size_t data_bytes, const std::string& fragment) {
     const std::string path = dir.write("bad.safetensors", raw_file(header, data_bytes));
     require_error([&] { st::load(path); }, path + ": " + fragment);
@@ -392,7 +372,7 @@ TEST_CASE("safetensors: bad tensor entries are refused naming the tensor", "[saf
 }
 
 TEST_CASE("safetensors: data offsets must tile the data section exactly", "[safetensors]") {
-  TempDir dir("tiling");
+  TempDir dir("safetensors-tiling");
   auto refuses = [&](const std::string& header, std::size_t data_bytes, const std::string& fragment) {
     const std::string path = dir.write("ckpt.safetensors", raw_file(header, data_bytes));
     require_error([&] { st::load(path); }, path + ": " + fragment);
@@ -438,7 +418,7 @@ TEST_CASE("safetensors: data offsets must tile the data section exactly", "[safe
 }
 
 TEST_CASE("safetensors: duplicate names are refused", "[safetensors]") {
-  TempDir dir("duplicates");
+  TempDir dir("safetensors-duplicates");
   auto refuses = [&](const std::string& header, std::size_t data_bytes, const std::string& fragment) {
     const std::string path = dir.write("bad.safetensors", raw_file(header, data_bytes));
     require_error([&] { st::load(path); }, path + ": " + fragment);
@@ -453,7 +433,7 @@ TEST_CASE("safetensors: duplicate names are refused", "[safetensors]") {
 }
 
 TEST_CASE("safetensors: bad metadata is refused", "[safetensors]") {
-  TempDir dir("badmeta");
+  TempDir dir("safetensors-badmeta");
   auto refuses = [&](const std::string& header, const std::string& fragment) {
     const std::string path = dir.write("bad.safetensors", raw_file(header, 0));
     require_error([&] { st::load(path); }, path + ": " + fragment);
@@ -505,7 +485,7 @@ TEST_CASE("safetensors: load_into refuses mismatches and copies nothing then", "
 }
 
 TEST_CASE("safetensors: save load and load_into restore a model's parameters", "[safetensors]") {
-  TempDir dir("model");
+  TempDir dir("safetensors-model");
   Generator gen(7);
   const Named saved = {{"emb.weight", Tensor::normal({5, 3}, gen)}, {"head.bias", Tensor::normal({3}, gen, 0, 1, DType::Float64)}};
   const std::string path = dir.file("model.safetensors");
