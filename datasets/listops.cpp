@@ -20,9 +20,10 @@ namespace {
 // ---------------------------------------------------------------------------------------
 // Symbols
 
-// Vocabulary ids (see vocabulary()): digit d is d + 1, then the operators and "]".
+// Vocabulary ids (see vocabulary()): digit d is d + 1, then the operators [MIN, [MAX,
+// [MED, [SM as 11..14 (kMinId + operator index), and "]" as 15.
 constexpr std::uint16_t kFirstDigitId = 1;
-constexpr std::uint16_t kMinId = 11, kMaxId = 12, kMedId = 13, kSmId = 14, kCloseId = 15;
+constexpr std::uint16_t kMinId = 11, kCloseId = 15;
 constexpr std::int64_t kVocabSize = 16;
 constexpr int kNumClasses = 10;
 

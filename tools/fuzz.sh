@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ is needed (apt-get install clang)" >&2; exit 2; }
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DHKT_FUZZ=ON -DHKT_CUDA=OFF -DBUILD_TESTING=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_targets >/dev/null
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_targets >build-fuzz.log 2>&1 ||
+  { tail -n 30 build-fuzz.log; echo "fuzz.sh: the build failed (build-fuzz.log)" >&2; exit 2; }
 status=0
 for target in build-fuzz/tests/fuzz/fuzz_*; do
   [ -x "$target" ] || continue
