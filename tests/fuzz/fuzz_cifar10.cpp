@@ -14,21 +14,16 @@
 
 #include "cifar10.h"
 #include "error.h"
+#include "fuzz_files.h"
 
 namespace {
 
-/// One fixed file per process, so parallel fuzzing jobs do not overwrite each other.
+// One fixed file per process (fuzz_files.h).
 const std::string& temp_path() {
-  static const std::string path = "/tmp/hkt_fuzz_cifar10_" + std::to_string(getpid()) + ".bin";
+  static const std::string path = hkt::fuzz::temp_path("cifar10") + ".bin";
   return path;
 }
-
-void write_file(const std::string& path, const std::uint8_t* data, std::size_t size) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) __builtin_trap();  // the harness itself failed: stop loudly
-  if (size > 0 && std::fwrite(data, 1, size, f) != size) __builtin_trap();
-  std::fclose(f);
-}
+using hkt::fuzz::write_file;
 
 }  // namespace
 

@@ -14,19 +14,14 @@
 #include <string>
 
 #include "error.h"
+#include "fuzz_files.h"
 #include "idx.h"
 
 namespace {
 
-/// Fixed files per process, so parallel fuzzing jobs do not overwrite each other.
-std::string temp_path(const char* which) { return "/tmp/hkt_fuzz_idx_" + std::to_string(getpid()) + "_" + which; }
-
-void write_file(const std::string& path, const std::uint8_t* data, std::size_t size) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) __builtin_trap();  // the harness itself failed: stop loudly
-  if (size > 0 && std::fwrite(data, 1, size, f) != size) __builtin_trap();
-  std::fclose(f);
-}
+// Fixed files per process (fuzz_files.h).
+std::string temp_path(const char* which) { return hkt::fuzz::temp_path(std::string("idx_") + which); }
+using hkt::fuzz::write_file;
 
 }  // namespace
 
