@@ -82,6 +82,8 @@ Tensor TransformerBlock::forward(const Tensor& x, const Tensor& key_mask, bool t
   return add(h, dropout(m, p, gen, training));
 }
 
+Tensor TransformerBlock::attention_input(const Tensor& x) const { return layer_norm(x, ln1_w_, ln1_b_, config_.layer_norm_eps); }
+
 Classifier::Classifier(const ClassifierConfig& config, Generator& gen, DType dtype) : config_(config), dtype_(dtype) {
   check_config(config);
   check(is_floating(dtype), "Classifier: dtype must be float32 or float64");
@@ -122,24 +124,9 @@ Classifier::Classifier(const ClassifierConfig& config, Generator& gen, DType dty
 
 Tensor Classifier::forward(const Tensor& tokens, const Tensor& features, const Tensor& mask, bool training,
                            Generator& gen) const {
-  const bool token_mode = config_.vocab_size > 0;
-  const Tensor& input = token_mode ? tokens : features;
-  check(input.defined(), std::string("classifier: this model takes ") + (token_mode ? "tokens" : "features") + ", none given");
-  check(input.dim() == (token_mode ? 2 : 3), std::string("classifier: ") + (token_mode ? "tokens must be [B, T]" : "features must be [B, T, F]") +
-                                                 ", got " + shape_str(input.shape()));
-  const std::int64_t B = input.shape()[0], T = input.shape()[1], d = config_.d_model;
-  check(T >= 1 && T <= config_.max_len, "classifier: sequence length " + std::to_string(T) + " is outside 1.." + std::to_string(config_.max_len));
-  check(mask.defined() && mask.shape() == Shape({B, T}), "classifier: mask must be [B, T] = " + shape_str({B, T}) +
-                                                            (mask.defined() ? ", got " + shape_str(mask.shape()) : ", got none"));
-  Tensor x = token_mode ? embedding(embedding_, tokens) : linear(features, input_w_, input_b_);  // [B, T, d]
-  Tensor key_mask = mask;
-  std::int64_t T_all = T;
-  if (config_.pooling == "cls") {  // prepend the learned vector as a real token at position 0
-    x = concat({add(Tensor::zeros({B, 1, d}, dtype_), reshape(cls_, {1, 1, d})), x}, 1);
-    key_mask = concat({Tensor::ones({B, 1}, DType::Int64), mask}, 1);
-    T_all = T + 1;
-  }
-  x = add(x, slice(positions_, 0, 0, T_all));
+  Tensor key_mask;
+  Tensor x = embed(tokens, features, mask, key_mask);
+  const std::int64_t B = x.shape()[0], T_all = x.shape()[1], d = config_.d_model;
   for (const auto& block : blocks_) x = block->forward(x, key_mask, training, gen);
   x = layer_norm(x, lnf_w_, lnf_b_, config_.layer_norm_eps);
   Tensor pooled;  // [B, d]
@@ -165,6 +152,42 @@ Tensor Classifier::forward(const Tensor& tokens, const Tensor& features, const T
     }
   }
   return linear(pooled, head_w_, head_b_);
+}
+
+std::vector<Tensor> Classifier::attention_inputs(const Tensor& tokens, const Tensor& features, const Tensor& mask,
+                                                 Tensor* key_mask_out) const {
+  NoGradGuard no_grad;
+  Generator unused(0);  // evaluation mode: no dropout
+  Tensor key_mask;
+  Tensor x = embed(tokens, features, mask, key_mask);
+  std::vector<Tensor> inputs;
+  for (const auto& block : blocks_) {
+    inputs.push_back(block->attention_input(x));
+    x = block->forward(x, key_mask, false, unused);
+  }
+  if (key_mask_out) *key_mask_out = key_mask;
+  return inputs;
+}
+
+Tensor Classifier::embed(const Tensor& tokens, const Tensor& features, const Tensor& mask, Tensor& key_mask) const {
+  const bool token_mode = config_.vocab_size > 0;
+  const Tensor& input = token_mode ? tokens : features;
+  check(input.defined(), std::string("classifier: this model takes ") + (token_mode ? "tokens" : "features") + ", none given");
+  check(input.dim() == (token_mode ? 2 : 3), std::string("classifier: ") + (token_mode ? "tokens must be [B, T]" : "features must be [B, T, F]") +
+                                                 ", got " + shape_str(input.shape()));
+  const std::int64_t B = input.shape()[0], T = input.shape()[1], d = config_.d_model;
+  check(T >= 1 && T <= config_.max_len, "classifier: sequence length " + std::to_string(T) + " is outside 1.." + std::to_string(config_.max_len));
+  check(mask.defined() && mask.shape() == Shape({B, T}), "classifier: mask must be [B, T] = " + shape_str({B, T}) +
+                                                            (mask.defined() ? ", got " + shape_str(mask.shape()) : ", got none"));
+  Tensor x = token_mode ? embedding(embedding_, tokens) : linear(features, input_w_, input_b_);  // [B, T, d]
+  key_mask = mask;
+  std::int64_t T_all = T;
+  if (config_.pooling == "cls") {  // prepend the learned vector as a real token at position 0
+    x = concat({add(Tensor::zeros({B, 1, d}, dtype_), reshape(cls_, {1, 1, d})), x}, 1);
+    key_mask = concat({Tensor::ones({B, 1}, DType::Int64), mask}, 1);
+    T_all = T + 1;
+  }
+  return add(x, slice(positions_, 0, 0, T_all));
 }
 
 }  // namespace hkt

@@ -42,6 +42,8 @@ class TransformerBlock : public Module {
   TransformerBlock(const ClassifierConfig& config, const AttentionConfig& attention, Generator& gen, DType dtype);
   /// x [B, T, d], key_mask [B, T] or undefined; dropout draws from gen when training.
   Tensor forward(const Tensor& x, const Tensor& key_mask, bool training, Generator& gen) const;
+  /// LN1(x): what the attention sublayer of this block sees, [B, T, d].
+  Tensor attention_input(const Tensor& x) const;
   const HierarchicalAttention& attention() const { return *attn_; }
 
  private:
@@ -65,6 +67,12 @@ class Classifier : public Module {
   /// on how much padding follows it (mean pooling and attention ignore padded steps).
   Tensor forward(const Tensor& tokens, const Tensor& features, const Tensor& mask, bool training, Generator& gen) const;
 
+  /// The input of every block's attention sublayer (after its LayerNorm), one [B, T', d]
+  /// tensor per block (T' = T, or T + 1 with "cls" pooling), and the key mask [B, T'] it
+  /// uses, from an evaluation-mode forward (no dropout). Arguments as forward. For
+  /// inspection: attention maps and the theory checks read the level scores from these.
+  std::vector<Tensor> attention_inputs(const Tensor& tokens, const Tensor& features, const Tensor& mask, Tensor* key_mask = nullptr) const;
+
   const ClassifierConfig& config() const { return config_; }
   const std::vector<std::unique_ptr<TransformerBlock>>& blocks() const { return blocks_; }
   DType dtype() const { return dtype_; }
@@ -73,6 +81,8 @@ class Classifier : public Module {
   ClassifierConfig config_;
   DType dtype_;
   std::vector<std::unique_ptr<TransformerBlock>> blocks_;
+  // The input map, positions and (for "cls") the prepended vector: x [B, T', d] and its key mask.
+  Tensor embed(const Tensor& tokens, const Tensor& features, const Tensor& mask, Tensor& key_mask) const;
   Tensor embedding_, input_w_, input_b_, positions_, cls_, lnf_w_, lnf_b_, head_w_, head_b_;
 };
 

@@ -28,7 +28,7 @@ const Json& defaults() {
       "test_path": "",
       "extra_test_release": ""
     },
-    "cifar10": {"dir": "", "mode": "gray", "test_file": ""},
+    "cifar10": {"dir": "", "mode": "gray", "val_size": 5000, "test_file": ""},
     "imdb": {"dir": "", "val_fraction": 0.1, "replace_br": false},
     "fashion_mnist": {"dir": "/usr/share/datasets/fashion-mnist"}
   },
@@ -74,6 +74,13 @@ const Json& defaults() {
     "log_every": 20,
     "checkpoint_every": 200,
     "pad_to_longest": true
+  },
+  "experiment": {
+    "name": "",
+    "seeds": [0, 1, 2],
+    "variants": [{"name": "mha", "set": {"model.attention": "mha"}}, {"name": "hkt", "set": {"model.attention": "hkt"}}],
+    "baseline": "mha",
+    "paper_row": ""
   }
 })");
   return d;

@@ -142,6 +142,17 @@ std::vector<Tensor> HierarchicalAttention::downsample(const Tensor& x, const Ten
   return levels;
 }
 
+std::vector<Tensor> HierarchicalAttention::level_scores(const Tensor& x, const Tensor& key_mask) const {
+  const auto xs = downsample(x, key_mask);
+  const double scale = config_.scale > 0 ? config_.scale : 1.0 / std::sqrt(static_cast<double>(config_.d_model / config_.n_heads));
+  std::vector<Tensor> scores;
+  for (std::size_t l = 0; l < xs.size(); ++l) {
+    const Tensor q = heads(linear(xs[l], w_q_[l])), k = heads(linear(xs[l], w_k_[l]));  // [B, H, T_l, d_h]
+    scores.push_back(mul(matmul(q, transpose(k, 2, 3)), scale));                        // [B, H, T_l, T_l]
+  }
+  return scores;
+}
+
 Tensor HierarchicalAttention::heads(const Tensor& x) const {
   const std::int64_t B = x.shape()[0], T = x.shape()[1], H = config_.n_heads;
   return permute(reshape(x, {B, T, H, config_.d_model / H}), {0, 2, 1, 3});

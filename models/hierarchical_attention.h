@@ -61,6 +61,12 @@ class HierarchicalAttention : public Module {
   /// one before (spec section 1). Level l is [B, ceil(T / 2^l), d].
   std::vector<Tensor> downsample(const Tensor& x, const Tensor& key_mask) const;
 
+  /// The level score matrices S^(l)_h = scale * Q^(l)_h K^(l)_h^T (spec section 2) of
+  /// input x [B, T, d] (padded rows zeroed by key_mask [B, T], as in forward), unmasked
+  /// and not lifted: level l is [B, H, T_l, T_l], T_l = ceil(T / 2^l). For inspection
+  /// (attention maps, the theory checks); differentiable like any composite of ops.
+  std::vector<Tensor> level_scores(const Tensor& x, const Tensor& key_mask) const;
+
   const AttentionConfig& config() const { return config_; }
 
  private:

@@ -1,5 +1,7 @@
 #include "task.h"
 
+#include <filesystem>
+
 #include "cifar10.h"
 #include "idx.h"
 #include "imdb.h"
@@ -44,8 +46,22 @@ TaskData load_listops(const config::Json& data, std::int64_t max_len) {
   }
   const std::string extra = config::expand_path(c.at("extra_test_release").get<std::string>());
   if (!extra.empty()) {
-    data::Dataset released = data::listops::read_release(extra, max_len, "test");
+    // The 2018 release has examples up to 939 tokens. Those longer than the model's T are
+    // left out of this extra test (never truncated: the label depends on the closing
+    // brackets), and the count is reported.
+    constexpr std::int64_t kLongestReleased = 1 << 16;
+    const data::Dataset all = data::listops::read_release(extra, kLongestReleased, "test");
+    std::vector<std::int64_t> fit;
+    for (std::int64_t i = 0; i < all.size(); ++i)
+      if (all.length(i) <= max_len) fit.push_back(i);
+    check(!fit.empty(), extra + ": no example has at most max_len = " + std::to_string(max_len) + " tokens");
+    data::Dataset released = all.subset(fit, "test");
+    released.max_len = max_len;
     released.name = "listops-released";
+    if (static_cast<std::int64_t>(fit.size()) < all.size())
+      t.warnings.push_back(extra + ": " + std::to_string(all.size() - static_cast<std::int64_t>(fit.size())) + " of " +
+                           std::to_string(all.size()) + " examples are longer than max_len = " + std::to_string(max_len) +
+                           " tokens and are left out of this extra test (never truncated)");
     t.extra_tests.push_back(std::move(released));
   }
   return t;
@@ -66,11 +82,19 @@ TaskData load_task(const config::Json& config) {
     const std::string mode = c.at("mode").get<std::string>();
     check(mode == "gray" || mode == "rgb", "config key 'data.cifar10.mode' must be \"gray\" or \"rgb\", got \"" + mode + "\"");
     check(max_len >= 1024, "config key 'data.max_len' must be >= 1024 for sequential CIFAR-10 (1024 pixels)");
-    auto splits = data::cifar10::read_folder(required_path(c, "dir", "data.cifar10.dir"),
-                                             mode == "gray" ? data::cifar10::Mode::Gray : data::cifar10::Mode::Rgb);
+    const auto m = mode == "gray" ? data::cifar10::Mode::Gray : data::cifar10::Mode::Rgb;
+    auto splits = data::cifar10::read_folder(required_path(c, "dir", "data.cifar10.dir"), m, c.at("val_size").get<std::int64_t>());
     t.train = std::move(splits.train);
     t.val = std::move(splits.val);
     t.test = std::move(splits.test);
+    // An evaluation-only file in the CIFAR-10 binary format (e.g. the 200 real test
+    // images in ../shared/data/cifar10), evaluated once at the end like the test split.
+    const std::string extra = config::expand_path(c.at("test_file").get<std::string>());
+    if (!extra.empty()) {
+      data::Dataset d = data::cifar10::read_file(extra, m, "test");
+      d.name = "cifar10-" + std::filesystem::path(extra).stem().string();
+      t.extra_tests.push_back(std::move(d));
+    }
   } else if (task == "imdb") {
     const config::Json& c = data.at("imdb");
     data::imdb::Options options;

@@ -14,6 +14,8 @@
 #include "io/safetensors.h"
 #include "ops.h"
 #include "optim/adamw.h"
+#include "storage.h"
+#include "theory.h"
 #include "optim/clip.h"
 #include "optim/schedule.h"
 
@@ -68,6 +70,26 @@ Json level_weights(const Classifier& model) {
     for (std::int64_t h = 0; h < H; ++h) {
       Json row = Json::array();
       for (std::int64_t l = 0; l < L; ++l) row.push_back(v[static_cast<std::size_t>(h * L + l)]);
+      layer.push_back(row);
+    }
+    out.push_back(layer);
+  }
+  return out;
+}
+
+// Share of the symmetric part of each bilinear form M_l,h = W_Q,h^(l)T W_K,h^(l)
+// (Props. 3.5-3.6, theory.h): ||M^sym||_F / ||M||_F as [layer][head][level], logged at
+// every evaluation so that the reciprocal/directional balance can be followed in training
+// (the antisymmetric share is sqrt(1 - share^2)).
+Json sym_shares(const Classifier& model) {
+  Json out = Json::array();
+  NoGradGuard no_grad;
+  for (const auto& block : model.blocks()) {
+    const HierarchicalAttention& attn = block->attention();
+    Json layer = Json::array();
+    for (std::int64_t h = 0; h < attn.config().n_heads; ++h) {
+      Json row = Json::array();
+      for (int l = 0; l < attn.config().levels; ++l) row.push_back(theory::decompose(theory::bilinear_form(attn, l, h)).sym_share);
       layer.push_back(row);
     }
     out.push_back(layer);
@@ -307,6 +329,7 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
     return last_saved_step > 0 ? "the last checkpoint, " + last_path + ", is from step " + std::to_string(last_saved_step)
                                : std::string("no checkpoint was written yet");
   };
+  reset_peak_cpu_memory();  // result.json reports the peak of the engine's tensors while training
   const auto run_start = std::chrono::steady_clock::now();
   const std::int64_t first_step = step;
   while (step < steps) {
@@ -368,7 +391,8 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
         best_step = step;
         save_checkpoint(best_path, *model, {}, {{"step", std::to_string(step)}, {"format", "hkt-weights-1"}});
       }
-      metrics << Json{{"step", step}, {"val_accuracy", val.accuracy}, {"val_loss", val.loss}, {"best", better}}.dump() << "\n"
+      metrics << Json{{"step", step}, {"val_accuracy", val.accuracy}, {"val_loss", val.loss}, {"best", better},
+                      {"level_weights", level_weights(*model)}, {"m_sym_share", sym_shares(*model)}}.dump() << "\n"
               << std::flush;
       if (progress_is_terminal) progress << "\n";
       progress << "step " << step << ": validation accuracy " << std::fixed << std::setprecision(4) << val.accuracy
@@ -381,6 +405,7 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
     }
   }
 
+  const double peak_tensor_bytes = static_cast<double>(cpu_memory_stats().peak_bytes);
   // Evaluate test once, from the best checkpoint reloaded from disk; the reloaded model
   // must reproduce the validation accuracy it was chosen for, exactly.
   auto best = build_model(config, task.train);
@@ -405,7 +430,8 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
                        {"parameter_count", model->parameter_count()},
                        {"steps", steps},
                        {"time_per_step_ms", 1000.0 * train_seconds / static_cast<double>(steps)},
-                       {"train_seconds", train_seconds}};
+                       {"train_seconds", train_seconds},
+                       {"peak_tensor_bytes", peak_tensor_bytes}};
   write_file_atomic(out_dir + "/result.json", result.dump(2) + "\n");
   return result;
 }

@@ -1,7 +1,10 @@
 // trainer.h: training and evaluation of a classifier from a config (docs/config.md),
 // with the run directory of ../shared/design/experiments.md:
 //   config.json     the fully resolved config
-//   metrics.jsonl   one JSON object per log step and per evaluation
+//   metrics.jsonl   one JSON object per log step (step, epoch, lr, loss, accuracy, grad_norm,
+//                   tokens_per_s, level_weights [layer][head][level]) and per evaluation
+//                   (val_accuracy, val_loss, best, level_weights, m_sym_share: the
+//                   symmetric share ||M^sym||_F / ||M||_F of each bilinear form, theory.h)
 //   last.safetensors  weights + optimizer state + step (for --resume), atomically replaced
 //   best.safetensors  the weights of the best validation accuracy (loadable by PyTorch)
 //   result.json     best validation accuracy and its step, test accuracy of the reloaded

@@ -1,7 +1,14 @@
 // commands.cpp: the registry that maps a parsed subcommand to its body.
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
 #include <map>
 
 #include "commands.h"
+
+#ifndef HKT_SOURCE_DIR
+#define HKT_SOURCE_DIR "."
+#endif
 
 namespace hkt::tools {
 
@@ -18,6 +25,36 @@ int run_selected(CLI::App& /*app*/) {
   for (auto& [sub, body] : bodies())
     if (sub->parsed()) return body();  // nested subcommands (bench attention) too
   return 0;
+}
+
+namespace {
+// Single-quotes a word for the shell.
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+}  // namespace
+
+std::string run_plot_script(const std::string& script, const std::string& dir, bool output_to_stderr) {
+  const std::string path = std::string(HKT_SOURCE_DIR) + "/tools/" + script;
+  if (!std::filesystem::exists(path)) return "plots skipped: " + path + " not found";
+  std::vector<std::string> candidates;
+  if (const char* p = std::getenv("HKT_PYTHON"); p && *p) candidates.emplace_back(p);
+  candidates.emplace_back("python3");
+  candidates.emplace_back("/usr/bin/python3");
+  std::string python;
+  for (const auto& c : candidates)
+    if (std::system((shell_quote(c) + " -c 'import matplotlib' >/dev/null 2>&1").c_str()) == 0) {
+      python = c;
+      break;
+    }
+  if (python.empty()) return "plots skipped: no Python with matplotlib (install python3-matplotlib, or set HKT_PYTHON)";
+  std::cout.flush();
+  std::cerr.flush();
+  const std::string command = shell_quote(python) + " " + shell_quote(path) + " " + shell_quote(dir) + (output_to_stderr ? " 1>&2" : "");
+  if (std::system(command.c_str()) != 0) return "plots failed (see the message above)";
+  return "";
 }
 
 }  // namespace hkt::tools

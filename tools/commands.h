@@ -19,9 +19,21 @@ void add_train_commands(CLI::App& app);
 /// `hkt data generate-listops`, `hkt data inspect` (cmd_data.cpp).
 void add_data_commands(CLI::App& app);
 
+/// `hkt experiment`: variants x seeds, summary and plots (cmd_experiment.cpp).
+void add_experiment_command(CLI::App& app);
+/// `hkt theory`: the paper's theory results checked on real weights (cmd_theory.cpp).
+void add_theory_command(CLI::App& app);
+
 /// Registers the body of a subcommand; run_selected calls the one the user chose.
 void on_selected(CLI::App* sub, std::function<int()> body);
 /// Runs the selected subcommand; returns its exit status.
 int run_selected(CLI::App& app);
+
+/// Runs `python tools/<script> <dir>` (a plotting script of this repository) with the first
+/// Python that imports matplotlib: $HKT_PYTHON, python3, then /usr/bin/python3 (Debian's
+/// python3-matplotlib installs for the system Python, which a pyenv python3 earlier on
+/// PATH would not see). The script's output goes to stdout, or stderr when
+/// output_to_stderr. Returns "" when it ran, else one line saying why there are no plots.
+std::string run_plot_script(const std::string& script, const std::string& dir, bool output_to_stderr = false);
 
 }  // namespace hkt::tools

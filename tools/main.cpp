@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   hkt::tools::add_bench_command(app);
   hkt::tools::add_train_commands(app);
   hkt::tools::add_data_commands(app);
+  hkt::tools::add_experiment_command(app);
+  hkt::tools::add_theory_command(app);
   // An unknown first word would otherwise read as "A subcommand is required".
   if (argc > 1 && argv[1][0] != '-') {
     std::string known;
