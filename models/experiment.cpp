@@ -154,6 +154,23 @@ std::string first_difference(const Json& a, const Json& b) {
   return path;
 }
 
+// Paired differences (variant - baseline) over the seeds both have, from per-seed maps
+// {"0": accuracy, ...}, with a paired t test (two-sided, 95 %): t = mean / (std / sqrt(n)).
+Json paired_difference(const Json& row_by_seed, const Json& base_by_seed) {
+  std::vector<double> diffs;
+  for (auto it = row_by_seed.begin(); it != row_by_seed.end(); ++it)
+    if (base_by_seed.contains(it.key())) diffs.push_back(it.value().get<double>() - base_by_seed.at(it.key()).get<double>());
+  Json d = stats_json(diffs);
+  const Stats st = stats(diffs);
+  if (st.n >= 2 && st.std > 0) {
+    const double t = st.mean / (st.std / std::sqrt(static_cast<double>(st.n)));
+    d["t"] = t;
+    d["t_critical_95"] = t_critical_95(st.n - 1);
+    d["significant_95"] = std::fabs(t) > t_critical_95(st.n - 1);
+  }
+  return d;
+}
+
 }  // namespace
 
 Json summarize(const Json& config, const std::vector<Variant>& variants, const std::vector<RunRecord>& runs) {
@@ -163,17 +180,20 @@ Json summarize(const Json& config, const std::vector<Variant>& variants, const s
   for (const auto& v : variants) {
     std::vector<double> val, test, ms, peak;
     std::map<std::string, std::vector<double>> extra;
-    std::map<std::int64_t, double> test_by_seed;
+    Json by_seed = {{"test", Json::object()}};  // test set name -> {"seed": accuracy}
     Json row = {{"variant", v.name}, {"seeds", Json::array()}, {"runs", Json::array()}};
     for (const auto& r : runs) {
       if (r.variant != v.name) continue;
+      const std::string seed = std::to_string(r.seed);
       val.push_back(r.result.at("best_val_accuracy").get<double>());
       test.push_back(r.result.at("test_accuracy").get<double>());
-      test_by_seed[r.seed] = test.back();
+      by_seed["test"][seed] = test.back();
       ms.push_back(r.result.at("time_per_step_ms").get<double>());
       if (r.result.contains("peak_tensor_bytes")) peak.push_back(r.result.at("peak_tensor_bytes").get<double>());
-      for (auto it = r.result.at("extra_tests").begin(); it != r.result.at("extra_tests").end(); ++it)
+      for (auto it = r.result.at("extra_tests").begin(); it != r.result.at("extra_tests").end(); ++it) {
         extra[it.key()].push_back(it.value().at("accuracy").get<double>());
+        by_seed[it.key()][seed] = extra[it.key()].back();
+      }
       row["seeds"].push_back(r.seed);
       row["runs"].push_back(r.dir);
       row["attention"] = r.config.at("model").at("attention");
@@ -191,32 +211,22 @@ Json summarize(const Json& config, const std::vector<Variant>& variants, const s
     Json ex = Json::object();
     for (const auto& [name, xs] : extra) ex[name] = stats_json(xs);
     row["extra_tests"] = ex;
-    Json seeds_map = Json::object();
-    for (const auto& [s, t] : test_by_seed) seeds_map[std::to_string(s)] = t;
-    row["test_by_seed"] = seeds_map;
+    row["accuracy_by_seed"] = by_seed;
     by_variant[v.name] = row;
     table.push_back(row);
   }
-  // Ratios and paired differences against the baseline variant.
+  // Ratios and paired differences (test and every extra test) against the baseline.
   if (by_variant.count(baseline)) {
     const Json& base = by_variant.at(baseline);
     for (auto& row : table) {
       row["time_ratio"] = row.at("time_per_step_ms").at("mean").get<double>() / base.at("time_per_step_ms").at("mean").get<double>();
       row["score_flop_ratio"] = row.at("score_flops_per_example").get<double>() / base.at("score_flops_per_example").get<double>();
-      std::vector<double> diffs;
-      for (auto it = row.at("test_by_seed").begin(); it != row.at("test_by_seed").end(); ++it)
-        if (base.at("test_by_seed").contains(it.key()))
-          diffs.push_back(it.value().get<double>() - base.at("test_by_seed").at(it.key()).get<double>());
-      Json d = stats_json(diffs);
-      // Paired t test of the per-seed differences (two-sided, 95 %): t = mean / (std / sqrt(n)).
-      const Stats st = stats(diffs);
-      if (st.n >= 2 && st.std > 0) {
-        const double t = st.mean / (st.std / std::sqrt(static_cast<double>(st.n)));
-        d["t"] = t;
-        d["t_critical_95"] = t_critical_95(st.n - 1);
-        d["significant_95"] = std::fabs(t) > t_critical_95(st.n - 1);
-      }
-      row["test_difference_to_baseline"] = d;
+      Json diffs = Json::object();
+      const Json& mine = row.at("accuracy_by_seed");
+      for (auto it = mine.begin(); it != mine.end(); ++it)
+        if (base.at("accuracy_by_seed").contains(it.key()))
+          diffs[it.key()] = paired_difference(it.value(), base.at("accuracy_by_seed").at(it.key()));
+      row["differences_to_baseline"] = diffs;
     }
   }
   const Json& d = config.at("data");
@@ -273,24 +283,28 @@ std::string summary_markdown(const Json& summary, const std::string& command) {
        << (row.contains("peak_tensor_bytes") ? fixed(row.at("peak_tensor_bytes").at("mean").get<double>() / 1048576.0, 1) : "") << " |\n";
   }
   if (!summary.at("baseline").is_null()) {
-    md << "\nPaired test difference to " << summary.at("baseline").get<std::string>() << " (same seed), in percentage points:\n\n";
+    md << "\nPaired differences to " << summary.at("baseline").get<std::string>()
+       << " (same seed), in percentage points, with a paired t test (two-sided, 95 %):\n\n";
     for (const auto& row : summary.at("variants")) {
       if (row.at("variant") == summary.at("baseline")) continue;
-      const Json& d = row.at("test_difference_to_baseline");
-      md << "- " << row.at("variant").get<std::string>() << ": ";
-      if (d.at("n").get<std::int64_t>() == 0) {
-        md << "no common seed\n";
-        continue;
+      const Json& all = row.at("differences_to_baseline");
+      for (auto it = all.begin(); it != all.end(); ++it) {
+        const Json& d = it.value();
+        md << "- " << row.at("variant").get<std::string>() << ", " << it.key() << ": ";
+        if (d.at("n").get<std::int64_t>() == 0) {
+          md << "no common seed\n";
+          continue;
+        }
+        md << (d.at("mean").get<double>() >= 0 ? "+" : "") << fixed(100 * d.at("mean").get<double>(), 2);
+        if (d.at("n").get<std::int64_t>() > 1) md << " ± " << fixed(100 * d.at("std").get<double>(), 2);
+        md << " (per seed:";
+        for (const auto& x : d.at("values")) md << " " << (x.get<double>() >= 0 ? "+" : "") << fixed(100 * x.get<double>(), 1);
+        md << "; n = " << d.at("n").get<std::int64_t>() << ")";
+        if (d.contains("t"))
+          md << "; t = " << fixed(d.at("t").get<double>(), 2) << " against " << fixed(d.at("t_critical_95").get<double>(), 3) << ": "
+             << (d.at("significant_95").get<bool>() ? "a difference beyond the seed spread" : "not distinguishable from seed noise with these seeds");
+        md << "\n";
       }
-      md << (d.at("mean").get<double>() >= 0 ? "+" : "") << fixed(100 * d.at("mean").get<double>(), 2);
-      if (d.at("n").get<std::int64_t>() > 1) md << " ± " << fixed(100 * d.at("std").get<double>(), 2);
-      md << " (per seed:";
-      for (const auto& x : d.at("values")) md << " " << (x.get<double>() >= 0 ? "+" : "") << fixed(100 * x.get<double>(), 1);
-      md << "; n = " << d.at("n").get<std::int64_t>() << ")";
-      if (d.contains("t"))
-        md << "; paired t = " << fixed(d.at("t").get<double>(), 2) << " against " << fixed(d.at("t_critical_95").get<double>(), 3)
-           << " for 95 %: " << (d.at("significant_95").get<bool>() ? "a difference beyond the seed spread" : "not distinguishable from seed noise with these seeds");
-      md << "\n";
     }
   }
   if (!summary.at("paper").is_null()) {

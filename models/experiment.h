@@ -52,7 +52,9 @@ struct RunRecord {
 /// best validation accuracy, test accuracy and every extra test's accuracy; chance
 /// level; parameter count; mean time per step; peak tensor memory; time and counted
 /// score-FLOP ratios to the baseline variant (experiment.baseline, when present); the
-/// paired per-seed test differences to the baseline; the paper's row (experiment.paper_row).
+/// paired per-seed differences to the baseline on the test split and every extra test
+/// ("differences_to_baseline": mean, sample std and a two-sided 95 % paired t test,
+/// Student's t table); the paper's row (experiment.paper_row).
 /// Score FLOPs per example are counted at T = data.max_len as sum over layers and levels of
 /// 2 H T_l^2 d_h (hkt-attention.md section 5). Accuracies are fractions in [0, 1].
 config::Json summarize(const config::Json& config, const std::vector<Variant>& variants, const std::vector<RunRecord>& runs);

@@ -69,7 +69,7 @@ TEST_CASE("experiment: summary means, sample standard deviations, ratios and pai
   // 2 layers * 2 H T^2 d_h = 2 * 2 * 4 * 512^2 * 16 for MHA.
   CHECK(m.at("score_flops_per_example").get<double>() == 2.0 * 2 * 4 * 512.0 * 512 * 16);
   // Paired differences per seed: +0.05, +0.10, 0.00 -> mean 0.05, std 0.05.
-  const Json& d = h.at("test_difference_to_baseline");
+  const Json& d = h.at("differences_to_baseline").at("test");
   CHECK(d.at("n") == 3);
   CHECK(d.at("mean").get<double>() == Approx(0.05).epsilon(1e-9));
   CHECK(d.at("std").get<double>() == Approx(0.05).epsilon(1e-9));
@@ -80,8 +80,10 @@ TEST_CASE("experiment: summary means, sample standard deviations, ratios and pai
   CHECK(s.at("paper").at("hkt")[0].get<double>() == 55.10);
   const std::string md = summary_markdown(s, "hkt experiment --config x");
   CHECK(md.find("| mha | 1 | 100 | 3 | 50.00 ± 10.00 | 60.00 ± 10.00 |") != std::string::npos);
-  CHECK(md.find("- hkt: +5.00 ± 5.00 (per seed: +5.0 +10.0 +0.0; n = 3); paired t = 1.73 against 4.303 for 95 %: not distinguishable") !=
+  CHECK(md.find("- hkt, test: +5.00 ± 5.00 (per seed: +5.0 +10.0 +0.0; n = 3); t = 1.73 against 4.303: not distinguishable") !=
         std::string::npos);
+  // Extra tests are paired too: halves of the test values, so +2.50 ± 2.50.
+  CHECK(md.find("- hkt, listops-released: +2.50 ± 2.50 (per seed: +2.5 +5.0 +0.0; n = 3)") != std::string::npos);
   CHECK(md.find("1.3125") != std::string::npos);
   CHECK(md.find("standard MHA 50.33 ± 0.12, HKT (L = 3) 55.10 ± 0.29 (+4.77 pp)") != std::string::npos);
 }
