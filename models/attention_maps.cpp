@@ -54,12 +54,21 @@ config::Json attention_maps(const Classifier& model, const data::Dataset& split,
   const std::int64_t H = alpha.shape()[0], T = x.shape()[1];
   const int L = static_cast<int>(scores.size());
 
+  // A causal model never attends to later keys: mask j > i (coarse: t' > t) as it does.
+  auto causal_softmax = [&](const Tensor& s) {  // s [H, n, n]
+    if (!attn.config().causal) return softmax(s);
+    const std::int64_t n = s.shape()[1];
+    std::vector<double> m(static_cast<std::size_t>(n * n), 0.0);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = i + 1; j < n; ++j) m[static_cast<std::size_t>(i * n + j)] = -INFINITY;
+    return softmax(s, Tensor::from_vector(m, {1, n, n}, s.dtype()));
+  };
   config::Json levels = config::Json::array();
   Tensor fused;  // sum_l alpha_l Lift_l(S^(l)), [H, T, T]
   for (int l = 0; l < L; ++l) {
     const Tensor s = reshape(scores[static_cast<std::size_t>(l)], {H, scores[static_cast<std::size_t>(l)].shape()[2], scores[static_cast<std::size_t>(l)].shape()[3]});
     const std::int64_t keep = (crop + (std::int64_t{1} << l) - 1) >> l;  // ceil(crop / 2^l)
-    levels.push_back(head_maps(softmax(s), keep));
+    levels.push_back(head_maps(causal_softmax(s), keep));
     // Lift_l(S)[i, j] = S[i >> l, j >> l]: repeat rows and columns 2^l times, cut to T.
     const std::int64_t r = std::int64_t{1} << l;
     const Tensor lifted = slice(slice(repeat_interleave(repeat_interleave(s, r, 1), r, 2), 1, 0, T), 2, 0, T);
@@ -81,7 +90,7 @@ config::Json attention_maps(const Classifier& model, const data::Dataset& split,
           {"levels", L},
           {"alpha", alpha_json},
           {"level", levels},
-          {"fused", scores_fusion ? head_maps(softmax(fused), crop) : config::Json()}};
+          {"fused", scores_fusion ? head_maps(causal_softmax(fused), crop) : config::Json()}};
 }
 
 }  // namespace hkt

@@ -15,7 +15,8 @@ namespace hkt {
 ///   level[l][h] = softmax_j(S^(l)_h)          T_l x T_l, each row sums to 1
 /// and, for "scores" fusion,
 ///   fused[h]    = softmax_j(sum_l alpha_{h,l} Lift_l(S^(l)_h))   T x T
-/// (for "outputs" fusion "fused" is null: there is no single map). Maps are cropped to
+/// (for "outputs" fusion "fused" is null: there is no single map). A causal model's maps
+/// mask keys after the query (j > i, at every level), as its attention does. Maps are cropped to
 /// their first ceil(crop / 2^l) rows and columns (crop = 128 fine positions; a cropped
 /// row sums to at most 1). Returns {"example", "length", "label", "crop", "levels": L,
 /// "alpha": [H][L], "level": [l][h][i][j], "fused": [h][i][j] | null}, values rounded

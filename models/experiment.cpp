@@ -14,6 +14,11 @@
 #include "error.h"
 #include "task.h"
 #include "trainer.h"
+#include "optim/schedule.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 namespace hkt {
 
@@ -34,10 +39,10 @@ std::vector<Variant> experiment_variants(const Json& config) {
           where + " needs a non-empty \"name\" string");
     Variant var;
     var.name = v.at("name").get<std::string>();
+    // No '.': a name cannot collide with the experiment's own files (summary.json, ...).
     for (char c : var.name)
-      check(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.',
-            where + ": name '" + var.name + "' may hold only letters, digits, '-', '_' and '.' (it names a directory)");
-    check(var.name != "." && var.name != "..", where + ": name '" + var.name + "' is not a directory name");
+      check(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_',
+            where + ": name '" + var.name + "' may hold only letters, digits, '-' and '_' (it names a directory)");
     for (const auto& prev : out) check(prev.name != var.name, where + ": the name '" + var.name + "' is used twice");
     if (v.contains("set")) {
       const Json& set = v.at("set");
@@ -288,9 +293,13 @@ std::string summary_markdown(const Json& summary, const std::string& command) {
     for (const auto& row : summary.at("variants")) {
       if (row.at("variant") == summary.at("baseline")) continue;
       const Json& all = row.at("differences_to_baseline");
-      for (auto it = all.begin(); it != all.end(); ++it) {
-        const Json& d = it.value();
-        md << "- " << row.at("variant").get<std::string>() << ", " << it.key() << ": ";
+      std::vector<std::string> sets;  // the test split first, then the extra tests
+      if (all.contains("test")) sets.push_back("test");
+      for (auto it = all.begin(); it != all.end(); ++it)
+        if (it.key() != "test") sets.push_back(it.key());
+      for (const auto& set : sets) {
+        const Json& d = all.at(set);
+        md << "- " << row.at("variant").get<std::string>() << ", " << set << ": ";
         if (d.at("n").get<std::int64_t>() == 0) {
           md << "no common seed\n";
           continue;
@@ -323,6 +332,64 @@ std::string summary_markdown(const Json& summary, const std::string& command) {
   return md.str();
 }
 
+namespace {
+
+// A result.json as the summary reads it: every key with its type, else an error naming
+// the file (a hand-edited or foreign file must not end in an internal error).
+void check_result(const Json& result, const std::string& path) {
+  check(result.is_object(), path + ": not a result.json object (delete the run directory to run it again)");
+  for (const char* key : {"best_val_accuracy", "test_accuracy", "time_per_step_ms", "chance_level"})
+    check(result.contains(key) && result.at(key).is_number(), path + ": '" + key + "' is missing or not a number");
+  for (const char* key : {"parameter_count", "steps"})
+    check(result.contains(key) && result.at(key).is_number_integer(), path + ": '" + key + "' is missing or not an integer");
+  check(result.contains("extra_tests") && result.at("extra_tests").is_object(), path + ": 'extra_tests' is missing or not an object");
+  for (auto it = result.at("extra_tests").begin(); it != result.at("extra_tests").end(); ++it)
+    check(it.value().is_object() && it.value().contains("accuracy") && it.value().at("accuracy").is_number(),
+          path + ": extra test '" + it.key() + "' has no numeric 'accuracy'");
+  if (result.contains("peak_tensor_bytes")) check(result.at("peak_tensor_bytes").is_number(), path + ": 'peak_tensor_bytes' is not a number");
+}
+
+// The data of a run config, loaded once per distinct data section (IMDB's validation
+// split also depends on train.seed, so the seed is part of the key).
+class TaskCache {
+ public:
+  const TaskData& get(const Json& run) {
+    const std::string key = run.at("data").dump() + "|" + run.at("train").at("seed").dump();
+    auto it = cache_.find(key);
+    if (it == cache_.end()) it = cache_.emplace(key, load_task(run)).first;
+    return it->second;
+  }
+
+ private:
+  std::map<std::string, TaskData> cache_;
+};
+
+// Holds an exclusive lock on OUT/.lock for the life of the experiment, so that two
+// experiments writing the same directory refuse instead of corrupting each other's files.
+class DirectoryLock {
+ public:
+  explicit DirectoryLock(const std::string& dir) {
+    const std::string path = dir + "/.lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
+    check(fd_ >= 0, path + ": cannot create the lock file");
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      throw Error(dir + " is in use by another hkt experiment (" + path + " is locked); wait for it or use another --out");
+    }
+  }
+  ~DirectoryLock() {
+    ::flock(fd_, LOCK_UN);
+    ::close(fd_);
+  }
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace
+
 Json run_experiment(const Json& config, const std::string& out_dir, const std::string& command, std::ostream& progress,
                     bool progress_is_terminal) {
   const auto variants = experiment_variants(config);
@@ -335,12 +402,44 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
     seeds.push_back(s.get<std::int64_t>());
   }
   paper_row(config.at("experiment").at("paper_row").get<std::string>());  // refuse a bad name before any training
-  // Every run config is built (and so checked) before anything is trained.
+
+  // Everything that can be refused is checked before anything is trained or written:
+  // every run config, every variant's model and schedule (built once on its data), and
+  // every existing run directory's config.
+  TaskCache tasks;
   std::vector<std::tuple<std::int64_t, const Variant*, Json>> plan;
   for (auto s : seeds)
-    for (const auto& v : variants) plan.emplace_back(s, &v, run_config(config, v, s));
+    for (const auto& v : variants) {
+      Json rc = run_config(config, v, s);
+      if (s == seeds.front()) {
+        try {
+          build_model(rc, tasks.get(rc).train);
+          optim::ScheduleConfig sc;
+          sc.kind = rc.at("train").at("schedule").get<std::string>();
+          sc.base_lr = rc.at("train").at("lr").get<double>();
+          sc.warmup_steps = rc.at("train").at("warmup_steps").get<std::int64_t>();
+          sc.total_steps = rc.at("train").at("steps").get<std::int64_t>();
+          sc.min_lr = rc.at("train").at("min_lr").get<double>();
+          optim::validate(sc);
+        } catch (const Error& e) {
+          throw Error("experiment variant '" + v.name + "': " + e.what());
+        }
+      }
+      plan.emplace_back(s, &v, std::move(rc));
+    }
+  for (const auto& [seed, variant, rc] : plan) {
+    const std::string dir = out_dir + "/" + variant->name + "/seed-" + std::to_string(seed);
+    if (!fs::exists(dir + "/config.json")) continue;
+    // Merged onto the defaults, so that a run written before a config key was added
+    // (with a default that keeps the old behaviour) still counts as the same run.
+    const Json saved = config::merge(read_json_file(dir + "/config.json"), dir + "/config.json");
+    const std::string diff = first_difference(saved, rc);
+    check(diff.empty(), dir + " holds a run with a different config (first difference: '" + diff +
+                            "'); use another --out, or delete that directory to run it again");
+  }
 
   fs::create_directories(out_dir);
+  const DirectoryLock lock(out_dir);
   write_file_atomic(out_dir + "/experiment.json", config.dump(2) + "\n");
   std::vector<RunRecord> runs;
   std::size_t index = 0;
@@ -350,16 +449,9 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
     const std::string tag = "[" + std::to_string(index) + "/" + std::to_string(plan.size()) + "] " + rel;
     Json result;
     const bool has_config = fs::exists(dir + "/config.json");
-    if (has_config) {
-      // Merged onto the defaults, so that a run written before a config key was added
-      // (with a default that keeps the old behaviour) still counts as the same run.
-      const Json saved = config::merge(read_json_file(dir + "/config.json"), dir + "/config.json");
-      const std::string diff = first_difference(saved, rc);
-      check(diff.empty(), dir + " holds a run with a different config (first difference: '" + diff +
-                              "'); use another --out, or delete that directory to run it again");
-    }
     if (has_config && fs::exists(dir + "/result.json")) {
       result = read_json_file(dir + "/result.json");
+      check_result(result, dir + "/result.json");
       progress << tag << ": finished before, reused (test accuracy " << result.at("test_accuracy").get<double>() << ")\n";
     } else {
       const bool resume = has_config && fs::exists(dir + "/last.safetensors");
@@ -377,13 +469,16 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
   write_file_atomic(out_dir + "/summary.json", summary.dump(2) + "\n");
   write_file_atomic(out_dir + "/summary.md", summary_markdown(summary, command));
 
-  // Attention maps of the first seed's best model of each variant, on a validation example.
+  // Attention maps of the first seed's best model of each variant, on a validation
+  // example of that variant's own data.
   Json maps = Json::object();
-  const TaskData task = load_task(run_config(config, variants.front(), seeds.front()));
   for (const auto& r : runs) {
     if (r.seed != seeds.front()) continue;
-    const auto model = load_model(r.config, out_dir + "/" + r.dir + "/best.safetensors");
-    maps[r.variant] = attention_maps(*model, task.val);
+    const std::string best = out_dir + "/" + r.dir + "/best.safetensors";
+    check(fs::exists(best), best + " is missing (needed for the attention maps); delete " + out_dir + "/" + r.dir +
+                                " to train that run again");
+    const auto model = load_model(r.config, best);
+    maps[r.variant] = attention_maps(*model, tasks.get(r.config).val);
   }
   write_file_atomic(out_dir + "/attention_maps.json", maps.dump() + "\n");
   return summary;

@@ -28,7 +28,7 @@ struct Variant {
 /// The variants of config["experiment"]["variants"]. Each entry is
 /// {"name": "hkt", "set": {"model.attention": "hkt", ...}}. Throws hkt::Error naming the
 /// entry for: a missing or empty name, a name with characters other than letters, digits,
-/// '-', '_' and '.', a repeated name, a "set" that is not an object, a key under
+/// '-' and '_' (so it cannot collide with the experiment's files), a repeated name, a "set" that is not an object, a key under
 /// "experiment." or "train.seed" (seeds come from the experiment), or no variant at all.
 std::vector<Variant> experiment_variants(const config::Json& config);
 
@@ -67,8 +67,11 @@ std::string summary_markdown(const config::Json& summary, const std::string& com
 /// variants in order within a seed, then writes summary.json, summary.md and
 /// attention_maps.json and returns the summary. A run directory that holds a finished run
 /// with the same config is reused; one with a checkpoint but no result is resumed; one
-/// whose config.json differs is an error naming the directory and the first differing key
-/// (nothing is overwritten). Training progress goes to `progress`.
+/// whose config.json differs is an error naming the directory and the first differing key.
+/// Every such refusal, and every variant whose model or schedule cannot be built (the
+/// error names the variant), happens before anything is trained or written. OUT/.lock is
+/// held while running: a second experiment on the same directory is refused. A
+/// malformed result.json is an error naming the file and key. Progress goes to `progress`.
 config::Json run_experiment(const config::Json& config, const std::string& out_dir, const std::string& command,
                             std::ostream& progress, bool progress_is_terminal);
 

@@ -96,6 +96,7 @@ TEST_CASE("experiment: bad variants are errors naming the entry", "[experiment][
   };
   require_error([&] { experiment_variants(with_variants("[]")); }, "must be a non-empty list");
   require_error([&] { experiment_variants(with_variants(R"([{"name": "a/b"}])")); }, "variants[0]': name 'a/b' may hold only");
+  require_error([&] { experiment_variants(with_variants(R"([{"name": "summary.json"}])")); }, "name 'summary.json' may hold only");
   require_error([&] { experiment_variants(with_variants(R"([{"name": "a"}, {"name": "a"}])")); }, "variants[1]': the name 'a' is used twice");
   require_error([&] { experiment_variants(with_variants(R"([{"name": "a", "sett": {}}])")); }, "unknown key 'sett'");
   require_error([&] { experiment_variants(with_variants(R"([{"name": "a", "set": {"train.seed": 3}}])")); }, "cannot set 'train.seed'");
@@ -198,4 +199,34 @@ TEST_CASE("attention maps: level scores match a float64 loop and every map row i
       }
   CHECK(static_cast<std::int64_t>(maps.at("fused")[0].size()) == len);
   CHECK(static_cast<std::int64_t>(maps.at("level")[1][0].size()) == (len + 1) / 2);
+}
+
+TEST_CASE("attention maps: a causal model's maps put no weight on later keys", "[experiment]") {
+  Json cfg = tiny_experiment(1);
+  cfg["model"]["hkt"]["causal"] = true;
+  const TaskData task = load_task(cfg);
+  const auto model = build_model(cfg, task.train);
+  const Json maps = attention_maps(*model, task.val, 128);
+  std::int64_t checked = 0;
+  for (const auto& level : maps.at("level"))
+    for (const auto& head : level)
+      for (std::size_t i = 0; i < head.size(); ++i)
+        for (std::size_t j = i + 1; j < head[i].size(); ++j, ++checked) CHECK(head[i][j].get<double>() == 0.0);
+  for (const auto& head : maps.at("fused"))
+    for (std::size_t i = 0; i < head.size(); ++i)
+      for (std::size_t j = i + 1; j < head[i].size(); ++j, ++checked) CHECK(head[i][j].get<double>() == 0.0);
+  CHECK(checked > 100);
+  // The first query sees only itself.
+  CHECK(maps.at("level")[0][0][0][0].get<double>() == 1.0);
+}
+
+TEST_CASE("experiment: a variant whose model cannot be built is refused before any training", "[experiment][errors]") {
+  TempDir dir("experiment-refuse");
+  Json cfg = tiny_experiment(2);
+  cfg["experiment"]["variants"] = Json::parse(R"([{"name": "mha", "set": {"model.attention": "mha"}},
+      {"name": "fixed", "set": {"model.hkt.level_weights": "fixed", "model.hkt.fixed_weights": [0.5, 0.5]}}])");
+  std::ostringstream progress;
+  require_error([&] { run_experiment(cfg, dir.file("exp"), "test", progress, false); }, "experiment variant 'fixed': ");
+  CHECK(!fs::exists(dir.file("exp") + "/mha"));
+  CHECK(!fs::exists(dir.file("exp") + "/experiment.json"));
 }

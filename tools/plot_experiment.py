@@ -61,6 +61,14 @@ def band(runs, key):
 
 
 def main():
+    try:
+        draw()
+    except (KeyError, IndexError, ValueError, TypeError, OSError) as e:
+        # A summary or metrics file that is not what hkt experiment writes.
+        fail(f"{sys.argv[1]}: unexpected content or unwritable plot ({type(e).__name__}: {e})")
+
+
+def draw():
     if len(sys.argv) != 2:
         fail("usage: plot_experiment.py EXPERIMENT_DIR")
     out = sys.argv[1]
@@ -96,12 +104,13 @@ def main():
     plt.close(fig)
 
     # ---- level weights against step (layer panels; mean over heads and seeds)
-    multi = [v for v in variants if metrics[v] and len(metrics[v][0][0][0]["level_weights"][0][0]) > 1]
+    multi = [v for v in variants if metrics[v] and metrics[v][0][0] and len(metrics[v][0][0][0]["level_weights"][0][0]) > 1]
     if multi:
-        layers = len(metrics[multi[0]][0][0][0]["level_weights"])
+        # Variants may differ in depth: one panel per layer of the deepest.
+        layers = max(len(metrics[v][0][0][0]["level_weights"]) for v in multi)
         fig, axes = plt.subplots(1, layers, figsize=(5 * layers, 3.8), squeeze=False)
         for v in multi:
-            for layer in range(layers):
+            for layer in range(len(metrics[v][0][0][0]["level_weights"])):
                 runs = metrics[v]
                 levels = len(runs[0][0][0]["level_weights"][layer][0])
                 for level in range(levels):
