@@ -207,8 +207,15 @@ void add_theory_command(CLI::App& app) {
     check(from_checkpoint || args->config.empty(), "theory: --config goes with --checkpoint; --random-init takes the config itself");
     const std::string config_path = from_checkpoint ? args->config : args->random_init;
     check(std::filesystem::is_regular_file(config_path), "theory: config file '" + config_path + "' not found");
-    if (from_checkpoint) check(std::filesystem::is_regular_file(args->checkpoint), "theory: checkpoint '" + args->checkpoint + "' not found");
+    if (from_checkpoint) check(std::filesystem::is_regular_file(args->checkpoint),
+                               "theory: checkpoint '" + args->checkpoint + "' is not a file (missing, or a directory)");
 
+    if (!args->plots.empty()) {  // refuse an unwritable --plots before the analysis, not after
+      std::filesystem::create_directories(args->plots);
+      const std::string probe = args->plots + "/theory.json";
+      std::ofstream f(probe, std::ios::app);
+      check(f.good(), "theory: cannot write " + probe + " (--plots)");
+    }
     const config::Json cfg = config::load_file(config_path);
     const TaskData task = load_task(cfg);
     std::unique_ptr<Classifier> model;
