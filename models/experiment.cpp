@@ -127,17 +127,6 @@ double score_flops(const Json& run) {
   return static_cast<double>(m.at("n_layers").get<std::int64_t>()) * hkt_attention_flops(1, H, T, d_h, L).score_flops;
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    check(out.good(), path + ": cannot write");
-    out << text;
-    check(out.good(), path + ": write failed");
-  }
-  fs::rename(tmp, path);
-}
-
 Json read_json_file(const std::string& path) {
   std::ifstream in(path);
   check(in.good(), path + ": cannot open");

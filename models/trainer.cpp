@@ -40,18 +40,6 @@ std::int64_t count_correct(const Tensor& logits, const Tensor& labels) {
   return correct;
 }
 
-// Writes text to path atomically: a temporary file, then rename.
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    check(out.good(), path + ": cannot write");
-    out << text;
-    check(out.good(), path + ": write failed");
-  }
-  fs::rename(tmp, path);
-}
-
 DType config_dtype(const Json& config) {
   const std::string d = config.at("train").at("dtype").get<std::string>();
   check(d == "float32" || d == "float64", "config key 'train.dtype' must be \"float32\" or \"float64\", got \"" + d + "\"");
@@ -107,6 +95,17 @@ std::string format_duration(double seconds) {
 }
 
 }  // namespace
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    check(out.good(), path + ": cannot write");
+    out << text;
+    check(out.good(), path + ": write failed");
+  }
+  fs::rename(tmp, path);
+}
 
 Evaluation evaluate(const Classifier& model, const data::Dataset& split, std::int64_t batch_size, bool pad_to_longest) {
   NoGradGuard no_grad;

@@ -58,6 +58,11 @@ std::unique_ptr<Classifier> load_model(const config::Json& config, const std::st
 /// Loads a checkpoint's weights into `model` (by name, shapes must match).
 void load_weights(const Classifier& model, const std::string& checkpoint_path);
 
+/// Writes text to path atomically: path + ".tmp" first, then a rename, so a reader never
+/// sees a half-written file. Throws hkt::Error naming the path when it cannot be written
+/// (std::filesystem::filesystem_error when the rename fails).
+void write_file_atomic(const std::string& path, const std::string& text);
+
 /// Writes the weights of `model` (and, when given, optimizer state and metadata) to
 /// `path` atomically (temporary file, then rename).
 void save_checkpoint(const std::string& path, const Classifier& model, const std::vector<std::pair<std::string, Tensor>>& extra,

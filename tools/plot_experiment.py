@@ -19,18 +19,8 @@ import json
 import os
 import sys
 
-
-def fail(message):
-    print(f"plot_experiment.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        fail(f"{path}: {e}")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plot_common import fail, read_json  # noqa: E402  (after the path is set)
 
 
 def read_metrics(path):

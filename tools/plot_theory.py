@@ -15,22 +15,11 @@ Reads DIR/theory.json (written by `hkt theory`) and writes, for the sections it 
 Needs matplotlib (Debian: python3-matplotlib); exits 2 with a message without it or when
 theory.json is missing or malformed.
 """
-import json
 import os
 import sys
 
-
-def fail(message):
-    print(f"plot_theory.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        fail(f"{path}: {e}")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plot_common import fail, read_json  # noqa: E402  (after the path is set)
 
 
 def layers_of(rows):
