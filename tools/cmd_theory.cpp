@@ -169,7 +169,7 @@ void print_truncate(const Json& t) {
   for (const auto& r : t) {
     std::cout << fmt("%5d", r["layer"].get<int>());
     for (const auto& e : r["errors"]) std::cout << fmt("  %9.3e", e.get<double>());
-    std::cout << "   " << (r["rate"].is_number() ? fmt("%.3f", r["rate"].get<double>()) : std::string("- (needs 2 levels below L)")) << "\n";
+    std::cout << "   " << (r["rate"].is_number() ? fmt("%.3f", r["rate"].get<double>()) : std::string("- (fewer than 2 nonzero errors below L' = L)")) << "\n";
   }
 }
 

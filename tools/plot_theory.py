@@ -120,7 +120,7 @@ def main():
                 written.append(os.path.join(folder, "theory_truncate.png"))
                 plot_truncate(plt, result["truncate"], written[-1])
             else:
-                print("theory_truncate.png skipped: one level only (L = 1), nothing to truncate")
+                print("theory_truncate.png skipped: every truncation error is 0 (L = 1, or the dropped levels have weight 0)")
     except (KeyError, TypeError, IndexError) as e:
         fail(f"{folder}/theory.json: unexpected content ({type(e).__name__}: {e})")
     if written:
