@@ -34,7 +34,7 @@ short=(--seeds 0 --set train.steps=6 --set train.warmup_steps=2 --set train.eval
 "$hkt" experiment --config configs/fashion-mnist-paper.json --out "$out/fashion-mnist-paper" "${short[@]}" \
   --set data.limit_train=64 --set data.limit_val=32 --set data.limit_test=32
 "$hkt" experiment --config configs/imdb-paper.json --out "$out/imdb-paper" "${short[@]}" \
-  --set "data.imdb.dir=$data/imdb/aclImdb_subset" --set data.limit_test=64
+  --set "data.imdb.dir=$data/imdb/aclImdb_subset" --set data.limit_test=64   # the first 64: one class only
 
 # sequential CIFAR-10: a folder in the official layout made from the 200 real images.
 ic01="$data/cifar10/mlperf_tiny_ic01/ic01_200.cifar10-binary.bin"
