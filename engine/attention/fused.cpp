@@ -27,13 +27,18 @@
 #include "../ops/cpu_kernels.h"
 #include "hkt_attention.h"
 #include "tile_gemm.h"
+#include "vector_math.h"
 
 namespace hkt {
 
 namespace {
 
+using attention::dot_lanes;
+using attention::fast_exp;
+using attention::max_lanes;
+using attention::sum_lanes;
 using attention::tile_gemm;
-using attention::transpose_tile;
+using attention::tile_gemm_tn;
 
 // Everything the kernels need about one call, independent of the element type.
 struct Geometry {
@@ -124,7 +129,7 @@ void compute_scores(const Geometry& g, const Head<T>& hd, std::int64_t i0, std::
     const std::int64_t w = bk >> l;
     T* raw = tile.raw[li].data();
     std::fill(raw, raw + rows * w, T(0));
-    tile_gemm<T>(rows, cols, dh, static_cast<T>(g.scale), hd.q[li] + r0 * dh, dh, hd.kt[li].data() + jt * dh * w, w, raw, w);
+    tile_gemm(rows, cols, dh, static_cast<T>(g.scale), hd.q[li] + r0 * dh, dh, hd.kt[li].data() + jt * dh * w, w, raw, w);
   }
   // Fuse from the coarsest level down, one factor of 2 at a time:
   //   F_{L-1} = alpha_{L-1} raw_{L-1},   F_l = alpha_l raw_l + Lift_1(F_{l+1}),   s = F_0,
@@ -180,8 +185,7 @@ void forward_tile(const Geometry& g, const Head<T>& hd, std::int64_t i0, T* out,
     // Online softmax: new running max, rescale what was accumulated, p = exp(s - max).
     for (std::int64_t r = 0; r < nr; ++r) {
       T* srow = tile.s.data() + r * bk;
-      T row_max = -inf;
-      for (std::int64_t c = 0; c < nc; ++c) row_max = std::max(row_max, srow[c]);
+      const T row_max = max_lanes(srow, nc);
       const auto ri = static_cast<std::size_t>(r);
       const T m_new = std::max(m[ri], row_max);
       if (m_new == -inf) {  // every key so far masked: this tile adds nothing
@@ -189,17 +193,14 @@ void forward_tile(const Geometry& g, const Head<T>& hd, std::int64_t i0, T* out,
         continue;
       }
       const T correction = std::exp(m[ri] - m_new);  // exp(-inf) = 0 on the first live tile
-      T row_sum = 0;
-      for (std::int64_t c = 0; c < nc; ++c) {
-        srow[c] = std::exp(srow[c] - m_new);  // masked entries: exp(-inf) = 0
-        row_sum += srow[c];
-      }
+      for (std::int64_t c = 0; c < nc; ++c) srow[c] = fast_exp(srow[c] - m_new);  // masked entries: exp(-inf) = 0
+      const T row_sum = sum_lanes(srow, nc);
       l[ri] = l[ri] * correction + row_sum;
       m[ri] = m_new;
       T* a = acc.data() + r * dh;
       for (std::int64_t d = 0; d < dh; ++d) a[d] *= correction;
     }
-    tile_gemm<T>(nr, dh, nc, T(1), tile.s.data(), bk, hd.v + j0 * dh, dh, acc.data(), dh);  // acc += p V[J]
+    tile_gemm(nr, dh, nc, T(1), tile.s.data(), bk, hd.v + j0 * dh, dh, acc.data(), dh);  // acc += p V[J]
   }
   for (std::int64_t r = 0; r < nr; ++r) {
     const auto ri = static_cast<std::size_t>(r);
@@ -210,20 +211,16 @@ void forward_tile(const Geometry& g, const Head<T>& hd, std::int64_t i0, T* out,
 }
 
 // Gradients of one head: dq[l], dk[l] [T_l, d_h], dv [T, d_h] (zeroed by the caller);
-// dalpha [L] accumulated in double.
+// dalpha [L] accumulated in double, or nullptr when alpha needs no gradient.
 template <class T>
 void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* lse, const T* dout,
                    const std::vector<T*>& dq, const std::vector<T*>& dk, T* dv, double* dalpha) {
   const std::int64_t T_ = g.T, dh = g.dh, bq = g.block_q, bk = g.block_k;
   const T inf = std::numeric_limits<T>::infinity();
   std::vector<T> D(static_cast<std::size_t>(T_));  // D_i = rowsum(dO_i (.) O_i)
-  for (std::int64_t i = 0; i < T_; ++i) {
-    T s = 0;
-    for (std::int64_t d = 0; d < dh; ++d) s += dout[i * dh + d] * out[i * dh + d];
-    D[static_cast<std::size_t>(i)] = s;
-  }
+  for (std::int64_t i = 0; i < T_; ++i) D[static_cast<std::size_t>(i)] = dot_lanes(dout + i * dh, out + i * dh, dh);
   ScoreTile<T> tile(g);
-  std::vector<T> ds(static_cast<std::size_t>(bq * bk)), transposed(static_cast<std::size_t>(bk * bq));
+  std::vector<T> ds(static_cast<std::size_t>(bq * bk));
   for (std::int64_t j0 = 0; j0 < T_; j0 += bk) {
     const std::int64_t j1 = std::min(j0 + bk, T_), nc = j1 - j0, jt = j0 / bk;
     const std::int64_t i_start = g.causal ? j0 / bq * bq : 0;  // earlier query tiles see none of these keys
@@ -234,14 +231,17 @@ void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* 
       for (std::int64_t r = 0; r < nr; ++r) {
         T* srow = tile.s.data() + r * bk;
         const T row_lse = lse[i0 + r];
-        for (std::int64_t c = 0; c < nc; ++c) srow[c] = row_lse == -inf || srow[c] == -inf ? T(0) : std::exp(srow[c] - row_lse);
+        if (row_lse == -inf) {  // a dead row (every key masked): p = 0
+          std::fill(srow, srow + nc, T(0));
+          continue;
+        }
+        for (std::int64_t c = 0; c < nc; ++c) srow[c] = fast_exp(srow[c] - row_lse);  // masked: exp(-inf) = 0
       }
       // dV[J] += p^T dO[I]
-      transpose_tile(nr, nc, tile.s.data(), bk, transposed.data(), bq);
-      tile_gemm<T>(nc, dh, nr, T(1), transposed.data(), bq, dout + i0 * dh, dh, dv + j0 * dh, dh);
+      tile_gemm_tn(nc, dh, nr, T(1), tile.s.data(), bk, dout + i0 * dh, dh, dv + j0 * dh, dh);
       // dp = dO[I] V[J]^T, then ds = p (dp - D)
       for (std::int64_t r = 0; r < nr; ++r) std::fill(ds.data() + r * bk, ds.data() + r * bk + nc, T(0));
-      tile_gemm<T>(nr, nc, dh, T(1), dout + i0 * dh, dh, hd.vt.data() + jt * dh * bk, bk, ds.data(), bk);
+      tile_gemm(nr, nc, dh, T(1), dout + i0 * dh, dh, hd.vt.data() + jt * dh * bk, bk, ds.data(), bk);
       for (std::int64_t r = 0; r < nr; ++r) {
         T* dsr = ds.data() + r * bk;
         const T* pr = tile.s.data() + r * bk;
@@ -278,18 +278,16 @@ void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* 
         }
         const std::int64_t stride = l == 0 ? bk : w;
         const T* raw = tile.raw[li].data();
-        double da = 0.0;
-        for (std::int64_t r = 0; r < rows; ++r) {
-          T row = 0;  // per row in T (vectorisable), rows summed in double
-          for (std::int64_t c = 0; c < cols; ++c) row += dsl_p[r * stride + c] * raw[r * w + c];
-          da += static_cast<double>(row);
+        if (dalpha) {  // only when alpha wants a gradient (not for MHA's constant alpha = 1)
+          double da = 0.0;
+          for (std::int64_t r = 0; r < rows; ++r)  // per row in T (vectorised), rows summed in double
+            da += static_cast<double>(dot_lanes(dsl_p + r * stride, raw + r * w, cols));
+          dalpha[l] += da;
         }
-        dalpha[l] += da;
         const T weight = hd.alpha[l] * static_cast<T>(g.scale);
         // dQ_l[I/2^l] += weight ds_l K_l[J/2^l];  dK_l[J/2^l] += weight ds_l^T Q_l[I/2^l]
-        tile_gemm<T>(rows, dh, cols, weight, dsl_p, stride, hd.k[li] + c0 * dh, dh, dq[li] + r0 * dh, dh);
-        transpose_tile(rows, cols, dsl_p, stride, transposed.data(), bq);
-        tile_gemm<T>(cols, dh, rows, weight, transposed.data(), bq, hd.q[li] + r0 * dh, dh, dk[li] + c0 * dh, dh);
+        tile_gemm(rows, dh, cols, weight, dsl_p, stride, hd.k[li] + c0 * dh, dh, dq[li] + r0 * dh, dh);
+        tile_gemm_tn(cols, dh, rows, weight, dsl_p, stride, hd.q[li] + r0 * dh, dh, dk[li] + c0 * dh, dh);
       }
     }
   }
@@ -350,11 +348,12 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
   for (const auto& t : k) saved_k.push_back(t.detach());
   record(out, "hkt_attention_fused", inputs,
          [g, saved_q, saved_k, v = v.detach(), alpha = alpha.detach(), keep, out = out.detach(), lse](
-             const Tensor& grad_out, const std::vector<bool>&) {
+             const Tensor& grad_out, const std::vector<bool>& needs) {
            const auto L = static_cast<std::size_t>(g.L);
            Grads grads;
            for (std::size_t l = 0; l < 2 * L; ++l) grads.push_back(Tensor::zeros((l < L ? saved_q[l] : saved_k[l - L]).shape(), v.dtype()));
            grads.push_back(Tensor::zeros(v.shape(), v.dtype()));
+           const bool want_dalpha = needs[2 * L + 1];  // inputs: q (L), k (L), v, alpha
            std::vector<double> dalpha_parts(static_cast<std::size_t>(g.B * g.H * g.L), 0.0);
            dispatch_floating(v.dtype(), "hkt_attention_fused backward", [&](auto tag) {
              using T = decltype(tag);
@@ -368,7 +367,7 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
                }
                backward_head(g, hd, out.data<T>() + bh * g.T * g.dh, lse.data<T>() + bh * g.T,
                              grad_out.data<T>() + bh * g.T * g.dh, dq, dk, grads[2 * L].data<T>() + bh * g.T * g.dh,
-                             dalpha_parts.data() + bh * g.L);
+                             want_dalpha ? dalpha_parts.data() + bh * g.L : nullptr);
              }
            });
            // dalpha[h, l] = sum over the batch, in batch order (deterministic).

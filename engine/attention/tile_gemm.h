@@ -1,23 +1,67 @@
 // tile_gemm.h: the small matrix product inside every attention tile,
 //   C[m x n] += alpha * A[m x k] * B[k x n]   (row-major, leading dimensions lda, ldb, ldc).
 //
-// Why not BLAS: the tiles are at most 64 x 64 and are called millions of times from
-// inside OpenMP tasks; BLAS's per-call overhead and its own threading would dominate.
-// Why this loop order (i, p, j): the innermost loop runs over contiguous elements of a
-// row of B and a row of C with no reduction, which the compiler vectorises as it is
-// (measured 15.6 GFLOP/s float32 with SSE2, 43 with -march=native, for 64^3 on this
-// project's CI machine; a 4 x 8 register-blocked version written in plain C++ was not
-// vectorised and ran at 4.4). The C row and the B tile stay in L1 across the p loop.
+// Why BLAS: OpenBLAS's single-threaded sgemm runs a 64 x 64 x 64 tile at 93 GFLOP/s on
+// this project's CI machine (64 x 32 x 64: 76), against 26 for the best plain loop
+// below: its packed, register-blocked micro-kernels are worth their per-call cost even
+// at tile size. OpenBLAS is kept single-threaded engine-wide (the engine's OpenMP
+// threads call it, one tile each; see cpu::use_single_threaded_blas), so a call from
+// inside an OpenMP task runs in that task's thread.
+// Measured effect on `hkt bench step` (MHA, T = 1024, batch 8, 1 thread): 3.8 s per
+// step with the one-row loop, 1.9 s with the four-row loop, see docs/benchmarks.md for BLAS.
+//
+// tile_gemm_loop is the plain loop, kept as the readable definition and test reference
+// (the CUDA kernels compute the same tile products in registers).
 #pragma once
 
 #include <cstdint>
 
 namespace hkt::attention {
 
+/// C[m x n] += alpha * A[m x k] * B[k x n], row-major, leading dimensions lda >= k,
+/// ldb >= n, ldc >= n; m, n or k may be 0 (nothing happens). BLAS sgemm / dgemm with
+/// beta = 1 (tile_gemm.cpp).
+void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* A, std::int64_t lda, const float* B,
+               std::int64_t ldb, float* C, std::int64_t ldc);
+void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* A, std::int64_t lda,
+               const double* B, std::int64_t ldb, double* C, std::int64_t ldc);
+
+/// C[m x n] += alpha * A^T * B[k x n] where A is stored [k x m] (lda >= m): the
+/// backward's p^T dO and ds^T Q, with the transpose a BLAS flag instead of a copy.
+void tile_gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* A, std::int64_t lda,
+                  const float* B, std::int64_t ldb, float* C, std::int64_t ldc);
+void tile_gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* A, std::int64_t lda,
+                  const double* B, std::int64_t ldb, double* C, std::int64_t ldc);
+
+/// The same product as a plain loop (the reference): i, p, j order, so the innermost
+/// loop runs over contiguous rows of B and C with no reduction and vectorises; four rows
+/// of C at a time, so each row of B loaded feeds four FMAs (26 GFLOP/s for 64^3 float32,
+/// against 15 for one row at a time).
 template <class T>
-void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* A, std::int64_t lda, const T* B,
-               std::int64_t ldb, T* C, std::int64_t ldc) {
-  for (std::int64_t i = 0; i < m; ++i) {
+void tile_gemm_loop(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* A, std::int64_t lda, const T* B,
+                    std::int64_t ldb, T* C, std::int64_t ldc) {
+  std::int64_t i = 0;
+  for (; i + 4 <= m; i += 4) {
+    // __restrict: the four C rows never overlap each other or B, so the compiler need
+    // not reload b[j] after every store.
+    T* __restrict c0 = C + i * ldc;
+    T* __restrict c1 = c0 + ldc;
+    T* __restrict c2 = c1 + ldc;
+    T* __restrict c3 = c2 + ldc;
+    for (std::int64_t p = 0; p < k; ++p) {
+      const T a0 = alpha * A[i * lda + p], a1 = alpha * A[(i + 1) * lda + p];
+      const T a2 = alpha * A[(i + 2) * lda + p], a3 = alpha * A[(i + 3) * lda + p];
+      const T* __restrict b = B + p * ldb;
+      for (std::int64_t j = 0; j < n; ++j) {
+        const T bj = b[j];
+        c0[j] += a0 * bj;
+        c1[j] += a1 * bj;
+        c2[j] += a2 * bj;
+        c3[j] += a3 * bj;
+      }
+    }
+  }
+  for (; i < m; ++i) {  // rows left over
     T* c = C + i * ldc;
     for (std::int64_t p = 0; p < k; ++p) {
       const T a = alpha * A[i * lda + p];
@@ -25,13 +69,6 @@ void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T*
       for (std::int64_t j = 0; j < n; ++j) c[j] += a * b[j];
     }
   }
-}
-
-/// dst[c x r] = src[r x c]^T (leading dimensions lds, ldd).
-template <class T>
-void transpose_tile(std::int64_t rows, std::int64_t cols, const T* src, std::int64_t lds, T* dst, std::int64_t ldd) {
-  for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
 }
 
 }  // namespace hkt::attention

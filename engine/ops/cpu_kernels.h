@@ -22,6 +22,10 @@ void parallel_for(std::int64_t n, std::int64_t work_per_item, F&& f) {
   for (std::int64_t i = 0; i < n; ++i) f(i);
 }
 
+/// Sets OpenBLAS to one thread, once per process (ops/matmul.cpp): the engine splits BLAS
+/// work over its own OpenMP threads, each call running in the thread that makes it.
+void use_single_threaded_blas();
+
 /// Throws unless x is defined and on the CPU (the CUDA backend adds its own kernels).
 void check_cpu(const char* op, const Tensor& x, const char* name = "input");
 /// Throws unless a and b have the same dtype and device.

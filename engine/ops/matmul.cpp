@@ -14,7 +14,7 @@
 
 namespace hkt {
 
-namespace {
+namespace cpu {
 
 // OpenBLAS runs single-threaded; the engine splits products over its own OpenMP threads
 // (below). Two thread pools on the same cores spin against each other: measured on a
@@ -23,6 +23,10 @@ void use_single_threaded_blas() {
   static std::once_flag once;
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
+
+}  // namespace cpu
+
+namespace {
 
 // Row-major C[m, n] = op(A) op(B), with explicit leading dimensions.
 template <class T>
@@ -44,7 +48,7 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
 // each product (rows of C are independent). Each element of C is always one BLAS dot
 // product over k, so the split changes no result.
 Tensor batched_gemm(const char* op, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
-  use_single_threaded_blas();
+  cpu::use_single_threaded_blas();
   const Shape &sa = a.shape(), &sb = b.shape();
   const int ra = a.dim(), rb = b.dim();
   const std::int64_t m = trans_a ? sa[ra - 1] : sa[ra - 2], k = trans_a ? sa[ra - 2] : sa[ra - 1];

@@ -1,0 +1,121 @@
+// test_attention_tiles.cpp: the inner building blocks of the fused attention op against
+// independent references: tile_gemm (C += alpha A B through BLAS), tile_gemm_tn and
+// tile_gemm_loop against float64 triple loops; fast_exp against double-precision
+// std::exp, in float ulps, with its special values; sum_lanes and dot_lanes against
+// float64 sums.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "attention/vector_math.h"
+#include "attention/tile_gemm.h"
+
+using hkt::attention::fast_exp;
+using hkt::attention::tile_gemm;
+using hkt::attention::tile_gemm_loop;
+
+TEST_CASE("tile_gemm (BLAS) and tile_gemm_loop: C += alpha A B equal a float64 triple loop for every row remainder and leading dimension",
+          "[attention][tiles]") {
+  // m = 1..9 covers 0-3 leftover rows after the blocks of four; lda, ldb, ldc larger than
+  // the used widths check that no element outside the tile is read or written.
+  for (std::int64_t m = 1; m <= 9; ++m) {
+    const std::int64_t n = 13, k = 7, lda = k + 3, ldb = n + 2, ldc = n + 5;
+    std::vector<double> A(static_cast<std::size_t>(m * lda)), B(static_cast<std::size_t>(k * ldb)), C(static_cast<std::size_t>(m * ldc));
+    for (std::size_t i = 0; i < A.size(); ++i) A[i] = std::sin(0.7 * static_cast<double>(i) + 0.1);
+    for (std::size_t i = 0; i < B.size(); ++i) B[i] = std::cos(0.3 * static_cast<double>(i));
+    for (std::size_t i = 0; i < C.size(); ++i) C[i] = 0.01 * static_cast<double>(i);
+    std::vector<double> expected = C;
+    const double alpha = -1.5;
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (std::int64_t p = 0; p < k; ++p) s += A[static_cast<std::size_t>(i * lda + p)] * B[static_cast<std::size_t>(p * ldb + j)];
+        expected[static_cast<std::size_t>(i * ldc + j)] += alpha * s;
+      }
+    std::vector<float> Af(A.begin(), A.end()), Bf(B.begin(), B.end()), Cf(C.begin(), C.end());
+    std::vector<double> C_loop = C;
+    std::vector<float> Cf_loop = Cf;
+    tile_gemm(m, n, k, alpha, A.data(), lda, B.data(), ldb, C.data(), ldc);
+    tile_gemm(m, n, k, static_cast<float>(alpha), Af.data(), lda, Bf.data(), ldb, Cf.data(), ldc);
+    tile_gemm_loop<double>(m, n, k, alpha, A.data(), lda, B.data(), ldb, C_loop.data(), ldc);
+    tile_gemm_loop<float>(m, n, k, static_cast<float>(alpha), Af.data(), lda, Bf.data(), ldb, Cf_loop.data(), ldc);
+    for (std::size_t i = 0; i < C.size(); ++i) {
+      INFO("m " << m << " element " << i);
+      REQUIRE(C[i] == Approx(expected[i]).margin(1e-12));  // BLAS
+      REQUIRE(C_loop[i] == Approx(expected[i]).margin(1e-12));  // the loop
+      REQUIRE(Cf[i] == Approx(expected[i]).margin(1e-5));  // |alpha A B| <= 1.5 * 7: float rounding ~1e-6
+      REQUIRE(Cf_loop[i] == Approx(expected[i]).margin(1e-5));
+    }
+  }
+}
+
+TEST_CASE("fast_exp: float within 2 ulp of exp over [-87, 88]; 0 below, inf above, NaN kept; double is std::exp",
+          "[attention][tiles]") {
+  double worst_ulps = 0;
+  for (double x = -87.0; x <= 88.0; x += 1.0 / 1024.0 + 1e-7) {  // ~180,000 points, off the binary grid
+    const auto xf = static_cast<float>(x);
+    const double exact = std::exp(static_cast<double>(xf));
+    const auto exact_f = static_cast<float>(exact);
+    const double ulp = static_cast<double>(std::nextafter(exact_f, std::numeric_limits<float>::infinity()) - exact_f);
+    worst_ulps = std::max(worst_ulps, std::fabs(static_cast<double>(fast_exp(xf)) - exact) / ulp);
+  }
+  CHECK(worst_ulps <= 2.0);
+  CHECK(fast_exp(0.0f) == 1.0f);
+  CHECK(fast_exp(-std::numeric_limits<float>::infinity()) == 0.0f);  // a masked score
+  CHECK(fast_exp(-100.0f) == 0.0f);
+  CHECK(fast_exp(100.0f) == std::numeric_limits<float>::infinity());
+  CHECK(std::isnan(fast_exp(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(fast_exp(1.0) == std::exp(1.0));
+}
+
+TEST_CASE("tile_gemm_tn: C += alpha A^T B (A stored k x m) equals a float64 triple loop", "[attention][tiles]") {
+  using hkt::attention::tile_gemm_tn;
+  for (std::int64_t m : {1, 5, 64}) {
+    const std::int64_t n = 11, k = 9, lda = m + 3, ldb = n + 1, ldc = n + 4;
+    std::vector<double> A(static_cast<std::size_t>(k * lda)), B(static_cast<std::size_t>(k * ldb)), C(static_cast<std::size_t>(m * ldc));
+    for (std::size_t i = 0; i < A.size(); ++i) A[i] = std::sin(1.3 * static_cast<double>(i));
+    for (std::size_t i = 0; i < B.size(); ++i) B[i] = std::cos(0.9 * static_cast<double>(i) + 0.2);
+    for (std::size_t i = 0; i < C.size(); ++i) C[i] = -0.02 * static_cast<double>(i);
+    std::vector<double> expected = C;
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (std::int64_t p = 0; p < k; ++p) s += A[static_cast<std::size_t>(p * lda + i)] * B[static_cast<std::size_t>(p * ldb + j)];
+        expected[static_cast<std::size_t>(i * ldc + j)] += 0.5 * s;
+      }
+    std::vector<float> Af(A.begin(), A.end()), Bf(B.begin(), B.end()), Cf(C.begin(), C.end());
+    tile_gemm_tn(m, n, k, 0.5, A.data(), lda, B.data(), ldb, C.data(), ldc);
+    tile_gemm_tn(m, n, k, 0.5f, Af.data(), lda, Bf.data(), ldb, Cf.data(), ldc);
+    for (std::size_t i = 0; i < C.size(); ++i) {
+      INFO("m " << m << " element " << i);
+      REQUIRE(C[i] == Approx(expected[i]).margin(1e-12));
+      REQUIRE(Cf[i] == Approx(expected[i]).margin(1e-5));
+    }
+  }
+}
+
+TEST_CASE("sum_lanes, dot_lanes, max_lanes: equal float64 sums and the exact max for every length around the lane count", "[attention][tiles]") {
+  using hkt::attention::dot_lanes;
+  using hkt::attention::sum_lanes;
+  for (std::int64_t n : {0, 1, 15, 16, 17, 33, 64, 100}) {
+    std::vector<double> a(static_cast<std::size_t>(n)), b(static_cast<std::size_t>(n));
+    double sum = 0, dot = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      a[static_cast<std::size_t>(i)] = std::sin(0.37 * static_cast<double>(i) + 1.0);
+      b[static_cast<std::size_t>(i)] = 1.0 + 0.01 * static_cast<double>(i);
+      sum += a[static_cast<std::size_t>(i)];
+      dot += a[static_cast<std::size_t>(i)] * b[static_cast<std::size_t>(i)];
+    }
+    std::vector<float> af(a.begin(), a.end()), bf(b.begin(), b.end());
+    INFO("n " << n);
+    CHECK(sum_lanes(a.data(), n) == Approx(sum).margin(1e-13));
+    double max = -std::numeric_limits<double>::infinity();
+    for (double x : a) max = std::max(max, x);
+    CHECK(hkt::attention::max_lanes(a.data(), n) == max);  // exact
+    CHECK(hkt::attention::max_lanes(af.data(), n) == static_cast<float>(max));
+    CHECK(dot_lanes(a.data(), b.data(), n) == Approx(dot).margin(1e-13));
+    CHECK(static_cast<double>(sum_lanes(af.data(), n)) == Approx(sum).margin(1e-5));
+    CHECK(static_cast<double>(dot_lanes(af.data(), bf.data(), n)) == Approx(dot).margin(1e-5));
+  }
+}
