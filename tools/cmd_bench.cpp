@@ -138,6 +138,7 @@ std::vector<N> parse_list(const std::string& s, const char* what) {
 void add_bench_command(CLI::App& app) {
   auto* bench = app.add_subcommand("bench", "Benchmarks");
   bench->require_subcommand(1);
+  add_bench_step_command(bench);
   auto* sub = bench->add_subcommand("attention",
                                     "Forward/backward time, counted FLOPs, HKT/MHA ratios and peak memory of hierarchical attention");
   auto args = std::make_shared<BenchArgs>();

@@ -14,6 +14,8 @@ void add_gradcheck_command(CLI::App& app);
 void add_devices_command(CLI::App& app);
 /// `hkt bench attention`: attention timings, FLOPs and memory (cmd_bench.cpp).
 void add_bench_command(CLI::App& app);
+/// `hkt bench step` (cmd_bench_step.cpp), added under the bench command.
+void add_bench_step_command(CLI::App* bench);
 /// `hkt train`, `hkt eval`, `hkt predict` (cmd_train.cpp).
 void add_train_commands(CLI::App& app);
 /// `hkt data generate-listops`, `hkt data inspect` (cmd_data.cpp).
