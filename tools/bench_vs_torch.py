@@ -68,19 +68,36 @@ def markdown(rows, args, torch_version, command):
            "of random bytes, no padding. A step is forward + cross entropy + backward + gradient clipping + AdamW; "
            "ms are the median over %d alternating rounds of each run's median over %d steps. Peak RSS is the "
            "largest resident set while stepping (after a VmHWM reset); \"+step\" is what the steps added to the "
-           "RSS they started from. PyTorch's logits matched hkt's (scaled max error <= %.0e) before every timing."
+           "RSS they started from (0 where it shrank). PyTorch's logits matched hkt's (scaled max error <= %.0e) before every timing."
            % (cpu_name(), os.cpu_count() or 0, torch_version, os.path.relpath(args.config, ROOT), args.tokens,
               args.rounds, args.repeats, args.tolerance),
            "", "```sh", command, "```", "",
            "| model | T | B | threads | hkt ms | PyTorch ms | hkt / PyTorch | hkt peak RSS MiB (+step) | PyTorch peak RSS MiB (+step) |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append("| %s | %d | %d | %d | %.1f | %.1f | **%.2f** | %.0f (+%.0f) | %.0f (+%.0f) |"
+        out.append("| %s | %d | %d | %d | %.1f | %.1f | **%.2f** | %.0f (%+.0f) | %.0f (%+.0f) |"
                    % (r["attention"].upper(), r["T"], r["batch_size"], r["threads"], r["hkt_ms"], r["torch_ms"],
-                      r["hkt_ms"] / r["torch_ms"], r["hkt_peak_rss_mib"], r["hkt_step_rss_mib"],
-                      r["torch_peak_rss_mib"], r["torch_step_rss_mib"]))
+                      r["hkt_ms"] / r["torch_ms"], r["hkt_peak_rss_mib"], max(0.0, r["hkt_step_rss_mib"]),
+                      r["torch_peak_rss_mib"], max(0.0, r["torch_step_rss_mib"])))
     out += ["", END]
     return "\n".join(out)
+
+
+def write_outputs(args, section, command, rows):
+    """Replaces the marked section of args.out (or appends it) and writes the raw rows."""
+    text = open(args.out).read() if os.path.exists(args.out) else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n## Training step: hkt vs PyTorch on the CPU (`hkt bench step`, `tools/bench_torch.py`)\n\n" + section + "\n"
+    outputs = [(args.out, text)]
+    if not args.render_only:
+        outputs.append((args.raw, json.dumps({"command": command, "rows": rows}, indent=1) + "\n"))
+    for path, content in outputs:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            f.write(content)
+        os.replace(path + ".tmp", path)
 
 
 def main():
@@ -98,6 +115,8 @@ def main():
     ap.add_argument("--tolerance", type=float, default=1e-4)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--raw", default=os.path.join(ROOT, "docs", "results", "bench-vs-torch.json"))
+    ap.add_argument("--render-only", action="store_true",
+                    help="measure nothing: rewrite the table in --out from the rows in --raw (same other options)")
     args = ap.parse_args()
     models = args.models.split(",")
     if not set(models) <= {"mha", "hkt"}:
@@ -108,6 +127,12 @@ def main():
         if not os.path.exists(path):
             ap.error("%s does not exist (build hkt first: cmake --build build)" % path)
     command = "python3 tools/bench_vs_torch.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.render_only:
+        with open(args.raw) as f:
+            raw = json.load(f)
+        rows = raw["rows"]
+        write_outputs(args, markdown(rows, args, rows[0]["torch_runs"][0]["torch_version"], raw["command"]), raw["command"], rows)
+        return 0
 
     rows, torch_version = [], "?"
     with tempfile.TemporaryDirectory(prefix="hkt-bench-") as tmp:
@@ -142,16 +167,7 @@ def main():
                              row["hkt_peak_rss_mib"], row["torch_peak_rss_mib"]), flush=True)
 
     section = markdown(rows, args, torch_version, command)
-    text = open(args.out).read() if os.path.exists(args.out) else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n## Training step: hkt vs PyTorch on the CPU (`hkt bench step`, `tools/bench_torch.py`)\n\n" + section + "\n"
-    for path, content in ((args.out, text), (args.raw, json.dumps({"command": command, "rows": rows}, indent=1) + "\n")):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            f.write(content)
-        os.replace(path + ".tmp", path)
+    write_outputs(args, section, command, rows)
     print(section)
     return 0
 
