@@ -14,7 +14,10 @@ It reads a directory written by `hkt bench step --export DIR`:
   DIR/batch.safetensors  the timed batch (tokens or features, mask, labels), a padded
                          two-example check batch, and hkt's evaluation logits of both
 loads the parameters, and refuses (exit status 3) unless its evaluation-mode logits
-match hkt's on both batches within --tolerance (max |difference| over max(1, max |logit|)).
+match hkt's on both batches within --tolerance (max |difference| over max(1, max |logit|)),
+or when the config asks for an option written only in hkt (fusion "outputs", the
+"dense" downsampler). A directory it cannot read (missing or damaged files, parameters
+whose names or shapes differ from the config's model) is exit status 2.
 Then it times forward + cross entropy + backward + gradient clipping + AdamW step on the
 timed batch with the config's hyperparameters and dropout, like `hkt bench step`.
 
@@ -39,13 +42,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 try:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 except ImportError:  # pragma: no cover - a clear message instead of a traceback
     sys.exit("bench_torch.py: the safetensors package is missing (pip install safetensors)")
 
 
 class Refused(Exception):
-    """A config this script does not implement, or logits that differ from hkt's."""
+    """A config this script does not implement, or logits that differ from hkt's (exit 3)."""
+
+
+class Unreadable(Exception):
+    """An export directory that cannot be read as one model and its batches (exit 2)."""
 
 
 # ---- the model (names and layouts as hkt's, so load_state_dict takes hkt's file) -----------
@@ -62,6 +70,7 @@ class CausalDownsample(nn.Module):
         self.bias = nn.Parameter(torch.empty(d))
 
     def forward(self, x):
+        """x [B, T, d] -> [B, ceil(T / 2), d]."""
         d, k = self.weight.shape
         # conv1d correlates: weight'[c, 0, j] meets input position 2t + j of the input padded
         # by k - 1 zeros in front, i.e. fine position 2t - (k - 1 - j): so weight' = flip(weight).
@@ -106,11 +115,13 @@ class HktAttention(nn.Module):
             return torch.softmax(self.level_logits, -1)
         return torch.softmax(self.level_logits, -1).expand(self.h, self.levels)
 
-    def heads(self, x):  # [B, T, d] -> [B, H, T, d_h]
+    def heads(self, x):
+        """[B, T, d] -> [B, H, T, d_h]."""
         B, T, _ = x.shape
         return x.view(B, T, self.h, self.d // self.h).transpose(1, 2)
 
     def forward(self, x, key_mask):
+        """x [B, T, d], key_mask bool [B, T] or None -> [B, T, d]."""
         B, T, d = x.shape
         x0 = x if key_mask is None else x * key_mask.unsqueeze(-1).to(x.dtype)  # padded rows zeroed
         v = self.heads(self.w_v(x0))
@@ -146,12 +157,15 @@ class HktAttention(nn.Module):
 
 
 class Mlp(nn.Module):
+    """fc2(GELU(fc1(x))), GELU in its erf form: [..., d] -> [..., d]."""
+
     def __init__(self, d, d_ff):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(d, d_ff), nn.Linear(d_ff, d)
 
     def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x)))  # GELU, erf form
+        """[..., d] -> [..., d]."""
+        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class Block(nn.Module):
@@ -167,6 +181,7 @@ class Block(nn.Module):
         self.drop = nn.Dropout(mc["dropout"])
 
     def forward(self, x, key_mask):
+        """x [B, T, d], key_mask bool [B, T] or None -> [B, T, d]."""
         x = x + self.drop(self.attn(self.ln1(x), key_mask))
         return x + self.drop(self.mlp(self.ln2(x)))
 
@@ -200,7 +215,8 @@ class Classifier(nn.Module):
         if mc["positions"] == "learned":
             self.pos_embedding = nn.Embedding(n_pos, d)
         else:
-            self.register_buffer("positions", sinusoidal_positions(n_pos, d).float(), persistent=False)
+            # float64 here; build() casts the whole model, buffers included, to the parameters' dtype
+            self.register_buffer("positions", sinusoidal_positions(n_pos, d), persistent=False)
         if self.pooling == "cls":
             self.cls = nn.Parameter(torch.zeros(d))
         self.blocks = nn.ModuleList(Block(mc, levels) for _ in range(mc["n_layers"]))
@@ -208,6 +224,7 @@ class Classifier(nn.Module):
         self.head = nn.Linear(d, num_classes)
 
     def forward(self, tokens, features, mask):
+        """tokens int64 [B, T] or None, features [B, T, F] or None, mask int64 [B, T] -> logits [B, classes]."""
         x = self.embedding(tokens) if tokens is not None else self.input_proj(features)
         key_mask = mask != 0
         if self.pooling == "cls":
@@ -269,24 +286,47 @@ def reset_peak_rss():
 
 
 def build(export_dir):
-    """The model with hkt's parameters loaded (strict), the batches and the config."""
-    with open(os.path.join(export_dir, "config.json")) as f:
-        config = json.load(f)
-    vocab, features, classes = task_shape(config["data"])
-    model = Classifier(config["model"], vocab, features, classes, config["data"]["max_len"])
-    state = load_file(os.path.join(export_dir, "model.safetensors"))
-    dtype = next(iter(state.values())).dtype
-    model.to(dtype)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise Refused("parameters differ from hkt's: missing %s, unexpected %s" % (missing, unexpected))
-    return model, load_file(os.path.join(export_dir, "batch.safetensors")), config
+    """The model with hkt's parameters loaded, the batches, and the config.
+
+    Raises Unreadable for a missing or damaged file, a config without the keys used here,
+    or parameters whose names or shapes differ from the model the config describes; and
+    Refused for an option this script does not implement."""
+    try:
+        with open(os.path.join(export_dir, "config.json")) as f:
+            config = json.load(f)
+        data, mc, tc = config["data"], config["model"], config["train"]
+        for key in ("weight_decay", "lr", "beta1", "beta2", "eps", "label_smoothing", "clip_norm", "batch_size"):
+            if key not in tc:  # fail here, naming the key, rather than in the timed loop
+                raise KeyError("train." + key)
+        vocab, features, classes = task_shape(data)
+        model = Classifier(mc, vocab, features, classes, data["max_len"])
+        state = load_file(os.path.join(export_dir, "model.safetensors"))
+        batch = load_file(os.path.join(export_dir, "batch.safetensors"))
+    except KeyError as e:
+        raise Unreadable("%s/config.json lacks the key %s" % (export_dir, e))
+    except (OSError, ValueError, TypeError, SafetensorError) as e:
+        raise Unreadable("%s: %s" % (export_dir, e))
+    expected = {n: tuple(t.shape) for n, t in model.state_dict().items()}
+    found = {n: tuple(t.shape) for n, t in state.items()}
+    problems = ["'%s' missing" % n for n in expected if n not in found]
+    problems += ["'%s' unexpected" % n for n in found if n not in expected]
+    problems += ["'%s' has shape %s, the config's model %s" % (n, list(found[n]), list(expected[n]))
+                 for n in expected if n in found and found[n] != expected[n]]
+    if problems:
+        more = " (and %d more)" % (len(problems) - 5) if len(problems) > 5 else ""
+        raise Unreadable("model.safetensors does not fit the model of config.json: " + "; ".join(problems[:5]) + more)
+    model.to(next(iter(state.values())).dtype)
+    model.load_state_dict(state)
+    return model, batch, config
 
 
 def check_logits(model, batch, tolerance):
     """Evaluation-mode logits against hkt's, on the timed batch and the padded check batch."""
     model.eval()
     worst = 0.0
+    for name in ("mask", "labels", "logits", "check_mask", "check_logits"):
+        if name not in batch:
+            raise Unreadable("batch.safetensors lacks the tensor '%s'" % name)
     with torch.no_grad():
         for prefix in ("", "check_"):
             out = model(batch.get(prefix + "tokens"), batch.get(prefix + "features"), batch[prefix + "mask"]).double()
@@ -300,6 +340,7 @@ def check_logits(model, batch, tolerance):
 
 
 def main():
+    """Checks the logits, then times --repeats steps; prints a line (or JSON). Exit 0, 2 or 3."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--export", required=True, help="directory written by `hkt bench step --export DIR`")
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
@@ -310,12 +351,17 @@ def main():
     a = ap.parse_args()
     if a.repeats < 1 or a.warmup < 0 or a.threads < 0:
         ap.error("--repeats must be >= 1, --warmup and --threads >= 0")
+    if not (a.tolerance >= 0 and math.isfinite(a.tolerance)):
+        ap.error("--tolerance must be a finite number >= 0, got %s" % a.tolerance)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     try:
         model, batch, config = build(a.export)
         max_err = check_logits(model, batch, a.tolerance)
-    except (Refused, OSError, KeyError, ValueError) as e:
+    except Unreadable as e:
+        print("bench_torch.py: cannot read the export: %s" % e, file=sys.stderr)
+        return 2
+    except Refused as e:
         print("bench_torch.py: refused: %s" % e, file=sys.stderr)
         return 3
 
@@ -328,6 +374,7 @@ def main():
     params = list(model.parameters())
 
     def step():
+        """One training step, as `hkt bench step` times it; returns the loss."""
         logits = model(tokens, features, mask)
         loss = F.cross_entropy(logits, labels, label_smoothing=tc["label_smoothing"])
         loss.backward()
@@ -360,7 +407,7 @@ def main():
     if a.json:
         print(json.dumps(row))
     else:
-        print("pytorch %s %s T=%d B=%d threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f MiB "
+        print("pytorch %s attention=%s T=%d B=%d threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f MiB "
               "(+%.1f while stepping); logits match hkt's to %.2g"
               % (torch.__version__, row["attention"], row["T"], row["batch_size"], row["threads"], row["median_ms"],
                  row["min_ms"], a.repeats, peak, peak - rss_before, max_err))

@@ -2,7 +2,7 @@
 """hkt against PyTorch on the CPU: training-step time and peak RSS of the same MHA and HKT
 classifiers, measured in one run on one machine, written to docs/benchmarks.md.
 
-For every T (batch B = --tokens / T, so every point steps over the same number of tokens)
+For every T (batch B = --tokens // T, so every point steps over about the same number of tokens)
 and model (MHA, HKT): `hkt bench step --export` writes the model's initial parameters and
 a batch; then, for every thread count, --rounds rounds each run `hkt bench step` and
 tools/bench_torch.py (which first checks that its logits match hkt's) one after the other,
@@ -11,7 +11,10 @@ median over rounds of each run's median step time; its memory the largest peak R
 
 The table replaces the part of --out between the markers
 <!-- bench-vs-torch:begin --> and <!-- bench-vs-torch:end --> (appended when absent);
-the raw rows go to --raw as JSON.
+the raw rows and the run's settings go to --raw as JSON, rewritten after every point.
+By default both are the committed docs/benchmarks.md and docs/results/bench-vs-torch.json;
+point --out and --raw elsewhere for a trial run. The default run takes about half an
+hour on 2 cores (PyTorch's HKT step at T = 2048 alone takes about 10 s).
 
 Usage (the torch Python needs torch >= 2.1 and safetensors; the runner only the stdlib):
   python3 tools/bench_vs_torch.py --torch-python .venv-torch/bin/python
@@ -21,6 +24,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,13 +37,17 @@ ROOT = os.path.dirname(HERE)
 
 def run_json(cmd):
     """Runs cmd, returns its last stdout line as JSON; exits naming the command on failure."""
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except OSError as e:
+        sys.exit("bench_vs_torch.py: cannot run `%s`: %s" % (cmd[0], e))
     if p.returncode != 0:
         sys.exit("bench_vs_torch.py: `%s` failed (exit %d):\n%s" % (" ".join(map(shlex.quote, cmd)), p.returncode, p.stderr))
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def int_list(s):
+    """'256,512' -> [256, 512]; an argparse type (positive integers only)."""
     try:
         values = [int(x) for x in s.split(",")]
     except ValueError:
@@ -50,6 +58,7 @@ def int_list(s):
 
 
 def cpu_name():
+    """The CPU's model name from /proc/cpuinfo (or what platform knows)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -60,47 +69,68 @@ def cpu_name():
     return platform.processor() or "unknown CPU"
 
 
-def markdown(rows, args, torch_version, command):
-    """The benchmarks.md section: one line per (model, T, threads)."""
+def describe_model(export_dir):
+    """The model and dtype of an export's resolved config, in words for the table's text."""
+    with open(os.path.join(export_dir, "config.json")) as f:
+        c = json.load(f)
+    m = c["model"]
+    return ("%s, d_model %d, %d heads, %d layers, d_ff %d, dropout %g, HKT L = %d"
+            % (c["train"]["dtype"], m["d_model"], m["n_heads"], m["n_layers"], m["d_ff"], m["dropout"], m["hkt"]["levels"]))
+
+
+def markdown(rows, meta):
+    """The benchmarks.md section from the rows and the run's meta (machine, options, model)."""
     out = [BEGIN, "",
-           "Measured by one run of `tools/bench_vs_torch.py` on %s (%d logical CPUs), PyTorch %s, float32, "
-           "config `%s` (d_model 128, 4 heads, 2 layers, d_ff 256, dropout 0.1, HKT L = 3), batch = %d / T sequences "
-           "of random bytes, no padding. A step is forward + cross entropy + backward + gradient clipping + AdamW; "
-           "ms are the median over %d alternating rounds of each run's median over %d steps. Peak RSS is the "
-           "largest resident set while stepping (after a VmHWM reset); \"+step\" is what the steps added to the "
-           "RSS they started from (0 where it shrank). PyTorch's logits matched hkt's (scaled max error <= %.0e) before every timing."
-           % (cpu_name(), os.cpu_count() or 0, torch_version, os.path.relpath(args.config, ROOT), args.tokens,
-              args.rounds, args.repeats, args.tolerance),
-           "", "```sh", command, "```", "",
-           "| model | T | B | threads | hkt ms | PyTorch ms | hkt / PyTorch | hkt peak RSS MiB (+step) | PyTorch peak RSS MiB (+step) |",
+           "Measured by one run of `tools/bench_vs_torch.py` on %s (%d logical CPUs), PyTorch %s, config `%s` "
+           "(%s), batch B = %d // T sequences of random tokens of the task's vocabulary, no padding. A step is "
+           "forward + cross entropy + backward + gradient clipping + AdamW; ms are the median over %d rounds (hkt and "
+           "PyTorch alternating, %s) of each run's median over %d steps. RSS: the process's "
+           "resident set after %d warm-up steps, and its peak while the timed steps ran (VmHWM reset in between); "
+           "memory freed by the warm-up and reused by the timed steps shows in the first, not as growth. "
+           "PyTorch's logits matched hkt's (scaled max error <= %.0e) before every timing."
+           % (meta["cpu"], meta["cpus"], meta["torch_version"], meta["config"], meta["model"], meta["tokens"],
+              meta["rounds"], meta["order"], meta["repeats"], meta["warmup"], meta["tolerance"]),
+           "", "```sh", meta["command"], "```", "",
+           "| model | T | B | threads | hkt ms | PyTorch ms | hkt / PyTorch | hkt RSS MiB: after warm-up, peak | "
+           "PyTorch RSS MiB: after warm-up, peak |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append("| %s | %d | %d | %d | %.1f | %.1f | **%.2f** | %.0f (%+.0f) | %.0f (%+.0f) |"
+        out.append("| %s | %d | %d | %d | %.1f | %.1f | **%.2f** | %.0f, %.0f | %.0f, %.0f |"
                    % (r["attention"].upper(), r["T"], r["batch_size"], r["threads"], r["hkt_ms"], r["torch_ms"],
-                      r["hkt_ms"] / r["torch_ms"], r["hkt_peak_rss_mib"], max(0.0, r["hkt_step_rss_mib"]),
-                      r["torch_peak_rss_mib"], max(0.0, r["torch_step_rss_mib"])))
+                      r["hkt_ms"] / r["torch_ms"], r["hkt_peak_rss_mib"] - r["hkt_step_rss_mib"], r["hkt_peak_rss_mib"],
+                      r["torch_peak_rss_mib"] - r["torch_step_rss_mib"], r["torch_peak_rss_mib"]))
     out += ["", END]
     return "\n".join(out)
 
 
-def write_outputs(args, section, command, rows):
-    """Replaces the marked section of args.out (or appends it) and writes the raw rows."""
+def write_outputs(args, rows, meta):
+    """Writes the raw rows and meta to args.raw (unless rendering only) and replaces the
+    marked section of args.out (appending it, with a heading, when the file has no markers)."""
+    if not args.render_only:
+        write_atomic(args.raw, json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    if not rows:
+        return
     text = open(args.out).read() if os.path.exists(args.out) else "# Benchmarks\n"
-    if BEGIN in text and END in text:
+    if (BEGIN in text) != (END in text):
+        sys.exit("bench_vs_torch.py: %s has only one of the markers %s and %s" % (args.out, BEGIN, END))
+    section = markdown(rows, meta)
+    if BEGIN in text:
         text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
     else:
-        text = text.rstrip("\n") + "\n\n## Training step: hkt vs PyTorch on the CPU (`hkt bench step`, `tools/bench_torch.py`)\n\n" + section + "\n"
-    outputs = [(args.out, text)]
-    if not args.render_only:
-        outputs.append((args.raw, json.dumps({"command": command, "rows": rows}, indent=1) + "\n"))
-    for path, content in outputs:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            f.write(content)
-        os.replace(path + ".tmp", path)
+        text = text.rstrip("\n") + "\n\n## Training step: hkt against PyTorch on the CPU\n\n" + section + "\n"
+    write_atomic(args.out, text)
+
+
+def write_atomic(path, content):
+    """Writes path + '.tmp', then renames it over path."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        f.write(content)
+    os.replace(path + ".tmp", path)
 
 
 def main():
+    """Measures every (T, model, threads) point, writing the raw rows after each; then the table."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hkt", default=os.path.join(ROOT, "build", "tools", "hkt"), help="the hkt binary")
     ap.add_argument("--torch-python", default=os.environ.get("HKT_TORCH_PYTHON", sys.executable),
@@ -109,32 +139,44 @@ def main():
     ap.add_argument("--T", type=int_list, default=[256, 512, 1024, 2048])
     ap.add_argument("--threads", type=int_list, default=[1, 2])
     ap.add_argument("--models", default="mha,hkt")
-    ap.add_argument("--tokens", type=int, default=8192, help="tokens per batch: B = tokens / T")
+    ap.add_argument("--tokens", type=int, default=8192, help="tokens per batch: B = tokens // T (at least 1)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per run")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per run first")
     ap.add_argument("--tolerance", type=float, default=1e-4)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--raw", default=os.path.join(ROOT, "docs", "results", "bench-vs-torch.json"))
-    ap.add_argument("--render-only", action="store_true",
-                    help="measure nothing: rewrite the table in --out from the rows in --raw (same other options)")
+    ap.add_argument("--render-only", action="store_true", help="measure nothing: rewrite the table in --out from --raw")
     args = ap.parse_args()
-    models = args.models.split(",")
-    if not set(models) <= {"mha", "hkt"}:
-        ap.error("--models lists mha and/or hkt")
-    if args.rounds < 1 or args.repeats < 1 or args.tokens < 1:
-        ap.error("--rounds, --repeats and --tokens must be >= 1")
-    for path in (args.hkt, args.config):
-        if not os.path.exists(path):
-            ap.error("%s does not exist (build hkt first: cmake --build build)" % path)
-    command = "python3 tools/bench_vs_torch.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.render_only:
-        with open(args.raw) as f:
-            raw = json.load(f)
-        rows = raw["rows"]
-        write_outputs(args, markdown(rows, args, rows[0]["torch_runs"][0]["torch_version"], raw["command"]), raw["command"], rows)
+        try:
+            with open(args.raw) as f:
+                raw = json.load(f)
+            rows, meta = raw["rows"], raw["meta"]
+        except (OSError, ValueError, KeyError) as e:
+            ap.error("--render-only: cannot read rows and meta from %s: %s" % (args.raw, e))
+        if not rows:
+            ap.error("--render-only: %s holds no rows" % args.raw)
+        write_outputs(args, rows, meta)
         return 0
+    models = args.models.split(",")
+    if not set(models) <= {"mha", "hkt"} or len(set(models)) != len(models):
+        ap.error("--models lists mha and/or hkt, each once")
+    if args.rounds < 1 or args.repeats < 1 or args.tokens < 1 or args.warmup < 0:
+        ap.error("--rounds, --repeats and --tokens must be >= 1, --warmup >= 0")
+    if not os.access(args.hkt, os.X_OK):
+        ap.error("%s is not an executable (build hkt first: cmake --build build)" % args.hkt)
+    if not os.path.isfile(args.config):
+        ap.error("--config %s does not exist" % args.config)
+    if shutil.which(args.torch_python) is None:
+        ap.error("--torch-python %s is not an executable" % args.torch_python)
+    meta = {"command": "python3 tools/bench_vs_torch.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            "cpu": cpu_name(), "cpus": os.cpu_count() or 0, "config": os.path.relpath(args.config, ROOT),
+            "tokens": args.tokens, "rounds": args.rounds, "repeats": args.repeats, "warmup": args.warmup,
+            "tolerance": args.tolerance, "torch_version": "?", "model": "?",
+            "order": "the order swapped every round"}
 
-    rows, torch_version = [], "?"
+    rows = []
     with tempfile.TemporaryDirectory(prefix="hkt-bench-") as tmp:
         for T in args.T:
             B = max(1, args.tokens // T)
@@ -143,15 +185,21 @@ def main():
                 export = os.path.join(tmp, "%s-%d" % (model, T))
                 run_json([args.hkt, "bench", "step", "--config", args.config, *sets, "--export", export,
                           "--repeats", "1", "--warmup", "0", "--json"])
+                meta["model"] = describe_model(export)
                 for threads in args.threads:
+                    hkt_cmd = [args.hkt, "bench", "step", "--config", args.config, *sets, "--threads", str(threads),
+                               "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--json"]
+                    torch_cmd = [args.torch_python, os.path.join(HERE, "bench_torch.py"), "--export", export,
+                                 "--threads", str(threads), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+                                 "--tolerance", str(args.tolerance), "--json"]
                     hkt_runs, torch_runs = [], []
-                    for _ in range(args.rounds):
-                        hkt_runs.append(run_json([args.hkt, "bench", "step", "--config", args.config, *sets,
-                                                  "--threads", str(threads), "--repeats", str(args.repeats), "--json"]))
-                        torch_runs.append(run_json([args.torch_python, os.path.join(HERE, "bench_torch.py"), "--export", export,
-                                                    "--threads", str(threads), "--repeats", str(args.repeats),
-                                                    "--tolerance", str(args.tolerance), "--json"]))
-                    torch_version = torch_runs[0]["torch_version"]
+                    for round_index in range(args.rounds):
+                        # Alternate, and swap who goes first every round, so that neither side
+                        # always runs on a machine just warmed (or heated) by the other.
+                        order = [(hkt_cmd, hkt_runs), (torch_cmd, torch_runs)]
+                        for cmd, runs in order if round_index % 2 == 0 else order[::-1]:
+                            runs.append(run_json(cmd))
+                    meta["torch_version"] = torch_runs[0]["torch_version"]
                     row = {"attention": model, "T": T, "batch_size": B, "threads": threads,
                            "hkt_ms": statistics.median(r["median_ms"] for r in hkt_runs),
                            "torch_ms": statistics.median(r["median_ms"] for r in torch_runs),
@@ -162,13 +210,12 @@ def main():
                            "logit_error": max(r["logit_error"] for r in torch_runs),
                            "hkt_runs": hkt_runs, "torch_runs": torch_runs}
                     rows.append(row)
+                    write_atomic(args.raw, json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")  # a late failure loses nothing
                     print("%s T=%d B=%d threads=%d: hkt %.1f ms, PyTorch %.1f ms (ratio %.2f); peak RSS %.0f vs %.0f MiB"
                           % (model, T, B, threads, row["hkt_ms"], row["torch_ms"], row["hkt_ms"] / row["torch_ms"],
                              row["hkt_peak_rss_mib"], row["torch_peak_rss_mib"]), flush=True)
-
-    section = markdown(rows, args, torch_version, command)
-    write_outputs(args, section, command, rows)
-    print(section)
+    write_outputs(args, rows, meta)
+    print(markdown(rows, meta))
     return 0
 
 

@@ -39,6 +39,7 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
+// The command line of `hkt bench step` (add_bench_step_command documents each option).
 struct StepArgs {
   std::string config_path;
   std::vector<std::string> sets;
@@ -82,6 +83,7 @@ void reset_peak_rss() {
   out << "5";
 }
 
+// The median of a non-empty list (the mean of the two middle values for an even count).
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const std::size_t n = v.size();
@@ -122,7 +124,10 @@ Batch make_batch(const TaskShape& s, std::int64_t B, std::int64_t T, std::int64_
 // both in float64) and config.json (the resolved config).
 void export_for_torch(const std::string& dir, const Json& config, const Classifier& model, const Batch& batch,
                       const Batch& check_batch) {
-  fs::create_directories(dir);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  check(!ec && fs::is_directory(dir), "bench step: --export " + dir + ": cannot create the directory" + (ec ? " (" + ec.message() + ")" : ""));
+  NoGradGuard no_grad;  // evaluation forwards: no graph
   safetensors::save((fs::path(dir) / "model.safetensors").string(), model.named_parameters());
   Generator unused(0);
   const Tensor logits = model.forward(batch.tokens, batch.features, batch.mask, false, unused).to(DType::Float64);
@@ -140,9 +145,13 @@ void export_for_torch(const std::string& dir, const Json& config, const Classifi
   write_file_atomic((fs::path(dir) / "config.json").string(), config.dump(2) + "\n");
 }
 
+// Builds the model and optimizer of the config, optionally exports, then warms up and
+// times a.repeats steps; prints one line or one JSON object. Throws hkt::Error naming the
+// config key or path that is wrong.
 int run_step_bench(const StepArgs& a) {
   Json config = config::apply_sets(config::load_file(a.config_path), a.sets);
   const auto& tc = config.at("train");
+  check(tc.at("threads").get<int>() >= 0, "bench step: config key 'train.threads' must be >= 0 (0: the OpenMP default)");
   const int threads = a.threads > 0 ? a.threads : tc.at("threads").get<int>();
   if (threads > 0) omp_set_num_threads(threads);
   const TaskShape shape = task_shape(config);
@@ -209,7 +218,7 @@ int run_step_bench(const StepArgs& a) {
   if (a.json) {
     std::cout << row.dump() << "\n";
   } else {
-    std::printf("hkt %s T=%lld B=%lld threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f MiB (+%.1f while stepping)\n",
+    std::printf("hkt attention=%s T=%lld B=%lld threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f MiB (+%.1f while stepping)\n",
                 mc.attention.c_str(), static_cast<long long>(T), static_cast<long long>(B), omp_get_max_threads(), median(ms),
                 *std::min_element(ms.begin(), ms.end()), a.repeats, peak, peak - rss_before);
   }
