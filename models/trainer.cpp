@@ -127,6 +127,17 @@ Evaluation evaluate(const Classifier& model, const data::Dataset& split, std::in
   return e;
 }
 
+optim::AdamWConfig adamw_config(const Json& config) {
+  const auto& tc = config.at("train");
+  optim::AdamWConfig oc;
+  oc.lr = tc.at("lr").get<double>();
+  oc.beta1 = tc.at("beta1").get<double>();
+  oc.beta2 = tc.at("beta2").get<double>();
+  oc.eps = tc.at("eps").get<double>();
+  oc.weight_decay = tc.at("weight_decay").get<double>();
+  return oc;
+}
+
 std::unique_ptr<Classifier> build_model(const Json& config, const data::Dataset& train) {
   const ClassifierConfig mc = config::model_config(config, train.feature_mode() ? 0 : train.vocab_size, train.num_features,
                                                    train.num_classes, config.at("data").at("max_len").get<std::int64_t>());
@@ -217,12 +228,7 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
   const auto params = model->named_parameters();
   std::vector<Tensor> param_tensors;
   for (const auto& [n, p] : params) param_tensors.push_back(p);
-  optim::AdamWConfig oc;
-  oc.lr = tc.at("lr").get<double>();
-  oc.beta1 = tc.at("beta1").get<double>();
-  oc.beta2 = tc.at("beta2").get<double>();
-  oc.eps = tc.at("eps").get<double>();
-  oc.weight_decay = tc.at("weight_decay").get<double>();
+  const optim::AdamWConfig oc = adamw_config(config);
   optim::AdamW optimizer(params, oc);
   optim::ScheduleConfig sc;
   sc.kind = tc.at("schedule").get<std::string>();

@@ -21,6 +21,7 @@
 #include "classifier.h"
 #include "config.h"
 #include "dataset.h"
+#include "optim/adamw.h"
 #include "task.h"
 
 namespace hkt {
@@ -36,6 +37,10 @@ Evaluation evaluate(const Classifier& model, const data::Dataset& split, std::in
 /// Builds the classifier a config describes for the data of `task` (dims from the train
 /// split), initialised from Generator(train.seed).
 std::unique_ptr<Classifier> build_model(const config::Json& config, const data::Dataset& train);
+
+/// The AdamW hyperparameters of config's "train" section (lr, beta1, beta2, eps,
+/// weight_decay); AdamW's constructor checks their ranges.
+optim::AdamWConfig adamw_config(const config::Json& config);
 
 /// Trains as `config` says, writing the run directory `out_dir` (created). With resume,
 /// continues from out_dir/last.safetensors (its config.json must match `config`).

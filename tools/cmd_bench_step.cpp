@@ -166,12 +166,7 @@ int run_step_bench(const StepArgs& a) {
   const auto params = model.named_parameters();
   std::vector<Tensor> param_tensors;
   for (const auto& [n, p] : params) param_tensors.push_back(p);
-  optim::AdamWConfig oc;
-  oc.lr = tc.at("lr").get<double>();
-  oc.beta1 = tc.at("beta1").get<double>();
-  oc.beta2 = tc.at("beta2").get<double>();
-  oc.eps = tc.at("eps").get<double>();
-  oc.weight_decay = tc.at("weight_decay").get<double>();
+  const optim::AdamWConfig oc = adamw_config(config);
   optim::AdamW optimizer(params, oc);
   const double clip = tc.at("clip_norm").get<double>(), smoothing = tc.at("label_smoothing").get<double>();
 
