@@ -408,7 +408,7 @@ def main():
         print(json.dumps(row))
     else:
         print("pytorch %s attention=%s T=%d B=%d threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f MiB "
-              "(+%.1f while stepping); logits match hkt's to %.2g"
+              "(%+.1f while stepping); logits match hkt's to %.2g"
               % (torch.__version__, row["attention"], row["T"], row["batch_size"], row["threads"], row["median_ms"],
                  row["min_ms"], a.repeats, peak, peak - rss_before, max_err))
     return 0

@@ -85,7 +85,8 @@ def markdown(rows, meta):
            "(%s), batch B = %d // T sequences of random tokens of the task's vocabulary, no padding. A step is "
            "forward + cross entropy + backward + gradient clipping + AdamW; ms are the median over %d rounds (hkt and "
            "PyTorch alternating, %s) of each run's median over %d steps. RSS: the process's "
-           "resident set after %d warm-up steps, and its peak while the timed steps ran (VmHWM reset in between); "
+           "resident set after %d warm-up steps, and its peak while the timed steps ran (VmHWM reset in between), "
+           "both from the run with the largest peak; "
            "memory freed by the warm-up and reused by the timed steps shows in the first, not as growth. "
            "PyTorch's logits matched hkt's (scaled max error <= %.0e) before every timing."
            % (meta["cpu"], meta["cpus"], meta["torch_version"], meta["config"], meta["model"], meta["tokens"],
@@ -94,11 +95,15 @@ def markdown(rows, meta):
            "| model | T | B | threads | hkt ms | PyTorch ms | hkt / PyTorch | hkt RSS MiB: after warm-up, peak | "
            "PyTorch RSS MiB: after warm-up, peak |",
            "|---|---|---|---|---|---|---|---|---|"]
+    def rss(runs):
+        """(after warm-up, peak) of the run with the largest peak: both numbers from one run."""
+        top = max(runs, key=lambda run: run["peak_rss_mib"])
+        return top["peak_rss_mib"] - top["step_rss_mib"], top["peak_rss_mib"]
+
     for r in rows:
         out.append("| %s | %d | %d | %d | %.1f | %.1f | **%.2f** | %.0f, %.0f | %.0f, %.0f |"
                    % (r["attention"].upper(), r["T"], r["batch_size"], r["threads"], r["hkt_ms"], r["torch_ms"],
-                      r["hkt_ms"] / r["torch_ms"], r["hkt_peak_rss_mib"] - r["hkt_step_rss_mib"], r["hkt_peak_rss_mib"],
-                      r["torch_peak_rss_mib"] - r["torch_step_rss_mib"], r["torch_peak_rss_mib"]))
+                      r["hkt_ms"] / r["torch_ms"], *rss(r["hkt_runs"]), *rss(r["torch_runs"])))
     out += ["", END]
     return "\n".join(out)
 

@@ -213,7 +213,7 @@ int run_step_bench(const StepArgs& a) {
   if (a.json) {
     std::cout << row.dump() << "\n";
   } else {
-    std::printf("hkt attention=%s T=%lld B=%lld threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f MiB (+%.1f while stepping)\n",
+    std::printf("hkt attention=%s T=%lld B=%lld threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f MiB (%+.1f while stepping)\n",
                 mc.attention.c_str(), static_cast<long long>(T), static_cast<long long>(B), omp_get_max_threads(), median(ms),
                 *std::min_element(ms.begin(), ms.end()), a.repeats, peak, peak - rss_before);
   }
