@@ -8,10 +8,11 @@
 // threads call it, one tile each; see cpu::use_single_threaded_blas), so a call from
 // inside an OpenMP task runs in that task's thread.
 // Measured effect on `hkt bench step` (MHA, T = 1024, batch 8, 1 thread): 3.8 s per
-// step with the one-row loop, 1.9 s with the four-row loop, see docs/benchmarks.md for BLAS.
+// step with the one-row loop, 1.9 s with the four-row loop, 1.5 s with BLAS and no
+// transposes (docs/attention.md, "Inside a tile", has the whole sequence).
 //
 // tile_gemm_loop is the plain loop, kept as the readable definition and test reference
-// (the CUDA kernels compute the same tile products in registers).
+// (what a fused GPU kernel would compute per tile, in registers).
 #pragma once
 
 #include <cstdint>
