@@ -11,11 +11,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define HKT_HOST_DEVICE __host__ __device__
-#else
-#define HKT_HOST_DEVICE
-#endif
+#include "common/host_device.h"
 
 namespace hkt {
 

@@ -40,6 +40,12 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
+  if (device == Device::CUDA) {  // checked and rounded once on the host, filled on the GPU
+    const double rounded = dispatch_any(dtype, [&](auto tag) { return static_cast<double>(convert<decltype(tag)>(value, "full", 0)); });
+    Tensor t = empty(shape, dtype, device);
+    cuda::fill(t.raw_data(), t.numel(), rounded, dtype);
+    return t;
+  }
   Tensor t = empty(shape, dtype, Device::CPU);
   dispatch_any(dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -171,9 +177,18 @@ std::vector<double> Tensor::to_vector() const {
 
 Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
-  cpu::check_cpu("to(dtype)", *this);
+  check(defined(), "to(dtype): the tensor is undefined");
   check(is_floating(target) == is_floating(dtype()) || !requires_grad(),
         "to(dtype): cannot convert a tensor that requires grad between integer and floating types");
+  const DType source = dtype();
+  if (device() == Device::CUDA) {
+    if (!(is_floating(target) && is_floating(source)))  // int64 conversions check values: on the host
+      return to(Device::CPU).to(target).to(Device::CUDA);
+    Tensor out = empty(shape(), target, Device::CUDA);
+    cuda::convert(raw_data(), source, out.raw_data(), target, numel());
+    record(out, "to_dtype", {*this}, [source](const Tensor& g, const std::vector<bool>&) { return Grads{g.to(source)}; });
+    return out;
+  }
   Tensor out = empty(shape(), target);
   dispatch_any(dtype(), [&](auto src_tag) {
     using S = decltype(src_tag);
@@ -186,7 +201,6 @@ Tensor Tensor::to(DType target) const {
                                             : static_cast<D>(ps[i]);
     });
   });
-  const DType source = dtype();
   record(out, "to_dtype", {*this}, [source](const Tensor& g, const std::vector<bool>&) { return Grads{g.to(source)}; });
   return out;
 }

@@ -1,20 +1,41 @@
-// cuda_backend.h: the engine's whole view of CUDA, as plain C++ functions.
+// cuda_backend.h: the engine's whole view of CUDA, as plain C++ functions on device
+// pointers. The engine's ops (engine/ops/*.cpp) call these when their inputs are on
+// Device::CUDA; nothing else in the engine knows about CUDA.
 //
-// With nvcc at build time these are implemented in kernels/cuda/*.cu; without it,
-// kernels/stub/cuda_stub.cpp implements them to throw hkt::Error("... this build has no
-// CUDA support"). Nothing here detects a GPU at configure time: a CUDA build on a
-// machine without a GPU (or driver) runs CPU work normally, and every CUDA request fails
-// with a message naming the CUDA error.
+// Three implementations, chosen by the CMake option HKT_CUDA (kernels/CMakeLists.txt):
+// - ON/AUTO with nvcc: kernels/backend/*.cpp compiled as CUDA (one thread per output
+//   element, kernels/backend/launch.h), kernels/cuda/*.cu (runtime, caching allocator,
+//   cuBLAS). Nothing detects a GPU at configure time: on a machine without one, CPU work
+//   runs normally and every CUDA request fails with a message naming the CUDA error.
+// - EMULATE: the same kernels/backend/*.cpp compiled as C++ and run by a loop over the
+//   output elements, on host memory (kernels/emulated/). "cuda" tensors then live in
+//   ordinary memory, so every dispatch path, the consistency harness and GPU training
+//   can be tested on a machine without a GPU. It measures nothing about speed.
+// - OFF, or no nvcc: kernels/stub/cuda_stub.cpp, where every request throws
+//   hkt::Error("...: this build has no CUDA support").
+//
+// Conventions: pointers are device pointers of `dtype` elements (Float32 or Float64
+// unless a function says otherwise; indices are int64). Every call is queued on the
+// backend's one stream (in order); copies to the host wait for it. Errors throw
+// hkt::Error naming the CUDA call, file and line. Shapes were checked by the caller.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "common/functors.h"
+#include "dtype.h"
 
 namespace hkt::cuda {
 
-/// True when this build contains the CUDA backend.
+// ---- devices and memory (kernels/cuda/device.cu, kernels/emulated/device.cpp) -------
+
+/// True when this build contains a CUDA backend (real or emulated).
 bool built_with_cuda();
+/// True for the EMULATE build (host memory standing in for the GPU).
+bool is_emulated();
 
 /// Number of usable CUDA devices; 0 when the build has no CUDA, there is no driver or no
 /// device. Never throws. `reason` (optional) receives why the count is 0.
@@ -35,20 +56,164 @@ void require_device(const std::string& what);
 /// Properties of device `index`; throws hkt::Error if it does not exist.
 DeviceInfo device_info(int index);
 
-/// Allocates `nbytes` of device memory with cudaMalloc (never managed memory). Throws
-/// hkt::Error naming the size asked for and the free memory when it fails.
+/// `nbytes` of device memory from the caching allocator (kernels/caching_allocator.h;
+/// cudaMalloc underneath, never managed memory). Throws hkt::Error naming the size
+/// asked for, the free device memory and what the cache holds when it fails.
 void* allocate(std::size_t nbytes);
-
-/// Frees memory from allocate(); never throws (errors are printed to stderr).
+/// Returns memory from allocate() to the cache; never throws.
 void free(void* ptr) noexcept;
 
-/// Synchronous copies between host and device memory (`nbytes` bytes).
+/// Bytes in tensors now, their peak, and bytes the cache holds from the driver.
+struct CudaMemoryStats {
+  std::size_t allocated_bytes = 0, peak_allocated_bytes = 0, reserved_bytes = 0;
+};
+CudaMemoryStats memory_stats();
+/// Returns every cached block that no tensor uses to the driver (cudaFree).
+void empty_cache();
+
+/// Guard mode for the consistency harness (kernels/caching_allocator.h): while on, new
+/// device blocks carry guard bytes on both sides, checked when freed.
+void set_guard_mode(bool on);
+/// The out-of-bounds writes found since the last call (empty when none).
+std::vector<std::string> take_guard_violations();
+
+/// Copies of `nbytes` bytes. Host-to-device and device-to-host wait until the copy is
+/// done (so host memory may be reused at once); device-to-device is queued.
 void copy_host_to_device(void* dst, const void* src, std::size_t nbytes);
 void copy_device_to_host(void* dst, const void* src, std::size_t nbytes);
 void copy_device_to_device(void* dst, const void* src, std::size_t nbytes);
+/// Waits for all queued work; throws the first asynchronous kernel error, if any.
+void synchronize();
 
-/// out[i] = a[i] + b[i] for i < n, on device pointers of float (is_double false) or
-/// double elements. The first elementwise kernel; the CUDA backend issue adds the rest.
-void add(const void* a, const void* b, void* out, std::int64_t n, bool is_double);
+// ---- elementwise (kernels/backend/elementwise.cpp) ------------------------------------
+
+/// Every element of x[n] (any dtype) set to `value` rounded to dtype.
+void fill(void* x, std::int64_t n, double value, DType dtype);
+/// dst[i] = src[i] converted (float <-> double; float -> int64 truncates; int64 -> float).
+/// With `nonzero`, dst[i] = (src[i] != 0) ? 1 : 0 instead (masks of any dtype).
+void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::int64_t n, bool nonzero = false);
+/// y[i] = fn::unary<op>(x[i], s) for i < n (x may equal y: in place).
+void unary(fn::Unary op, const void* x, void* y, std::int64_t n, double s, DType dtype);
+/// gx[i] = zero_safe(g[i], fn::unary_derivative<op>(x[i], y[i])): backward of Neg..GeluTanh.
+void unary_backward(fn::Unary op, const void* g, const void* x, const void* y, void* gx, std::int64_t n, DType dtype);
+
+/// A broadcast or strided view, at most kMaxRank dimensions: the output is contiguous
+/// with sizes `shape`; input element offsets are sum_d coord_d * strides[d] + offset.
+inline constexpr int kMaxRank = 8;
+struct StridedView {
+  int rank = 0;
+  std::int64_t shape[kMaxRank] = {};
+  std::int64_t strides_a[kMaxRank] = {};  // first input (or the only one)
+  std::int64_t strides_b[kMaxRank] = {};  // second input of a binary op
+  std::int64_t offset_a = 0;
+};
+/// out[i] = fn::binary<op>(a[..], b[..], s) over view.shape (numpy broadcasting: a
+/// broadcast dimension has stride 0). out may equal a when a is not broadcast.
+void binary(fn::Binary op, const void* a, const void* b, void* out, const StridedView& view, double s, DType dtype);
+/// out[i] = src[offset_a + sum coord_d strides_a[d]]: permute, slice, concat, expand.
+/// `element_bytes` is 4 or 8 (any dtype).
+void strided_copy(const void* src, void* out, const StridedView& view, std::size_t element_bytes);
+/// Block copy along an axis: dst[o, dst_start + j, k] = src[o, src_start + j, k] for
+/// j < count, src [outer, src_n, inner], dst [outer, dst_n, inner] (slice, concat).
+void copy_block(const void* src, std::int64_t src_n, std::int64_t src_start, void* dst, std::int64_t dst_n,
+                std::int64_t dst_start, std::int64_t count, std::int64_t outer, std::int64_t inner,
+                std::size_t element_bytes);
+/// out[o, j, k] = x[o, j / repeats, k], out [outer, n * repeats, inner] (the HKT lift).
+void repeat_interleave(const void* x, void* out, std::int64_t outer, std::int64_t n, std::int64_t repeats,
+                       std::int64_t inner, std::size_t element_bytes);
+
+// ---- reductions (kernels/backend/reduce.cpp) -------------------------------------------
+
+/// One axis of x viewed as [outer, n, inner]: out[o, k] = sum_j x[o, j, k] (or the max,
+/// NaN propagating; -inf for n = 0), accumulated in double in the order j = 0..n-1.
+void reduce_axis(bool is_max, const void* x, void* out, std::int64_t outer, std::int64_t n, std::int64_t inner,
+                 DType dtype);
+/// sum_i x[i]^2 in double (a deterministic two-stage sum); for clip_grad_norm.
+double sum_of_squares(const void* x, std::int64_t n, DType dtype);
+
+// ---- softmax family (kernels/backend/softmax.cpp) ---------------------------------------
+
+/// Per row of z [rows, n]: log_softmax (as_probabilities false) or softmax; a row of all
+/// -inf gives -inf (log) or 0. Row sums in double. Same formulas as engine/ops/softmax.cpp.
+void softmax_rows(const void* z, void* y, std::int64_t rows, std::int64_t n, bool as_probabilities, DType dtype);
+/// Backward per row. softmax (y = p): gx = p (g - sum g p), 0 where p = 0. log_softmax
+/// (y = log p): gx = g - e^y sum_{y != -inf} g, 0 where y = -inf.
+void softmax_backward_rows(const void* y, const void* g, void* gx, std::int64_t rows, std::int64_t n,
+                           bool as_probabilities, DType dtype);
+/// Cross entropy from logp [N, C] (log_softmax rows) and int64 targets [N]: writes the
+/// rank-0 mean loss (see ops.h cross_entropy; `count` non-ignored targets, checked by the
+/// caller to lie in [0, C)). Summed in double in row order.
+void cross_entropy_loss(const void* logp, const std::int64_t* targets, void* loss, std::int64_t N, std::int64_t C,
+                        std::int64_t ignore_index, double label_smoothing, std::int64_t count, DType dtype);
+/// dlogits[i, c] = scale (p[i, c] - q[i, c]), q = (1 - eps) onehot + eps / C; 0 in rows
+/// whose target is ignored. scale = upstream gradient / count.
+void cross_entropy_backward(const void* logp, const std::int64_t* targets, void* gx, std::int64_t N, std::int64_t C,
+                            std::int64_t ignore_index, double label_smoothing, double scale, DType dtype);
+
+// ---- layer norm (kernels/backend/layer_norm.cpp) ------------------------------------------
+
+/// Per row of x [N, D]: statistics in double, xhat = (x - mu) rstd, y = xhat w + b
+/// (w, b may be null: 1 and 0). Writes y, xhat [N, D] and rstd [N].
+void layer_norm_forward(const void* x, const void* w, const void* b, void* y, void* xhat, void* rstd, std::int64_t N,
+                        std::int64_t D, double eps, DType dtype);
+/// dx = rstd (g w - mean(g w) - xhat mean(g w xhat)) per row (w may be null).
+void layer_norm_backward_input(const void* g, const void* xhat, const void* rstd, const void* w, void* dx,
+                               std::int64_t N, std::int64_t D, DType dtype);
+/// out[j] = sum_r g[r, j] * (xhat ? xhat[r, j] : 1), rows in order (dweight, dbias).
+void column_sums(const void* g, const void* xhat, void* out, std::int64_t N, std::int64_t D, DType dtype);
+
+// ---- indexing (kernels/backend/indexing.cpp) -----------------------------------------------
+
+/// y[i, :] = weight[indices[i], :], y [N, D]. Indices checked by the caller.
+void embedding_forward(const void* weight, const std::int64_t* indices, void* y, std::int64_t N, std::int64_t D,
+                       DType dtype);
+/// dW[v, :] = sum over positions i of row v (in increasing i) of g[i, :]. The positions
+/// of row v are rows_of[row_start[v] .. row_start[v + 1]) (a CSR list built by the
+/// caller), so each output has one thread and a fixed order: deterministic, no atomics.
+void embedding_backward(const void* g, const std::int64_t* row_start, const std::int64_t* rows_of, void* dw,
+                        std::int64_t V, std::int64_t D, DType dtype);
+/// y[o, i, k] = x[o, index[o, i, k], k]; x [outer, n_x, inner], index/y [outer, n_i, inner].
+void gather_forward(const void* x, const std::int64_t* index, void* y, std::int64_t outer, std::int64_t n_x,
+                    std::int64_t n_i, std::int64_t inner, DType dtype);
+/// dx[o, p, k] = sum over i (in order) with index[o, i, k] == p of g[o, i, k].
+void gather_backward(const void* g, const std::int64_t* index, void* dx, std::int64_t outer, std::int64_t n_x,
+                     std::int64_t n_i, std::int64_t inner, DType dtype);
+
+// ---- the downsampler (kernels/backend/conv1d.cpp) -------------------------------------------
+
+/// y[b, t, c] = bias[c] + sum_{r<k, s t - r >= 0} w[c, r] x[b, s t - r, c] (bias may be
+/// null). x [B, T, C], w [C, k], y [B, T_out, C]; hkt-attention.md section 1.
+void conv1d_forward(const void* x, const void* w, const void* bias, void* y, std::int64_t B, std::int64_t T,
+                    std::int64_t C, std::int64_t k, std::int64_t stride, std::int64_t T_out, DType dtype);
+/// dx[b, p, c] = sum over (t, r) with s t - r = p of g[b, t, c] w[c, r].
+void conv1d_backward_input(const void* g, const void* w, void* dx, std::int64_t B, std::int64_t T, std::int64_t C,
+                           std::int64_t k, std::int64_t stride, std::int64_t T_out, DType dtype);
+/// dw[c, r] = sum_{b, t} g[b, t, c] x[b, s t - r, c], dbias[c] = sum_{b, t} g[b, t, c]
+/// (either output may be null).
+void conv1d_backward_params(const void* g, const void* x, void* dw, void* dbias, std::int64_t B, std::int64_t T,
+                            std::int64_t C, std::int64_t k, std::int64_t stride, std::int64_t T_out, DType dtype);
+
+// ---- randomness and the optimizer (kernels/backend/random.cpp, adamw.cpp) -----------------
+
+/// Inverted-dropout scale mask: mask[i] = 0 when uniform24(Philox(seed, first + i)) < p,
+/// else 1/(1-p); the same numbers as the CPU (engine/random.h).
+void dropout_mask(void* mask, std::int64_t n, std::uint64_t seed, std::uint64_t first, double p, DType dtype);
+/// One AdamW update of n elements, in place (engine/optim/adamw.cpp, same formula):
+/// m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p = decay p - step_size m / (sqrt(v)/bc2_sqrt + eps).
+void adamw_update(void* param, const void* grad, void* m, void* v, std::int64_t n, double beta1, double beta2,
+                  double eps, double decay, double step_size, double bc2_sqrt, DType dtype);
+
+// ---- matrix products (kernels/cuda/gemm.cu: cuBLAS; kernels/emulated/gemm.cpp: BLAS) ------
+
+/// Row-major C[i] = op(A[i]) op(B[i]) for i < batch, C [m, n]; A [m, k] ([k, m] when
+/// trans_a), B [k, n] ([n, k] when trans_b); element strides between batch entries
+/// (0 repeats one matrix). cublasGemmStridedBatchedEx with the compute type set
+/// explicitly: FP32 (or FP64) by default, TF32 only after set_allow_tf32(true).
+void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, const void* a,
+                          std::int64_t stride_a, const void* b, std::int64_t stride_b, void* c, std::int64_t stride_c,
+                          std::int64_t batch, DType dtype);
+/// Lets float32 GEMMs use TF32 tensor cores (10-bit mantissa inputs). Off by default.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
 
 }  // namespace hkt::cuda

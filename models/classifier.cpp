@@ -107,7 +107,7 @@ Classifier::Classifier(const ClassifierConfig& config, Generator& gen, DType dty
   if (config.positions == "learned")
     positions_ = add_group("pos_embedding")->add("weight", Tensor::normal({n_positions, d}, gen, 0.0, 0.02, dtype));
   else
-    positions_ = sinusoidal_positions(n_positions, d, dtype);  // a constant, not a parameter
+    positions_ = register_buffer(sinusoidal_positions(n_positions, d, dtype));  // a constant, not a parameter
   if (config.pooling == "cls") cls_ = register_parameter("cls", Tensor::normal({d}, gen, 0.0, 0.02, dtype));
   auto* blocks = add_group("blocks");
   for (std::int64_t i = 0; i < config.n_layers; ++i) {
@@ -133,15 +133,15 @@ Tensor Classifier::forward(const Tensor& tokens, const Tensor& features, const T
   if (config_.pooling == "cls") {
     pooled = reshape(slice(x, 1, 0, 1), {B, d});
   } else {
-    const Tensor m = key_mask.to(dtype_);  // [B, T], 1 on real steps
+    const Tensor m = key_mask.to(dtype_).to(x.device());  // [B, T], 1 on real steps
     if (config_.pooling == "mean") {
       // Sum over real steps divided by their count, a constant (a sequence with no real
       // step divides by 1 and pools to 0). Padding contributes nothing, so the result
       // does not depend on how much padding follows.
       Tensor total = sum(mul(x, reshape(m, {B, T_all, 1})), {1});  // [B, d]
-      std::vector<double> counts = sum(m.detach(), {1}).to_vector();
+      std::vector<double> counts = sum(m.detach(), {1}).to_vector();  // on the host: a constant
       for (auto& c : counts) c = std::max(c, 1.0);
-      pooled = div(total, Tensor::from_vector(counts, {B, 1}, dtype_));
+      pooled = div(total, Tensor::from_vector(counts, {B, 1}, dtype_).to(x.device()));
     } else {  // "last": the last real step of each sequence (its length - 1)
       const auto lengths = sum(m, {1}).to_vector();
       std::vector<std::int64_t> index(static_cast<std::size_t>(B * d));
@@ -179,12 +179,13 @@ Tensor Classifier::embed(const Tensor& tokens, const Tensor& features, const Ten
   check(T >= 1 && T <= config_.max_len, "classifier: sequence length " + std::to_string(T) + " is outside 1.." + std::to_string(config_.max_len));
   check(mask.defined() && mask.shape() == Shape({B, T}), "classifier: mask must be [B, T] = " + shape_str({B, T}) +
                                                             (mask.defined() ? ", got " + shape_str(mask.shape()) : ", got none"));
-  Tensor x = token_mode ? embedding(embedding_, tokens) : linear(features, input_w_, input_b_);  // [B, T, d]
+  // Inputs follow the parameters' device (batches are built on the host).
+  Tensor x = token_mode ? embedding(embedding_, tokens) : linear(features.to(input_w_.device()), input_w_, input_b_);  // [B, T, d]
   key_mask = mask;
   std::int64_t T_all = T;
   if (config_.pooling == "cls") {  // prepend the learned vector as a real token at position 0
-    x = concat({add(Tensor::zeros({B, 1, d}, dtype_), reshape(cls_, {1, 1, d})), x}, 1);
-    key_mask = concat({Tensor::ones({B, 1}, DType::Int64), mask}, 1);
+    x = concat({add(Tensor::zeros({B, 1, d}, dtype_, x.device()), reshape(cls_, {1, 1, d})), x}, 1);
+    key_mask = concat({Tensor::ones({B, 1}, DType::Int64, mask.device()), mask}, 1);
     T_all = T + 1;
   }
   return add(x, slice(positions_, 0, 0, T_all));

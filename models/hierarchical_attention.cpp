@@ -41,8 +41,8 @@ Tensor dense_downsample(const Tensor& x, const Tensor& w, const Tensor& b) {
   for (std::int64_t r = 0; r < k; ++r) {
     // shifted[p] = x[p - r]: r zero rows in front, cut to 2 T_out rows (pad at the end
     // when T is odd), then keep the even rows p = 2t.
-    Tensor front = Tensor::zeros({B, r, d}, x.dtype());
-    Tensor shifted = concat({front, x, Tensor::zeros({B, 2 * T_out, d}, x.dtype())}, 1);
+    Tensor front = Tensor::zeros({B, r, d}, x.dtype(), x.device());
+    Tensor shifted = concat({front, x, Tensor::zeros({B, 2 * T_out, d}, x.dtype(), x.device())}, 1);
     shifted = slice(shifted, 1, 0, 2 * T_out);
     Tensor even = reshape(slice(reshape(shifted, {B, T_out, 2, d}), 2, 0, 1), {B, T_out, d});
     Tensor wr = reshape(slice(w, 0, r, r + 1), {d, d});
@@ -106,7 +106,7 @@ HierarchicalAttention::HierarchicalAttention(const AttentionConfig& config, Gene
   if (config.level_weights == "fixed") {
     std::vector<double> a;
     for (std::int64_t h = 0; h < H; ++h) a.insert(a.end(), config.fixed_weights.begin(), config.fixed_weights.end());
-    fixed_alpha_ = Tensor::from_vector(a, {H, L}, dtype);
+    fixed_alpha_ = register_buffer(Tensor::from_vector(a, {H, L}, dtype));
   } else if (L > 1) {
     level_logits_ = register_parameter("level_logits", config.level_weights == "per_head" ? Tensor::zeros({H, L}, dtype)
                                                                                           : Tensor::zeros({L}, dtype));
@@ -117,10 +117,10 @@ Tensor HierarchicalAttention::level_weights() const {
   const std::int64_t H = config_.n_heads;
   const int L = config_.levels;
   if (fixed_alpha_.defined()) return fixed_alpha_;
-  if (!level_logits_.defined()) return Tensor::ones({H, 1}, dtype_);  // L = 1: the single level
+  if (!level_logits_.defined()) return Tensor::ones({H, 1}, dtype_, w_o_.device());  // L = 1: the single level
   if (config_.level_weights == "per_head") return softmax(level_logits_);
   // per_layer: one softmax shared by every head, broadcast to [H, L].
-  return mul(reshape(softmax(level_logits_), {1, L}), Tensor::ones({H, 1}, dtype_));
+  return mul(reshape(softmax(level_logits_), {1, L}), Tensor::ones({H, 1}, dtype_, w_o_.device()));
 }
 
 std::vector<Tensor> HierarchicalAttention::downsample(const Tensor& x, const Tensor& key_mask) const {
@@ -185,9 +185,12 @@ Tensor HierarchicalAttention::forward(const Tensor& x, const Tensor& key_mask, A
   HktAttentionOptions options;
   options.causal = config_.causal;
   options.scale = config_.scale;
+  // The fused op is a CPU op (its CUDA kernels are the next issue): on the GPU the
+  // composite op runs, built from engine ops that all have CUDA kernels.
+  const bool fused = impl == AttentionImpl::Fused && x.device() == Device::CPU;
   auto core = [&](const std::vector<Tensor>& qs, const std::vector<Tensor>& ks, const Tensor& v, const Tensor& a,
                   const Tensor& mask) {
-    return impl == AttentionImpl::Fused ? hkt_attention_fused(qs, ks, v, a, mask, options)
+    return fused ? hkt_attention_fused(qs, ks, v, a, mask, options)
                                         : hkt_attention_composite(qs, ks, v, a, mask, options);
   };
   Tensor o;  // [B, H, T, d_h]
@@ -197,7 +200,7 @@ Tensor HierarchicalAttention::forward(const Tensor& x, const Tensor& key_mask, A
     // "outputs": each level attends at its own resolution (the L = 1 core), its rows are
     // lifted to T, and the levels are mixed with alpha.
     const std::int64_t H = config_.n_heads;
-    const Tensor one = Tensor::ones({H, 1}, dtype_);
+    const Tensor one = Tensor::ones({H, 1}, dtype_, w_o_.device());
     for (int l = 0; l < L; ++l) {
       const auto li = static_cast<std::size_t>(l);
       Tensor ol = core({q[li]}, {k[li]}, heads(linear(xs[li], w_v_)), one, coarse_key_mask(key_mask, l));

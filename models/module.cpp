@@ -11,6 +11,32 @@ Tensor Module::register_parameter(const std::string& name, Tensor value) {
   return value;
 }
 
+Tensor Module::register_buffer(Tensor value) {
+  buffers_.push_back(value);
+  return value;
+}
+
+namespace {
+// Gives the tensor behind `t` new storage on `device` holding the same values.
+void move_in_place(const Tensor& t, Device device) {
+  if (!t.defined() || t.device() == device) return;
+  Tensor moved = t.detach().to(device);
+  t.impl()->storage = moved.impl()->storage;
+  t.impl()->grad = Tensor();
+}
+}  // namespace
+
+void Module::to(Device device) {
+  for (auto& [name, t] : params_) move_in_place(t, device);
+  for (auto& t : buffers_) move_in_place(t, device);
+  for (auto& [name, child] : children_) child->to(device);
+}
+
+Device Module::device() const {
+  const auto params = parameters();
+  return params.empty() ? Device::CPU : params.front().device();
+}
+
 void Module::register_module(const std::string& name, Module* child) {
   for (const auto& [n, c] : children_) check(n != name, "register_module: duplicate child name '" + name + "'");
   children_.emplace_back(name, child);

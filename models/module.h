@@ -29,9 +29,20 @@ class Module {
   /// Total number of scalar parameters.
   std::int64_t parameter_count() const;
 
+  /// Moves every parameter and buffer of this module and its children to `device`, in
+  /// place: each tensor keeps its handle (so members and optimizers that hold it see the
+  /// move) and gets new storage there; gradients are cleared. Throws hkt::Error from
+  /// the copy (e.g. no CUDA device). Like PyTorch's module.to(device).
+  void to(Device device);
+  /// The device of the parameters (CPU for a module without any).
+  Device device() const;
+
  protected:
   /// Adds a parameter (marked requires_grad) under `name`; returns it.
   Tensor register_parameter(const std::string& name, Tensor value);
+  /// Adds a constant that moves with the module but is not trained (sinusoidal
+  /// positions, fixed level weights); returns it.
+  Tensor register_buffer(Tensor value);
   /// Adds a child (owned elsewhere) whose parameters are listed under "name.".
   void register_module(const std::string& name, Module* child);
   /// Adds an owned, empty group of parameters listed under "name." and returns it.
@@ -39,6 +50,7 @@ class Module {
 
  private:
   std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<Tensor> buffers_;
   std::vector<std::pair<std::string, Module*>> children_;
   std::vector<std::unique_ptr<Module>> owned_;
 };

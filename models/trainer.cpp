@@ -1,5 +1,7 @@
 #include "trainer.h"
 
+#include "cuda_backend.h"
+
 #include <omp.h>
 
 #include <chrono>
@@ -152,7 +154,7 @@ std::map<std::string, std::string> model_sizes(const Classifier& model);
 void save_checkpoint(const std::string& path, const Classifier& model, const std::vector<std::pair<std::string, Tensor>>& extra,
                      const std::map<std::string, std::string>& metadata) {
   auto tensors = model.named_parameters();
-  for (auto& [name, t] : tensors) t = t.detach();
+  for (auto& [name, t] : tensors) t = t.detach().to(Device::CPU);  // checkpoints are device-independent
   tensors.insert(tensors.end(), extra.begin(), extra.end());
   auto all_metadata = model_sizes(model);
   all_metadata.insert(metadata.begin(), metadata.end());
@@ -191,11 +193,20 @@ void load_weights(const Classifier& model, const std::string& checkpoint_path) {
   safetensors::File weights;
   for (const auto& [name, t] : file.tensors)
     if (name.rfind("optimizer.", 0) != 0) weights.tensors.emplace_back(name, t);
-  safetensors::load_into(weights, model.named_parameters());
+  // Parameters on the GPU are loaded into host copies first, then copied up in place.
+  auto params = model.named_parameters();
+  std::vector<std::pair<std::string, Tensor>> targets;
+  for (const auto& [name, p] : params)
+    targets.emplace_back(name, p.device() == Device::CPU ? p : Tensor::empty(p.shape(), p.dtype()));
+  safetensors::load_into(weights, targets);
+  for (std::size_t i = 0; i < params.size(); ++i)
+    if (params[i].second.device() == Device::CUDA)
+      cuda::copy_host_to_device(params[i].second.raw_data(), targets[i].second.raw_data(), targets[i].second.nbytes());
 }
 
 Json train(const Json& config, const std::string& out_dir, bool resume, std::ostream& progress, bool progress_is_terminal,
-           std::int64_t stop_after, bool overwrite) {
+           std::int64_t stop_after, bool overwrite, Device device) {
+  if (device == Device::CUDA) cuda::require_device("train --device cuda");
   const Json& tc = config.at("train");
   const int threads = tc.at("threads").get<int>();
   if (threads > 0) omp_set_num_threads(threads);
@@ -225,6 +236,7 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
   TaskData task = load_task(config);
   for (const auto& w : task.warnings) progress << "warning: " << w << "\n";
   auto model = build_model(config, task.train);
+  model->to(device);  // before the optimizer, whose moments live beside the parameters
   const auto params = model->named_parameters();
   std::vector<Tensor> param_tensors;
   for (const auto& [n, p] : params) param_tensors.push_back(p);
@@ -415,6 +427,7 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
   // must reproduce the validation accuracy it was chosen for, exactly.
   auto best = build_model(config, task.train);
   load_weights(*best, best_path);
+  best->to(device);
   const Evaluation val = evaluate(*best, task.val, eval_batch, pad_longest);
   check(val.accuracy == best_val, "the reloaded best checkpoint gives validation accuracy " + std::to_string(val.accuracy) +
                                       ", not the " + std::to_string(best_val) + " it was saved with");
@@ -436,7 +449,9 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
                        {"steps", steps},
                        {"time_per_step_ms", 1000.0 * train_seconds / static_cast<double>(steps)},
                        {"train_seconds", train_seconds},
-                       {"peak_tensor_bytes", peak_tensor_bytes}};
+                       {"peak_tensor_bytes", peak_tensor_bytes},
+                       {"device", device_name(device)},
+                       {"peak_cuda_tensor_bytes", device == Device::CUDA ? cuda::memory_stats().peak_allocated_bytes : 0}};
   write_file_atomic(out_dir + "/result.json", result.dump(2) + "\n");
   return result;
 }

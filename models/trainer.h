@@ -52,8 +52,12 @@ optim::AdamWConfig adamw_config(const config::Json& config);
 /// interrupted there: for splitting a long run across sessions, and for the resume tests.
 /// The result is then empty (no result.json is written). overwrite replaces the files of
 /// a run already in out_dir, but only once the config, data and model have been checked.
+/// device: where the model trains (Device::CUDA: every op on the CUDA backend; throws
+/// hkt::Error naming why when no CUDA device can be used). Checkpoints hold CPU tensors
+/// either way, so a run can resume, and a checkpoint be evaluated, on either device.
 config::Json train(const config::Json& config, const std::string& out_dir, bool resume, std::ostream& progress,
-                   bool progress_is_terminal, std::int64_t stop_after = 0, bool overwrite = false);
+                   bool progress_is_terminal, std::int64_t stop_after = 0, bool overwrite = false,
+                   Device device = Device::CPU);
 
 /// Builds the classifier of `config` with the sizes stored in the checkpoint's metadata
 /// (vocabulary, features, classes, max_len) and loads its weights: no data needed.

@@ -20,6 +20,10 @@ void add_devices_command(CLI::App& app) {
       std::cout << "cuda: built with CUDA, but no CUDA device is available (" << reason << ")\n";
       return 0;
     }
+    if (cuda::is_emulated()) {
+      std::cout << "cuda:0: " << cuda::device_info(0).name << "\n";
+      return 0;
+    }
     for (int i = 0; i < count; ++i) {
       const auto info = cuda::device_info(i);
       std::cout << "cuda:" << i << ": " << info.name << ", compute capability " << info.compute_major << "."

@@ -40,14 +40,13 @@ void add_train_commands(CLI::App& app) {
   train_cmd->add_option("--set", targs->sets, "Override a config key: --set model.d_model=128 (repeatable)");
   train_cmd->add_option("--seed", targs->seed, "Shortcut for --set train.seed=N")->check(CLI::NonNegativeNumber);
   train_cmd->add_option("--out", targs->out, "Run directory to write")->capture_default_str();
-  train_cmd->add_option("--device", targs->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  train_cmd->add_option("--device", targs->device,
+                        "cpu or cuda (every op on the GPU; checkpoints are device-independent, so --resume may change it)")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   train_cmd->add_option("--resume", targs->resume, "Continue the run in this directory from its last checkpoint");
   train_cmd->add_flag("--overwrite", targs->overwrite, "Replace a finished or stopped run in --out (its files are deleted first)");
   train_cmd->add_option("--stop-after", targs->stop_after, "Stop (with a checkpoint) after this step; continue later with --resume")
       ->check(CLI::NonNegativeNumber);
   on_selected(train_cmd, [targs] {
-    if (targs->device == "cuda")
-      throw Error("train --device cuda: training on the GPU arrives with the CUDA backend; use --device cpu");
     config::Json cfg;
     std::string out = targs->out;
     if (!targs->resume.empty()) {
@@ -63,7 +62,8 @@ void add_train_commands(CLI::App& app) {
     else check(sets.empty(), "train --resume: --set and --seed cannot change a run being resumed");
     check(targs->resume.empty() || !targs->overwrite, "train: --overwrite and --resume exclude each other");
     const bool terminal = isatty(fileno(stdout)) != 0;
-    const auto result = hkt::train(cfg, out, !targs->resume.empty(), std::cout, terminal, targs->stop_after, targs->overwrite);
+    const auto result = hkt::train(cfg, out, !targs->resume.empty(), std::cout, terminal, targs->stop_after, targs->overwrite,
+                                   parse_device(targs->device));
     if (result.empty()) return 0;  // stopped early by --stop-after
     std::cout << "best validation accuracy " << result["best_val_accuracy"].get<double>() << " at step "
               << result["best_step"].get<std::int64_t>() << "; test accuracy " << result["test_accuracy"].get<double>()

@@ -21,7 +21,6 @@ double check_hkt_attention_args(const char* op, const std::vector<Tensor>& q, co
   const int L = static_cast<int>(q.size());
   check(T >= 1, o + ": T must be >= 1, got v of shape " + shape_str(v.shape()));
   check(is_floating(v.dtype()), o + ": v must be float32 or float64, got " + dtype_name(v.dtype()));
-  check(v.device() == Device::CPU, o + ": tensors must be on the cpu (the CUDA kernels come with the CUDA issue)");
   for (int l = 0; l < L; ++l) {
     const std::int64_t Tl = (T + (std::int64_t{1} << l) - 1) >> l;
     const Shape want{B, H, Tl, dh};
@@ -37,7 +36,8 @@ double check_hkt_attention_args(const char* op, const std::vector<Tensor>& q, co
   }
   check(alpha.defined() && alpha.shape() == Shape({H, L}),
         o + ": alpha must be [H, L] = " + shape_str({H, L}) + ", got " + (alpha.defined() ? shape_str(alpha.shape()) : "undefined"));
-  check(alpha.dtype() == v.dtype(), o + ": alpha must have v's dtype " + dtype_name(v.dtype()));
+  check(alpha.dtype() == v.dtype() && alpha.device() == v.device(),
+        o + ": alpha must have v's dtype " + dtype_name(v.dtype()) + " and device " + device_name(v.device()));
   if (key_mask.defined())
     check(key_mask.shape() == Shape({B, T}) && key_mask.device() == Device::CPU,
           o + ": key_mask must be [B, T] = " + shape_str({B, T}) + " on the cpu, got " + shape_str(key_mask.shape()));
@@ -84,7 +84,7 @@ Tensor hkt_attention_composite(const std::vector<Tensor>& q, const std::vector<T
     Tensor term = mul(lift(level_scores, l, T), weight);
     s = s.defined() ? add(s, term) : term;
   }
-  Tensor p = softmax(s, additive_mask(key_mask, B, T, options.causal, v.dtype()));  // fully masked rows: 0
+  Tensor p = softmax(s, additive_mask(key_mask, B, T, options.causal, v.dtype()).to(v.device()));  // fully masked rows: 0
   return matmul(p, v);
 }
 

@@ -310,6 +310,9 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
                            const Tensor& alpha, const Tensor& key_mask, const HktAttentionOptions& options) {
   Geometry g;
   g.scale = check_hkt_attention_args("hkt_attention_fused", q, k, v, alpha, key_mask, options);
+  check(v.device() == Device::CPU, "hkt_attention_fused: tensors are on " + device_name(v.device()) +
+                                       "; this is the CPU op (use hkt_attention_composite on cuda until the fused CUDA "
+                                       "kernels exist)");
   g.B = v.shape()[0];
   g.H = v.shape()[1];
   g.T = v.shape()[2];

@@ -4,20 +4,11 @@
 // then sum_to(a.shape()) adds up the copies that broadcasting made (and likewise for b).
 #include "../ops.h"
 #include "cpu_kernels.h"
-#include "cuda_backend.h"
 
 namespace hkt {
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor z;
-  if (a.defined() && b.defined() && a.device() == Device::CUDA && b.device() == Device::CUDA &&
-      a.shape() == b.shape() && a.dtype() == b.dtype() && is_floating(a.dtype())) {
-    // The first CUDA kernel (kernels/cuda/elementwise.cu): same-shape add only.
-    z = Tensor::empty(a.shape(), a.dtype(), Device::CUDA);
-    cuda::add(a.raw_data(), b.raw_data(), z.raw_data(), a.numel(), a.dtype() == DType::Float64);
-  } else {
-    z = cpu::map_binary("add", a, b, [](auto x, auto y) { return x + y; });
-  }
+  Tensor z = cpu::map_binary<fn::Binary::Add>("add", a, b);
   // d(a+b)/da = 1, d(a+b)/db = 1
   record(z, "add", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g, const std::vector<bool>& needs) {
     return Grads{needs[0] ? sum_to(g, sa) : Tensor(), needs[1] ? sum_to(g, sb) : Tensor()};
@@ -26,7 +17,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor z = cpu::map_binary("sub", a, b, [](auto x, auto y) { return x - y; });
+  Tensor z = cpu::map_binary<fn::Binary::Sub>("sub", a, b);
   // d(a-b)/da = 1, d(a-b)/db = -1
   record(z, "sub", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g, const std::vector<bool>& needs) {
     return Grads{needs[0] ? sum_to(g, sa) : Tensor(), needs[1] ? sum_to(neg(g), sb) : Tensor()};
@@ -35,7 +26,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor z = cpu::map_binary("mul", a, b, [](auto x, auto y) { return x * y; });
+  Tensor z = cpu::map_binary<fn::Binary::Mul>("mul", a, b);
   // d(ab)/da = b, d(ab)/db = a (zero_safe_mul: a zero g stays zero even against inf)
   record(z, "mul", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& g, const std::vector<bool>& needs) {
     return Grads{needs[0] ? sum_to(cpu::zero_safe_mul(g, b), a.shape()) : Tensor(),
@@ -45,7 +36,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
-  Tensor z = cpu::map_binary("div", a, b, [](auto x, auto y) { return x / y; });
+  Tensor z = cpu::map_binary<fn::Binary::Div>("div", a, b);
   // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -z/b
   record(z, "div", {a, b}, [b = b.detach(), z = z.detach(), sa = a.shape()](const Tensor& g, const std::vector<bool>& needs) {
     return Grads{needs[0] ? sum_to(cpu::zero_safe_div(g, b), sa) : Tensor(),
@@ -55,12 +46,17 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 void add_(Tensor& dst, const Tensor& src) {
-  cpu::check_cpu("add_", dst);
-  cpu::check_cpu("add_", src);
+  cpu::check_defined("add_", dst);
+  cpu::check_defined("add_", src);
   cpu::check_same_kind("add_", dst, src);
   check(dst.shape() == src.shape(), "add_: shapes " + shape_str(dst.shape()) + " and " + shape_str(src.shape()) + " differ");
   dispatch_floating(dst.dtype(), "add_", [&](auto tag) {
     using T = decltype(tag);
+    if (cpu::on_cuda(dst)) {  // in place: each output element reads only its own inputs
+      cuda::binary(fn::Binary::Add, dst.raw_data(), src.raw_data(), dst.raw_data(),
+                   cpu::broadcast_view(dst.shape(), src.shape(), dst.shape()), 0.0, dst.dtype());
+      return;
+    }
     T* pd = dst.data<T>();
     const T* ps = src.data<T>();
     cpu::parallel_for(dst.numel(), 1, [&](std::int64_t i) { pd[i] += ps[i]; });
@@ -69,7 +65,7 @@ void add_(Tensor& dst, const Tensor& src) {
 
 Tensor eq(const Tensor& a, const Tensor& b) {
   NoGradGuard constant;  // a comparison has no gradient
-  return cpu::map_binary("eq", a, b, [](auto x, auto y) { return x == y ? decltype(x)(1) : decltype(x)(0); });
+  return cpu::map_binary<fn::Binary::Eq>("eq", a, b);
 }
 
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

@@ -11,8 +11,8 @@
 namespace hkt {
 
 Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, std::int64_t stride) {
-  cpu::check_cpu("causal_conv1d", x);
-  cpu::check_cpu("causal_conv1d", weight, "weight");
+  cpu::check_defined("causal_conv1d", x);
+  cpu::check_defined("causal_conv1d", weight, "weight");
   cpu::check_same_kind("causal_conv1d", x, weight);
   check(x.dim() == 3, "causal_conv1d: input must be [B, T, C], got " + shape_str(x.shape()));
   check(stride >= 1, "causal_conv1d: stride must be >= 1, got " + std::to_string(stride));
@@ -21,14 +21,17 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, 
         "causal_conv1d: weight must be [C, k] = [" + std::to_string(C) + ", k >= 1] for input " + shape_str(x.shape()) +
             ", got " + shape_str(weight.shape()));
   if (bias.defined()) {
-    cpu::check_cpu("causal_conv1d", bias, "bias");
+    cpu::check_defined("causal_conv1d", bias, "bias");
     cpu::check_same_kind("causal_conv1d", x, bias);
     check(bias.shape() == Shape{C}, "causal_conv1d: bias must be [" + std::to_string(C) + "], got " + shape_str(bias.shape()));
   }
   const std::int64_t k = weight.shape()[1], T_out = T == 0 ? 0 : (T - 1) / stride + 1;  // ceil(T / stride), no overflow
-  Tensor y = Tensor::empty({B, T_out, C}, x.dtype());
+  Tensor y = Tensor::empty({B, T_out, C}, x.dtype(), x.device());
   dispatch_floating(x.dtype(), "causal_conv1d", [&](auto tag) {
     using T_ = decltype(tag);
+    if (cpu::on_cuda(x))
+      return cuda::conv1d_forward(x.raw_data(), weight.raw_data(), bias.defined() ? bias.raw_data() : nullptr, y.raw_data(),
+                                  B, T, C, k, stride, T_out, x.dtype());
     const T_ *px = x.data<T_>(), *pw = weight.data<T_>();
     const T_* pb = bias.defined() ? bias.data<T_>() : nullptr;
     T_* py = y.data<T_>();
@@ -45,6 +48,19 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   record(y, "causal_conv1d", {x, weight, bias},
          [x = x.detach(), w = weight.detach(), B, T, C, k, T_out, stride](const Tensor& g, const std::vector<bool>& needs) {
            Grads grads(3);
+           if (cpu::on_cuda(g)) {
+             if (needs[0]) {
+               grads[0] = Tensor::empty({B, T, C}, g.dtype(), g.device());
+               cuda::conv1d_backward_input(g.raw_data(), w.raw_data(), grads[0].raw_data(), B, T, C, k, stride, T_out,
+                                           g.dtype());
+             }
+             if (needs[1]) grads[1] = Tensor::empty({C, k}, g.dtype(), g.device());
+             if (needs[2]) grads[2] = Tensor::empty({C}, g.dtype(), g.device());
+             if (needs[1] || needs[2])
+               cuda::conv1d_backward_params(g.raw_data(), x.raw_data(), needs[1] ? grads[1].raw_data() : nullptr,
+                                            needs[2] ? grads[2].raw_data() : nullptr, B, T, C, k, stride, T_out, g.dtype());
+             return grads;
+           }
            dispatch_floating(g.dtype(), "causal_conv1d backward", [&](auto tag) {
              using T_ = decltype(tag);
              const T_ *pg = g.data<T_>(), *px = x.data<T_>(), *pw = w.data<T_>();

@@ -1,5 +1,6 @@
-// cpu_kernels.h: shared building blocks of the CPU ops: argument checks, a parallel
-// loop, and elementwise maps with numpy broadcasting. Internal to engine/ops/.
+// cpu_kernels.h: shared building blocks of the ops: argument checks, a parallel loop,
+// and elementwise maps with numpy broadcasting that run on the tensor's device (the CPU
+// loop here, or the CUDA backend of kernels/cuda_backend.h). Internal to engine/ops/.
 #pragma once
 
 #include <omp.h>
@@ -8,6 +9,8 @@
 
 #include "../autograd.h"
 #include "../tensor.h"
+#include "common/functors.h"
+#include "cuda_backend.h"
 
 namespace hkt::cpu {
 
@@ -26,23 +29,38 @@ void parallel_for(std::int64_t n, std::int64_t work_per_item, F&& f) {
 /// work over its own OpenMP threads, each call running in the thread that makes it.
 void use_single_threaded_blas();
 
-/// Throws unless x is defined and on the CPU (the CUDA backend adds its own kernels).
+/// Throws unless x is defined and on the CPU (ops without a CUDA kernel: the fused CPU
+/// attention; the CUDA one is kernels/attention, the next issue).
 void check_cpu(const char* op, const Tensor& x, const char* name = "input");
+/// Throws unless x is defined (on either device).
+void check_defined(const char* op, const Tensor& x, const char* name = "input");
 /// Throws unless a and b have the same dtype and device.
 void check_same_kind(const char* op, const Tensor& a, const Tensor& b);
-/// Throws unless x is an int64 tensor (indices).
+/// Throws unless x is an int64 tensor (indices), on either device.
 void check_indices(const char* op, const Tensor& x, const char* name);
+/// The values of an int64 tensor on the host (copied from the GPU when needed), for
+/// range checks and index lists.
+std::vector<std::int64_t> host_indices(const Tensor& x);
+/// x itself when on `device`, else a copy there (indices follow their table).
+Tensor on_device(const Tensor& x, Device device);
 
-/// y[i] = f(x[i]) for a floating x; f is a generic lambda called with T.
-template <class F>
-Tensor map_unary(const char* op, const Tensor& x, F f) {
-  check_cpu(op, x);
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch_floating(x.dtype(), op, [&](auto tag) {
+inline bool on_cuda(const Tensor& x) { return x.device() == Device::CUDA; }
+
+/// y[i] = fn::unary<op>(x[i], s) for a floating x, on x's device (shared functors,
+/// kernels/common/functors.h).
+template <fn::Unary op>
+Tensor map_unary(const char* name, const Tensor& x, double s = 0.0) {
+  check_defined(name, x);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch_floating(x.dtype(), name, [&](auto tag) {
     using T = decltype(tag);
+    if (on_cuda(x)) {
+      cuda::unary(op, x.raw_data(), y.raw_data(), x.numel(), s, x.dtype());
+      return;
+    }
     const T* px = x.data<T>();
     T* py = y.data<T>();
-    parallel_for(x.numel(), 1, [&](std::int64_t i) { py[i] = f(px[i]); });
+    parallel_for(x.numel(), 1, [&](std::int64_t i) { py[i] = fn::unary<op, T>(px[i], s); });
   });
   return y;
 }
@@ -51,22 +69,31 @@ Tensor map_unary(const char* op, const Tensor& x, F f) {
 /// `in` aligned on the right with `out`, 0 where `in` has size 1 or no dimension.
 std::vector<std::int64_t> broadcast_strides(const Shape& in, const Shape& out);
 
-/// z = f(a, b) elementwise with numpy broadcasting (same dtype). The output is walked as
-/// rows of its last dimension; each row finds its two input offsets once.
-template <class F>
-Tensor map_binary(const char* op, const Tensor& a, const Tensor& b, F f) {
-  check_cpu(op, a, "first input");
-  check_cpu(op, b, "second input");
-  check_same_kind(op, a, b);
-  const Shape out_shape = broadcast_shapes(op, a.shape(), b.shape());
-  Tensor z = Tensor::empty(out_shape, a.dtype());
-  dispatch_floating(a.dtype(), op, [&](auto tag) {
+/// The CUDA backend's description of a broadcast of shapes a and b to `out`.
+cuda::StridedView broadcast_view(const Shape& a, const Shape& b, const Shape& out);
+
+/// z = fn::binary<op>(a, b, s) elementwise with numpy broadcasting (same dtype and
+/// device). On the CPU the output is walked as rows of its last dimension; each row
+/// finds its two input offsets once.
+template <fn::Binary op>
+Tensor map_binary(const char* name, const Tensor& a, const Tensor& b, double s = 0.0) {
+  check_defined(name, a, "first input");
+  check_defined(name, b, "second input");
+  check_same_kind(name, a, b);
+  const Shape out_shape = broadcast_shapes(name, a.shape(), b.shape());
+  Tensor z = Tensor::empty(out_shape, a.dtype(), a.device());
+  dispatch_floating(a.dtype(), name, [&](auto tag) {
     using T = decltype(tag);
+    if (on_cuda(a)) {
+      cuda::binary(op, a.raw_data(), b.raw_data(), z.raw_data(), broadcast_view(a.shape(), b.shape(), out_shape), s,
+                   a.dtype());
+      return;
+    }
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();
     T* pz = z.data<T>();
     if (a.shape() == b.shape()) {  // the common case: no index arithmetic at all
-      parallel_for(z.numel(), 1, [&](std::int64_t i) { pz[i] = f(pa[i], pb[i]); });
+      parallel_for(z.numel(), 1, [&](std::int64_t i) { pz[i] = fn::binary<op, T>(pa[i], pb[i], s); });
       return;
     }
     const int rank = static_cast<int>(out_shape.size());
@@ -83,7 +110,7 @@ Tensor map_binary(const char* op, const Tensor& a, const Tensor& b, F f) {
         ob += coord * sb[d];
       }
       T* out_row = pz + row * inner;
-      for (std::int64_t j = 0; j < inner; ++j) out_row[j] = f(pa[oa + j * step_a], pb[ob + j * step_b]);
+      for (std::int64_t j = 0; j < inner; ++j) out_row[j] = fn::binary<op, T>(pa[oa + j * step_a], pb[ob + j * step_b], s);
     });
   });
   return z;

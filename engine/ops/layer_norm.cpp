@@ -13,23 +13,29 @@
 namespace hkt {
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
-  cpu::check_cpu("layer_norm", x);
+  cpu::check_defined("layer_norm", x);
   check(x.dim() >= 1, "layer_norm: input must have rank >= 1");
   check(eps >= 0.0, "layer_norm: eps must be >= 0");
   const std::int64_t D = x.shape().back(), N = D == 0 ? 0 : x.numel() / D;
   for (const auto* p : {&weight, &bias}) {
     if (!p->defined()) continue;
     const char* name = p == &weight ? "weight" : "bias";
-    cpu::check_cpu("layer_norm", *p, name);
+    cpu::check_defined("layer_norm", *p, name);
     cpu::check_same_kind("layer_norm", x, *p);
     check(p->shape() == Shape{D}, std::string("layer_norm: ") + name + " has shape " + shape_str(p->shape()) +
                                       ", expected [" + std::to_string(D) + "] for input " + shape_str(x.shape()));
   }
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  Tensor xhat = Tensor::empty(x.shape(), x.dtype());
-  Tensor rstd = Tensor::empty({N}, x.dtype());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor xhat = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor rstd = Tensor::empty({N}, x.dtype(), x.device());
   dispatch_floating(x.dtype(), "layer_norm", [&](auto tag) {
     using T = decltype(tag);
+    if (cpu::on_cuda(x)) {
+      cuda::layer_norm_forward(x.raw_data(), weight.defined() ? weight.raw_data() : nullptr,
+                               bias.defined() ? bias.raw_data() : nullptr, y.raw_data(), xhat.raw_data(), rstd.raw_data(),
+                               N, D, eps, x.dtype());
+      return;
+    }
     const T* px = x.data<T>();
     const T* pw = weight.defined() ? weight.data<T>() : nullptr;
     const T* pb = bias.defined() ? bias.data<T>() : nullptr;
@@ -55,6 +61,21 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
          [xhat = xhat.detach(), rstd = rstd.detach(), w = weight.defined() ? weight.detach() : Tensor(), N, D](
              const Tensor& g, const std::vector<bool>& needs) {
            Grads grads(3);
+           if (cpu::on_cuda(g)) {
+             const void* pw = w.defined() ? w.raw_data() : nullptr;
+             if (needs[0]) {
+               grads[0] = Tensor::empty(g.shape(), g.dtype(), g.device());
+               cuda::layer_norm_backward_input(g.raw_data(), xhat.raw_data(), rstd.raw_data(), pw, grads[0].raw_data(), N, D,
+                                               g.dtype());
+             }
+             for (int k : {1, 2}) {
+               if (!needs[static_cast<std::size_t>(k)]) continue;
+               grads[static_cast<std::size_t>(k)] = Tensor::empty({D}, g.dtype(), g.device());
+               cuda::column_sums(g.raw_data(), k == 1 ? xhat.raw_data() : nullptr,
+                                 grads[static_cast<std::size_t>(k)].raw_data(), N, D, g.dtype());
+             }
+             return grads;
+           }
            dispatch_floating(g.dtype(), "layer_norm backward", [&](auto tag) {
              using T = decltype(tag);
              const T *pg = g.data<T>(), *ph = xhat.data<T>(), *pr = rstd.data<T>();

@@ -36,7 +36,7 @@ Tensor reshape(const Tensor& x, const Shape& shape_in) {
 }
 
 Tensor permute(const Tensor& x, const std::vector<int>& dims_in) {
-  cpu::check_cpu("permute", x);
+  cpu::check_defined("permute", x);
   const int rank = x.dim();
   check(static_cast<int>(dims_in.size()) == rank, "permute: " + std::to_string(dims_in.size()) +
                                                       " dims given for a tensor of rank " + std::to_string(rank));
@@ -49,11 +49,25 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims_in) {
   const Shape& s = x.shape();
   Shape out_shape(rank);
   for (int i = 0; i < rank; ++i) out_shape[i] = s[dims[i]];
-  Tensor y = Tensor::empty(out_shape, x.dtype());
+  Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
   // Output coordinate i along dimension d reads input stride in_strides[dims[d]].
   const auto in_strides = contiguous_strides(s);
   std::vector<std::int64_t> read_strides(rank);
   for (int d = 0; d < rank; ++d) read_strides[d] = in_strides[dims[d]];
+  std::vector<int> inverse(rank);  // backward: permute g by the inverse permutation
+  for (int i = 0; i < rank; ++i) inverse[dims[i]] = i;
+  const auto backward = [inverse](const Tensor& g, const std::vector<bool>&) { return Grads{permute(g, inverse)}; };
+  if (cpu::on_cuda(x)) {
+    cuda::StridedView view;
+    view.rank = rank;
+    for (int d = 0; d < rank; ++d) {
+      view.shape[d] = out_shape[d];
+      view.strides_a[d] = read_strides[d];
+    }
+    cuda::strided_copy(x.raw_data(), y.raw_data(), view, dtype_size(x.dtype()));
+    record(y, "permute", {x}, backward);
+    return y;
+  }
   const std::int64_t inner = rank == 0 ? 1 : out_shape[rank - 1];
   const std::int64_t rows = inner == 0 ? 0 : y.numel() / inner;
   dispatch_any(x.dtype(), [&](auto tag) {
@@ -70,10 +84,7 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims_in) {
       for (std::int64_t j = 0; j < inner; ++j) py[row * inner + j] = px[offset + j * step];
     });
   });
-  // Backward: permute g by the inverse permutation.
-  std::vector<int> inverse(rank);
-  for (int i = 0; i < rank; ++i) inverse[dims[i]] = i;
-  record(y, "permute", {x}, [inverse](const Tensor& g, const std::vector<bool>&) { return Grads{permute(g, inverse)}; });
+  record(y, "permute", {x}, backward);
   return y;
 }
 
@@ -100,6 +111,10 @@ void split_at(const Shape& s, int axis, std::int64_t& outer, std::int64_t& inner
 void copy_along_axis(const Tensor& src, std::int64_t src_n, std::int64_t src_start, Tensor& dst, std::int64_t dst_n,
                      std::int64_t dst_start, std::int64_t count, std::int64_t outer, std::int64_t inner) {
   const std::size_t esize = dtype_size(src.dtype());
+  if (cpu::on_cuda(src)) {
+    cuda::copy_block(src.raw_data(), src_n, src_start, dst.raw_data(), dst_n, dst_start, count, outer, inner, esize);
+    return;
+  }
   const auto* ps = static_cast<const unsigned char*>(src.raw_data());
   auto* pd = static_cast<unsigned char*>(dst.raw_data());
   const std::size_t block = static_cast<std::size_t>(count * inner) * esize;
@@ -112,7 +127,7 @@ void copy_along_axis(const Tensor& src, std::int64_t src_n, std::int64_t src_sta
 }  // namespace
 
 Tensor slice(const Tensor& x, int axis_in, std::int64_t start, std::int64_t end) {
-  cpu::check_cpu("slice", x);
+  cpu::check_defined("slice", x);
   const int axis = normalize_axis("slice", axis_in, x.dim());
   const std::int64_t n = x.shape()[axis];
   const std::int64_t given_start = start, given_end = end;
@@ -123,13 +138,13 @@ Tensor slice(const Tensor& x, int axis_in, std::int64_t start, std::int64_t end)
                                                     std::to_string(n) + " (shape " + shape_str(x.shape()) + ")");
   Shape out_shape = x.shape();
   out_shape[axis] = end - start;
-  Tensor y = Tensor::empty(out_shape, x.dtype());
+  Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
   std::int64_t outer, inner;
   split_at(x.shape(), axis, outer, inner);
   copy_along_axis(x, n, start, y, end - start, 0, end - start, outer, inner);
   // Backward: g lands at [start, end) of a zero tensor of x's shape.
   record(y, "slice", {x}, [xs = x.shape(), axis, start, n, outer, inner](const Tensor& g, const std::vector<bool>&) {
-    Tensor gx = Tensor::zeros(xs, g.dtype());
+    Tensor gx = Tensor::zeros(xs, g.dtype(), g.device());
     const std::int64_t count = g.shape()[axis];
     copy_along_axis(g, count, 0, gx, n, start, count, outer, inner);
     return Grads{gx};
@@ -139,7 +154,7 @@ Tensor slice(const Tensor& x, int axis_in, std::int64_t start, std::int64_t end)
 
 Tensor concat(const std::vector<Tensor>& xs, int axis_in) {
   check(!xs.empty(), "concat: no tensors given");
-  for (const auto& x : xs) cpu::check_cpu("concat", x);
+  for (const auto& x : xs) cpu::check_defined("concat", x);
   const Shape& first = xs[0].shape();
   const int axis = normalize_axis("concat", axis_in, static_cast<int>(first.size()));
   std::int64_t total = 0;
@@ -147,6 +162,8 @@ Tensor concat(const std::vector<Tensor>& xs, int axis_in) {
     const Shape& s = xs[k].shape();
     check(xs[k].dtype() == xs[0].dtype(), "concat: tensor " + std::to_string(k) + " has dtype " + dtype_name(xs[k].dtype()) +
                                               ", tensor 0 has " + dtype_name(xs[0].dtype()));
+    check(xs[k].device() == xs[0].device(), "concat: tensor " + std::to_string(k) + " is on " +
+                                                device_name(xs[k].device()) + ", tensor 0 on " + device_name(xs[0].device()));
     bool same = s.size() == first.size();
     for (std::size_t i = 0; same && i < s.size(); ++i) same = static_cast<int>(i) == axis || s[i] == first[i];
     check(same, "concat: tensor " + std::to_string(k) + " has shape " + shape_str(s) + ", which does not match " +
@@ -155,7 +172,7 @@ Tensor concat(const std::vector<Tensor>& xs, int axis_in) {
   }
   Shape out_shape = first;
   out_shape[axis] = total;
-  Tensor y = Tensor::empty(out_shape, xs[0].dtype());
+  Tensor y = Tensor::empty(out_shape, xs[0].dtype(), xs[0].device());
   std::int64_t outer, inner;
   split_at(out_shape, axis, outer, inner);
   std::vector<std::int64_t> starts;

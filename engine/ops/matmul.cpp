@@ -58,10 +58,28 @@ Tensor batched_gemm(const char* op, const Tensor& a, const Tensor& b, bool trans
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor c = Tensor::zeros(out_shape, a.dtype());
+  Tensor c = Tensor::zeros(out_shape, a.dtype(), a.device());
   if (m == 0 || n == 0 || k == 0) return c;  // BLAS needs no call; an empty sum is 0
   const auto stride_a = cpu::broadcast_strides(batch_a, batch), stride_b = cpu::broadcast_strides(batch_b, batch);
   const std::int64_t batches = numel(batch);
+  if (cpu::on_cuda(a)) {
+    // cuBLAS's strided batch walks one stride per operand; a broadcast that repeats a
+    // whole operand is stride 0, any other broadcast is materialised first.
+    const auto batch_stride = [&](const Tensor& t, const Shape& own, std::int64_t matrix) -> std::pair<Tensor, std::int64_t> {
+      if (numel(own) == 1) return {t, 0};
+      if (numel(own) == batches) return {t, matrix};  // same batch size: the batch dims match
+      Shape full = batch;
+      full.push_back(t.shape()[t.dim() - 2]);
+      full.push_back(t.shape()[t.dim() - 1]);
+      NoGradGuard constant;  // a copy inside the op, not a recorded step
+      return {add(Tensor::zeros(full, t.dtype(), t.device()), t.detach()), matrix};
+    };
+    const auto [ta, sa_] = batch_stride(a, batch_a, m * k);
+    const auto [tb, sb_] = batch_stride(b, batch_b, k * n);
+    cuda::gemm_strided_batched(trans_a, trans_b, m, n, k, ta.raw_data(), sa_, tb.raw_data(), sb_, c.raw_data(), m * n,
+                               batches, a.dtype());
+    return c;
+  }
   const std::int64_t threads = omp_get_max_threads();
   // Tasks: (batch, row block). Enough products: one task each; else split rows.
   const std::int64_t blocks = batches >= threads ? 1 : std::min<std::int64_t>(m, (threads + batches - 1) / batches);
@@ -92,8 +110,8 @@ Tensor batched_gemm(const char* op, const Tensor& a, const Tensor& b, bool trans
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  cpu::check_cpu("matmul", a, "first input");
-  cpu::check_cpu("matmul", b, "second input");
+  cpu::check_defined("matmul", a, "first input");
+  cpu::check_defined("matmul", b, "second input");
   cpu::check_same_kind("matmul", a, b);
   check(is_floating(a.dtype()), "matmul: expected float32 or float64 tensors, got " + dtype_name(a.dtype()));
   const std::string shapes = shape_str(a.shape()) + " x " + shape_str(b.shape());

@@ -40,9 +40,9 @@ Shape reduced_shape(const Shape& shape, const std::vector<int>& axes, bool keepd
   return out;
 }
 
-// One axis, keepdim: out[o, 0, i] = combine over j of x[o, j, i], starting from init.
-template <class Combine>
-Tensor reduce_one_axis(const char* op, const Tensor& x, int axis, double init, Combine combine) {
+// One axis, keepdim: out[o, 0, i] = sum (or max) over j of x[o, j, i]. The CUDA
+// backend's reduce_axis computes the same thing with the same order and double sums.
+Tensor reduce_one_axis(const char* op, const Tensor& x, int axis, bool is_max) {
   const Shape& s = x.shape();
   std::int64_t outer = 1, inner = 1;
   for (int i = 0; i < axis; ++i) outer *= s[i];
@@ -50,7 +50,12 @@ Tensor reduce_one_axis(const char* op, const Tensor& x, int axis, double init, C
   const std::int64_t n = s[axis];
   Shape out_shape = s;
   out_shape[axis] = 1;
-  Tensor out = Tensor::empty(out_shape, x.dtype());
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
+  if (cpu::on_cuda(x)) {
+    cuda::reduce_axis(is_max, x.raw_data(), out.raw_data(), outer, n, inner, x.dtype());
+    return out;
+  }
+  const double init = is_max ? -std::numeric_limits<double>::infinity() : 0.0;
   dispatch_floating(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     const T* px = x.data<T>();
@@ -61,8 +66,12 @@ Tensor reduce_one_axis(const char* op, const Tensor& x, int axis, double init, C
       std::vector<double> acc(static_cast<std::size_t>(inner), init);
       for (std::int64_t j = 0; j < n; ++j) {  // j outside, i inside: contiguous, vectorisable
         const T* src = px + (o * n + j) * inner;
-        for (std::int64_t i = 0; i < inner; ++i)
-          acc[static_cast<std::size_t>(i)] = combine(acc[static_cast<std::size_t>(i)], static_cast<double>(src[i]));
+        for (std::int64_t i = 0; i < inner; ++i) {
+          double& a = acc[static_cast<std::size_t>(i)];
+          const double b = static_cast<double>(src[i]);
+          if (!is_max) a += b;
+          else if ((b > a || std::isnan(b)) && !std::isnan(a)) a = b;  // NaN propagates, as in PyTorch
+        }
       }
       T* row = po + o * inner;
       for (std::int64_t i = 0; i < inner; ++i) row[i] = static_cast<T>(acc[static_cast<std::size_t>(i)]);
@@ -71,32 +80,29 @@ Tensor reduce_one_axis(const char* op, const Tensor& x, int axis, double init, C
   return out;
 }
 
-template <class Combine>
-Tensor reduce_axes(const char* op, const Tensor& x, const std::vector<int>& axes, bool keepdim, double init,
-                   Combine combine) {
+Tensor reduce_axes(const char* op, const Tensor& x, const std::vector<int>& axes, bool keepdim, bool is_max) {
   Tensor out = x;
-  for (int a : axes) out = reduce_one_axis(op, out, a, init, combine);
+  for (int a : axes) out = reduce_one_axis(op, out, a, is_max);
   if (axes.empty()) out = out.clone();  // a reduction over no axes still returns new storage
   return out.detach().reshape(reduced_shape(x.shape(), axes, keepdim));
 }
-
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int>& axes_in, bool keepdim) {
-  cpu::check_cpu("sum", x);
+  cpu::check_defined("sum", x);
   check(is_floating(x.dtype()), "sum: expected a float32 or float64 tensor, got " + dtype_name(x.dtype()));
   const auto axes = resolve_axes("sum", axes_in, x.dim());
-  Tensor y = reduce_axes("sum", x, axes, keepdim, 0.0, [](auto a, auto b) { return a + b; });
+  Tensor y = reduce_axes("sum", x, axes, keepdim, false);
   // d(sum)/dx = 1 for every summed element: broadcast g back over the reduced axes.
   record(y, "sum", {x}, [xs = x.shape(), axes](const Tensor& g, const std::vector<bool>&) {
     Tensor gk = g.reshape(reduced_shape(xs, axes, true));
-    return Grads{add(Tensor::zeros(xs, g.dtype()), gk)};
+    return Grads{add(Tensor::zeros(xs, g.dtype(), g.device()), gk)};
   });
   return y;
 }
 
 Tensor mean(const Tensor& x, const std::vector<int>& axes_in, bool keepdim) {
-  cpu::check_cpu("mean", x);
+  cpu::check_defined("mean", x);
   check(is_floating(x.dtype()), "mean: expected a float32 or float64 tensor, got " + dtype_name(x.dtype()));
   const auto axes = resolve_axes("mean", axes_in, x.dim());
   std::int64_t count = 1;
@@ -105,24 +111,19 @@ Tensor mean(const Tensor& x, const std::vector<int>& axes_in, bool keepdim) {
 }
 
 Tensor max(const Tensor& x, const std::vector<int>& axes_in, bool keepdim) {
-  cpu::check_cpu("max", x);
+  cpu::check_defined("max", x);
   check(is_floating(x.dtype()), "max: expected a float32 or float64 tensor, got " + dtype_name(x.dtype()));
   const auto axes = resolve_axes("max", axes_in, x.dim());
   for (int a : axes)
     check(x.shape()[a] > 0, "max: cannot reduce axis " + std::to_string(a) + " of size 0 (shape " +
                                 shape_str(x.shape()) + ")");
-  // NaN propagates (as in PyTorch): a comparison with NaN keeps the NaN.
-  Tensor y = reduce_axes("max", x, axes, keepdim, -std::numeric_limits<double>::infinity(),
-                         [](auto a, auto b) { return (b > a || std::isnan(b)) && !std::isnan(a) ? b : a; });
+  Tensor y = reduce_axes("max", x, axes, keepdim, true);
   // Ties (convention 1): g is split evenly among the elements equal to the maximum:
   // dx = g * [x == max] / count([x == max]) over the reduced axes.
   record(y, "max", {x}, [x = x.detach(), y = y.detach(), axes](const Tensor& g, const std::vector<bool>&) {
     const Shape kept = reduced_shape(x.shape(), axes, true);
     // NaN compares unequal to itself, so a NaN maximum marks the NaN elements instead.
-    Tensor is_max = cpu::map_binary("max backward", x, y.reshape(kept), [](auto a, auto m) {
-      using T = decltype(a);
-      return a == m || (std::isnan(a) && std::isnan(m)) ? T(1) : T(0);
-    });
+    Tensor is_max = cpu::map_binary<fn::Binary::IsMax>("max backward", x, y.reshape(kept));
     Tensor count = sum(is_max, axes, true);
     return Grads{mul(is_max, div(g.reshape(kept), count))};
   });

@@ -7,7 +7,7 @@
 namespace hkt {
 
 Tensor add(const Tensor& x, double s) {
-  Tensor y = cpu::map_unary("add_scalar", x, [s](auto v) { return v + static_cast<decltype(v)>(s); });
+  Tensor y = cpu::map_unary<fn::Unary::AddScalar>("add_scalar", x, s);
   record(y, "add_scalar", {x}, [](const Tensor& g, const std::vector<bool>&) { return Grads{g}; });  // dy/dx = 1
   return y;
 }
@@ -15,25 +15,25 @@ Tensor add(const Tensor& x, double s) {
 Tensor sub(const Tensor& x, double s) { return add(x, -s); }
 
 Tensor rsub(const Tensor& x, double s) {
-  Tensor y = cpu::map_unary("rsub_scalar", x, [s](auto v) { return static_cast<decltype(v)>(s) - v; });
+  Tensor y = cpu::map_unary<fn::Unary::RsubScalar>("rsub_scalar", x, s);
   record(y, "rsub_scalar", {x}, [](const Tensor& g, const std::vector<bool>&) { return Grads{neg(g)}; });  // dy/dx = -1
   return y;
 }
 
 Tensor mul(const Tensor& x, double s) {
-  Tensor y = cpu::map_unary("mul_scalar", x, [s](auto v) { return v * static_cast<decltype(v)>(s); });
+  Tensor y = cpu::map_unary<fn::Unary::MulScalar>("mul_scalar", x, s);
   record(y, "mul_scalar", {x}, [s](const Tensor& g, const std::vector<bool>&) { return Grads{mul(g, s)}; });  // dy/dx = s
   return y;
 }
 
 Tensor div(const Tensor& x, double s) {
-  Tensor y = cpu::map_unary("div_scalar", x, [s](auto v) { return v / static_cast<decltype(v)>(s); });
+  Tensor y = cpu::map_unary<fn::Unary::DivScalar>("div_scalar", x, s);
   record(y, "div_scalar", {x}, [s](const Tensor& g, const std::vector<bool>&) { return Grads{div(g, s)}; });  // dy/dx = 1/s
   return y;
 }
 
 Tensor rdiv(const Tensor& x, double s) {
-  Tensor y = cpu::map_unary("rdiv_scalar", x, [s](auto v) { return static_cast<decltype(v)>(s) / v; });
+  Tensor y = cpu::map_unary<fn::Unary::RdivScalar>("rdiv_scalar", x, s);
   // y = s/x, dy/dx = -s/x^2 = -y/x
   record(y, "rdiv_scalar", {x}, [x = x.detach(), y = y.detach()](const Tensor& g, const std::vector<bool>&) {
     return Grads{cpu::zero_safe_mul(g, neg(div(y, x)))};
@@ -42,7 +42,7 @@ Tensor rdiv(const Tensor& x, double s) {
 }
 
 Tensor pow(const Tensor& x, double p) {
-  Tensor y = cpu::map_unary("pow", x, [p](auto v) { return std::pow(v, static_cast<decltype(v)>(p)); });
+  Tensor y = cpu::map_unary<fn::Unary::Pow>("pow", x, p);
   // dy/dx = p x^(p-1); for p = 0 the derivative is 0 everywhere (avoids 0 * inf at x = 0)
   record(y, "pow", {x}, [x = x.detach(), p](const Tensor& g, const std::vector<bool>&) {
     if (p == 0.0) return Grads{mul(g, 0.0)};

@@ -37,15 +37,15 @@ void log_softmax_rows(const T* z, T* out, std::int64_t rows, std::int64_t n) {
 
 // z = x + mask (mask broadcast to x, constant), or x itself.
 Tensor masked_input(const char* op, const Tensor& x, const Tensor& mask) {
-  cpu::check_cpu(op, x);
+  cpu::check_defined(op, x);
   if (!mask.defined()) return x.detach();
-  cpu::check_cpu(op, mask, "mask");
+  cpu::check_defined(op, mask, "mask");
   check(mask.dtype() == x.dtype(), std::string(op) + ": mask dtype " + dtype_name(mask.dtype()) +
                                        " differs from input dtype " + dtype_name(x.dtype()) + " (use 0 and -inf in the input's dtype)");
   check(broadcast_shapes(op, x.shape(), mask.shape()) == x.shape(),
         std::string(op) + ": mask of shape " + shape_str(mask.shape()) + " does not broadcast to input " + shape_str(x.shape()));
-  NoGradGuard constant;
-  return add(x.detach(), mask.detach());
+  NoGradGuard constant;  // the mask follows the input to its device (a constant, like indices)
+  return add(x.detach(), cpu::on_device(mask, x.device()).detach());
 }
 
 std::int64_t last_size(const Tensor& x) { return x.dim() == 0 ? 1 : x.shape()[x.dim() - 1]; }
@@ -55,16 +55,19 @@ std::int64_t last_size(const Tensor& x) { return x.dim() == 0 ? 1 : x.shape()[x.
 Tensor log_softmax(const Tensor& x, const Tensor& mask) {
   const Tensor z = masked_input("log_softmax", x, mask);
   const std::int64_t n = last_size(x), rows = n == 0 ? 0 : x.numel() / n;
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_floating(x.dtype(), "log_softmax", [&](auto tag) {
     using T = decltype(tag);
+    if (cpu::on_cuda(x)) return cuda::softmax_rows(z.raw_data(), y.raw_data(), rows, n, false, x.dtype());
     log_softmax_rows(z.data<T>(), y.data<T>(), rows, n);
   });
   // dx_j = g_j - p_j sum_k g_k with p = e^y; 0 where y_j = -inf (masked or dead row).
   record(y, "log_softmax", {x}, [y = y.detach(), n, rows](const Tensor& g, const std::vector<bool>&) {
-    Tensor gx = Tensor::empty(y.shape(), y.dtype());
+    Tensor gx = Tensor::empty(y.shape(), y.dtype(), y.device());
     dispatch_floating(y.dtype(), "log_softmax backward", [&](auto tag) {
       using T = decltype(tag);
+      if (cpu::on_cuda(y))
+        return cuda::softmax_backward_rows(y.raw_data(), g.raw_data(), gx.raw_data(), rows, n, false, y.dtype());
       const T *py = y.data<T>(), *pg = g.data<T>();
       T* out = gx.data<T>();
       cpu::parallel_for(rows, n * 3, [&](std::int64_t r) {
@@ -84,18 +87,21 @@ Tensor log_softmax(const Tensor& x, const Tensor& mask) {
 Tensor softmax(const Tensor& x, const Tensor& mask) {
   const Tensor z = masked_input("softmax", x, mask);
   const std::int64_t n = last_size(x), rows = n == 0 ? 0 : x.numel() / n;
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_floating(x.dtype(), "softmax", [&](auto tag) {
     using T = decltype(tag);
+    if (cpu::on_cuda(x)) return cuda::softmax_rows(z.raw_data(), y.raw_data(), rows, n, true, x.dtype());
     T* py = y.data<T>();
     log_softmax_rows(z.data<T>(), py, rows, n);
     cpu::parallel_for(y.numel(), 1, [&](std::int64_t i) { py[i] = std::exp(py[i]); });  // e^-inf = 0
   });
   // dx_j = p_j (g_j - sum_k g_k p_k); p_j = 0 gives 0 for masked entries and dead rows.
   record(y, "softmax", {x}, [y = y.detach(), n, rows](const Tensor& g, const std::vector<bool>&) {
-    Tensor gx = Tensor::empty(y.shape(), y.dtype());
+    Tensor gx = Tensor::empty(y.shape(), y.dtype(), y.device());
     dispatch_floating(y.dtype(), "softmax backward", [&](auto tag) {
       using T = decltype(tag);
+      if (cpu::on_cuda(y))
+        return cuda::softmax_backward_rows(y.raw_data(), g.raw_data(), gx.raw_data(), rows, n, true, y.dtype());
       const T *py = y.data<T>(), *pg = g.data<T>();
       T* out = gx.data<T>();
       cpu::parallel_for(rows, n * 3, [&](std::int64_t r) {
@@ -111,7 +117,7 @@ Tensor softmax(const Tensor& x, const Tensor& mask) {
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t ignore_index, double label_smoothing) {
-  cpu::check_cpu("cross_entropy", logits, "logits");
+  cpu::check_defined("cross_entropy", logits, "logits");
   cpu::check_indices("cross_entropy", targets, "targets");
   check(logits.dim() >= 1, "cross_entropy: logits must have a class axis, got shape []");
   check(label_smoothing >= 0.0 && label_smoothing <= 1.0,
@@ -121,7 +127,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t i
                                          shape_str(expected) + ", got " + shape_str(targets.shape()));
   const std::int64_t C = logits.shape().back(), N = targets.numel();
   check(C > 0, "cross_entropy: logits have 0 classes");
-  const std::int64_t* t = targets.data<std::int64_t>();
+  const std::vector<std::int64_t> host_targets = cpu::host_indices(targets);
+  const std::int64_t* t = host_targets.data();
   std::int64_t count = 0;
   for (std::int64_t i = 0; i < N; ++i) {
     if (t[i] == ignore_index) continue;
@@ -129,11 +136,18 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t i
                                      " is outside [0, " + std::to_string(C) + ")");
     ++count;
   }
-  Tensor logp = Tensor::empty(logits.shape(), logits.dtype());
-  Tensor loss = Tensor::empty({}, logits.dtype());
+  Tensor logp = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+  Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
   const double eps = label_smoothing;
+  const Tensor saved_targets = cpu::on_device(targets, logits.device()).detach();
   dispatch_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
+    if (cpu::on_cuda(logits)) {
+      cuda::softmax_rows(logits.raw_data(), logp.raw_data(), N, C, false, logits.dtype());
+      const auto* pt = static_cast<const std::int64_t*>(saved_targets.raw_data());
+      cuda::cross_entropy_loss(logp.raw_data(), pt, loss.raw_data(), N, C, ignore_index, eps, count, logits.dtype());
+      return;
+    }
     const T* pl = logits.data<T>();
     T* lp = logp.data<T>();
     log_softmax_rows(pl, lp, N, C);
@@ -153,12 +167,18 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t i
   // dlogits[i, c] = g (p[i, c] - q[i, c]) / count, q = (1 - eps) onehot(t_i) + eps / C;
   // rows with an ignored target get 0 (and so does everything when count = 0).
   record(loss, "cross_entropy", {logits, targets},
-         [logp = logp.detach(), targets = targets.detach(), ignore_index, eps, count, N, C](
+         [logp = logp.detach(), targets = saved_targets, ignore_index, eps, count, N, C](
              const Tensor& g, const std::vector<bool>&) {
-           Tensor gx = Tensor::zeros(logp.shape(), logp.dtype());
+           Tensor gx = Tensor::zeros(logp.shape(), logp.dtype(), logp.device());
            if (count == 0) return Grads{gx, Tensor()};
            dispatch_floating(logp.dtype(), "cross_entropy backward", [&](auto tag) {
              using T = decltype(tag);
+             if (cpu::on_cuda(logp)) {
+               const auto* pt = static_cast<const std::int64_t*>(targets.raw_data());
+               cuda::cross_entropy_backward(logp.raw_data(), pt, gx.raw_data(), N, C, ignore_index, eps,
+                                            g.item() / static_cast<double>(count), logp.dtype());
+               return;
+             }
              const T* lp = logp.data<T>();
              const std::int64_t* tt = targets.data<std::int64_t>();
              T* out = gx.data<T>();

@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "autograd.h"
+#include "common/adamw_update.h"
+#include "cuda_backend.h"
 #include "error.h"
 
 namespace hkt::optim {
@@ -31,7 +33,6 @@ void validate_parameter(const std::string& name, const Tensor& p) {
   check(!name.empty(), "AdamW: a parameter has an empty name");
   check(p.defined(), param_where(name) + " is undefined");
   check(is_floating(p.dtype()), param_where(name) + " has dtype " + dtype_name(p.dtype()) + "; expected float32 or float64");
-  check(p.device() == Device::CPU, param_where(name) + " is on " + device_name(p.device()) + "; only cpu parameters are supported");
   if (!p.is_leaf()) throw Error(param_where(name) + " is not a leaf (it was produced by the op '" + p.grad_fn()->op + "')");
   check(p.requires_grad(), param_where(name) + " does not require grad");
 }
@@ -42,25 +43,22 @@ bool decay_rule(const std::string& name, int rank) {
 }
 
 /// One AdamW update of n elements, in T, in PyTorch's order (adamw.h). `step_size` is
-/// lr / (1 - beta1^t), `bc2_sqrt` is sqrt(1 - beta2^t), `decay` is 1 - lr * wd.
+/// lr / (1 - beta1^t), `bc2_sqrt` is sqrt(1 - beta2^t), `decay` is 1 - lr * wd. The
+/// per-element formula is kernels/common/adamw_update.h, shared with the CUDA backend.
 template <class T>
 void update(T* p, const T* g, T* m, T* v, std::int64_t n, const AdamWConfig& c, double decay, double step_size,
             double bc2_sqrt) {
-  const T b1 = static_cast<T>(c.beta1), one_minus_b1 = static_cast<T>(1 - c.beta1);
-  const T b2 = static_cast<T>(c.beta2), one_minus_b2 = static_cast<T>(1 - c.beta2);
-  const T eps = static_cast<T>(c.eps), d = static_cast<T>(decay);
-  const T neg_step = static_cast<T>(-step_size), bc2 = static_cast<T>(bc2_sqrt);
-  for (std::int64_t k = 0; k < n; ++k) {
-    p[k] *= d;                                       // p <- p (1 - lr wd)
-    m[k] = m[k] * b1 + one_minus_b1 * g[k];          // m <- beta1 m + (1 - beta1) g
-    v[k] = v[k] * b2 + one_minus_b2 * g[k] * g[k];   // v <- beta2 v + (1 - beta2) g^2
-    const T denom = std::sqrt(v[k]) / bc2 + eps;     // sqrt(v) / sqrt(1 - beta2^t) + eps
-    p[k] = p[k] + neg_step * m[k] / denom;           // p <- p - lr / (1 - beta1^t) m / denom
-  }
+  const auto constants = fn::adamw_step_constants<T>(c.beta1, c.beta2, c.eps, decay, step_size, bc2_sqrt);
+  for (std::int64_t k = 0; k < n; ++k) fn::adamw_update_one(p[k], g[k], m[k], v[k], constants);
 }
 
-/// dst <- src, both CPU tensors of the same shape and dtype.
-void copy_into(const Tensor& dst, const Tensor& src) { std::memcpy(dst.raw_data(), src.raw_data(), dst.nbytes()); }
+/// dst <- src (a CPU tensor of the same shape and dtype; dst on either device).
+void copy_into(const Tensor& dst, const Tensor& src) {
+  if (dst.device() == Device::CUDA)
+    cuda::copy_host_to_device(dst.raw_data(), src.raw_data(), dst.nbytes());
+  else
+    std::memcpy(dst.raw_data(), src.raw_data(), dst.nbytes());
+}
 
 /// Joins names for an error message: "a, b, c" (at most 8, then "and N more").
 std::string join(const std::vector<std::string>& names) {
@@ -102,8 +100,8 @@ AdamW::AdamW(std::vector<std::pair<std::string, Tensor>> named_parameters, const
     Slot s;
     s.name = name;
     s.param = p;
-    s.exp_avg = Tensor::zeros(p.shape(), p.dtype());
-    s.exp_avg_sq = Tensor::zeros(p.shape(), p.dtype());
+    s.exp_avg = Tensor::zeros(p.shape(), p.dtype(), p.device());
+    s.exp_avg_sq = Tensor::zeros(p.shape(), p.dtype(), p.device());
     s.decay = decay_rule(name, p.dim());
     slots_.push_back(std::move(s));
   }
@@ -118,7 +116,8 @@ void AdamW::check_grads() const {
                                             dtype_name(s.param.dtype()));
     check(g.shape() == s.param.shape(), where + " has shape " + shape_str(g.shape()) + ", the parameter " +
                                             shape_str(s.param.shape()));
-    check(g.device() == Device::CPU, where + " is on " + device_name(g.device()) + "; expected cpu");
+    check(g.device() == s.param.device(), where + " is on " + device_name(g.device()) + ", the parameter on " +
+                                              device_name(s.param.device()));
   }
 }
 
@@ -134,6 +133,11 @@ void AdamW::step(double lr) {
     const Tensor g = s.param.grad();
     if (!g.defined()) continue;  // no gradient: parameter and moments unchanged
     const double decay = 1 - lr * (s.decay ? config_.weight_decay : 0.0);  // 1 - lr wd
+    if (s.param.device() == Device::CUDA) {
+      cuda::adamw_update(s.param.raw_data(), g.raw_data(), s.exp_avg.raw_data(), s.exp_avg_sq.raw_data(), s.param.numel(),
+                         config_.beta1, config_.beta2, config_.eps, decay, step_size, bc2_sqrt, s.param.dtype());
+      continue;
+    }
     dispatch_floating(s.param.dtype(), "AdamW.step", [&](auto tag) {
       using T = decltype(tag);
       update<T>(s.param.data<T>(), g.data<T>(), s.exp_avg.data<T>(), s.exp_avg_sq.data<T>(), s.param.numel(), config_,
@@ -160,8 +164,10 @@ std::vector<std::pair<std::string, Tensor>> AdamW::state() const {
   NoGradGuard no_grad;
   std::vector<std::pair<std::string, Tensor>> out;
   for (const Slot& s : slots_) {
-    out.emplace_back(s.name + ".exp_avg", s.exp_avg.clone());
-    out.emplace_back(s.name + ".exp_avg_sq", s.exp_avg_sq.clone());
+    // Copies on the CPU, whatever the device: checkpoints are device-independent.
+    const auto host_copy = [](const Tensor& t) { return t.device() == Device::CPU ? t.clone() : t.to(Device::CPU); };
+    out.emplace_back(s.name + ".exp_avg", host_copy(s.exp_avg));
+    out.emplace_back(s.name + ".exp_avg_sq", host_copy(s.exp_avg_sq));
   }
   out.emplace_back("step", Tensor::from_indices({step_count_}, {}));
   return out;

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <string>
 
+#include "cuda_backend.h"
 #include "error.h"
 
 namespace hkt::optim {
@@ -22,13 +23,13 @@ Tensor checked_grad(const std::vector<Tensor>& parameters, std::size_t i) {
   Tensor g = p.grad();
   if (!g.defined()) return g;
   check(is_floating(g.dtype()), which(i, g) + " has dtype " + dtype_name(g.dtype()) + "; expected float32 or float64");
-  check(g.device() == Device::CPU, which(i, g) + " is on " + device_name(g.device()) + "; only cpu gradients are supported");
   check(g.shape() == p.shape(), which(i, g) + " does not match the parameter's shape " + shape_str(p.shape()));
   return g;
 }
 
 /// sum of g^2 over the elements, in double.
 double sum_of_squares(const Tensor& g) {
+  if (g.device() == Device::CUDA) return cuda::sum_of_squares(g.raw_data(), g.numel(), g.dtype());
   return dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
     using T = decltype(tag);
     const T* x = g.data<T>();
@@ -39,7 +40,8 @@ double sum_of_squares(const Tensor& g) {
 }
 
 /// Index of the first non-finite element of g, or -1.
-std::int64_t first_non_finite(const Tensor& g) {
+std::int64_t first_non_finite(const Tensor& g_any) {
+  const Tensor g = g_any.device() == Device::CPU ? g_any : g_any.to(Device::CPU);  // an error path: a copy is fine
   return dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) -> std::int64_t {
     using T = decltype(tag);
     const T* x = g.data<T>();
@@ -67,6 +69,7 @@ std::int64_t first_non_finite(const Tensor& g) {
 
 /// g *= coef, in g's dtype.
 void scale(Tensor& g, double coef) {
+  if (g.device() == Device::CUDA) return cuda::unary(fn::Unary::MulScalar, g.raw_data(), g.raw_data(), g.numel(), coef, g.dtype());
   dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
     using T = decltype(tag);
     T* x = g.data<T>();

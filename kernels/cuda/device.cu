@@ -1,12 +1,15 @@
-// device.cu: device query, memory and copies through the CUDA runtime.
+// device.cu: device query, the stream, memory (through the caching allocator) and
+// copies, on the CUDA runtime. Every runtime call is checked (check.cuh).
 #include <cstdio>
 
+#include "caching_allocator.h"
 #include "check.cuh"
 #include "cuda_backend.h"
 
 namespace hkt::cuda {
 
 bool built_with_cuda() { return true; }
+bool is_emulated() { return false; }
 
 int device_count(std::string* reason) {
   int count = 0;
@@ -39,36 +42,99 @@ DeviceInfo device_info(int index) {
   return info;
 }
 
+cudaStream_t stream() {
+  // One non-blocking stream for all of the engine's work, created on first use.
+  static cudaStream_t s = [] {
+    cudaStream_t created = nullptr;
+    HKT_CUDA_CHECK(cudaStreamCreateWithFlags(&created, cudaStreamNonBlocking));
+    return created;
+  }();
+  return s;
+}
+
+namespace {
+CachingAllocator& allocator() {
+  // Never destroyed: tensors in static storage may free their blocks after main returns.
+  static auto* a = new CachingAllocator(
+      [](std::size_t nbytes) -> void* {
+        void* ptr = nullptr;
+        if (cudaMalloc(&ptr, nbytes) != cudaSuccess) {
+          (void)cudaGetLastError();  // out of memory is not sticky: clear it and report nullptr
+          return nullptr;
+        }
+        return ptr;
+      },
+      [](void* ptr) {
+        const cudaError_t status = cudaFree(ptr);
+        if (status != cudaSuccess) std::fprintf(stderr, "hkt: cudaFree failed: %s\n", cudaGetErrorString(status));
+      },
+      []() -> std::size_t {
+        std::size_t free_bytes = 0, total_bytes = 0;
+        if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) (void)cudaGetLastError();
+        return free_bytes;
+      });
+  static const bool guard_io = [] {
+    a->set_guard_io(
+        [](void* ptr, unsigned char byte, std::size_t n) { HKT_CUDA_CHECK(cudaMemsetAsync(ptr, byte, n, stream())); },
+        [](void* host, const void* dev, std::size_t n) {
+          HKT_CUDA_CHECK(cudaMemcpyAsync(host, dev, n, cudaMemcpyDeviceToHost, stream()));
+          HKT_CUDA_CHECK(cudaStreamSynchronize(stream()));
+        });
+    return true;
+  }();
+  (void)guard_io;
+  return *a;
+}
+}  // namespace
+
 void* allocate(std::size_t nbytes) {
   require_device("cuda allocate");
-  void* ptr = nullptr;
-  if (nbytes == 0) return nullptr;
-  cudaError_t status = cudaMalloc(&ptr, nbytes);
-  if (status != cudaSuccess) {
-    (void)cudaGetLastError();
-    std::size_t free_bytes = 0, total_bytes = 0;
-    (void)cudaMemGetInfo(&free_bytes, &total_bytes);
-    throw Error("cuda allocate: cudaMalloc of " + std::to_string(nbytes) + " bytes failed (" +
-                cudaGetErrorString(status) + "); " + std::to_string(free_bytes) + " of " +
-                std::to_string(total_bytes) + " bytes free");
-  }
-  return ptr;
+  (void)stream();  // create the stream before the first kernel can need it
+  return allocator().allocate(nbytes);
 }
 
 void free(void* ptr) noexcept {
   if (!ptr) return;
-  cudaError_t status = cudaFree(ptr);
-  if (status != cudaSuccess) std::fprintf(stderr, "hkt: cudaFree failed: %s\n", cudaGetErrorString(status));
+  try {
+    allocator().free(ptr);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hkt: %s\n", e.what());
+  }
+}
+
+CudaMemoryStats memory_stats() {
+  CudaMemoryStats s;
+  s.allocated_bytes = allocator().allocated_bytes();
+  s.peak_allocated_bytes = allocator().peak_allocated_bytes();
+  s.reserved_bytes = allocator().reserved_bytes();
+  return s;
+}
+
+void set_guard_mode(bool on) { allocator().set_guard_mode(on); }
+std::vector<std::string> take_guard_violations() { return allocator().take_guard_violations(); }
+
+void empty_cache() {
+  HKT_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  allocator().empty_cache();
 }
 
 void copy_host_to_device(void* dst, const void* src, std::size_t nbytes) {
-  if (nbytes) HKT_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyHostToDevice));
+  if (!nbytes) return;
+  HKT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, stream()));
+  HKT_CUDA_CHECK(cudaStreamSynchronize(stream()));  // the host buffer may be freed on return
 }
 void copy_device_to_host(void* dst, const void* src, std::size_t nbytes) {
-  if (nbytes) HKT_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToHost));
+  if (!nbytes) return;
+  HKT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, stream()));
+  HKT_CUDA_CHECK(cudaStreamSynchronize(stream()));
 }
 void copy_device_to_device(void* dst, const void* src, std::size_t nbytes) {
-  if (nbytes) HKT_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToDevice));
+  if (nbytes) HKT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, stream()));
+}
+
+void synchronize() {
+  HKT_CUDA_CHECK(cudaGetLastError());
+  HKT_CUDA_CHECK(cudaStreamSynchronize(stream()));
 }
 
 }  // namespace hkt::cuda

@@ -1,0 +1,94 @@
+// layer_norm.cpp: layer norm rows (one row per thread) and the column sums of its
+// weight and bias gradients (one column per thread, rows in order). The formulas are
+// those of engine/ops/layer_norm.cpp (Ba et al. 2016), statistics in double.
+#include <cmath>
+
+#include "cuda_backend.h"
+#include "launch.h"
+
+namespace hkt::cuda {
+
+namespace detail {
+
+template <class T>
+void layer_norm_forward_impl(const T* x, const T* w, const T* b, T* y, T* xhat, T* rstd, std::int64_t N,
+                             std::int64_t D, double eps) {
+  for_each(N, HKT_KERNEL(std::int64_t r) {
+    const T* xr = x + r * D;
+    double mu = 0, var = 0;
+    for (std::int64_t j = 0; j < D; ++j) mu += static_cast<double>(xr[j]);
+    mu /= static_cast<double>(D);
+    for (std::int64_t j = 0; j < D; ++j) var += (static_cast<double>(xr[j]) - mu) * (static_cast<double>(xr[j]) - mu);
+    var /= static_cast<double>(D);
+    const T rs = static_cast<T>(1.0 / std::sqrt(var + eps));
+    rstd[r] = rs;
+    for (std::int64_t j = 0; j < D; ++j) {
+      const T h = static_cast<T>((static_cast<double>(xr[j]) - mu) * static_cast<double>(rs));
+      xhat[r * D + j] = h;
+      y[r * D + j] = h * (w ? w[j] : T(1)) + (b ? b[j] : T(0));
+    }
+  });
+}
+
+template <class T>
+void layer_norm_backward_input_impl(const T* g, const T* xhat, const T* rstd, const T* w, T* dx, std::int64_t N,
+                                    std::int64_t D) {
+  for_each(N, HKT_KERNEL(std::int64_t r) {
+    T mean_d = 0, mean_dh = 0;  // mean(dxhat), mean(dxhat * xhat), dxhat = g w
+    for (std::int64_t j = 0; j < D; ++j) {
+      const T d = g[r * D + j] * (w ? w[j] : T(1));
+      mean_d += d;
+      mean_dh += d * xhat[r * D + j];
+    }
+    mean_d /= static_cast<T>(D);
+    mean_dh /= static_cast<T>(D);
+    for (std::int64_t j = 0; j < D; ++j) {
+      const T d = g[r * D + j] * (w ? w[j] : T(1));
+      dx[r * D + j] = rstd[r] * (d - mean_d - xhat[r * D + j] * mean_dh);
+    }
+  });
+}
+
+template <class T>
+void column_sums_impl(const T* g, const T* xhat, T* out, std::int64_t N, std::int64_t D) {
+  for_each(D, HKT_KERNEL(std::int64_t j) {
+    T s = 0;
+    for (std::int64_t r = 0; r < N; ++r) s += g[r * D + j] * (xhat ? xhat[r * D + j] : T(1));
+    out[j] = s;
+  });
+}
+
+}  // namespace detail
+
+void layer_norm_forward(const void* x, const void* w, const void* b, void* y, void* xhat, void* rstd, std::int64_t N,
+                        std::int64_t D, double eps, DType dtype) {
+  if (dtype == DType::Float64)
+    detail::layer_norm_forward_impl(static_cast<const double*>(x), static_cast<const double*>(w),
+                                    static_cast<const double*>(b), static_cast<double*>(y), static_cast<double*>(xhat),
+                                    static_cast<double*>(rstd), N, D, eps);
+  else
+    detail::layer_norm_forward_impl(static_cast<const float*>(x), static_cast<const float*>(w),
+                                    static_cast<const float*>(b), static_cast<float*>(y), static_cast<float*>(xhat),
+                                    static_cast<float*>(rstd), N, D, eps);
+}
+
+void layer_norm_backward_input(const void* g, const void* xhat, const void* rstd, const void* w, void* dx,
+                               std::int64_t N, std::int64_t D, DType dtype) {
+  if (dtype == DType::Float64)
+    detail::layer_norm_backward_input_impl(static_cast<const double*>(g), static_cast<const double*>(xhat),
+                                           static_cast<const double*>(rstd), static_cast<const double*>(w),
+                                           static_cast<double*>(dx), N, D);
+  else
+    detail::layer_norm_backward_input_impl(static_cast<const float*>(g), static_cast<const float*>(xhat),
+                                           static_cast<const float*>(rstd), static_cast<const float*>(w),
+                                           static_cast<float*>(dx), N, D);
+}
+
+void column_sums(const void* g, const void* xhat, void* out, std::int64_t N, std::int64_t D, DType dtype) {
+  if (dtype == DType::Float64)
+    detail::column_sums_impl(static_cast<const double*>(g), static_cast<const double*>(xhat), static_cast<double*>(out), N, D);
+  else
+    detail::column_sums_impl(static_cast<const float*>(g), static_cast<const float*>(xhat), static_cast<float*>(out), N, D);
+}
+
+}  // namespace hkt::cuda

@@ -1,0 +1,45 @@
+// optim.cpp: the dropout mask (Philox, engine/random.h) and the AdamW update
+// (kernels/common/adamw_update.h), one element per thread; the formulas are the CPU's.
+#include "common/adamw_update.h"
+#include "cuda_backend.h"
+#include "launch.h"
+#include "random.h"
+
+namespace hkt::cuda {
+
+namespace detail {
+
+template <class T>
+void dropout_mask_impl(T* mask, std::int64_t n, std::uint64_t seed, std::uint64_t first, double p) {
+  const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
+  for_each(n, HKT_KERNEL(std::int64_t i) {
+    const float u = uniform24(philox_at(seed, first + static_cast<std::uint64_t>(i)).out[0]);
+    mask[i] = static_cast<double>(u) < p ? T(0) : keep_scale;
+  });
+}
+
+template <class T>
+void adamw_impl(T* p, const T* g, T* m, T* v, std::int64_t n, const fn::AdamWStep<T> c) {
+  for_each(n, HKT_KERNEL(std::int64_t i) { fn::adamw_update_one(p[i], g[i], m[i], v[i], c); });
+}
+
+}  // namespace detail
+
+void dropout_mask(void* mask, std::int64_t n, std::uint64_t seed, std::uint64_t first, double p, DType dtype) {
+  if (dtype == DType::Float64) detail::dropout_mask_impl(static_cast<double*>(mask), n, seed, first, p);
+  else detail::dropout_mask_impl(static_cast<float*>(mask), n, seed, first, p);
+}
+
+void adamw_update(void* param, const void* grad, void* m, void* v, std::int64_t n, double beta1, double beta2,
+                  double eps, double decay, double step_size, double bc2_sqrt, DType dtype) {
+  if (dtype == DType::Float64)
+    detail::adamw_impl(static_cast<double*>(param), static_cast<const double*>(grad), static_cast<double*>(m),
+                       static_cast<double*>(v), n,
+                       fn::adamw_step_constants<double>(beta1, beta2, eps, decay, step_size, bc2_sqrt));
+  else
+    detail::adamw_impl(static_cast<float*>(param), static_cast<const float*>(grad), static_cast<float*>(m),
+                       static_cast<float*>(v), n,
+                       fn::adamw_step_constants<float>(beta1, beta2, eps, decay, step_size, bc2_sqrt));
+}
+
+}  // namespace hkt::cuda

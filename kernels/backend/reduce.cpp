@@ -1,0 +1,74 @@
+// reduce.cpp: sum or max along one axis, and the sum of squares of clip_grad_norm.
+// One output element per thread; the thread walks its inputs in order, accumulating in
+// double, exactly as the CPU (engine/ops/reduce.cpp): same order, same rounding.
+#include <cmath>
+#include <vector>
+
+#include "cuda_backend.h"
+#include "launch.h"
+
+namespace hkt::cuda {
+
+namespace detail {
+
+template <class T>
+void reduce_axis_impl(bool is_max, const T* x, T* out, std::int64_t outer, std::int64_t n, std::int64_t inner) {
+  for_each(outer * inner, HKT_KERNEL(std::int64_t i) {
+    const std::int64_t o = i / inner, k = i % inner;
+    const T* p = x + o * n * inner + k;
+    double acc = is_max ? -HUGE_VAL : 0.0;  // HUGE_VAL is +inf
+    for (std::int64_t j = 0; j < n; ++j) {
+      const double v = static_cast<double>(p[j * inner]);
+      if (!is_max) acc += v;
+      else if ((v > acc || std::isnan(v)) && !std::isnan(acc)) acc = v;  // NaN propagates
+    }
+    out[i] = static_cast<T>(acc);
+  });
+}
+
+// Stage 1 of sum_of_squares: partial[c] = sum of x^2 over chunk c (in order).
+template <class T>
+void squares_impl(const T* x, double* partial, std::int64_t n, std::int64_t chunk, std::int64_t chunks) {
+  for_each(chunks, HKT_KERNEL(std::int64_t c) {
+    double s = 0.0;
+    const std::int64_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
+    for (std::int64_t i = c * chunk; i < end; ++i) s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+    partial[c] = s;
+  });
+}
+
+}  // namespace detail
+
+void reduce_axis(bool is_max, const void* x, void* out, std::int64_t outer, std::int64_t n, std::int64_t inner,
+                 DType dtype) {
+  if (dtype == DType::Float64)
+    detail::reduce_axis_impl(is_max, static_cast<const double*>(x), static_cast<double*>(out), outer, n, inner);
+  else
+    detail::reduce_axis_impl(is_max, static_cast<const float*>(x), static_cast<float*>(out), outer, n, inner);
+}
+
+double sum_of_squares(const void* x, std::int64_t n, DType dtype) {
+  if (n == 0) return 0.0;
+  // Two stages so that a long vector is not summed by one thread: chunks of 4096 in
+  // parallel, then the partial sums on the host in chunk order (deterministic).
+  constexpr std::int64_t kChunk = 4096;
+  const std::int64_t chunks = (n + kChunk - 1) / kChunk;
+  void* partial = allocate(static_cast<std::size_t>(chunks) * sizeof(double));
+  std::vector<double> host(static_cast<std::size_t>(chunks));
+  try {
+    if (dtype == DType::Float64)
+      detail::squares_impl(static_cast<const double*>(x), static_cast<double*>(partial), n, kChunk, chunks);
+    else
+      detail::squares_impl(static_cast<const float*>(x), static_cast<double*>(partial), n, kChunk, chunks);
+    copy_device_to_host(host.data(), partial, host.size() * sizeof(double));
+  } catch (...) {
+    free(partial);
+    throw;
+  }
+  free(partial);
+  double total = 0.0;
+  for (double s : host) total += s;
+  return total;
+}
+
+}  // namespace hkt::cuda

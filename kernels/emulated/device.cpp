@@ -1,0 +1,75 @@
+// device.cpp (EMULATE build): "device" memory is host memory from the caching
+// allocator over aligned_alloc, copies are memcpy, and there is one pretend device. See
+// cuda_backend.h for why this build exists: it runs every CUDA code path but the launch
+// on a machine without a GPU.
+#include <cstdlib>
+#include <cstring>
+
+#include "caching_allocator.h"
+#include "cuda_backend.h"
+#include "error.h"
+
+namespace hkt::cuda {
+
+bool built_with_cuda() { return true; }
+bool is_emulated() { return true; }
+
+int device_count(std::string*) { return 1; }
+
+void require_device(const std::string&) {}
+
+DeviceInfo device_info(int index) {
+  check(index == 0, "device_info: no CUDA device " + std::to_string(index) + " (the emulated build has one, 0)");
+  DeviceInfo info;
+  info.name = "emulated CUDA device (host memory, HKT_CUDA=EMULATE)";
+  info.compute_major = 0;
+  info.compute_minor = 0;
+  return info;
+}
+
+namespace {
+CachingAllocator& allocator() {
+  static auto* a = [] {
+    auto* created = new CachingAllocator([](std::size_t nbytes) { return std::aligned_alloc(64, nbytes); },
+                                         [](void* ptr) { std::free(ptr); });
+    created->set_guard_io([](void* ptr, unsigned char byte, std::size_t n) { std::memset(ptr, byte, n); },
+                          [](void* host, const void* dev, std::size_t n) { std::memcpy(host, dev, n); });
+    return created;
+  }();
+  return *a;
+}
+}  // namespace
+
+void* allocate(std::size_t nbytes) { return allocator().allocate(nbytes); }
+
+void free(void* ptr) noexcept {
+  try {
+    allocator().free(ptr);
+  } catch (...) {
+  }
+}
+
+CudaMemoryStats memory_stats() {
+  CudaMemoryStats s;
+  s.allocated_bytes = allocator().allocated_bytes();
+  s.peak_allocated_bytes = allocator().peak_allocated_bytes();
+  s.reserved_bytes = allocator().reserved_bytes();
+  return s;
+}
+
+void empty_cache() { allocator().empty_cache(); }
+void set_guard_mode(bool on) { allocator().set_guard_mode(on); }
+std::vector<std::string> take_guard_violations() { return allocator().take_guard_violations(); }
+
+void copy_host_to_device(void* dst, const void* src, std::size_t nbytes) {
+  if (nbytes) std::memcpy(dst, src, nbytes);
+}
+void copy_device_to_host(void* dst, const void* src, std::size_t nbytes) {
+  if (nbytes) std::memcpy(dst, src, nbytes);
+}
+void copy_device_to_device(void* dst, const void* src, std::size_t nbytes) {
+  if (nbytes) std::memmove(dst, src, nbytes);
+}
+void synchronize() {}
+
+}  // namespace hkt::cuda
