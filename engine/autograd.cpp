@@ -104,6 +104,8 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
                                        shape_str(root.shape()));
   check(g.dtype() == root.dtype(), "backward: gradient dtype " + dtype_name(g.dtype()) + " differs from output dtype " +
                                        dtype_name(root.dtype()));
+  check(g.device() == root.device(), "backward: gradient is on " + device_name(g.device()) + ", the output on " +
+                                         device_name(root.device()));
   NoGradGuard no_grad;
   if (!root.grad_fn()) {  // the root is itself a leaf
     accumulate_leaf(*root.impl(), g);

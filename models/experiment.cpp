@@ -435,7 +435,9 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
   for (const auto& [seed, variant, rc] : plan) {
     ++index;
     const std::string rel = variant->name + "/seed-" + std::to_string(seed), dir = out_dir + "/" + rel;
-    const std::string tag = "[" + std::to_string(index) + "/" + std::to_string(plan.size()) + "] " + rel;
+    // Built with += : GCC 12 reports a false -Wrestrict for "[" + std::string (its bug 105329).
+    std::string tag = "[";
+    tag += std::to_string(index) + "/" + std::to_string(plan.size()) + "] " + rel;
     Json result;
     const bool has_config = fs::exists(dir + "/config.json");
     if (has_config && fs::exists(dir + "/result.json")) {

@@ -100,7 +100,7 @@ TEST_CASE("cuda: one seed gives the same dropout mask on the GPU as on the CPU",
   CHECK(dropped < 850);
 }
 
-TEST_CASE("cuda: memory is cached, out of memory names the size, the fused CPU op refuses GPU tensors", "[cuda]") {
+TEST_CASE("cuda: memory is cached, out of memory names the size, devices never mix silently", "[cuda]") {
   HKT_SKIP_UNLESS_CUDA();
   cuda::empty_cache();
   const auto before = cuda::memory_stats();
@@ -113,6 +113,10 @@ TEST_CASE("cuda: memory is cached, out of memory names the size, the fused CPU o
   // 2^48 floats = 1 PiB: more than any device has.
   require_error([] { Tensor::empty({std::int64_t{1} << 48}, DType::Float32, Device::CUDA); },
                 "cuda allocate: out of memory asking for 1125899906842624 bytes; device free memory");
+  // Mixing devices is an error naming both, never a silent copy.
+  Tensor w = Tensor::ones({2}, DType::Float32, Device::CUDA).set_requires_grad();
+  require_error([&] { add(w, Tensor::ones({2})); }, "add: devices differ (cuda and cpu)");
+  require_error([&] { mul(w, 2.0).backward(Tensor::ones({2})); }, "backward: gradient is on cpu, the output on cuda");
   const Tensor q = Tensor::zeros({1, 1, 4, 2}, DType::Float32, Device::CUDA);
   require_error([&] { hkt_attention_fused({q}, {q}, q, Tensor::ones({1, 1}, DType::Float32, Device::CUDA), Tensor()); },
                 "hkt_attention_fused: tensors are on cuda; this is the CPU op");

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# gpu_check.sh: the CUDA backend's checks on a GPU machine, in one call (docs/cuda.md).
+#
+#   bash tools/gpu_check.sh               on the GPU machine: build for sm_90, run the
+#                                         CUDA tests, the consistency harness (f64, f32)
+#                                         and a 300-step training run on the GPU against
+#                                         the same run on the CPU; a short table last
+#   bash tools/gpu_check.sh --emulate     the same steps with the EMULATE backend, on a
+#                                         machine without a GPU (a dry run of the script)
+#   bash tools/gpu_check.sh --fetch-deps  here, before the call: downloads the Debian
+#                                         packages hkt builds with into .gpu-deps/ (about
+#                                         14 MB, git-ignored), for a GPU machine that has
+#                                         nvcc and CMake but not OpenBLAS, Catch2, CLI11,
+#                                         nlohmann/json; carry .gpu-deps with the call
+#
+# Full logs and JSON go to $OUT (the device tool's folder) or ./gpu-check-out. The exit
+# status is 0 only when every check passed. Budget: under 8 minutes on an H200 machine
+# (16 cores): the build takes most of it.
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+mode=gpu
+case "${1:-}" in
+  --fetch-deps)
+    mkdir -p .gpu-deps
+    (cd .gpu-deps && apt-get download catch2 nlohmann-json3-dev libcli11-dev libopenblas-dev libopenblas-pthread-dev \
+      libopenblas0-pthread libgfortran5 zlib1g-dev) || { echo "gpu_check: apt-get download failed" >&2; exit 1; }
+    du -sh .gpu-deps
+    exit 0
+    ;;
+  --emulate) mode=emulate ;;
+  "") ;;
+  *) echo "gpu_check: unknown argument '$1' (expected --emulate or --fetch-deps)" >&2; exit 2 ;;
+esac
+
+out=${OUT:-$root/gpu-check-out}
+mkdir -p "$out"
+log=$out/gpu_check.log
+: >"$log"
+t_start=$(date +%s)
+declare -a rows=()  # "check|result|detail" lines of the final table
+failed=0
+row() { rows+=("$1|$2|$3"); [ "$2" = ok ] || failed=1; }
+say() { echo "gpu_check: $*" | tee -a "$log"; }
+
+# ---- 1. dependencies: carried Debian packages unpacked into a prefix, when missing here
+cmake_extra=()
+if [ -d .gpu-deps ] && ! [ -f /usr/include/cblas.h ] && ! ls /usr/include/*/openblas*/cblas.h >/dev/null 2>&1; then
+  prefix=/tmp/hkt-deps
+  mkdir -p "$prefix"
+  for f in .gpu-deps/*.deb; do
+    if command -v dpkg-deb >/dev/null; then
+      dpkg-deb -x "$f" "$prefix"
+    else  # a .deb is an ar archive holding data.tar.*
+      (cd /tmp && ar x "$root/$f" && tar -xf data.tar.* -C "$prefix" && rm -f data.tar.* control.tar.* debian-binary)
+    fi
+  done
+  multiarch=$prefix/usr/lib/x86_64-linux-gnu
+  # zlib's development link points at an absolute path of the build machine's version.
+  if [ -L "$multiarch/libz.so" ] && ! [ -e "$multiarch/libz.so" ]; then
+    sys_z=$(ls /lib/x86_64-linux-gnu/libz.so.1 /usr/lib/x86_64-linux-gnu/libz.so.1 2>/dev/null | head -1)
+    [ -n "$sys_z" ] && ln -sf "$sys_z" "$multiarch/libz.so"
+  fi
+  cmake_extra=(-DCMAKE_PREFIX_PATH="$prefix/usr"
+               -DCMAKE_LIBRARY_PATH="$multiarch/openblas-pthread;$multiarch"
+               -DCMAKE_INCLUDE_PATH="$prefix/usr/include/x86_64-linux-gnu;$prefix/usr/include")
+  export LD_LIBRARY_PATH="$multiarch/openblas-pthread:$multiarch${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  say "dependencies unpacked from .gpu-deps into $prefix"
+fi
+
+# ---- 2. configure and build (sm_90: H100/H200; -Werror for the CUDA sources)
+if [ "$mode" = gpu ]; then
+  build=build-gpu
+  cuda_args=(-DHKT_CUDA=ON -DHKT_CUDA_ARCHITECTURES=90)
+  command -v nvidia-smi >/dev/null && nvidia-smi -L | tee -a "$log"
+else
+  build=build-gpu-emulate
+  cuda_args=(-DHKT_CUDA=EMULATE)
+fi
+t0=$(date +%s)
+if cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release "${cuda_args[@]}" "${cmake_extra[@]}" >>"$log" 2>&1 &&
+   cmake --build "$build" -j"$(nproc)" >>"$log" 2>&1; then
+  row build ok "$build, $(( $(date +%s) - t0 )) s"
+else
+  row build FAILED "see $log"
+  tail -30 "$log"
+  printf '%s\n' "${rows[@]}"
+  exit 1
+fi
+hkt=$build/tools/hkt
+"$hkt" devices | tee -a "$log"
+
+# ---- 3. the CUDA tests (Catch2 through ctest): allocator, harness, dropout, training
+t0=$(date +%s)
+if ctest --test-dir "$build" -R '^(cuda|caching allocator)' --output-on-failure >"$out/ctest_cuda.log" 2>&1; then
+  result=ok
+else
+  result=FAILED
+fi
+summary=$(grep -E "tests passed|tests failed" "$out/ctest_cuda.log" | tail -1)
+skipped=$(grep -c "\*\*\*Skipped" "$out/ctest_cuda.log")
+row "ctest cuda" "$result" "$summary; $skipped skipped; $(( $(date +%s) - t0 )) s"
+
+# ---- 4. the consistency harness, every op forward and backward, CUDA vs CPU
+for dtype in f64 f32; do
+  "$hkt" gradcheck --device cuda --dtype "$dtype" >"$out/consistency_$dtype.txt" 2>&1
+  status=$?
+  "$hkt" gradcheck --device cuda --dtype "$dtype" --json >"$out/consistency_$dtype.json" 2>/dev/null
+  detail=$(python3 - "$out/consistency_$dtype.json" <<'EOF'
+import json, sys
+try:
+    rows = json.load(open(sys.argv[1]))
+except Exception as e:
+    print(f"no JSON ({e})"); sys.exit()
+run = [r for r in rows if not r["skipped"]]
+worst = max(run, key=lambda r: max(r["forward_err"], r["backward_err"]) / r["bound"])
+ratio = max(worst["forward_err"], worst["backward_err"]) / worst["bound"]
+print(f'{sum(r["passed"] for r in run)}/{len(run)} rows pass, {len(rows) - len(run)} skipped; '
+      f'worst {worst["op"]} at {ratio:.2g} of its bound')
+EOF
+)
+  [ $status -eq 0 ] && row "harness $dtype" ok "$detail" || row "harness $dtype" FAILED "$detail"
+done
+
+# ---- 5. training: 300 steps of the demo model on the GPU and on the CPU, same seed
+train_args=(--config configs/listops-small.json --set train.steps=300 --set train.log_every=1 --set train.eval_every=100
+            --set train.checkpoint_every=100 --set train.threads=0 --overwrite)
+for device in cpu cuda; do
+  t0=$(date +%s)
+  if "$hkt" train "${train_args[@]}" --device "$device" --out "$out/train_$device" >"$out/train_$device.log" 2>&1; then
+    say "train $device: $(( $(date +%s) - t0 )) s"
+  else
+    row "train $device" FAILED "$(tail -2 "$out/train_$device.log" | tr '\n' ' ')"
+  fi
+done
+detail=$(python3 - "$out" <<'EOF'
+import json, sys
+out = sys.argv[1]
+def losses(device):
+    rows = [json.loads(l) for l in open(f"{out}/train_{device}/metrics.jsonl")]
+    return [r["loss"] for r in rows if "loss" in r]
+def result(device):
+    return json.load(open(f"{out}/train_{device}/result.json"))
+try:
+    a, b = losses("cpu"), losses("cuda")
+    rel = [abs(x - y) / abs(x) for x, y in zip(a, b)]
+    first = max(rel[:10])
+    rc, rg = result("cpu"), result("cuda")
+    ok = len(a) == len(b) == 300 and first <= 1e-4
+    print(("ok" if ok else "FAILED") + f"|first 10 steps max rel diff {first:.1e}, step 300 {rel[-1]:.1e}; "
+          f"loss {a[-1]:.4f} (cpu) {b[-1]:.4f} (gpu); test acc {rc['test_accuracy']:.3f} / {rg['test_accuracy']:.3f}; "
+          f"ms/step {rc['time_per_step_ms']:.1f} / {rg['time_per_step_ms']:.1f}; "
+          f"gpu peak {rg['peak_cuda_tensor_bytes'] / 2**20:.1f} MiB")
+except Exception as e:
+    print(f"FAILED|could not compare the runs: {e}")
+EOF
+)
+row "train gpu vs cpu" "${detail%%|*}" "${detail#*|}"
+
+# ---- the table (last, so that it ends the output)
+echo
+printf '%-18s %-7s %s\n' check result detail
+for r in "${rows[@]}"; do
+  IFS='|' read -r name result rest <<<"$r"
+  printf '%-18s %-7s %s\n' "$name" "$result" "$rest"
+done
+echo "gpu_check ($mode): $(( $(date +%s) - t_start )) s in all; logs in $out"
+exit $failed
