@@ -203,6 +203,39 @@ void dropout_mask(void* mask, std::int64_t n, std::uint64_t seed, std::uint64_t 
 void adamw_update(void* param, const void* grad, void* m, void* v, std::int64_t n, double beta1, double beta2,
                   double eps, double decay, double step_size, double bc2_sqrt, DType dtype);
 
+// ---- fused hierarchical attention, v0 (kernels/backend/attention.cpp) ------------------
+
+/// Limits of the fused CUDA attention: levels L <= 4, head width d_h <= 128.
+inline constexpr int kMaxAttentionLevels = 4;
+inline constexpr std::int64_t kMaxAttentionHeadDim = 128;
+
+/// One call's inputs (device pointers, dtype elements) and sizes, as
+/// hkt_attention_fused takes them (engine/attention/hkt_attention.h): q[l], k[l]
+/// [B, H, T_l, d_h]; v [B, H, T, d_h]; alpha [H, L]; keep [B, T] int64, nonzero = real
+/// key (nullptr: all real).
+struct AttentionArgs {
+  const void* q[kMaxAttentionLevels] = {};
+  const void* k[kMaxAttentionLevels] = {};
+  const void* v = nullptr;
+  const void* alpha = nullptr;
+  const std::int64_t* keep = nullptr;
+  std::int64_t B = 0, H = 0, T = 0, dh = 0;
+  std::int64_t Tl[kMaxAttentionLevels] = {};
+  int L = 1;
+  bool causal = false;
+  double scale = 1.0;
+};
+/// Forward of spec section 6 without tiles (v0: one thread per query row, an online
+/// softmax over the keys): out [B, H, T, d_h] and the row log-sum-exp lse [B, H, T]
+/// (-inf for a row with every key masked, whose output is 0). Memory O(T d_h).
+void hkt_attention_forward(const AttentionArgs& args, void* out, void* lse, DType dtype);
+/// Backward (FlashAttention-2 formulas, recomputing p from the LSE): D = rowsum(dO O),
+/// then one thread per output row of dv [B, H, T, d_h], of dq[l] and dk[l]
+/// [B, H, T_l, d_h], and per query row for dalpha, reduced per (h, l) in a fixed order
+/// into dalpha [H, L] (nullptr: not wanted). Deterministic: no atomics.
+void hkt_attention_backward(const AttentionArgs& args, const void* out, const void* lse, const void* grad_out,
+                            void* const* dq, void* const* dk, void* dv, void* dalpha, DType dtype);
+
 // ---- matrix products (kernels/cuda/gemm.cu: cuBLAS; kernels/emulated/gemm.cpp: BLAS) ------
 
 /// Row-major C[i] = op(A[i]) op(B[i]) for i < batch, C [m, n]; A [m, k] ([k, m] when

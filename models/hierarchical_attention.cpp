@@ -1,5 +1,7 @@
 #include "hierarchical_attention.h"
 
+#include "attention/fused_cuda.h"
+
 #include <cmath>
 
 #include "ops.h"
@@ -185,9 +187,10 @@ Tensor HierarchicalAttention::forward(const Tensor& x, const Tensor& key_mask, A
   HktAttentionOptions options;
   options.causal = config_.causal;
   options.scale = config_.scale;
-  // The fused op is a CPU op (its CUDA kernels are the next issue): on the GPU the
-  // composite op runs, built from engine ops that all have CUDA kernels.
-  const bool fused = impl == AttentionImpl::Fused && x.device() == Device::CPU;
+  // On the GPU the fused kernels cover L <= 4 and d_h <= 128; beyond that the
+  // composite op runs (engine ops, all with CUDA kernels).
+  const bool fused = impl == AttentionImpl::Fused &&
+                     (x.device() == Device::CPU || attention::fused_cuda_supports(L, config_.d_model / config_.n_heads));
   auto core = [&](const std::vector<Tensor>& qs, const std::vector<Tensor>& ks, const Tensor& v, const Tensor& a,
                   const Tensor& mask) {
     return fused ? hkt_attention_fused(qs, ks, v, a, mask, options)

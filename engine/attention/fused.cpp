@@ -25,6 +25,7 @@
 
 #include "../autograd.h"
 #include "../ops/cpu_kernels.h"
+#include "fused_cuda.h"
 #include "hkt_attention.h"
 #include "tile_gemm.h"
 #include "vector_math.h"
@@ -310,9 +311,8 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
                            const Tensor& alpha, const Tensor& key_mask, const HktAttentionOptions& options) {
   Geometry g;
   g.scale = check_hkt_attention_args("hkt_attention_fused", q, k, v, alpha, key_mask, options);
-  check(v.device() == Device::CPU, "hkt_attention_fused: tensors are on " + device_name(v.device()) +
-                                       "; this is the CPU op (use hkt_attention_composite on cuda until the fused CUDA "
-                                       "kernels exist)");
+  if (v.device() == Device::CUDA)  // the CUDA kernels (kernels/backend/attention.cpp)
+    return attention::fused_cuda(q, k, v, alpha, key_mask, options.causal, g.scale);
   g.B = v.shape()[0];
   g.H = v.shape()[1];
   g.T = v.shape()[2];

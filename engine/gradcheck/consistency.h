@@ -6,9 +6,10 @@
 // (consistency.cpp). For each case and dtype:
 //   forward:  y_cuda vs y_cpu;   backward, for a random upstream g (the same on both):
 //   every input gradient, cuda vs cpu.
-// The error of a tensor is max |cuda - cpu| / max |cpu| (scaled by the output's
-// magnitude; 0 when both are all zero); it must be at most the case's bound (per dtype,
-// per op: bound_for). Any NaN fails, and so does a mismatch of infinities. All device
+// The error of a tensor is max |cuda - cpu| / max(max |cpu|, 1 % of the case output's
+// max |cpu|) (scaled by the tensor's magnitude; the floor keeps a gradient that is zero
+// in exact arithmetic from being divided by its rounding noise; 0 when both agree
+// exactly); it must be at most the case's bound (per dtype, per op: bound_for). Any NaN fails, and so does a mismatch of infinities. All device
 // memory of the case is allocated in guard mode (kernels/caching_allocator.h), so a
 // kernel that writes outside its output fails the case.
 #pragma once
@@ -27,7 +28,7 @@ struct ConsistencyResult {
   double backward_err = 0.0;  ///< the largest scaled max error over the input gradients
   double bound = 0.0;         ///< the bound both errors must meet
   bool passed = false;
-  bool skipped = false;       ///< an op with no CUDA kernel (the fused CPU attention op)
+  bool skipped = false;       ///< an op with no CUDA kernel (none at present)
   std::string note;           ///< why it failed or was skipped
 };
 

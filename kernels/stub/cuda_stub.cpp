@@ -105,6 +105,11 @@ void adamw_update(void*, const void*, void*, void*, std::int64_t, double, double
                   DType) {
   no_cuda("AdamW on cuda");
 }
+void hkt_attention_forward(const AttentionArgs&, void*, void*, DType) { no_cuda("hkt_attention_fused on cuda"); }
+void hkt_attention_backward(const AttentionArgs&, const void*, const void*, const void*, void* const*, void* const*, void*,
+                            void*, DType) {
+  no_cuda("hkt_attention_fused backward on cuda");
+}
 void gemm_strided_batched(bool, bool, std::int64_t, std::int64_t, std::int64_t, const void*, std::int64_t, const void*,
                           std::int64_t, void*, std::int64_t, std::int64_t, DType) {
   no_cuda("matmul on cuda");

@@ -1,0 +1,177 @@
+// test_cuda_attention.cpp: the fused hierarchical attention op on CUDA tensors
+// (kernels/backend/attention.cpp) against the truth in float64 and against the unfused
+// (composite) op in the same precision, and the attention properties (causality,
+// padding, fully masked rows, odd T, T = 1, L = 4) on the device. Skipped without a
+// CUDA device; the EMULATE build runs them on the CPU.
+#include <cmath>
+
+#include "attention/hkt_attention.h"
+#include "cuda_backend.h"
+#include "test_helpers.h"
+
+using namespace hkt;
+using namespace hkt::test;
+
+#define HKT_SKIP_UNLESS_CUDA()                                                    \
+  do {                                                                            \
+    std::string why_not;                                                          \
+    if (cuda::device_count(&why_not) == 0) {                                      \
+      std::cout << "skipped: no CUDA device (" << why_not << ")" << std::endl;     \
+      return;                                                                     \
+    }                                                                             \
+  } while (0)
+
+namespace {
+
+struct Problem {
+  std::int64_t B, H, T, dh;
+  int L;
+  bool causal;
+  std::int64_t padded;  // keys padded at the end of the last sequence
+};
+
+// Random float64 inputs of one problem: q[0..L-1], k[0..L-1], v, alpha.
+std::vector<Tensor> inputs(const Problem& p, std::uint64_t seed) {
+  Generator g(seed);
+  std::vector<Tensor> in;
+  for (int part = 0; part < 2; ++part)
+    for (int l = 0; l < p.L; ++l)
+      in.push_back(Tensor::normal({p.B, p.H, (p.T + (std::int64_t{1} << l) - 1) >> l, p.dh}, g, 0.0, 1.0, DType::Float64));
+  in.push_back(Tensor::normal({p.B, p.H, p.T, p.dh}, g, 0.0, 1.0, DType::Float64));
+  in.push_back(Tensor::uniform({p.H, p.L}, g, 0.1, 1.0, DType::Float64));
+  return in;
+}
+
+Tensor key_mask(const Problem& p) {
+  std::vector<std::int64_t> keep(static_cast<std::size_t>(p.B * p.T), 1);
+  for (std::int64_t j = p.T - p.padded; j < p.T; ++j) keep[static_cast<std::size_t>((p.B - 1) * p.T + j)] = 0;
+  return Tensor::from_indices(keep, {p.B, p.T});
+}
+
+// Forward and backward (upstream g) of one implementation on one device and dtype: the
+// output, then every input's gradient, all as float64 CPU tensors.
+std::vector<Tensor> run(const Problem& p, const std::vector<Tensor>& base, const Tensor& g, bool fused, Device device,
+                        DType dtype) {
+  std::vector<Tensor> x;
+  for (const auto& t : base) {
+    x.push_back(t.to(dtype).to(device).detach());
+    x.back().set_requires_grad(true);
+  }
+  const auto n = static_cast<std::ptrdiff_t>(p.L);
+  HktAttentionOptions opt;
+  opt.causal = p.causal;
+  const std::vector<Tensor> q(x.begin(), x.begin() + n), k(x.begin() + n, x.begin() + 2 * n);
+  Tensor y = fused ? hkt_attention_fused(q, k, x[2 * p.L], x[2 * p.L + 1], key_mask(p), opt)
+                   : hkt_attention_composite(q, k, x[2 * p.L], x[2 * p.L + 1], key_mask(p), opt);
+  y.backward(g.to(dtype).to(device));
+  std::vector<Tensor> out{y.detach().to(Device::CPU).to(DType::Float64)};
+  for (const auto& t : x) out.push_back(t.grad().to(Device::CPU).to(DType::Float64));
+  return out;
+}
+
+// ||a - b|| / ||b|| (Frobenius).
+double rel_err(const Tensor& a, const Tensor& b) {
+  const auto x = a.to_vector(), y = b.to_vector();
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    num += (x[i] - y[i]) * (x[i] - y[i]);
+    den += y[i] * y[i];
+  }
+  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+}  // namespace
+
+TEST_CASE("cuda attention: the fused kernels' float32 error is at most twice the unfused op's", "[cuda][attention]") {
+  HKT_SKIP_UNLESS_CUDA();
+  const Problem problems[] = {{2, 2, 33, 32, 3, false, 5}, {1, 3, 47, 64, 2, true, 4}, {2, 1, 17, 32, 1, false, 3},
+                              {1, 2, 29, 16, 4, true, 2},  {1, 2, 1, 32, 3, false, 0}};
+  for (const auto& p : problems) {
+    INFO("B" << p.B << " H" << p.H << " T" << p.T << " dh" << p.dh << " L" << p.L << (p.causal ? " causal" : ""));
+    const auto base = inputs(p, 7);
+    Generator gg(8);
+    const Tensor g = Tensor::normal({p.B, p.H, p.T, p.dh}, gg, 0.0, 1.0, DType::Float64);
+    const auto truth = run(p, base, g, false, Device::CPU, DType::Float64);
+    const auto unfused = run(p, base, g, false, Device::CUDA, DType::Float32);
+    const auto fused = run(p, base, g, true, Device::CUDA, DType::Float32);
+    const auto fused64 = run(p, base, g, true, Device::CUDA, DType::Float64);
+    const auto cpu_fused = run(p, base, g, true, Device::CPU, DType::Float32);
+    for (std::size_t i = 0; i < truth.size(); ++i) {
+      const double e_fused = rel_err(fused[i], truth[i]), e_unfused = rel_err(unfused[i], truth[i]);
+      INFO("tensor " << i << " (0 = output): fused " << e_fused << ", unfused " << e_unfused << ", cpu fused "
+                     << rel_err(cpu_fused[i], truth[i]));
+      // 1e-7: one float32 rounding step, for tensors the unfused op happens to get exact.
+      CHECK(e_fused <= 2 * e_unfused + 1e-7);
+      CHECK(rel_err(fused64[i], truth[i]) <= 1e-12);  // float64: the same function
+    }
+  }
+}
+
+TEST_CASE("cuda attention: causality, padding and fully masked rows hold on the device", "[cuda][attention]") {
+  HKT_SKIP_UNLESS_CUDA();
+  const Problem p{2, 2, 13, 8, 3, true, 4};
+  auto base = inputs(p, 21);
+  const auto forward = [&](const std::vector<Tensor>& in, const Tensor& mask) {
+    std::vector<Tensor> x;
+    for (const auto& t : in) x.push_back(t.to(DType::Float32).to(Device::CUDA));
+    HktAttentionOptions opt;
+    opt.causal = true;
+    const auto n = static_cast<std::ptrdiff_t>(p.L);
+    return hkt_attention_fused({x.begin(), x.begin() + n}, {x.begin() + n, x.begin() + 2 * n}, x[2 * p.L],
+                               x[2 * p.L + 1], mask, opt)
+        .to_vector();
+  };
+  const auto before = forward(base, key_mask(p));
+  // Causality: change every key and value after query i0 (coarse keys whose fine
+  // position 2^l u is after i0); rows 0..i0 stay bit-identical.
+  const std::int64_t i0 = 5;
+  auto later = base;
+  for (int l = 0; l < p.L; ++l) {
+    auto kv = later[static_cast<std::size_t>(p.L + l)].to_vector();
+    const std::int64_t Tl = later[static_cast<std::size_t>(p.L + l)].shape()[2];
+    for (std::int64_t bh = 0; bh < p.B * p.H; ++bh)
+      for (std::int64_t u = 0; u < Tl; ++u)
+        if ((u << l) > i0)
+          for (std::int64_t d = 0; d < p.dh; ++d) kv[static_cast<std::size_t>((bh * Tl + u) * p.dh + d)] += 3.0;
+    later[static_cast<std::size_t>(p.L + l)] = Tensor::from_vector(kv, later[static_cast<std::size_t>(p.L + l)].shape(), DType::Float64);
+  }
+  auto vv = later[static_cast<std::size_t>(2 * p.L)].to_vector();
+  for (std::int64_t bh = 0; bh < p.B * p.H; ++bh)
+    for (std::int64_t j = i0 + 1; j < p.T; ++j)
+      for (std::int64_t d = 0; d < p.dh; ++d) vv[static_cast<std::size_t>((bh * p.T + j) * p.dh + d)] -= 5.0;
+  later[static_cast<std::size_t>(2 * p.L)] = Tensor::from_vector(vv, base[static_cast<std::size_t>(2 * p.L)].shape(), DType::Float64);
+  const auto after = forward(later, key_mask(p));
+  for (std::int64_t bh = 0; bh < p.B * p.H; ++bh)
+    for (std::int64_t i = 0; i < p.T; ++i)
+      for (std::int64_t d = 0; d < p.dh; ++d) {
+        const auto at = static_cast<std::size_t>((bh * p.T + i) * p.dh + d);
+        if (i <= i0) CHECK(after[at] == before[at]);
+      }
+  // Padding: values of padded keys (the last 4 of sequence 1) do not matter.
+  auto padded = base;
+  vv = padded[static_cast<std::size_t>(2 * p.L)].to_vector();
+  for (std::int64_t h = 0; h < p.H; ++h)
+    for (std::int64_t j = p.T - p.padded; j < p.T; ++j)
+      for (std::int64_t d = 0; d < p.dh; ++d) vv[static_cast<std::size_t>(((p.H + h) * p.T + j) * p.dh + d)] = 1e3;
+  padded[static_cast<std::size_t>(2 * p.L)] = Tensor::from_vector(vv, base[static_cast<std::size_t>(2 * p.L)].shape(), DType::Float64);
+  CHECK(forward(padded, key_mask(p)) == before);
+  // A query whose keys are all masked (key 0 padded, causal: query 0 sees only key 0)
+  // outputs 0 and passes back finite gradients.
+  std::vector<std::int64_t> keep(static_cast<std::size_t>(p.B * p.T), 1);
+  keep[0] = 0;
+  const auto dead = forward(base, Tensor::from_indices(keep, {p.B, p.T}));
+  for (std::int64_t d = 0; d < p.dh; ++d) CHECK(dead[static_cast<std::size_t>(d)] == 0.0);
+  std::vector<Tensor> x;
+  for (const auto& t : base) {
+    x.push_back(t.to(DType::Float32).to(Device::CUDA).detach());
+    x.back().set_requires_grad(true);
+  }
+  HktAttentionOptions opt;
+  opt.causal = true;
+  const auto n = static_cast<std::ptrdiff_t>(p.L);
+  Tensor y = hkt_attention_fused({x.begin(), x.begin() + n}, {x.begin() + n, x.begin() + 2 * n}, x[2 * p.L], x[2 * p.L + 1],
+                                 Tensor::from_indices(keep, {p.B, p.T}), opt);
+  sum(mul(y, y)).backward();
+  for (const auto& t : x)
+    for (double v : t.grad().to_vector()) CHECK(std::isfinite(v));
+}
