@@ -132,6 +132,10 @@ std::size_t CachingAllocator::peak_allocated_bytes() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return peak_;
 }
+void CachingAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  peak_ = allocated_;
+}
 std::size_t CachingAllocator::reserved_bytes() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return reserved_;

@@ -58,6 +58,7 @@ class CachingAllocator {
 
   std::size_t allocated_bytes() const;       ///< in blocks handed out now
   std::size_t peak_allocated_bytes() const;  ///< the most handed out at once
+  void reset_peak();                          ///< sets the peak to what is handed out now
   std::size_t reserved_bytes() const;        ///< from the raw allocator: handed out + cached
   std::size_t cached_blocks() const;         ///< free blocks kept for reuse
 

@@ -68,6 +68,8 @@ struct CudaMemoryStats {
   std::size_t allocated_bytes = 0, peak_allocated_bytes = 0, reserved_bytes = 0;
 };
 CudaMemoryStats memory_stats();
+/// Sets the peak of memory_stats() to the bytes in tensors now.
+void reset_peak_memory();
 /// Returns every cached block that no tensor uses to the driver (cudaFree).
 void empty_cache();
 

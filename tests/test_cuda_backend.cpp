@@ -13,6 +13,8 @@
 #include "cuda_backend.h"
 #include "gradcheck/consistency.h"
 #include "gradcheck/gradcheck.h"
+#include "module.h"
+#include "optim/adamw.h"
 #include "task.h"
 #include "test_helpers.h"
 #include "trainer.h"
@@ -118,6 +120,27 @@ TEST_CASE("cuda: memory is cached, out of memory names the size, devices never m
                 "hkt_attention_fused: the CUDA kernels take L <= 4 levels and d_h <= 128, got L = 1, d_h = 129");
 }
 
+TEST_CASE("cuda: a module moved after its optimizer was built trains like one on the CPU", "[cuda]") {
+  HKT_SKIP_UNLESS_CUDA();
+  std::vector<std::vector<double>> after_steps;
+  for (Device device : {Device::CPU, Device::CUDA}) {
+    ParameterGroup group;
+    Tensor w = group.add("w", Tensor::from_vector({0.5, -1.0, 2.0, 0.25}, {2, 2}));
+    optim::AdamWConfig config;
+    config.weight_decay = 0.1;
+    optim::AdamW adamw(group.named_parameters(), config);  // moments made on the CPU
+    group.to(device);                                      // then the parameter moves
+    CHECK(w.device() == device);
+    for (int step = 0; step < 3; ++step) {
+      adamw.zero_grad();
+      sum(mul(w, w)).backward();
+      adamw.step(0.1);
+    }
+    after_steps.push_back(w.to_vector());
+  }
+  for (std::size_t i = 0; i < after_steps[0].size(); ++i) CHECK(std::abs(after_steps[0][i] - after_steps[1][i]) <= 1e-6);
+}
+
 namespace {
 config::Json tiny_config(const std::string& attention, std::int64_t steps) {
   config::Json overrides = config::Json::parse(R"({
@@ -177,7 +200,9 @@ TEST_CASE("cuda: a model trains on the GPU along the CPU's loss curve, and its c
     const TaskData task = load_task(cfg);
     auto model = load_model(cfg, gpu_dir + "/best.safetensors");
     CHECK(model->device() == Device::CPU);
-    CHECK(evaluate(*model, task.test, 64).accuracy == result["test_accuracy"].get<double>());
+    // Evaluated on the GPU there and on the CPU here: one of the 16 test examples may
+    // flip on an argmax near-tie under different rounding, not more.
+    CHECK(std::abs(evaluate(*model, task.test, 64).accuracy - result["test_accuracy"].get<double>()) <= 1.0 / 16 + 1e-12);
   }
   // A run stopped on the GPU resumes on the CPU (checkpoints are device-independent) and
   // ends where the CPU-only run ends, up to float32 rounding.

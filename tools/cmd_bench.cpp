@@ -16,6 +16,7 @@
 
 #include "attention/hkt_attention.h"
 #include "commands.h"
+#include "cuda_backend.h"
 #include "ops.h"
 
 namespace hkt::tools {
@@ -29,8 +30,9 @@ struct BenchArgs {
   std::vector<std::string> impl{"fused"};
   int repeats = 3;
   int threads = 0;
-  bool causal = false, json = false;
+  bool causal = false, json = false, forward_only = false;
   std::string dtype = "f32";
+  Device device = Device::CPU;
 };
 
 struct Row {
@@ -39,6 +41,7 @@ struct Row {
   int L;
   double forward_ms, backward_ms, score_flops, total_flops, peak_mib;
   double time_ratio = 0, score_ratio = 0, total_ratio = 0;  // against L = 1
+  std::string note;  // "out of memory" when the point did not fit
 };
 
 double median(std::vector<double> v) {
@@ -56,14 +59,17 @@ Problem make_problem(const BenchArgs& a, std::int64_t T, int L) {
   const DType dtype = a.dtype == "f64" ? DType::Float64 : DType::Float32;
   Generator gen(0);
   Problem p;
+  // Random values (never zeros: they can run faster than real data), made on the host
+  // and moved to the device as leaves.
+  const auto leaf = [&](Tensor t) { return t.to(a.device).detach().set_requires_grad(); };
   for (int l = 0; l < L; ++l) {
     const std::int64_t Tl = (T + (std::int64_t{1} << l) - 1) >> l;
-    p.q.push_back(Tensor::normal({a.batch, a.heads, Tl, a.d_head}, gen, 0, 1, dtype).set_requires_grad());
-    p.k.push_back(Tensor::normal({a.batch, a.heads, Tl, a.d_head}, gen, 0, 1, dtype).set_requires_grad());
+    p.q.push_back(leaf(Tensor::normal({a.batch, a.heads, Tl, a.d_head}, gen, 0, 1, dtype)));
+    p.k.push_back(leaf(Tensor::normal({a.batch, a.heads, Tl, a.d_head}, gen, 0, 1, dtype)));
   }
-  p.v = Tensor::normal({a.batch, a.heads, T, a.d_head}, gen, 0, 1, dtype).set_requires_grad();
-  p.alpha = Tensor::full({a.heads, L}, 1.0 / L, dtype).set_requires_grad();
-  p.grad_out = Tensor::normal({a.batch, a.heads, T, a.d_head}, gen, 0, 1, dtype);
+  p.v = leaf(Tensor::normal({a.batch, a.heads, T, a.d_head}, gen, 0, 1, dtype));
+  p.alpha = leaf(Tensor::full({a.heads, L}, 1.0 / L, dtype));
+  p.grad_out = Tensor::normal({a.batch, a.heads, T, a.d_head}, gen, 0, 1, dtype).to(a.device);
   return p;
 }
 
@@ -71,15 +77,24 @@ Problem make_problem(const BenchArgs& a, std::int64_t T, int L) {
 std::array<double, 3> run_once(const BenchArgs& a, const std::string& impl, Problem& p) {
   HktAttentionOptions options;
   options.causal = a.causal;
-  const std::size_t base = cpu_memory_stats().current_bytes;
-  reset_peak_cpu_memory();
-  const auto t0 = std::chrono::steady_clock::now();
+  const bool gpu = a.device == Device::CUDA;
+  // On the GPU, work is asynchronous: synchronize before each clock reading.
+  const auto now = [gpu] {
+    if (gpu) cuda::synchronize();
+    return std::chrono::steady_clock::now();
+  };
+  const std::size_t base = gpu ? cuda::memory_stats().allocated_bytes : cpu_memory_stats().current_bytes;
+  if (gpu)
+    cuda::reset_peak_memory();
+  else
+    reset_peak_cpu_memory();
+  const auto t0 = now();
   Tensor out = impl == "fused" ? hkt_attention_fused(p.q, p.k, p.v, p.alpha, Tensor(), options)
                                : hkt_attention_composite(p.q, p.k, p.v, p.alpha, Tensor(), options);
-  const auto t1 = std::chrono::steady_clock::now();
-  out.backward(p.grad_out);
-  const auto t2 = std::chrono::steady_clock::now();
-  const double peak = static_cast<double>(cpu_memory_stats().peak_bytes - base);
+  const auto t1 = now();
+  if (!a.forward_only) out.backward(p.grad_out);
+  const auto t2 = now();
+  const double peak = static_cast<double>((gpu ? cuda::memory_stats().peak_allocated_bytes : cpu_memory_stats().peak_bytes) - base);
   for (auto* t : {&p.q, &p.k})
     for (auto& x : *t) x.zero_grad();
   p.v.zero_grad();
@@ -90,6 +105,8 @@ std::array<double, 3> run_once(const BenchArgs& a, const std::string& impl, Prob
 
 // Every L at one T, the L values alternating within each repeat, so that a slow spell of
 // the machine hits all of them alike and the ratios stay meaningful.
+std::vector<Row> measure_or_note(const BenchArgs& a, const std::string& impl, std::int64_t T);
+
 std::vector<Row> measure(const BenchArgs& a, const std::string& impl, std::int64_t T) {
   std::vector<Problem> problems;
   for (int L : a.L) problems.push_back(make_problem(a, T, L));
@@ -108,9 +125,27 @@ std::vector<Row> measure(const BenchArgs& a, const std::string& impl, std::int64
   for (std::size_t i = 0; i < a.L.size(); ++i) {
     const auto flops = hkt_attention_flops(a.batch, a.heads, T, a.d_head, a.L[i]);
     rows.push_back(Row{impl, T, a.L[i], median(fwd[i]), median(bwd[i]), flops.score_flops, flops.total_flops,
-                       peak[i] / (1024.0 * 1024.0)});
+                       peak[i] / (1024.0 * 1024.0), 0, 0, 0, ""});
   }
   return rows;
+}
+
+// measure(), but a point that runs out of device memory becomes rows noting it (the
+// composite op materialises [B, H, T, T] per level: at T = 16384 that exceeds a GPU).
+std::vector<Row> measure_or_note(const BenchArgs& a, const std::string& impl, std::int64_t T) {
+  try {
+    return measure(a, impl, T);
+  } catch (const Error& e) {
+    if (std::string(e.what()).find("out of memory") == std::string::npos) throw;
+    if (a.device == Device::CUDA) cuda::empty_cache();
+    std::vector<Row> rows;
+    for (int L : a.L) {
+      const auto flops = hkt_attention_flops(a.batch, a.heads, T, a.d_head, L);
+      Row r{impl, T, L, 0, 0, flops.score_flops, flops.total_flops, 0, 0, 0, 0, "out of memory"};
+      rows.push_back(r);
+    }
+    return rows;
+  }
 }
 
 // Parses "1,2,3" into numbers.
@@ -155,8 +190,15 @@ void add_bench_command(CLI::App& app) {
   sub->add_option("--threads", args->threads, "OpenMP threads (0: the OpenMP default)")->capture_default_str()->check(CLI::NonNegativeNumber);
   sub->add_option("--dtype", args->dtype, "f32 or f64")->capture_default_str()->check(CLI::IsMember({"f32", "f64"}));
   sub->add_flag("--causal", args->causal, "Causal masking");
+  auto device_str = std::make_shared<std::string>("cpu");
+  sub->add_option("--device", *device_str, "cpu, or cuda (times after a device synchronisation; peak = device tensor memory)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  sub->add_flag("--forward-only", args->forward_only, "Time the forward pass only (backward_ms is 0)");
   sub->add_flag("--json", args->json, "Print a JSON array of rows");
-  on_selected(sub, [args, T_str, L_str, impl_str] {
+  on_selected(sub, [args, T_str, L_str, impl_str, device_str] {
+    args->device = parse_device(*device_str);
+    if (args->device == Device::CUDA) cuda::require_device("bench attention --device cuda");
     args->T = parse_list<std::int64_t>(*T_str, "--T");
     args->L = parse_list<int>(*L_str, "--L");
     for (int L : args->L) check(L <= 4, "bench attention: --L values must be in 1..4, got " + std::to_string(L));
@@ -170,13 +212,13 @@ void add_bench_command(CLI::App& app) {
     std::vector<Row> rows;
     for (const auto& impl : args->impl)
       for (auto T : args->T) {
-        std::vector<Row> at_T = measure(*args, impl, T);
+        std::vector<Row> at_T = measure_or_note(*args, impl, T);
         // Ratios against the L = 1 row of the same T and implementation, when measured.
         const Row* base = nullptr;
         for (const auto& r : at_T)
           if (r.L == 1) base = &r;
         for (auto& r : at_T) {
-          if (base) {
+          if (base && base->note.empty() && r.note.empty()) {
             r.time_ratio = (r.forward_ms + r.backward_ms) / (base->forward_ms + base->backward_ms);
             r.score_ratio = r.score_flops / base->score_flops;
             r.total_ratio = r.total_flops / base->total_flops;
@@ -184,11 +226,15 @@ void add_bench_command(CLI::App& app) {
           rows.push_back(r);
           if (!args->json) {
             if (rows.size() == 1)
-              std::printf("%-10s %6s %2s %11s %11s %10s %10s %8s %8s %8s %9s\n", "impl", "T", "L", "forward_ms", "backward_ms",
-                          "score_GF", "total_GF", "score_x", "total_x", "time_x", "peak_MiB");
-            std::printf("%-10s %6lld %2d %11.2f %11.2f %10.3f %10.3f %8.4f %8.4f %8.3f %9.1f\n", r.impl.c_str(),
-                        static_cast<long long>(r.T), r.L, r.forward_ms, r.backward_ms, r.score_flops / 1e9, r.total_flops / 1e9,
-                        r.score_ratio, r.total_ratio, r.time_ratio, r.peak_mib);
+              std::printf("%-10s %6s %2s %11s %11s %10s %10s %8s %8s %8s %9s %9s\n", "impl", "T", "L", "forward_ms",
+                          "backward_ms", "score_GF", "total_GF", "score_x", "total_x", "time_x", "peak_MiB", "fwd_TF/s");
+            if (!r.note.empty())
+              std::printf("%-10s %6lld %2d %s\n", r.impl.c_str(), static_cast<long long>(r.T), r.L, r.note.c_str());
+            else
+              std::printf("%-10s %6lld %2d %11.2f %11.2f %10.3f %10.3f %8.4f %8.4f %8.3f %9.1f %9.3f\n", r.impl.c_str(),
+                          static_cast<long long>(r.T), r.L, r.forward_ms, r.backward_ms, r.score_flops / 1e9,
+                          r.total_flops / 1e9, r.score_ratio, r.total_ratio, r.time_ratio, r.peak_mib,
+                          r.total_flops / (r.forward_ms * 1e9));
             std::fflush(stdout);
           }
         }
@@ -198,7 +244,9 @@ void add_bench_command(CLI::App& app) {
       for (const auto& r : rows)
         out.push_back({{"impl", r.impl}, {"T", r.T}, {"L", r.L}, {"forward_ms", r.forward_ms}, {"backward_ms", r.backward_ms},
                        {"score_gflop", r.score_flops / 1e9}, {"total_gflop", r.total_flops / 1e9}, {"score_flop_ratio", r.score_ratio},
-                       {"total_flop_ratio", r.total_ratio}, {"time_ratio", r.time_ratio}, {"peak_mib", r.peak_mib}});
+                       {"total_flop_ratio", r.total_ratio}, {"time_ratio", r.time_ratio}, {"peak_mib", r.peak_mib},
+                       {"forward_tflops", r.forward_ms > 0 ? r.total_flops / (r.forward_ms * 1e9) : 0.0},
+                       {"device", device_name(args->device)}, {"note", r.note}});
       std::cout << out.dump(2) << "\n";
     }
     return 0;

@@ -7,6 +7,7 @@
 #                                         the same run on the CPU; a short table last
 #   bash tools/gpu_check.sh --emulate     the same steps with the EMULATE backend, on a
 #                                         machine without a GPU (a dry run of the script)
+#   bash tools/gpu_check.sh --build-only  the build alone (tools/gpu_bench_attention.sh)
 #   bash tools/gpu_check.sh --fetch-deps  here, before the call: downloads the Debian
 #                                         packages hkt builds with into .gpu-deps/ (about
 #                                         14 MB, git-ignored), for a GPU machine that has
@@ -21,6 +22,8 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 mode=gpu
+build_only=0
+for arg in "$@"; do [ "$arg" = --build-only ] && build_only=1; done
 case "${1:-}" in
   --fetch-deps)
     mkdir -p .gpu-deps
@@ -30,6 +33,7 @@ case "${1:-}" in
     exit 0
     ;;
   --emulate) mode=emulate ;;
+  --build-only) ;;
   "") ;;
   *) echo "gpu_check: unknown argument '$1' (expected --emulate or --fetch-deps)" >&2; exit 2 ;;
 esac
@@ -41,7 +45,7 @@ log=$out/gpu_check.log
 t_start=$(date +%s)
 declare -a rows=()  # "check|result|detail" lines of the final table
 failed=0
-row() { rows+=("$1|$2|$3"); [ "$2" = ok ] || failed=1; }
+row() { rows+=("$1|$2|$3"); [ "$2" = ok ] || [ "$2" = n/a ] || failed=1; }
 say() { echo "gpu_check: $*" | tee -a "$log"; }
 
 # ---- 1. dependencies: carried Debian packages unpacked into a prefix, when missing here
@@ -90,6 +94,7 @@ else
 fi
 hkt=$build/tools/hkt
 "$hkt" devices | tee -a "$log"
+[ $build_only = 1 ] && exit 0
 
 # ---- 3. the CUDA tests (Catch2 through ctest): allocator, harness, dropout, training
 t0=$(date +%s)
@@ -122,6 +127,21 @@ EOF
 )
   [ $status -eq 0 ] && row "harness $dtype" ok "$detail" || row "harness $dtype" FAILED "$detail"
 done
+
+# ---- 4b. compute-sanitizer memcheck over a few ops (catches out-of-bounds reads too,
+# which the harness's guard bytes cannot); reported n/a where the runtime has no
+# sanitizer support (gVisor machines)
+if [ "$mode" = gpu ] && command -v compute-sanitizer >/dev/null; then
+  bad=0; ran=0
+  for op in layer_norm softmax embedding causal_conv1d hkt_attention_fused; do
+    timeout 120 compute-sanitizer --tool memcheck "$hkt" gradcheck --device cuda --op "$op" >"$out/memcheck_$op.txt" 2>&1
+    if grep -q "ERROR SUMMARY: 0 errors" "$out/memcheck_$op.txt"; then ran=$((ran + 1))
+    elif grep -q "ERROR SUMMARY: [1-9]" "$out/memcheck_$op.txt"; then ran=$((ran + 1)); bad=$((bad + 1)); fi
+  done
+  if [ $ran -eq 0 ]; then row memcheck n/a "compute-sanitizer did not run here (see $out/memcheck_*.txt)"
+  elif [ $bad -eq 0 ]; then row memcheck ok "$ran ops, 0 errors"
+  else row memcheck FAILED "$bad of $ran ops report errors (see $out/memcheck_*.txt)"; fi
+fi
 
 # ---- 5. training: 300 steps of the demo model on the GPU and on the CPU, same seed
 train_args=(--config configs/listops-small.json --set train.steps=300 --set train.log_every=1 --set train.eval_every=100

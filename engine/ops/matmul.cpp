@@ -58,8 +58,9 @@ Tensor batched_gemm(const char* op, const Tensor& a, const Tensor& b, bool trans
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor c = Tensor::zeros(out_shape, a.dtype(), a.device());
-  if (m == 0 || n == 0 || k == 0) return c;  // BLAS needs no call; an empty sum is 0
+  if (m == 0 || n == 0 || k == 0) return Tensor::zeros(out_shape, a.dtype(), a.device());  // an empty sum is 0
+  // cuBLAS (beta = 0) writes every element; the CPU path below accumulates into zeros.
+  Tensor c = cpu::on_cuda(a) ? Tensor::empty(out_shape, a.dtype(), a.device()) : Tensor::zeros(out_shape, a.dtype());
   const auto stride_a = cpu::broadcast_strides(batch_a, batch), stride_b = cpu::broadcast_strides(batch_b, batch);
   const std::int64_t batches = numel(batch);
   if (cpu::on_cuda(a)) {

@@ -133,6 +133,10 @@ void AdamW::step(double lr) {
     const Tensor g = s.param.grad();
     if (!g.defined()) continue;  // no gradient: parameter and moments unchanged
     const double decay = 1 - lr * (s.decay ? config_.weight_decay : 0.0);  // 1 - lr wd
+    if (s.exp_avg.device() != s.param.device()) {  // the model moved after the optimizer was built
+      s.exp_avg = s.exp_avg.to(s.param.device()).detach();
+      s.exp_avg_sq = s.exp_avg_sq.to(s.param.device()).detach();
+    }
     if (s.param.device() == Device::CUDA) {
       cuda::adamw_update(s.param.raw_data(), g.raw_data(), s.exp_avg.raw_data(), s.exp_avg_sq.raw_data(), s.param.numel(),
                          config_.beta1, config_.beta2, config_.eps, decay, step_size, bc2_sqrt, s.param.dtype());

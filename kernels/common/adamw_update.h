@@ -1,7 +1,8 @@
 // adamw_update.h: one AdamW step of one element (Loshchilov & Hutter 2019, in PyTorch's
 // order of operations), shared by the CPU optimizer (engine/optim/adamw.cpp) and the
-// CUDA backend (kernels/backend/adamw.cpp), so both update bit for bit the same way up
-// to the math library's sqrt (correctly rounded on both).
+// CUDA backend (kernels/backend/optim.cpp), so both apply one formula; they can still
+// differ by an ulp where nvcc fuses a multiply and an add into one FMA (its default), as
+// the host compiler may not.
 #pragma once
 
 #include <cmath>

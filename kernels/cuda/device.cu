@@ -58,10 +58,14 @@ CachingAllocator& allocator() {
   static auto* a = new CachingAllocator(
       [](std::size_t nbytes) -> void* {
         void* ptr = nullptr;
-        if (cudaMalloc(&ptr, nbytes) != cudaSuccess) {
+        const cudaError_t status = cudaMalloc(&ptr, nbytes);
+        if (status == cudaErrorMemoryAllocation) {
           (void)cudaGetLastError();  // out of memory is not sticky: clear it and report nullptr
           return nullptr;
         }
+        // Anything else (a sticky fault of an earlier kernel, say) is that error, not
+        // "out of memory".
+        check_cuda(status, "cudaMalloc", __FILE__, __LINE__);
         return ptr;
       },
       [](void* ptr) {
@@ -101,6 +105,8 @@ void free(void* ptr) noexcept {
     std::fprintf(stderr, "hkt: %s\n", e.what());
   }
 }
+
+void reset_peak_memory() { allocator().reset_peak(); }
 
 CudaMemoryStats memory_stats() {
   CudaMemoryStats s;

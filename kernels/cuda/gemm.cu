@@ -3,6 +3,8 @@
 // after set_allow_tf32(true)), CUBLAS_COMPUTE_64F for float64. Every call is checked.
 #include <cublas_v2.h>
 
+#include <climits>
+
 #include "check.cuh"
 #include "cuda_backend.h"
 
@@ -46,6 +48,12 @@ void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64
     fill(c, m * n + (batch - 1) * stride_c, 0.0, dtype);
     return;
   }
+  // cublasGemmStridedBatchedEx takes int sizes (the strides are 64-bit).
+  for (const std::int64_t v : {m, n, k, batch})
+    if (v > INT_MAX)
+      throw Error("matmul on cuda: a size of " + std::to_string(v) + " exceeds cuBLAS's int range (m = " +
+                  std::to_string(m) + ", n = " + std::to_string(n) + ", k = " + std::to_string(k) + ", batch = " +
+                  std::to_string(batch) + ")");
   // cuBLAS is column-major. A row-major C = op(A) op(B) is the column-major
   // C^T = op(B)^T op(A)^T: swap the operands and pass each matrix as it lies in memory.
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;

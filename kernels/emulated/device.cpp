@@ -49,6 +49,8 @@ void free(void* ptr) noexcept {
   }
 }
 
+void reset_peak_memory() { allocator().reset_peak(); }
+
 CudaMemoryStats memory_stats() {
   CudaMemoryStats s;
   s.allocated_bytes = allocator().allocated_bytes();

@@ -28,6 +28,7 @@ DeviceInfo device_info(int) { no_cuda("device_info"); }
 void* allocate(std::size_t) { no_cuda("cuda allocate"); }
 void free(void*) noexcept {}
 CudaMemoryStats memory_stats() { return {}; }
+void reset_peak_memory() {}
 void empty_cache() {}
 void set_guard_mode(bool) {}
 std::vector<std::string> take_guard_violations() { return {}; }
