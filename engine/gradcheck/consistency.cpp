@@ -211,7 +211,6 @@ double bound_for(const std::string& op, DType dtype) {
 }
 
 std::vector<ConsistencyResult> run_consistency(const std::string& op, DType dtype) {
-  cuda::require_device("CUDA consistency harness");
   std::vector<const Case*> selected;
   static const std::vector<Case> extra = large_cases();
   for (const auto* list : {&all_cases(), &extra})
@@ -222,6 +221,7 @@ std::vector<ConsistencyResult> run_consistency(const std::string& op, DType dtyp
     for (const auto& name : op_names()) known += (known.empty() ? "" : ", ") + name;
     throw Error("cuda consistency: no op named '" + op + "' (known ops: " + known + ", hkt_attention_composite)");
   }
+  cuda::require_device("CUDA consistency harness");  // after the op name: a bad name is named first
   std::vector<ConsistencyResult> out;
   for (const Case* c : selected) out.push_back(run_case(*c, dtype));
   return out;
