@@ -12,14 +12,6 @@
 using namespace hkt;
 using namespace hkt::test;
 
-#define HKT_SKIP_UNLESS_CUDA()                                                    \
-  do {                                                                            \
-    std::string why_not;                                                          \
-    if (cuda::device_count(&why_not) == 0) {                                      \
-      std::cout << "skipped: no CUDA device (" << why_not << ")" << std::endl;     \
-      return;                                                                     \
-    }                                                                             \
-  } while (0)
 
 namespace {
 

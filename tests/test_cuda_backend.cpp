@@ -23,15 +23,6 @@ using namespace hkt;
 using namespace hkt::test;
 namespace fs = std::filesystem;
 
-/// Ends the current test as skipped (ctest reports it so) when no CUDA device can be used.
-#define HKT_SKIP_UNLESS_CUDA()                                                    \
-  do {                                                                            \
-    std::string why_not;                                                          \
-    if (cuda::device_count(&why_not) == 0) {                                      \
-      std::cout << "skipped: no CUDA device (" << why_not << ")" << std::endl;     \
-      return;                                                                     \
-    }                                                                             \
-  } while (0)
 
 TEST_CASE("cuda: without a device every request fails clearly", "[cuda]") {
   std::string reason;

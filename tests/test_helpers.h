@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_backend.h"
 #include "ops.h"
 #include "tolerances.h"
 
@@ -104,4 +105,15 @@ inline std::string fixture_dir() { return HKT_TEST_DATA_DIR; }
       std::cout << "skipped: " << (path) << " not found (set HKT_DATA_DIR)" << std::endl; \
       return;                                                                       \
     }                                                                               \
+  } while (0)
+
+/// Ends the current test as skipped (ctest reports it so) when no CUDA device can be
+/// used: no CUDA in the build, no driver or no GPU (the EMULATE build has one).
+#define HKT_SKIP_UNLESS_CUDA()                                                    \
+  do {                                                                            \
+    std::string why_not;                                                          \
+    if (hkt::cuda::device_count(&why_not) == 0) {                                 \
+      std::cout << "skipped: no CUDA device (" << why_not << ")" << std::endl;     \
+      return;                                                                     \
+    }                                                                             \
   } while (0)

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "../ops.h"
+#include "common/rows.h"
 #include "cpu_kernels.h"
 
 namespace hkt {
@@ -41,20 +42,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
     const T* pb = bias.defined() ? bias.data<T>() : nullptr;
     T *py = y.data<T>(), *ph = xhat.data<T>(), *pr = rstd.data<T>();
     cpu::parallel_for(N, D * 4, [&](std::int64_t r) {
-      const T* xr = px + r * D;
-      // Statistics in double: a float32 mean of large values loses ~D * 6e-8 relative.
-      double mu = 0, var = 0;
-      for (std::int64_t j = 0; j < D; ++j) mu += static_cast<double>(xr[j]);
-      mu /= static_cast<double>(D);
-      for (std::int64_t j = 0; j < D; ++j) var += (static_cast<double>(xr[j]) - mu) * (static_cast<double>(xr[j]) - mu);
-      var /= static_cast<double>(D);
-      const T rs = static_cast<T>(1.0 / std::sqrt(var + eps));
-      pr[r] = rs;
-      for (std::int64_t j = 0; j < D; ++j) {
-        const T h = static_cast<T>((static_cast<double>(xr[j]) - mu) * static_cast<double>(rs));
-        ph[r * D + j] = h;
-        py[r * D + j] = h * (pw ? pw[j] : T(1)) + (pb ? pb[j] : T(0));
-      }
+      pr[r] = fn::layer_norm_row(px + r * D, pw, pb, py + r * D, ph + r * D, D, eps);  // kernels/common/rows.h
     });
   });
   record(y, "layer_norm", {x, weight, bias},

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "../ops.h"
+#include "common/rows.h"
 #include "cpu_kernels.h"
 
 namespace hkt {
@@ -19,20 +20,7 @@ namespace {
 // Writes log_softmax of the rows of z into out (rows x n). -inf rows stay -inf.
 template <class T>
 void log_softmax_rows(const T* z, T* out, std::int64_t rows, std::int64_t n) {
-  cpu::parallel_for(rows, n * 4, [&](std::int64_t r) {
-    const T* zr = z + r * n;
-    T* o = out + r * n;
-    T m = -std::numeric_limits<T>::infinity();
-    for (std::int64_t j = 0; j < n; ++j) m = zr[j] > m ? zr[j] : m;
-    if (m == -std::numeric_limits<T>::infinity()) {  // every entry masked
-      for (std::int64_t j = 0; j < n; ++j) o[j] = m;
-      return;
-    }
-    double s = 0;  // summed in double: rows can be thousands of terms long
-    for (std::int64_t j = 0; j < n; ++j) s += static_cast<double>(std::exp(zr[j] - m));
-    const T lse = m + static_cast<T>(std::log(s));
-    for (std::int64_t j = 0; j < n; ++j) o[j] = zr[j] - lse;
-  });
+  cpu::parallel_for(rows, n * 4, [&](std::int64_t r) { fn::log_softmax_row(z + r * n, out + r * n, n); });  // common/rows.h
 }
 
 // z = x + mask (mask broadcast to x, constant), or x itself.

@@ -1,8 +1,9 @@
 // layer_norm.cpp: layer norm rows (one row per thread) and the column sums of its
-// weight and bias gradients (one column per thread, rows in order). The formulas are
-// those of engine/ops/layer_norm.cpp (Ba et al. 2016), statistics in double.
+// weight and bias gradients (one column per thread, rows in order). The forward row is
+// kernels/common/rows.h, shared with engine/ops/layer_norm.cpp (Ba et al. 2016).
 #include <cmath>
 
+#include "common/rows.h"
 #include "cuda_backend.h"
 #include "launch.h"
 
@@ -14,19 +15,7 @@ template <class T>
 void layer_norm_forward_impl(const T* x, const T* w, const T* b, T* y, T* xhat, T* rstd, std::int64_t N,
                              std::int64_t D, double eps) {
   for_each(N, HKT_KERNEL(std::int64_t r) {
-    const T* xr = x + r * D;
-    double mu = 0, var = 0;
-    for (std::int64_t j = 0; j < D; ++j) mu += static_cast<double>(xr[j]);
-    mu /= static_cast<double>(D);
-    for (std::int64_t j = 0; j < D; ++j) var += (static_cast<double>(xr[j]) - mu) * (static_cast<double>(xr[j]) - mu);
-    var /= static_cast<double>(D);
-    const T rs = static_cast<T>(1.0 / std::sqrt(var + eps));
-    rstd[r] = rs;
-    for (std::int64_t j = 0; j < D; ++j) {
-      const T h = static_cast<T>((static_cast<double>(xr[j]) - mu) * static_cast<double>(rs));
-      xhat[r * D + j] = h;
-      y[r * D + j] = h * (w ? w[j] : T(1)) + (b ? b[j] : T(0));
-    }
+    rstd[r] = fn::layer_norm_row(x + r * D, w, b, y + r * D, xhat + r * D, D, eps);  // common/rows.h
   });
 }
 

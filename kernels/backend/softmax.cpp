@@ -3,6 +3,7 @@
 // the order of the double-precision row sums are those of engine/ops/softmax.cpp.
 #include <cmath>
 
+#include "common/rows.h"
 #include "cuda_backend.h"
 #include "launch.h"
 
@@ -10,25 +11,13 @@ namespace hkt::cuda {
 
 namespace detail {
 
-// log_softmax (or softmax) of one row of n values; a row of all -inf stays -inf (or 0).
-template <class T>
-HKT_HOST_DEVICE void softmax_row(const T* z, T* out, std::int64_t n, bool as_probabilities) {
-  const T neg_inf = -static_cast<T>(HUGE_VAL);
-  T m = neg_inf;
-  for (std::int64_t j = 0; j < n; ++j) m = z[j] > m ? z[j] : m;
-  if (m == neg_inf) {  // every entry masked
-    for (std::int64_t j = 0; j < n; ++j) out[j] = as_probabilities ? T(0) : neg_inf;
-    return;
-  }
-  double s = 0;
-  for (std::int64_t j = 0; j < n; ++j) s += static_cast<double>(std::exp(z[j] - m));
-  const T lse = m + static_cast<T>(std::log(s));
-  for (std::int64_t j = 0; j < n; ++j) out[j] = as_probabilities ? std::exp(z[j] - lse) : z[j] - lse;
-}
-
 template <class T>
 void softmax_impl(const T* z, T* y, std::int64_t rows, std::int64_t n, bool as_probabilities) {
-  for_each(rows, HKT_KERNEL(std::int64_t r) { softmax_row(z + r * n, y + r * n, n, as_probabilities); });
+  for_each(rows, HKT_KERNEL(std::int64_t r) {
+    fn::log_softmax_row(z + r * n, y + r * n, n);  // common/rows.h, as the CPU op
+    if (as_probabilities)
+      for (std::int64_t j = 0; j < n; ++j) y[r * n + j] = std::exp(y[r * n + j]);  // e^-inf = 0
+  });
 }
 
 template <class T>
