@@ -24,6 +24,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
     const Tensor dev_indices = cpu::on_device(indices, Device::CUDA);
     cuda::embedding_forward(weight.raw_data(), static_cast<const std::int64_t*>(dev_indices.raw_data()), y.raw_data(), N, D,
                             weight.dtype());
+    if (!grad_mode_enabled() || !weight.requires_grad()) return y;  // nothing to record (evaluation)
     // dW[v] = sum of g rows whose index is v: the positions of each row v, in increasing
     // order, as a CSR list (row_start [V + 1], rows_of [N]) built here on the host, so
     // that one GPU thread per dW element sums its rows in a fixed order (no atomics).
