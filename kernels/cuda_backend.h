@@ -205,7 +205,7 @@ void dropout_mask(void* mask, std::int64_t n, std::uint64_t seed, std::uint64_t 
 void adamw_update(void* param, const void* grad, void* m, void* v, std::int64_t n, double beta1, double beta2,
                   double eps, double decay, double step_size, double bc2_sqrt, DType dtype);
 
-// ---- fused hierarchical attention, v0 (kernels/backend/attention.cpp) ------------------
+// ---- fused hierarchical attention (kernels/backend/attention_v0.cpp, attention_v1.cpp) ----
 
 /// Limits of the fused CUDA attention: levels L <= 4, head width d_h <= 128.
 inline constexpr int kMaxAttentionLevels = 4;
@@ -227,16 +227,26 @@ struct AttentionArgs {
   bool causal = false;
   double scale = 1.0;
 };
-/// Forward of spec section 6 without tiles (v0: one thread per query row, an online
-/// softmax over the keys): out [B, H, T, d_h] and the row log-sum-exp lse [B, H, T]
-/// (-inf for a row with every key masked, whose output is 0). Memory O(T d_h).
+/// Fused forward (docs/attention.md, "The fused algorithm"): out [B, H, T, d_h] and the
+/// row log-sum-exp lse [B, H, T] (-inf for a row with every key masked, whose output is
+/// 0). Memory O(T d_h). Runs the kernel version chosen by set_attention_kernel (v1, the
+/// tiled kernels of attention_v1.cpp, unless changed).
 void hkt_attention_forward(const AttentionArgs& args, void* out, void* lse, DType dtype);
 /// Backward (FlashAttention-2 formulas, recomputing p from the LSE): D = rowsum(dO O),
-/// then one thread per output row of dv [B, H, T, d_h], of dq[l] and dk[l]
-/// [B, H, T_l, d_h], and per query row for dalpha, reduced per (h, l) in a fixed order
-/// into dalpha [H, L] (nullptr: not wanted). Deterministic: no atomics.
+/// then dv [B, H, T, d_h], dq[l] and dk[l] [B, H, T_l, d_h], and dalpha [H, L] (nullptr:
+/// not wanted), each summed in a fixed order. Deterministic: no atomics.
 void hkt_attention_backward(const AttentionArgs& args, const void* out, const void* lse, const void* grad_out,
                             void* const* dq, void* const* dk, void* dv, void* dalpha, DType dtype);
+/// Which fused attention kernels hkt_attention_forward/backward run, process-wide: 1 (the
+/// default) is v1, tiled in shared memory (attention_v1.cpp); 0 is v0, one thread per
+/// output row (attention_v0.cpp), kept as the per-element reference the tests and the
+/// benchmark compare against. Throws hkt::Error for any other version.
+void set_attention_kernel(int version);
+int attention_kernel();
+/// v0 itself (the reference; the same contract as hkt_attention_forward/backward).
+void hkt_attention_forward_v0(const AttentionArgs& args, void* out, void* lse, DType dtype);
+void hkt_attention_backward_v0(const AttentionArgs& args, const void* out, const void* lse, const void* grad_out,
+                               void* const* dq, void* const* dk, void* dv, void* dalpha, DType dtype);
 
 // ---- matrix products (kernels/cuda/gemm.cu: cuBLAS; kernels/emulated/gemm.cpp: BLAS) ------
 

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <unistd.h>
@@ -13,6 +14,9 @@
 #include <vector>
 
 #include "cuda_backend.h"
+#if defined(HKT_EMULATE_CUDA)
+#include "emulated/block_emulator.h"
+#endif
 #include "ops.h"
 #include "tolerances.h"
 
@@ -94,6 +98,53 @@ struct TempDir {
 
 /// The committed test fixtures (tests/data).
 inline std::string fixture_dir() { return HKT_TEST_DATA_DIR; }
+
+#if defined(HKT_EMULATE_CUDA)
+/// Runs `run` (which launches block kernels and returns their outputs) under the block
+/// emulator's thread orders: forward, reverse and two seeded shuffles. Returns "" when
+/// every order gives bit-identical outputs, else which order differed first and where.
+/// A correct kernel is order-independent; a missing barrier or a shared-memory race
+/// usually is not (kernels/emulated/block_emulator.h). Leaves the order at forward.
+template <class F>
+std::string thread_order_difference(F&& run) {
+  using cuda::emu::ThreadOrder;
+  struct Order {
+    ThreadOrder order;
+    std::uint64_t seed;
+    const char* name;
+  };
+  const Order orders[] = {{ThreadOrder::Forward, 0, "forward"},
+                          {ThreadOrder::Reverse, 0, "reverse"},
+                          {ThreadOrder::Shuffled, 1, "shuffled (seed 1)"},
+                          {ThreadOrder::Shuffled, 2, "shuffled (seed 2)"}};
+  std::vector<std::vector<double>> reference;
+  std::string difference;
+  for (const auto& o : orders) {
+    cuda::emu::set_thread_order(o.order, o.seed);
+    std::vector<std::vector<double>> got;
+    try {
+      got = run();
+    } catch (...) {
+      cuda::emu::set_thread_order(ThreadOrder::Forward);
+      throw;
+    }
+    if (reference.empty()) {
+      reference = got;
+      continue;
+    }
+    for (std::size_t t = 0; t < got.size() && difference.empty(); ++t)
+      for (std::size_t i = 0; i < got[t].size(); ++i)
+        if (std::memcmp(&got[t][i], &reference[t][i], sizeof(double)) != 0) {
+          difference = std::string(o.name) + " order: output " + std::to_string(t) + " element " + std::to_string(i) +
+                       " is " + std::to_string(got[t][i]) + ", forward order gave " + std::to_string(reference[t][i]);
+          break;
+        }
+    if (!difference.empty()) break;
+  }
+  cuda::emu::set_thread_order(ThreadOrder::Forward);
+  return difference;
+}
+#endif
 
 }  // namespace hkt::test
 

@@ -92,8 +92,9 @@ std::vector<Case> large_cases() {
 
 // max |a - b| / max(max |b|, floor) over the elements (b is the CPU result); NaN
 // anywhere, or an infinity in one but not the other, gives +inf with `why` set. The
-// floor (1 % of the case's output magnitude) keeps a gradient that is zero in exact
-// arithmetic, rounding noise on both devices, from being divided by its own noise (a
+// floor (1 % of the case's scale: its output's and gradients' largest magnitude) keeps
+// a gradient that is zero in exact arithmetic, rounding noise on both devices, from
+// being divided by its own noise (a
 // level whose every query and key fall in one coarse block adds a constant to each
 // score row, which softmax ignores: its gradient is 0 plus rounding).
 double scaled_error(const Tensor& cuda_result, const Tensor& cpu_result, double floor, std::string& why) {
@@ -165,7 +166,12 @@ ConsistencyResult run_case(const Case& c, DType dtype) {
     cuda::synchronize();
     std::string why;
     int worst_input = -1;  // the input whose gradient differs most
-    const double floor = 0.01 * max_abs(expected[0]);
+    // The floor: 1 % of the case's scale, the largest magnitude of its output and its
+    // gradients (the CPU's), which the rounding noise of an exactly-zero gradient follows.
+    double case_scale = 0.0;
+    for (const auto& t : expected)
+      if (t.defined()) case_scale = std::max(case_scale, max_abs(t));
+    const double floor = 0.01 * case_scale;
     r.forward_err = scaled_error(got[0], expected[0], floor, why);
     for (std::size_t i = 1; i < expected.size() && why.empty(); ++i) {
       if (expected[i].defined() != got[i].defined()) {

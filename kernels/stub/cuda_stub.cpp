@@ -111,6 +111,16 @@ void hkt_attention_backward(const AttentionArgs&, const void*, const void*, cons
                             void*, DType) {
   no_cuda("hkt_attention_fused backward on cuda");
 }
+void hkt_attention_forward_v0(const AttentionArgs&, void*, void*, DType) { no_cuda("hkt_attention_fused on cuda"); }
+void hkt_attention_backward_v0(const AttentionArgs&, const void*, const void*, const void*, void* const*, void* const*,
+                               void*, void*, DType) {
+  no_cuda("hkt_attention_fused backward on cuda");
+}
+void set_attention_kernel(int version) {
+  if (version != 0 && version != 1)
+    throw Error("set_attention_kernel: version " + std::to_string(version) + " does not exist (0 or 1)");
+}
+int attention_kernel() { return 1; }
 void gemm_strided_batched(bool, bool, std::int64_t, std::int64_t, std::int64_t, const void*, std::int64_t, const void*,
                           std::int64_t, void*, std::int64_t, std::int64_t, DType) {
   no_cuda("matmul on cuda");

@@ -1,0 +1,185 @@
+// test_block_emulator.cpp: the block emulator (kernels/emulated/block_emulator.h) runs
+// correct block kernels, and stops or flags the classic kernel bugs: a divergent
+// barrier, a thread returning while others wait, a missing barrier (different bits
+// under different thread orders), a shuffle with a wrong mask, and shared-memory
+// overruns. EMULATE build only (elsewhere the kernels would need a GPU).
+#include "test_helpers.h"
+
+#if defined(HKT_EMULATE_CUDA)
+
+#include "backend/block.h"
+
+using namespace hkt;
+using namespace hkt::cuda;
+
+namespace {
+
+// Sum of x[0..n) per block: each thread adds a strided share, then the block reduces in
+// shared memory (tree, with barriers) down to one warp, which finishes with shuffles.
+struct BlockSum {
+  static constexpr unsigned kThreads = 128;
+  const double* x;
+  double* out;  // one per block
+  std::int64_t n;
+  HKT_DEVICE void operator()() const {
+    HKT_SHARED(double, partial, kThreads);
+    const unsigned t = dev::thread_index();
+    double s = 0;
+    for (std::int64_t i = dev::block_x() * kThreads + t; i < n; i += std::int64_t{kThreads} * 4) s += x[i];
+    partial[t] = s;
+    dev::sync_threads();
+    for (unsigned half = kThreads / 2; half >= 32; half /= 2) {
+      if (t < half) partial[t] += partial[t + half];
+      dev::sync_threads();
+    }
+    if (t < 32) {
+      double v = partial[t];
+      for (unsigned m = 16; m >= 1; m /= 2) v += dev::shfl_xor(0xffffffffu, v, m);
+      if (t == 0) out[dev::block_x()] = v;
+    }
+  }
+};
+
+// Threads 0..15 wait at one barrier, the others at another.
+struct DivergentBarrier {
+  static constexpr unsigned kThreads = 64;
+  HKT_DEVICE void operator()() const {
+    if (dev::thread_index() < 16)
+      dev::sync_threads();
+    else
+      dev::sync_threads();
+  }
+};
+
+// Thread 5 returns before the barrier the others wait at.
+struct EarlyReturn {
+  static constexpr unsigned kThreads = 32;
+  HKT_DEVICE void operator()() const {
+    if (dev::thread_index() == 5) return;
+    dev::sync_threads();
+  }
+};
+
+// Each thread writes its slot and reads its neighbour's; `barrier` says whether a
+// barrier separates the write from the read.
+struct NeighbourRead {
+  static constexpr unsigned kThreads = 64;
+  double* out;
+  bool barrier;
+  HKT_DEVICE void operator()() const {
+    HKT_SHARED(double, slot, kThreads);
+    const unsigned t = dev::thread_index();
+    slot[t] = 0;
+    dev::sync_threads();
+    slot[t] = t + 1.0;
+    if (barrier) dev::sync_threads();
+    out[t] = slot[(t + 1) % kThreads];
+  }
+};
+
+// Lanes 0..15 shuffle with mask 0xffff, lanes 16..31 with the full mask.
+struct MismatchedMask {
+  static constexpr unsigned kThreads = 32;
+  HKT_DEVICE void operator()() const {
+    const unsigned t = dev::thread_index();
+    const unsigned mask = t < 16 ? 0xffffu : 0xffffffffu;
+    (void)dev::shfl_xor(mask, 1.0f, 1);
+  }
+};
+
+// Every lane passes a mask without itself.
+struct MaskWithoutSelf {
+  static constexpr unsigned kThreads = 32;
+  HKT_DEVICE void operator()() const { (void)dev::shfl_xor(0u, 1.0f, 1); }
+};
+
+// Thread 0 writes one element past a static array, or past dynamic shared memory.
+struct Overrun {
+  static constexpr unsigned kThreads = 32;
+  bool dynamic;
+  HKT_DEVICE void operator()() const {
+    HKT_SHARED(float, tile, 8);
+    float* dyn = dev::dynamic_shared<float>();
+    if (dev::thread_index() == 0) {
+      if (dynamic)
+        dyn[16] = 1.0f;
+      else
+        tile[8] = 1.0f;
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("block emulator: a shared-memory and shuffle block reduction sums exactly", "[emulator]") {
+  const std::int64_t n = 1000;
+  std::vector<double> x(n), out(4, -1.0);
+  for (std::int64_t i = 0; i < n; ++i) x[static_cast<std::size_t>(i)] = static_cast<double>(i);
+  launch_blocks("block_sum", Grid{4}, 0, BlockSum{x.data(), out.data(), n});
+  // Block b sums i = 128 b + t + 512 k: integers, so the sum is exact in any order.
+  for (int b = 0; b < 4; ++b) {
+    double expect = 0;
+    for (std::int64_t i = 0; i < n; ++i)
+      if ((i % 512) / 128 == b) expect += static_cast<double>(i);
+    CHECK(out[static_cast<std::size_t>(b)] == expect);
+  }
+  // 0 + 1 + ... + 999 = 499500 over the four blocks.
+  CHECK(out[0] + out[1] + out[2] + out[3] == 499500.0);
+  const std::string diff = test::thread_order_difference([&] {
+    launch_blocks("block_sum", Grid{4}, 0, BlockSum{x.data(), out.data(), n});
+    return std::vector<std::vector<double>>{out};
+  });
+  CHECK(diff.empty());
+}
+
+TEST_CASE("block emulator: a divergent barrier stops the run naming kernel, block and threads", "[emulator]") {
+  test::require_error([] { launch_blocks("divergent", Grid{2}, 0, DivergentBarrier{}); },
+                      "kernel 'divergent', block (0, 0, 0): divergent __syncthreads: thread 0 waits at "
+                      "test_block_emulator.cpp:");
+  test::require_error([] { launch_blocks("early", Grid{1}, 0, EarlyReturn{}); },
+                      "kernel 'early', block (0, 0, 0): thread 0 waits at __syncthreads (test_block_emulator.cpp:");
+  test::require_error([] { launch_blocks("early", Grid{1}, 0, EarlyReturn{}); }, "but thread 5 has returned");
+}
+
+TEST_CASE("block emulator: a missing barrier gives different bits under different thread orders", "[emulator]") {
+  std::vector<double> out(64);
+  const auto run = [&](bool barrier) {
+    return test::thread_order_difference([&] {
+      launch_blocks("neighbour", Grid{1}, 0, NeighbourRead{out.data(), barrier});
+      return std::vector<std::vector<double>>{out};
+    });
+  };
+  CHECK(run(true).empty());
+  for (std::size_t t = 0; t < 64; ++t) CHECK(out[t] == static_cast<double>((t + 1) % 64 + 1));
+  const std::string diff = run(false);
+  INFO(diff);
+  CHECK(diff.find("reverse order: output 0 element") != std::string::npos);
+}
+
+TEST_CASE("block emulator: shuffles with a wrong mask are refused", "[emulator]") {
+  test::require_error([] { launch_blocks("mask", Grid{1}, 0, MismatchedMask{}); },
+                      "kernel 'mask', block (0, 0, 0), warp 0: lanes 0 and 16 call the same warp operation "
+                      "(test_block_emulator.cpp:");
+  test::require_error([] { launch_blocks("mask", Grid{1}, 0, MismatchedMask{}); },
+                      "with different masks, 0xffff and 0xffffffff");
+  test::require_error([] { launch_blocks("self", Grid{1}, 0, MaskWithoutSelf{}); },
+                      "lane 0 calls it with mask 0x0, which leaves the lane out");
+}
+
+TEST_CASE("block emulator: shared-memory overruns are reported with the array", "[emulator]") {
+  test::require_error([] { launch_blocks("overrun", Grid{1}, 64, Overrun{false}); },
+                      "kernel 'overrun', block (0, 0, 0): shared array 'tile' (32 bytes) was written past its end, at "
+                      "byte 32");
+  test::require_error([] { launch_blocks("overrun", Grid{1}, 64, Overrun{true}); },
+                      "shared array 'extern __shared__ (dynamic)' (64 bytes) was written past its end, at byte 64");
+  test::require_error([] { launch_blocks("big", Grid{1}, 300 * 1024, Overrun{true}); },
+                      "kernel 'big': 307200 bytes of dynamic shared memory per block (sm_90 allows at most 232448)");
+}
+
+#else
+
+TEST_CASE("block emulator: the EMULATE build runs these tests", "[emulator]") {
+  std::cout << "skipped: the block emulator is part of the EMULATE build (-DHKT_CUDA=EMULATE)" << std::endl;
+}
+
+#endif
