@@ -167,3 +167,150 @@ TEST_CASE("cuda attention: causality, padding and fully masked rows hold on the 
   for (const auto& t : x)
     for (double v : t.grad().to_vector()) CHECK(std::isfinite(v));
 }
+
+namespace {
+
+// Selects the fused attention kernel version (cuda::set_attention_kernel) for a scope.
+struct KernelVersion {
+  explicit KernelVersion(int version) { cuda::set_attention_kernel(version); }
+  ~KernelVersion() { cuda::set_attention_kernel(1); }
+  KernelVersion(const KernelVersion&) = delete;
+  KernelVersion& operator=(const KernelVersion&) = delete;
+};
+
+// The issue's grid of sizes, covered by 9 problems: T in {1, 5, 63, 64, 65, 127, 300},
+// L = 1..4, d_h in {16, 64, 128}, causal and not, with and without padding.
+const Problem kTileProblems[] = {
+    {1, 2, 1, 16, 4, false, 0},   {1, 2, 5, 16, 4, false, 1},   {2, 1, 63, 64, 3, true, 5},
+    {1, 2, 64, 16, 4, false, 7},  {2, 1, 65, 128, 2, true, 3},  {1, 1, 127, 64, 1, false, 9},
+    {1, 1, 127, 128, 4, true, 0}, {1, 1, 300, 16, 3, true, 20}, {1, 1, 300, 64, 2, false, 11}};
+
+// ||a - b|| / max(||b||, floor): the floor (1 % of the problem's largest tensor norm)
+// measures a gradient that is zero in exact arithmetic, such as a level whose single
+// coarse block covers every key (T = 5, L = 4), by its absolute rounding noise.
+double rel_err_floor(const Tensor& a, const Tensor& b, double floor) {
+  const auto x = a.to_vector(), y = b.to_vector();
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    num += (x[i] - y[i]) * (x[i] - y[i]);
+    den += y[i] * y[i];
+  }
+  return std::sqrt(num) / std::max(std::sqrt(den), floor);
+}
+
+double norm(const Tensor& t) {
+  double s = 0;
+  for (double x : t.to_vector()) s += x * x;
+  return std::sqrt(s);
+}
+
+std::string describe(const Problem& p) {
+  return "B" + std::to_string(p.B) + " H" + std::to_string(p.H) + " T" + std::to_string(p.T) + " dh" +
+         std::to_string(p.dh) + " L" + std::to_string(p.L) + (p.causal ? " causal" : "") + " padded " +
+         std::to_string(p.padded);
+}
+
+}  // namespace
+
+TEST_CASE("cuda attention v1: tiled kernels against the float64 truth, the unfused op, the CPU op and v0",
+          "[cuda][attention]") {
+  HKT_SKIP_UNLESS_CUDA();
+  for (const auto& p : kTileProblems) {
+    INFO(describe(p));
+    const auto base = inputs(p, 31);
+    Generator gg(32);
+    const Tensor g = Tensor::normal({p.B, p.H, p.T, p.dh}, gg, 0.0, 1.0, DType::Float64);
+    const auto truth = run(p, base, g, false, Device::CPU, DType::Float64);
+    const auto cpu_fused64 = run(p, base, g, true, Device::CPU, DType::Float64);
+    const auto unfused = run(p, base, g, false, Device::CUDA, DType::Float32);
+    const auto v1 = run(p, base, g, true, Device::CUDA, DType::Float32);
+    const auto v1_64 = run(p, base, g, true, Device::CUDA, DType::Float64);
+    std::vector<Tensor> v0_64;
+    {
+      KernelVersion v0(0);
+      v0_64 = run(p, base, g, true, Device::CUDA, DType::Float64);
+    }
+    double floor = 0;
+    for (const auto& t : truth) floor = std::max(floor, 0.01 * norm(t));
+    for (std::size_t i = 0; i < truth.size(); ++i) {
+      const double e_v1 = rel_err_floor(v1[i], truth[i], floor), e_unfused = rel_err_floor(unfused[i], truth[i], floor);
+      INFO("tensor " << i << " (0 = output): v1 " << e_v1 << ", unfused " << e_unfused);
+      CHECK(e_v1 <= 2 * e_unfused + 1e-7);                            // float32: the FlashAttention criterion
+      CHECK(rel_err_floor(v1_64[i], truth[i], floor) <= 1e-12);        // float64: the same function
+      CHECK(rel_err_floor(v1_64[i], cpu_fused64[i], floor) <= 1e-12);  // ... as the fused CPU op
+      CHECK(rel_err_floor(v1_64[i], v0_64[i], floor) <= 1e-12);        // ... and as v0, the per-row kernels
+    }
+  }
+}
+
+TEST_CASE("cuda attention v0 and v1: NaN or inf in a masked key's K or V reaches nothing", "[cuda][attention]") {
+  HKT_SKIP_UNLESS_CUDA();
+  // T = 20, the last 4 keys of sequence 1 padded: fine keys 16..19, and the coarse rows
+  // made only of them (level 1: rows 8, 9; level 2: row 4), are masked everywhere.
+  const Problem p{2, 2, 20, 8, 3, false, 4};
+  const auto base = inputs(p, 41);
+  auto poisoned = base;
+  const double bad[] = {std::nan(""), HUGE_VAL, -HUGE_VAL};
+  for (int l = 0; l < p.L; ++l) {
+    Tensor& k = poisoned[static_cast<std::size_t>(p.L + l)];
+    auto kv = k.to_vector();
+    const std::int64_t Tl = k.shape()[2];
+    for (std::int64_t h = 0; h < p.H; ++h)
+      for (std::int64_t u = (p.T - p.padded) >> l; u < Tl; ++u)
+        for (std::int64_t d = 0; d < p.dh; ++d)
+          kv[static_cast<std::size_t>(((p.H + h) * Tl + u) * p.dh + d)] = bad[(u + d) % 3];
+    k = Tensor::from_vector(kv, k.shape(), DType::Float64);
+  }
+  Tensor& v = poisoned[static_cast<std::size_t>(2 * p.L)];
+  auto vv = v.to_vector();
+  for (std::int64_t h = 0; h < p.H; ++h)
+    for (std::int64_t j = p.T - p.padded; j < p.T; ++j)
+      for (std::int64_t d = 0; d < p.dh; ++d) vv[static_cast<std::size_t>(((p.H + h) * p.T + j) * p.dh + d)] = bad[(j + d) % 3];
+  v = Tensor::from_vector(vv, v.shape(), DType::Float64);
+  // The same inputs with the masked rows set to 0 instead.
+  auto zeroed = poisoned;
+  for (auto& t : zeroed) {
+    auto x = t.to_vector();
+    for (auto& e : x)
+      if (!std::isfinite(e)) e = 0.0;
+    t = Tensor::from_vector(x, t.shape(), DType::Float64);
+  }
+  Generator gg(42);
+  const Tensor g = Tensor::normal({p.B, p.H, p.T, p.dh}, gg, 0.0, 1.0, DType::Float64);
+  for (int version : {0, 1}) {
+    KernelVersion kv(version);
+    for (DType dtype : {DType::Float32, DType::Float64}) {
+      INFO("v" << version << (dtype == DType::Float32 ? " float32" : " float64"));
+      const auto a = run(p, poisoned, g, true, Device::CUDA, dtype), b = run(p, zeroed, g, true, Device::CUDA, dtype);
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        INFO("tensor " << i << " (0 = output)");
+        const auto x = a[i].to_vector(), y = b[i].to_vector();
+        bool finite = true;
+        for (double e : x) finite = finite && std::isfinite(e);
+        CHECK(finite);
+        CHECK(x == y);
+      }
+    }
+  }
+}
+
+#if defined(HKT_EMULATE_CUDA)
+TEST_CASE("cuda attention v1: bit-identical under every thread order and across runs", "[cuda][attention][emulator]") {
+  for (const Problem& p : {Problem{1, 2, 65, 16, 3, true, 6}, Problem{1, 1, 127, 32, 4, false, 3}}) {
+    INFO(describe(p));
+    const auto base = inputs(p, 51);
+    Generator gg(52);
+    const Tensor g = Tensor::normal({p.B, p.H, p.T, p.dh}, gg, 0.0, 1.0, DType::Float64);
+    const auto outputs = [&] {
+      std::vector<std::vector<double>> all;
+      for (const auto& t : run(p, base, g, true, Device::CUDA, DType::Float32)) all.push_back(t.to_vector());
+      return all;
+    };
+    const auto first = outputs();
+    CHECK(outputs() == first);  // two runs
+    const std::string diff = test::thread_order_difference(outputs);
+    INFO(diff);
+    CHECK(diff.empty());
+  }
+}
+#endif
