@@ -1,59 +1,124 @@
 #!/usr/bin/env python3
-"""bench_sdpa_torch.py: PyTorch's scaled_dot_product_attention (flash / memory-efficient
-kernels) on the GPU, the reference for hkt's fused MHA (L = 1) in docs/benchmarks.md.
+"""bench_sdpa_torch.py: PyTorch's attention on the GPU, the reference rows of hkt's
+fused attention benchmark (docs/benchmarks.md, tools/gpu_bench_attention.sh).
 
-Times forward and forward+backward with CUDA events (median of --repeats after warm-up),
-on random inputs [1, heads, T, d_head] (batch x heads = --bh), fp32 and bf16, and
-prints one JSON object per line: {"framework", "dtype", "T", "bh", "d_head",
-"forward_ms", "backward_ms", "forward_tflops"} (FLOPs counted as hkt counts them:
-4 T^2 d_h per head for QK^T and PV, causality not discounted).
-Exit 2 when no CUDA device is available.
+L = 1: scaled_dot_product_attention on q, k, v [1, bh, T, d_head].
+L > 1: PyTorch's best HKT, the concat formulation. HKT's fused score is one ordinary
+attention whose query/key rows are the levels' rows repeated and concatenated,
+  s(i, j) = scale [a0 Q0[i] | a1 Q1[i>>1] | ...] . [K0[j] | K1[j>>1] | ...],
+with values of width d_head: one scaled_dot_product_attention call with query/key width
+L x d_head (alpha folded into the query). Before timing, the script checks in float64
+that this equals the direct definition (every level's score matrix lifted, weighted and
+summed, then softmax) to 1e-10; it exits 1 if not.
+
+Times forward and forward+backward (gradients of every q_l, k_l, v and alpha) with CUDA
+events (median of --repeats after warm-up) and prints one JSON object per line:
+{"framework", "formulation", "dtype", "T", "L", "bh", "d_head", "forward_ms",
+"backward_ms", "forward_tflops"}; FLOPs are counted as hkt counts them
+(sum_l 2 T_l^2 d_h for the scores + 2 T^2 d_h for P V per head, no causal discount), so
+the rows compare with hkt's. Exit 2 when no CUDA device is available.
 """
 import argparse
 import json
+import math
 import sys
+
+
+def concat_hkt(F, torch, qs, ks, v, alpha):
+    """HKT attention as one SDPA call: qs[l], ks[l] [1, bh, T_l, d]; v [1, bh, T, d]; alpha [bh, L]."""
+    T, d = v.shape[2], v.shape[3]
+    qc = torch.cat([alpha[:, l].view(1, -1, 1, 1) * q.repeat_interleave(2**l, dim=2)[:, :, :T] for l, q in enumerate(qs)], -1)
+    kc = torch.cat([k.repeat_interleave(2**l, dim=2)[:, :, :T] for l, k in enumerate(ks)], -1)
+    return F.scaled_dot_product_attention(qc, kc, v, scale=1.0 / math.sqrt(d))
+
+
+def direct_hkt(torch, qs, ks, v, alpha):
+    """The definition: s = sum_l alpha_l lift(scale Q_l K_l^T), softmax over keys, times V."""
+    T, d = v.shape[2], v.shape[3]
+    s = 0
+    for l, (q, k) in enumerate(zip(qs, ks)):
+        sl = (q @ k.transpose(-1, -2)) / math.sqrt(d)
+        sl = sl.repeat_interleave(2**l, dim=2)[:, :, :T].repeat_interleave(2**l, dim=3)[:, :, :, :T]
+        s = s + alpha[:, l].view(1, -1, 1, 1) * sl
+    return torch.softmax(s, dim=-1) @ v
+
+
+def inputs(torch, bh, T, d, L, dtype, device):
+    qs = [torch.randn(1, bh, (T + 2**l - 1) >> l, d, device=device, dtype=dtype, requires_grad=True) for l in range(L)]
+    ks = [torch.randn(1, bh, (T + 2**l - 1) >> l, d, device=device, dtype=dtype, requires_grad=True) for l in range(L)]
+    v = torch.randn(1, bh, T, d, device=device, dtype=dtype, requires_grad=True)
+    alpha = torch.softmax(torch.randn(bh, L, device=device, dtype=dtype), -1).requires_grad_(True)
+    return qs, ks, v, alpha
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--T", default="1024,4096,16384")
+    parser.add_argument("--L", default="1,3")
     parser.add_argument("--bh", type=int, default=64)
     parser.add_argument("--d-head", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--device", default="cuda", help="cuda, or cpu for a dry run")
     args = parser.parse_args()
     import torch
     import torch.nn.functional as F
 
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_sdpa_torch: no CUDA device", file=sys.stderr)
         return 2
+    # The concat formulation is HKT: float64 check against the definition.
+    torch.manual_seed(0)
+    for L in (2, 3, 4):
+        qs, ks, v, alpha = inputs(torch, 3, 67, 8, L, torch.float64, args.device)
+        err = (concat_hkt(F, torch, qs, ks, v, alpha) - direct_hkt(torch, qs, ks, v, alpha)).abs().max().item()
+        if err > 1e-10:
+            print(f"bench_sdpa_torch: concat formulation differs from the definition by {err} at L = {L}", file=sys.stderr)
+            return 1
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     for dtype_name in args.dtypes.split(","):
         dtype = getattr(torch, dtype_name)
-        for T in [int(t) for t in args.T.split(",")]:
-            shape = (1, args.bh, T, args.d_head)
-            q, k, v = (torch.randn(shape, device="cuda", dtype=dtype, requires_grad=True) for _ in range(3))
-            g = torch.randn(shape, device="cuda", dtype=dtype)
+        for L in [int(x) for x in args.L.split(",")]:
+            for T in [int(t) for t in args.T.split(",")]:
+                qs, ks, v, alpha = inputs(torch, args.bh, T, args.d_head, L, dtype, args.device)
+                g = torch.randn_like(v)
+                f = (lambda: F.scaled_dot_product_attention(qs[0], ks[0], v)) if L == 1 else (
+                    lambda: concat_hkt(F, torch, qs, ks, v, alpha))
 
-            def timed(fn):
-                for _ in range(3):
-                    fn()
-                times = []
-                for _ in range(args.repeats):
-                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    start.record()
-                    fn()
-                    end.record()
-                    torch.cuda.synchronize()
-                    times.append(start.elapsed_time(end))
-                return sorted(times)[len(times) // 2]
+                def timed(fn):
+                    for _ in range(2):
+                        fn()
+                    sync()
+                    times = []
+                    for _ in range(args.repeats):
+                        if args.device == "cuda":
+                            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                            start.record()
+                            fn()
+                            end.record()
+                            sync()
+                            times.append(start.elapsed_time(end))
+                        else:
+                            import time
+                            t0 = time.perf_counter()
+                            fn()
+                            times.append((time.perf_counter() - t0) * 1e3)
+                    return sorted(times)[len(times) // 2]
 
-            forward = timed(lambda: F.scaled_dot_product_attention(q, k, v))
-            both = timed(lambda: F.scaled_dot_product_attention(q, k, v).backward(g))
-            flops = 4.0 * args.bh * T * T * args.d_head
-            print(json.dumps({"framework": f"torch {torch.__version__} sdpa", "dtype": dtype_name, "T": T, "bh": args.bh,
-                              "d_head": args.d_head, "forward_ms": forward, "backward_ms": both - forward,
-                              "forward_tflops": flops / (forward * 1e9)}), flush=True)
+                try:
+                    forward = timed(f)
+                    both = timed(lambda: f().backward(g))
+                except torch.cuda.OutOfMemoryError:
+                    print(json.dumps({"framework": f"torch {torch.__version__}", "dtype": dtype_name, "T": T, "L": L,
+                                      "note": "out of memory"}), flush=True)
+                    torch.cuda.empty_cache()
+                    continue
+                flops = args.bh * (sum(2.0 * ((T + 2**l - 1) >> l) ** 2 * args.d_head for l in range(L))
+                                   + 2.0 * T * T * args.d_head)
+                print(json.dumps({"framework": f"torch {torch.__version__}",
+                                  "formulation": "sdpa" if L == 1 else "concat sdpa", "dtype": dtype_name, "T": T,
+                                  "L": L, "bh": args.bh, "d_head": args.d_head, "forward_ms": forward,
+                                  "backward_ms": both - forward, "forward_tflops": flops / (forward * 1e9)}), flush=True)
     return 0
 
 

@@ -88,9 +88,18 @@ std::array<double, 3> run_once(const BenchArgs& a, const std::string& impl, Prob
     cuda::reset_peak_memory();
   else
     reset_peak_cpu_memory();
+  // fused-v0: the CUDA backend's per-row v0 kernels instead of the tiled v1 (the
+  // reference the GPU benchmark compares v1 against); restored on every path out.
+  struct KernelVersion {
+    int saved = cuda::attention_kernel();
+    explicit KernelVersion(bool v0) {
+      if (v0) cuda::set_attention_kernel(0);
+    }
+    ~KernelVersion() { cuda::set_attention_kernel(saved); }
+  } version(impl == "fused-v0");
   const auto t0 = now();
-  Tensor out = impl == "fused" ? hkt_attention_fused(p.q, p.k, p.v, p.alpha, Tensor(), options)
-                               : hkt_attention_composite(p.q, p.k, p.v, p.alpha, Tensor(), options);
+  Tensor out = impl == "composite" ? hkt_attention_composite(p.q, p.k, p.v, p.alpha, Tensor(), options)
+                                   : hkt_attention_fused(p.q, p.k, p.v, p.alpha, Tensor(), options);
   const auto t1 = now();
   if (!a.forward_only) out.backward(p.grad_out);
   const auto t2 = now();
@@ -185,7 +194,7 @@ void add_bench_command(CLI::App& app) {
   sub->add_option("--d-head", args->d_head, "Head width d_h")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--heads", args->heads, "Heads")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--batch", args->batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--impl", *impl_str, "fused, composite, or fused,composite")->capture_default_str();
+  sub->add_option("--impl", *impl_str, "Comma-separated: fused, composite, fused-v0 (CUDA: the per-row v0 kernels)")->capture_default_str();
   sub->add_option("--repeats", args->repeats, "Timed runs per point (the median is reported)")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--threads", args->threads, "OpenMP threads (0: the OpenMP default)")->capture_default_str()->check(CLI::NonNegativeNumber);
   sub->add_option("--dtype", args->dtype, "f32 or f64")->capture_default_str()->check(CLI::IsMember({"f32", "f64"}));
@@ -205,7 +214,10 @@ void add_bench_command(CLI::App& app) {
     args->impl.clear();
     std::stringstream ss(*impl_str);
     for (std::string item; std::getline(ss, item, ',');) {
-      check(item == "fused" || item == "composite", "bench attention: --impl must list fused and/or composite, got '" + item + "'");
+      check(item == "fused" || item == "composite" || item == "fused-v0",
+            "bench attention: --impl must list fused, composite and/or fused-v0, got '" + item + "'");
+      check(item != "fused-v0" || args->device == Device::CUDA,
+            "bench attention: --impl fused-v0 (the per-row CUDA kernels) needs --device cuda");
       args->impl.push_back(item);
     }
     if (args->threads > 0) omp_set_num_threads(args->threads);

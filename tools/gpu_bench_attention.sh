@@ -1,58 +1,81 @@
 #!/usr/bin/env bash
-# gpu_bench_attention.sh: the fused attention measurements of docs/benchmarks.md on a GPU
-# machine, in one call: hkt's fused HKT (L = 3) and MHA (L = 1) against the unfused
-# composite op (cuBLAS + softmax) at T = 1024, 4096, 16384, batch x heads = 64,
-# d_head = 64, float32; the memory check at T = 65536 (forward); PyTorch's
-# scaled_dot_product_attention in float32 and bf16 for MHA. Builds with
-# tools/gpu_check.sh --build-only. Each point has a time limit (the v0 kernels are
-# slow at large T); a point past it is reported as "timeout". JSON under $OUT, the
-# table last.
+# gpu_bench_attention.sh: the fused attention timings of docs/benchmarks.md on a GPU
+# machine: forward and forward+backward time of hkt's v0 (per-row) and v1 (tiled)
+# kernels, PyTorch's scaled_dot_product_attention (L = 1) and PyTorch's best HKT (the
+# concat formulation, L = 3; tools/bench_sdpa_torch.py), at T = 1024, 4096, 16384,
+# batch x heads = 64, d_head = 64, float32 (PyTorch also in bf16, for reference). Each
+# hkt point runs in its own process under a time limit (v0 is slow at large T; v0 at
+# T = 16384 is left out); a point past its limit reads "timeout". JSON under $OUT, the
+# table last. $BUDGET_S (default 400) caps the whole run.
 #
-#   bash tools/gpu_bench_attention.sh             on the GPU machine
+#   bash tools/gpu_bench_attention.sh             on the GPU machine (builds first)
+#   bash tools/gpu_bench_attention.sh --no-build  with build-gpu already built (gpu_check.sh)
 #   bash tools/gpu_bench_attention.sh --emulate   a dry run at tiny sizes without a GPU
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out=${OUT:-$root/gpu-check-out}
 mkdir -p "$out"
-if [ "${1:-}" = --emulate ]; then
-  bash tools/gpu_check.sh --emulate --build-only || exit 1
+budget=${BUDGET_S:-400}
+t_start=$(date +%s)
+emulate=0; build=1
+for arg in "$@"; do
+  case "$arg" in
+    --emulate) emulate=1 ;;
+    --no-build) build=0 ;;
+    *) echo "gpu_bench_attention: unknown argument '$arg'" >&2; exit 2 ;;
+  esac
+done
+if [ $emulate = 1 ]; then
+  [ $build = 1 ] && { bash tools/gpu_check.sh --emulate --build-only || exit 1; }
   hkt=build-gpu-emulate/tools/hkt
-  sizes=(--T 32,64 --heads 2 --d-head 16); big=(--T 128 --heads 1 --d-head 16); huge=(--T 256 --heads 1 --d-head 16)
+  Ts=(32 64 128); shape=(--heads 2 --d-head 16); torch_args=(--T 32,64,128 --bh 2 --d-head 16 --device cpu --repeats 2)
 else
-  bash tools/gpu_check.sh --build-only || exit 1
+  [ $build = 1 ] && { bash tools/gpu_check.sh --build-only || exit 1; }
   hkt=build-gpu/tools/hkt
-  sizes=(--T 1024,4096 --heads 64 --d-head 64); big=(--T 16384 --heads 64 --d-head 64); huge=(--T 65536 --heads 64 --d-head 64)
+  Ts=(1024 4096 16384); shape=(--heads 64 --d-head 64); torch_args=(--T 1024,4096,16384 --bh 64 --d-head 64)
 fi
-common=(bench attention --device cuda --L 1,3 --json)
-timeout 300 "$hkt" "${common[@]}" "${sizes[@]}" --impl fused,composite --repeats 3 >"$out/bench_small.json" 2>"$out/bench_small.err" ||
-  echo '[{"note": "failed or timeout (bench_small.err)"}]' >"$out/bench_small.json"
-timeout 240 "$hkt" "${common[@]}" "${big[@]}" --impl fused,composite --repeats 1 >"$out/bench_big.json" 2>"$out/bench_big.err" ||
-  echo '[{"note": "failed or timeout (bench_big.err)"}]' >"$out/bench_big.json"
-timeout 120 "$hkt" bench attention --device cuda --L 3 --json "${huge[@]}" --impl fused --repeats 1 --forward-only \
-  >"$out/bench_huge.json" 2>"$out/bench_huge.err" || echo '[{"note": "failed or timeout (bench_huge.err)"}]' >"$out/bench_huge.json"
-if [ "${1:-}" != --emulate ]; then
-  timeout 180 python3 tools/bench_sdpa_torch.py --T 1024,4096,16384 --bh 64 --d-head 64 >"$out/bench_sdpa.jsonl" 2>"$out/bench_sdpa.err"
+: >"$out/bench_attention.jsonl"
+left() { echo $(( budget - ($(date +%s) - t_start) )); }
+
+# hkt: one process per (implementation, T), L = 1 and 3 alternating inside it.
+for T in "${Ts[@]}"; do
+  for impl in fused fused-v0; do
+    [ "$impl" = fused-v0 ] && [ "$T" = "${Ts[2]}" ] && continue  # v0 at the largest T: minutes
+    limit=$(( $(left) < 120 ? $(left) : 120 ))
+    if [ "$limit" -le 5 ]; then echo "{\"impl\": \"$impl\", \"T\": $T, \"note\": \"no time left\"}" >>"$out/bench_attention.jsonl"; continue; fi
+    if timeout "$limit" "$hkt" bench attention --device cuda --L 1,3 --T "$T" "${shape[@]}" --impl "$impl" \
+         --repeats 3 --json >"$out/bench_${impl}_$T.json" 2>"$out/bench_${impl}_$T.err"; then
+      python3 -c 'import json,sys; [print(json.dumps(r)) for r in json.load(open(sys.argv[1]))]' \
+        "$out/bench_${impl}_$T.json" >>"$out/bench_attention.jsonl"
+    else
+      echo "{\"impl\": \"$impl\", \"T\": $T, \"note\": \"timeout after $limit s or failed (bench_${impl}_$T.err)\"}" \
+        >>"$out/bench_attention.jsonl"
+    fi
+  done
+done
+# PyTorch: SDPA (L = 1) and concat HKT (L = 3), fp32 then bf16.
+limit=$(( $(left) < 180 ? $(left) : 180 ))
+if [ "$limit" -gt 10 ] && python3 -c 'import torch' 2>/dev/null; then
+  timeout "$limit" python3 tools/bench_sdpa_torch.py "${torch_args[@]}" --L 1,3 >>"$out/bench_attention.jsonl" \
+    2>"$out/bench_torch.err" || echo '{"impl": "torch", "note": "failed or timeout (bench_torch.err)"}' >>"$out/bench_attention.jsonl"
+else
+  echo '{"impl": "torch", "note": "PyTorch not installed or no time left"}' >>"$out/bench_attention.jsonl"
 fi
-python3 - "$out" <<'PY'
-import json, os, sys
-out = sys.argv[1]
-rows = []
-for name in ("bench_small.json", "bench_big.json", "bench_huge.json"):
-    try:
-        rows += json.load(open(os.path.join(out, name)))
-    except Exception as e:
-        rows.append({"note": f"{name}: {e}"})
-print(f"{'impl':10} {'T':>6} {'L':>2} {'fwd_ms':>9} {'bwd_ms':>9} {'fwd_TF/s':>9} {'time_x':>7} {'peak_MiB':>9}  note")
+
+python3 - "$out/bench_attention.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(f"{'implementation':26} {'T':>6} {'L':>2} {'fwd_ms':>9} {'fwd+bwd_ms':>11} {'fwd_TF/s':>9}  note")
+def name(r):
+    if "framework" in r:
+        return f"torch {r.get('formulation', '')} {r['dtype']}"
+    return {"fused": "hkt v1 (tiled) f32", "fused-v0": "hkt v0 (per row) f32"}.get(r.get("impl"), r.get("impl", "?"))
 for r in rows:
-    if "T" not in r:
-        print("  ", r.get("note")); continue
-    print(f"{r['impl']:10} {r['T']:>6} {r['L']:>2} {r['forward_ms']:>9.2f} {r['backward_ms']:>9.2f} "
-          f"{r.get('forward_tflops', 0):>9.3f} {r['time_ratio']:>7.3f} {r['peak_mib']:>9.1f}  {r.get('note', '')}")
-path = os.path.join(out, "bench_sdpa.jsonl")
-if os.path.exists(path):
-    for line in open(path):
-        r = json.loads(line)
-        print(f"{'sdpa ' + r['dtype']:16} T {r['T']:>6}: fwd {r['forward_ms']:.2f} ms, bwd {r['backward_ms']:.2f} ms, "
-              f"{r['forward_tflops']:.1f} TF/s")
+    if "forward_ms" not in r:
+        print(f"{name(r):26} {r.get('T', ''):>6} {r.get('L', ''):>2} {'':>9} {'':>11} {'':>9}  {r.get('note', '')}")
+        continue
+    tf = r.get("forward_tflops", 0.0)
+    print(f"{name(r):26} {r['T']:>6} {r['L']:>2} {r['forward_ms']:>9.3f} {r['forward_ms'] + r['backward_ms']:>11.3f} "
+          f"{tf:>9.2f}  {r.get('note', '')}")
 PY

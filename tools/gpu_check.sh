@@ -2,9 +2,12 @@
 # gpu_check.sh: the CUDA backend's checks on a GPU machine, in one call (docs/cuda.md).
 #
 #   bash tools/gpu_check.sh               on the GPU machine: build for sm_90, run the
-#                                         CUDA tests, the consistency harness (f64, f32)
-#                                         and a 300-step training run on the GPU against
-#                                         the same run on the CPU; a short table last
+#                                         CUDA tests, the consistency harness (f64, f32),
+#                                         compute-sanitizer memcheck, racecheck and
+#                                         synccheck, a 300-step training run on the GPU
+#                                         against the same run on the CPU, then the fused
+#                                         attention timings (gpu_bench_attention.sh);
+#                                         the tables last
 #   bash tools/gpu_check.sh --emulate     the same steps with the EMULATE backend, on a
 #                                         machine without a GPU (a dry run of the script)
 #   bash tools/gpu_check.sh --build-only  the build alone (tools/gpu_bench_attention.sh)
@@ -143,6 +146,22 @@ if [ "$mode" = gpu ] && command -v compute-sanitizer >/dev/null; then
   else row memcheck FAILED "$bad of $ran ops report errors (see $out/memcheck_*.txt)"; fi
 fi
 
+# ---- 4c. compute-sanitizer racecheck (shared-memory races) and synccheck (barriers) on
+# the fused attention kernels' harness cases (small: T <= 64)
+if [ "$mode" = gpu ] && command -v compute-sanitizer >/dev/null; then
+  for tool in racecheck synccheck; do
+    timeout 150 compute-sanitizer --tool "$tool" "$hkt" gradcheck --device cuda --dtype f32 --op hkt_attention_fused \
+      >"$out/${tool}_attention.txt" 2>&1
+    if grep -q "ERROR SUMMARY: 0 errors\|RACECHECK SUMMARY: 0 hazards" "$out/${tool}_attention.txt"; then
+      row "$tool" ok "hkt_attention_fused harness cases, 0 errors"
+    elif grep -q "SUMMARY: [1-9]" "$out/${tool}_attention.txt"; then
+      row "$tool" FAILED "$(grep "SUMMARY" "$out/${tool}_attention.txt" | head -1)"
+    else
+      row "$tool" n/a "compute-sanitizer did not run here (see $out/${tool}_attention.txt)"
+    fi
+  done
+fi
+
 # ---- 5. training: 300 steps of the demo model on the GPU and on the CPU, same seed
 train_args=(--config configs/listops-small.json --set train.steps=300 --set train.log_every=1 --set train.eval_every=100
             --set train.checkpoint_every=100 --set train.threads=0 --overwrite)
@@ -178,7 +197,19 @@ EOF
 )
 row "train gpu vs cpu" "${detail%%|*}" "${detail#*|}"
 
+# ---- 6. fused attention timings: v0, v1, PyTorch SDPA and concat HKT (the table of
+# tools/gpu_bench_attention.sh, with whatever time is left of the 8-minute budget)
+left=$(( 470 - ($(date +%s) - t_start) ))
+if [ $left -gt 60 ]; then
+  BUDGET_S=$left bash tools/gpu_bench_attention.sh --no-build $([ "$mode" = emulate ] && echo --emulate) \
+    >"$out/bench_attention.txt" 2>&1
+  row "attention bench" ok "table below ($out/bench_attention.txt)"
+else
+  row "attention bench" n/a "no time left in the budget ($left s)"
+fi
+
 # ---- the table (last, so that it ends the output)
+[ -f "$out/bench_attention.txt" ] && tail -40 "$out/bench_attention.txt"
 echo
 printf '%-18s %-7s %s\n' check result detail
 for r in "${rows[@]}"; do

@@ -58,6 +58,18 @@ namespace detail {
 namespace v1 {
 
 constexpr unsigned kThreads = 256;
+
+// for (l = 0; l < L; ++l), unrolled over the at most kMaxAttentionLevels levels: with l a
+// constant in each copy, the per-level pointer arrays (the arguments' q[l], k[l] and the
+// shared-memory tiles) stay in registers and constant memory instead of being copied
+// to local memory for a run-time index.
+#if defined(__CUDACC__)
+#define HKT_UNROLL _Pragma("unroll")
+#else
+#define HKT_UNROLL
+#endif
+#define HKT_FOR_LEVELS(l, L) \
+  HKT_UNROLL for (int l = 0; l < kMaxAttentionLevels; ++l) if (l < (L))
 constexpr std::size_t kMaxShared = 227 * 1024;  // sm_90's opt-in per-block limit
 
 // ---- shared-memory carving ---------------------------------------------------------------
@@ -90,7 +102,7 @@ template <class E>
 struct LevelTiles {
   E* t[kMaxAttentionLevels];
   HKT_HOST_DEVICE void take(Carve& c, const Shape& s) {
-    for (int l = 0; l < s.L; ++l) t[l] = c.take<E>(static_cast<std::int64_t>(s.dp) * s.ld(l));
+    HKT_FOR_LEVELS(l, s.L) t[l] = c.take<E>(static_cast<std::int64_t>(s.dp) * s.ld(l));
   }
 };
 
@@ -99,7 +111,7 @@ template <class E>
 struct LevelScores {
   E* t[kMaxAttentionLevels];
   HKT_HOST_DEVICE void take(Carve& c, const Shape& s) {
-    for (int l = 0; l < s.L; ++l) t[l] = c.take<E>(static_cast<std::int64_t>(s.rows(l)) * s.rows(l));
+    HKT_FOR_LEVELS(l, s.L) t[l] = c.take<E>(static_cast<std::int64_t>(s.rows(l)) * s.rows(l));
   }
 };
 
@@ -108,7 +120,7 @@ template <class E>
 struct LevelRows {
   E* t[kMaxAttentionLevels];
   HKT_HOST_DEVICE void take(Carve& c, const Shape& s) {
-    for (int l = 0; l < s.L; ++l) t[l] = c.take<E>(static_cast<std::int64_t>(s.rows(l)) * s.dp);
+    HKT_FOR_LEVELS(l, s.L) t[l] = c.take<E>(static_cast<std::int64_t>(s.rows(l)) * s.dp);
   }
 };
 
@@ -194,7 +206,7 @@ HKT_DEVICE void load_keys(const Attn<E>& a, const Shape& s, std::int64_t bh, std
   for (int c = static_cast<int>(dev::thread_index()); c < s.tile; c += static_cast<int>(kThreads))
     keep[c] = key_live(a, b, k0 + c) ? E(1) : E(0);
   dev::sync_threads();
-  for (int l = 0; l < s.L; ++l)
+  HKT_FOR_LEVELS(l, s.L)
     load_transposed(kT.t[l], a.k[l] + bh * a.Tl[l] * a.dh, k0 >> l, s.rows(l), a.Tl[l], a.dh, s.dp, [=](int w) {
       for (int c = w << l; c < (w + 1) << l; ++c)
         if (keep[c] != E(0)) return false;
@@ -207,7 +219,7 @@ HKT_DEVICE void load_keys(const Attn<E>& a, const Shape& s, std::int64_t bh, std
 template <class E>
 HKT_DEVICE void load_queries(const Attn<E>& a, const Shape& s, std::int64_t bh, std::int64_t q0,
                              const LevelTiles<E>& qT) {
-  for (int l = 0; l < s.L; ++l)
+  HKT_FOR_LEVELS(l, s.L)
     load_transposed(qT.t[l], a.q[l] + bh * a.Tl[l] * a.dh, q0 >> l, s.rows(l), a.Tl[l], a.dh, s.dp,
                     [](int) { return false; });
 }
@@ -217,7 +229,7 @@ HKT_DEVICE void load_queries(const Attn<E>& a, const Shape& s, std::int64_t bh, 
 template <class S, class E>
 HKT_DEVICE void level_scores(const Attn<E>& a, const Shape& s, const LevelTiles<E>& qT, const LevelTiles<E>& kT,
                              const LevelScores<S>& sl) {
-  for (int l = 0; l < s.L; ++l) {
+  HKT_FOR_LEVELS(l, s.L) {
     const int n = s.rows(l);
     S* out = sl.t[l];
     const S scale = static_cast<S>(a.scale);
@@ -233,7 +245,7 @@ HKT_DEVICE S lifted_score(const Attn<E>& a, const Shape& s, const LevelScores<S>
                           std::int64_t q0, std::int64_t k0, int r, int c) {
   if (keep[c] == E(0) || (a.causal && k0 + c > q0 + r)) return neg_inf<S>();
   S v = S(0);
-  for (int l = 0; l < s.L; ++l) v += static_cast<S>(a.alpha[h * a.L + l]) * sl.t[l][(r >> l) * s.rows(l) + (c >> l)];
+  HKT_FOR_LEVELS(l, s.L) v += static_cast<S>(a.alpha[h * a.L + l]) * sl.t[l][(r >> l) * s.rows(l) + (c >> l)];
   return v;
 }
 
@@ -248,7 +260,8 @@ HKT_DEVICE E group_reduce(E v, int group, Op op) {
 // dS_l for l >= 1 from dS_0 = ds.t[0]: each level sums 2 x 2 blocks of the level below
 // (a fixed order), with a barrier between levels.
 HKT_DEVICE void pool_levels(const Shape& s, const LevelScores<double>& ds) {
-  for (int l = 1; l < s.L; ++l) {
+  HKT_FOR_LEVELS(l, s.L) {
+    if (l == 0) continue;
     const int n = s.rows(l), below = s.rows(l - 1);
     const double* src = ds.t[l - 1];
     for (int x = static_cast<int>(dev::thread_index()); x < n * n; x += static_cast<int>(kThreads)) {
@@ -446,7 +459,7 @@ struct BackwardKV {
     const BackwardSmem<E> m(carve, s, true);
     const std::int64_t bh = dev::block_x(), h = bh % a.H, k0 = std::int64_t{dev::block_y()} * s.tile;
     load_keys(a, s, bh, k0, m.keep, m.kT, m.vT);
-    for (int l = 0; l < s.L; ++l) fill(m.acc.t[l], static_cast<std::int64_t>(s.rows(l)) * s.dp, 0.0);
+    HKT_FOR_LEVELS(l, s.L) fill(m.acc.t[l], static_cast<std::int64_t>(s.rows(l)) * s.dp, 0.0);
     fill(m.dv, static_cast<std::int64_t>(s.tile) * s.dp, E(0));
     const std::int64_t query_tiles = (a.T + s.tile - 1) / s.tile;
     for (std::int64_t qt = a.causal ? k0 / s.tile : 0; qt < query_tiles; ++qt) {  // earlier queries see none of these keys
@@ -462,7 +475,7 @@ struct BackwardKV {
       tile_product<E>(s.tile, s.dp, s.tile, m.p, s.tile, 1, m.doT, 1, s.ld(0),
                    [=](int i, int j, E v) { dvs[i * dp + j] += v; });
       // dK_l[w] += sum_u dS_l[u, w] Q_l[u]   (alpha_l scale applied at the end)
-      for (int l = 0; l < s.L; ++l) {
+      HKT_FOR_LEVELS(l, s.L) {
         double* dk_l = m.acc.t[l];
         const int n = s.rows(l);
         tile_product<double>(n, s.dp, n, m.ds.t[l], n, 1, m.qT.t[l], 1, s.ld(l),
@@ -475,7 +488,7 @@ struct BackwardKV {
       const int c = x / static_cast<int>(a.dh), d = x % static_cast<int>(a.dh);
       if (k0 + c < a.T) dv[(bh * a.T + k0 + c) * a.dh + d] = m.dv[c * s.dp + d];
     }
-    for (int l = 0; l < s.L; ++l) {
+    HKT_FOR_LEVELS(l, s.L) {
       const double factor = static_cast<double>(a.alpha[h * a.L + l]) * static_cast<double>(a.scale);
       const std::int64_t w0 = k0 >> l;
       for (int x = tid; x < s.rows(l) * a.dh; x += static_cast<int>(kThreads)) {
@@ -506,7 +519,7 @@ struct BackwardQ {
     const int tid = static_cast<int>(dev::thread_index());
     load_queries(a, s, bh, q0, m.qT);
     load_query_grads(a, s, bh, q0, lse, D, grad_out, m);
-    for (int l = 0; l < s.L; ++l) fill(m.acc.t[l], static_cast<std::int64_t>(s.rows(l)) * s.dp, 0.0);
+    HKT_FOR_LEVELS(l, s.L) fill(m.acc.t[l], static_cast<std::int64_t>(s.rows(l)) * s.dp, 0.0);
     fill(m.dalpha, std::int64_t{2} * s.tile, 0.0);
     const std::int64_t key_tiles = a.causal ? qt + 1 : (a.T + s.tile - 1) / s.tile;
     for (std::int64_t kt = 0; kt < key_tiles; ++kt) {
@@ -517,7 +530,7 @@ struct BackwardQ {
       score_gradients(a, s, h, q0, k0, m);
       // dQ_l[u] += sum_w dS_l[u, w] K_l[w]   (alpha_l scale applied at the end)
       const int dp = s.dp;
-      for (int l = 0; l < s.L; ++l) {
+      HKT_FOR_LEVELS(l, s.L) {
         double* dq_l = m.acc.t[l];
         const int n = s.rows(l);
         tile_product<double>(n, s.dp, n, m.ds.t[l], 1, n, m.kT.t[l], 1, s.ld(l),
@@ -526,7 +539,7 @@ struct BackwardQ {
       // dalpha: coarse row u of level l (one thread each) adds sum_w dS_l[u, w] S_l[u, w].
       if (dalpha_parts) {
         int first = 0;  // rows of the levels before l in m.dalpha
-        for (int l = 0; l < s.L; ++l) {
+        HKT_FOR_LEVELS(l, s.L) {
           const int n = s.rows(l);
           if (tid >= first && tid < first + n) {
             const int u = tid - first;
@@ -540,7 +553,7 @@ struct BackwardQ {
       }
     }
     dev::sync_threads();
-    for (int l = 0; l < s.L; ++l) {
+    HKT_FOR_LEVELS(l, s.L) {
       const double factor = static_cast<double>(a.alpha[h * a.L + l]) * static_cast<double>(a.scale);
       const std::int64_t u0 = q0 >> l;
       for (int x = tid; x < s.rows(l) * a.dh; x += static_cast<int>(kThreads)) {

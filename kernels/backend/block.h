@@ -72,7 +72,7 @@ HKT_DEVICE E ldg(const E* p) {
 namespace detail {
 // __launch_bounds__(kThreads): ptxas then budgets registers for exactly that block size.
 template <class K>
-__global__ void __launch_bounds__(K::kThreads) block_kernel(const K kernel) {
+__global__ void __launch_bounds__(K::kThreads, 1) block_kernel(const K kernel) {
   kernel();
 }
 }  // namespace detail

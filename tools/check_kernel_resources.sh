@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# check_kernel_resources.sh: the static resources ptxas gives every fused attention
+# kernel (kernels/backend/attention_v0.cpp, attention_v1.cpp) for one architecture:
+# registers per thread, spill stores/loads, stack frame and static shared memory, as a
+# table. Exits 1 when any of them spills registers to local memory (CI runs this through
+# ctest in the CUDA build: a spill in these kernels is a regression). Needs nvcc only,
+# no GPU.
+#
+# Usage: bash tools/check_kernel_resources.sh [ARCH]      (default sm_90)
+# The dynamic shared memory of the v1 kernels depends on d_h and L at run time; their
+# sizes are in kernels/attention_dev/NOTES.md.
+set -euo pipefail
+arch="${1:-sm_90}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+nvcc_bin="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
+[ -x "$nvcc_bin" ] || { echo "check_kernel_resources: nvcc not found" >&2; exit 2; }
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+spilled=0
+printf '%-44s %5s %7s %7s %6s %7s\n' kernel regs spill_st spill_ld stack smem_st
+for src in attention_v0.cpp attention_v1.cpp; do
+  "$nvcc_bin" -std=c++20 -x cu -arch="$arch" --extended-lambda -I"$root/kernels" -I"$root/engine" \
+    -I"$root/kernels/backend" -c "$root/kernels/backend/$src" -o "$work/out.o" -Xptxas -v >"$work/log" 2>&1 ||
+    { cat "$work/log" >&2; exit 2; }
+  # ptxas prints, per entry: "Function properties for NAME", "N bytes stack frame, S bytes
+  # spill stores, L bytes spill loads", "Used R registers, ... [, M bytes smem]".
+  while IFS=$'\t' read -r name stack st ld regs smem; do
+    pretty="$(echo "$name" | c++filt | sed -e 's/hkt::cuda::detail:://g' -e 's/void //' -e 's/(.*//')"
+    case "$pretty" in
+      *block_kernel*) pretty="${pretty#block_kernel<}"; pretty="${pretty%>}" ;;
+      *for_each_kernel*) pretty="$src $(echo "$pretty" | grep -o '[a-z_]*_impl' | head -1)<$(echo "$pretty" | grep -o 'float\|double' | head -1)>" ;;
+    esac
+    printf '%-44s %5s %7s %7s %6s %7s\n' "${pretty:0:44}" "$regs" "$st" "$ld" "$stack" "$smem"
+    [ "$st" -eq 0 ] && [ "$ld" -eq 0 ] || spilled=1
+  done < <(awk '
+    /Function properties for/ { name = $NF; next }
+    /bytes stack frame/ { stack = $1; st = $5; ld = $9; next }
+    /Used [0-9]+ registers/ {
+      regs = $5; smem = 0
+      if (match($0, /[0-9]+ bytes smem/)) smem = substr($0, RSTART, RLENGTH - 11)
+      if (name != "") printf "%s\t%s\t%s\t%s\t%s\t%s\n", name, stack, st, ld, regs, smem
+      name = ""
+    }' "$work/log")
+done
+if [ "$spilled" -ne 0 ]; then
+  echo "check_kernel_resources: a fused attention kernel spills registers for $arch (spill_st/spill_ld above)" >&2
+  exit 1
+fi
+echo "check_kernel_resources: no fused attention kernel spills for $arch"
