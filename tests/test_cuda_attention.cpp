@@ -1,5 +1,5 @@
 // test_cuda_attention.cpp: the fused hierarchical attention op on CUDA tensors
-// (kernels/backend/attention.cpp) against the truth in float64 and against the unfused
+// (kernels/backend/attention_v1.cpp, and v0 where named) against the truth in float64 and against the unfused
 // (composite) op in the same precision, and the attention properties (causality,
 // padding, fully masked rows, odd T, T = 1, L = 4) on the device. Skipped without a
 // CUDA device; the EMULATE build runs them on the CPU.

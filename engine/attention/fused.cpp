@@ -311,7 +311,7 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
                            const Tensor& alpha, const Tensor& key_mask, const HktAttentionOptions& options) {
   Geometry g;
   g.scale = check_hkt_attention_args("hkt_attention_fused", q, k, v, alpha, key_mask, options);
-  if (v.device() == Device::CUDA)  // the CUDA kernels (kernels/backend/attention.cpp)
+  if (v.device() == Device::CUDA)  // the CUDA kernels (kernels/backend/attention_v1.cpp)
     return attention::fused_cuda(q, k, v, alpha, key_mask, options.causal, g.scale);
   g.B = v.shape()[0];
   g.H = v.shape()[1];

@@ -1,5 +1,5 @@
 // fused_cuda.cpp: hkt_attention_fused for CUDA tensors: forward and backward through
-// the fused attention kernels of the CUDA backend (kernels/backend/attention.cpp),
+// the fused attention kernels of the CUDA backend (kernels/backend/attention_v1.cpp; v0 when chosen),
 // recorded for autodiff like the CPU op. Same meaning as the CPU op: O(T d_h) memory,
 // the LSE saved by the forward, dq[l], dk[l], dv and dalpha from the backward.
 #include "fused_cuda.h"

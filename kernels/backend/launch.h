@@ -1,4 +1,4 @@
-// launch.h: the one way the backend runs work: for_each(n, f) calls f(i) for every
+// launch.h: the simple way the backend runs work: for_each(n, f) calls f(i) for every
 // i < n. Compiled by nvcc (the CUDA build) it launches a grid-stride kernel on the
 // backend's stream, one thread per output element; compiled by a C++ compiler (the
 // EMULATE build) it is an OpenMP loop on the host. Every kernel in kernels/backend/ is
@@ -7,8 +7,9 @@
 //
 // Why one thread per output: each output is then computed by one thread in a fixed
 // order (deterministic, no atomics), which is what the consistency harness needs. It is
-// not the fastest layout for reductions over long rows; the fused attention kernels
-// (kernels/attention/, the next issue) are where speed work goes.
+// not the fastest layout for reductions over long rows. Kernels that need thread blocks
+// (shared memory, barriers, warp shuffles), such as the tiled fused attention
+// (attention_v1.cpp), are written against block.h instead.
 #pragma once
 
 #include <cstdint>
