@@ -56,6 +56,11 @@ void require_device(const std::string& what);
 /// Properties of device `index`; throws hkt::Error if it does not exist.
 DeviceInfo device_info(int index);
 
+/// The most shared memory one thread block may use on the current device, in bytes
+/// (the opt-in limit: 227 KiB on an H100/H200, 163 KiB on an A100; in the EMULATE build
+/// the block emulator's limit). The tiled kernels pick their tile sizes to fit it.
+std::size_t max_shared_memory_per_block();
+
 /// `nbytes` of device memory from the caching allocator (kernels/caching_allocator.h;
 /// cudaMalloc underneath, never managed memory). Throws hkt::Error naming the size
 /// asked for, the free device memory and what the cache holds when it fails.

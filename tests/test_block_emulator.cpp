@@ -109,6 +109,62 @@ struct Overrun {
   }
 };
 
+// Lanes 16..31 finish a shuffle among themselves before all 32 meet at a second one
+// (legal: the first operation completes, then the second).
+struct TwoWarpOperations {
+  static constexpr unsigned kThreads = 32;
+  float* out;
+  HKT_DEVICE void operator()() const {
+    const unsigned t = dev::thread_index();
+    float v = static_cast<float>(t);
+    if (t >= 16) v += dev::shfl_xor(0xffff0000u, v, 1);
+    v = dev::shfl(0xffffffffu, v, 17);
+    out[t] = v;
+  }
+};
+
+// A shuffle reading lane 20 under a mask of lanes 0..15.
+struct ReadOutsideMask {
+  static constexpr unsigned kThreads = 32;
+  HKT_DEVICE void operator()() const {
+    if (dev::thread_index() < 16) (void)dev::shfl(0xffffu, 1.0f, 20);
+  }
+};
+
+// A helper that declares a static shared array, called twice: one array, whose
+// contents persist between the calls, as on the GPU.
+HKT_DEVICE float* counter_slot() {
+  HKT_SHARED(float, counter, 1);
+  return counter;
+}
+struct RepeatedDeclaration {
+  static constexpr unsigned kThreads = 32;
+  float* out;
+  HKT_DEVICE void operator()() const {
+    if (dev::thread_index() == 0) *counter_slot() = 7.0f;
+    dev::sync_threads();
+    out[dev::thread_index()] = *counter_slot();
+  }
+};
+
+// Thread 3 writes one element before a static array.
+struct Underrun {
+  static constexpr unsigned kThreads = 32;
+  HKT_DEVICE void operator()() const {
+    HKT_SHARED(double, row, 4);
+    if (dev::thread_index() == 3) row[-1] = 1.0;
+  }
+};
+
+// Thread 9 throws (kernels on a GPU cannot; the emulator reports it instead of crashing).
+struct Throws {
+  static constexpr unsigned kThreads = 32;
+  HKT_DEVICE void operator()() const {
+    if (dev::thread_index() == 9) throw 42;
+    dev::sync_threads();
+  }
+};
+
 }  // namespace
 
 TEST_CASE("block emulator: a shared-memory and shuffle block reduction sums exactly", "[emulator]") {
@@ -173,7 +229,25 @@ TEST_CASE("block emulator: shared-memory overruns are reported with the array", 
   test::require_error([] { launch_blocks("overrun", Grid{1}, 64, Overrun{true}); },
                       "shared array 'extern __shared__ (dynamic)' (64 bytes) was written past its end, at byte 64");
   test::require_error([] { launch_blocks("big", Grid{1}, 300 * 1024, Overrun{true}); },
-                      "kernel 'big': 307200 bytes of dynamic shared memory per block (sm_90 allows at most 232448)");
+                      "kernel 'big': 307200 bytes of dynamic shared memory per block (at most 232448)");
+}
+
+TEST_CASE("block emulator: legal warp operations at two sites, repeated shared declarations", "[emulator]") {
+  std::vector<float> out(32, -1.0f);
+  launch_blocks("two_ops", Grid{1}, 0, TwoWarpOperations{out.data()});
+  // Every lane reads lane 17's value after the first shuffle: 17 + 16 = 33.
+  for (float v : out) CHECK(v == 33.0f);
+  launch_blocks("repeated", Grid{2}, 0, RepeatedDeclaration{out.data()});
+  for (float v : out) CHECK(v == 7.0f);
+}
+
+TEST_CASE("block emulator: a shuffle outside its mask, an underrun and a throwing thread are reported", "[emulator]") {
+  test::require_error([] { launch_blocks("outside", Grid{1}, 0, ReadOutsideMask{}); },
+                      "lane 0 reads lane 20 at test_block_emulator.cpp:");
+  test::require_error([] { launch_blocks("under", Grid{1}, 0, Underrun{}); },
+                      "shared array 'row' (32 bytes) was written before its start, at byte -8");
+  test::require_error([] { launch_blocks("throws", Grid{3}, 0, Throws{}); },
+                      "kernel 'throws', block (0, 0, 0), thread 9: an exception not derived from std::exception");
 }
 
 #else

@@ -28,7 +28,7 @@
 // kernels, as FlashAttention-2 does.
 //
 // Tiles. Query and key tiles have the same size `tile` (64, 32 or 16: the largest whose
-// shared memory fits the 227 KiB an sm_90 block may have). A tile is a multiple of
+// shared memory fits a block on the device: 227 KiB on an H100/H200, 163 KiB on an A100). A tile is a multiple of
 // 2^(L-1) (L <= 4, tile >= 16), so a tile starting at token t0 covers exactly the coarse
 // rows [t0 >> l, (t0 + tile) >> l) of level l: coarse tiles line up with fine ones, and
 // the pooled dS_l of a tile is complete within it. Causal: key tiles after the query tile
@@ -587,20 +587,23 @@ std::size_t backward_bytes(const Shape& s, bool keys) {
   return c.bytes;
 }
 
-// The largest tile (64, 32, 16) whose kernels fit a block's shared memory. Float32 at
-// d_h <= 64 takes 64 everywhere; float64 and d_h = 128 take smaller backward tiles
-// (NOTES.md has the sizes). The smallest, 16 >= 2^(L-1), always fits for d_h <= 128.
+// The largest tile (64, 32, 16) whose kernels fit the device's shared memory per block
+// (max_shared_memory_per_block: 227 KiB on an H100/H200). There, the forward takes 64
+// except float64 at d_h > 64 with L >= 4; the backward takes 32 or 16 at d_h >= 64 with
+// L >= 2, and at d_h = 128 (NOTES.md has the sizes). The smallest, 16 >= 2^(L-1), needs
+// at most 156 KiB at d_h <= 128.
 template <class E>
 Shape pick_shape(const AttentionArgs& args, bool backward) {
   const int dp = static_cast<int>((args.dh + 3) / 4 * 4);
+  const std::size_t limit = max_shared_memory_per_block();
   for (int tile : {64, 32, 16}) {
     const Shape s{tile, dp, args.L};
     const std::size_t bytes =
         backward ? std::max(backward_bytes<E>(s, true), backward_bytes<E>(s, false)) : forward_bytes<E>(s);
-    if (bytes <= kMaxShared) return s;
+    if (bytes <= limit) return s;
   }
-  throw Error("hkt_attention_fused on cuda: d_h = " + std::to_string(args.dh) +
-              " needs more shared memory than a thread block has");
+  throw Error("hkt_attention_fused on cuda: d_h = " + std::to_string(args.dh) + ", L = " + std::to_string(args.L) +
+              " needs more shared memory per block than the device's " + std::to_string(limit) + " bytes");
 }
 
 // The grid (b h, tiles): b h on x (up to 2^31 - 1), tiles on y (at most 65535).

@@ -99,8 +99,11 @@ void launch_blocks(const char*, Grid grid, std::size_t shared_bytes, const K& ke
 #define HKT_DEVICE inline
 // A static shared array: the same pointer in every thread of the block (the emulator
 // allocates it, with guard bytes, when the first thread reaches the declaration).
-#define HKT_SHARED(E, name, n) \
-  E* const name = static_cast<E*>(::hkt::cuda::emu::static_shared(#name, sizeof(E) * (n), alignof(E)))
+// (Unlike the GPU's array, `name` is a pointer here: take sizes from E and n, never
+// sizeof(name).)
+#define HKT_SHARED(E, name, n)                                                                       \
+  E* const name = static_cast<E*>(                                                                   \
+      ::hkt::cuda::emu::static_shared(#name, sizeof(E) * (n), alignof(E), std::source_location::current()))
 
 namespace hkt::cuda {
 namespace dev {

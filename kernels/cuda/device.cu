@@ -42,6 +42,16 @@ DeviceInfo device_info(int index) {
   return info;
 }
 
+std::size_t max_shared_memory_per_block() {
+  static const std::size_t bytes = [] {
+    int device = 0, value = 0;
+    HKT_CUDA_CHECK(cudaGetDevice(&device));
+    HKT_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    return static_cast<std::size_t>(value);
+  }();
+  return bytes;
+}
+
 cudaStream_t stream() {
   // One non-blocking stream for all of the engine's work, created on first use.
   static cudaStream_t s = [] {

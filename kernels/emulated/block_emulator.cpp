@@ -34,7 +34,9 @@ namespace ctx = boost::context;
 
 constexpr unsigned kWarpSize = 32;
 constexpr unsigned kMaxBlockThreads = 1024;
-constexpr std::size_t kMaxDynamicShared = 227 * 1024;  // sm_90's opt-in per-block limit
+// The per-block shared-memory limit launches are checked against: sm_90's opt-in 227 KiB
+// unless a test sets a smaller one (set_max_shared_bytes).
+std::atomic<std::size_t> g_max_shared{227 * 1024};
 constexpr std::size_t kGuardBytes = 64;
 constexpr unsigned char kGuardByte = 0xA5;
 // Shared memory starts as 0xFF bytes (a NaN in float and double, -1 in integers), so a
@@ -121,7 +123,6 @@ struct Thread {
   unsigned mask = 0;           // warp operations: the lanes taking part
   unsigned source = 0;         // shuffles: the lane to read from
   std::uint64_t offered = 0, received = 0;
-  std::size_t static_declared = 0;  // static __shared__ declarations reached so far
   std::exception_ptr error;
 };
 
@@ -132,6 +133,7 @@ struct Block {
   std::vector<Thread> thread;
   std::unique_ptr<SharedArray> dynamic;
   std::vector<std::unique_ptr<SharedArray>> statics;
+  std::vector<std::source_location> static_sites;  // where each static array is declared
   ctx::fiber scheduler;  // inside a thread fiber: the way back to the scheduler
   unsigned running = 0;  // the thread the scheduler resumed last
 
@@ -239,8 +241,16 @@ std::string release_warp_group(Block& b, unsigned first) {
 // With no thread ready: releases one group of waiting threads. Returns "" when it
 // released some, else the error that stops the block.
 std::string release(Block& b) {
-  for (unsigned t = 0; t < b.threads; ++t)
-    if (b.thread[t].state == State::AtWarp) return release_warp_group(b, t);
+  // Any complete warp operation goes first (another warp, or other lanes of the same
+  // warp, may wait for it to finish); an error only when none can complete.
+  std::string first_error;
+  for (unsigned t = 0; t < b.threads; ++t) {
+    if (b.thread[t].state != State::AtWarp) continue;
+    const std::string error = release_warp_group(b, t);
+    if (error.empty()) return "";
+    if (first_error.empty()) first_error = error;
+  }
+  if (!first_error.empty()) return first_error;
   // No warp operation pending: every thread not returned waits at a barrier.
   unsigned first = b.threads;
   for (unsigned t = 0; t < b.threads; ++t)
@@ -291,6 +301,8 @@ std::string run_block(Block& b, const std::function<void()>& body) {
           std::rethrow_exception(b.thread[t].error);
         } catch (const std::exception& e) {
           return b.name() + ", thread " + std::to_string(t) + ": " + e.what();
+        } catch (...) {
+          return b.name() + ", thread " + std::to_string(t) + ": an exception not derived from std::exception";
         }
       }
     }
@@ -325,9 +337,9 @@ void launch(const char* kernel, Dim3 grid, unsigned block_threads, std::size_t d
   const std::string name = "kernel '" + std::string(kernel) + "'";
   if (block_threads == 0 || block_threads > kMaxBlockThreads)
     throw Error(name + ": " + std::to_string(block_threads) + " threads per block (CUDA allows 1 to 1024)");
-  if (dynamic_shared_bytes > kMaxDynamicShared)
-    throw Error(name + ": " + std::to_string(dynamic_shared_bytes) +
-                " bytes of dynamic shared memory per block (sm_90 allows at most 232448)");
+  if (dynamic_shared_bytes > g_max_shared.load())
+    throw Error(name + ": " + std::to_string(dynamic_shared_bytes) + " bytes of dynamic shared memory per block (at most " +
+                std::to_string(g_max_shared.load()) + ")");
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535)
     throw Error(name + ": grid (" + std::to_string(grid.x) + ", " + std::to_string(grid.y) + ", " +
                 std::to_string(grid.z) + ") is empty or beyond CUDA's limits (y and z at most 65535)");
@@ -343,7 +355,12 @@ void launch(const char* kernel, Dim3 grid, unsigned block_threads, std::size_t d
                static_cast<unsigned>(linear / grid.x / grid.y)};
     b.threads = block_threads;
     if (dynamic_shared_bytes > 0) b.dynamic = std::make_unique<SharedArray>("extern __shared__ (dynamic)", dynamic_shared_bytes, 16);
-    std::string bad = run_block(b, body);
+    std::string bad;
+    try {  // an exception must not leave an OpenMP loop
+      bad = run_block(b, body);
+    } catch (const std::exception& e) {
+      bad = b.name() + ": " + e.what();
+    }
     b.thread.clear();  // unwinds any fiber still suspended, before the error leaves
     if (!bad.empty()) {
 #pragma omp critical(hkt_block_emulator_error)
@@ -375,14 +392,11 @@ std::uint64_t shuffle(unsigned mask, std::uint64_t bits, unsigned source_lane, s
   if (!(mask >> lane & 1u))
     throw Error("warp operation at " + site(where) + ": lane " + std::to_string(lane) + " calls it with mask " +
                 hex(mask) + ", which leaves the lane out");
-  if (source_lane >= kWarpSize)
-    throw Error("warp operation at " + site(where) + ": source lane " + std::to_string(source_lane) +
-                " is outside the warp (0 to 31)");
   Thread& me = b.thread[b.running];
   me.state = State::AtWarp;
   me.where = where;
   me.mask = mask;
-  me.source = source_lane;
+  me.source = source_lane % kWarpSize;  // as __shfl_sync: the lane modulo the warp width
   me.offered = bits;
   wait(b);
   return b.thread[b.running].received;
@@ -399,17 +413,29 @@ void* dynamic_shared() {
   return b.dynamic->data;
 }
 
-void* static_shared(const char* name, std::size_t bytes, std::size_t align) {
+void* static_shared(const char* name, std::size_t bytes, std::size_t align, std::source_location where) {
   Block& b = current("__shared__");
-  Thread& me = b.thread[b.running];
-  const std::size_t n = me.static_declared++;
-  if (n == b.statics.size()) b.statics.push_back(std::make_unique<SharedArray>(name, bytes, align));
-  const SharedArray& s = *b.statics[n];
-  if (s.name != name || s.bytes != bytes)
-    throw Error("__shared__ declaration " + std::to_string(n) + " is '" + name + "' (" + std::to_string(bytes) +
-                " bytes) in this thread but '" + s.name + "' (" + std::to_string(s.bytes) +
-                " bytes) in another: declare shared arrays in the same order in every thread");
-  return s.data;
+  // One array per declaration site, as a CUDA __shared__ variable is one per block
+  // however often the declaration runs.
+  for (std::size_t i = 0; i < b.statics.size(); ++i)
+    if (same_site(b.static_sites[i], where)) {
+      const SharedArray& s = *b.statics[i];
+      if (s.bytes != bytes)
+        throw Error("__shared__ array '" + std::string(name) + "' at " + site(where) + " is " + std::to_string(bytes) +
+                    " bytes in this thread but " + std::to_string(s.bytes) + " in another");
+      return s.data;
+    }
+  std::size_t total = b.dynamic ? b.dynamic->bytes : 0;
+  for (const auto& s : b.statics) total += s->bytes;
+  if (total + bytes > g_max_shared.load())
+    throw Error("__shared__ array '" + std::string(name) + "' at " + site(where) + ": the block's shared memory would be " +
+                std::to_string(total + bytes) + " bytes, over the limit of " + std::to_string(g_max_shared.load()));
+  b.statics.push_back(std::make_unique<SharedArray>(name, bytes, align));
+  b.static_sites.push_back(where);
+  return b.statics.back()->data;
 }
+
+void set_max_shared_bytes(std::size_t bytes) { g_max_shared = bytes; }
+std::size_t max_shared_bytes() { return g_max_shared.load(); }
 
 }  // namespace hkt::cuda::emu

@@ -9,7 +9,9 @@
 //   - a barrier reached by some threads while others wait at another barrier, a warp
 //     operation, or have returned (a divergent __syncthreads: undefined on a GPU);
 //   - a warp operation whose mask leaves out the calling lane, names lanes that are
-//     elsewhere or have returned, or differs between the lanes that arrive;
+//     elsewhere or have returned, or differs between the lanes that arrive (stricter
+//     than sm_70+ hardware, which waits only for lanes still running and lets
+//     __syncwarp calls at different lines meet: kernels here never rely on either);
 //   - a shuffle reading a lane outside its mask;
 //   - writes past either end of any shared-memory array (guard bytes, checked after the
 //     block), naming the array.
@@ -47,7 +49,7 @@ ThreadOrder thread_order();
 /// Runs `body` as every thread of every block of `grid` (block_threads threads per
 /// block, 1-D), with `dynamic_shared_bytes` of dynamic shared memory per block.
 /// Throws hkt::Error for the faults listed above, for block_threads outside 1..1024 or
-/// a dynamic size over 227 KiB (the sm_90 per-block limit), naming `kernel`.
+/// a dynamic size over max_shared_bytes(), naming `kernel`.
 void launch(const char* kernel, Dim3 grid, unsigned block_threads, std::size_t dynamic_shared_bytes,
             const std::function<void()>& body);
 
@@ -66,17 +68,23 @@ void sync_threads(std::source_location where = std::source_location::current());
 void sync_warp(unsigned mask, std::source_location where = std::source_location::current());
 
 /// The warp exchange behind __shfl_sync / __shfl_xor_sync: the caller offers `bits` and
-/// receives the bits offered by lane `source_lane` of its warp, once every lane in
-/// `mask` has arrived at the same call.
+/// receives the bits offered by lane `source_lane` (modulo 32) of its warp, once every
+/// lane in `mask` has arrived at the same call.
 std::uint64_t shuffle(unsigned mask, std::uint64_t bits, unsigned source_lane, std::source_location where);
 
 /// The block's dynamic shared memory (extern __shared__), aligned to 16 bytes.
 void* dynamic_shared();
 
-/// A static __shared__ array: the first thread of the block to reach the n-th
-/// declaration allocates `bytes` (guarded on both sides); every thread gets the same
-/// pointer. Threads must declare their arrays in the same order, as in CUDA where the
-/// declarations sit at the top of the kernel.
-void* static_shared(const char* name, std::size_t bytes, std::size_t align);
+/// A static __shared__ array: one per declaration site `where` and block, allocated
+/// (guarded on both sides) by the first thread to reach it; every thread, and every
+/// later pass over the same declaration, gets the same pointer. Throws when the block's
+/// static and dynamic shared memory together pass max_shared_bytes().
+void* static_shared(const char* name, std::size_t bytes, std::size_t align, std::source_location where);
+
+/// The per-block shared-memory limit (static + dynamic) launches are checked against:
+/// 227 KiB (sm_90's opt-in limit) by default. Tests lower it to reach the smaller tile
+/// sizes a GPU with less shared memory (an A100: 163 KiB) would use.
+void set_max_shared_bytes(std::size_t bytes);
+std::size_t max_shared_bytes();
 
 }  // namespace hkt::cuda::emu

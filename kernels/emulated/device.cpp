@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "caching_allocator.h"
+#include "emulated/block_emulator.h"
 #include "cuda_backend.h"
 #include "error.h"
 
@@ -26,6 +27,8 @@ DeviceInfo device_info(int index) {
   info.compute_minor = 0;
   return info;
 }
+
+std::size_t max_shared_memory_per_block() { return emu::max_shared_bytes(); }
 
 namespace {
 CachingAllocator& allocator() {

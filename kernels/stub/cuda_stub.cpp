@@ -121,6 +121,10 @@ void set_attention_kernel(int version) {
     throw Error("set_attention_kernel: version " + std::to_string(version) + " does not exist (0 or 1)");
 }
 int attention_kernel() { return 1; }
+std::size_t max_shared_memory_per_block() {
+  no_cuda("max_shared_memory_per_block");
+  return 0;
+}
 void gemm_strided_batched(bool, bool, std::int64_t, std::int64_t, std::int64_t, const void*, std::int64_t, const void*,
                           std::int64_t, void*, std::int64_t, std::int64_t, DType) {
   no_cuda("matmul on cuda");
