@@ -147,6 +147,21 @@ struct RepeatedDeclaration {
   }
 };
 
+// Thread 0 writes 50 elements past a 64-float array (a tile size off by a factor).
+struct FarOverrun {
+  static constexpr unsigned kThreads = 32;
+  HKT_DEVICE void operator()() const {
+    HKT_SHARED(float, big, 64);
+    if (dev::thread_index() == 0) big[64 + 50] = 1.0f;
+  }
+};
+
+// Each thread launches another kernel (dynamic parallelism, not emulated).
+struct Nested {
+  static constexpr unsigned kThreads = 2;
+  HKT_DEVICE void operator()() const { launch_blocks("inner", Grid{1}, 0, Nested{}); }
+};
+
 // Thread 3 writes one element before a static array.
 struct Underrun {
   static constexpr unsigned kThreads = 32;
@@ -246,6 +261,12 @@ TEST_CASE("block emulator: a shuffle outside its mask, an underrun and a throwin
                       "lane 0 reads lane 20 at test_block_emulator.cpp:");
   test::require_error([] { launch_blocks("under", Grid{1}, 0, Underrun{}); },
                       "shared array 'row' (32 bytes) was written before its start, at byte -8");
+  test::require_error([] { launch_blocks("far", Grid{1}, 0, FarOverrun{}); },
+                      "shared array 'big' (256 bytes) was written past its end, at byte 456");
+  test::require_error([] { launch_blocks("outer", Grid{1}, 0, Nested{}); },
+                      "kernel 'outer', block (0, 0, 0), thread 0: kernel 'inner': launched from inside kernel 'outer'");
+  test::require_error([] { launch_blocks("wide", Grid{0x80000000u}, 0, Nested{}); },
+                      "kernel 'wide': grid (2147483648, 1, 1) is empty or beyond CUDA's limits");
   test::require_error([] { launch_blocks("throws", Grid{3}, 0, Throws{}); },
                       "kernel 'throws', block (0, 0, 0), thread 9: an exception not derived from std::exception");
 }

@@ -9,7 +9,7 @@ attention whose query/key rows are the levels' rows repeated and concatenated,
 with values of width d_head: one scaled_dot_product_attention call with query/key width
 L x d_head (alpha folded into the query). Before timing, the script checks in float64
 that this equals the direct definition (every level's score matrix lifted, weighted and
-summed, then softmax) to 1e-10; it exits 1 if not.
+summed, then softmax) to 1e-10; it exits 1 if not, 2 for invalid arguments.
 
 Times forward and forward+backward (gradients of every q_l, k_l, v and alpha) with CUDA
 events (median of --repeats after warm-up) and prints one JSON object per line:
@@ -61,6 +61,20 @@ def main() -> int:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu for a dry run")
     args = parser.parse_args()
+    try:  # every list and size checked before PyTorch is loaded; exit 2 names the bad one
+        Ts = [int(t) for t in args.T.split(",")]
+        Ls = [int(x) for x in args.L.split(",")]
+        dtypes = args.dtypes.split(",")
+    except ValueError:
+        print(f"bench_sdpa_torch: --T and --L must be comma-separated integers, got '{args.T}', '{args.L}'", file=sys.stderr)
+        return 2
+    bad = ([f"--T {t}" for t in Ts if t < 1] + [f"--L {x} (1 to 4)" for x in Ls if not 1 <= x <= 4]
+           + [f"--{k} {v}" for k, v in (("bh", args.bh), ("d-head", args.d_head), ("repeats", args.repeats)) if v < 1]
+           + [f"--dtypes {d}" for d in dtypes if d not in ("float32", "float64", "bfloat16", "float16")]
+           + ([f"--device {args.device}"] if args.device not in ("cuda", "cpu") else []))
+    if bad:
+        print("bench_sdpa_torch: invalid " + ", ".join(bad), file=sys.stderr)
+        return 2
     import torch
     import torch.nn.functional as F
 
@@ -76,10 +90,10 @@ def main() -> int:
             print(f"bench_sdpa_torch: concat formulation differs from the definition by {err} at L = {L}", file=sys.stderr)
             return 1
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
-    for dtype_name in args.dtypes.split(","):
+    for dtype_name in dtypes:
         dtype = getattr(torch, dtype_name)
-        for L in [int(x) for x in args.L.split(",")]:
-            for T in [int(t) for t in args.T.split(",")]:
+        for L in Ls:
+            for T in Ts:
                 qs, ks, v, alpha = inputs(torch, args.bh, T, args.d_head, L, dtype, args.device)
                 g = torch.randn_like(v)
                 f = (lambda: F.scaled_dot_product_attention(qs[0], ks[0], v)) if L == 1 else (

@@ -11,6 +11,8 @@
 # sizes are in kernels/attention_dev/NOTES.md.
 set -euo pipefail
 arch="${1:-sm_90}"
+# Only a real architecture makes nvcc run ptxas (compute_XX stops at PTX: nothing to read).
+[[ "$arch" =~ ^sm_[0-9]+a?$ ]] || { echo "check_kernel_resources: ARCH must be sm_NN (e.g. sm_90), got '$arch'" >&2; exit 2; }
 root="$(cd "$(dirname "$0")/.." && pwd)"
 nvcc_bin="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
 [ -x "$nvcc_bin" ] || { echo "check_kernel_resources: nvcc not found" >&2; exit 2; }
@@ -18,6 +20,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 spilled=0
+v1_kernels=0
 printf '%-44s %5s %7s %7s %6s %7s\n' kernel regs spill_st spill_ld stack smem_st
 for src in attention_v0.cpp attention_v1.cpp; do
   "$nvcc_bin" -std=c++20 -x cu -arch="$arch" --extended-lambda -I"$root/kernels" -I"$root/engine" \
@@ -33,6 +36,7 @@ for src in attention_v0.cpp attention_v1.cpp; do
     esac
     printf '%-44s %5s %7s %7s %6s %7s\n' "${pretty:0:44}" "$regs" "$st" "$ld" "$stack" "$smem"
     [ "$st" -eq 0 ] && [ "$ld" -eq 0 ] || spilled=1
+    case "$pretty" in v1::*) v1_kernels=$((v1_kernels + 1)) ;; esac
   done < <(awk '
     /Function properties for/ { name = $NF; next }
     /bytes stack frame/ { stack = $1; st = $5; ld = $9; next }
@@ -43,6 +47,11 @@ for src in attention_v0.cpp attention_v1.cpp; do
       name = ""
     }' "$work/log")
 done
+# v1 has three block kernels in two dtypes: fewer parsed means the output was not read.
+if [ "$v1_kernels" -ne 6 ]; then
+  echo "check_kernel_resources: read $v1_kernels v1 kernels from ptxas's output for $arch, expected 6" >&2
+  exit 2
+fi
 if [ "$spilled" -ne 0 ]; then
   echo "check_kernel_resources: a fused attention kernel spills registers for $arch (spill_st/spill_ld above)" >&2
   exit 1

@@ -215,11 +215,15 @@ void add_bench_command(CLI::App& app) {
     std::stringstream ss(*impl_str);
     for (std::string item; std::getline(ss, item, ',');) {
       check(item == "fused" || item == "composite" || item == "fused-v0",
-            "bench attention: --impl must list fused, composite and/or fused-v0, got '" + item + "'");
+            "bench attention: --impl must list fused, composite and/or fused-v0, got '" + item + "' in '" + *impl_str + "'");
+      check(std::find(args->impl.begin(), args->impl.end(), item) == args->impl.end(),
+            "bench attention: --impl names '" + item + "' twice");
       check(item != "fused-v0" || args->device == Device::CUDA,
             "bench attention: --impl fused-v0 (the per-row CUDA kernels) needs --device cuda");
       args->impl.push_back(item);
     }
+    check(!args->impl.empty() && impl_str->back() != ',',
+          "bench attention: --impl must be a comma-separated list without empty items, got '" + *impl_str + "'");
     if (args->threads > 0) omp_set_num_threads(args->threads);
     std::vector<Row> rows;
     for (const auto& impl : args->impl)

@@ -26,6 +26,13 @@
 
 #include "error.h"
 
+// AddressSanitizer keeps its own idea of which stack is running; every switch between
+// fibers is announced to it (gcc defines __SANITIZE_ADDRESS__ under -fsanitize=address).
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define HKT_ASAN_FIBERS 1
+#endif
+
 namespace hkt::cuda::emu {
 
 namespace {
@@ -37,7 +44,10 @@ constexpr unsigned kMaxBlockThreads = 1024;
 // The per-block shared-memory limit launches are checked against: sm_90's opt-in 227 KiB
 // unless a test sets a smaller one (set_max_shared_bytes).
 std::atomic<std::size_t> g_max_shared{227 * 1024};
-constexpr std::size_t kGuardBytes = 64;
+// Guard bytes on each side of a shared array: at least 64, and as many as the array
+// holds, so an overrun by up to a whole array (a wrong tile size) lands in the guard
+// and is reported instead of corrupting the heap.
+constexpr std::size_t kMinGuardBytes = 64;
 constexpr unsigned char kGuardByte = 0xA5;
 // Shared memory starts as 0xFF bytes (a NaN in float and double, -1 in integers), so a
 // read before any write shows up in a kernel's output instead of reading a plausible 0.
@@ -48,7 +58,9 @@ std::atomic<std::uint64_t> g_seed{0};
 
 // ---- fiber stacks: mmap'd with a guard page below, pooled per OS thread ----------------
 
-constexpr std::size_t kStackBytes = 256 * 1024;  // kernels keep small arrays on the stack
+// 1 MiB of address space per thread (pages are committed only when touched): above the
+// 512 KiB of local memory a CUDA thread may have, so a kernel that fits a GPU fits here.
+constexpr std::size_t kStackBytes = 1024 * 1024;
 
 struct StackPool {
   std::vector<ctx::stack_context> free;
@@ -58,14 +70,15 @@ struct StackPool {
   static std::size_t page() { return static_cast<std::size_t>(sysconf(_SC_PAGESIZE)); }
 };
 thread_local StackPool t_stacks;
+thread_local ctx::stack_context t_last_stack;  // the stack the allocator handed out last
 
 // The stack allocator Boost.Context asks for each fiber's stack.
 struct PooledStack {
   ctx::stack_context allocate() {
     if (!t_stacks.free.empty()) {
-      auto s = t_stacks.free.back();
+      t_last_stack = t_stacks.free.back();
       t_stacks.free.pop_back();
-      return s;
+      return t_last_stack;
     }
     const std::size_t guard = StackPool::page();
     void* base = mmap(nullptr, kStackBytes + guard, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -74,6 +87,7 @@ struct PooledStack {
     ctx::stack_context s;
     s.size = kStackBytes;
     s.sp = static_cast<char*>(base) + guard + kStackBytes;  // stacks grow down from sp
+    t_last_stack = s;
     return s;
   }
   void deallocate(ctx::stack_context& s) noexcept { t_stacks.free.push_back(s); }
@@ -83,31 +97,32 @@ struct PooledStack {
 
 struct SharedArray {
   std::string name;
-  std::size_t bytes = 0, align = 16;
+  std::size_t bytes = 0, align = 16, guard = kMinGuardBytes;
   std::unique_ptr<unsigned char[]> raw;
   unsigned char* data = nullptr;
 
-  SharedArray(std::string n, std::size_t size, std::size_t alignment) : name(std::move(n)), bytes(size), align(alignment) {
+  SharedArray(std::string n, std::size_t size, std::size_t alignment)
+      : name(std::move(n)), bytes(size), align(alignment), guard(size > kMinGuardBytes ? size : kMinGuardBytes) {
     const std::size_t a = alignment < 16 ? 16 : alignment;
-    raw.reset(new unsigned char[bytes + 2 * kGuardBytes + a]);
-    auto addr = reinterpret_cast<std::uintptr_t>(raw.get()) + kGuardBytes;
+    raw.reset(new unsigned char[bytes + 2 * guard + a]);
+    auto addr = reinterpret_cast<std::uintptr_t>(raw.get()) + guard;
     addr = (addr + a - 1) / a * a;
     data = reinterpret_cast<unsigned char*>(addr);
-    std::memset(data - kGuardBytes, kGuardByte, kGuardBytes);
+    std::memset(data - guard, kGuardByte, guard);
     std::memset(data, kFreshShared, bytes);
-    std::memset(data + bytes, kGuardByte, kGuardBytes);
+    std::memset(data + bytes, kGuardByte, guard);
   }
 
   // "" when both guards are intact, else what was overwritten.
   std::string check() const {
-    for (std::size_t i = 0; i < kGuardBytes; ++i)
+    for (std::size_t i = 0; i < guard; ++i)
       if (data[bytes + i] != kGuardByte)
         return "shared array '" + name + "' (" + std::to_string(bytes) + " bytes) was written past its end, at byte " +
                std::to_string(bytes + i);
-    for (std::size_t i = 0; i < kGuardBytes; ++i)
-      if (data[-static_cast<std::ptrdiff_t>(kGuardBytes) + static_cast<std::ptrdiff_t>(i)] != kGuardByte)
+    for (std::size_t i = 0; i < guard; ++i)
+      if (data[-static_cast<std::ptrdiff_t>(guard) + static_cast<std::ptrdiff_t>(i)] != kGuardByte)
         return "shared array '" + name + "' (" + std::to_string(bytes) + " bytes) was written before its start, at byte " +
-               std::to_string(static_cast<std::ptrdiff_t>(i) - static_cast<std::ptrdiff_t>(kGuardBytes));
+               std::to_string(static_cast<std::ptrdiff_t>(i) - static_cast<std::ptrdiff_t>(guard));
     return "";
   }
 };
@@ -124,6 +139,7 @@ struct Thread {
   unsigned source = 0;         // shuffles: the lane to read from
   std::uint64_t offered = 0, received = 0;
   std::exception_ptr error;
+  ctx::stack_context stack;  // its fiber's stack (for the sanitizer's switch notes)
 };
 
 struct Block {
@@ -136,6 +152,9 @@ struct Block {
   std::vector<std::source_location> static_sites;  // where each static array is declared
   ctx::fiber scheduler;  // inside a thread fiber: the way back to the scheduler
   unsigned running = 0;  // the thread the scheduler resumed last
+  bool aborting = false;  // stopped on an error: waiting threads unwind when resumed
+  const void* scheduler_stack = nullptr;  // the OS thread's stack, for the sanitizer
+  std::size_t scheduler_stack_size = 0;
 
   std::string name() const {
     return "kernel '" + std::string(kernel) + "', block (" + std::to_string(index.x) + ", " + std::to_string(index.y) +
@@ -154,7 +173,7 @@ std::string site(const std::source_location& w) {
   std::string file = w.file_name();
   const auto slash = file.rfind('/');
   if (slash != std::string::npos) file = file.substr(slash + 1);
-  return file + ":" + std::to_string(w.line());
+  return file + ":" + std::to_string(w.line()) + ":" + std::to_string(w.column());
 }
 
 bool same_site(const std::source_location& a, const std::source_location& b) {
@@ -177,10 +196,37 @@ std::string describe(const Thread& t) {
   return "";
 }
 
+// The sanitizer's notes around a stack switch (nothing without AddressSanitizer):
+// before_switch just before leaving a stack for `to` (nullptr save: this fiber ends),
+// after_switch first thing on the stack switched to.
+inline void before_switch(void** save, const void* bottom, std::size_t size) {
+#if defined(HKT_ASAN_FIBERS)
+  __sanitizer_start_switch_fiber(save, bottom, size);
+#else
+  (void)save, (void)bottom, (void)size;
+#endif
+}
+inline void after_switch(void* save, const void** old_bottom, std::size_t* old_size) {
+#if defined(HKT_ASAN_FIBERS)
+  __sanitizer_finish_switch_fiber(save, old_bottom, old_size);
+#else
+  (void)save, (void)old_bottom, (void)old_size;
+#endif
+}
+
+// Thrown inside a waiting thread when its block stops on an error: it unwinds the
+// thread's stack in its own fiber, so every fiber ends by returning (Boost's own
+// unwinding of an abandoned fiber is a stack switch the sanitizer would not be told of).
+struct Abort {};
+
 // Suspends the calling thread fiber and returns to the scheduler; returns when resumed.
 void wait(Block& b) {
+  void* fake_stack = nullptr;
+  before_switch(&fake_stack, b.scheduler_stack, b.scheduler_stack_size);
   b.scheduler = std::move(b.scheduler).resume();
+  after_switch(fake_stack, nullptr, nullptr);
   t_block = &b;
+  if (b.aborting) throw Abort{};
 }
 
 // The order in which to resume the threads in round `round` of the block.
@@ -271,46 +317,72 @@ std::string release(Block& b) {
   return "";
 }
 
+// Switches from the scheduler to thread t until it waits again or returns.
+void resume(Block& b, unsigned t) {
+  b.running = t;
+  t_block = &b;
+  void* fake_stack = nullptr;
+  const ctx::stack_context& stack = b.thread[t].stack;
+  before_switch(&fake_stack, static_cast<char*>(stack.sp) - stack.size, stack.size);
+  b.thread[t].fiber = std::move(b.thread[t].fiber).resume();
+  after_switch(fake_stack, nullptr, nullptr);
+  t_block = nullptr;
+}
+
+// Ends every thread that has not returned: each resumes once and unwinds (Abort).
+void abort_block(Block& b) {
+  b.aborting = true;
+  for (unsigned t = 0; t < b.threads; ++t)
+    if (b.thread[t].state != State::Done) resume(b, t);
+}
+
 // Runs one block to its end. Returns "" or the error that stopped it.
 std::string run_block(Block& b, const std::function<void()>& body) {
   b.thread.resize(b.threads);
   for (unsigned t = 0; t < b.threads; ++t) {
     b.thread[t].fiber = ctx::fiber(std::allocator_arg, PooledStack(), [&b, &body, t](ctx::fiber&& scheduler) {
+      after_switch(nullptr, &b.scheduler_stack, &b.scheduler_stack_size);
       b.scheduler = std::move(scheduler);
       t_block = &b;
       try {
-        body();
+        if (!b.aborting) body();
+      } catch (const Abort&) {  // the block stopped on another thread's error
       } catch (const ctx::detail::forced_unwind&) {
         throw;  // Boost.Context unwinding an abandoned fiber: let it through
       } catch (...) {
         b.thread[t].error = std::current_exception();
       }
       b.thread[t].state = State::Done;
+      before_switch(nullptr, b.scheduler_stack, b.scheduler_stack_size);  // this fiber ends
       return std::move(b.scheduler);
     });
+    b.thread[t].stack = t_last_stack;
   }
   for (std::uint64_t round = 0;; ++round) {
     for (unsigned t : thread_order(b, round)) {
       if (b.thread[t].state != State::Ready) continue;
-      b.running = t;
-      t_block = &b;
-      b.thread[t].fiber = std::move(b.thread[t].fiber).resume();
-      t_block = nullptr;
+      resume(b, t);
       if (b.thread[t].error) {
+        std::string error;
         try {
           std::rethrow_exception(b.thread[t].error);
         } catch (const std::exception& e) {
-          return b.name() + ", thread " + std::to_string(t) + ": " + e.what();
+          error = b.name() + ", thread " + std::to_string(t) + ": " + e.what();
         } catch (...) {
-          return b.name() + ", thread " + std::to_string(t) + ": an exception not derived from std::exception";
+          error = b.name() + ", thread " + std::to_string(t) + ": an exception not derived from std::exception";
         }
+        abort_block(b);
+        return error;
       }
     }
     bool all_done = true;
     for (const auto& x : b.thread) all_done = all_done && x.state == State::Done;
     if (all_done) break;
     const std::string error = release(b);
-    if (!error.empty()) return error;
+    if (!error.empty()) {
+      abort_block(b);
+      return error;
+    }
   }
   if (b.dynamic) {
     const std::string bad = b.dynamic->check();
@@ -340,9 +412,11 @@ void launch(const char* kernel, Dim3 grid, unsigned block_threads, std::size_t d
   if (dynamic_shared_bytes > g_max_shared.load())
     throw Error(name + ": " + std::to_string(dynamic_shared_bytes) + " bytes of dynamic shared memory per block (at most " +
                 std::to_string(g_max_shared.load()) + ")");
-  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535)
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
     throw Error(name + ": grid (" + std::to_string(grid.x) + ", " + std::to_string(grid.y) + ", " +
-                std::to_string(grid.z) + ") is empty or beyond CUDA's limits (y and z at most 65535)");
+                std::to_string(grid.z) + ") is empty or beyond CUDA's limits (x at most 2^31 - 1, y and z at most 65535)");
+  if (t_block != nullptr)
+    throw Error(name + ": launched from inside " + t_block->name() + " (launches from a kernel are not emulated)");
   const std::int64_t blocks = std::int64_t{grid.x} * grid.y * grid.z;
   std::int64_t first_bad = blocks;  // the lowest failing block, so the error is deterministic
   std::string error;
@@ -361,7 +435,7 @@ void launch(const char* kernel, Dim3 grid, unsigned block_threads, std::size_t d
     } catch (const std::exception& e) {
       bad = b.name() + ": " + e.what();
     }
-    b.thread.clear();  // unwinds any fiber still suspended, before the error leaves
+    b.thread.clear();  // every fiber has returned (abort_block), so this only frees them
     if (!bad.empty()) {
 #pragma omp critical(hkt_block_emulator_error)
       if (linear < first_bad) {

@@ -13,11 +13,17 @@
 //     than sm_70+ hardware, which waits only for lanes still running and lets
 //     __syncwarp calls at different lines meet: kernels here never rely on either);
 //   - a shuffle reading a lane outside its mask;
-//   - writes past either end of any shared-memory array (guard bytes, checked after the
-//     block), naming the array.
+//   - writes past either end of any shared-memory array, naming the array: guard bytes
+//     as many as the array holds (at least 64) on each side, checked after the block
+//     (larger overruns and out-of-bounds reads are not seen: compute-sanitizer's
+//     memcheck on a GPU finds those).
 // What it cannot show: speed, occupancy, bank conflicts, memory coalescing, races
 // between blocks (blocks run whole, one after another on each OS thread), or the
-// effects of the real warp scheduler; docs/cuda.md lists these.
+// effects of the real warp scheduler; docs/cuda.md lists these. A thread switches only
+// at a barrier, a warp operation or its end, so a thread that spins on a value another
+// thread of its block writes never ends here (it may on sm_70+ GPUs); barriers are told
+// apart by the line and column of their sync_threads call, so two calls of one helper
+// that holds a barrier count as the same barrier.
 //
 // Kernels do not call this header directly: kernels/backend/block.h maps the CUDA
 // built-ins (threadIdx, __syncthreads, __shfl_xor_sync, shared memory) onto it, so the
