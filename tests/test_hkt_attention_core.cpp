@@ -1,6 +1,7 @@
 // test_hkt_attention_core.cpp: the fused hierarchical attention op against the
 // composite of engine ops (its definition), forward and every gradient, float64 and
 // float32; its gradcheck; and the properties of spec sections 3 and 4 at the core level.
+#include <algorithm>
 #include <limits>
 
 #include "attention/hkt_attention.h"
@@ -253,4 +254,82 @@ TEST_CASE("hkt attention core: argument errors name the argument", "[attention][
   require_error([&] { hkt_attention_composite(in.q, in.k, in.v, Tensor::ones({2, 3}, DType::Float64), Tensor()); },
                 "alpha must be [H, L] = [2,2], got [2,3]");
   require_error([&] { hkt_attention_fused(in.q, in.k, in.v, in.alpha, Tensor::ones({1, 7})); }, "key_mask must be [B, T] = [1,8]");
+}
+
+TEST_CASE("attention ops: NaN or inf in a masked key's K or V reaches no output and no gradient",
+          "[attention][reliability]") {
+  // T = 12, the last 4 keys of sequence 1 padded: their V rows and the K_l rows made only
+  // of them (level 1: rows 4, 5; level 2: row 2) hold NaN and +-inf. Outputs and every
+  // gradient must equal those with these rows set to 0.
+  const double bad[] = {std::numeric_limits<double>::quiet_NaN(), HUGE_VAL, -HUGE_VAL};
+  for (int L : {1, 3}) {
+    const std::int64_t B = 2, H = 2, T = 12, dh = 4, padded = 4;
+    std::vector<double> keep(static_cast<std::size_t>(B * T), 1.0);
+    for (std::int64_t j = T - padded; j < T; ++j) keep[static_cast<std::size_t>(T + j)] = 0.0;
+    const Tensor mask = Tensor::from_vector(keep, {B, T}, DType::Float64);
+    Generator gen(5);
+    std::vector<Tensor> base;  // q (L), k (L), v, alpha
+    for (int part = 0; part < 2; ++part)
+      for (int l = 0; l < L; ++l) base.push_back(Tensor::normal({B, H, (T + (1 << l) - 1) >> l, dh}, gen, 0, 1, DType::Float64));
+    base.push_back(Tensor::normal({B, H, T, dh}, gen, 0, 1, DType::Float64));
+    base.push_back(Tensor::uniform({H, L}, gen, 0.1, 1.0, DType::Float64));
+    // Poison (or zero) sequence 1's masked rows: V rows T - 4..T - 1, K_l rows from (T - 4) >> l.
+    const auto fill = [&](bool poison) {
+      std::vector<Tensor> x = base;
+      for (int part = 0; part <= L; ++part) {  // k[0..L-1], then v
+        Tensor& t = part < L ? x[static_cast<std::size_t>(L + part)] : x[static_cast<std::size_t>(2 * L)];
+        const int l = part < L ? part : 0;
+        auto values = t.to_vector();
+        const std::int64_t rows = t.shape()[2];
+        for (std::int64_t h = 0; h < H; ++h)
+          for (std::int64_t u = (T - padded) >> l; u < rows; ++u)
+            for (std::int64_t d = 0; d < dh; ++d)
+              values[static_cast<std::size_t>(((H + h) * rows + u) * dh + d)] = poison ? bad[(u + d) % 3] : 0.0;
+        t = Tensor::from_vector(values, t.shape(), DType::Float64);
+      }
+      return x;
+    };
+    const auto poisoned = fill(true), zeroed = fill(false);
+    for (bool fused : {false, true})
+      for (DType dtype : {DType::Float32, DType::Float64}) {
+        INFO("L " << L << (fused ? " fused" : " composite") << (dtype == DType::Float32 ? " float32" : " float64"));
+        const auto run = [&](const std::vector<Tensor>& in) {
+          std::vector<Tensor> x;
+          for (const auto& t : in) {
+            x.push_back(t.to(dtype).detach());
+            x.back().set_requires_grad(true);
+          }
+          const auto n = static_cast<std::ptrdiff_t>(L);
+          HktAttentionOptions opt;
+          opt.block_q = opt.block_k = 4;  // several tiles, one of them all padding
+          const std::vector<Tensor> q(x.begin(), x.begin() + n), k(x.begin() + n, x.begin() + 2 * n);
+          Tensor y = fused ? hkt_attention_fused(q, k, x[2 * L], x[2 * L + 1], mask, opt)
+                           : hkt_attention_composite(q, k, x[2 * L], x[2 * L + 1], mask, opt);
+          Generator gg(6);
+          y.backward(Tensor::normal(y.shape(), gg, 0, 1, DType::Float64).to(dtype));
+          std::vector<std::vector<double>> all{y.to_vector()};
+          for (const auto& t : x) all.push_back(t.grad().to_vector());
+          return all;
+        };
+        const auto a = run(poisoned), b = run(zeroed);
+        for (std::size_t i = 0; i < a.size(); ++i) {
+          INFO("tensor " << i << " (0 = output)");
+          CHECK(std::all_of(a[i].begin(), a[i].end(), [](double e) { return std::isfinite(e); }));
+          CHECK(a[i] == b[i]);
+        }
+      }
+  }
+}
+
+TEST_CASE("attention ops: a key_mask other than 0/1 and a non-finite scale are refused", "[attention][reliability]") {
+  const Problem p{1, 1, 3, 2, 1, false, false};
+  const Inputs in = make_inputs(p, 1);
+  const Tensor nan_mask = Tensor::from_vector({1.0, std::nan(""), 1.0}, {1, 3}, DType::Float64);
+  require_error([&] { hkt_attention_fused(in.q, in.k, in.v, in.alpha, nan_mask); },
+                "hkt_attention_fused: key_mask must hold 0 (padding) or 1 (a real key), got nan at [0, 1]");
+  const Tensor half = Tensor::from_vector({1.0, 1.0, 0.5}, {1, 3}, DType::Float64);
+  require_error([&] { hkt_attention_composite(in.q, in.k, in.v, in.alpha, half); }, "got 0.500000 at [0, 2]");
+  HktAttentionOptions opt;
+  opt.scale = std::numeric_limits<double>::infinity();
+  require_error([&] { hkt_attention_fused(in.q, in.k, in.v, in.alpha, Tensor(), opt); }, "scale must be finite, got inf");
 }

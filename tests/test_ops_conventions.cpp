@@ -231,3 +231,43 @@ TEST_CASE("gelu and sigmoid and relu: values by hand", "[ops]") {
   sum(relu(r)).backward();
   CHECK(r.grad().to_vector() == std::vector<double>{0, 0, 1});  // relu'(0) = 0, as PyTorch
 }
+
+TEST_CASE("float32 backward sums over a million rows are exact to float32 (double accumulators)",
+          "[ops][reliability]") {
+  // Upstream gradient 0.1 (float32: 0.100000001490116...) on 2^20 rows: the exact sum
+  // 104857.6015625 is a float32 value; a float32 running total gave 105891.8.
+  const std::int64_t N = std::int64_t{1} << 20;
+  const double exact = static_cast<double>(0.1f) * static_cast<double>(N);
+  REQUIRE(static_cast<double>(static_cast<float>(exact)) == exact);
+  std::vector<Device> devices{Device::CPU};
+  std::string why;
+  if (cuda::device_count(&why) > 0) devices.push_back(Device::CUDA);
+  for (Device device : devices) {
+    INFO(device_name(device));
+    {  // layer_norm's weight and bias gradients: columns summed over N rows
+      Generator gen(3);
+      Tensor x = Tensor::normal({N, 2}, gen, 0, 1).to(device);
+      Tensor w = Tensor::ones({2}).to(device).detach().set_requires_grad();
+      Tensor b = Tensor::zeros({2}).to(device).detach().set_requires_grad();
+      layer_norm(x, w, b).backward(Tensor::full({N, 2}, 0.1).to(device));
+      for (double v : b.grad().to_vector()) CHECK(v == exact);
+    }
+    {  // embedding: every index 0, so dW[0] sums N rows
+      Tensor weight = Tensor::zeros({3, 2}).to(device).detach().set_requires_grad();
+      Tensor idx = Tensor::from_indices(std::vector<std::int64_t>(static_cast<std::size_t>(N), 0), {N});
+      embedding(weight, idx).backward(Tensor::full({N, 2}, 0.1).to(device));
+      const auto dw = weight.grad().to_vector();
+      CHECK(dw[0] == exact);
+      CHECK(dw[1] == exact);
+      CHECK(dw[2] == 0.0);
+    }
+    {  // causal_conv1d: the bias sums N positions; the weight's tap 0 too (x = 1)
+      Tensor x = Tensor::ones({1, N, 1}).to(device);
+      Tensor w = Tensor::zeros({1, 2}).to(device).detach().set_requires_grad();
+      Tensor bias = Tensor::zeros({1}).to(device).detach().set_requires_grad();
+      causal_conv1d(x, w, bias, 1).backward(Tensor::full({1, N, 1}, 0.1).to(device));
+      CHECK(bias.grad().item() == exact);
+      CHECK(w.grad().to_vector()[0] == exact);
+    }
+  }
+}

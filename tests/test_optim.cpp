@@ -135,7 +135,8 @@ void check_adamw_reference(DType dtype, const hkt::test::Tolerance& tol) {
 
 /// Runs the reference clip cases in `dtype` with `tol`.
 void check_clip_reference(DType dtype, const hkt::test::Tolerance& tol) {
-  for (const json& c : load_reference().at("clip")) {
+  const json reference = load_reference();  // named: a range-for over a member of a temporary dangles
+  for (const json& c : reference.at("clip")) {
     const double max_norm = c.at("max_norm");
     INFO("max_norm " << max_norm);
     std::vector<Tensor> params;

@@ -1,6 +1,7 @@
 // composite.cpp: hierarchical attention ("scores" fusion) composed of engine ops, the
 // definition every faster path is tested against; plus the argument checks and the
 // FLOP count shared by both implementations.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -41,8 +42,35 @@ double check_hkt_attention_args(const char* op, const std::vector<Tensor>& q, co
   if (key_mask.defined())
     check(key_mask.shape() == Shape({B, T}) && key_mask.device() == Device::CPU,
           o + ": key_mask must be [B, T] = " + shape_str({B, T}) + " on the cpu, got " + shape_str(key_mask.shape()));
+  if (key_mask.defined()) {
+    const auto keep = key_mask.to_vector();
+    for (std::size_t i = 0; i < keep.size(); ++i)
+      check(keep[i] == 0.0 || keep[i] == 1.0, o + ": key_mask must hold 0 (padding) or 1 (a real key), got " +
+                                                  std::to_string(keep[i]) + " at [" + std::to_string(i / static_cast<std::size_t>(T)) +
+                                                  ", " + std::to_string(i % static_cast<std::size_t>(T)) + "]");
+  }
   check(options.block_q >= 1 && options.block_k >= 1, o + ": block sizes must be >= 1");
+  check(std::isfinite(options.scale), o + ": scale must be finite, got " + std::to_string(options.scale));
   return options.scale != 0.0 ? options.scale : 1.0 / std::sqrt(static_cast<double>(dh));
+}
+
+MaskedKeys zero_masked_keys(const std::vector<Tensor>& k, const Tensor& v, const Tensor& key_mask) {
+  MaskedKeys out{k, v};
+  if (!key_mask.defined()) return out;
+  const auto keep = key_mask.to_vector();
+  const std::int64_t B = v.shape()[0], T = v.shape()[2];
+  if (std::all_of(keep.begin(), keep.end(), [](double x) { return x != 0.0; })) return out;
+  for (std::size_t l = 0; l < k.size(); ++l) {
+    const std::int64_t Tl = k[l].shape()[2];
+    std::vector<double> dead(static_cast<std::size_t>(B * Tl), 1.0);  // 1: every fine key under the row is masked
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t j = 0; j < T; ++j)
+        if (keep[static_cast<std::size_t>(b * T + j)] != 0.0) dead[static_cast<std::size_t>(b * Tl + (j >> l))] = 0.0;
+    const Tensor mask = Tensor::from_vector(dead, {B, 1, Tl, 1}, DType::Float64).to(v.device());
+    out.k[l] = masked_fill(k[l], mask, 0.0);
+    if (l == 0) out.v = masked_fill(v, mask, 0.0);
+  }
+  return out;
 }
 
 namespace {
@@ -71,9 +99,10 @@ Tensor lift(const Tensor& s, int level, std::int64_t T) {
 
 }  // namespace
 
-Tensor hkt_attention_composite(const std::vector<Tensor>& q, const std::vector<Tensor>& k, const Tensor& v,
+Tensor hkt_attention_composite(const std::vector<Tensor>& q, const std::vector<Tensor>& k_in, const Tensor& v_in,
                                const Tensor& alpha, const Tensor& key_mask, const HktAttentionOptions& options) {
-  const double scale = check_hkt_attention_args("hkt_attention_composite", q, k, v, alpha, key_mask, options);
+  const double scale = check_hkt_attention_args("hkt_attention_composite", q, k_in, v_in, alpha, key_mask, options);
+  const auto [k, v] = zero_masked_keys(k_in, v_in, key_mask);  // a NaN in a masked key reaches nothing
   const std::int64_t B = v.shape()[0], H = v.shape()[1], T = v.shape()[2];
   const int L = static_cast<int>(q.size());
   Tensor s;  // [B, H, T, T]

@@ -307,12 +307,15 @@ std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m - 1) / m *
 
 }  // namespace
 
-Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tensor>& k, const Tensor& v,
+Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tensor>& k_in, const Tensor& v_in,
                            const Tensor& alpha, const Tensor& key_mask, const HktAttentionOptions& options) {
   Geometry g;
-  g.scale = check_hkt_attention_args("hkt_attention_fused", q, k, v, alpha, key_mask, options);
-  if (v.device() == Device::CUDA)  // the CUDA kernels (kernels/backend/attention_v1.cpp)
-    return attention::fused_cuda(q, k, v, alpha, key_mask, options.causal, g.scale);
+  g.scale = check_hkt_attention_args("hkt_attention_fused", q, k_in, v_in, alpha, key_mask, options);
+  if (v_in.device() == Device::CUDA)  // the CUDA kernels (kernels/backend/attention_v1.cpp; masked keys never read)
+    return attention::fused_cuda(q, k_in, v_in, alpha, key_mask, options.causal, g.scale);
+  // The tiles below multiply masked keys' K and V by probability 0: zero them first, so
+  // that a NaN there reaches nothing.
+  const auto [k, v] = zero_masked_keys(k_in, v_in, key_mask);
   g.B = v.shape()[0];
   g.H = v.shape()[1];
   g.T = v.shape()[2];

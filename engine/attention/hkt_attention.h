@@ -47,11 +47,23 @@ Tensor hkt_attention_composite(const std::vector<Tensor>& q, const std::vector<T
 Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tensor>& k, const Tensor& v,
                            const Tensor& alpha, const Tensor& key_mask, const HktAttentionOptions& options = {});
 
-/// Checks the arguments of either implementation (shapes above, one floating dtype,
-/// CPU) and returns the scale to use. Throws hkt::Error naming what does not fit.
+/// Checks the arguments of either implementation (shapes above, one floating dtype and
+/// device, key_mask of 0s and 1s, a finite scale) and returns the scale to use. Throws
+/// hkt::Error naming what does not fit.
 double check_hkt_attention_args(const char* op, const std::vector<Tensor>& q, const std::vector<Tensor>& k,
                                 const Tensor& v, const Tensor& alpha, const Tensor& key_mask,
                                 const HktAttentionOptions& options);
+
+/// k[l] and v with the rows of masked keys set to 0: V's row j where key_mask[b, j] = 0,
+/// and K_l's coarse row u where every fine key under it (u 2^l .. (u + 1) 2^l - 1) is
+/// masked. Through masked_fill, so their gradients are 0 too. A masked key then reaches
+/// no output and no gradient even when its K or V holds NaN or inf (its probability is
+/// 0, but 0 times NaN is NaN). The inputs themselves when nothing is masked.
+struct MaskedKeys {
+  std::vector<Tensor> k;
+  Tensor v;
+};
+MaskedKeys zero_masked_keys(const std::vector<Tensor>& k, const Tensor& v, const Tensor& key_mask);
 
 /// Counted floating-point operations (multiply-add = 2) of one attention call, spec
 /// section 5. score_flops: sum_l 2 B H T_l^2 d_h (the Q K^T products of every level);

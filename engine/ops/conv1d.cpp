@@ -5,6 +5,8 @@
 // with x[b, p, c] = 0 for p < 0. Backward (g = dL/dy):
 //   dx[b, s t - r, c] += g[b, t, c] w[c, r]
 //   dw[c, r] = sum_{b, t} g[b, t, c] x[b, s t - r, c],   dbias[c] = sum_{b, t} g[b, t, c].
+#include <vector>
+
 #include "../ops.h"
 #include "cpu_kernels.h"
 
@@ -75,19 +77,26 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, 
                });
              }
              if (needs[1] || needs[2]) {  // each channel sums its own terms in a fixed order
-               if (needs[1]) grads[1] = Tensor::zeros({C, k}, g.dtype());
-               if (needs[2]) grads[2] = Tensor::zeros({C}, g.dtype());
+               if (needs[1]) grads[1] = Tensor::empty({C, k}, g.dtype());
+               if (needs[2]) grads[2] = Tensor::empty({C}, g.dtype());
                T_* dw = needs[1] ? grads[1].data<T_>() : nullptr;
                T_* db = needs[2] ? grads[2].data<T_>() : nullptr;
+               // Sums over B x T_out terms, in double whatever the dtype (a float32
+               // total drifts by N eps), rounded once at the end.
                cpu::parallel_for(C, B * T_out * (k + 1), [&](std::int64_t c) {
+                 double bias_sum = 0.0;
+                 std::vector<double> w_sum(static_cast<std::size_t>(k), 0.0);
                  for (std::int64_t b = 0; b < B; ++b)
                    for (std::int64_t t = 0; t < T_out; ++t) {
-                     const T_ gv = pg[(b * T_out + t) * C + c];
-                     if (db) db[c] += gv;
+                     const double gv = static_cast<double>(pg[(b * T_out + t) * C + c]);
+                     bias_sum += gv;
                      if (dw)
                        for (std::int64_t r = 0; r < k && stride * t - r >= 0; ++r)
-                         dw[c * k + r] += gv * px[(b * T + stride * t - r) * C + c];
+                         w_sum[static_cast<std::size_t>(r)] += gv * static_cast<double>(px[(b * T + stride * t - r) * C + c]);
                    }
+                 if (db) db[c] = static_cast<T_>(bias_sum);
+                 if (dw)
+                   for (std::int64_t r = 0; r < k; ++r) dw[c * k + r] = static_cast<T_>(w_sum[static_cast<std::size_t>(r)]);
                });
              }
            });

@@ -1,5 +1,6 @@
 // embedding.cpp: token embedding lookup and its scatter-add backward.
 #include <cstring>
+#include <vector>
 
 #include "../ops.h"
 #include "cpu_kernels.h"
@@ -52,19 +53,23 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   // dW[v] = sum of g rows whose index is v. Threads split the D columns; each walks the
   // indices in order, so the sums never depend on timing (no atomics).
   record(y, "embedding", {weight, indices}, [indices = cpu::on_device(indices, Device::CPU).detach(), V, D, N](const Tensor& g, const std::vector<bool>&) {
-    Tensor dw = Tensor::zeros({V, D}, g.dtype());
+    Tensor dw = Tensor::empty({V, D}, g.dtype());
     dispatch_floating(g.dtype(), "embedding backward", [&](auto tag) {
       using T = decltype(tag);
       const T* pg = g.data<T>();
       const std::int64_t* ix = indices.data<std::int64_t>();
       T* out = dw.data<T>();
+      // The sums run in double whatever T is (a token seen a million times would drift
+      // by 1 % in a float32 total), then round once into dW.
+      std::vector<double> acc(static_cast<std::size_t>(V * D), 0.0);
       constexpr std::int64_t kBlock = 64;
       const std::int64_t blocks = (D + kBlock - 1) / kBlock;
       cpu::parallel_for(blocks, N * kBlock, [&](std::int64_t b) {
         const std::int64_t j0 = b * kBlock, j1 = std::min(D, j0 + kBlock);
         for (std::int64_t i = 0; i < N; ++i)
-          for (std::int64_t j = j0; j < j1; ++j) out[ix[i] * D + j] += pg[i * D + j];
+          for (std::int64_t j = j0; j < j1; ++j) acc[static_cast<std::size_t>(ix[i] * D + j)] += static_cast<double>(pg[i * D + j]);
       });
+      for (std::int64_t e = 0; e < V * D; ++e) out[e] = static_cast<T>(acc[static_cast<std::size_t>(e)]);
     });
     return Grads{dw, Tensor()};
   });
