@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <fstream>
+#include <functional>
+#include <sstream>
+#include <set>
 
 #include "dataset.h"
 #include "error.h"
@@ -135,6 +138,49 @@ Json merge(const Json& overrides, const std::string& where) {
   return out;
 }
 
+namespace {
+
+// The parser callback that refuses duplicate keys: one set of keys per open object, and
+// the key path ("train.steps", "[2]" for array elements) for the message.
+class DuplicateKeyGuard {
+ public:
+  explicit DuplicateKeyGuard(std::string where) : where_(std::move(where)) {}
+  bool operator()(int, Json::parse_event_t event, Json& parsed) {
+    using E = Json::parse_event_t;
+    switch (event) {
+      case E::object_start: open_.push_back({true, {}, ""}); break;
+      case E::array_start: open_.push_back({false, {}, "[]"}); break;
+      case E::object_end:
+      case E::array_end: open_.pop_back(); break;
+      case E::key: {
+        const auto& key = parsed.get_ref<const std::string&>();
+        open_.back().current = key;
+        if (!open_.back().keys.insert(key).second)
+          throw Error(where_ + ": the key '" + path() + "' appears twice (remove one; JSON would keep only the last)");
+        break;
+      }
+      case E::value: break;
+    }
+    return true;
+  }
+
+ private:
+  struct Container {
+    bool is_object;
+    std::set<std::string> keys;
+    std::string current;  // the key being parsed, or "[]" inside an array
+  };
+  std::string path() const {
+    std::string p;
+    for (const auto& c : open_) p += (p.empty() || !c.is_object ? "" : ".") + c.current;
+    return p;
+  }
+  std::string where_;
+  std::vector<Container> open_;
+};
+
+}  // namespace
+
 Json apply_sets(Json config, const std::vector<std::string>& sets) {
   for (const auto& item : sets) {
     const auto eq = item.find('=');
@@ -142,7 +188,8 @@ Json apply_sets(Json config, const std::vector<std::string>& sets) {
     const std::string key = item.substr(0, eq), text = item.substr(eq + 1);
     Json value;
     try {
-      value = Json::parse(text);
+      DuplicateKeyGuard guard("--set " + item);
+      value = Json::parse(text.begin(), text.end(), std::ref(guard));
     } catch (const Json::parse_error&) {
       value = text;  // a bare word is a string
     } catch (const Json::exception& e) {
@@ -163,15 +210,29 @@ Json apply_sets(Json config, const std::vector<std::string>& sets) {
   return config;
 }
 
-Json load_file(const std::string& path) {
-  std::ifstream in(path);
-  check(in.good(), path + ": cannot open the config file");
-  Json j;
+
+Json parse_json(const std::string& text, const std::string& where) {
+  DuplicateKeyGuard guard(where);
   try {
-    j = Json::parse(in);
+    return Json::parse(text.begin(), text.end(), std::ref(guard));
   } catch (const Json::exception& e) {  // syntax errors and numbers beyond double's range
-    throw Error(path + ": not valid JSON: " + e.what());
+    throw Error(where + ": not valid JSON: " + e.what());
   }
+}
+
+Json read_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  check(in.good(), path + ": cannot open");
+  std::ostringstream text;
+  text << in.rdbuf();
+  check(!in.bad(), path + ": read error");
+  return parse_json(text.str(), path);
+}
+
+Json load_file(const std::string& path) {
+  std::ifstream probe(path);
+  check(probe.good(), path + ": cannot open the config file");
+  const Json j = read_json_file(path);
   check(j.is_object(), path + ": the config must be a JSON object");
   return merge(j, path);
 }

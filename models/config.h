@@ -33,6 +33,13 @@ Json apply_sets(Json config, const std::vector<std::string>& sets);
 /// line and column of a JSON syntax error).
 Json load_file(const std::string& path);
 
+/// Parses JSON text, refusing a key that appears twice in one object at any depth
+/// (nlohmann::json, like most parsers, would keep the last one silently): throws
+/// hkt::Error "WHERE: the key 'train.steps' appears twice", or "WHERE: not valid JSON: ...".
+Json parse_json(const std::string& text, const std::string& where);
+/// parse_json of a whole file; WHERE is its path. Throws when it cannot be read.
+Json read_json_file(const std::string& path);
+
 /// The model part as a ClassifierConfig, given the data's vocabulary/features/classes.
 /// Throws hkt::Error naming the key for values out of range (e.g. n_heads not dividing
 /// d_model), through the Classifier's own checks.

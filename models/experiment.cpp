@@ -15,14 +15,13 @@
 #include "task.h"
 #include "trainer.h"
 #include "optim/schedule.h"
+#include "run_lock.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 namespace hkt {
 
 namespace fs = std::filesystem;
+using config::read_json_file;
 using config::Json;
 
 std::vector<Variant> experiment_variants(const Json& config) {
@@ -125,16 +124,6 @@ double score_flops(const Json& run) {
   const std::int64_t H = m.at("n_heads").get<std::int64_t>(), d_h = m.at("d_model").get<std::int64_t>() / H;
   const std::int64_t T = run.at("data").at("max_len").get<std::int64_t>();
   return static_cast<double>(m.at("n_layers").get<std::int64_t>()) * hkt_attention_flops(1, H, T, d_h, L).score_flops;
-}
-
-Json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  check(in.good(), path + ": cannot open");
-  try {
-    return Json::parse(in);
-  } catch (const Json::exception& e) {
-    throw Error(path + ": not valid JSON: " + e.what());
-  }
 }
 
 // The first key path where two configs differ, e.g. "/train/lr" -> "train.lr".
@@ -353,29 +342,6 @@ class TaskCache {
   std::map<std::string, TaskData> cache_;
 };
 
-// Holds an exclusive lock on OUT/.lock for the life of the experiment, so that two
-// experiments writing the same directory refuse instead of corrupting each other's files.
-class DirectoryLock {
- public:
-  explicit DirectoryLock(const std::string& dir) {
-    const std::string path = dir + "/.lock";
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
-    check(fd_ >= 0, path + ": cannot create the lock file");
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd_);
-      throw Error(dir + " is in use by another hkt experiment (" + path + " is locked); wait for it or use another --out");
-    }
-  }
-  ~DirectoryLock() {
-    ::flock(fd_, LOCK_UN);
-    ::close(fd_);
-  }
-  DirectoryLock(const DirectoryLock&) = delete;
-  DirectoryLock& operator=(const DirectoryLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
 
 }  // namespace
 
@@ -428,7 +394,7 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
   }
 
   fs::create_directories(out_dir);
-  const DirectoryLock lock(out_dir);
+  const RunLock lock(out_dir, "hkt experiment");
   write_file_atomic(out_dir + "/experiment.json", config.dump(2) + "\n");
   std::vector<RunRecord> runs;
   std::size_t index = 0;

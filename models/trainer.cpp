@@ -1,5 +1,7 @@
 #include "trainer.h"
 
+#include "run_lock.h"
+
 #include "cuda_backend.h"
 
 #include <omp.h>
@@ -209,21 +211,24 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
   if (device == Device::CUDA) cuda::require_device("train --device cuda");
   const Json& tc = config.at("train");
   const int threads = tc.at("threads").get<int>();
+  check(threads >= 0, "config key 'train.threads' must be >= 0 (0: the OpenMP default), got " + std::to_string(threads));
+  for (const char* key : {"batch_size", "eval_batch_size"})
+    check(tc.at(key).get<std::int64_t>() >= 1, std::string("config key 'train.") + key + "' must be >= 1, got " +
+                                                   std::to_string(tc.at(key).get<std::int64_t>()));
   if (threads > 0) omp_set_num_threads(threads);
   const std::string config_path = out_dir + "/config.json", last_path = out_dir + "/last.safetensors",
                     best_path = out_dir + "/best.safetensors", metrics_path = out_dir + "/metrics.jsonl";
   check(!(resume && overwrite), "train: resume and overwrite exclude each other");
   if (resume) {
     check(fs::exists(last_path), "resume: " + last_path + " does not exist (nothing to resume)");
-    std::ifstream in(config_path);
-    check(in.good(), "resume: " + config_path + " does not exist");
-    Json saved;
-    try {
-      saved = Json::parse(in);
-    } catch (const Json::exception& e) {
-      throw Error("resume: " + config_path + " is not valid JSON: " + e.what());
-    }
+    check(fs::exists(config_path), "resume: " + config_path + " does not exist");
+    const Json saved = config::read_json_file(config_path);
     check(saved == config, "resume: the config differs from the run's " + config_path + " (resume the same run unchanged)");
+    if (fs::exists(out_dir + "/result.json")) {
+      // A finished run: say so and change nothing (its result.json stays as written).
+      progress << "resume: the run in " << out_dir << " is finished (result.json exists); nothing to do\n";
+      return config::read_json_file(out_dir + "/result.json");
+    }
   } else {
     check(overwrite || !fs::exists(last_path), out_dir + " already holds a run (last.safetensors); use --resume, --overwrite or another --out");
   }
@@ -262,6 +267,7 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
   Generator dropout_gen(seed ^ 0xD1B54A32D192ED03ULL);
 
   fs::create_directories(out_dir);
+  const RunLock lock(out_dir, resume ? "hkt train --resume" : "hkt train");  // one writer per run directory
   if (overwrite)
     for (const char* f : {"metrics.jsonl", "best.safetensors", "last.safetensors", "result.json"}) fs::remove(fs::path(out_dir) / f);
   if (!resume) write_file_atomic(config_path, config.dump(2) + "\n");

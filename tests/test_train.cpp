@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "io/safetensors.h"
+#include "run_lock.h"
 #include "task.h"
 #include "test_helpers.h"
 #include "trainer.h"
@@ -163,4 +164,55 @@ TEST_CASE("config: unknown keys and wrong types are errors naming the key", "[tr
   auto bad_schedule = tiny_config("hkt", 10);
   bad_schedule["train"]["schedule"] = "linear";
   require_error([&] { train(bad_schedule, fresh_dir("sched"), false, log, false); }, "linear");
+}
+
+TEST_CASE("train: one writer per run directory; a finished run resumed changes nothing", "[train][reliability]") {
+  std::ostringstream log;
+  const auto cfg = tiny_config("mha", 10);
+  const std::string dir = fresh_dir("locked");
+  fs::create_directories(dir);
+  {
+    const RunLock holder(dir, "hkt train");  // another process's run, as far as train() can tell
+    require_error([&] { train(cfg, dir, false, log, false); }, dir + " is in use by hkt train (process ");
+    require_error([&] { train(cfg, dir, false, log, false); }, "/.lock is locked); wait for it to finish");
+  }
+  // The holder is gone: its .lock file (still there, with its text) blocks nothing.
+  REQUIRE(fs::exists(dir + "/.lock"));
+  train(cfg, dir, false, log, false);
+  const std::string result = read_text(dir + "/result.json"), metrics = read_text(dir + "/metrics.jsonl");
+  const auto mtime = fs::last_write_time(dir + "/result.json");
+  std::ostringstream resumed;
+  const auto again = train(cfg, dir, true, resumed, false);
+  CHECK(resumed.str().find("is finished (result.json exists); nothing to do") != std::string::npos);
+  CHECK(again == config::Json::parse(result));
+  CHECK(read_text(dir + "/result.json") == result);
+  CHECK(read_text(dir + "/metrics.jsonl") == metrics);
+  CHECK(fs::last_write_time(dir + "/result.json") == mtime);
+}
+
+TEST_CASE("train: negative threads and zero batch sizes are refused before any step", "[train][reliability]") {
+  std::ostringstream log;
+  auto cfg = tiny_config("mha", 10);
+  cfg["train"]["threads"] = -1;
+  const std::string dir = fresh_dir("threads");
+  require_error([&] { train(cfg, dir, false, log, false); }, "config key 'train.threads' must be >= 0 (0: the OpenMP default), got -1");
+  cfg["train"]["threads"] = 1;
+  cfg["train"]["eval_batch_size"] = 0;
+  require_error([&] { train(cfg, dir, false, log, false); }, "config key 'train.eval_batch_size' must be >= 1, got 0");
+  CHECK_FALSE(fs::exists(dir));  // refused before the run directory was made
+}
+
+TEST_CASE("config files: a key twice in one object is refused at any depth, naming the key path", "[config][reliability]") {
+  TempDir tmp("dupkeys");
+  const std::string top = tmp.write("top.json", R"({"train": {"steps": 7}, "train": {"lr": 0.1}})");
+  require_error([&] { config::load_file(top); }, top + ": the key 'train' appears twice");
+  const std::string nested = tmp.write("nested.json", R"({"model": {"hkt": {"levels": 2, "levels": 3}}})");
+  require_error([&] { config::load_file(nested); }, nested + ": the key 'model.hkt.levels' appears twice");
+  const std::string in_list = tmp.write("list.json", R"({"experiment": {"variants": [{"name": "a", "name": "b"}]}})");
+  require_error([&] { config::load_file(in_list); }, "the key 'experiment.variants[].name' appears twice");
+  require_error([] { config::apply_sets(config::defaults(), {R"(train={"steps": 1, "steps": 2})"}); },
+                "--set train={\"steps\": 1, \"steps\": 2}: the key 'steps' appears twice");
+  // The same key in two different objects is fine.
+  const std::string ok = tmp.write("ok.json", R"({"train": {"steps": 7}, "data": {"listops": {"seed": 1}}})");
+  CHECK(config::load_file(ok).at("train").at("steps") == 7);
 }

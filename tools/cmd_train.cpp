@@ -15,15 +15,7 @@
 namespace hkt::tools {
 
 namespace {
-config::Json read_json(const std::string& path) {
-  std::ifstream in(path);
-  check(in.good(), path + ": cannot open");
-  try {
-    return config::Json::parse(in);
-  } catch (const config::Json::exception& e) {
-    throw Error(path + ": not valid JSON: " + e.what());
-  }
-}
+config::Json read_json(const std::string& path) { return config::read_json_file(path); }
 }  // namespace
 
 void add_train_commands(CLI::App& app) {

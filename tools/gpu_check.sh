@@ -4,10 +4,10 @@
 #   bash tools/gpu_check.sh               on the GPU machine: build for sm_90, run the
 #                                         CUDA tests, the consistency harness (f64, f32),
 #                                         compute-sanitizer memcheck, racecheck and
-#                                         synccheck, a 300-step training run on the GPU
-#                                         against the same run on the CPU, then the fused
-#                                         attention timings (gpu_bench_attention.sh);
-#                                         the tables last
+#                                         synccheck, the fused attention timings
+#                                         (gpu_bench_attention.sh), then a 300-step
+#                                         training run on the GPU against the same run
+#                                         on the CPU; the tables last
 #   bash tools/gpu_check.sh --emulate     the same steps with the EMULATE backend, on a
 #                                         machine without a GPU (a dry run of the script)
 #   bash tools/gpu_check.sh --build-only  the build alone (tools/gpu_bench_attention.sh)
@@ -162,7 +162,19 @@ if [ "$mode" = gpu ] && command -v compute-sanitizer >/dev/null; then
   done
 fi
 
-# ---- 5. training: 300 steps of the demo model on the GPU and on the CPU, same seed
+# ---- 5. fused attention timings: v0, v1, PyTorch SDPA and concat HKT (the table of
+# tools/gpu_bench_attention.sh), within the 8-minute budget, keeping 150 s for step 6
+left=$(( 470 - 150 - ($(date +%s) - t_start) ))
+[ $left -gt 240 ] && left=240
+if [ $left -gt 60 ]; then
+  BUDGET_S=$left bash tools/gpu_bench_attention.sh --no-build $([ "$mode" = emulate ] && echo --emulate) \
+    >"$out/bench_attention.txt" 2>&1
+  row "attention bench" ok "table below ($out/bench_attention.txt)"
+else
+  row "attention bench" n/a "no time left in the budget ($left s)"
+fi
+
+# ---- 6. training: 300 steps of the demo model on the GPU and on the CPU, same seed
 train_args=(--config configs/listops-small.json --set train.steps=300 --set train.log_every=1 --set train.eval_every=100
             --set train.checkpoint_every=100 --set train.threads=0 --overwrite)
 for device in cpu cuda; do
@@ -196,17 +208,6 @@ except Exception as e:
 EOF
 )
 row "train gpu vs cpu" "${detail%%|*}" "${detail#*|}"
-
-# ---- 6. fused attention timings: v0, v1, PyTorch SDPA and concat HKT (the table of
-# tools/gpu_bench_attention.sh, with whatever time is left of the 8-minute budget)
-left=$(( 470 - ($(date +%s) - t_start) ))
-if [ $left -gt 60 ]; then
-  BUDGET_S=$left bash tools/gpu_bench_attention.sh --no-build $([ "$mode" = emulate ] && echo --emulate) \
-    >"$out/bench_attention.txt" 2>&1
-  row "attention bench" ok "table below ($out/bench_attention.txt)"
-else
-  row "attention bench" n/a "no time left in the budget ($left s)"
-fi
 
 # ---- the table (last, so that it ends the output)
 [ -f "$out/bench_attention.txt" ] && tail -40 "$out/bench_attention.txt"
