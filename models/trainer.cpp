@@ -102,13 +102,16 @@ std::string format_duration(double seconds) {
 
 void write_file_atomic(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    check(out.good(), path + ": cannot write");
-    out << text;
-    check(out.good(), path + ": write failed");
+  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+  check(out.good(), path + ": cannot write " + tmp);
+  out << text;
+  out.close();  // a full disk shows here, when the buffer reaches the file
+  std::error_code ec;
+  if (!out.fail()) fs::rename(tmp, path, ec);
+  if (out.fail() || ec) {
+    fs::remove(tmp, ec);  // ours: never leave a partial temporary behind
+    throw Error(path + ": write failed (disk full?); " + path + " is unchanged");
   }
-  fs::rename(tmp, path);
 }
 
 Evaluation evaluate(const Classifier& model, const data::Dataset& split, std::int64_t batch_size, bool pad_to_longest) {
@@ -195,6 +198,16 @@ void load_weights(const Classifier& model, const std::string& checkpoint_path) {
   safetensors::File weights;
   for (const auto& [name, t] : file.tensors)
     if (name.rfind("optimizer.", 0) != 0) weights.tensors.emplace_back(name, t);
+  // A NaN or infinite weight would give null logits and losses downstream; training
+  // never writes one (it stops at the first non-finite value), so the file is damaged.
+  for (const auto& [name, t] : file.tensors) {
+    if (t.dtype() != DType::Float32 && t.dtype() != DType::Float64) continue;
+    const auto values = t.to_vector();
+    for (std::size_t i = 0; i < values.size(); ++i)
+      check(std::isfinite(values[i]), checkpoint_path + ": tensor '" + name + "' holds a non-finite value (" +
+                                          std::to_string(values[i]) + ") at element " + std::to_string(i) +
+                                          "; the checkpoint is damaged and cannot be used");
+  }
   // Parameters on the GPU are loaded into host copies first, then copied up in place.
   auto params = model.named_parameters();
   std::vector<std::pair<std::string, Tensor>> targets;
@@ -337,13 +350,19 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
       std::snprintf(buf, sizeof buf, "%.17g", v);
       return std::string(buf);
     };
-    save_checkpoint(last_path, *model, state,
+    try {
+      save_checkpoint(last_path, *model, state,
                     {{"step", std::to_string(step)}, {"dropout_offset", std::to_string(dropout_gen.offset())},
                      {"best_val_accuracy", exact(best_val)}, {"best_step", std::to_string(best_step)},
                      {"train_seconds", exact(train_seconds)}, {"window_loss", exact(window_loss)},
                      {"window_tokens", exact(window_tokens)}, {"window_seconds", exact(window_seconds)},
                      {"window_correct", std::to_string(window_correct)}, {"window_examples", std::to_string(window_examples)},
                      {"window_steps", std::to_string(window_steps)}, {"format", "hkt-checkpoint-1"}});
+    } catch (const Error& e) {  // the previous checkpoint is intact (atomic write)
+      throw Error(std::string(e.what()) + " (at step " + std::to_string(step) + "; training stopped, " +
+                  (last_saved_step > 0 ? last_path + " still holds step " + std::to_string(last_saved_step)
+                                       : std::string("before its first checkpoint")) + ")");
+    }
     last_saved_step = step;
   };
 
@@ -390,6 +409,8 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
                    {"grad_norm", grad_norm}, {"tokens_per_s", window_tokens / window_seconds},
                    {"level_weights", level_weights(*model)}};
       metrics << line.dump() << "\n" << std::flush;
+      check(metrics.good(), metrics_path + ": write failed at step " + std::to_string(step) +
+                                " (disk full?); training stopped, the last checkpoint is " + last_path);
       const double done = static_cast<double>(step - first_step), left = static_cast<double>(steps - step);
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
       std::ostringstream msg;
@@ -417,6 +438,8 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
       metrics << Json{{"step", step}, {"val_accuracy", val.accuracy}, {"val_loss", val.loss}, {"best", better},
                       {"level_weights", level_weights(*model)}, {"m_sym_share", sym_shares(*model)}}.dump() << "\n"
               << std::flush;
+      check(metrics.good(), metrics_path + ": write failed at step " + std::to_string(step) +
+                                " (disk full?); training stopped, the last checkpoint is " + last_path);
       if (progress_is_terminal) progress << "\n";
       progress << "step " << step << ": validation accuracy " << std::fixed << std::setprecision(4) << val.accuracy
                << (better ? " (best)" : "") << "\n" << std::flush;

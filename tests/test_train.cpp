@@ -216,3 +216,24 @@ TEST_CASE("config files: a key twice in one object is refused at any depth, nami
   const std::string ok = tmp.write("ok.json", R"({"train": {"steps": 7}, "data": {"listops": {"seed": 1}}})");
   CHECK(config::load_file(ok).at("train").at("steps") == 7);
 }
+
+TEST_CASE("train: a checkpoint with a NaN or infinite weight is refused, naming the file and tensor",
+          "[train][reliability]") {
+  std::ostringstream log;
+  const auto cfg = tiny_config("hkt", 10);
+  const std::string dir = fresh_dir("nanweight");
+  train(cfg, dir, false, log, false);
+  auto file = safetensors::load(dir + "/best.safetensors");
+  REQUIRE(file.tensors.size() >= 2);
+  for (double bad : {std::nan(""), -HUGE_VAL}) {
+    auto tensors = file.tensors;
+    auto values = tensors[1].second.to_vector();
+    values[3] = bad;
+    tensors[1].second = Tensor::from_vector(values, tensors[1].second.shape(), tensors[1].second.dtype());
+    const std::string damaged = dir + "/damaged.safetensors";
+    safetensors::save(damaged, tensors, file.metadata);
+    require_error([&] { load_model(cfg, damaged); },
+                  damaged + ": tensor '" + tensors[1].first + "' holds a non-finite value (");
+    require_error([&] { load_model(cfg, damaged); }, ") at element 3; the checkpoint is damaged");
+  }
+}

@@ -127,17 +127,7 @@ void add_train_commands(CLI::App& app) {
     config::Json out = config::Json::array();
     for (std::int64_t b = 0; b < B; ++b) out.push_back(std::vector<double>(v.begin() + b * C, v.begin() + (b + 1) * C));
     check(!std::filesystem::is_directory(pargs->output), pargs->output + ": is a directory; --output needs a file name");
-    std::ofstream f(pargs->output + ".tmp");
-    check(f.good(), pargs->output + ": cannot write");
-    f << out.dump() << "\n";
-    f.close();
-    check(f.good(), pargs->output + ": write failed");
-    std::error_code ec;
-    std::filesystem::rename(pargs->output + ".tmp", pargs->output, ec);
-    if (ec) {
-      std::filesystem::remove(pargs->output + ".tmp");
-      throw Error(pargs->output + ": cannot write (" + ec.message() + ")");
-    }
+    write_file_atomic(pargs->output, out.dump() + "\n");  // a failed write leaves no .tmp behind
     std::cout << "wrote " << B << " x " << C << " logits to " << pargs->output << "\n";
     return 0;
   });
