@@ -102,15 +102,29 @@ void add_train_commands(CLI::App& app) {
     // The model's sizes come from the checkpoint's metadata: no data is read.
     auto model = load_model(cfg, pargs->checkpoint);
     check(!model->config().num_features, "predict: feature-mode models (CIFAR-10 rgb) take no token input");
+    // Token 0 is padding: trailing zeros are dropped (masked, as in training), a 0 before
+    // the last real token is refused. lengths[i]: item i's real tokens.
     std::int64_t T = 0;
+    std::vector<std::size_t> lengths;
     for (std::size_t i = 0; i < input.size(); ++i) {
-      check(input[i].is_array() && !input[i].empty(), pargs->input + ": item " + std::to_string(i) + " is not a non-empty list of tokens");
-      T = std::max<std::int64_t>(T, static_cast<std::int64_t>(input[i].size()));
+      const std::string item = pargs->input + ": item " + std::to_string(i);
+      check(input[i].is_array() && !input[i].empty(), item + " is not a non-empty list of tokens");
+      std::size_t n = input[i].size();
+      while (n > 0 && input[i][n - 1].is_number_integer() && input[i][n - 1].get<std::int64_t>() == 0) --n;
+      check(n > 0, item + " holds only padding (token 0)");
+      for (std::size_t t = 0; t < n; ++t)
+        check(!(input[i][t].is_number_integer() && input[i][t].get<std::int64_t>() == 0),
+              item + " token " + std::to_string(t) + " is 0, the padding token, inside the sequence (padding may only trail)");
+      const std::int64_t max_len = model->config().max_len;
+      check(static_cast<std::int64_t>(n) <= max_len, item + " has " + std::to_string(n) +
+                                                         " tokens, more than the model's max_len " + std::to_string(max_len));
+      lengths.push_back(n);
+      T = std::max<std::int64_t>(T, static_cast<std::int64_t>(n));
     }
     const auto B = static_cast<std::int64_t>(input.size());
     std::vector<std::int64_t> tokens(static_cast<std::size_t>(B * T), 0), mask(static_cast<std::size_t>(B * T), 0);
     for (std::int64_t b = 0; b < B; ++b)
-      for (std::size_t t = 0; t < input[static_cast<std::size_t>(b)].size(); ++t) {
+      for (std::size_t t = 0; t < lengths[static_cast<std::size_t>(b)]; ++t) {
         const auto& v = input[static_cast<std::size_t>(b)][t];
         check(v.is_number_integer(), pargs->input + ": item " + std::to_string(b) + " token " + std::to_string(t) + " is not an integer");
         const std::int64_t id = v.get<std::int64_t>(), vocab = model->config().vocab_size;
