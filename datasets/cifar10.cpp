@@ -15,7 +15,10 @@ namespace {
 namespace fs = std::filesystem;
 
 /// The whole file as bytes (file_bytes.h).
-std::vector<std::uint8_t> read_bytes(const std::string& path) { return read_file_bytes(path, "a CIFAR-10 binary file"); }
+// The whole data set (60,000 records of 3,073 bytes) is the most one file can hold.
+std::vector<std::uint8_t> read_bytes(const std::string& path) {
+  return read_file_bytes(path, "a CIFAR-10 binary file", std::uint64_t{60000} * 3073);
+}
 
 /// True when `path` is a regular file (a symlink to one counts); never throws.
 bool is_file(const fs::path& path) {

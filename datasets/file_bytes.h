@@ -8,8 +8,9 @@
 namespace hkt::data {
 
 /// The whole file as bytes. `kind` names what was expected ("a CIFAR-10 binary file") for
-/// the message when `path` is a directory. Throws hkt::Error naming the path when it is a
-/// directory, cannot be opened or a read fails.
-std::vector<std::uint8_t> read_file_bytes(const std::string& path, const std::string& kind);
+/// the messages. Throws hkt::Error naming the path when it is a directory, cannot be
+/// opened, holds more than `max_bytes` (the format's limit: an endless device such as
+/// /dev/zero is refused too), does not fit in memory, or a read fails.
+std::vector<std::uint8_t> read_file_bytes(const std::string& path, const std::string& kind, std::uint64_t max_bytes);
 
 }  // namespace hkt::data

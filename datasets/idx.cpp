@@ -23,7 +23,10 @@ namespace fs = std::filesystem;
 constexpr std::uint64_t kMaxDecompressedBytes = std::uint64_t{4} << 30;
 
 /// The whole file as bytes (file_bytes.h).
-std::vector<std::uint8_t> read_bytes(const std::string& path) { return read_file_bytes(path, "an IDX file"); }
+// The same bound as for decompressed data.
+std::vector<std::uint8_t> read_bytes(const std::string& path) {
+  return read_file_bytes(path, "an IDX file", kMaxDecompressedBytes);
+}
 
 bool is_gzip(const std::vector<std::uint8_t>& bytes) { return bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b; }
 
@@ -155,7 +158,15 @@ Array parse(const std::string& where, std::vector<std::uint8_t> bytes) {
 
 Array read(const std::string& path) {
   auto bytes = read_bytes(path);
-  if (is_gzip(bytes)) return parse(path + " (decompressed)", gunzip(path, bytes));
+  if (is_gzip(bytes)) {
+    std::vector<std::uint8_t> inflated;
+    try {
+      inflated = gunzip(path, bytes);
+    } catch (const std::bad_alloc&) {
+      throw Error(path + ": gzip: not enough memory to decompress it");
+    }
+    return parse(path + " (decompressed)", inflated);
+  }
   return parse(path, std::move(bytes));
 }
 
