@@ -228,7 +228,7 @@ void add_bench_step_command(CLI::App* bench) {
       "step", "Time and peak RSS of one training step (forward, backward, AdamW) of a config's model on a synthetic batch");
   sub->add_option("--config", args->config_path, "Config file (the model, data.max_len = T, train.batch_size = B)")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(readable_file());
   sub->add_option("--set", args->sets, "Override a config key: --set data.max_len=1024 (repeatable)");
   sub->add_option("--threads", args->threads, "OpenMP threads (0: train.threads, then the OpenMP default)")
       ->capture_default_str()

@@ -78,7 +78,7 @@ void add_data_commands(CLI::App& app) {
   gen->add_option("--val", g->val, "Validation examples")->required()->check(CLI::NonNegativeNumber);
   gen->add_option("--test", g->test, "Test examples")->required()->check(CLI::NonNegativeNumber);
   gen->add_option("--seed", g->seed, "Seed (same seed: byte-identical files)")->required();
-  gen->add_option("--out", g->out, "Directory to write")->required();
+  gen->add_option("--out", g->out, "Directory to write")->required()->check(nonempty_path());
   on_selected(gen, [g] {
     auto config = data::listops::preset(g->preset);
     if (g->max_len > 0) {

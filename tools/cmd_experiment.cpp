@@ -42,9 +42,9 @@ void add_experiment_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("experiment", "Train every variant of a config (MHA, HKT, ablations) for every seed; write summary.md, summary.json and plots");
-  cmd->add_option("--config", args->config, "Experiment config (JSON; docs/config.md, section experiment)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--config", args->config, "Experiment config (JSON; docs/config.md, section experiment)")->required()->check(readable_file());
   cmd->add_option("--seeds", args->seeds, "Seeds, e.g. 0,1,2 (default: experiment.seeds of the config)");
-  cmd->add_option("--out", args->out, "Experiment directory (default: runs/<config file name>)");
+  cmd->add_option("--out", args->out, "Experiment directory (default: runs/<config file name>)")->check(nonempty_path());
   cmd->add_option("--set", args->sets, "Override a config key for every run: --set train.steps=200 (repeatable)");
   cmd->add_flag("--no-plots", args->no_plots, "Do not draw the PNG plots");
   on_selected(cmd, [args] {

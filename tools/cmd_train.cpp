@@ -28,10 +28,10 @@ void add_train_commands(CLI::App& app) {
   };
   auto targs = std::make_shared<TrainArgs>();
   auto* train_cmd = app.add_subcommand("train", "Train a classifier from a JSON config (docs/config.md)");
-  train_cmd->add_option("--config", targs->config, "Config file (JSON; keys not given keep their defaults)")->check(CLI::ExistingFile);
+  train_cmd->add_option("--config", targs->config, "Config file (JSON; keys not given keep their defaults)")->check(readable_file());
   train_cmd->add_option("--set", targs->sets, "Override a config key: --set model.d_model=128 (repeatable)");
   train_cmd->add_option("--seed", targs->seed, "Shortcut for --set train.seed=N")->check(CLI::NonNegativeNumber);
-  train_cmd->add_option("--out", targs->out, "Run directory to write")->capture_default_str();
+  train_cmd->add_option("--out", targs->out, "Run directory to write")->capture_default_str()->check(nonempty_path());
   train_cmd->add_option("--device", targs->device,
                         "cpu or cuda (every op on the GPU; checkpoints are device-independent, so --resume may change it)")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   train_cmd->add_option("--resume", targs->resume, "Continue the run in this directory from its last checkpoint");
@@ -91,9 +91,9 @@ void add_train_commands(CLI::App& app) {
   };
   auto pargs = std::make_shared<PredictArgs>();
   auto* predict = app.add_subcommand("predict", "Class logits for token sequences given as JSON");
-  predict->add_option("--checkpoint", pargs->checkpoint, "Weights (best.safetensors of a run)")->required()->check(CLI::ExistingFile);
-  predict->add_option("--config", pargs->config, "The run's config.json")->required()->check(CLI::ExistingFile);
-  predict->add_option("--input", pargs->input, "JSON list of token lists, e.g. [[3, 1, 4], [1, 5]]")->required()->check(CLI::ExistingFile);
+  predict->add_option("--checkpoint", pargs->checkpoint, "Weights (best.safetensors of a run)")->required()->check(readable_file());
+  predict->add_option("--config", pargs->config, "The run's config.json")->required()->check(readable_file());
+  predict->add_option("--input", pargs->input, "JSON list of token lists, e.g. [[3, 1, 4], [1, 5]]")->required()->check(readable_file());
   predict->add_option("--output", pargs->output, "JSON file to write: a list of logit lists")->required();
   on_selected(predict, [pargs] {
     const config::Json cfg = config::load_file(pargs->config);

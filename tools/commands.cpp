@@ -19,6 +19,29 @@ std::map<CLI::App*, std::function<int()>>& bodies() {
 }
 }  // namespace
 
+CLI::Validator readable_file() {
+  return CLI::Validator(
+      [](std::string& path) -> std::string {
+        namespace fs = std::filesystem;
+        std::error_code ec;
+        const auto st = fs::status(path, ec);  // follows links: a loop shows as ELOOP
+        if (ec) {
+          if (ec == std::errc::too_many_symbolic_link_levels) return path + ": a symbolic link loop";
+          if (ec == std::errc::no_such_file_or_directory) return path + ": no such file";
+          return path + ": " + ec.message();
+        }
+        if (fs::is_directory(st)) return path + ": is a directory, not a file";
+        if (!fs::exists(st)) return path + ": no such file";
+        return "";
+      },
+      "FILE");
+}
+
+CLI::Validator nonempty_path() {
+  return CLI::Validator([](std::string& path) -> std::string { return path.empty() ? "an empty path; give a directory" : ""; },
+                        "DIR");
+}
+
 void on_selected(CLI::App* sub, std::function<int()> body) { bodies()[sub] = std::move(body); }
 
 int run_selected(CLI::App& /*app*/) {

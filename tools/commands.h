@@ -26,6 +26,13 @@ void add_experiment_command(CLI::App& app);
 /// `hkt theory`: the paper's theory results checked on real weights (cmd_theory.cpp).
 void add_theory_command(CLI::App& app);
 
+/// CLI11 check of an input file option: passes a readable regular file, else says what
+/// the path is ("PATH: no such file", "PATH: a symbolic link loop", "PATH: is a
+/// directory, not a file"); CLI11 prefixes the option's name.
+CLI::Validator readable_file();
+/// CLI11 check of an output directory option: refuses an empty path.
+CLI::Validator nonempty_path();
+
 /// Registers the body of a subcommand; run_selected calls the one the user chose.
 void on_selected(CLI::App* sub, std::function<int()> body);
 /// Runs the selected subcommand; returns its exit status.
