@@ -5,6 +5,7 @@
 #include "cuda_backend.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -145,6 +146,43 @@ optim::AdamWConfig adamw_config(const Json& config) {
   return oc;
 }
 
+std::uint64_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
+}
+
+void check_memory_estimate(const Json& config, const std::string& what) {
+  const Json &m = config.at("model"), &tc = config.at("train");
+  const double T = static_cast<double>(config.at("data").at("max_len").get<std::int64_t>());
+  const double B = static_cast<double>(std::max(tc.at("batch_size").get<std::int64_t>(), tc.at("eval_batch_size").get<std::int64_t>()));
+  const double d = static_cast<double>(m.at("d_model").get<std::int64_t>()), F = static_cast<double>(m.at("d_ff").get<std::int64_t>());
+  const double layers = static_cast<double>(m.at("n_layers").get<std::int64_t>()), H = static_cast<double>(m.at("n_heads").get<std::int64_t>());
+  const bool hkt = m.at("attention").get<std::string>() == "hkt";
+  const double L = hkt ? static_cast<double>(m.at("hkt").at("levels").get<int>()) : 1.0;
+  const bool composite = hkt && m.at("hkt").at("impl").get<std::string>() == "composite";
+  const double elem = tc.at("dtype").get<std::string>() == "float64" ? 8.0 : 4.0;
+  // Parameters (position table, 256 token rows, the blocks) with their gradients and two
+  // AdamW moments; activations kept for the backward, about 12 d + 2 d_ff numbers per
+  // token and layer; the composite attention's T x T score matrices per level.
+  const double params = (T + 256.0) * d + layers * (4.0 * d * d + 2.0 * d * F);
+  const double param_bytes = 4.0 * elem * params;
+  const double act_bytes = elem * B * T * (layers * (12.0 * d + 2.0 * F) + d);
+  const double score_bytes = composite ? elem * B * H * T * T * (L + 2.0) * layers : 0.0;
+  const double total = param_bytes + act_bytes + score_bytes;
+  const auto machine = static_cast<double>(physical_memory_bytes());
+  if (machine <= 0 || total <= machine) return;
+  const auto gib = [](double bytes) {
+    std::ostringstream s;
+    s << std::setprecision(3) << bytes / double(1ULL << 30) << " GiB";
+    return s.str();
+  };
+  throw Error(what + ": this config needs about " + gib(total) + " of memory (data.max_len = " +
+              std::to_string(static_cast<std::int64_t>(T)) + ", batch size " + std::to_string(static_cast<std::int64_t>(B)) +
+              ": parameters and optimizer " + gib(param_bytes) + ", activations " + gib(act_bytes) +
+              (composite ? ", composite attention scores " + gib(score_bytes) : std::string()) + "), more than this machine's " +
+              gib(machine) + "; lower data.max_len or train.batch_size" + (composite ? " (or use model.hkt.impl = fused)" : ""));
+}
+
 std::unique_ptr<Classifier> build_model(const Json& config, const data::Dataset& train) {
   const ClassifierConfig mc = config::model_config(config, train.feature_mode() ? 0 : train.vocab_size, train.num_features,
                                                    train.num_classes, config.at("data").at("max_len").get<std::int64_t>());
@@ -229,6 +267,7 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
     check(tc.at(key).get<std::int64_t>() >= 1, std::string("config key 'train.") + key + "' must be >= 1, got " +
                                                    std::to_string(tc.at(key).get<std::int64_t>()));
   if (threads > 0) omp_set_num_threads(threads);
+  check_memory_estimate(config, "train");  // before the data, which max_len sizes too
   const std::string config_path = out_dir + "/config.json", last_path = out_dir + "/last.safetensors",
                     best_path = out_dir + "/best.safetensors", metrics_path = out_dir + "/metrics.jsonl";
   check(!(resume && overwrite), "train: resume and overwrite exclude each other");

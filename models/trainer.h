@@ -38,6 +38,15 @@ Evaluation evaluate(const Classifier& model, const data::Dataset& split, std::in
 /// split), initialised from Generator(train.seed).
 std::unique_ptr<Classifier> build_model(const config::Json& config, const data::Dataset& train);
 
+/// This machine's physical memory in bytes (0 when unknown).
+std::uint64_t physical_memory_bytes();
+/// Refuses (hkt::Error, prefixed with `what`) a config whose rough memory need exceeds
+/// the machine's memory: parameters with gradients and AdamW moments, the activations a
+/// training step keeps (about 12 d_model + 2 d_ff numbers per token and layer), and the
+/// composite attention's T x T scores; the message gives the estimate and the settings to
+/// lower. Not a precise budget: it stops a run that could never fit before it starts.
+void check_memory_estimate(const config::Json& config, const std::string& what);
+
 /// The AdamW hyperparameters of config's "train" section (lr, beta1, beta2, eps,
 /// weight_decay); AdamW's constructor checks their ranges.
 optim::AdamWConfig adamw_config(const config::Json& config);

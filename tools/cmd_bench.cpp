@@ -16,6 +16,7 @@
 
 #include "attention/hkt_attention.h"
 #include "commands.h"
+#include "trainer.h"
 #include "cuda_backend.h"
 #include "ops.h"
 
@@ -225,6 +226,30 @@ void add_bench_command(CLI::App& app) {
     check(!args->impl.empty() && impl_str->back() != ',',
           "bench attention: --impl must be a comma-separated list without empty items, got '" + *impl_str + "'");
     if (args->threads > 0) omp_set_num_threads(args->threads);
+    // The inputs and their gradients (q_l, k_l of every level, v, the output) live on the
+    // host first; the composite op adds its T x T scores per level. Refuse a point that
+    // cannot fit this machine's memory before allocating anything.
+    const double elem = args->dtype == "f64" ? 8.0 : 4.0, bh = static_cast<double>(args->batch * args->heads);
+    for (auto T : args->T)
+      for (int L : args->L) {
+        double rows = 2.0 * static_cast<double>(T);  // v and the output
+        for (int l = 0; l < L; ++l) rows += 2.0 * static_cast<double>((T + (std::int64_t{1} << l) - 1) >> l);
+        const double inputs = 2.0 * elem * bh * rows * static_cast<double>(args->d_head);  // values and gradients
+        const bool composite_here = args->device == Device::CPU &&
+                                    std::find(args->impl.begin(), args->impl.end(), "composite") != args->impl.end();
+        const double scores = composite_here ? elem * bh * static_cast<double>(T) * static_cast<double>(T) * (L + 2.0) : 0.0;
+        const double machine = static_cast<double>(physical_memory_bytes());
+        const auto gib = [](double bytes) {
+          char buf[32];
+          std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / double(1ULL << 30));
+          return std::string(buf);
+        };
+        check(machine <= 0 || inputs + scores <= machine,
+              "bench attention: T = " + std::to_string(T) + ", L = " + std::to_string(L) + " needs about " +
+                  gib(inputs + scores) + " (inputs and gradients " + gib(inputs) +
+                  (composite_here ? ", composite scores " + gib(scores) : std::string()) + "), more than this machine's " +
+                  gib(machine) + "; lower --T, --batch or --heads" + (composite_here ? ", or leave out --impl composite" : ""));
+      }
     std::vector<Row> rows;
     for (const auto& impl : args->impl)
       for (auto T : args->T) {

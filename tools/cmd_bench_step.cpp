@@ -157,6 +157,7 @@ int run_step_bench(const StepArgs& a) {
   const TaskShape shape = task_shape(config);
   const std::int64_t T = config.at("data").at("max_len").get<std::int64_t>(), B = tc.at("batch_size").get<std::int64_t>();
   check(B >= 1, "bench step: config key 'train.batch_size' must be >= 1");
+  check_memory_estimate(config, "bench step");
   const std::string dtype_name = tc.at("dtype").get<std::string>();
   check(dtype_name == "float32" || dtype_name == "float64", "bench step: config key 'train.dtype' must be float32 or float64");
   const DType dtype = dtype_name == "float64" ? DType::Float64 : DType::Float32;
