@@ -8,6 +8,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 #include <string_view>
 #include <unordered_set>
 
@@ -297,9 +298,17 @@ std::int64_t for_each_example(const std::string& path, FileFormat format, F&& f)
   check(static_cast<bool>(in), path + ": cannot open file (missing or unreadable)");
   std::string line;
   std::int64_t line_no = 0, examples = 0;
-  while (std::getline(in, line)) {
+  // Lines are read into a bounded buffer: a file with no line ends (a device such as
+  // /dev/zero, a binary file) stops at the bound with a message, not at memory's end.
+  constexpr std::streamsize kMaxLine = 1 << 20;  // ListOps lines are a few kilobytes
+  std::vector<char> buffer(static_cast<std::size_t>(kMaxLine) + 1);
+  while (in.getline(buffer.data(), kMaxLine + 1) || in.gcount() > 0) {
     ++line_no;
     const std::string where = path + ":" + std::to_string(line_no);
+    check(!(in.fail() && !in.eof() && in.gcount() == kMaxLine),
+          where + ": a line longer than " + std::to_string(kMaxLine) + " bytes; is this a ListOps file?");
+    // gcount counts the line end too, except on a last line that has none.
+    line.assign(buffer.data(), static_cast<std::size_t>(in.gcount() - (in.eof() ? 0 : 1)));
     if (format == FileFormat::Lra) {
       if (!line.empty() && line.back() == '\r') line.pop_back();  // CRLF line end
       if (line_no == 1) {

@@ -251,7 +251,15 @@ void load_weights(const Classifier& model, const std::string& checkpoint_path) {
   std::vector<std::pair<std::string, Tensor>> targets;
   for (const auto& [name, p] : params)
     targets.emplace_back(name, p.device() == Device::CPU ? p : Tensor::empty(p.shape(), p.dtype()));
-  safetensors::load_into(weights, targets);
+  try {
+    safetensors::load_into(weights, targets);
+  } catch (const Error& e) {  // the sizes in the metadata (or the config) do not match the tensors
+    std::string sizes;
+    for (const char* key : {"vocab_size", "max_len", "num_classes", "num_features"})
+      if (file.metadata.count(key)) sizes += std::string(sizes.empty() ? "" : ", ") + key + " = " + file.metadata.at(key);
+    throw Error(checkpoint_path + ": its tensors do not fit the model built from its metadata (" + sizes +
+                ") and the config: " + e.what());
+  }
   for (std::size_t i = 0; i < params.size(); ++i)
     if (params[i].second.device() == Device::CUDA)
       cuda::copy_host_to_device(params[i].second.raw_data(), targets[i].second.raw_data(), targets[i].second.nbytes());

@@ -236,4 +236,11 @@ TEST_CASE("train: a checkpoint with a NaN or infinite weight is refused, naming 
                   damaged + ": tensor '" + tensors[1].first + "' holds a non-finite value (");
     require_error([&] { load_model(cfg, damaged); }, ") at element 3; the checkpoint is damaged");
   }
+  // Metadata that lies about a size: the message names the file and the metadata.
+  auto metadata = file.metadata;
+  metadata["max_len"] = "99";
+  const std::string lying = dir + "/lying.safetensors";
+  safetensors::save(lying, file.tensors, metadata);
+  require_error([&] { load_model(cfg, lying); }, lying + ": its tensors do not fit the model built from its metadata (");
+  require_error([&] { load_model(cfg, lying); }, "max_len = 99");
 }
