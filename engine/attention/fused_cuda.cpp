@@ -46,7 +46,7 @@ Tensor fused_cuda(const std::vector<Tensor>& q, const std::vector<Tensor>& k, co
   args.causal = causal;
   args.scale = scale;
   Tensor out = Tensor::empty(v.shape(), v.dtype(), Device::CUDA);
-  Tensor lse = Tensor::empty({B, H, T}, v.dtype(), Device::CUDA);
+  Tensor lse = Tensor::empty({B, H, T}, DType::Float64, Device::CUDA);  // float64 whatever the dtype (cuda_backend.h)
   cuda::hkt_attention_forward(args, out.raw_data(), lse.raw_data(), v.dtype());
 
   std::vector<Tensor> inputs(q);

@@ -71,19 +71,19 @@ HKT_HOST_DEVICE inline double fused_score_wide(const Attn<E>& a, std::int64_t bh
 
 // ds[i, j] = p (dp - D[i]) with p = e^(s - LSE[i]); 0 where masked or the row is dead.
 template <class E>
-HKT_HOST_DEVICE inline E score_grad(const Attn<E>& a, std::int64_t bh, std::int64_t i, std::int64_t j, const E* lse,
+HKT_HOST_DEVICE inline E score_grad(const Attn<E>& a, std::int64_t bh, std::int64_t i, std::int64_t j, const double* lse,
                                     const double* D, const E* grad_out) {
-  const E row_lse = lse[bh * a.T + i];
-  if (row_lse == neg_inf<E>()) return E(0);
+  const double row_lse = lse[bh * a.T + i];
+  if (row_lse == neg_inf<double>()) return E(0);
   const std::int64_t b = bh / a.H;
   if ((a.keep && a.keep[b * a.T + j] == 0) || (a.causal && j > i)) return E(0);  // masked: p = 0
-  const double p = std::exp(fused_score_wide(a, bh, i, j) - static_cast<double>(row_lse));
+  const double p = std::exp(fused_score_wide(a, bh, i, j) - row_lse);
   const double dp = dot_wide(grad_out + (bh * a.T + i) * a.dh, a.v + (bh * a.T + j) * a.dh, a.dh);
   return static_cast<E>(p * (dp - D[bh * a.T + i]));
 }
 
 template <class E>
-void forward_impl(const Attn<E> a, E* out, E* lse) {
+void forward_impl(const Attn<E> a, E* out, double* lse) {
   for_each(a.B * a.H * a.T, HKT_KERNEL(std::int64_t row) {
     const std::int64_t bh = row / a.T, i = row % a.T;
     E acc[kMaxAttentionHeadDim];
@@ -106,22 +106,22 @@ void forward_impl(const Attn<E> a, E* out, E* lse) {
     }
     E* o = out + row * a.dh;
     for (std::int64_t d = 0; d < a.dh; ++d) o[d] = l == E(0) ? E(0) : acc[d] / l;  // a dead row outputs 0
-    lse[row] = l == E(0) ? neg_inf<E>() : m + std::log(l);
+    lse[row] = l == E(0) ? neg_inf<double>() : static_cast<double>(m) + std::log(static_cast<double>(l));
   });
 }
 
 template <class E>
-void dv_impl(const Attn<E> a, const E* lse, const E* grad_out, E* dv) {
+void dv_impl(const Attn<E> a, const double* lse, const E* grad_out, E* dv) {
   for_each(a.B * a.H * a.T, HKT_KERNEL(std::int64_t row) {
     const std::int64_t bh = row / a.T, j = row % a.T;
     double acc[kMaxAttentionHeadDim];  // sums of up to T * 2^l terms: in double
     for (std::int64_t d = 0; d < a.dh; ++d) acc[d] = 0.0;
     for (std::int64_t i = a.causal ? j : 0; i < a.T; ++i) {  // queries before j cannot see it
-      const E row_lse = lse[bh * a.T + i];
-      if (row_lse == neg_inf<E>()) continue;
+      const double row_lse = lse[bh * a.T + i];
+      if (row_lse == neg_inf<double>()) continue;
       const E s = fused_score(a, bh, i, j);
       if (s == neg_inf<E>()) continue;
-      const double p = std::exp(fused_score_wide(a, bh, i, j) - static_cast<double>(row_lse));
+      const double p = std::exp(fused_score_wide(a, bh, i, j) - row_lse);
       const E* g = grad_out + (bh * a.T + i) * a.dh;
       for (std::int64_t d = 0; d < a.dh; ++d) acc[d] += p * static_cast<double>(g[d]);
     }
@@ -131,7 +131,7 @@ void dv_impl(const Attn<E> a, const E* lse, const E* grad_out, E* dv) {
 
 // dQ_l (queries) or dK_l (keys) of one level: one thread per coarse row.
 template <class E>
-void dqk_impl(const Attn<E> a, int l, bool keys, const E* lse, const double* D, const E* grad_out, E* out) {
+void dqk_impl(const Attn<E> a, int l, bool keys, const double* lse, const double* D, const E* grad_out, E* out) {
   for_each(a.B * a.H * a.Tl[l], HKT_KERNEL(std::int64_t row) {
     const std::int64_t bh = row / a.Tl[l], t = row % a.Tl[l], h = bh % a.H;
     double acc[kMaxAttentionHeadDim];  // sums of up to T * 2^l terms: in double
@@ -154,7 +154,7 @@ void dqk_impl(const Attn<E> a, int l, bool keys, const E* lse, const double* D, 
 
 // Per query row: sum_j ds[i, j] level_score_l(i, j) for each level, in double.
 template <class E>
-void dalpha_rows_impl(const Attn<E> a, const E* lse, const double* D, const E* grad_out, double* parts) {
+void dalpha_rows_impl(const Attn<E> a, const double* lse, const double* D, const E* grad_out, double* parts) {
   for_each(a.B * a.H * a.T, HKT_KERNEL(std::int64_t row) {
     const std::int64_t bh = row / a.T, i = row % a.T;
     double acc[kMaxAttentionLevels] = {0.0, 0.0, 0.0, 0.0};
@@ -168,7 +168,7 @@ void dalpha_rows_impl(const Attn<E> a, const E* lse, const double* D, const E* g
 }
 
 template <class E>
-void backward_impl(const AttentionArgs& args, const E* out, const E* lse, const E* grad_out, void* const* dq,
+void backward_impl(const AttentionArgs& args, const E* out, const double* lse, const E* grad_out, void* const* dq,
                    void* const* dk, E* dv, E* dalpha) {
   const Attn<E> a = typed<E>(args);
   const std::int64_t rows = a.B * a.H * a.T;
@@ -195,7 +195,7 @@ void hkt_attention_forward_v0(const AttentionArgs& args, void* out, void* lse, D
   if (dtype == DType::Float64)
     detail::forward_impl(detail::typed<double>(args), static_cast<double*>(out), static_cast<double*>(lse));
   else
-    detail::forward_impl(detail::typed<float>(args), static_cast<float*>(out), static_cast<float*>(lse));
+    detail::forward_impl(detail::typed<float>(args), static_cast<float*>(out), static_cast<double*>(lse));
 }
 
 void hkt_attention_backward_v0(const AttentionArgs& args, const void* out, const void* lse, const void* grad_out,
@@ -205,7 +205,7 @@ void hkt_attention_backward_v0(const AttentionArgs& args, const void* out, const
                           static_cast<const double*>(grad_out), dq, dk, static_cast<double*>(dv),
                           static_cast<double*>(dalpha));
   else
-    detail::backward_impl(args, static_cast<const float*>(out), static_cast<const float*>(lse),
+    detail::backward_impl(args, static_cast<const float*>(out), static_cast<const double*>(lse),
                           static_cast<const float*>(grad_out), dq, dk, static_cast<float*>(dv),
                           static_cast<float*>(dalpha));
 }

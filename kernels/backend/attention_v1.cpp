@@ -300,7 +300,7 @@ struct Forward {
   Attn<E> a;
   Shape s;
   E* out;  // [B, H, T, d_h]
-  E* lse;  // [B, H, T]
+  double* lse;  // [B, H, T], in double whatever E is (see the backward's p)
 
   HKT_DEVICE void operator()() const {
     Carve carve{dev::dynamic_shared<unsigned char>()};
@@ -310,7 +310,8 @@ struct Forward {
     // The online softmax: `group` consecutive threads share row r, each taking every
     // group-th column; its running max and sum live in their registers.
     const int group = static_cast<int>(kThreads) / s.tile, r = tid / group, part = tid % group;
-    E row_max = neg_inf<E>(), row_sum = E(0);
+    E row_max = neg_inf<E>();
+    double row_sum = 0.0;  // in double: the LSE it gives is the backward's reference
 
     load_queries(a, s, bh, q0, m.qT);
     fill(m.o, static_cast<std::int64_t>(s.tile) * s.dp, E(0));
@@ -334,15 +335,16 @@ struct Forward {
       const E new_max = tile_max > row_max ? tile_max : row_max;
       // exp(old - new) rescales what was accumulated; a row with no live key yet keeps 0.
       const E correction = new_max == neg_inf<E>() ? E(1) : std::exp(row_max - new_max);
-      E tile_sum = E(0);
+      double tile_sum = 0.0;
       for (int c = part; c < s.tile; c += group) {
         const E v = p[r * s.tile + c];
         const E e = v == neg_inf<E>() ? E(0) : std::exp(v - new_max);
         p[r * s.tile + c] = e;
-        tile_sum += e;
+        tile_sum += static_cast<double>(e);
       }
-      tile_sum = group_reduce(tile_sum, group, [](E x, E y) { return x + y; });
-      row_sum = row_sum * correction + tile_sum;
+      tile_sum = group_reduce(tile_sum, group, [](double x, double y) { return x + y; });
+      row_sum = row_sum * (new_max == neg_inf<E>() ? 1.0 : std::exp(static_cast<double>(row_max) - static_cast<double>(new_max))) +
+                tile_sum;
       row_max = new_max;
       if (part == 0) m.row[r] = correction;
       dev::sync_threads();
@@ -355,8 +357,9 @@ struct Forward {
     }
     dev::sync_threads();
     if (part == 0) {
-      m.row[r] = row_sum;
-      if (q0 + r < a.T) lse[bh * a.T + q0 + r] = row_sum == E(0) ? neg_inf<E>() : row_max + std::log(row_sum);
+      m.row[r] = static_cast<E>(row_sum);
+      if (q0 + r < a.T)
+        lse[bh * a.T + q0 + r] = row_sum == 0.0 ? neg_inf<double>() : static_cast<double>(row_max) + std::log(row_sum);
     }
     dev::sync_threads();
     for (int x = tid; x < s.tile * a.dh; x += static_cast<int>(kThreads)) {
@@ -378,7 +381,8 @@ struct BackwardSmem {
   LevelScores<double> sl;  // S_l, recomputed in double (see score_gradients)
   LevelScores<double> ds;  // dS_l of every level, in double (see score_gradients)
   double* p;          // P, in double (see score_gradients)
-  E *lse, *keep;
+  double* lse;        // the forward's LSE (double)
+  E* keep;
   double* D;         // D[r] = dO[r] . O[r], in double like dP (see score_gradients)
   LevelRows<double> acc;  // dK_l (BackwardKV) or dQ_l (BackwardQ) of the block's tile
   E* dv;             // BackwardKV: dV of the key tile [tile][dp]
@@ -391,7 +395,7 @@ struct BackwardSmem {
     sl.take(c, s);
     ds.take(c, s);
     p = c.take<double>(static_cast<std::int64_t>(s.tile) * s.tile);
-    lse = c.take<E>(s.tile);
+    lse = c.take<double>(s.tile);
     D = c.take<double>(s.tile);
     keep = c.take<E>(s.tile);
     acc.take(c, s);
@@ -402,12 +406,12 @@ struct BackwardSmem {
 
 // Loads the query tile's dO (transposed), LSE and D rows.
 template <class E>
-HKT_DEVICE void load_query_grads(const Attn<E>& a, const Shape& s, std::int64_t bh, std::int64_t q0, const E* lse,
+HKT_DEVICE void load_query_grads(const Attn<E>& a, const Shape& s, std::int64_t bh, std::int64_t q0, const double* lse,
                                   const double* D, const E* grad_out, const BackwardSmem<E>& m) {
   load_transposed(m.doT, grad_out + bh * a.T * a.dh, q0, s.tile, a.T, a.dh, s.dp, [](int) { return false; });
   for (int r = static_cast<int>(dev::thread_index()); r < s.tile; r += static_cast<int>(kThreads)) {
     const bool real = q0 + r < a.T;
-    m.lse[r] = real ? lse[bh * a.T + q0 + r] : neg_inf<E>();  // rows past T: p = 0
+    m.lse[r] = real ? lse[bh * a.T + q0 + r] : neg_inf<double>();  // rows past T: p = 0
     m.D[r] = real ? D[bh * a.T + q0 + r] : 0.0;
   }
 }
@@ -423,7 +427,7 @@ HKT_DEVICE void score_gradients(const Attn<E>& a, const Shape& s, std::int64_t h
   for (int x = static_cast<int>(dev::thread_index()); x < s.tile * s.tile; x += static_cast<int>(kThreads)) {
     const int r = x / s.tile, c = x % s.tile;
     const double v = lifted_score(a, s, m.sl, m.keep, h, q0, k0, r, c);
-    m.p[x] = v == neg_inf<double>() || m.lse[r] == neg_inf<E>() ? 0.0 : std::exp(v - static_cast<double>(m.lse[r]));
+    m.p[x] = v == neg_inf<double>() || m.lse[r] == neg_inf<double>() ? 0.0 : std::exp(v - m.lse[r]);
   }
   dev::sync_threads();
   // The backward's scores, p's exponent, dS and everything summed from dS are in double
@@ -448,7 +452,7 @@ struct BackwardKV {
   static constexpr unsigned kThreads = v1::kThreads;
   Attn<E> a;
   Shape s;
-  const E* lse;
+  const double* lse;
   const double* D;
   const E* grad_out;
   E* dk[kMaxAttentionLevels];
@@ -505,7 +509,7 @@ struct BackwardQ {
   static constexpr unsigned kThreads = v1::kThreads;
   Attn<E> a;
   Shape s;
-  const E* lse;
+  const double* lse;
   const double* D;
   const E* grad_out;
   E* dq[kMaxAttentionLevels];
@@ -616,14 +620,14 @@ inline Grid grid_of(const AttentionArgs& args, const Shape& s) {
 }
 
 template <class E>
-void forward(const AttentionArgs& args, E* out, E* lse) {
+void forward(const AttentionArgs& args, E* out, double* lse) {
   const Shape s = pick_shape<E>(args, false);
   launch_blocks("hkt_attention_v1_forward", grid_of(args, s), forward_bytes<E>(s),
                 Forward<E>{typed<E>(args), s, out, lse});
 }
 
 template <class E>
-void backward(const AttentionArgs& args, const E* out, const E* lse, const E* grad_out, void* const* dq,
+void backward(const AttentionArgs& args, const E* out, const double* lse, const E* grad_out, void* const* dq,
               void* const* dk, E* dv, E* dalpha) {
   const Attn<E> a = typed<E>(args);
   const Shape s = pick_shape<E>(args, true);
@@ -669,7 +673,7 @@ void hkt_attention_forward(const AttentionArgs& args, void* out, void* lse, DTyp
   if (dtype == DType::Float64)
     detail::v1::forward(args, static_cast<double*>(out), static_cast<double*>(lse));
   else
-    detail::v1::forward(args, static_cast<float*>(out), static_cast<float*>(lse));
+    detail::v1::forward(args, static_cast<float*>(out), static_cast<double*>(lse));
 }
 
 void hkt_attention_backward(const AttentionArgs& args, const void* out, const void* lse, const void* grad_out,
@@ -680,7 +684,7 @@ void hkt_attention_backward(const AttentionArgs& args, const void* out, const vo
                          static_cast<const double*>(grad_out), dq, dk, static_cast<double*>(dv),
                          static_cast<double*>(dalpha));
   else
-    detail::v1::backward(args, static_cast<const float*>(out), static_cast<const float*>(lse),
+    detail::v1::backward(args, static_cast<const float*>(out), static_cast<const double*>(lse),
                          static_cast<const float*>(grad_out), dq, dk, static_cast<float*>(dv),
                          static_cast<float*>(dalpha));
 }
