@@ -456,8 +456,9 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
                    {"grad_norm", grad_norm}, {"tokens_per_s", window_tokens / window_seconds},
                    {"level_weights", level_weights(*model)}};
       metrics << line.dump() << "\n" << std::flush;
-      check(metrics.good(), metrics_path + ": write failed at step " + std::to_string(step) +
-                                " (disk full?); training stopped, the last checkpoint is " + last_path);
+      check(metrics.good(), metrics_path + ": write failed at step " + std::to_string(step) + " (disk full?); training stopped" +
+                                (last_saved_step > 0 ? ", " + last_path + " holds step " + std::to_string(last_saved_step)
+                                                     : std::string(" before its first checkpoint")));
       const double done = static_cast<double>(step - first_step), left = static_cast<double>(steps - step);
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
       std::ostringstream msg;
@@ -485,8 +486,9 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
       metrics << Json{{"step", step}, {"val_accuracy", val.accuracy}, {"val_loss", val.loss}, {"best", better},
                       {"level_weights", level_weights(*model)}, {"m_sym_share", sym_shares(*model)}}.dump() << "\n"
               << std::flush;
-      check(metrics.good(), metrics_path + ": write failed at step " + std::to_string(step) +
-                                " (disk full?); training stopped, the last checkpoint is " + last_path);
+      check(metrics.good(), metrics_path + ": write failed at step " + std::to_string(step) + " (disk full?); training stopped" +
+                                (last_saved_step > 0 ? ", " + last_path + " holds step " + std::to_string(last_saved_step)
+                                                     : std::string(" before its first checkpoint")));
       if (progress_is_terminal) progress << "\n";
       progress << "step " << step << ": validation accuracy " << std::fixed << std::setprecision(4) << val.accuracy
                << (better ? " (best)" : "") << "\n" << std::flush;
