@@ -70,7 +70,6 @@ constexpr unsigned kThreads = 256;
 #endif
 #define HKT_FOR_LEVELS(l, L) \
   HKT_UNROLL for (int l = 0; l < kMaxAttentionLevels; ++l) if (l < (L))
-constexpr std::size_t kMaxShared = 227 * 1024;  // sm_90's opt-in per-block limit
 
 // ---- shared-memory carving ---------------------------------------------------------------
 
