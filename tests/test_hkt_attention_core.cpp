@@ -3,6 +3,8 @@
 // float32; its gradcheck; and the properties of spec sections 3 and 4 at the core level.
 #include <algorithm>
 #include <limits>
+#include <string>
+#include <utility>
 
 #include "attention/hkt_attention.h"
 #include "gradcheck/gradcheck.h"
@@ -92,12 +94,18 @@ TEST_CASE("hkt attention core: fused equals composite in float64 for output and 
       {3, 2, 29, 3, 2, false, true},   {2, 8, 20, 2, 4, true, true},    // heads = 8, L = 4
       {1, 1, 1, 3, 3, true, false},    {2, 1, 7, 2, 4, false, true},    // T = 1; T < 2^(L-1)
       {1, 2, 130, 4, 3, true, true},                                      // several tiles
+      {1, 1, 600, 4, 3, true, true},                                      // several default-sized tiles
   };
   for (const auto& p : problems) {
-    for (std::int64_t block : {4, 64}) {
+    // (block_q, block_k): small square tiles (many tiles), the defaults (query and key
+    // tiles of different sizes), and key tiles smaller than query tiles.
+    const HktAttentionOptions defaults;
+    for (const auto& [bq, bk] : {std::pair<std::int64_t, std::int64_t>{4, 4}, {defaults.block_q, defaults.block_k}, {32, 8}}) {
       HktAttentionOptions opt;
       opt.causal = p.causal;
-      opt.block_q = opt.block_k = block;
+      opt.block_q = bq;
+      opt.block_k = bk;
+      const std::string block = std::to_string(bq) + "x" + std::to_string(bk);
       const Inputs in = make_inputs(p, 11 + static_cast<std::uint64_t>(p.T));
       const auto fused = run(true, in, opt, 5), composite = run(false, in, opt, 5);
       for (std::size_t i = 0; i < fused.size(); ++i) {
