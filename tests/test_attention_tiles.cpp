@@ -1,7 +1,8 @@
 // test_attention_tiles.cpp: the inner building blocks of the fused attention op against
 // independent references: tile_gemm (C += alpha A B through BLAS), tile_gemm_tn and
 // tile_gemm_loop against float64 triple loops; fast_exp against double-precision
-// std::exp, in float ulps, with its special values; sum_lanes and dot_lanes against
+// std::exp, in float ulps, with its special values; fast_erfc against std::erfc in
+// double; sum_lanes and dot_lanes against
 // float64 sums.
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -11,6 +12,7 @@
 #include "attention/vector_math.h"
 #include "attention/tile_gemm.h"
 
+using hkt::attention::fast_erfc;
 using hkt::attention::fast_exp;
 using hkt::attention::tile_gemm;
 using hkt::attention::tile_gemm_loop;
@@ -67,6 +69,29 @@ TEST_CASE("fast_exp: float within 2 ulp of exp over [-87, 88]; 0 below, inf abov
   CHECK(fast_exp(100.0f) == std::numeric_limits<float>::infinity());
   CHECK(std::isnan(fast_exp(std::numeric_limits<float>::quiet_NaN())));
   CHECK(fast_exp(1.0) == std::exp(1.0));
+}
+
+TEST_CASE("fast_erfc: within (4e-7 + 6e-8 z^2) relative of erfc for |z| <= 9; limits and NaN",
+          "[attention][tiles]") {
+  // Numerical Recipes bounds the fit's error by 1.2e-7; float rounding of t and the
+  // polynomial adds a few ulp (6e-8 each), and the exponent -z^2 + P(t), rounded to
+  // float, is off by up to half an ulp of z^2, about 6e-8 z^2 in absolute terms, which exp
+  // turns into that relative error (4e-6 at z = 9, where erfc is 4e-37). Beyond
+  // z = 9.2, erfc is below float's smallest normal and fast_exp gives 0.
+  double worst = 0;  // the largest error as a fraction of the bound
+  for (double z = -9.0; z <= 9.0; z += 1.0 / 4096.0 + 1e-7) {  // ~74,000 points
+    const auto zf = static_cast<float>(z);
+    const double exact = std::erfc(static_cast<double>(zf));
+    const double bound = 4e-7 + 6e-8 * z * z;
+    worst = std::max(worst, std::fabs(static_cast<double>(fast_erfc(zf)) - exact) / exact / bound);
+  }
+  INFO("worst error as a fraction of the bound: " << worst);
+  CHECK(worst <= 1.0);
+  CHECK(fast_erfc(0.0f) == Approx(1.0).epsilon(2e-7));
+  CHECK(fast_erfc(std::numeric_limits<float>::infinity()) == 0.0f);
+  CHECK(fast_erfc(-std::numeric_limits<float>::infinity()) == 2.0f);
+  CHECK(fast_erfc(20.0f) == 0.0f);
+  CHECK(std::isnan(fast_erfc(std::numeric_limits<float>::quiet_NaN())));
 }
 
 TEST_CASE("tile_gemm_tn: C += alpha A^T B (A stored k x m) equals a float64 triple loop", "[attention][tiles]") {

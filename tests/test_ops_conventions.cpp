@@ -1,5 +1,7 @@
 // test_ops_conventions.cpp: the choices of ../shared/design/engine.md "Conventions",
 // each checked with values worked out by hand.
+#include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "test_helpers.h"
@@ -230,6 +232,36 @@ TEST_CASE("gelu and sigmoid and relu: values by hand", "[ops]") {
   Tensor r = param({-1, 0, 2}, {3});
   sum(relu(r)).backward();
   CHECK(r.grad().to_vector() == std::vector<double>{0, 0, 1});  // relu'(0) = 0, as PyTorch
+}
+
+TEST_CASE("gelu float32 on the CPU (vectorised erfc): value and gradient within (6e-7 + 1.2e-7 x^2) of a float64 "
+          "erfc reference", "[ops]") {
+  // Reference in double from the definition: GELU(x) = x/2 erfc(-x/sqrt 2), GELU'(x) =
+  // erfc(-x/sqrt 2)/2 + x exp(-x^2/2)/sqrt(2 pi). The bound is fast_erfc's at z = x/sqrt 2
+  // (tests/test_attention_tiles.cpp) plus float roundings; rounding z = x/sqrt 2 itself
+  // (relative 6e-8) moves erfc by 2 z^2 that much, hence 1.2e-7 x^2 in all: 6e-7 relative
+  // where GELU matters (|x| < 2), 1e-5 at x = -9 where GELU is 1e-18 (a float 1 + erf(x)
+  // would have lost every digit there). The gradient's error is relative to the sum of the two
+  // terms' magnitudes (they cancel near x = -0.75).
+  std::vector<double> xs;
+  for (double x = -9.0; x <= 9.0; x += 1.0 / 512.0 + 1e-6) xs.push_back(static_cast<double>(static_cast<float>(x)));
+  const auto n = static_cast<std::int64_t>(xs.size());
+  Tensor x = Tensor::from_vector(xs, {n}, DType::Float32);
+  x.set_requires_grad();
+  Tensor y = gelu(x);
+  sum(y).backward();
+  const auto value = y.to_vector(), grad = x.grad().to_vector();
+  double worst_value = 0, worst_grad = 0;
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const double v = xs[i], cdf = 0.5 * std::erfc(-v / std::sqrt(2.0)), v_pdf = v * std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI);
+    const double bound = 6e-7 + 1.2e-7 * v * v;
+    worst_value = std::max(worst_value, std::fabs(value[i] - v * cdf) / std::max(std::fabs(v * cdf), 1e-300) / bound);
+    worst_grad = std::max(worst_grad, std::fabs(grad[i] - (cdf + v_pdf)) / (cdf + std::fabs(v_pdf)) / bound);
+  }
+  INFO("worst error as a fraction of the bound: value " << worst_value << ", gradient " << worst_grad);
+  CHECK(worst_value <= 1.0);
+  CHECK(worst_grad <= 1.0);
+  CHECK(gelu(Tensor::from_vector({0.0}, {1}, DType::Float32)).item() == 0.0);
 }
 
 TEST_CASE("float32 backward sums over a million rows are exact to float32 (double accumulators)",

@@ -7,6 +7,7 @@
 // zero g gives a zero gradient, not nan (convention 3): fn::zero_safe.
 #include <cmath>
 
+#include "../attention/vector_math.h"
 #include "../ops.h"
 #include "cpu_kernels.h"
 
@@ -38,6 +39,36 @@ Tensor unary_op(const char* name, const Tensor& x) {
   return y;
 }
 
+// GELU, erf form, float32 on the CPU:
+//   GELU(x) = x Phi(x),  GELU'(x) = Phi(x) + x phi(x),
+//   Phi(x) = erfc(-x / sqrt 2) / 2,  phi(x) = exp(-x^2 / 2) / sqrt(2 pi),
+// through the vectorisable fast_erfc and fast_exp (engine/attention/vector_math.h);
+// fn::unary's std::erf loops stayed scalar and took 6 % of a training step. Writing Phi
+// with erfc also keeps its relative accuracy for negative x, where 1 + erf(x) cancels.
+// float64 and CUDA keep fn::unary (kernels/common/functors.h); tests/test_ops_conventions.cpp
+// checks this path against a float64 erfc reference.
+float gelu_erf_value(float x) { return 0.5f * x * attention::fast_erfc(-x * static_cast<float>(fn::kInvSqrt2)); }
+float gelu_erf_derivative(float x) {
+  return 0.5f * attention::fast_erfc(-x * static_cast<float>(fn::kInvSqrt2)) +
+         x * static_cast<float>(fn::kInvSqrt2Pi) * attention::fast_exp(-0.5f * x * x);
+}
+
+// x: a float32 CPU tensor; y = GELU(x), recorded with gradient g (.) GELU'(x).
+Tensor gelu_erf_float_cpu(const Tensor& x) {
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+  cpu::parallel_for(x.numel(), 8, [=](std::int64_t i) { py[i] = gelu_erf_value(px[i]); });
+  record(y, "gelu", {x}, [x = x.detach()](const Tensor& g, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(x.shape(), x.dtype());
+    const float *pg = g.data<float>(), *pxx = x.data<float>();
+    float* out = gx.data<float>();
+    cpu::parallel_for(x.numel(), 8, [=](std::int64_t i) { out[i] = fn::zero_safe(pg[i], gelu_erf_derivative(pxx[i])); });
+    return Grads{gx};
+  });
+  return y;
+}
+
 }  // namespace
 
 Tensor neg(const Tensor& x) { return unary_op<fn::Unary::Neg>("neg", x); }
@@ -49,8 +80,9 @@ Tensor sigmoid(const Tensor& x) { return unary_op<fn::Unary::Sigmoid>("sigmoid",
 Tensor relu(const Tensor& x) { return unary_op<fn::Unary::Relu>("relu", x); }
 
 Tensor gelu(const Tensor& x, GeluApproximation approximation) {
-  if (approximation == GeluApproximation::Erf) return unary_op<fn::Unary::GeluErf>("gelu", x);
-  return unary_op<fn::Unary::GeluTanh>("gelu_tanh", x);
+  if (approximation == GeluApproximation::Tanh) return unary_op<fn::Unary::GeluTanh>("gelu_tanh", x);
+  if (x.defined() && x.dtype() == DType::Float32 && !cpu::on_cuda(x)) return gelu_erf_float_cpu(x);
+  return unary_op<fn::Unary::GeluErf>("gelu", x);
 }
 
 }  // namespace hkt
