@@ -2,11 +2,18 @@
 """The hkt classifier written in PyTorch, and the time and memory of one training step.
 
 What a PyTorch user would write for the same model (models/classifier.h and
-../shared/design/hkt-attention.md sections 1-3):
+docs/attention.md):
 - standard attention (MHA, levels = 1) through torch.nn.functional.scaled_dot_product_attention;
-- HKT attention ("scores" fusion) composed of PyTorch ops: causal strided depthwise
-  conv1d downsampling, per-level Q K^T, the lift by repeat_interleave, the convex
-  level weights, one masked softmax and P V.
+- HKT attention ("scores" fusion), causal strided depthwise conv1d downsampling, then
+  one of two formulations (--hkt-formulation):
+  concat (the default, PyTorch's best on the CPU): HKT's fused score is one ordinary
+    attention whose query/key rows are the levels' rows repeated and concatenated,
+      s(i, j) = scale [a0 Q0[i] | a1 Q1[i>>1] | ...] . [K0[j] | K1[j>>1] | ...],
+    so it is one scaled_dot_product_attention call with query/key width L x d_head
+    (alpha folded into the query) and the key mask (padding, causal) passed to SDPA;
+  composite: per-level Q K^T, the lift by repeat_interleave, the convex level weights,
+    one masked softmax and P V (every level's T x T scores held at once).
+  Both are checked against hkt's logits, on an unpadded and a padded batch.
 
 It reads a directory written by `hkt bench step --export DIR`:
   DIR/config.json        the resolved hkt config (model, train, data.max_len)
@@ -27,7 +34,7 @@ what the steps added to the RSS they started from, as `hkt bench step` reports t
 Needs torch >= 2.1 (scaled_dot_product_attention with scale=) and safetensors, e.g.
   python3 -m venv .venv-torch && .venv-torch/bin/pip install torch safetensors
 Usage:
-  python3 tools/bench_torch.py --export DIR [--threads N] [--repeats 10] [--warmup 2] [--json]
+  python3 tools/bench_torch.py --export DIR [--hkt-formulation concat|composite] [--threads N] [--repeats 10] [--warmup 2] [--json]
 """
 import argparse
 import json
@@ -85,13 +92,14 @@ class HktAttention(nn.Module):
     x [B, T, d], key_mask bool [B, T] (True = real token, padding on the right) or None.
     Returns [B, T, d]."""
 
-    def __init__(self, d, n_heads, hc, levels):
+    def __init__(self, d, n_heads, hc, levels, formulation):
         super().__init__()
         if hc["fusion"] != "scores":
             raise Refused("model.hkt.fusion '%s': only \"scores\" is written here" % hc["fusion"])
         if levels > 1 and hc["downsampler"] != "depthwise":
             raise Refused("model.hkt.downsampler '%s': only \"depthwise\" is written here" % hc["downsampler"])
         self.d, self.h, self.levels = d, n_heads, levels
+        self.formulation = formulation
         self.causal = bool(hc["causal"])
         self.scale = hc["scale"] if hc.get("scale", 0) else 1.0 / math.sqrt(d // n_heads)
         self.w_q = nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(levels))
@@ -120,6 +128,15 @@ class HktAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.h, self.d // self.h).transpose(1, 2)
 
+    def sdpa_mask(self, key_mask, T):
+        """SDPA's boolean attn_mask (True = may attend): the key mask [B, 1, 1, T] and/or the causal
+        triangle [T, T]; None when neither applies, so that SDPA may pick its fastest kernel."""
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        if self.causal:
+            tri = torch.ones(T, T, dtype=torch.bool).tril()
+            mask = tri if mask is None else mask & tri
+        return mask
+
     def forward(self, x, key_mask):
         """x [B, T, d], key_mask bool [B, T] or None -> [B, T, d]."""
         B, T, d = x.shape
@@ -129,20 +146,26 @@ class HktAttention(nn.Module):
             # Standard attention, as a PyTorch user writes it. The boolean mask is True where
             # attention is allowed; without padding (the timed batch) no mask is passed, so
             # PyTorch can pick its fastest kernel.
-            mask = None if key_mask is None else key_mask[:, None, None, :]
-            if self.causal:
-                tri = torch.ones(T, T, dtype=torch.bool).tril()
-                mask = tri if mask is None else mask & tri
             o = F.scaled_dot_product_attention(self.heads(self.w_q[0](x0)), self.heads(self.w_k[0](x0)), v,
-                                               attn_mask=mask, scale=self.scale)
+                                               attn_mask=self.sdpa_mask(key_mask, T), scale=self.scale)
+            return self.w_o(o.transpose(1, 2).reshape(B, T, d))
+        xs = [x0]
+        for l in range(1, self.levels):
+            xs.append(self.downsample[str(l)](xs[-1]))
+        alpha = self.level_weights()  # [H, L]
+        qs = [self.heads(self.w_q[l](xl)) for l, xl in enumerate(xs)]  # [B, H, T_l, d_h]
+        ks = [self.heads(self.w_k[l](xl)) for l, xl in enumerate(xs)]
+        if self.formulation == "concat":
+            # Row i of level l is row i >> l of Q_l, K_l: repeat each coarse row 2^l times, cut to T,
+            # fold alpha_l into the queries and concatenate along the feature axis.
+            qc = torch.cat([alpha[:, l].view(1, self.h, 1, 1) * q.repeat_interleave(2 ** l, dim=2)[:, :, :T]
+                            for l, q in enumerate(qs)], -1)  # [B, H, T, L d_h]
+            kc = torch.cat([k.repeat_interleave(2 ** l, dim=2)[:, :, :T] for l, k in enumerate(ks)], -1)
+            o = F.scaled_dot_product_attention(qc, kc, v, attn_mask=self.sdpa_mask(key_mask, T), scale=self.scale)
         else:
-            xs = [x0]
-            for l in range(1, self.levels):
-                xs.append(self.downsample[str(l)](xs[-1]))
-            alpha = self.level_weights()  # [H, L]
             s = None
-            for l, xl in enumerate(xs):
-                sl = self.heads(self.w_q[l](xl)) @ self.heads(self.w_k[l](xl)).transpose(-2, -1) * self.scale
+            for l, (q, k) in enumerate(zip(qs, ks)):
+                sl = q @ k.transpose(-2, -1) * self.scale
                 if l > 0:  # Lift_l: S[i, j] = S_l[floor(i / 2^l), floor(j / 2^l)]
                     r = 2 ** l
                     sl = sl.repeat_interleave(r, -2).repeat_interleave(r, -1)[..., :T, :T]
@@ -171,11 +194,11 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """x + Dropout(Attention(LN(x))), then x + Dropout(MLP(LN(x))) (models/classifier.h)."""
 
-    def __init__(self, mc, levels):
+    def __init__(self, mc, levels, formulation):
         super().__init__()
         d, eps = mc["d_model"], mc["layer_norm_eps"]
         self.ln1 = nn.LayerNorm(d, eps=eps)
-        self.attn = HktAttention(d, mc["n_heads"], mc["hkt"], levels)
+        self.attn = HktAttention(d, mc["n_heads"], mc["hkt"], levels, formulation)
         self.ln2 = nn.LayerNorm(d, eps=eps)
         self.mlp = Mlp(d, mc["d_ff"])
         self.drop = nn.Dropout(mc["dropout"])
@@ -202,7 +225,7 @@ class Classifier(nn.Module):
 
     tokens int64 [B, T] (or features [B, T, F]), mask int64 [B, T] -> logits [B, classes]."""
 
-    def __init__(self, mc, vocab_size, num_features, num_classes, max_len):
+    def __init__(self, mc, vocab_size, num_features, num_classes, max_len, formulation="concat"):
         super().__init__()
         d = mc["d_model"]
         levels = 1 if mc["attention"] == "mha" else mc["hkt"]["levels"]
@@ -219,7 +242,7 @@ class Classifier(nn.Module):
             self.register_buffer("positions", sinusoidal_positions(n_pos, d), persistent=False)
         if self.pooling == "cls":
             self.cls = nn.Parameter(torch.zeros(d))
-        self.blocks = nn.ModuleList(Block(mc, levels) for _ in range(mc["n_layers"]))
+        self.blocks = nn.ModuleList(Block(mc, levels, formulation) for _ in range(mc["n_layers"]))
         self.ln_f = nn.LayerNorm(d, eps=mc["layer_norm_eps"])
         self.head = nn.Linear(d, num_classes)
 
@@ -285,7 +308,7 @@ def reset_peak_rss():
         pass
 
 
-def build(export_dir):
+def build(export_dir, formulation):
     """The model with hkt's parameters loaded, the batches, and the config.
 
     Raises Unreadable for a missing or damaged file, a config without the keys used here,
@@ -299,7 +322,7 @@ def build(export_dir):
             if key not in tc:  # fail here, naming the key, rather than in the timed loop
                 raise KeyError("train." + key)
         vocab, features, classes = task_shape(data)
-        model = Classifier(mc, vocab, features, classes, data["max_len"])
+        model = Classifier(mc, vocab, features, classes, data["max_len"], formulation)
         state = load_file(os.path.join(export_dir, "model.safetensors"))
         batch = load_file(os.path.join(export_dir, "batch.safetensors"))
     except KeyError as e:
@@ -347,6 +370,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=10, help="timed steps (the median is reported)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--tolerance", type=float, default=1e-4, help="largest scaled logit difference accepted")
+    ap.add_argument("--hkt-formulation", choices=("concat", "composite"), default="concat",
+                    help="HKT attention as one SDPA call over concatenated levels (default) or composed per level")
     ap.add_argument("--json", action="store_true", help="print one JSON line")
     a = ap.parse_args()
     if a.repeats < 1 or a.warmup < 0 or a.threads < 0:
@@ -356,7 +381,7 @@ def main():
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     try:
-        model, batch, config = build(a.export)
+        model, batch, config = build(a.export, a.hkt_formulation)
         max_err = check_logits(model, batch, a.tolerance)
     except Unreadable as e:
         print("bench_torch.py: cannot read the export: %s" % e, file=sys.stderr)
@@ -398,8 +423,10 @@ def main():
         ms.append((time.perf_counter() - t0) * 1e3)
     peak = proc_status_mib("VmHWM")
     mc = config["model"]
+    levels = 1 if mc["attention"] == "mha" else mc["hkt"]["levels"]
     row = {"framework": "pytorch", "torch_version": torch.__version__, "attention": mc["attention"],
-           "levels": 1 if mc["attention"] == "mha" else mc["hkt"]["levels"], "T": config["data"]["max_len"],
+           "formulation": "sdpa" if levels == 1 else a.hkt_formulation,
+           "levels": levels, "T": config["data"]["max_len"],
            "batch_size": tc["batch_size"], "threads": torch.get_num_threads(),
            "parameters": sum(p.numel() for p in params), "repeats": a.repeats, "median_ms": statistics.median(ms),
            "min_ms": min(ms), "peak_rss_mib": peak, "step_rss_mib": peak - rss_before, "final_loss": loss,
@@ -407,9 +434,9 @@ def main():
     if a.json:
         print(json.dumps(row))
     else:
-        print("pytorch %s attention=%s T=%d B=%d threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f MiB "
+        print("pytorch %s attention=%s (%s) T=%d B=%d threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f MiB "
               "(%+.1f while stepping); logits match hkt's to %.2g"
-              % (torch.__version__, row["attention"], row["T"], row["batch_size"], row["threads"], row["median_ms"],
+              % (torch.__version__, row["attention"], row["formulation"], row["T"], row["batch_size"], row["threads"], row["median_ms"],
                  row["min_ms"], a.repeats, peak, peak - rss_before, max_err))
     return 0
 

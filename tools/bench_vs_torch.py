@@ -4,17 +4,21 @@ classifiers, measured in one run on one machine, written to docs/benchmarks.md.
 
 For every T (batch B = --tokens // T, so every point steps over about the same number of tokens)
 and model (MHA, HKT): `hkt bench step --export` writes the model's initial parameters and
-a batch; then, for every thread count, --rounds rounds each run `hkt bench step` and
-tools/bench_torch.py (which first checks that its logits match hkt's) one after the other,
-alternating, so that a slow spell of the machine hits both alike. A point's time is the
-median over rounds of each run's median step time; its memory the largest peak RSS.
+a batch; then, for every thread count, --rounds rounds each run `hkt bench step` and every
+PyTorch variant of the model through tools/bench_torch.py (which first checks that its
+logits match hkt's) one after the other, the order rotated every round, so that a slow
+spell of the machine hits all alike. PyTorch's variants: for MHA, scaled_dot_product_attention
+("sdpa"); for HKT, the concat formulation (one SDPA call over the levels' repeated and
+concatenated query/key rows: PyTorch's best HKT on the CPU) and the straightforward composite
+(every level's T x T scores), --hkt-torch choosing which. A point's time is the median over
+rounds of each run's median step time; its memory the largest peak RSS.
 
 The table replaces the part of --out between the markers
 <!-- bench-vs-torch:begin --> and <!-- bench-vs-torch:end --> (appended when absent);
 the raw rows and the run's settings go to --raw as JSON, rewritten after every point.
 By default both are the committed docs/benchmarks.md and docs/results/bench-vs-torch.json;
 point --out and --raw elsewhere for a trial run. The default run takes about half an
-hour on 2 cores (PyTorch's HKT step at T = 2048 alone takes about 10 s).
+hour on 2 cores (PyTorch's composite HKT step at T = 2048 alone takes about 6 to 10 s).
 
 Usage (the torch Python needs torch >= 2.1 and safetensors; the runner only the stdlib):
   python3 tools/bench_vs_torch.py --torch-python .venv-torch/bin/python
@@ -78,6 +82,17 @@ def describe_model(export_dir):
             % (c["train"]["dtype"], m["d_model"], m["n_heads"], m["n_layers"], m["d_ff"], m["dropout"], m["hkt"]["levels"]))
 
 
+VARIANT_NAMES = {"sdpa": "SDPA", "concat": "concat (one SDPA)", "composite": "composite"}
+
+
+def torch_variants(row):
+    """[(variant, {"ms", "runs"})] of a row; rows written before the variants existed hold one
+    PyTorch run list (SDPA for MHA, the composite for HKT) under torch_ms/torch_runs."""
+    if "torch" in row:
+        return [(name, row["torch"][name]) for name in VARIANT_NAMES if name in row["torch"]]
+    return [("sdpa" if row["attention"] == "mha" else "composite", {"ms": row["torch_ms"], "runs": row["torch_runs"]})]
+
+
 def markdown(rows, meta):
     """The benchmarks.md section from the rows and the run's meta (machine, options, model)."""
     out = [BEGIN, "",
@@ -92,18 +107,19 @@ def markdown(rows, meta):
            % (meta["cpu"], meta["cpus"], meta["torch_version"], meta["config"], meta["model"], meta["tokens"],
               meta["rounds"], meta["order"], meta["repeats"], meta["warmup"], meta["tolerance"]),
            "", "```sh", meta["command"], "```", "",
-           "| model | T | B | threads | hkt ms | PyTorch ms | hkt / PyTorch | hkt RSS MiB: after warm-up, peak | "
-           "PyTorch RSS MiB: after warm-up, peak |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| model | T | B | threads | hkt ms | PyTorch variant | PyTorch ms | hkt / PyTorch | "
+           "hkt RSS MiB: after warm-up, peak | PyTorch RSS MiB: after warm-up, peak |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     def rss(runs):
         """(after warm-up, peak) of the run with the largest peak: both numbers from one run."""
         top = max(runs, key=lambda run: run["peak_rss_mib"])
         return top["peak_rss_mib"] - top["step_rss_mib"], top["peak_rss_mib"]
 
     for r in rows:
-        out.append("| %s | %d | %d | %d | %.1f | %.1f | **%.2f** | %.0f, %.0f | %.0f, %.0f |"
-                   % (r["attention"].upper(), r["T"], r["batch_size"], r["threads"], r["hkt_ms"], r["torch_ms"],
-                      r["hkt_ms"] / r["torch_ms"], *rss(r["hkt_runs"]), *rss(r["torch_runs"])))
+        for name, v in torch_variants(r):
+            out.append("| %s | %d | %d | %d | %.1f | %s | %.1f | **%.2f** | %.0f, %.0f | %.0f, %.0f |"
+                       % (r["attention"].upper(), r["T"], r["batch_size"], r["threads"], r["hkt_ms"], VARIANT_NAMES[name],
+                          v["ms"], r["hkt_ms"] / v["ms"], *rss(r["hkt_runs"]), *rss(v["runs"])))
     out += ["", END]
     return "\n".join(out)
 
@@ -141,9 +157,11 @@ def main():
     ap.add_argument("--torch-python", default=os.environ.get("HKT_TORCH_PYTHON", sys.executable),
                     help="Python with torch and safetensors (default $HKT_TORCH_PYTHON, else this Python)")
     ap.add_argument("--config", default=os.path.join(ROOT, "configs", "bench-step.json"))
-    ap.add_argument("--T", type=int_list, default=[256, 512, 1024, 2048])
+    ap.add_argument("--T", type=int_list, default=[512, 1024, 2048])
     ap.add_argument("--threads", type=int_list, default=[1, 2])
     ap.add_argument("--models", default="mha,hkt")
+    ap.add_argument("--hkt-torch", default="concat,composite",
+                    help="PyTorch's HKT formulations to time: concat and/or composite")
     ap.add_argument("--tokens", type=int, default=8192, help="tokens per batch: B = tokens // T (at least 1)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per run")
@@ -167,6 +185,9 @@ def main():
     models = args.models.split(",")
     if not set(models) <= {"mha", "hkt"} or len(set(models)) != len(models):
         ap.error("--models lists mha and/or hkt, each once")
+    hkt_torch = args.hkt_torch.split(",")
+    if not set(hkt_torch) <= {"concat", "composite"} or len(set(hkt_torch)) != len(hkt_torch):
+        ap.error("--hkt-torch lists concat and/or composite, each once")
     if args.rounds < 1 or args.repeats < 1 or args.tokens < 1 or args.warmup < 0:
         ap.error("--rounds, --repeats and --tokens must be >= 1, --warmup >= 0")
     if not os.access(args.hkt, os.X_OK):
@@ -179,7 +200,7 @@ def main():
             "cpu": cpu_name(), "cpus": os.cpu_count() or 0, "config": os.path.relpath(args.config, ROOT),
             "tokens": args.tokens, "rounds": args.rounds, "repeats": args.repeats, "warmup": args.warmup,
             "tolerance": args.tolerance, "torch_version": "?", "model": "?",
-            "order": "the order swapped every round"}
+            "order": "the order rotated every round"}
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="hkt-bench-") as tmp:
@@ -194,31 +215,36 @@ def main():
                 for threads in args.threads:
                     hkt_cmd = [args.hkt, "bench", "step", "--config", args.config, *sets, "--threads", str(threads),
                                "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--json"]
-                    torch_cmd = [args.torch_python, os.path.join(HERE, "bench_torch.py"), "--export", export,
-                                 "--threads", str(threads), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
-                                 "--tolerance", str(args.tolerance), "--json"]
-                    hkt_runs, torch_runs = [], []
+                    variants = ["sdpa"] if model == "mha" else hkt_torch
+                    cmds = [("hkt", hkt_cmd)] + [
+                        (v, [args.torch_python, os.path.join(HERE, "bench_torch.py"), "--export", export,
+                             "--threads", str(threads), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+                             "--tolerance", str(args.tolerance), "--json"]
+                         + ([] if v == "sdpa" else ["--hkt-formulation", v])) for v in variants]
+                    runs = {name: [] for name, _ in cmds}
                     for round_index in range(args.rounds):
-                        # Alternate, and swap who goes first every round, so that neither side
-                        # always runs on a machine just warmed (or heated) by the other.
-                        order = [(hkt_cmd, hkt_runs), (torch_cmd, torch_runs)]
-                        for cmd, runs in order if round_index % 2 == 0 else order[::-1]:
-                            runs.append(run_json(cmd))
-                    meta["torch_version"] = torch_runs[0]["torch_version"]
+                        # Rotate who goes first every round, so that no side always runs on a
+                        # machine just warmed (or heated) by another.
+                        shift = round_index % len(cmds)
+                        for name, cmd in cmds[shift:] + cmds[:shift]:
+                            runs[name].append(run_json(cmd))
+                    hkt_runs = runs["hkt"]
+                    meta["torch_version"] = runs[variants[0]][0]["torch_version"]
                     row = {"attention": model, "T": T, "batch_size": B, "threads": threads,
                            "hkt_ms": statistics.median(r["median_ms"] for r in hkt_runs),
-                           "torch_ms": statistics.median(r["median_ms"] for r in torch_runs),
                            "hkt_peak_rss_mib": max(r["peak_rss_mib"] for r in hkt_runs),
                            "hkt_step_rss_mib": max(r["step_rss_mib"] for r in hkt_runs),
-                           "torch_peak_rss_mib": max(r["peak_rss_mib"] for r in torch_runs),
-                           "torch_step_rss_mib": max(r["step_rss_mib"] for r in torch_runs),
-                           "logit_error": max(r["logit_error"] for r in torch_runs),
-                           "hkt_runs": hkt_runs, "torch_runs": torch_runs}
+                           "hkt_runs": hkt_runs,
+                           "torch": {v: {"ms": statistics.median(r["median_ms"] for r in runs[v]),
+                                         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs[v]),
+                                         "logit_error": max(r["logit_error"] for r in runs[v]),
+                                         "runs": runs[v]} for v in variants}}
                     rows.append(row)
                     write_atomic(args.raw, json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")  # a late failure loses nothing
-                    print("%s T=%d B=%d threads=%d: hkt %.1f ms, PyTorch %.1f ms (ratio %.2f); peak RSS %.0f vs %.0f MiB"
-                          % (model, T, B, threads, row["hkt_ms"], row["torch_ms"], row["hkt_ms"] / row["torch_ms"],
-                             row["hkt_peak_rss_mib"], row["torch_peak_rss_mib"]), flush=True)
+                    print("%s T=%d B=%d threads=%d: hkt %.1f ms, peak RSS %.0f MiB; " % (
+                        model, T, B, threads, row["hkt_ms"], row["hkt_peak_rss_mib"]) + "; ".join(
+                        "PyTorch %s %.1f ms (ratio %.2f), peak RSS %.0f MiB" % (v, t["ms"], row["hkt_ms"] / t["ms"], t["peak_rss_mib"])
+                        for v, t in row["torch"].items()), flush=True)
     write_outputs(args, rows, meta)
     print(markdown(rows, meta))
     return 0
