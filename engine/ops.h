@@ -145,8 +145,9 @@ Tensor repeat_interleave(const Tensor& x, std::int64_t repeats, int axis);
 /// not differentiated. The gradient is 0 at filled positions (convention 3).
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 /// Inverted dropout: each element is kept with probability 1 - p and scaled by 1/(1-p).
-/// Element i is dropped when uniform24(Philox(gen.seed, offset + i)) < p (random.h), so
-/// the mask is the same on every device and thread count; gen advances by numel.
+/// Element i is dropped when uniform24_at(gen.seed, offset, i) < p (word i % 4 of Philox
+/// block offset + i / 4, random.h), so the mask is the same on every device and thread
+/// count; gen advances by ceil(numel / 4).
 /// Identity when !training or p == 0. Throws for p outside [0, 1).
 Tensor dropout(const Tensor& x, double p, Generator& gen, bool training = true);
 

@@ -48,6 +48,15 @@ HKT_HOST_DEVICE inline Philox4x32 philox_at(std::uint64_t seed, std::uint64_t in
 /// masks (the same on CPU and GPU); Tensor::uniform uses uniform53 for both dtypes.
 HKT_HOST_DEVICE inline float uniform24(std::uint32_t word) { return static_cast<float>(word >> 8) * 0x1.0p-24f; }
 
+/// Four uniforms per Philox block: number i of a draw whose counters start at `first` is
+/// uniform24(word i % 4 of philox_at(seed, first + i / 4)), so a draw of n numbers uses
+/// ceil(n / 4) counters. Dropout masks are drawn this way, on the CPU (engine/ops/
+/// masking.cpp, a block at a time) and on the GPU (kernels/backend/optim.cpp, this function
+/// per element): a quarter of the Philox rounds of one block per number.
+HKT_HOST_DEVICE inline float uniform24_at(std::uint64_t seed, std::uint64_t first, std::uint64_t i) {
+  return uniform24(philox_at(seed, first + i / 4).out[i % 4]);
+}
+
 /// A uniform double in [0, 1) with 53 random bits taken from two words.
 HKT_HOST_DEVICE inline double uniform53(std::uint32_t hi, std::uint32_t lo) {
   const std::uint64_t bits = ((static_cast<std::uint64_t>(hi) << 32) | lo) >> 11;
@@ -62,8 +71,9 @@ HKT_HOST_DEVICE inline double normal_from(const Philox4x32& block) {
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586476925 * u2);
 }
 
-/// A seeded source of random tensors. It holds (seed, offset); each draw of n numbers
-/// uses counters offset..offset+n-1 and advances offset by n, so a sequence of draws is
+/// A seeded source of random tensors. It holds (seed, offset); each draw reserves the
+/// counters it uses (offset..offset+c-1: c = n for n normals or uniforms, ceil(n / 4) for a
+/// dropout mask of n elements) and advances offset by c, so a sequence of draws is
 /// reproducible from the seed alone and independent of threads and devices.
 class Generator {
  public:

@@ -217,6 +217,21 @@ TEST_CASE("masked_fill and dropout", "[ops]") {
   }
   // Binomial(20000, 0.75): sd = sqrt(20000 * 0.75 * 0.25) = 61; allow 5 sd.
   CHECK(std::fabs(kept - 15000) < 5 * 61.3);
+  // The mask is the stream of engine/random.h: element i kept when word i % 4 of Philox
+  // block (first + i / 4) gives a uniform >= p; 4099 elements end in a partial block.
+  // Reference: the Philox words by hand through philox_at, not uniform24_at.
+  Generator g4(11);
+  g4.advance(3);  // the draw starts at counter 3
+  const std::int64_t n = 4099;
+  const auto mask = dropout(Tensor::ones({n}, DType::Float32), 0.3, g4).to_vector();
+  CHECK(g4.offset() == 3 + (n + 3) / 4);
+  std::int64_t mismatches = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::uint32_t word = philox_at(11, 3 + static_cast<std::uint64_t>(i / 4)).out[i % 4];
+    const double u = static_cast<double>(word >> 8) / 16777216.0;
+    mismatches += mask[static_cast<std::size_t>(i)] != (u < 0.3 ? 0.0 : static_cast<double>(static_cast<float>(1.0 / 0.7)));
+  }
+  CHECK(mismatches == 0);
   Generator g3(5);
   Tensor same = dropout(x, 0.5, g3, /*training=*/false);
   CHECK(same.to_vector() == x.to_vector());

@@ -13,7 +13,7 @@ template <class T>
 void dropout_mask_impl(T* mask, std::int64_t n, std::uint64_t seed, std::uint64_t first, double p) {
   const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
   for_each(n, HKT_KERNEL(std::int64_t i) {
-    const float u = uniform24(philox_at(seed, first + static_cast<std::uint64_t>(i)).out[0]);
+    const float u = uniform24_at(seed, first, static_cast<std::uint64_t>(i));  // engine/random.h
     mask[i] = static_cast<double>(u) < p ? T(0) : keep_scale;
   });
 }
