@@ -6,12 +6,16 @@
 //   dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)).
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
+#include "../attention/vector_math.h"
 #include "../ops.h"
 #include "common/rows.h"
 #include "cpu_kernels.h"
 
 namespace hkt {
+
+using attention::kLanes;
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
   cpu::check_defined("layer_norm", x);
@@ -71,19 +75,36 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
              if (needs[0]) {
                grads[0] = Tensor::empty(g.shape(), g.dtype());
                T* dx = grads[0].data<T>();
+               const std::vector<T> ones(pw ? 0 : static_cast<std::size_t>(D), T(1));
+               const T* wr = pw ? pw : ones.data();  // the weight row (all ones without a weight)
                cpu::parallel_for(N, D * 4, [&](std::int64_t r) {
-                 T mean_d = 0, mean_dh = 0;  // mean(dxhat), mean(dxhat * xhat)
-                 for (std::int64_t j = 0; j < D; ++j) {
-                   const T d = pg[r * D + j] * (pw ? pw[j] : T(1));
+                 const T *gr = pg + r * D, *hr = ph + r * D;
+                 // mean(dxhat) and mean(dxhat * xhat), dxhat = g w, as kLanes interleaved
+                 // partial sums added in a fixed order (vector_math.h, sum_lanes: an
+                 // ordered float sum stays scalar; this one vectorises).
+                 T sum_d[kLanes] = {}, sum_dh[kLanes] = {};
+                 std::int64_t j = 0;
+                 for (; j + kLanes <= D; j += kLanes)
+                   for (std::int64_t l = 0; l < kLanes; ++l) {
+                     const T d = gr[j + l] * wr[j + l];
+                     sum_d[l] += d;
+                     sum_dh[l] += d * hr[j + l];
+                   }
+                 T mean_d = 0, mean_dh = 0;
+                 for (std::int64_t l = 0; l < kLanes; ++l) {
+                   mean_d += sum_d[l];
+                   mean_dh += sum_dh[l];
+                 }
+                 for (; j < D; ++j) {
+                   const T d = gr[j] * wr[j];
                    mean_d += d;
-                   mean_dh += d * ph[r * D + j];
+                   mean_dh += d * hr[j];
                  }
                  mean_d /= static_cast<T>(D);
                  mean_dh /= static_cast<T>(D);
-                 for (std::int64_t j = 0; j < D; ++j) {
-                   const T d = pg[r * D + j] * (pw ? pw[j] : T(1));
-                   dx[r * D + j] = pr[r] * (d - mean_d - ph[r * D + j] * mean_dh);
-                 }
+                 const T rs = pr[r];
+                 T* out = dx + r * D;
+                 for (std::int64_t k = 0; k < D; ++k) out[k] = rs * (gr[k] * wr[k] - mean_d - hr[k] * mean_dh);
                });
              }
              // Column sums over rows: each task owns a block of kColumns whole columns, so
