@@ -81,7 +81,10 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims_in) {
         rest /= out_shape[d];
       }
       const std::int64_t step = rank == 0 ? 0 : read_strides[rank - 1];
-      for (std::int64_t j = 0; j < inner; ++j) py[row * inner + j] = px[offset + j * step];
+      if (step == 1)  // the last axis stays last (the attention's head split and merge): a row copy
+        std::copy(px + offset, px + offset + inner, py + row * inner);
+      else
+        for (std::int64_t j = 0; j < inner; ++j) py[row * inner + j] = px[offset + j * step];
     });
   });
   record(y, "permute", {x}, backward);
