@@ -28,6 +28,7 @@ struct BenchArgs {
   std::vector<std::int64_t> T{256, 512, 1024, 2048, 4096};
   std::vector<int> L{1, 2, 3};
   std::int64_t d_head = 64, heads = 1, batch = 1;
+  std::int64_t block_q = HktAttentionOptions{}.block_q, block_k = HktAttentionOptions{}.block_k;
   std::vector<std::string> impl{"fused"};
   int repeats = 3;
   int threads = 0;
@@ -78,6 +79,8 @@ Problem make_problem(const BenchArgs& a, std::int64_t T, int L) {
 std::array<double, 3> run_once(const BenchArgs& a, const std::string& impl, Problem& p) {
   HktAttentionOptions options;
   options.causal = a.causal;
+  options.block_q = a.block_q;
+  options.block_k = a.block_k;
   const bool gpu = a.device == Device::CUDA;
   // On the GPU, work is asynchronous: synchronize before each clock reading.
   const auto now = [gpu] {
@@ -195,6 +198,12 @@ void add_bench_command(CLI::App& app) {
   sub->add_option("--d-head", args->d_head, "Head width d_h")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--heads", args->heads, "Heads")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--batch", args->batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--block-q", args->block_q, "Query tile rows of the fused CPU op (rounded up to a multiple of 2^(L-1))")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 16));
+  sub->add_option("--block-k", args->block_k, "Key tile columns of the fused CPU op (rounded up to a multiple of 2^(L-1))")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 16));
   sub->add_option("--impl", *impl_str, "Comma-separated: fused, composite, fused-v0 (CUDA: the per-row v0 kernels)")->capture_default_str();
   sub->add_option("--repeats", args->repeats, "Timed runs per point (the median is reported)")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--threads", args->threads, "OpenMP threads (0: the OpenMP default)")->capture_default_str()->check(CLI::NonNegativeNumber);
