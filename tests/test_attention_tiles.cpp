@@ -2,7 +2,7 @@
 // independent references: tile_gemm (C += alpha A B through BLAS), tile_gemm_tn and
 // tile_gemm_loop against float64 triple loops; fast_exp against double-precision
 // std::exp, in float ulps, with its special values; fast_erfc against std::erfc in
-// double; sum_lanes and dot_lanes against
+// double; exp_shifted_sum against double exp and sums; sum_lanes and dot_lanes against
 // float64 sums.
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -142,5 +142,27 @@ TEST_CASE("sum_lanes, dot_lanes, max_lanes: equal float64 sums and the exact max
     CHECK(dot_lanes(a.data(), b.data(), n) == Approx(dot).margin(1e-13));
     CHECK(static_cast<double>(sum_lanes(af.data(), n)) == Approx(sum).margin(1e-5));
     CHECK(static_cast<double>(dot_lanes(af.data(), bf.data(), n)) == Approx(dot).margin(1e-5));
+  }
+}
+
+TEST_CASE("exp_shifted_sum: the values and the sum of exp(x - shift), a masked -inf giving 0, for every length around the lane count",
+          "[attention][tiles]") {
+  using hkt::attention::exp_shifted_sum;
+  for (std::int64_t n : {0, 1, 15, 16, 17, 33, 64, 100}) {
+    std::vector<float> x(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) x[static_cast<std::size_t>(i)] = static_cast<float>(3.0 * std::sin(0.37 * static_cast<double>(i)));
+    if (n > 5) x[5] = -std::numeric_limits<float>::infinity();  // a masked score
+    const float shift = 2.5f;
+    double exact_sum = 0;
+    std::vector<double> exact(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      exact[i] = std::exp(static_cast<double>(x[i] - shift));  // of the float difference, as the code takes it
+      exact_sum += exact[i];
+    }
+    const float sum = exp_shifted_sum(x.data(), n, shift);
+    INFO("n " << n);
+    for (std::size_t i = 0; i < x.size(); ++i) CHECK(static_cast<double>(x[i]) == Approx(exact[i]).epsilon(2.5e-7).margin(1e-30));  // fast_exp: 2 ulp
+    if (n > 5) CHECK(x[5] == 0.0f);
+    CHECK(static_cast<double>(sum) == Approx(exact_sum).epsilon(1e-6).margin(1e-30));
   }
 }

@@ -35,9 +35,9 @@ namespace hkt {
 namespace {
 
 using attention::dot_lanes;
+using attention::exp_shifted_sum;
 using attention::fast_exp;
 using attention::max_lanes;
-using attention::sum_lanes;
 using attention::tile_gemm;
 using attention::tile_gemm_tn;
 
@@ -143,14 +143,18 @@ void add_column_pairs(T* __restrict out, const T* __restrict pair, std::int64_t 
   for (std::int64_t c = 0; c < cols; ++c) out[c] = pair[2 * c] + pair[2 * c + 1];
 }
 
-// Fills tile.raw and tile.s for rows i0..i1-1 and columns j0..j1-1:
-//   raw_l = scale Q_l[i0/2^l ..] K_l[j0/2^l ..]^T (coarse, exact since i0 and j0 are
-//   multiples of 2^l), s = sum_l alpha_l Lift_l(raw_l), -inf where masked.
+// Fills tile.s for rows i0..i1-1 and columns j0..j1-1 with
+//   s = sum_l alpha_l Lift_l(raw_l),  raw_l = scale Q_l[i0/2^l ..] K_l[j0/2^l ..]^T
+// (coarse, exact since i0 and j0 are multiples of 2^l), -inf where masked; and tile.raw
+// with raw_l for l >= 1, and for l = 0 too when need_raw0 (the backward's dalpha_0 needs
+// it). Without it, level 0 goes straight into s: the GEMM adds (scale alpha_0) Q0 K0^T
+// onto the lifted coarse levels, which saves writing raw_0 and a pass to scale it.
 template <class T>
 void compute_scores(const Geometry& g, const Head<T>& hd, std::int64_t i0, std::int64_t i1, std::int64_t j0,
-                    std::int64_t j1, ScoreTile<T>& tile) {
+                    std::int64_t j1, ScoreTile<T>& tile, bool need_raw0) {
   const std::int64_t bk = g.block_k, dh = g.dh, nr = i1 - i0, nc = j1 - j0, jt = j0 / bk;
-  for (int l = 0; l < g.L; ++l) {
+  const int lowest = need_raw0 ? 0 : 1;  // the lowest level whose raw scores are kept
+  for (int l = lowest; l < g.L; ++l) {
     const auto li = static_cast<std::size_t>(l);
     const std::int64_t r0 = i0 >> l, rows = ((i1 - 1) >> l) + 1 - r0, cols = ((j1 - 1) >> l) + 1 - (j0 >> l);
     const std::int64_t w = bk >> l;
@@ -164,7 +168,7 @@ void compute_scores(const Geometry& g, const Head<T>& hd, std::int64_t i0, std::
   // coarse row (widened), then add it to the two fine rows under it. Every level but the
   // finest costs a quarter of the one below, so the whole fusion is about one pass over
   // the tile instead of L - 1 (the lift of spec section 6, reorganised).
-  for (int l = g.L - 1; l >= 0; --l) {
+  for (int l = g.L - 1; l >= lowest; --l) {
     const auto li = static_cast<std::size_t>(l);
     const std::int64_t rows = ((i1 - 1) >> l) + 1 - (i0 >> l), cols = ((j1 - 1) >> l) + 1 - (j0 >> l);
     const std::int64_t w = bk >> l;  // row stride of raw_l and F_l
@@ -183,6 +187,20 @@ void compute_scores(const Geometry& g, const Head<T>& hd, std::int64_t i0, std::
       for (std::int64_t r = 2 * cr; r < std::min(rows, 2 * cr + 2); ++r)
         for (std::int64_t c = 0; c < cols; ++c) out[r * w + c] = al * raw[r * w + c] + wide[c];
     }
+  }
+  if (!need_raw0) {  // s = Lift_1(F_1) (0 for L = 1), then s += (scale alpha_0) Q0 K0^T
+    T* s0 = tile.s.data();
+    if (g.L == 1) {
+      for (std::int64_t r = 0; r < nr; ++r) std::fill(s0 + r * bk, s0 + r * bk + nc, T(0));
+    } else {
+      const T* coarse = tile.fused[1].data();  // F_1, row stride bk / 2
+      for (std::int64_t cr = 0; 2 * cr < nr; ++cr) {
+        widen_row(s0 + 2 * cr * bk, coarse + cr * (bk / 2), nc);
+        if (2 * cr + 1 < nr) std::copy(s0 + 2 * cr * bk, s0 + 2 * cr * bk + nc, s0 + (2 * cr + 1) * bk);
+      }
+    }
+    tile_gemm(nr, nc, dh, static_cast<T>(g.scale) * hd.alpha[0], hd.q[0] + i0 * dh, dh, hd.kt[0].data() + jt * dh * bk, bk, s0,
+              bk);
   }
   // Masks, only where the tile can have any: padded keys, or keys after some query.
   const bool causal_cut = g.causal && j1 - 1 > i0;
@@ -207,7 +225,7 @@ void forward_tile(const Geometry& g, const Head<T>& hd, std::int64_t i0, T* out,
   const std::int64_t j_end = g.causal ? i1 : g.T;  // keys after the last query are all masked
   for (std::int64_t j0 = 0; j0 < j_end; j0 += bk) {
     const std::int64_t j1 = std::min(j0 + bk, g.T), nc = j1 - j0;
-    compute_scores(g, hd, i0, i1, j0, j1, tile);
+    compute_scores(g, hd, i0, i1, j0, j1, tile, /*need_raw0=*/false);
     // Online softmax: new running max, rescale what was accumulated, p = exp(s - max).
     for (std::int64_t r = 0; r < nr; ++r) {
       T* srow = tile.s.data() + r * bk;
@@ -219,8 +237,7 @@ void forward_tile(const Geometry& g, const Head<T>& hd, std::int64_t i0, T* out,
         continue;
       }
       const T correction = std::exp(m[ri] - m_new);  // exp(-inf) = 0 on the first live tile
-      for (std::int64_t c = 0; c < nc; ++c) srow[c] = fast_exp(srow[c] - m_new);  // masked entries: exp(-inf) = 0
-      const T row_sum = sum_lanes(srow, nc);
+      const T row_sum = exp_shifted_sum(srow, nc, m_new);  // p = exp(s - m_new), masked entries exp(-inf) = 0
       l[ri] = l[ri] * correction + row_sum;
       m[ri] = m_new;
       T* a = acc.data() + r * dh;
@@ -252,7 +269,7 @@ void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* 
     const std::int64_t i_start = g.causal ? j0 / bq * bq : 0;  // earlier query tiles see none of these keys
     for (std::int64_t i0 = i_start; i0 < T_; i0 += bq) {
       const std::int64_t i1 = std::min(i0 + bq, T_), nr = i1 - i0;
-      compute_scores(g, hd, i0, i1, j0, j1, tile);
+      compute_scores(g, hd, i0, i1, j0, j1, tile, /*need_raw0=*/dalpha != nullptr);
       // p = exp(s - LSE) in tile.s; 0 for masked entries and dead rows.
       for (std::int64_t r = 0; r < nr; ++r) {
         T* srow = tile.s.data() + r * bk;

@@ -117,6 +117,28 @@ T sum_lanes(const T* x, std::int64_t n) {
   return s;
 }
 
+/// x[i] = fast_exp(x[i] - shift) for i < n, and returns sum_lanes of the new values: the
+/// same values and the same sum, in the same order, as that loop followed by sum_lanes,
+/// in one pass over x instead of two (the forward's p = exp(s - m) and its row sum).
+template <class T>
+T exp_shifted_sum(T* x, std::int64_t n, T shift) {
+  T lane[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (std::int64_t j = 0; j < kLanes; ++j) {
+      const T e = fast_exp(x[i + j] - shift);
+      x[i + j] = e;
+      lane[j] += e;
+    }
+  T s = 0;
+  for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
+  for (; i < n; ++i) {
+    x[i] = fast_exp(x[i] - shift);
+    s += x[i];
+  }
+  return s;
+}
+
 /// max_i x[i], i < n (-inf for n = 0). The maximum is exact in any order, so an OpenMP
 /// simd reduction may reorder it freely (the lanes trick of the sums is not needed, and
 /// the compiler did not vectorise it for a select). A NaN input may or may not survive,
