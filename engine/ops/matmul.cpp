@@ -60,7 +60,10 @@ Tensor batched_gemm(const char* op, const Tensor& a, const Tensor& b, bool trans
   out_shape.push_back(n);
   if (m == 0 || n == 0 || k == 0) return Tensor::zeros(out_shape, a.dtype(), a.device());  // an empty sum is 0
   // cuBLAS (beta = 0) writes every element; the CPU path below accumulates into zeros.
-  Tensor c = cpu::on_cuda(a) ? Tensor::empty(out_shape, a.dtype(), a.device()) : Tensor::zeros(out_shape, a.dtype());
+  // Not zeroed first: every row block below is written by a GEMM with beta = 0, which
+  // never reads C (the BLAS contract), so a zero fill would be one more pass over the
+  // output for nothing.
+  Tensor c = Tensor::empty(out_shape, a.dtype(), a.device());
   const auto stride_a = cpu::broadcast_strides(batch_a, batch), stride_b = cpu::broadcast_strides(batch_b, batch);
   const std::int64_t batches = numel(batch);
   if (cpu::on_cuda(a)) {
