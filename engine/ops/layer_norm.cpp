@@ -123,12 +123,25 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
                grads[static_cast<std::size_t>(k)] = Tensor::empty({D}, g.dtype());
                T* out = grads[static_cast<std::size_t>(k)].data<T>();
                cpu::parallel_for(blocks, N * kColumns, [&](std::int64_t b) {
-                 const std::int64_t j0 = b * kColumns, j1 = std::min(D, j0 + kColumns);
+                 const std::int64_t j0 = b * kColumns, width = std::min(D, j0 + kColumns) - j0;
                  double acc[kColumns] = {};
-                 for (std::int64_t r = 0; r < N; ++r)
-                   for (std::int64_t j = j0; j < j1; ++j)
-                     acc[j - j0] += static_cast<double>(pg[r * D + j]) * (k == 1 ? static_cast<double>(ph[r * D + j]) : 1.0);
-                 for (std::int64_t j = j0; j < j1; ++j) out[j] = static_cast<T>(acc[j - j0]);
+                 // The row loop outside, the kColumns columns inside with a constant trip
+                 // count where the block is whole: GCC then vectorises across the columns
+                 // (with a variable count it vectorised across rows, with gathers: 4 % of
+                 // a step). The order of additions is the same either way.
+                 for (std::int64_t r = 0; r < N; ++r) {
+                   const T *gr = pg + r * D + j0, *hr = ph + r * D + j0;
+                   if (width == kColumns) {
+                     if (k == 1)
+                       for (std::int64_t c = 0; c < kColumns; ++c) acc[c] += static_cast<double>(gr[c]) * static_cast<double>(hr[c]);
+                     else
+                       for (std::int64_t c = 0; c < kColumns; ++c) acc[c] += static_cast<double>(gr[c]);
+                   } else {
+                     for (std::int64_t c = 0; c < width; ++c)
+                       acc[c] += static_cast<double>(gr[c]) * (k == 1 ? static_cast<double>(hr[c]) : 1.0);
+                   }
+                 }
+                 for (std::int64_t c = 0; c < width; ++c) out[j0 + c] = static_cast<T>(acc[c]);
                });
              }
            });
