@@ -25,22 +25,22 @@ void count_allocation(std::size_t nbytes) {
   }
 }
 // The CPU's cache of freed blocks is glibc's own heap, told to keep them. By default
-// glibc serves blocks above a (dynamic, at most 32 MiB) threshold with fresh mmap calls
-// and gives freed heap memory back to the system beyond 128 KiB at the top; a training
-// step frees and re-allocates the same tensor sizes every step, so each step then paid
-// page faults and zeroing of fresh pages (about 2 % of an MHA step, perf: clear_page,
-// exc_page_fault). With these settings, blocks up to 256 MiB come from the heap and
-// freed memory is reused by the next step's tensors instead of being returned and
-// faulted in again: the role PyTorch's caching allocator plays on the GPU, and
-// kernels/caching_allocator.h here. The cost is that the process keeps its peak heap
-// (RSS +9 MiB in `hkt bench step`).
+// glibc serves large blocks with fresh mmap calls (above a threshold that it raises as
+// such blocks are freed, up to 32 MiB) and gives freed memory at the top of the heap back
+// to the system beyond 128 KiB. A training step frees and re-allocates the same tensor
+// sizes every step, so steps kept paying page faults and the zeroing of fresh pages
+// (perf: clear_page, exc_page_fault). Here every block up to 32 MiB (the largest
+// threshold glibc accepts on 64-bit systems) comes from the heap, and freed memory stays
+// there for the next step's tensors: the role PyTorch's caching allocator plays on the
+// GPU, and kernels/caching_allocator.h here. The cost is that the process keeps its peak
+// heap. A setting glibc refuses is left at glibc's default (mallopt returns 0).
 void keep_freed_cpu_memory() {
 #if defined(__GLIBC__)
   static std::once_flag once;
   std::call_once(once, [] {
-    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    mallopt(M_TOP_PAD, 64 << 20);
+    mallopt(M_TOP_PAD, 16 << 20);
   });
 #endif
 }
