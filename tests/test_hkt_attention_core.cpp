@@ -48,13 +48,16 @@ Inputs make_inputs(const Problem& p, std::uint64_t seed, DType dtype = DType::Fl
 }
 
 // Runs impl on fresh leaves; returns output then every gradient (q..., k..., v, alpha)
-// of sum(O * w) for a fixed random w.
-std::vector<Tensor> run(bool fused, const Inputs& in, const HktAttentionOptions& opt, std::uint64_t seed) {
+// of sum(O * w) for a fixed random w. With alpha_grad false, alpha is a constant (as
+// MHA's and fixed level weights are) and its gradient is left out: the fused backward
+// then takes its path without raw_0 (fused.cpp, compute_scores' need_raw0).
+std::vector<Tensor> run(bool fused, const Inputs& in, const HktAttentionOptions& opt, std::uint64_t seed,
+                        bool alpha_grad = true) {
   std::vector<Tensor> q, k;
   auto leaf = [](const Tensor& t) { return t.clone().detach().set_requires_grad(); };
   for (const auto& t : in.q) q.push_back(leaf(t));
   for (const auto& t : in.k) k.push_back(leaf(t));
-  Tensor v = leaf(in.v), alpha = leaf(in.alpha);
+  Tensor v = leaf(in.v), alpha = alpha_grad ? leaf(in.alpha) : in.alpha.clone().detach();
   Tensor o = fused ? hkt_attention_fused(q, k, v, alpha, in.mask, opt) : hkt_attention_composite(q, k, v, alpha, in.mask, opt);
   Generator gen(seed);
   Tensor w = Tensor::normal(o.shape(), gen, 0, 1, o.dtype());
@@ -63,7 +66,7 @@ std::vector<Tensor> run(bool fused, const Inputs& in, const HktAttentionOptions&
   for (auto* group : {&q, &k})
     for (auto& t : *group) res.push_back(t.grad());
   res.push_back(v.grad());
-  res.push_back(alpha.grad());
+  if (alpha_grad) res.push_back(alpha.grad());
   return res;
 }
 
@@ -111,6 +114,31 @@ TEST_CASE("hkt attention core: fused equals composite in float64 for output and 
       for (std::size_t i = 0; i < fused.size(); ++i) {
         INFO("B=" << p.B << " H=" << p.H << " T=" << p.T << " dh=" << p.dh << " L=" << p.L << " causal=" << p.causal
                   << " padded=" << p.padded << " block=" << block << " tensor " << i << " (" << kNames[i ? 1 : 0] << ")");
+        CHECK(rel_err(fused[i], composite[i]) < kFusedVsCompositeFloat64);
+      }
+    }
+  }
+}
+
+TEST_CASE("hkt attention core: with constant level weights (no dalpha) fused equals composite in float64 across tiles",
+          "[attention]") {
+  // The backward without raw_0 (MHA, fixed level weights): several tiles of every shape,
+  // an odd T, L = 1 and 3, causal and padded.
+  const Problem problems[] = {{1, 2, 600, 4, 1, true, true}, {1, 2, 600, 4, 3, true, true}, {2, 1, 29, 3, 3, false, true},
+                              {2, 1, 29, 3, 1, true, false}};
+  for (const auto& p : problems) {
+    const HktAttentionOptions defaults;
+    for (const auto& [bq, bk] : {std::pair<std::int64_t, std::int64_t>{4, 4}, {defaults.block_q, defaults.block_k}, {32, 8}}) {
+      HktAttentionOptions opt;
+      opt.causal = p.causal;
+      opt.block_q = bq;
+      opt.block_k = bk;
+      const Inputs in = make_inputs(p, 5 + static_cast<std::uint64_t>(p.T));
+      const auto fused = run(true, in, opt, 7, false), composite = run(false, in, opt, 7, false);
+      REQUIRE(fused.size() == static_cast<std::size_t>(2 * p.L + 2));  // O, dq, dk, dv
+      for (std::size_t i = 0; i < fused.size(); ++i) {
+        INFO("T=" << p.T << " L=" << p.L << " causal=" << p.causal << " padded=" << p.padded << " block=" << bq << "x" << bk
+                  << " tensor " << i);
         CHECK(rel_err(fused[i], composite[i]) < kFusedVsCompositeFloat64);
       }
     }

@@ -107,10 +107,13 @@ struct ScoreTile {
   std::vector<T> s;                 // the fused, masked scores (then p), [block_q x block_k]
   std::vector<std::vector<T>> fused;  // level l >= 1: sum_{m >= l} alpha_m Lift_{m-l}(raw_m), at level l's resolution
   std::vector<T> widened;           // one coarse row with each entry doubled, [block_k]
-  explicit ScoreTile(const Geometry& g) {
+  // raw[0] only with_raw0 (compute_scores' need_raw0); fused[0] is never used (level 0
+  // is s itself), so it stays empty: about half the scratch, which then stays in L2.
+  ScoreTile(const Geometry& g, bool with_raw0) {
     for (int l = 0; l < g.L; ++l) {
-      raw.emplace_back(static_cast<std::size_t>((g.block_q >> l) * (g.block_k >> l)));
-      fused.emplace_back(static_cast<std::size_t>((g.block_q >> l) * (g.block_k >> l)));
+      const auto size = static_cast<std::size_t>((g.block_q >> l) * (g.block_k >> l));
+      raw.emplace_back(l > 0 || with_raw0 ? size : 0);
+      fused.emplace_back(l > 0 ? size : 0);
     }
     s.resize(static_cast<std::size_t>(g.block_q * g.block_k));
     widened.resize(static_cast<std::size_t>(g.block_k));
@@ -148,7 +151,10 @@ void add_column_pairs(T* __restrict out, const T* __restrict pair, std::int64_t 
 // (coarse, exact since i0 and j0 are multiples of 2^l), -inf where masked; and tile.raw
 // with raw_l for l >= 1, and for l = 0 too when need_raw0 (the backward's dalpha_0 needs
 // it). Without it, level 0 goes straight into s: the GEMM adds (scale alpha_0) Q0 K0^T
-// onto the lifted coarse levels, which saves writing raw_0 and a pass to scale it.
+// onto the lifted coarse levels, which saves writing raw_0 and a pass to scale it. The
+// two ways round differently in the last bit, so where the backward keeps raw_0 its
+// p = exp(s - LSE) may differ from the forward's by an ulp: harmless, as in every
+// recomputing (FlashAttention) backward.
 template <class T>
 void compute_scores(const Geometry& g, const Head<T>& hd, std::int64_t i0, std::int64_t i1, std::int64_t j0,
                     std::int64_t j1, ScoreTile<T>& tile, bool need_raw0) {
@@ -262,7 +268,7 @@ void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* 
   const T inf = std::numeric_limits<T>::infinity();
   std::vector<T> D(static_cast<std::size_t>(T_));  // D_i = rowsum(dO_i (.) O_i)
   for (std::int64_t i = 0; i < T_; ++i) D[static_cast<std::size_t>(i)] = dot_lanes(dout + i * dh, out + i * dh, dh);
-  ScoreTile<T> tile(g);
+  ScoreTile<T> tile(g, /*with_raw0=*/dalpha != nullptr);
   std::vector<T> ds(static_cast<std::size_t>(bq * bk));
   for (std::int64_t j0 = 0; j0 < T_; j0 += bk) {
     const std::int64_t j1 = std::min(j0 + bk, T_), nc = j1 - j0, jt = j0 / bk;
@@ -380,7 +386,7 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
     T *po = out.data<T>(), *pl = lse.data<T>();
 #pragma omp parallel
     {
-      ScoreTile<T> tile(g);  // one per thread: allocating and zeroing it per tile cost 1 % of a step
+      ScoreTile<T> tile(g, /*with_raw0=*/false);  // one per thread: allocating and zeroing it per tile cost 1 % of a step
 #pragma omp for schedule(dynamic, 1)
       for (std::int64_t task = 0; task < heads * query_tiles; ++task) {
         const std::int64_t bh = task / query_tiles, i0 = (task % query_tiles) * g.block_q;

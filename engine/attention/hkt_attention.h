@@ -31,9 +31,11 @@ struct HktAttentionOptions {
   /// Multiplies every level's scores; 0 means 1/sqrt(d_h).
   double scale = 0.0;
   /// Query and key tile sizes of the fused CPU op; rounded up to a multiple of 2^(L-1).
-  /// 128 x 256 was the fastest of 64 x 64 .. 128 x 512 for forward + backward at T = 1024
-  /// and 2048, d_h = 32 and 64, L = 1 and 3 (docs/benchmarks.md): larger tiles make fewer,
-  /// larger BLAS calls, and a tile's scratch (about 0.5 MiB in float32) still fits in L2.
+  /// 128 x 256 was the fastest of the sizes from 64 x 64 to 256 x 512 tried for forward +
+  /// backward at T = 1024 and 2048, d_h = 32 and 64, L = 1 and 3 (docs/attention.md,
+  /// "Inside a tile"): larger tiles make fewer, larger BLAS calls, and a thread's scratch
+  /// (float32, L = 3: 0.2 MiB in the forward, 0.35 to 0.45 MiB in the backward) still
+  /// fits in L2.
   std::int64_t block_q = 128;
   std::int64_t block_k = 256;
 };
