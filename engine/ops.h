@@ -62,8 +62,9 @@ Tensor relu(const Tensor& x);     ///< max(x, 0), NaN stays NaN; gradient 0 at x
 /// GELU (Hendrycks & Gimpel 2016). Erf: x Phi(x) = x/2 (1 + erf(x/sqrt 2)), PyTorch's
 /// default. Tanh: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), approximate="tanh".
 /// Erf in float32 on the CPU is computed as x/2 erfc(-x/sqrt 2) with a vectorised erfc
-/// (engine/attention/vector_math.h): value and gradient within (6e-7 + 1.2e-7 x^2) relative
-/// of the exact ones; float64 and CUDA use std::erf.
+/// (engine/attention/vector_math.h): the value within (6e-7 + 1.2e-7 x^2) relative of the
+/// exact one, the gradient within that fraction of |Phi(x)| + |x phi(x)| (the gradient
+/// itself crosses 0 near x = -0.75); float64 and CUDA use std::erf.
 enum class GeluApproximation { Erf, Tanh };
 Tensor gelu(const Tensor& x, GeluApproximation approximation = GeluApproximation::Erf);
 

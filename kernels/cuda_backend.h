@@ -200,10 +200,11 @@ void conv1d_backward_input(const void* g, const void* w, void* dx, std::int64_t 
 void conv1d_backward_params(const void* g, const void* x, void* dw, void* dbias, std::int64_t B, std::int64_t T,
                             std::int64_t C, std::int64_t k, std::int64_t stride, std::int64_t T_out, DType dtype);
 
-// ---- randomness and the optimizer (kernels/backend/random.cpp, adamw.cpp) -----------------
+// ---- randomness and the optimizer (kernels/backend/optim.cpp) ---------------------------
 
-/// Inverted-dropout scale mask: mask[i] = 0 when uniform24(Philox(seed, first + i)) < p,
-/// else 1/(1-p); the same numbers as the CPU (engine/random.h).
+/// Inverted-dropout scale mask: mask[i] = 0 when uniform24_at(seed, first, i) < p (word
+/// i % 4 of Philox block first + i / 4), else 1/(1-p); the same numbers as the CPU
+/// (engine/random.h). The caller's generator advances by ceil(n / 4).
 void dropout_mask(void* mask, std::int64_t n, std::uint64_t seed, std::uint64_t first, double p, DType dtype);
 /// One AdamW update of n elements, in place (engine/optim/adamw.cpp, same formula):
 /// m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p = decay p - step_size m / (sqrt(v)/bc2_sqrt + eps).

@@ -200,10 +200,10 @@ void add_bench_command(CLI::App& app) {
   sub->add_option("--batch", args->batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--block-q", args->block_q, "Query tile rows of the fused CPU op (rounded up to a multiple of 2^(L-1))")
       ->capture_default_str()
-      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 16));
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{4096}));
   sub->add_option("--block-k", args->block_k, "Key tile columns of the fused CPU op (rounded up to a multiple of 2^(L-1))")
       ->capture_default_str()
-      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 16));
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{4096}));
   sub->add_option("--impl", *impl_str, "Comma-separated: fused, composite, fused-v0 (CUDA: the per-row v0 kernels)")->capture_default_str();
   sub->add_option("--repeats", args->repeats, "Timed runs per point (the median is reported)")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--threads", args->threads, "OpenMP threads (0: the OpenMP default)")->capture_default_str()->check(CLI::NonNegativeNumber);

@@ -104,7 +104,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
                  mean_dh /= static_cast<T>(D);
                  const T rs = pr[r];
                  T* out = dx + r * D;
-                 for (std::int64_t k = 0; k < D; ++k) out[k] = rs * (gr[k] * wr[k] - mean_d - hr[k] * mean_dh);
+                 for (std::int64_t c = 0; c < D; ++c) out[c] = rs * (gr[c] * wr[c] - mean_d - hr[c] * mean_dh);
                });
              }
              // Column sums over rows: each task owns a block of kColumns whole columns, so

@@ -59,7 +59,6 @@ Tensor batched_gemm(const char* op, const Tensor& a, const Tensor& b, bool trans
   out_shape.push_back(m);
   out_shape.push_back(n);
   if (m == 0 || n == 0 || k == 0) return Tensor::zeros(out_shape, a.dtype(), a.device());  // an empty sum is 0
-  // cuBLAS (beta = 0) writes every element; the CPU path below accumulates into zeros.
   // Not zeroed first: every row block below is written by a GEMM with beta = 0, which
   // never reads C (the BLAS contract), so a zero fill would be one more pass over the
   // output for nothing.
