@@ -5,6 +5,7 @@
 #include <limits>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "attention/hkt_attention.h"
 #include "gradcheck/gradcheck.h"
@@ -88,6 +89,22 @@ double rel_err(const Tensor& a, const Tensor& b) {
 
 const char* kNames[] = {"output", "dq/dk/dv/dalpha"};
 
+// The fused op's options for every tiling the fused-vs-composite tests run: small square
+// tiles (many tiles), the defaults (query and key tiles of different sizes), and key
+// tiles smaller than query tiles.
+std::vector<HktAttentionOptions> tilings(bool causal) {
+  const HktAttentionOptions defaults;
+  std::vector<HktAttentionOptions> out;
+  for (const auto& [bq, bk] : {std::pair<std::int64_t, std::int64_t>{4, 4}, {defaults.block_q, defaults.block_k}, {32, 8}}) {
+    HktAttentionOptions opt;
+    opt.causal = causal;
+    opt.block_q = bq;
+    opt.block_k = bk;
+    out.push_back(opt);
+  }
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("hkt attention core: fused equals composite in float64 for output and every gradient", "[attention]") {
@@ -100,15 +117,8 @@ TEST_CASE("hkt attention core: fused equals composite in float64 for output and 
       {1, 1, 600, 4, 3, true, true},                                      // several default-sized tiles
   };
   for (const auto& p : problems) {
-    // (block_q, block_k): small square tiles (many tiles), the defaults (query and key
-    // tiles of different sizes), and key tiles smaller than query tiles.
-    const HktAttentionOptions defaults;
-    for (const auto& [bq, bk] : {std::pair<std::int64_t, std::int64_t>{4, 4}, {defaults.block_q, defaults.block_k}, {32, 8}}) {
-      HktAttentionOptions opt;
-      opt.causal = p.causal;
-      opt.block_q = bq;
-      opt.block_k = bk;
-      const std::string block = std::to_string(bq) + "x" + std::to_string(bk);
+    for (const HktAttentionOptions& opt : tilings(p.causal)) {
+      const std::string block = std::to_string(opt.block_q) + "x" + std::to_string(opt.block_k);
       const Inputs in = make_inputs(p, 11 + static_cast<std::uint64_t>(p.T));
       const auto fused = run(true, in, opt, 5), composite = run(false, in, opt, 5);
       for (std::size_t i = 0; i < fused.size(); ++i) {
@@ -127,17 +137,12 @@ TEST_CASE("hkt attention core: with constant level weights (no dalpha) fused equ
   const Problem problems[] = {{1, 2, 600, 4, 1, true, true}, {1, 2, 600, 4, 3, true, true}, {2, 1, 29, 3, 3, false, true},
                               {2, 1, 29, 3, 1, true, false}};
   for (const auto& p : problems) {
-    const HktAttentionOptions defaults;
-    for (const auto& [bq, bk] : {std::pair<std::int64_t, std::int64_t>{4, 4}, {defaults.block_q, defaults.block_k}, {32, 8}}) {
-      HktAttentionOptions opt;
-      opt.causal = p.causal;
-      opt.block_q = bq;
-      opt.block_k = bk;
+    for (const HktAttentionOptions& opt : tilings(p.causal)) {
       const Inputs in = make_inputs(p, 5 + static_cast<std::uint64_t>(p.T));
       const auto fused = run(true, in, opt, 7, false), composite = run(false, in, opt, 7, false);
       REQUIRE(fused.size() == static_cast<std::size_t>(2 * p.L + 2));  // O, dq, dk, dv
       for (std::size_t i = 0; i < fused.size(); ++i) {
-        INFO("T=" << p.T << " L=" << p.L << " causal=" << p.causal << " padded=" << p.padded << " block=" << bq << "x" << bk
+        INFO("T=" << p.T << " L=" << p.L << " causal=" << p.causal << " padded=" << p.padded << " block=" << opt.block_q << "x" << opt.block_k
                   << " tensor " << i);
         CHECK(rel_err(fused[i], composite[i]) < kFusedVsCompositeFloat64);
       }
