@@ -120,17 +120,18 @@ TEST_CASE("tile_gemm_tn: C += alpha A^T B (A stored k x m) equals a float64 trip
   }
 }
 
-TEST_CASE("sum_lanes, dot_lanes, max_lanes: equal float64 sums and the exact max for every length around the lane count", "[attention][tiles]") {
+TEST_CASE("sum_lanes, dot_lanes, dot3_lanes, max_lanes: equal float64 sums and the exact max for every length around the lane count", "[attention][tiles]") {
   using hkt::attention::dot_lanes;
   using hkt::attention::sum_lanes;
   for (std::int64_t n : {0, 1, 15, 16, 17, 33, 64, 100}) {
     std::vector<double> a(static_cast<std::size_t>(n)), b(static_cast<std::size_t>(n));
-    double sum = 0, dot = 0;
+    double sum = 0, dot = 0, dot3 = 0;
     for (std::int64_t i = 0; i < n; ++i) {
       a[static_cast<std::size_t>(i)] = std::sin(0.37 * static_cast<double>(i) + 1.0);
       b[static_cast<std::size_t>(i)] = 1.0 + 0.01 * static_cast<double>(i);
       sum += a[static_cast<std::size_t>(i)];
       dot += a[static_cast<std::size_t>(i)] * b[static_cast<std::size_t>(i)];
+      dot3 += a[static_cast<std::size_t>(i)] * b[static_cast<std::size_t>(i)] * a[static_cast<std::size_t>(i)];
     }
     std::vector<float> af(a.begin(), a.end()), bf(b.begin(), b.end());
     INFO("n " << n);
@@ -142,6 +143,8 @@ TEST_CASE("sum_lanes, dot_lanes, max_lanes: equal float64 sums and the exact max
     CHECK(dot_lanes(a.data(), b.data(), n) == Approx(dot).margin(1e-13));
     CHECK(static_cast<double>(sum_lanes(af.data(), n)) == Approx(sum).margin(1e-5));
     CHECK(static_cast<double>(dot_lanes(af.data(), bf.data(), n)) == Approx(dot).margin(1e-5));
+    CHECK(hkt::attention::dot3_lanes(a.data(), b.data(), a.data(), n) == Approx(dot3).margin(1e-13));
+    CHECK(static_cast<double>(hkt::attention::dot3_lanes(af.data(), bf.data(), af.data(), n)) == Approx(dot3).margin(1e-5));
   }
 }
 

@@ -164,4 +164,18 @@ T dot_lanes(const T* a, const T* b, std::int64_t n) {
   return s;
 }
 
+/// sum_i (a[i] b[i]) c[i], i < n, in the order of sum_lanes (the LayerNorm backward's
+/// mean(dxhat xhat) with dxhat = g w).
+template <class T>
+T dot3_lanes(const T* a, const T* b, const T* c, std::int64_t n) {
+  T lane[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (std::int64_t j = 0; j < kLanes; ++j) lane[j] += a[i + j] * b[i + j] * c[i + j];
+  T s = 0;
+  for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
+  for (; i < n; ++i) s += a[i] * b[i] * c[i];
+  return s;
+}
+
 }  // namespace hkt::attention

@@ -15,8 +15,6 @@
 
 namespace hkt {
 
-using attention::kLanes;
-
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
   cpu::check_defined("layer_norm", x);
   check(x.dim() >= 1, "layer_norm: input must have rank >= 1");
@@ -79,29 +77,10 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
                const T* wr = pw ? pw : ones.data();  // the weight row (all ones without a weight)
                cpu::parallel_for(N, D * 4, [&](std::int64_t r) {
                  const T *gr = pg + r * D, *hr = ph + r * D;
-                 // mean(dxhat) and mean(dxhat * xhat), dxhat = g w, as kLanes interleaved
-                 // partial sums added in a fixed order (vector_math.h, sum_lanes: an
-                 // ordered float sum stays scalar; this one vectorises).
-                 T sum_d[kLanes] = {}, sum_dh[kLanes] = {};
-                 std::int64_t j = 0;
-                 for (; j + kLanes <= D; j += kLanes)
-                   for (std::int64_t l = 0; l < kLanes; ++l) {
-                     const T d = gr[j + l] * wr[j + l];
-                     sum_d[l] += d;
-                     sum_dh[l] += d * hr[j + l];
-                   }
-                 T mean_d = 0, mean_dh = 0;
-                 for (std::int64_t l = 0; l < kLanes; ++l) {
-                   mean_d += sum_d[l];
-                   mean_dh += sum_dh[l];
-                 }
-                 for (; j < D; ++j) {
-                   const T d = gr[j] * wr[j];
-                   mean_d += d;
-                   mean_dh += d * hr[j];
-                 }
-                 mean_d /= static_cast<T>(D);
-                 mean_dh /= static_cast<T>(D);
+                 // mean(dxhat) and mean(dxhat * xhat), dxhat = g w, as lane-split sums
+                 // (vector_math.h: an ordered float sum stays scalar; these vectorise).
+                 const T mean_d = attention::dot_lanes(gr, wr, D) / static_cast<T>(D);
+                 const T mean_dh = attention::dot3_lanes(gr, wr, hr, D) / static_cast<T>(D);
                  const T rs = pr[r];
                  T* out = dx + r * D;
                  for (std::int64_t c = 0; c < D; ++c) out[c] = rs * (gr[c] * wr[c] - mean_d - hr[c] * mean_dh);
