@@ -227,11 +227,11 @@ std::unique_ptr<Classifier> load_model(const Json& config, const std::string& ch
   const ClassifierConfig mc = config::model_config(config, size("vocab_size"), size("num_features"), size("num_classes"), size("max_len"));
   Generator gen(0);  // every parameter is overwritten below
   auto model = std::make_unique<Classifier>(mc, gen, config_dtype(config));
-  load_weights(*model, checkpoint_path);
+  load_weights(*model, checkpoint_path, /*model_from_metadata=*/true);
   return model;
 }
 
-void load_weights(const Classifier& model, const std::string& checkpoint_path) {
+void load_weights(const Classifier& model, const std::string& checkpoint_path, bool model_from_metadata) {
   const auto file = safetensors::load(checkpoint_path);
   safetensors::File weights;
   for (const auto& [name, t] : file.tensors)
@@ -253,12 +253,14 @@ void load_weights(const Classifier& model, const std::string& checkpoint_path) {
     targets.emplace_back(name, p.device() == Device::CPU ? p : Tensor::empty(p.shape(), p.dtype()));
   try {
     safetensors::load_into(weights, targets);
-  } catch (const Error& e) {  // the sizes in the metadata (or the config) do not match the tensors
+  } catch (const Error& e) {  // the model's sizes (from the metadata or the config) do not match the tensors
     std::string sizes;
     for (const char* key : {"vocab_size", "max_len", "num_classes", "num_features"})
       if (file.metadata.count(key)) sizes += std::string(sizes.empty() ? "" : ", ") + key + " = " + file.metadata.at(key);
-    throw Error(checkpoint_path + ": its tensors do not fit the model built from its metadata (" + sizes +
-                ") and the config: " + e.what());
+    throw Error(checkpoint_path + ": its tensors do not fit the model built from " +
+                (model_from_metadata ? "its metadata (" + sizes + ") and the config"
+                                     : "the config (the checkpoint's metadata: " + sizes + ")") +
+                ": " + e.what());
   }
   for (std::size_t i = 0; i < params.size(); ++i)
     if (params[i].second.device() == Device::CUDA)

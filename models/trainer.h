@@ -73,12 +73,16 @@ config::Json train(const config::Json& config, const std::string& out_dir, bool 
 /// Throws hkt::Error naming the checkpoint for a missing or malformed entry.
 std::unique_ptr<Classifier> load_model(const config::Json& config, const std::string& checkpoint_path);
 
-/// Loads a checkpoint's weights into `model` (by name, shapes must match).
-void load_weights(const Classifier& model, const std::string& checkpoint_path);
+/// Loads a checkpoint's weights into `model` (by name, shapes must match). Throws
+/// hkt::Error naming the file for a non-finite weight, and for tensors that do not fit
+/// the model, with the checkpoint's size metadata; model_from_metadata says whether the
+/// model was built from that metadata (load_model) or from the run's config (resume,
+/// eval), so that the message names the right source.
+void load_weights(const Classifier& model, const std::string& checkpoint_path, bool model_from_metadata = false);
 
 /// Writes text to path atomically: path + ".tmp" first, then a rename, so a reader never
 /// sees a half-written file. Throws hkt::Error naming the path when it cannot be written
-/// (std::filesystem::filesystem_error when the rename fails).
+/// (also when the rename fails).
 void write_file_atomic(const std::string& path, const std::string& text);
 
 /// Writes the weights of `model` (and, when given, optimizer state and metadata) to
