@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -49,8 +50,7 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
   Tensor t = empty(shape, dtype, Device::CPU);
   dispatch_any(dtype, [&](auto tag) {
     using T = decltype(tag);
-    T* p = t.data<T>();
-    for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = convert<T>(value, "full", 0);
+    std::fill_n(t.data<T>(), t.numel(), convert<T>(value, "full", 0));
   });
   return t.to(device);
 }
@@ -196,7 +196,8 @@ Tensor Tensor::to(DType target) const {
       using D = decltype(dst_tag);
       const S* ps = data<S>();
       D* pd = out.data<D>();
-      for (std::int64_t i = 0; i < numel(); ++i)
+      const std::int64_t n = numel();
+      for (std::int64_t i = 0; i < n; ++i)
         pd[i] = std::is_floating_point_v<S> ? convert<D>(static_cast<double>(ps[i]), "to(dtype)", static_cast<std::size_t>(i))
                                             : static_cast<D>(ps[i]);
     });

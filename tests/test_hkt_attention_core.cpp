@@ -51,7 +51,7 @@ Inputs make_inputs(const Problem& p, std::uint64_t seed, DType dtype = DType::Fl
 // Runs impl on fresh leaves; returns output then every gradient (q..., k..., v, alpha)
 // of sum(O * w) for a fixed random w. With alpha_grad false, alpha is a constant (as
 // MHA's and fixed level weights are) and its gradient is left out: the fused backward
-// then takes its path without raw_0 (fused.cpp, compute_scores' need_raw0).
+// then skips the dalpha dot products (fused.cpp, backward_head).
 std::vector<Tensor> run(bool fused, const Inputs& in, const HktAttentionOptions& opt, std::uint64_t seed,
                         bool alpha_grad = true) {
   std::vector<Tensor> q, k;

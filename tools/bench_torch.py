@@ -5,15 +5,19 @@ What a PyTorch user would write for the same model (models/classifier.h and
 docs/attention.md):
 - standard attention (MHA, levels = 1) through torch.nn.functional.scaled_dot_product_attention;
 - HKT attention ("scores" fusion), causal strided depthwise conv1d downsampling, then
-  one of two formulations (--hkt-formulation):
-  concat (the default, PyTorch's best on the CPU): HKT's fused score is one ordinary
+  one of three formulations (--hkt-formulation):
+  concat (the default): HKT's fused score is one ordinary
     attention whose query/key rows are the levels' rows repeated and concatenated,
       s(i, j) = scale [a0 Q0[i] | a1 Q1[i>>1] | ...] . [K0[j] | K1[j>>1] | ...],
     so it is one scaled_dot_product_attention call with query/key width L x d_head
     (alpha folded into the query) and the key mask (padding, causal) passed to SDPA;
+  concat-padv: the same with V zero-padded to width L x d_head and the output cut back
+    to d_head. PyTorch 2.15's CPU SDPA runs its flash kernel only when the value width
+    equals the query/key width (with V of width d_head it materialises the T x T
+    scores), so padding V trades 2 (L - 1) d_head extra zero features for that kernel;
   composite: per-level Q K^T, the lift by repeat_interleave, the convex level weights,
     one masked softmax and P V (every level's T x T scores held at once).
-  Both are checked against hkt's logits, on an unpadded and a padded batch.
+  Each is checked against hkt's logits, on an unpadded and a padded batch.
 
 It reads a directory written by `hkt bench step --export DIR`:
   DIR/config.json        the resolved hkt config (model, train, data.max_len)
@@ -34,7 +38,7 @@ what the steps added to the RSS they started from, as `hkt bench step` reports t
 Needs torch >= 2.1 (scaled_dot_product_attention with scale=) and safetensors, e.g.
   python3 -m venv .venv-torch && .venv-torch/bin/pip install torch safetensors
 Usage:
-  python3 tools/bench_torch.py --export DIR [--hkt-formulation concat|composite] [--threads N] [--repeats 10] [--warmup 2] [--json]
+  python3 tools/bench_torch.py --export DIR [--hkt-formulation concat|concat-padv|composite] [--threads N] [--repeats 10] [--warmup 2] [--json]
 """
 import argparse
 import json
@@ -155,13 +159,18 @@ class HktAttention(nn.Module):
         alpha = self.level_weights()  # [H, L]
         qs = [self.heads(self.w_q[l](xl)) for l, xl in enumerate(xs)]  # [B, H, T_l, d_h]
         ks = [self.heads(self.w_k[l](xl)) for l, xl in enumerate(xs)]
-        if self.formulation == "concat":
+        if self.formulation in ("concat", "concat-padv"):
             # Row i of level l is row i >> l of Q_l, K_l: repeat each coarse row 2^l times, cut to T,
             # fold alpha_l into the queries and concatenate along the feature axis.
             qc = torch.cat([alpha[:, l].view(1, self.h, 1, 1) * q.repeat_interleave(2 ** l, dim=2)[:, :, :T]
                             for l, q in enumerate(qs)], -1)  # [B, H, T, L d_h]
             kc = torch.cat([k.repeat_interleave(2 ** l, dim=2)[:, :, :T] for l, k in enumerate(ks)], -1)
-            o = F.scaled_dot_product_attention(qc, kc, v, attn_mask=self.sdpa_mask(key_mask, T), scale=self.scale)
+            if self.formulation == "concat":
+                o = F.scaled_dot_product_attention(qc, kc, v, attn_mask=self.sdpa_mask(key_mask, T), scale=self.scale)
+            else:  # V padded with zero features to qc's width; the first d_h output features are O
+                vp = F.pad(v, (0, qc.shape[-1] - v.shape[-1]))
+                o = F.scaled_dot_product_attention(qc, kc, vp, attn_mask=self.sdpa_mask(key_mask, T),
+                                                   scale=self.scale)[..., : v.shape[-1]]
         else:
             s = None
             for l, (q, k) in enumerate(zip(qs, ks)):
@@ -370,8 +379,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=10, help="timed steps (the median is reported)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--tolerance", type=float, default=1e-4, help="largest scaled logit difference accepted")
-    ap.add_argument("--hkt-formulation", choices=("concat", "composite"), default="concat",
-                    help="HKT attention as one SDPA call over concatenated levels (default) or composed per level")
+    ap.add_argument("--hkt-formulation", choices=("concat", "concat-padv", "composite"), default="concat",
+                    help="HKT attention as one SDPA call over concatenated levels (default), the same with V "
+                         "zero-padded to their width, or composed per level")
     ap.add_argument("--json", action="store_true", help="print one JSON line")
     a = ap.parse_args()
     if a.repeats < 1 or a.warmup < 0 or a.threads < 0:

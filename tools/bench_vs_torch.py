@@ -9,8 +9,9 @@ PyTorch variant of the model through tools/bench_torch.py (which first checks th
 logits match hkt's) one after the other, the order rotated every round, so that a slow
 spell of the machine hits all alike. PyTorch's variants: for MHA, scaled_dot_product_attention
 ("sdpa"); for HKT, the concat formulation (one SDPA call over the levels' repeated and
-concatenated query/key rows: PyTorch's best HKT on the CPU) and the straightforward composite
-(every level's T x T scores), --hkt-torch choosing which. A point's time is the median over
+concatenated query/key rows), the same with V zero-padded to the query/key width
+("concat-padv", which lets PyTorch's CPU SDPA run its flash kernel) and the straightforward
+composite (every level's T x T scores), --hkt-torch choosing which. A point's time is the median over
 rounds of each run's median step time; its memory the largest peak RSS.
 
 The table replaces the part of --out between the markers
@@ -82,7 +83,8 @@ def describe_model(export_dir):
             % (c["train"]["dtype"], m["d_model"], m["n_heads"], m["n_layers"], m["d_ff"], m["dropout"], m["hkt"]["levels"]))
 
 
-VARIANT_NAMES = {"sdpa": "SDPA", "concat": "concat (one SDPA)", "composite": "composite"}
+VARIANT_NAMES = {"sdpa": "SDPA", "concat": "concat (one SDPA)", "concat-padv": "concat, V padded (one flash SDPA)",
+                 "composite": "composite"}
 
 
 def torch_variants(row):
@@ -160,8 +162,8 @@ def main():
     ap.add_argument("--T", type=int_list, default=[512, 1024, 2048])
     ap.add_argument("--threads", type=int_list, default=[1, 2])
     ap.add_argument("--models", default="mha,hkt")
-    ap.add_argument("--hkt-torch", default="concat,composite",
-                    help="PyTorch's HKT formulations to time: concat and/or composite")
+    ap.add_argument("--hkt-torch", default="concat,concat-padv,composite",
+                    help="PyTorch's HKT formulations to time: any of concat, concat-padv, composite")
     ap.add_argument("--tokens", type=int, default=8192, help="tokens per batch: B = tokens // T (at least 1)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per run")
@@ -186,8 +188,8 @@ def main():
     if not set(models) <= {"mha", "hkt"} or len(set(models)) != len(models):
         ap.error("--models lists mha and/or hkt, each once")
     hkt_torch = args.hkt_torch.split(",")
-    if not set(hkt_torch) <= {"concat", "composite"} or len(set(hkt_torch)) != len(hkt_torch):
-        ap.error("--hkt-torch lists concat and/or composite, each once")
+    if not set(hkt_torch) <= {"concat", "concat-padv", "composite"} or len(set(hkt_torch)) != len(hkt_torch):
+        ap.error("--hkt-torch lists some of concat, concat-padv, composite, each once")
     if args.rounds < 1 or args.repeats < 1 or args.tokens < 1 or args.warmup < 0:
         ap.error("--rounds, --repeats and --tokens must be >= 1, --warmup >= 0")
     if not os.access(args.hkt, os.X_OK):

@@ -10,9 +10,10 @@
 //   (running max m and sum l); acc += p V[J]. Store O = acc / l and LSE = m + log l.
 // Backward (FlashAttention-2): D_i = rowsum(dO_i O_i); per key tile J, per query tile I:
 //   recompute s, p = exp(s - LSE); dV[J] += p^T dO[I]; dp = dO[I] V[J]^T;
-//   ds = p (dp - D); level 0: dQ0[I] += alpha_0 scale ds K0[J], dK0[J] += alpha_0 scale
-//   ds^T Q0[I]; level l: ds_l = block sums of ds, dQ_l += alpha_l scale ds_l K_l,
-//   dK_l += alpha_l scale ds_l^T Q_l; dalpha_l += sum ds_l (.) scale Q_l K_l^T.
+//   ds = p (dp - D); per level (ds_0 = ds, ds_l = its 2^l x 2^l block sums):
+//   G_l[I/2^l] += scale ds_l K_l[J/2^l], dK_l[J/2^l] += alpha_l scale ds_l^T Q_l[I/2^l].
+//   At the end dalpha_l = sum_i Q_l[i] . G_l[i] (= sum ds_l (.) scale Q_l K_l^T over the
+//   tiles) and dQ_l = alpha_l G_l.
 // Memory: K_l^T and V^T packed per key tile (the size of K and V), O, the LSE and a
 // few tiles per thread: O(T d_h) per head, never T x T.
 //
@@ -103,20 +104,15 @@ Head<T> make_head(const Geometry& g, const std::vector<Tensor>& q, const std::ve
 // Scratch of one score tile: query rows i0..i1-1, key columns j0..j1-1.
 template <class T>
 struct ScoreTile {
-  std::vector<std::vector<T>> raw;  // level l: scale Q_l K_l^T, [block_q/2^l x block_k/2^l], row stride block_k/2^l
-  std::vector<T> s;                 // the fused, masked scores (then p), [block_q x block_k]
-  std::vector<std::vector<T>> fused;  // level l >= 1: sum_{m >= l} alpha_m Lift_{m-l}(raw_m), at level l's resolution
-  std::vector<T> widened;           // one coarse row with each entry doubled, [block_k]
-  // raw[0] only with_raw0 (compute_scores' need_raw0); fused[0] is never used (level 0
-  // is s itself), so it stays empty: about half the scratch, which then stays in L2.
-  ScoreTile(const Geometry& g, bool with_raw0) {
-    for (int l = 0; l < g.L; ++l) {
-      const auto size = static_cast<std::size_t>((g.block_q >> l) * (g.block_k >> l));
-      raw.emplace_back(l > 0 || with_raw0 ? size : 0);
-      fused.emplace_back(l > 0 ? size : 0);
-    }
+  std::vector<T> s;                   // the fused, masked scores (then p), [block_q x block_k]
+  std::vector<std::vector<T>> fused;  // level l >= 1: F_l (compute_scores) or ds_l (the backward), [block_q/2^l x block_k/2^l], row stride block_k/2^l
+  std::vector<T> row;                 // one row of scratch, [block_k]
+  // fused[0] is never used (level 0 is s itself), so it stays empty: the scratch then
+  // stays in L2.
+  explicit ScoreTile(const Geometry& g) {
+    for (int l = 0; l < g.L; ++l) fused.emplace_back(l > 0 ? static_cast<std::size_t>((g.block_q >> l) * (g.block_k >> l)) : 0);
     s.resize(static_cast<std::size_t>(g.block_q * g.block_k));
-    widened.resize(static_cast<std::size_t>(g.block_k));
+    row.resize(static_cast<std::size_t>(g.block_k));
   }
 };
 
@@ -147,71 +143,42 @@ void add_column_pairs(T* __restrict out, const T* __restrict pair, std::int64_t 
 }
 
 // Fills tile.s for rows i0..i1-1 and columns j0..j1-1 with
-//   s = sum_l alpha_l Lift_l(raw_l),  raw_l = scale Q_l[i0/2^l ..] K_l[j0/2^l ..]^T
-// (coarse, exact since i0 and j0 are multiples of 2^l), -inf where masked; and tile.raw
-// with raw_l for l >= 1, and for l = 0 too when need_raw0 (the backward's dalpha_0 needs
-// it). Without it, level 0 goes straight into s: the GEMM adds (scale alpha_0) Q0 K0^T
-// onto the lifted coarse levels, which saves writing raw_0 and a pass to scale it. The
-// two ways round differently in the last bit, so where the backward keeps raw_0 its
-// p = exp(s - LSE) may differ from the forward's by an ulp: harmless, as in every
-// recomputing (FlashAttention) backward.
+//   s = sum_l alpha_l Lift_l(scale Q_l[i0/2^l ..] K_l[j0/2^l ..]^T)
+// (coarse indices exact since i0 and j0 are multiples of 2^l), -inf where masked.
+// From the coarsest level down, one factor of 2 at a time:
+//   F_{L-1} = alpha_{L-1} scale Q_{L-1} K_{L-1}^T,  F_l = Lift_1(F_{l+1}) + alpha_l scale Q_l K_l^T,  s = F_0,
+// which equals the sum above. Each F_l is made in place: F_{l+1} lifted into its buffer
+// (each coarse entry copied to a 2 x 2 block: a coarse row widened, then copied to the
+// two fine rows under it), then one GEMM adds alpha_l scale Q_l K_l^T on top (beta = 1).
+// No level's product is stored apart, so the fusion costs one write of each level's
+// tile, and the weights ride in the GEMM's alpha (the lift of spec section 6,
+// reorganised).
 template <class T>
 void compute_scores(const Geometry& g, const Head<T>& hd, std::int64_t i0, std::int64_t i1, std::int64_t j0,
-                    std::int64_t j1, ScoreTile<T>& tile, bool need_raw0) {
-  const std::int64_t bk = g.block_k, dh = g.dh, nr = i1 - i0, nc = j1 - j0, jt = j0 / bk;
-  const int lowest = need_raw0 ? 0 : 1;  // the lowest level whose raw scores are kept
-  for (int l = lowest; l < g.L; ++l) {
+                    std::int64_t j1, ScoreTile<T>& tile) {
+  const std::int64_t bk = g.block_k, dh = g.dh, jt = j0 / bk;
+  for (int l = g.L - 1; l >= 0; --l) {
     const auto li = static_cast<std::size_t>(l);
     const std::int64_t r0 = i0 >> l, rows = ((i1 - 1) >> l) + 1 - r0, cols = ((j1 - 1) >> l) + 1 - (j0 >> l);
-    const std::int64_t w = bk >> l;
-    T* raw = tile.raw[li].data();
-    std::fill(raw, raw + rows * w, T(0));
-    tile_gemm(rows, cols, dh, static_cast<T>(g.scale), hd.q[li] + r0 * dh, dh, hd.kt[li].data() + jt * dh * w, w, raw, w);
-  }
-  // Fuse from the coarsest level down, one factor of 2 at a time:
-  //   F_{L-1} = alpha_{L-1} raw_{L-1},   F_l = alpha_l raw_l + Lift_1(F_{l+1}),   s = F_0,
-  // which equals sum_l alpha_l Lift_l(raw_l). Lifting one level is: double each entry of a
-  // coarse row (widened), then add it to the two fine rows under it. Every level but the
-  // finest costs a quarter of the one below, so the whole fusion is about one pass over
-  // the tile instead of L - 1 (the lift of spec section 6, reorganised).
-  for (int l = g.L - 1; l >= lowest; --l) {
-    const auto li = static_cast<std::size_t>(l);
-    const std::int64_t rows = ((i1 - 1) >> l) + 1 - (i0 >> l), cols = ((j1 - 1) >> l) + 1 - (j0 >> l);
-    const std::int64_t w = bk >> l;  // row stride of raw_l and F_l
+    const std::int64_t w = bk >> l;  // row stride of F_l
     T* out = l == 0 ? tile.s.data() : tile.fused[li].data();
-    const T al = hd.alpha[l];
-    const T* raw = tile.raw[li].data();
     if (l == g.L - 1) {
-      for (std::int64_t r = 0; r < rows; ++r)
-        for (std::int64_t c = 0; c < cols; ++c) out[r * w + c] = al * raw[r * w + c];
-      continue;
-    }
-    const T* coarse = tile.fused[li + 1].data();  // F_{l+1}, row stride w / 2
-    T* wide = tile.widened.data();
-    for (std::int64_t cr = 0; 2 * cr < rows; ++cr) {
-      widen_row(wide, coarse + cr * (w / 2), cols);
-      for (std::int64_t r = 2 * cr; r < std::min(rows, 2 * cr + 2); ++r)
-        for (std::int64_t c = 0; c < cols; ++c) out[r * w + c] = al * raw[r * w + c] + wide[c];
-    }
-  }
-  if (!need_raw0) {  // s = Lift_1(F_1) (0 for L = 1), then s += (scale alpha_0) Q0 K0^T
-    T* s0 = tile.s.data();
-    if (g.L == 1) {
-      for (std::int64_t r = 0; r < nr; ++r) std::fill(s0 + r * bk, s0 + r * bk + nc, T(0));
+      for (std::int64_t r = 0; r < rows; ++r) std::fill(out + r * w, out + r * w + cols, T(0));
     } else {
-      const T* coarse = tile.fused[1].data();  // F_1, row stride bk / 2
-      for (std::int64_t cr = 0; 2 * cr < nr; ++cr) {
-        widen_row(s0 + 2 * cr * bk, coarse + cr * (bk / 2), nc);
-        if (2 * cr + 1 < nr) std::copy(s0 + 2 * cr * bk, s0 + 2 * cr * bk + nc, s0 + (2 * cr + 1) * bk);
+      const T* coarse = tile.fused[li + 1].data();  // F_{l+1}, row stride w / 2
+      for (std::int64_t cr = 0; 2 * cr < rows; ++cr) {
+        widen_row(out + 2 * cr * w, coarse + cr * (w / 2), cols);
+        if (2 * cr + 1 < rows) std::copy(out + 2 * cr * w, out + 2 * cr * w + cols, out + (2 * cr + 1) * w);
       }
     }
-    tile_gemm(nr, nc, dh, static_cast<T>(g.scale) * hd.alpha[0], hd.q[0] + i0 * dh, dh, hd.kt[0].data() + jt * dh * bk, bk, s0,
-              bk);
+    tile_gemm(rows, cols, dh, static_cast<T>(g.scale) * hd.alpha[l], hd.q[li] + r0 * dh, dh, hd.kt[li].data() + jt * dh * w, w,
+              out, w);
   }
   // Masks, only where the tile can have any: padded keys, or keys after some query.
   const bool causal_cut = g.causal && j1 - 1 > i0;
   if (causal_cut || hd.tile_has_padding[static_cast<std::size_t>(jt)]) {
     const T inf = std::numeric_limits<T>::infinity();
+    const std::int64_t nr = i1 - i0, nc = j1 - j0;
     for (std::int64_t r = 0; r < nr; ++r) {
       T* srow = tile.s.data() + r * bk;
       for (std::int64_t c = 0; c < nc; ++c)
@@ -231,7 +198,7 @@ void forward_tile(const Geometry& g, const Head<T>& hd, std::int64_t i0, T* out,
   const std::int64_t j_end = g.causal ? i1 : g.T;  // keys after the last query are all masked
   for (std::int64_t j0 = 0; j0 < j_end; j0 += bk) {
     const std::int64_t j1 = std::min(j0 + bk, g.T), nc = j1 - j0;
-    compute_scores(g, hd, i0, i1, j0, j1, tile, /*need_raw0=*/false);
+    compute_scores(g, hd, i0, i1, j0, j1, tile);
     // Online softmax: new running max, rescale what was accumulated, p = exp(s - max).
     for (std::int64_t r = 0; r < nr; ++r) {
       T* srow = tile.s.data() + r * bk;
@@ -268,14 +235,14 @@ void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* 
   const T inf = std::numeric_limits<T>::infinity();
   std::vector<T> D(static_cast<std::size_t>(T_));  // D_i = rowsum(dO_i (.) O_i)
   for (std::int64_t i = 0; i < T_; ++i) D[static_cast<std::size_t>(i)] = dot_lanes(dout + i * dh, out + i * dh, dh);
-  ScoreTile<T> tile(g, /*with_raw0=*/dalpha != nullptr);
+  ScoreTile<T> tile(g);
   std::vector<T> ds(static_cast<std::size_t>(bq * bk));
   for (std::int64_t j0 = 0; j0 < T_; j0 += bk) {
     const std::int64_t j1 = std::min(j0 + bk, T_), nc = j1 - j0, jt = j0 / bk;
     const std::int64_t i_start = g.causal ? j0 / bq * bq : 0;  // earlier query tiles see none of these keys
     for (std::int64_t i0 = i_start; i0 < T_; i0 += bq) {
       const std::int64_t i1 = std::min(i0 + bq, T_), nr = i1 - i0;
-      compute_scores(g, hd, i0, i1, j0, j1, tile, /*need_raw0=*/dalpha != nullptr);
+      compute_scores(g, hd, i0, i1, j0, j1, tile);
       // p = exp(s - LSE) in tile.s; 0 for masked entries and dead rows.
       for (std::int64_t r = 0; r < nr; ++r) {
         T* srow = tile.s.data() + r * bk;
@@ -310,7 +277,7 @@ void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* 
         if (l > 0) {
           const std::int64_t prev_rows = ((i1 - 1) >> (l - 1)) + 1 - (i0 >> (l - 1));
           const std::int64_t prev_cols = ((j1 - 1) >> (l - 1)) + 1 - (j0 >> (l - 1));
-          T* pair = tile.widened.data();
+          T* pair = tile.row.data();
           for (std::int64_t r = 0; r < rows; ++r) {
             // Add the two fine rows (a missing second row at the edge adds nothing), then
             // the pairs of columns.
@@ -324,19 +291,28 @@ void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* 
           prev_stride = w;
         }
         const std::int64_t stride = l == 0 ? bk : w;
-        const T* raw = tile.raw[li].data();
-        if (dalpha) {  // only when alpha wants a gradient (not for MHA's constant alpha = 1)
-          double da = 0.0;
-          for (std::int64_t r = 0; r < rows; ++r)  // per row in T (vectorised), rows summed in double
-            da += static_cast<double>(dot_lanes(dsl_p + r * stride, raw + r * w, cols));
-          dalpha[l] += da;
-        }
-        const T weight = hd.alpha[l] * static_cast<T>(g.scale);
-        // dQ_l[I/2^l] += weight ds_l K_l[J/2^l];  dK_l[J/2^l] += weight ds_l^T Q_l[I/2^l]
-        tile_gemm(rows, dh, cols, weight, dsl_p, stride, hd.k[li] + c0 * dh, dh, dq[li] + r0 * dh, dh);
-        tile_gemm_tn(cols, dh, rows, weight, dsl_p, stride, hd.q[li] + r0 * dh, dh, dk[li] + c0 * dh, dh);
+        // G_l[I/2^l] += scale ds_l K_l[J/2^l], in dQ_l's buffer (dQ_l = alpha_l G_l, below);
+        // dK_l[J/2^l] += alpha_l scale ds_l^T Q_l[I/2^l]
+        tile_gemm(rows, dh, cols, static_cast<T>(g.scale), dsl_p, stride, hd.k[li] + c0 * dh, dh, dq[li] + r0 * dh, dh);
+        tile_gemm_tn(cols, dh, rows, hd.alpha[l] * static_cast<T>(g.scale), dsl_p, stride, hd.q[li] + r0 * dh, dh,
+                     dk[li] + c0 * dh, dh);
       }
     }
+  }
+  // dalpha_l = sum over the tiles of sum_ij ds_l[i, j] scale Q_l[i] . K_l[j] = sum_i Q_l[i] . G_l[i]:
+  // one dot product per row of Q_l instead of a pass over every score tile (and no
+  // tile of level scores kept for it). Then dQ_l = alpha_l G_l.
+  for (int l = 0; l < g.L; ++l) {
+    const auto li = static_cast<std::size_t>(l);
+    const std::int64_t Tl = g.Tl[li];
+    if (dalpha) {  // only when alpha wants a gradient (not for MHA's constant alpha = 1)
+      double da = 0.0;
+      for (std::int64_t i = 0; i < Tl; ++i)  // per row in T (vectorised), rows summed in double
+        da += static_cast<double>(dot_lanes(hd.q[li] + i * dh, dq[li] + i * dh, dh));
+      dalpha[l] += da;
+    }
+    const T al = hd.alpha[l];
+    for (std::int64_t x = 0; x < Tl * dh; ++x) dq[li][x] *= al;
   }
 }
 
@@ -386,7 +362,7 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
     T *po = out.data<T>(), *pl = lse.data<T>();
 #pragma omp parallel
     {
-      ScoreTile<T> tile(g, /*with_raw0=*/false);  // one per thread: allocating and zeroing it per tile cost 1 % of a step
+      ScoreTile<T> tile(g);  // one per thread: allocating and zeroing it per tile cost 1 % of a step
 #pragma omp for schedule(dynamic, 1)
       for (std::int64_t task = 0; task < heads * query_tiles; ++task) {
         const std::int64_t bh = task / query_tiles, i0 = (task % query_tiles) * g.block_q;

@@ -27,7 +27,8 @@ Tensor gather(const Tensor& x, int axis_in, const Tensor& index) {
   const std::int64_t n_x = x.shape()[axis], n_i = index.shape()[axis];
   const std::vector<std::int64_t> host = cpu::host_indices(index);  // checked on the host
   const std::int64_t* idx = host.data();
-  for (std::int64_t i = 0; i < index.numel(); ++i)
+  const std::int64_t n_index = index.numel();
+  for (std::int64_t i = 0; i < n_index; ++i)
     check(idx[i] >= 0 && idx[i] < n_x, "gather: index " + std::to_string(idx[i]) + " at position " + std::to_string(i) +
                                            " is outside [0, " + std::to_string(n_x) + ")");
   Tensor y = Tensor::empty(index.shape(), x.dtype(), x.device());

@@ -22,7 +22,8 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
       dispatch_floating(x.dtype(), "masked_fill", [&](auto tag) {
         using T = decltype(tag);
         T* out = m.data<T>();
-        for (std::int64_t i = 0; i < mask.numel(); ++i) out[i] = pm[i] != M(0) ? T(1) : T(0);
+        const std::int64_t n = mask.numel();
+        for (std::int64_t i = 0; i < n; ++i) out[i] = pm[i] != M(0) ? T(1) : T(0);
       });
     });
   }

@@ -33,8 +33,9 @@ double sum_of_squares(const Tensor& g) {
   return dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
     using T = decltype(tag);
     const T* x = g.data<T>();
+    const std::int64_t n = g.numel();  // hoisted: numel() is an out-of-line call
     double s = 0.0;
-    for (std::int64_t k = 0; k < g.numel(); ++k) s += static_cast<double>(x[k]) * static_cast<double>(x[k]);
+    for (std::int64_t k = 0; k < n; ++k) s += static_cast<double>(x[k]) * static_cast<double>(x[k]);
     return s;
   });
 }
@@ -45,7 +46,8 @@ std::int64_t first_non_finite(const Tensor& g_any) {
   return dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) -> std::int64_t {
     using T = decltype(tag);
     const T* x = g.data<T>();
-    for (std::int64_t k = 0; k < g.numel(); ++k)
+    const std::int64_t n = g.numel();
+    for (std::int64_t k = 0; k < n; ++k)
       if (!std::isfinite(x[k])) return k;
     return -1;
   });
@@ -74,7 +76,8 @@ void scale(Tensor& g, double coef) {
     using T = decltype(tag);
     T* x = g.data<T>();
     const T c = static_cast<T>(coef);
-    for (std::int64_t k = 0; k < g.numel(); ++k) x[k] *= c;
+    const std::int64_t n = g.numel();
+    for (std::int64_t k = 0; k < n; ++k) x[k] *= c;
   });
 }
 
