@@ -1,5 +1,5 @@
 // cifar10.cpp: the CIFAR-10 binary reader (format and conventions in cifar10.h and
-// ../shared/design/datasets.md).
+// docs/datasets.md).
 #include "cifar10.h"
 
 #include <filesystem>

@@ -1,6 +1,6 @@
 // cifar10.h: sequential CIFAR-10 from the official binary files (cifar-10-batches-bin/).
 //
-// Format (../shared/design/datasets.md, "Sequential CIFAR-10"): a file is a whole number
+// Format (docs/datasets.md, "Sequential CIFAR-10"): a file is a whole number
 // of 3073-byte records; a record is one label byte (0-9) followed by the 1024 red, the
 // 1024 green and the 1024 blue bytes of a 32x32 image, each plane row-major (planar, not
 // interleaved). The official files hold 10,000 records each.

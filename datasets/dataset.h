@@ -5,7 +5,7 @@
 // "rgb" CIFAR-10 mode: 3 features a step), plus one class label each. Storage is compact:
 // tokens as uint16 (every vocabulary here has at most 65,536 symbols), features as the
 // original bytes (value v means v / 255), all examples concatenated with offsets.
-// Formats, conventions and traps: ../shared/design/datasets.md.
+// Formats, conventions and traps: docs/datasets.md.
 #pragma once
 
 #include <cstdint>

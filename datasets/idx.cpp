@@ -1,5 +1,5 @@
 // idx.cpp: the IDX reader (raw or gzip) and Fashion-MNIST (format in idx.h and
-// ../shared/design/datasets.md).
+// docs/datasets.md).
 #include "idx.h"
 
 #include <zlib.h>

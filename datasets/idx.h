@@ -1,6 +1,6 @@
 // idx.h: the IDX array format (raw or gzipped) and Fashion-MNIST on top of it.
 //
-// IDX (../shared/design/datasets.md, "Fashion-MNIST"; LeCun's MNIST page): two zero
+// IDX (docs/datasets.md, "Fashion-MNIST"; LeCun's MNIST page): two zero
 // bytes, a type byte (0x08 = unsigned byte, the only type we read), a byte with the
 // number of dimensions n, then n big-endian uint32 sizes, then the prod(sizes) elements in
 // C order. A file whose first two bytes are 1f 8b is gzip and is decompressed with zlib

@@ -1,4 +1,4 @@
-// imdb.cpp: the aclImdb reader (see imdb.h and ../shared/design/datasets.md, "IMDB,
+// imdb.cpp: the aclImdb reader (see imdb.h and docs/datasets.md, "IMDB,
 // byte level").
 #include "imdb.h"
 

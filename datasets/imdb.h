@@ -1,6 +1,6 @@
 // imdb.h: IMDB sentiment at the byte level, read from a user-supplied aclImdb folder.
 //
-// Format and conventions: ../shared/design/datasets.md, section "IMDB, byte level".
+// Format and conventions: docs/datasets.md, section "IMDB, byte level".
 // The Large Movie Review Dataset (Maas et al., ACL 2011) unpacks to
 //   aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt   one review a file
 //   aclImdb/{train,test}/urls_{neg,pos}.txt           line n = movie URL of review id n

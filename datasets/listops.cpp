@@ -1,5 +1,5 @@
 // listops.cpp: ListOps generator, evaluator, tokeniser and file readers/writer.
-// Specification: ../shared/design/datasets.md, "ListOps"; API documentation: listops.h.
+// Specification: docs/datasets.md, "ListOps"; API documentation: listops.h.
 #include "listops.h"
 
 #include <algorithm>

@@ -4,7 +4,7 @@
 // form with each operator opened by "[MIN", "[MAX", "[MED" or "[SM" and closed by "]":
 //   [MAX 2 9 [MIN 4 7 ] 0 ]  = 9
 // The label is the value of the whole expression (a digit, so 10 classes).
-// Specification: ../shared/design/datasets.md, section "ListOps".
+// Specification: docs/datasets.md, section "ListOps".
 //
 // Two text forms exist and every function here accepts both:
 //  * bare:          "[MAX 2 9 ]"

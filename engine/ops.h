@@ -2,7 +2,7 @@
 // otherwise; float ops accept float32 and float64 (both inputs the same dtype) and throw
 // hkt::Error naming the op for a wrong dtype, device or shape. Each op's forward,
 // backward and dispatch live together in one file under engine/ops/ (named below).
-// Conventions where mathematics leaves a choice are those of ../shared/design/engine.md
+// Conventions where mathematics leaves a choice are those of docs/engine.md
 // ("Conventions"), referred to as "convention N". Convention 3 (a zero upstream gradient
 // gives a zero input gradient even where the local derivative is infinite) holds for
 // every elementwise op, masking and softmax; a matmul or conv1d whose other operand holds
@@ -97,7 +97,7 @@ Tensor sum(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = fa
 /// Mean over `axes` (all when empty). The mean over zero elements is nan, as in PyTorch.
 Tensor mean(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = false);
 /// Maximum over `axes` (all when empty). Ties: the gradient is split evenly among the
-/// tied elements (convention 1). Throws for a reduction over zero elements.
+/// tied elements (docs/engine.md convention 1). Throws for a reduction over zero elements.
 Tensor max(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = false);
 /// Sums a broadcast result back to `shape` (the reverse of broadcasting). Differentiable.
 Tensor sum_to(const Tensor& x, const Shape& shape);
@@ -105,10 +105,10 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 // ---- softmax family (ops/softmax.cpp) -------------------------------------------------
 /// softmax over the last axis of (x + mask). mask (optional, same dtype) broadcasts to
 /// x and is a constant (it gets no gradient): use 0 to keep and -inf to mask. A row that
-/// is entirely -inf gives 0 and a zero gradient (convention 2).
+/// is entirely -inf gives 0 and a zero gradient (docs/engine.md convention 2).
 Tensor softmax(const Tensor& x, const Tensor& mask = Tensor());
 /// log softmax over the last axis of (x + mask), computed as (x + mask) - LSE. A row
-/// that is entirely -inf gives -inf and a zero gradient (convention 2). A masked entry
+/// that is entirely -inf gives -inf and a zero gradient (docs/engine.md convention 2). A masked entry
 /// (x + mask = -inf) is the constant -inf whatever x is, so its input gets gradient 0
 /// and its upstream gradient is left out of the row sum. PyTorch differs here: it passes
 /// the upstream gradient of a -inf output straight through to x (both agree when that
@@ -118,7 +118,7 @@ Tensor log_softmax(const Tensor& x, const Tensor& mask = Tensor());
 /// Mean cross entropy of class logits [..., C] against int64 targets [...]:
 /// loss = mean over non-ignored targets of -((1 - eps) log p[target] + eps/C sum_c log p[c]),
 /// eps = label_smoothing (PyTorch's formula). Targets equal to ignore_index are skipped;
-/// if all are, loss 0 and zero gradient (convention 4; PyTorch gives nan). Throws for a
+/// if all are, loss 0 and zero gradient (docs/engine.md convention 4; PyTorch gives nan). Throws for a
 /// target outside [0, C) naming its position and value. Output: rank 0.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t ignore_index = -100,
                      double label_smoothing = 0.0);
@@ -137,13 +137,13 @@ Tensor embedding(const Tensor& weight, const Tensor& indices);
 /// same sizes as x except along axis. Backward scatter-adds (deterministic).
 Tensor gather(const Tensor& x, int axis, const Tensor& index);
 /// Repeats each element `repeats` times along axis: [a, b] -> [a, a, b, b] for 2. This is
-/// the "lift" of ../shared/design/hkt-attention.md section 2 (then slice to T). Backward:
+/// the "lift" of docs/hkt-attention.md section 2 (then slice to T). Backward:
 /// sum over each group of repeats.
 Tensor repeat_interleave(const Tensor& x, std::int64_t repeats, int axis);
 
 // ---- masking and dropout (ops/masking.cpp) ---------------------------------------------
 /// x where mask == 0, `value` where mask != 0. mask broadcasts to x (any dtype); it is
-/// not differentiated. The gradient is 0 at filled positions (convention 3).
+/// not differentiated. The gradient is 0 at filled positions (docs/engine.md convention 3).
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 /// Inverted dropout: each element is kept with probability 1 - p and scaled by 1/(1-p).
 /// Element i is dropped when uniform24_at(gen.seed, offset, i) < p (word i % 4 of Philox
@@ -153,7 +153,7 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 Tensor dropout(const Tensor& x, double p, Generator& gen, bool training = true);
 
 // ---- the downsampler (ops/conv1d.cpp) ---------------------------------------------------
-/// Depthwise causal strided conv1d (hkt-attention.md section 1):
+/// Depthwise causal strided conv1d (docs/hkt-attention.md section 1):
 /// y[b, t, c] = bias[c] + sum_{r=0}^{k-1} weight[c, r] * x[b, stride*t - r, c],
 /// t = 0..ceil(T/stride)-1, positions below 0 contribute 0. x: [B, T, C],
 /// weight: [C, k] (tap r multiplies the input r steps back), bias: [C] or undefined.

@@ -189,7 +189,7 @@ void gather_backward(const void* g, const std::int64_t* index, void* dx, std::in
 // ---- the downsampler (kernels/backend/conv1d.cpp) -------------------------------------------
 
 /// y[b, t, c] = bias[c] + sum_{r<k, s t - r >= 0} w[c, r] x[b, s t - r, c] (bias may be
-/// null). x [B, T, C], w [C, k], y [B, T_out, C]; hkt-attention.md section 1.
+/// null). x [B, T, C], w [C, k], y [B, T_out, C]; docs/hkt-attention.md section 1.
 void conv1d_forward(const void* x, const void* w, const void* bias, void* y, std::int64_t B, std::int64_t T,
                     std::int64_t C, std::int64_t k, std::int64_t stride, std::int64_t T_out, DType dtype);
 /// dx[b, p, c] = sum over (t, r) with s t - r = p of g[b, t, c] w[c, r].

@@ -11,7 +11,7 @@ namespace hkt {
 /// Attention maps of one example of `split` through `model`'s first block, every head.
 /// The example is the first with 24..128 steps (ListOps, IMDB), else example 0 (images:
 /// every example has the same length). It runs alone (batch of 1, no padding), so
-/// per level l (hkt-attention.md section 2):
+/// per level l (docs/hkt-attention.md section 2):
 ///   level[l][h] = softmax_j(S^(l)_h)          T_l x T_l, each row sums to 1
 /// and, for "scores" fusion,
 ///   fused[h]    = softmax_j(sum_l alpha_{h,l} Lift_l(S^(l)_h))   T x T

@@ -1,7 +1,9 @@
 // classifier.h: the sequence classifier of the paper's experiments: an input map
 // (token embedding or a linear map of real-valued features), positions, pre-LayerNorm
 // transformer blocks with "mha" or "hkt" attention, a final LayerNorm, pooling and a
-// linear head. Parameter names and layouts follow PyTorch (docs/model.md lists them).
+// linear head. Parameter names and layouts follow PyTorch (named_parameters() lists them,
+// e.g. "blocks.0.attn.w_q.0.weight" [d, d]; the constructors in classifier.cpp and
+// hierarchical_attention.cpp make them).
 #pragma once
 
 #include <memory>

@@ -72,7 +72,7 @@ Json run_config(const Json& config, const Variant& variant, std::int64_t seed) {
 }
 
 Json paper_row(const std::string& name) {
-  // arXiv 2604.08829 (abstract), as listed in ../shared/design/experiments.md; percent.
+  // arXiv 2604.08829 (abstract), as listed in docs/experiments.md; percent.
   if (name.empty()) return Json();
   if (name == "listops") return {{"task", "synthetic ListOps (simplified)"}, {"T", 512}, {"mha", {50.33, 0.12}}, {"hkt", {55.10, 0.29}}};
   if (name == "cifar10") return {{"task", "sequential CIFAR-10 (grayscale)"}, {"T", 1024}, {"mha", {34.01, 0.19}}, {"hkt", {35.45, 0.09}}};
@@ -117,7 +117,7 @@ Json stats_json(const std::vector<double>& xs) {
 }
 
 // Counted score FLOPs of one example through every layer at T = data.max_len
-// (hkt-attention.md section 5): n_layers * sum_l 2 H T_l^2 d_h.
+// (docs/hkt-attention.md section 5): n_layers * sum_l 2 H T_l^2 d_h.
 double score_flops(const Json& run) {
   const Json& m = run.at("model");
   const int L = m.at("attention").get<std::string>() == "mha" ? 1 : m.at("hkt").at("levels").get<int>();
@@ -305,7 +305,7 @@ std::string summary_markdown(const Json& summary, const std::string& command) {
           "(docs/experiments.md), not from the paper's.\n";
   }
   md << "\nTime per step: wall time of forward + backward + AdamW step, mean over the run (same machine, runs one "
-        "after another). Score-FLOP ratio: counted Q K^T FLOPs at T (hkt-attention.md section 5). Peak tensor "
+        "after another). Score-FLOP ratio: counted Q K^T FLOPs at T (docs/hkt-attention.md section 5). Peak tensor "
         "memory: the engine's CPU tensors (not BLAS or OpenMP workspaces).\n";
   return md.str();
 }

@@ -1,4 +1,4 @@
-// experiment.h: `hkt experiment`, the paper's comparison (../shared/design/experiments.md):
+// experiment.h: `hkt experiment`, the paper's comparison (docs/experiments.md):
 // every model variant of a config (at least MHA and HKT) trained for every seed with the
 // same data, budget and recipe, then a summary table (mean +- sample std over seeds) and
 // plots. Layout of an experiment directory:
@@ -56,7 +56,7 @@ struct RunRecord {
 /// ("differences_to_baseline": mean, sample std and a two-sided 95 % paired t test,
 /// Student's t table); the paper's row (experiment.paper_row).
 /// Score FLOPs per example are counted at T = data.max_len as sum over layers and levels of
-/// 2 H T_l^2 d_h (hkt-attention.md section 5). Accuracies are fractions in [0, 1].
+/// 2 H T_l^2 d_h (docs/hkt-attention.md section 5). Accuracies are fractions in [0, 1].
 config::Json summarize(const config::Json& config, const std::vector<Variant>& variants, const std::vector<RunRecord>& runs);
 
 /// summary.md: the summary as a Markdown table (accuracies in percent) with the command

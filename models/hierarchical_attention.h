@@ -1,5 +1,5 @@
 // hierarchical_attention.h: the HKT attention sublayer with its parameters
-// (../shared/design/hkt-attention.md sections 1-3): trainable causal downsampling,
+// (docs/hkt-attention.md sections 1-3): trainable causal downsampling,
 // per-level query/key projections, shared value/output projections, learned convex
 // level weights, "scores" or "outputs" fusion. Standard multi-head attention is the
 // same module with levels = 1.
@@ -19,7 +19,7 @@ struct AttentionConfig {
   std::int64_t d_model = 64;
   std::int64_t n_heads = 4;         ///< d_model must be a multiple; d_h = d_model / n_heads
   int levels = 1;                   ///< L in 1..4; level l has ceil(T / 2^l) tokens
-  std::string fusion = "scores";    ///< "scores" (default) or "outputs" (spec section 3)
+  std::string fusion = "scores";    ///< "scores" (default) or "outputs" (docs/hkt-attention.md section 3)
   /// "per_head" (beta [H, L]), "per_layer" (beta [L]) or "fixed" (fixed_weights).
   std::string level_weights = "per_head";
   std::vector<double> fixed_weights;  ///< L non-negative values summing to 1, for "fixed"
@@ -58,10 +58,10 @@ class HierarchicalAttention : public Module {
   Tensor level_weights() const;
 
   /// X^(0..L-1): the input with padded rows zeroed, then each level downsampled from the
-  /// one before (spec section 1). Level l is [B, ceil(T / 2^l), d].
+  /// one before (docs/hkt-attention.md section 1). Level l is [B, ceil(T / 2^l), d].
   std::vector<Tensor> downsample(const Tensor& x, const Tensor& key_mask) const;
 
-  /// The level score matrices S^(l)_h = scale * Q^(l)_h K^(l)_h^T (spec section 2) of
+  /// The level score matrices S^(l)_h = scale * Q^(l)_h K^(l)_h^T (docs/hkt-attention.md section 2) of
   /// input x [B, T, d] (padded rows zeroed by key_mask [B, T], as in forward), unmasked
   /// and not lifted: level l is [B, H, T_l, T_l], T_l = ceil(T / 2^l). For inspection
   /// (attention maps, the theory checks); differentiable like any composite of ops.

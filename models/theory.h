@@ -1,8 +1,8 @@
 // theory.h: the paper's theory results checked numerically on real weights and inputs
-// (../shared/design/hkt-attention.md section 7; docs/theory.md explains each result):
+// (docs/hkt-attention.md section 7; docs/theory.md explains each result):
 //   psd        Prop. 3.1: M_l^sym PSD for every level and alpha >= 0 => S^sym PSD
 //   decompose  Props. 3.5-3.6: each M_l and S^(l) = symmetric + antisymmetric part
-//   subsume    Prop. 3.4 / spec section 4: standard attention and causal convolution
+//   subsume    Prop. 3.4 / docs/hkt-attention.md section 4: standard attention and causal convolution
 //              are special cases of HKT
 //   kurtosis   Thm. 4.3 empirics: Mardia's multivariate kurtosis of Q^(l), K^(l)
 //   truncate   Thm. 4.3 / Prop. 4.4 empirics: output error of keeping L' < L levels
@@ -84,16 +84,16 @@ std::unique_ptr<HierarchicalAttention> to_float64(const HierarchicalAttention& a
 /// keep their values. For building the constructed cases from real weights.
 int copy_parameters(const Module& from, const Module& to);
 
-/// M_l,h = W_Q,h^(l)T W_K,h^(l) [d, d] (the header's notation; spec section 7), from the
+/// M_l,h = W_Q,h^(l)T W_K,h^(l) [d, d] (the header's notation; docs/hkt-attention.md section 7), from the
 /// module's parameters w_q.{l}.weight and w_k.{l}.weight. Float64. Throws hkt::Error for
 /// a level or head out of range.
 Matrix bilinear_form(const HierarchicalAttention& attn, int level, std::int64_t head);
 
-/// Lift_l(S)[i, j] = S[floor(i / 2^l), floor(j / 2^l)] for i, j < T (spec section 2):
+/// Lift_l(S)[i, j] = S[floor(i / 2^l), floor(j / 2^l)] for i, j < T (docs/hkt-attention.md section 2):
 /// s [T_l, T_l] -> [T, T].
 Matrix lift(const Matrix& s, int level, std::int64_t T);
 
-/// The fused score matrix of one head (spec section 3, "scores" fusion), before masking:
+/// The fused score matrix of one head (docs/hkt-attention.md section 3, "scores" fusion), before masking:
 ///   S_h = sum_{l < levels.size()} alpha_l Lift_l(S^(l)_h)   [T, T]
 /// from the level scores of one example (levels[l] = S^(l)_h [T_l, T_l]) and weights alpha.
 Matrix fused_scores(const std::vector<Matrix>& levels, const std::vector<double>& alpha, std::int64_t T);
@@ -155,7 +155,7 @@ struct Decomposition {
 };
 Decomposition decompose(const Matrix& a);
 
-// ---- Prop. 3.4 / spec section 4: HKT contains attention and convolution ---------------
+// ---- Prop. 3.4 / docs/hkt-attention.md section 4: HKT contains attention and convolution ---------------
 
 /// Construction (a): an HKT module with `levels` levels and fixed alpha = (1, 0, ...)
 /// ("scores" fusion) against standard attention (levels = 1) with the same W_Q^(0),
@@ -201,7 +201,7 @@ Matrix level_projection_rows(const HierarchicalAttention& attn, const std::vecto
 
 /// The attention output Y [T, d] of one example x [1, T, d] keeping only levels 0..kept-1
 /// with alpha renormalised over them (alpha'_l = alpha_l / sum_{l' < kept} alpha_l'),
-/// for either fusion and causal or not (spec section 3, computed from level_scores with
+/// for either fusion and causal or not (docs/hkt-attention.md section 3, computed from level_scores with
 /// engine ops; at kept = L it is the module's forward up to summation order). Throws
 /// hkt::Error for kept outside 1..L.
 Matrix truncated_output(const HierarchicalAttention& attn, const Tensor& x, int kept);

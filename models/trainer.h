@@ -1,5 +1,5 @@
 // trainer.h: training and evaluation of a classifier from a config (docs/config.md),
-// with the run directory of ../shared/design/experiments.md:
+// with the run directory of docs/experiments.md:
 //   config.json     the fully resolved config
 //   metrics.jsonl   one JSON object per log step (step, epoch, lr, loss, accuracy, grad_norm,
 //                   tokens_per_s, level_weights [layer][head][level]) and per evaluation

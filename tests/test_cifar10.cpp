@@ -1,5 +1,5 @@
 // test_cifar10.cpp: the CIFAR-10 binary reader (datasets/cifar10.h) against the test
-// vectors of ../shared/design/datasets.md, hand-made fixtures (tests/data/images/README.md),
+// vectors of docs/datasets.md, hand-made fixtures (tests/data/images/README.md),
 // malformed files, and the 200 real test images of ../shared/data/cifar10.
 #include <unistd.h>
 

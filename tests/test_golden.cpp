@@ -1,8 +1,8 @@
 // test_golden.cpp: the classifier against golden files written by PyTorch (test ladder
-// step 4 of ../shared/design/engine.md).
+// step 4 of docs/engine.md).
 //
 // tests/data/golden/<model>.{safetensors,json} come from tools/make_golden.py (plain torch
-// float64, written from ../shared/design/hkt-attention.md; regenerate with
+// float64, written from docs/hkt-attention.md; regenerate with
 // `/usr/bin/python3 tools/make_golden.py`). Models: "mha", "hkt_scores" (3 levels,
 // "scores" fusion, per-head weights, depthwise k = 2), "hkt_outputs" (2 levels, "outputs"
 // fusion, per-layer weights, dense k = 2) and "mha_cls" (CLS pooling); vocab 13, d 8,

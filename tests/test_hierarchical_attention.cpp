@@ -1,6 +1,6 @@
 // test_hierarchical_attention.cpp: the HKT attention sublayer (downsampler, projections,
 // level weights, both fusions) with the fused core against the composite core, and the
-// properties of ../shared/design/hkt-attention.md sections 1-4.
+// properties of docs/hkt-attention.md sections 1-4.
 #include <cstring>
 #include <map>
 
@@ -151,7 +151,7 @@ TEST_CASE("hierarchical attention: L = 1 and fixed alpha = (1 0 0) are the same 
 }
 
 TEST_CASE("hierarchical attention: outputs fusion with alpha = e_l approaches the lifted causal convolution", "[attention]") {
-  // Spec section 4: with alpha = e_l and level-l attention diagonal, Y = LiftRows_l(X^(l))
+  // docs/hkt-attention.md section 4: with alpha = e_l and level-l attention diagonal, Y = LiftRows_l(X^(l))
   // W_V^T W_O^T. Orthogonal one-hot rows X[t] = e_t keep every level's rows orthogonal
   // (disjoint supports after averaging), and W_Q = W_K = I per head makes q_t . k_t the
   // unique maximum; the score scale going to infinity makes attention diagonal.

@@ -1,6 +1,6 @@
 // test_hkt_attention_core.cpp: the fused hierarchical attention op against the
 // composite of engine ops (its definition), forward and every gradient, float64 and
-// float32; its gradcheck; and the properties of spec sections 3 and 4 at the core level.
+// float32; its gradcheck; and the properties of docs/hkt-attention.md sections 3 and 4 at the core level.
 #include <algorithm>
 #include <limits>
 #include <string>
@@ -277,7 +277,7 @@ TEST_CASE("hkt attention core: a row with every key masked outputs 0 with finite
   }
 }
 
-TEST_CASE("hkt attention core: counted FLOP ratios of spec section 5", "[attention]") {
+TEST_CASE("hkt attention core: counted FLOP ratios of docs/hkt-attention.md section 5", "[attention]") {
   const auto mha = hkt_attention_flops(1, 1, 4096, 64, 1);
   const auto hkt3 = hkt_attention_flops(1, 1, 4096, 64, 3);
   const auto hkt4 = hkt_attention_flops(1, 1, 4096, 64, 4);

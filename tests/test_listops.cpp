@@ -1,5 +1,5 @@
 // test_listops.cpp: ListOps evaluator, tokeniser, readers, writer and generator
-// (datasets/listops.h; specification ../shared/design/datasets.md, "ListOps").
+// (datasets/listops.h; specification docs/datasets.md, "ListOps").
 //
 // Expected values come from the spec's test vectors, from hand computation (the fixture
 // table in tests/data/listops/README.md), from the published counts of the real 2018

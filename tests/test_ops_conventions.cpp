@@ -1,4 +1,4 @@
-// test_ops_conventions.cpp: the choices of ../shared/design/engine.md "Conventions",
+// test_ops_conventions.cpp: the choices of docs/engine.md "Conventions",
 // each checked with values worked out by hand.
 #include <algorithm>
 #include <cmath>

@@ -1,5 +1,5 @@
 // test_optim.cpp: AdamW, learning-rate schedules and gradient clipping (engine/optim),
-// engine.md conventions 7, 8 and 9.
+// docs/engine.md conventions 7, 8 and 9.
 //
 // Reference values: tests/data/optim/adamw_reference.json, written by
 // tools/make_optim_references.py (torch.optim.AdamW and clip_grad_norm_ in float64;

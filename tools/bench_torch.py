@@ -70,7 +70,7 @@ class Unreadable(Exception):
 # ---- the model (names and layouts as hkt's, so load_state_dict takes hkt's file) -----------
 
 class CausalDownsample(nn.Module):
-    """X^(l)[t] = b + sum_r w[:, r] * X^(l-1)[2t - r] (spec section 1), depthwise.
+    """X^(l)[t] = b + sum_r w[:, r] * X^(l-1)[2t - r] (docs/hkt-attention.md section 1), depthwise.
 
     weight [d, k] (tap r multiplies the input r steps back), bias [d].
     [B, T, d] -> [B, ceil(T / 2), d]."""
@@ -91,7 +91,7 @@ class CausalDownsample(nn.Module):
 
 
 class HktAttention(nn.Module):
-    """Hierarchical attention, "scores" fusion (spec sections 1-3); levels = 1 is MHA.
+    """Hierarchical attention, "scores" fusion (docs/hkt-attention.md sections 1-3); levels = 1 is MHA.
 
     x [B, T, d], key_mask bool [B, T] (True = real token, padding on the right) or None.
     Returns [B, T, d]."""

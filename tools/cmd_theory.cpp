@@ -125,7 +125,7 @@ void print_decompose(const Json& d, std::int64_t examples) {
 
 void print_subsume(const Json& s) {
   const Json& a = s["standard"];
-  std::cout << "\n== subsume (Prop. 3.4, spec section 4) ==\n"
+  std::cout << "\n== subsume (Prop. 3.4, docs/hkt-attention.md section 4) ==\n"
             << "(a) L = " << a["levels"] << ", fixed alpha = (1, 0, ...), against standard attention (L = 1) with the same W_Q^(0), W_K^(0), "
             << "W_V, W_O (layer 0's), on example 0's layer-0 input (T = " << a["T"] << "), float64:\n"
             << fmt("    max|Y_hkt - Y_mha| = %.3g, ||Y_hkt - Y_mha||_F / ||Y_mha||_F = %.3g\n", a["max_abs_error"].get<double>(),

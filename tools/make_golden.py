@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """make_golden.py: golden files from PyTorch for the classifier models (test ladder step 4
-of ../shared/design/engine.md).
+of docs/engine.md).
 
 Writes, for each model below, into tests/data/golden/:
     <model>.safetensors   the weights (float64), under the C++ parameter names
@@ -12,7 +12,7 @@ PyTorch; only this generator does). Run it from anywhere with Debian's Python:
 
     /usr/bin/python3 tools/make_golden.py [--output DIR]
 
-The models are written here in plain torch float64 from ../shared/design/hkt-attention.md
+The models are written here in plain torch float64 from docs/hkt-attention.md
 (sections 1-3), not translated from the C++ code:
     input       x = E[tokens] + P[0:T]   (with "cls" pooling a learned vector is
                 prepended as a real token at position 0, and positions run 0..T)
@@ -38,7 +38,7 @@ downsampler taps are random too, so every path carries a non-trivial gradient.
 
 AdamW: torch.optim.AdamW (foreach=False, amsgrad=False), lr 0.01 constant, betas
 (0.9, 0.999), eps 1e-8, weight_decay 0.1 on the parameters of rank >= 2 whose names hold
-neither "level_logits" nor "downsample." (engine.md convention 7), 0 on the others. The
+neither "level_logits" nor "downsample." (docs/engine.md convention 7), 0 on the others. The
 loss is recorded before each of the 5 steps (loss[0] is the golden loss) and once more
 after the last one ("loss_after").
 

@@ -31,7 +31,7 @@ Conventions of the file:
     masked entry as a constant, see engine/ops/softmax.cpp.)
   * Not covered: dropout (its Philox mask cannot be reproduced in torch), rows of a
     softmax/log_softmax that are entirely -inf, and cross_entropy with every target
-    ignored (our convention 4 differs from PyTorch there on purpose).
+    ignored (our docs/engine.md convention 4 differs from PyTorch there on purpose).
 
 The output is deterministic for a given PyTorch version.
 """

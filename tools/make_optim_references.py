@@ -17,7 +17,7 @@ What it computes, all in torch float64:
         attn.downsample.1.weight   [4,2]  downsampler taps: no decay (rank 2, but named)
         frozen.weight              [2,2]  a matrix (decays) that never gets a gradient: untouched
     torch.optim.AdamW (foreach=False, amsgrad=False) runs 5 steps with two parameter
-    groups (weight_decay on "w" and "frozen.weight", 0 elsewhere: engine.md convention 7),
+    groups (weight_decay on "w" and "frozen.weight", 0 elsewhere: docs/engine.md convention 7),
     the learning rate of each step set from the warmup-cosine schedule of convention 8,
     computed here by the same formula as engine/optim/schedule.cpp:
         step <= warmup: lr = base * step / warmup

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Plots of an `hkt experiment` directory (../shared/design/experiments.md, "Outputs").
+"""Plots of an `hkt experiment` directory (docs/experiments.md, "Outputs").
 
 Usage: plot_experiment.py EXPERIMENT_DIR
 

@@ -1,8 +1,7 @@
-// fused.cpp: the fused hierarchical attention op on the CPU, tiled exactly as the
-// kernel algorithm of ../shared/design/hkt-attention.md section 6. It reads as the CPU
-// mirror of the CUDA kernel: one (batch, head) per task (a thread block there), query
-// tiles of block_q rows, key tiles of block_k columns, both multiples of 2^(L-1) so
-// that a tile covers whole coarse rows and columns at every level.
+// fused.cpp: the fused hierarchical attention op on the CPU, tiled as the algorithm of
+// docs/hkt-attention.md section 6: query tiles of block_q rows, key tiles of block_k
+// columns, both multiples of 2^(L-1) so that a tile covers whole coarse rows and columns
+// at every level.
 //
 // Forward, per query tile I, over key tiles J:
 //   s = alpha_0 scale Q0[I] K0[J]^T; for l >= 1 the coarse tile alpha_l scale
@@ -151,7 +150,7 @@ void add_column_pairs(T* __restrict out, const T* __restrict pair, std::int64_t 
 // (each coarse entry copied to a 2 x 2 block: a coarse row widened, then copied to the
 // two fine rows under it), then one GEMM adds alpha_l scale Q_l K_l^T on top (beta = 1).
 // No level's product is stored apart, so the fusion costs one write of each level's
-// tile, and the weights ride in the GEMM's alpha (the lift of spec section 6,
+// tile, and the weights ride in the GEMM's alpha (the lift of docs/hkt-attention.md section 6,
 // reorganised).
 template <class T>
 void compute_scores(const Geometry& g, const Head<T>& hd, std::int64_t i0, std::int64_t i1, std::int64_t j0,

@@ -1,11 +1,11 @@
 // hkt_attention.h: the core of hierarchical attention, "scores" fusion
-// (../shared/design/hkt-attention.md sections 2, 3 and 6), in two implementations with
+// (docs/hkt-attention.md sections 2, 3 and 6), in two implementations with
 // one meaning:
 //   * hkt_attention_composite: built only from engine ops and differentiated by autodiff;
 //     it materialises the T x T score matrices. The definition and the test oracle.
 //   * hkt_attention_fused: tiled exactly as the kernel algorithm of section 6 (online
 //     softmax, saved log-sum-exp, FlashAttention-2 backward), never allocating T x T;
-//     the CPU mirror of the CUDA kernel and the fast CPU path.
+//     the fast CPU path, and the reference the CUDA kernels are tested against.
 // With L = 1 both are standard multi-head attention: the baseline MHA is this code.
 //
 // Shapes (B batch, H heads, T tokens, T_l = ceil(T / 2^l), d_h head width, L levels):
@@ -16,7 +16,7 @@
 //   result O:   [B, H, T, d_h]
 // Per head h:  S = sum_l alpha[h, l] Lift_l(scale Q_l K_l^T),  P = softmax_j(S + mask),
 // O = P V, with key j masked where key_mask[b, j] = 0 or (causal and j > i). A query
-// row with every key masked outputs 0 and gets zero gradients (convention 5).
+// row with every key masked outputs 0 and gets zero gradients (docs/engine.md convention 5).
 #pragma once
 
 #include <cstdint>
@@ -46,7 +46,7 @@ Tensor hkt_attention_composite(const std::vector<Tensor>& q, const std::vector<T
                                const Tensor& alpha, const Tensor& key_mask, const HktAttentionOptions& options = {});
 
 /// The fused op: same result, memory O(T d_h) per (batch, head) plus the LSE; the
-/// backward of spec section 6 gives dq[l], dk[l], dv and dalpha. Deterministic: each
+/// backward of docs/hkt-attention.md section 6 gives dq[l], dk[l], dv and dalpha. Deterministic: each
 /// (batch, head) is one OpenMP task writing only its own gradients; dalpha is reduced
 /// over the batch in a fixed order.
 Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tensor>& k, const Tensor& v,

@@ -1,5 +1,5 @@
 // conv1d.cpp: the depthwise causal strided conv1d of the HKT downsampler
-// (../shared/design/hkt-attention.md section 1), forward and backward.
+// (docs/hkt-attention.md section 1), forward and backward.
 //
 //   y[b, t, c] = bias[c] + sum_{r<k} w[c, r] x[b, s t - r, c],  t < T_out = ceil(T / s),
 // with x[b, p, c] = 0 for p < 0. Backward (g = dL/dy):

@@ -30,7 +30,7 @@ void parallel_for(std::int64_t n, std::int64_t work_per_item, F&& f) {
 void use_single_threaded_blas();
 
 /// Throws unless x is defined and on the CPU (ops without a CUDA kernel: the fused CPU
-/// attention; the CUDA one is kernels/attention, the next issue).
+/// attention; the CUDA one is kernels/backend/attention_v1.cpp).
 void check_cpu(const char* op, const Tensor& x, const char* name = "input");
 /// Throws unless x is defined (on either device).
 void check_defined(const char* op, const Tensor& x, const char* name = "input");
@@ -117,9 +117,9 @@ Tensor map_binary(const char* name, const Tensor& a, const Tensor& b, double s =
 }
 
 /// g * local elementwise (broadcasting), but exactly 0 wherever g == 0, even where
-/// local is inf or nan (convention 3). For backward formulas only (not recorded).
+/// local is inf or nan (docs/engine.md convention 3). For backward formulas only (not recorded).
 Tensor zero_safe_mul(const Tensor& g, const Tensor& local);
-/// g / d elementwise (broadcasting), exactly 0 wherever g == 0 (convention 3).
+/// g / d elementwise (broadcasting), exactly 0 wherever g == 0 (docs/engine.md convention 3).
 Tensor zero_safe_div(const Tensor& g, const Tensor& d);
 
 }  // namespace hkt::cpu

@@ -118,7 +118,7 @@ Tensor max(const Tensor& x, const std::vector<int>& axes_in, bool keepdim) {
     check(x.shape()[a] > 0, "max: cannot reduce axis " + std::to_string(a) + " of size 0 (shape " +
                                 shape_str(x.shape()) + ")");
   Tensor y = reduce_axes("max", x, axes, keepdim, true);
-  // Ties (convention 1): g is split evenly among the elements equal to the maximum:
+  // Ties (docs/engine.md convention 1): g is split evenly among the elements equal to the maximum:
   // dx = g * [x == max] / count([x == max]) over the reduced axes.
   record(y, "max", {x}, [x = x.detach(), y = y.detach(), axes](const Tensor& g, const std::vector<bool>&) {
     const Shape kept = reduced_shape(x.shape(), axes, true);

@@ -4,7 +4,7 @@
 // Rows are the last axis. For a row z = x + mask with m = max z:
 //   softmax p = e^(z - m) / sum e^(z - m),  log_softmax = z - m - log sum e^(z - m).
 // A row of all -inf (every key masked) gives p = 0, log p = -inf and zero gradient
-// (convention 2). A masked entry (z = -inf) of a live row is a constant output (0 or
+// (docs/engine.md convention 2). A masked entry (z = -inf) of a live row is a constant output (0 or
 // -inf) whatever x is, so its input gets zero gradient.
 #include <cmath>
 #include <limits>

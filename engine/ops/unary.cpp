@@ -4,7 +4,7 @@
 // CUDA backend. Each backward is one elementwise map over (upstream gradient g, saved
 // input x, saved output y), so backward is not itself recorded (the engine does first
 // derivatives only). Where the local derivative can be infinite (log at 0, sqrt at 0) a
-// zero g gives a zero gradient, not nan (convention 3): fn::zero_safe.
+// zero g gives a zero gradient, not nan (docs/engine.md convention 3): fn::zero_safe.
 #include <cmath>
 
 #include "../attention/vector_math.h"

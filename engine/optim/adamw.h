@@ -10,7 +10,7 @@
 //   v <- beta2 * v + (1 - beta2) * g * g          (exp_avg_sq)
 //   p <- p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 //
-// which is engine.md convention 7, p <- p - lr * (m_hat / (sqrt(v_hat) + eps) + wd * p),
+// which is docs/engine.md convention 7, p <- p - lr * (m_hat / (sqrt(v_hat) + eps) + wd * p),
 // except that (as in PyTorch) eps is added to sqrt(v_hat) and the decay term uses p
 // before this step's Adam update. wd is config.weight_decay for parameters that decay()
 // and 0 for the others.
@@ -42,7 +42,7 @@ struct AdamWConfig {
 /// writing through data<T>()), so every holder of the tensor sees the new values. The
 /// moments exp_avg and exp_avg_sq have the parameter's shape and dtype and start at 0.
 ///
-/// Weight decay (convention 7) applies to matrices (rank >= 2) only; never to rank-0/1
+/// Weight decay (docs/engine.md convention 7) applies to matrices (rank >= 2) only; never to rank-0/1
 /// parameters (biases, LayerNorm weights and biases), to level-weight logits (a name
 /// containing "level_logits") or to downsampler taps (a name containing "downsample.").
 ///

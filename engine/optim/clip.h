@@ -1,5 +1,5 @@
 // clip.h: gradient clipping by the global L2 norm, with the non-finite check of
-// engine.md convention 9 (a NaN or inf gradient stops training; it is never skipped).
+// docs/engine.md convention 9 (a NaN or inf gradient stops training; it is never skipped).
 #pragma once
 
 #include <vector>

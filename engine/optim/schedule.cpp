@@ -13,7 +13,7 @@ namespace {
 
 std::string number(double x) { return format_number(x); }  // error.h
 
-/// Linear warmup (convention 8): base * min(1, step / warmup); the whole base without warmup.
+/// Linear warmup (docs/engine.md convention 8): base * min(1, step / warmup); the whole base without warmup.
 double warmup_factor(const ScheduleConfig& c, std::int64_t step) {
   if (c.warmup_steps == 0) return 1.0;
   return std::min(1.0, static_cast<double>(step) / static_cast<double>(c.warmup_steps));

@@ -1,6 +1,6 @@
 // schedule.h: learning-rate schedules (warmup, then constant, cosine or inverse-sqrt).
 //
-// Steps are counted from 1 (engine.md convention 8): the learning rate of the first
+// Steps are counted from 1 (docs/engine.md convention 8): the learning rate of the first
 // optimizer step is learning_rate(config, 1), and linear warmup gives it
 // base_lr / warmup_steps, never 0.
 #pragma once

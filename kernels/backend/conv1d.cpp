@@ -1,5 +1,5 @@
 // conv1d.cpp: the depthwise causal strided conv1d of the HKT downsampler
-// (../shared/design/hkt-attention.md section 1), forward and backward; the CPU version
+// (docs/hkt-attention.md section 1), forward and backward; the CPU version
 // with the same formulas is engine/ops/conv1d.cpp. One output element per thread.
 #include "cuda_backend.h"
 #include "launch.h"

@@ -23,7 +23,7 @@ enum class Unary {
 enum class Binary {
   Add, Sub, Mul, Div,        // a (op) b
   Eq,                        // 1 where a == b, else 0
-  ZeroSafeMul, ZeroSafeDiv,  // a * b and a / b, exactly 0 where a == 0 (convention 3)
+  ZeroSafeMul, ZeroSafeDiv,  // a * b and a / b, exactly 0 where a == 0 (docs/engine.md convention 3)
   IsMax,                     // 1 where a == b or both are NaN (max backward), else 0
   MaskedFill,                // b != 0 ? s : a
   MaskedZero,                // b != 0 ? 0 : a (masked_fill backward)
@@ -82,7 +82,7 @@ HKT_HOST_DEVICE inline T unary_derivative(T x, T y) {
   else return T(0);  // the scalar ops record their backward with other ops
 }
 
-/// g * local, but exactly 0 where g == 0 even if local is inf or NaN (convention 3).
+/// g * local, but exactly 0 where g == 0 even if local is inf or NaN (docs/engine.md convention 3).
 template <class T>
 HKT_HOST_DEVICE inline T zero_safe(T g, T local) {
   return g == T(0) ? T(0) : g * local;

@@ -1,7 +1,7 @@
 // fuzz_cifar10.cpp: libFuzzer target for the CIFAR-10 binary reader (datasets/cifar10.h).
 // The input bytes are written to a per-process temp file and read in both modes; any
 // hkt::Error is an expected refusal, anything else (a crash, a sanitizer report, another
-// exception) is a bug. Build and run (see the datasets issue):
+// exception) is a bug. Build and run:
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address -I engine -I kernels -I datasets
 //     tests/fuzz/fuzz_cifar10.cpp datasets/*.cpp engine/*.cpp engine/ops/*.cpp
 //     engine/attention/*.cpp kernels/stub/cuda_stub.cpp
