@@ -185,6 +185,22 @@ TEST_CASE("layer_norm by hand", "[ops]") {
                 "layer_norm: weight has shape [2], expected [3] for input [2,3]");
 }
 
+TEST_CASE("layer_norm backward by hand", "[ops]") {
+  // Row x = [0, 0, 3], eps 0: mean 1, biased variance 2, rstd = 1/sqrt(2),
+  // xhat = [-1, -1, 2] / sqrt(2). Upstream g = [1, 0, 0], w = 1: dxhat = g,
+  // mean(dxhat) = 1/3, mean(dxhat xhat) = -1 / (3 sqrt(2)), so
+  // dx = rstd (g - 1/3 + xhat / (3 sqrt(2))) = rstd [1/2, -1/2, 0] = [1, -1, 0] / (2 sqrt(2));
+  // dw = g xhat = [-1/sqrt(2), 0, 0]; db = g.
+  Tensor x = f64({0, 0, 3}, {1, 3}).set_requires_grad();
+  Tensor w = f64({1, 1, 1}, {3}).set_requires_grad();
+  Tensor b = f64({0, 0, 0}, {3}).set_requires_grad();
+  layer_norm(x, w, b, 0.0).backward(f64({1, 0, 0}, {1, 3}));
+  const double r = 1.0 / std::sqrt(2.0);
+  require_close(x.grad(), {r / 2, -r / 2, 0.0});
+  require_close(w.grad(), {-r, 0.0, 0.0});
+  require_close(b.grad(), {1.0, 0.0, 0.0});
+}
+
 TEST_CASE("causal_conv1d by hand: the average downsampler", "[ops]") {
   // k = 2, w = 1/2 (average initialisation), stride 2: y[t] = (x[2t] + x[2t-1]) / 2,
   // x[-1] = 0. x = [1, 2, 3, 4, 5] -> T_out = 3: [1/2, (3+2)/2, (5+4)/2].

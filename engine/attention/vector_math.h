@@ -28,6 +28,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "common/lane_sums.h"
+
 namespace hkt::attention {
 
 inline float fast_exp(float x) {
@@ -93,29 +95,14 @@ inline float fast_erfc(float z) {
   return z >= 0.0f ? tail : 2.0f - tail;         // NaN: the comparison fails and 2 - NaN is NaN
 }
 
-// ---- sum_lanes, dot_lanes ----
-// Why: a loop `s += x[i]` is one chain of dependent additions; floating-point addition
-// is not associative, so without -ffast-math the compiler must keep that order and
-// emits scalar adds (perf showed the softmax row sums and the level-weight dot products
-// at about 10 % of an MHA training step). Sixteen partial sums, one per lane, added
-// in a fixed order at the end, are independent chains the compiler maps onto one or two
-// SIMD registers. The order is fixed by n alone, so results stay deterministic and
-// independent of the thread count.
-inline constexpr std::int64_t kLanes = 16;
-
-/// sum_i x[i], i < n, as kLanes interleaved partial sums (lane i % kLanes), then the
-/// lanes in order, then the leftover tail.
-template <class T>
-T sum_lanes(const T* x, std::int64_t n) {
-  T lane[kLanes] = {};
-  std::int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (std::int64_t j = 0; j < kLanes; ++j) lane[j] += x[i + j];
-  T s = 0;
-  for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
-  for (; i < n; ++i) s += x[i];
-  return s;
-}
+// ---- lane sums ----
+// sum_lanes, dot_lanes and dot3_lanes live in kernels/common/lane_sums.h (shared with the
+// CUDA backend, which explains the lanes); exp_shifted_sum and max_lanes below are the
+// CPU attention's own.
+using fn::dot3_lanes;
+using fn::dot_lanes;
+using fn::kLanes;
+using fn::sum_lanes;
 
 /// x[i] = fast_exp(x[i] - shift) for i < n, and returns sum_lanes of the new values: the
 /// same values and the same sum, in the same order, as that loop followed by sum_lanes,
@@ -149,33 +136,6 @@ T max_lanes(const T* x, std::int64_t n) {
 #pragma omp simd reduction(max : m)
   for (std::int64_t i = 0; i < n; ++i) m = m < x[i] ? x[i] : m;
   return m;
-}
-
-/// sum_i a[i] b[i], i < n, in the order of sum_lanes.
-template <class T>
-T dot_lanes(const T* a, const T* b, std::int64_t n) {
-  T lane[kLanes] = {};
-  std::int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (std::int64_t j = 0; j < kLanes; ++j) lane[j] += a[i + j] * b[i + j];
-  T s = 0;
-  for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-/// sum_i (a[i] b[i]) c[i], i < n, in the order of sum_lanes (the LayerNorm backward's
-/// mean(dxhat xhat) with dxhat = g w).
-template <class T>
-T dot3_lanes(const T* a, const T* b, const T* c, std::int64_t n) {
-  T lane[kLanes] = {};
-  std::int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (std::int64_t j = 0; j < kLanes; ++j) lane[j] += a[i + j] * b[i + j] * c[i + j];
-  T s = 0;
-  for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
-  for (; i < n; ++i) s += a[i] * b[i] * c[i];
-  return s;
 }
 
 }  // namespace hkt::attention

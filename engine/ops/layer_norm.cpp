@@ -8,7 +8,6 @@
 #include <cmath>
 #include <vector>
 
-#include "../attention/vector_math.h"
 #include "../ops.h"
 #include "common/rows.h"
 #include "cpu_kernels.h"
@@ -73,17 +72,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
              if (needs[0]) {
                grads[0] = Tensor::empty(g.shape(), g.dtype());
                T* dx = grads[0].data<T>();
-               const std::vector<T> ones(pw ? 0 : static_cast<std::size_t>(D), T(1));
-               const T* wr = pw ? pw : ones.data();  // the weight row (all ones without a weight)
                cpu::parallel_for(N, D * 4, [&](std::int64_t r) {
-                 const T *gr = pg + r * D, *hr = ph + r * D;
-                 // mean(dxhat) and mean(dxhat * xhat), dxhat = g w, as lane-split sums
-                 // (vector_math.h: an ordered float sum stays scalar; these vectorise).
-                 const T mean_d = attention::dot_lanes(gr, wr, D) / static_cast<T>(D);
-                 const T mean_dh = attention::dot3_lanes(gr, wr, hr, D) / static_cast<T>(D);
-                 const T rs = pr[r];
-                 T* out = dx + r * D;
-                 for (std::int64_t c = 0; c < D; ++c) out[c] = rs * (gr[c] * wr[c] - mean_d - hr[c] * mean_dh);
+                 fn::layer_norm_backward_row(pg + r * D, ph + r * D, pw, pr[r], dx + r * D, D);  // common/rows.h
                });
              }
              // Column sums over rows: each task owns a block of kColumns whole columns, so

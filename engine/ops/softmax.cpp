@@ -7,7 +7,6 @@
 // (docs/engine.md convention 2). A masked entry (z = -inf) of a live row is a constant output (0 or
 // -inf) whatever x is, so its input gets zero gradient.
 #include <cmath>
-#include <limits>
 
 #include "../ops.h"
 #include "common/rows.h"
@@ -59,12 +58,7 @@ Tensor log_softmax(const Tensor& x, const Tensor& mask) {
       const T *py = y.data<T>(), *pg = g.data<T>();
       T* out = gx.data<T>();
       cpu::parallel_for(rows, n * 3, [&](std::int64_t r) {
-        const T *yr = py + r * n, *gr = pg + r * n;
-        T gsum = 0;
-        for (std::int64_t j = 0; j < n; ++j)
-          if (yr[j] != -std::numeric_limits<T>::infinity()) gsum += gr[j];
-        for (std::int64_t j = 0; j < n; ++j)
-          out[r * n + j] = yr[j] == -std::numeric_limits<T>::infinity() ? T(0) : gr[j] - std::exp(yr[j]) * gsum;
+        fn::log_softmax_backward_row(py + r * n, pg + r * n, out + r * n, n);  // common/rows.h
       });
     });
     return Grads{gx};
@@ -79,9 +73,9 @@ Tensor softmax(const Tensor& x, const Tensor& mask) {
   dispatch_floating(x.dtype(), "softmax", [&](auto tag) {
     using T = decltype(tag);
     if (cpu::on_cuda(x)) return cuda::softmax_rows(z.raw_data(), y.raw_data(), rows, n, true, x.dtype());
+    const T* pz = z.data<T>();
     T* py = y.data<T>();
-    log_softmax_rows(z.data<T>(), py, rows, n);
-    cpu::parallel_for(y.numel(), 1, [&](std::int64_t i) { py[i] = std::exp(py[i]); });  // e^-inf = 0
+    cpu::parallel_for(rows, n * 5, [&](std::int64_t r) { fn::softmax_row(pz + r * n, py + r * n, n); });  // common/rows.h
   });
   // dx_j = p_j (g_j - sum_k g_k p_k); p_j = 0 gives 0 for masked entries and dead rows.
   record(y, "softmax", {x}, [y = y.detach(), n, rows](const Tensor& g, const std::vector<bool>&) {
@@ -93,10 +87,7 @@ Tensor softmax(const Tensor& x, const Tensor& mask) {
       const T *py = y.data<T>(), *pg = g.data<T>();
       T* out = gx.data<T>();
       cpu::parallel_for(rows, n * 3, [&](std::int64_t r) {
-        const T *pr = py + r * n, *gr = pg + r * n;
-        T dot = 0;
-        for (std::int64_t j = 0; j < n; ++j) dot += gr[j] * pr[j];
-        for (std::int64_t j = 0; j < n; ++j) out[r * n + j] = pr[j] == T(0) ? T(0) : pr[j] * (gr[j] - dot);
+        fn::softmax_backward_row(py + r * n, pg + r * n, out + r * n, n);  // common/rows.h
       });
     });
     return Grads{gx};
@@ -141,15 +132,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t i
     log_softmax_rows(pl, lp, N, C);
     // Summed in double in row order: one deterministic number whatever the threads.
     double total = 0.0;
-    for (std::int64_t i = 0; i < N; ++i) {
-      if (t[i] == ignore_index) continue;
-      double row_mean = 0.0;
-      if (eps > 0.0) {
-        for (std::int64_t c = 0; c < C; ++c) row_mean += static_cast<double>(lp[i * C + c]);
-        row_mean /= static_cast<double>(C);
-      }
-      total -= (1.0 - eps) * static_cast<double>(lp[i * C + t[i]]) + eps * row_mean;
-    }
+    for (std::int64_t i = 0; i < N; ++i)
+      if (t[i] != ignore_index) total += fn::cross_entropy_row(lp + i * C, C, t[i], eps);  // common/rows.h
     loss.data<T>()[0] = count > 0 ? static_cast<T>(total / static_cast<double>(count)) : T(0);
   });
   // dlogits[i, c] = g (p[i, c] - q[i, c]) / count, q = (1 - eps) onehot(t_i) + eps / C;
@@ -174,10 +158,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t i
              if (scale == T(0)) return;  // convention 3: exactly zero
              cpu::parallel_for(N, C, [&](std::int64_t i) {
                if (tt[i] == ignore_index) return;
-               for (std::int64_t c = 0; c < C; ++c) {
-                 const double q = (c == tt[i] ? 1.0 - eps : 0.0) + eps / static_cast<double>(C);
-                 out[i * C + c] = scale * static_cast<T>(std::exp(static_cast<double>(lp[i * C + c])) - q);
-               }
+               for (std::int64_t c = 0; c < C; ++c) out[i * C + c] = fn::cross_entropy_grad(lp[i * C + c], c, C, tt[i], eps, scale);
              });
            });
            return Grads{gx, Tensor()};

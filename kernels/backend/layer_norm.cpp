@@ -1,6 +1,7 @@
 // layer_norm.cpp: layer norm rows (one row per thread) and the column sums of its
-// weight and bias gradients (one column per thread, rows in order). The forward row is
-// kernels/common/rows.h, shared with engine/ops/layer_norm.cpp (Ba et al. 2016).
+// weight and bias gradients (one column per thread, rows in order). The forward and
+// backward rows are kernels/common/rows.h, shared with engine/ops/layer_norm.cpp
+// (Ba et al. 2016).
 #include <cmath>
 
 #include "common/rows.h"
@@ -23,18 +24,7 @@ template <class T>
 void layer_norm_backward_input_impl(const T* g, const T* xhat, const T* rstd, const T* w, T* dx, std::int64_t N,
                                     std::int64_t D) {
   for_each(N, HKT_KERNEL(std::int64_t r) {
-    T mean_d = 0, mean_dh = 0;  // mean(dxhat), mean(dxhat * xhat), dxhat = g w
-    for (std::int64_t j = 0; j < D; ++j) {
-      const T d = g[r * D + j] * (w ? w[j] : T(1));
-      mean_d += d;
-      mean_dh += d * xhat[r * D + j];
-    }
-    mean_d /= static_cast<T>(D);
-    mean_dh /= static_cast<T>(D);
-    for (std::int64_t j = 0; j < D; ++j) {
-      const T d = g[r * D + j] * (w ? w[j] : T(1));
-      dx[r * D + j] = rstd[r] * (d - mean_d - xhat[r * D + j] * mean_dh);
-    }
+    fn::layer_norm_backward_row(g + r * D, xhat + r * D, w, rstd[r], dx + r * D, D);  // common/rows.h
   });
 }
 

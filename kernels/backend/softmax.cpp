@@ -1,6 +1,6 @@
 // softmax.cpp: softmax / log_softmax rows, their backward, and cross entropy. One row
-// per thread (rows are at most a few thousand long in this project); the formulas and
-// the order of the double-precision row sums are those of engine/ops/softmax.cpp.
+// per thread (rows are at most a few thousand long in this project), each through the
+// row functions of kernels/common/rows.h that engine/ops/softmax.cpp calls too.
 #include <cmath>
 
 #include "common/rows.h"
@@ -14,27 +14,16 @@ namespace detail {
 template <class T>
 void softmax_impl(const T* z, T* y, std::int64_t rows, std::int64_t n, bool as_probabilities) {
   for_each(rows, HKT_KERNEL(std::int64_t r) {
-    fn::log_softmax_row(z + r * n, y + r * n, n);  // common/rows.h, as the CPU op
-    if (as_probabilities)
-      for (std::int64_t j = 0; j < n; ++j) y[r * n + j] = std::exp(y[r * n + j]);  // e^-inf = 0
+    if (as_probabilities) fn::softmax_row(z + r * n, y + r * n, n);
+    else fn::log_softmax_row(z + r * n, y + r * n, n);
   });
 }
 
 template <class T>
 void softmax_backward_impl(const T* y, const T* g, T* gx, std::int64_t rows, std::int64_t n, bool as_probabilities) {
   for_each(rows, HKT_KERNEL(std::int64_t r) {
-    const T *yr = y + r * n, *gr = g + r * n;
-    T* out = gx + r * n;
-    const T neg_inf = -static_cast<T>(HUGE_VAL);
-    T acc = 0;  // softmax: sum g p; log_softmax: sum of g over live entries
-    for (std::int64_t j = 0; j < n; ++j) {
-      if (as_probabilities) acc += gr[j] * yr[j];
-      else if (yr[j] != neg_inf) acc += gr[j];
-    }
-    for (std::int64_t j = 0; j < n; ++j) {
-      if (as_probabilities) out[j] = yr[j] == T(0) ? T(0) : yr[j] * (gr[j] - acc);
-      else out[j] = yr[j] == neg_inf ? T(0) : gr[j] - std::exp(yr[j]) * acc;
-    }
+    if (as_probabilities) fn::softmax_backward_row(y + r * n, g + r * n, gx + r * n, n);
+    else fn::log_softmax_backward_row(y + r * n, g + r * n, gx + r * n, n);
   });
 }
 
@@ -44,15 +33,8 @@ void cross_entropy_loss_impl(const T* logp, const std::int64_t* t, T* loss, std:
   // One thread: the loss is one number, summed in row order as on the CPU.
   for_each(1, HKT_KERNEL(std::int64_t) {
     double total = 0.0;
-    for (std::int64_t i = 0; i < N; ++i) {
-      if (t[i] == ignore_index) continue;
-      double row_mean = 0.0;
-      if (eps > 0.0) {
-        for (std::int64_t c = 0; c < C; ++c) row_mean += static_cast<double>(logp[i * C + c]);
-        row_mean /= static_cast<double>(C);
-      }
-      total -= (1.0 - eps) * static_cast<double>(logp[i * C + t[i]]) + eps * row_mean;
-    }
+    for (std::int64_t i = 0; i < N; ++i)
+      if (t[i] != ignore_index) total += fn::cross_entropy_row(logp + i * C, C, t[i], eps);
     loss[0] = count > 0 ? static_cast<T>(total / static_cast<double>(count)) : T(0);
   });
 }
@@ -67,8 +49,7 @@ void cross_entropy_backward_impl(const T* logp, const std::int64_t* t, T* gx, st
       gx[i] = T(0);
       return;
     }
-    const double q = (c == t[row] ? 1.0 - eps : 0.0) + eps / static_cast<double>(C);
-    gx[i] = scale * static_cast<T>(std::exp(static_cast<double>(logp[i])) - q);
+    gx[i] = fn::cross_entropy_grad(logp[i], c, C, t[row], eps, scale);
   });
 }
 

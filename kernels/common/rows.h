@@ -1,13 +1,15 @@
-// rows.h: per-row formulas shared by the CPU ops (engine/ops/softmax.cpp,
-// layer_norm.cpp) and the CUDA backend (kernels/backend/softmax.cpp, layer_norm.cpp):
-// one source, so the two devices differ only by rounding (the math library, fused
-// multiply-adds), never by a formula. Statistics are summed in double whatever T is.
+// rows.h: the per-row formulas of the row ops, forward and backward side by side, shared
+// by the CPU ops (engine/ops/softmax.cpp, layer_norm.cpp) and the CUDA backend
+// (kernels/backend/softmax.cpp, layer_norm.cpp): one source, so the two devices differ
+// only by rounding (the math library, fused multiply-adds), never by a formula or an
+// order of summation. T is the element type (float or double).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
 #include "host_device.h"
+#include "lane_sums.h"
 
 namespace hkt::fn {
 
@@ -29,6 +31,54 @@ HKT_HOST_DEVICE inline void log_softmax_row(const T* z, T* out, std::int64_t n) 
   for (std::int64_t j = 0; j < n; ++j) out[j] = z[j] - lse;
 }
 
+/// softmax of one row: log_softmax_row, then p = e^(log p) (a row of all -inf gives 0).
+template <class T>
+HKT_HOST_DEVICE inline void softmax_row(const T* z, T* out, std::int64_t n) {
+  log_softmax_row(z, out, n);
+  for (std::int64_t j = 0; j < n; ++j) out[j] = std::exp(out[j]);  // e^-inf = 0
+}
+
+/// Backward of softmax_row: dx_j = p_j (g_j - sum_k g_k p_k), and exactly 0 where p_j = 0
+/// (a masked entry or a dead row: its output does not depend on x). p, g, dx: one row of n.
+template <class T>
+HKT_HOST_DEVICE inline void softmax_backward_row(const T* p, const T* g, T* dx, std::int64_t n) {
+  T dot = 0;
+  for (std::int64_t j = 0; j < n; ++j) dot += g[j] * p[j];
+  for (std::int64_t j = 0; j < n; ++j) dx[j] = p[j] == T(0) ? T(0) : p[j] * (g[j] - dot);
+}
+
+/// Backward of log_softmax_row: dx_j = g_j - e^(y_j) sum_k g_k over the live entries
+/// (y_k > -inf), and exactly 0 where y_j = -inf. y (= log p), g, dx: one row of n.
+template <class T>
+HKT_HOST_DEVICE inline void log_softmax_backward_row(const T* y, const T* g, T* dx, std::int64_t n) {
+  const T neg_inf = -static_cast<T>(HUGE_VAL);
+  T gsum = 0;
+  for (std::int64_t j = 0; j < n; ++j)
+    if (y[j] != neg_inf) gsum += g[j];
+  for (std::int64_t j = 0; j < n; ++j) dx[j] = y[j] == neg_inf ? T(0) : g[j] - std::exp(y[j]) * gsum;
+}
+
+/// Cross entropy of one row with label smoothing eps, from its log-probabilities logp
+/// [C] and target t (not ignored): -((1 - eps) logp[t] + eps mean_c logp[c]), in double.
+template <class T>
+HKT_HOST_DEVICE inline double cross_entropy_row(const T* logp, std::int64_t C, std::int64_t t, double eps) {
+  double row_mean = 0.0;
+  if (eps > 0.0) {
+    for (std::int64_t c = 0; c < C; ++c) row_mean += static_cast<double>(logp[c]);
+    row_mean /= static_cast<double>(C);
+  }
+  return -((1.0 - eps) * static_cast<double>(logp[t]) + eps * row_mean);
+}
+
+/// Gradient of cross_entropy_row with respect to logit c, times scale (the upstream
+/// gradient over the number of counted rows): scale (p_c - q_c) with p_c = e^(logp_c)
+/// and the smoothed target q_c = (1 - eps) [c = t] + eps / C.
+template <class T>
+HKT_HOST_DEVICE inline T cross_entropy_grad(T logp_c, std::int64_t c, std::int64_t C, std::int64_t t, double eps, T scale) {
+  const double q = (c == t ? 1.0 - eps : 0.0) + eps / static_cast<double>(C);
+  return scale * static_cast<T>(std::exp(static_cast<double>(logp_c)) - q);
+}
+
 /// Layer norm of one row of D values (Ba et al. 2016): mu and the biased variance in
 /// double, rstd = 1 / sqrt(var + eps), xhat = (x - mu) rstd, y = xhat w + b (w, b may be
 /// null: 1 and 0). Writes y and xhat [D]; returns rstd.
@@ -46,6 +96,22 @@ HKT_HOST_DEVICE inline T layer_norm_row(const T* x, const T* w, const T* b, T* y
     y[j] = h * (w ? w[j] : T(1)) + (b ? b[j] : T(0));
   }
   return rs;
+}
+
+/// Backward of layer_norm_row for the input, one row of D values: with dxhat = g w,
+///   dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat))
+/// (w may be null: 1). g, xhat, dx [D]; rstd is the forward's. The two means are lane
+/// sums in T (lane_sums.h): they vectorise on the CPU and add in the same order on the GPU.
+template <class T>
+HKT_HOST_DEVICE inline void layer_norm_backward_row(const T* g, const T* xhat, const T* w, T rstd, T* dx, std::int64_t D) {
+  const T n = static_cast<T>(D);
+  if (w) {
+    const T mean_d = dot_lanes(g, w, D) / n, mean_dh = dot3_lanes(g, w, xhat, D) / n;
+    for (std::int64_t j = 0; j < D; ++j) dx[j] = rstd * (g[j] * w[j] - mean_d - xhat[j] * mean_dh);
+  } else {
+    const T mean_d = sum_lanes(g, D) / n, mean_dh = dot_lanes(g, xhat, D) / n;
+    for (std::int64_t j = 0; j < D; ++j) dx[j] = rstd * (g[j] - mean_d - xhat[j] * mean_dh);
+  }
 }
 
 }  // namespace hkt::fn
