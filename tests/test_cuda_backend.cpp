@@ -17,6 +17,7 @@
 #include "optim/adamw.h"
 #include "task.h"
 #include "test_helpers.h"
+#include "train_helpers.h"
 #include "trainer.h"
 
 using namespace hkt;
@@ -37,7 +38,7 @@ TEST_CASE("cuda: without a device every request fails clearly", "[cuda]") {
   require_error([] { cuda::device_info(0); }, expected);
   require_error([] { gradcheck::run_consistency("", DType::Float64); }, "CUDA consistency harness: " + expected);
   std::ostringstream log;
-  require_error([&] { train(config::defaults(), "unused_dir", false, log, false, 0, false, Device::CUDA); },
+  require_error([&] { train_run(config::defaults(), "unused_dir", log, false, 0, false, Device::CUDA); },
                 "train --device cuda: " + expected);
   CHECK(parse_device("cpu") == Device::CPU);
   require_error([] { parse_device("gpu"); }, "unknown device 'gpu' (expected cpu or cuda)");
@@ -171,8 +172,8 @@ TEST_CASE("cuda: a model trains on the GPU along the CPU's loss curve, and its c
     const auto cfg = tiny_config(attention, 20);
     const std::string cpu_dir = fresh_dir("cpu_" + attention), gpu_dir = fresh_dir("gpu_" + attention);
     std::ostringstream log;
-    train(cfg, cpu_dir, false, log, false, 0, false, Device::CPU);
-    const auto result = train(cfg, gpu_dir, false, log, false, 0, false, Device::CUDA);
+    train_run(cfg, cpu_dir, log);
+    const auto result = train_run(cfg, gpu_dir, log, false, 0, false, Device::CUDA);
     CHECK(result["device"] == "cuda");
     const auto a = losses(cpu_dir), b = losses(gpu_dir);
     REQUIRE(a.size() == 20);
@@ -201,8 +202,8 @@ TEST_CASE("cuda: a model trains on the GPU along the CPU's loss curve, and its c
   const std::string whole = (fs::temp_directory_path() / "hkt_test_cuda_cpu_hkt").string();  // the CPU run above
   const std::string split = fresh_dir("split_hkt");
   std::ostringstream log;
-  CHECK(train(cfg, split, false, log, false, 10, false, Device::CUDA).empty());
-  train(cfg, split, true, log, false, 0, false, Device::CPU);
+  CHECK(train_run(cfg, split, log, false, 10, false, Device::CUDA).empty());
+  train_run(cfg, split, log, true);
   const auto a = losses(whole), b = losses(split);
   REQUIRE(b.size() == a.size());
   CHECK(std::abs(a.back() - b.back()) <= 1e-3 * std::abs(a.back()));

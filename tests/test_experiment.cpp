@@ -1,4 +1,4 @@
-// test_experiment.cpp: `hkt experiment` (models/experiment.h): the summary statistics
+// test_experiment.cpp: `hkt experiment` (models/experiment/experiment.h): the summary statistics
 // against hand-computed values, the variant checks, the run layout with reuse and resume,
 // and the attention maps (level scores against a naive float64 loop, rows summing to 1).
 #include <cmath>
@@ -12,6 +12,7 @@
 #include "ops.h"
 #include "task.h"
 #include "test_helpers.h"
+#include "train_helpers.h"
 #include "trainer.h"
 
 using namespace hkt;
@@ -114,7 +115,7 @@ TEST_CASE("experiment: runs every variant, reuses finished runs, resumes interru
   // An interrupted run of the second variant: stopped after step 2.
   const auto variants = experiment_variants(cfg);
   std::ostringstream quiet;
-  train(run_config(cfg, variants[1], 0), out + "/hkt/seed-0", false, quiet, false, 2);
+  train_run(run_config(cfg, variants[1], 0), out + "/hkt/seed-0", quiet, false, 2);
   REQUIRE(!fs::exists(out + "/hkt/seed-0/result.json"));
 
   std::ostringstream first;
@@ -129,7 +130,7 @@ TEST_CASE("experiment: runs every variant, reuses finished runs, resumes interru
   CHECK(s.at("variants")[1].at("levels") == 3);
   // The resumed run equals an uninterrupted one (trainer.h's guarantee, seen from here).
   const std::string other = dir.file("straight");
-  const Json straight = train(run_config(cfg, variants[1], 0), other, false, quiet, false);
+  const Json straight = train_run(run_config(cfg, variants[1], 0), other, quiet);
   CHECK(straight.at("best_val_accuracy") == s.at("all_runs")[1].at("result").at("best_val_accuracy"));
 
   std::ostringstream second;

@@ -1,4 +1,4 @@
-// test_theory.cpp: the theory checks of models/theory.h (docs/theory.md). Every expected
+// test_theory.cpp: the theory checks of models/theory/theory.h (docs/theory.md). Every expected
 // value is known independently: by hand (small matrices), by a formula (Gaussian Mardia
 // kurtosis, relative lambda_min of a negative semidefinite matrix, IEEE identities), or by
 // another method (power iteration against Jacobi, the module's own forward against the

@@ -9,6 +9,7 @@
 #include "run_lock.h"
 #include "task.h"
 #include "test_helpers.h"
+#include "train_helpers.h"
 #include "trainer.h"
 
 using namespace hkt;
@@ -50,7 +51,7 @@ TEST_CASE("train: a tiny ListOps set is fitted to 100 percent training accuracy"
     const auto cfg = tiny_config(attention, 300);
     const std::string dir = fresh_dir("fit_" + attention);
     std::ostringstream log;
-    const auto result = train(cfg, dir, false, log, false);
+    const auto result = train_run(cfg, dir, log);
     const TaskData task = load_task(cfg);
     auto model = build_model(cfg, task.train);
     load_weights(*model, dir + "/best.safetensors");
@@ -73,8 +74,8 @@ TEST_CASE("train: the same config gives bit-identical metrics and a resumed run 
   const auto cfg = tiny_config("hkt", 40);
   const std::string a = fresh_dir("det_a"), b = fresh_dir("det_b"), c = fresh_dir("det_c");
   std::ostringstream log;
-  train(cfg, a, false, log, false);
-  train(cfg, b, false, log, false);
+  train_run(cfg, a, log);
+  train_run(cfg, b, log);
   // The metrics differ only in their timing fields; compare the rest.
   auto strip_times = [](const std::string& text) {
     std::string out;
@@ -88,9 +89,9 @@ TEST_CASE("train: the same config gives bit-identical metrics and a resumed run 
   };
   CHECK(strip_times(read_text(a + "/metrics.jsonl")) == strip_times(read_text(b + "/metrics.jsonl")));
   // Interrupted after step 20 (a checkpoint), then resumed: the same weights at the end.
-  CHECK(train(cfg, c, false, log, false, 20).empty());
+  CHECK(train_run(cfg, c, log, false, 20).empty());
   CHECK_FALSE(fs::exists(c + "/result.json"));
-  train(cfg, c, true, log, false);
+  train_run(cfg, c, log, true);
   CHECK(strip_times(read_text(a + "/metrics.jsonl")) == strip_times(read_text(c + "/metrics.jsonl")));
   const auto wa = safetensors::load(a + "/last.safetensors"), wc = safetensors::load(c + "/last.safetensors");
   REQUIRE(wa.tensors.size() == wc.tensors.size());
@@ -104,17 +105,17 @@ TEST_CASE("train: the same config gives bit-identical metrics and a resumed run 
     INFO(key);
     CHECK(result(a)[key] == result(c)[key]);
   }
-  require_error([&] { train(cfg, a, false, log, false); }, "already holds a run");
+  require_error([&] { train_run(cfg, a, log); }, "already holds a run");
   // --overwrite with a config that fails its checks leaves the old run untouched.
   auto bad = cfg;
   bad["model"]["n_heads"] = 3;
   const std::string before = read_text(a + "/metrics.jsonl");
-  require_error([&] { train(bad, a, false, log, false, 0, true); }, "n_heads (3) must divide");
+  require_error([&] { train_run(bad, a, log, false, 0, true); }, "n_heads (3) must divide");
   CHECK(read_text(a + "/metrics.jsonl") == before);
   CHECK(fs::exists(a + "/best.safetensors"));
   auto changed = cfg;
   changed["train"]["lr"] = 0.1;
-  require_error([&] { train(changed, a, true, log, false); }, "resume: the config differs");
+  require_error([&] { train_run(changed, a, log, true); }, "resume: the config differs");
 }
 
 TEST_CASE("train: a non-finite loss stops the run and keeps the last checkpoint", "[train][errors]") {
@@ -125,7 +126,7 @@ TEST_CASE("train: a non-finite loss stops the run and keeps the last checkpoint"
   const std::string dir = fresh_dir("nan");
   std::ostringstream log;
   try {
-    train(cfg, dir, false, log, false);
+    train_run(cfg, dir, log);
     FAIL("expected training to stop");
   } catch (const Error& e) {
     const std::string msg = e.what();
@@ -154,7 +155,7 @@ TEST_CASE("config: unknown keys and wrong types are errors naming the key", "[tr
   auto bad_heads = tiny_config("hkt", 10);
   bad_heads["model"]["n_heads"] = 3;
   std::ostringstream log;
-  require_error([&] { train(bad_heads, fresh_dir("heads"), false, log, false); }, "model config: n_heads (3) must divide d_model (32)");
+  require_error([&] { train_run(bad_heads, fresh_dir("heads"), log); }, "model config: n_heads (3) must divide d_model (32)");
   auto bad_task = tiny_config("hkt", 10);
   bad_task["data"]["task"] = "mnist";
   require_error([&] { load_task(bad_task); }, "config key 'data.task' must be");
@@ -163,7 +164,7 @@ TEST_CASE("config: unknown keys and wrong types are errors naming the key", "[tr
   require_error([&] { load_task(no_dir); }, "config key 'data.imdb.dir' must name a path");
   auto bad_schedule = tiny_config("hkt", 10);
   bad_schedule["train"]["schedule"] = "linear";
-  require_error([&] { train(bad_schedule, fresh_dir("sched"), false, log, false); }, "linear");
+  require_error([&] { train_run(bad_schedule, fresh_dir("sched"), log); }, "linear");
 }
 
 TEST_CASE("train: one writer per run directory; a finished run resumed changes nothing", "[train][reliability]") {
@@ -173,16 +174,16 @@ TEST_CASE("train: one writer per run directory; a finished run resumed changes n
   fs::create_directories(dir);
   {
     const RunLock holder(dir, "hkt train");  // another process's run, as far as train() can tell
-    require_error([&] { train(cfg, dir, false, log, false); }, dir + " is in use by hkt train (process ");
-    require_error([&] { train(cfg, dir, false, log, false); }, "/.lock is locked); wait for it to finish");
+    require_error([&] { train_run(cfg, dir, log); }, dir + " is in use by hkt train (process ");
+    require_error([&] { train_run(cfg, dir, log); }, "/.lock is locked); wait for it to finish");
   }
   // The holder is gone: its .lock file (still there, with its text) blocks nothing.
   REQUIRE(fs::exists(dir + "/.lock"));
-  train(cfg, dir, false, log, false);
+  train_run(cfg, dir, log);
   const std::string result = read_text(dir + "/result.json"), metrics = read_text(dir + "/metrics.jsonl");
   const auto mtime = fs::last_write_time(dir + "/result.json");
   std::ostringstream resumed;
-  const auto again = train(cfg, dir, true, resumed, false);
+  const auto again = train_run(cfg, dir, resumed, true);
   CHECK(resumed.str().find("is finished (result.json exists); nothing to do") != std::string::npos);
   CHECK(again == config::Json::parse(result));
   CHECK(read_text(dir + "/result.json") == result);
@@ -195,10 +196,10 @@ TEST_CASE("train: negative threads and zero batch sizes are refused before any s
   auto cfg = tiny_config("mha", 10);
   cfg["train"]["threads"] = -1;
   const std::string dir = fresh_dir("threads");
-  require_error([&] { train(cfg, dir, false, log, false); }, "config key 'train.threads' must be >= 0 (0: the OpenMP default), got -1");
+  require_error([&] { train_run(cfg, dir, log); }, "config key 'train.threads' must be >= 0 (0: the OpenMP default), got -1");
   cfg["train"]["threads"] = 1;
   cfg["train"]["eval_batch_size"] = 0;
-  require_error([&] { train(cfg, dir, false, log, false); }, "config key 'train.eval_batch_size' must be >= 1, got 0");
+  require_error([&] { train_run(cfg, dir, log); }, "config key 'train.eval_batch_size' must be >= 1, got 0");
   CHECK_FALSE(fs::exists(dir));  // refused before the run directory was made
 }
 
@@ -222,7 +223,7 @@ TEST_CASE("train: a checkpoint with a NaN or infinite weight is refused, naming 
   std::ostringstream log;
   const auto cfg = tiny_config("hkt", 10);
   const std::string dir = fresh_dir("nanweight");
-  train(cfg, dir, false, log, false);
+  train_run(cfg, dir, log);
   auto file = safetensors::load(dir + "/best.safetensors");
   REQUIRE(file.tensors.size() >= 2);
   for (double bad : {std::nan(""), -HUGE_VAL}) {

@@ -1,5 +1,5 @@
 // cmd_experiment.cpp: `hkt experiment`, every variant of a config for every seed, then the
-// summary table and plots (models/experiment.h does the work; tools/plot_experiment.py
+// summary table and plots (models/experiment/experiment.h does the work; tools/plot_experiment.py
 // draws the plots when Python with matplotlib is found).
 #include <unistd.h>
 

@@ -1,5 +1,5 @@
 // cmd_theory.cpp: `hkt theory {psd,decompose,subsume,kurtosis,truncate,all}`: the paper's
-// theory results checked on a model's real weights and inputs (models/theory.h does the
+// theory results checked on a model's real weights and inputs (models/theory/theory.h does the
 // work; docs/theory.md explains every number). Prints tables, or the JSON with --json;
 // --plots DIR writes DIR/theory.json and draws PNGs with tools/plot_theory.py.
 #include <cmath>

@@ -1,4 +1,4 @@
-// cmd_train.cpp: `hkt train`, `hkt eval` and `hkt predict` (models/trainer.h does the work).
+// cmd_train.cpp: `hkt train`, `hkt eval` and `hkt predict` (models/training/trainer.h does the work).
 #include <unistd.h>
 
 #include <filesystem>
@@ -10,6 +10,7 @@
 #include "config.h"
 #include "io/safetensors.h"
 #include "ops.h"
+#include "theory.h"
 #include "trainer.h"
 
 namespace hkt::tools {
@@ -54,8 +55,16 @@ void add_train_commands(CLI::App& app) {
     else check(sets.empty(), "train --resume: --set and --seed cannot change a run being resumed");
     check(targs->resume.empty() || !targs->overwrite, "train: --overwrite and --resume exclude each other");
     const bool terminal = isatty(fileno(stdout)) != 0;
-    const auto result = hkt::train(cfg, out, !targs->resume.empty(), std::cout, terminal, targs->stop_after, targs->overwrite,
-                                   parse_device(targs->device));
+    TrainOptions options;
+    options.out_dir = out;
+    options.resume = !targs->resume.empty();
+    options.overwrite = targs->overwrite;
+    options.progress = &std::cout;
+    options.progress_is_terminal = terminal;
+    options.stop_after = targs->stop_after;
+    options.device = parse_device(targs->device);
+    options.eval_metrics = theory::eval_metrics;
+    const auto result = hkt::train(cfg, options);
     if (result.empty()) return 0;  // stopped early by --stop-after
     std::cout << "best validation accuracy " << result["best_val_accuracy"].get<double>() << " at step "
               << result["best_step"].get<std::int64_t>() << "; test accuracy " << result["test_accuracy"].get<double>()

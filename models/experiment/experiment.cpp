@@ -16,6 +16,7 @@
 #include "trainer.h"
 #include "optim/schedule.h"
 #include "run_lock.h"
+#include "theory.h"
 
 
 namespace hkt {
@@ -413,7 +414,14 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
     } else {
       const bool resume = has_config && fs::exists(dir + "/last.safetensors");
       progress << tag << (resume ? ": resuming" : ": training") << "\n" << std::flush;
-      result = train(rc, dir, resume, progress, progress_is_terminal, 0, !resume);
+      TrainOptions options;
+      options.out_dir = dir;
+      options.resume = resume;
+      options.overwrite = !resume;
+      options.progress = &progress;
+      options.progress_is_terminal = progress_is_terminal;
+      options.eval_metrics = theory::eval_metrics;
+      result = train(rc, options);
     }
     runs.push_back({variant->name, seed, rel, rc, result});
   }

@@ -739,4 +739,20 @@ config::Json analyse(const Classifier& model, const data::Dataset& split, const 
   return out;
 }
 
+config::Json eval_metrics(const Classifier& model) {
+  config::Json out = config::Json::array();
+  NoGradGuard no_grad;
+  for (const auto& block : model.blocks()) {
+    const HierarchicalAttention& attn = block->attention();
+    config::Json layer = config::Json::array();
+    for (std::int64_t h = 0; h < attn.config().n_heads; ++h) {
+      config::Json row = config::Json::array();
+      for (int l = 0; l < attn.config().levels; ++l) row.push_back(decompose(bilinear_form(attn, l, h)).sym_share);
+      layer.push_back(row);
+    }
+    out.push_back(layer);
+  }
+  return {{"m_sym_share", out}};
+}
+
 }  // namespace hkt::theory

@@ -237,4 +237,11 @@ struct Options {
 /// empty split or examples < 1.
 config::Json analyse(const Classifier& model, const data::Dataset& split, const Options& options);
 
+/// The theory numbers logged at every validation of a training run (the trainer's
+/// TrainOptions::eval_metrics): {"m_sym_share": [layer][head][level]}, the share
+/// ||M^sym||_F / ||M||_F of the symmetric part of each bilinear form
+/// M_l,h = W_Q,h^(l)T W_K,h^(l) (Props. 3.5-3.6), so that the reciprocal/directional
+/// balance can be followed in training (the antisymmetric share is sqrt(1 - share^2)).
+config::Json eval_metrics(const Classifier& model);
+
 }  // namespace hkt::theory

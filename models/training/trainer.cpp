@@ -20,7 +20,6 @@
 #include "ops.h"
 #include "optim/adamw.h"
 #include "storage.h"
-#include "theory.h"
 #include "optim/clip.h"
 #include "optim/schedule.h"
 
@@ -63,26 +62,6 @@ Json level_weights(const Classifier& model) {
     for (std::int64_t h = 0; h < H; ++h) {
       Json row = Json::array();
       for (std::int64_t l = 0; l < L; ++l) row.push_back(v[static_cast<std::size_t>(h * L + l)]);
-      layer.push_back(row);
-    }
-    out.push_back(layer);
-  }
-  return out;
-}
-
-// Share of the symmetric part of each bilinear form M_l,h = W_Q,h^(l)T W_K,h^(l)
-// (Props. 3.5-3.6, theory.h): ||M^sym||_F / ||M||_F as [layer][head][level], logged at
-// every evaluation so that the reciprocal/directional balance can be followed in training
-// (the antisymmetric share is sqrt(1 - share^2)).
-Json sym_shares(const Classifier& model) {
-  Json out = Json::array();
-  NoGradGuard no_grad;
-  for (const auto& block : model.blocks()) {
-    const HierarchicalAttention& attn = block->attention();
-    Json layer = Json::array();
-    for (std::int64_t h = 0; h < attn.config().n_heads; ++h) {
-      Json row = Json::array();
-      for (int l = 0; l < attn.config().levels; ++l) row.push_back(theory::decompose(theory::bilinear_form(attn, l, h)).sym_share);
       layer.push_back(row);
     }
     out.push_back(layer);
@@ -267,88 +246,119 @@ void load_weights(const Classifier& model, const std::string& checkpoint_path, b
       cuda::copy_host_to_device(params[i].second.raw_data(), targets[i].second.raw_data(), targets[i].second.nbytes());
 }
 
-Json train(const Json& config, const std::string& out_dir, bool resume, std::ostream& progress, bool progress_is_terminal,
-           std::int64_t stop_after, bool overwrite, Device device) {
-  if (device == Device::CUDA) cuda::require_device("train --device cuda");
-  const Json& tc = config.at("train");
+namespace {
+
+// The files of a run directory (trainer.h).
+struct RunPaths {
+  std::string dir, config, last, best, metrics, result;
+  explicit RunPaths(const std::string& out_dir)
+      : dir(out_dir),
+        config(out_dir + "/config.json"),
+        last(out_dir + "/last.safetensors"),
+        best(out_dir + "/best.safetensors"),
+        metrics(out_dir + "/metrics.jsonl"),
+        result(out_dir + "/result.json") {}
+};
+
+// The "train" section's numbers, read once (their checks are in check_train_keys and
+// read_settings, in the order a bad config is reported).
+struct TrainSettings {
+  std::int64_t steps = 0, batch_size = 0, eval_batch = 0, eval_every = 0, log_every = 0, checkpoint_every = 0;
+  double clip_norm = 0, label_smoothing = 0;
+  std::uint64_t seed = 0;
+  bool pad_to_longest = true;
+  optim::ScheduleConfig schedule;
+};
+
+// The keys checked before anything else is read; sets the OpenMP thread count.
+void check_train_keys(const Json& tc) {
   const int threads = tc.at("threads").get<int>();
   check(threads >= 0, "config key 'train.threads' must be >= 0 (0: the OpenMP default), got " + std::to_string(threads));
   for (const char* key : {"batch_size", "eval_batch_size"})
     check(tc.at(key).get<std::int64_t>() >= 1, std::string("config key 'train.") + key + "' must be >= 1, got " +
                                                    std::to_string(tc.at(key).get<std::int64_t>()));
   if (threads > 0) omp_set_num_threads(threads);
-  check_memory_estimate(config, "train");  // before the data, which max_len sizes too
-  const std::string config_path = out_dir + "/config.json", last_path = out_dir + "/last.safetensors",
-                    best_path = out_dir + "/best.safetensors", metrics_path = out_dir + "/metrics.jsonl";
+}
+
+// Checks that out_dir can take this run: with resume, a run of the same config to
+// continue; without, no run there unless overwrite. Returns the result of a run that
+// is already finished (resume then has nothing to do), else null.
+Json check_run_directory(const Json& config, const RunPaths& paths, bool resume, bool overwrite, std::ostream& progress) {
   check(!(resume && overwrite), "train: resume and overwrite exclude each other");
-  if (resume) {
-    check(fs::exists(last_path), "resume: " + last_path + " does not exist (nothing to resume)");
-    check(fs::exists(config_path), "resume: " + config_path + " does not exist");
-    const Json saved = config::read_json_file(config_path);
-    check(saved == config, "resume: the config differs from the run's " + config_path + " (resume the same run unchanged)");
-    if (fs::exists(out_dir + "/result.json")) {
-      // A finished run: say so and change nothing (its result.json stays as written).
-      progress << "resume: the run in " << out_dir << " is finished (result.json exists); nothing to do\n";
-      return config::read_json_file(out_dir + "/result.json");
-    }
-  } else {
-    check(overwrite || !fs::exists(last_path), out_dir + " already holds a run (last.safetensors); use --resume, --overwrite or another --out");
+  if (!resume) {
+    check(overwrite || !fs::exists(paths.last),
+          paths.dir + " already holds a run (last.safetensors); use --resume, --overwrite or another --out");
+    return nullptr;
   }
-  for (const char* key : {"seed"})
-    check(tc.at(key).get<std::int64_t>() >= 0, std::string("config key 'train.") + key + "' must be >= 0");
-  check(tc.at("clip_norm").get<double>() >= 0, "config key 'train.clip_norm' must be >= 0 (0: no clipping)");
+  check(fs::exists(paths.last), "resume: " + paths.last + " does not exist (nothing to resume)");
+  check(fs::exists(paths.config), "resume: " + paths.config + " does not exist");
+  check(config::read_json_file(paths.config) == config,
+        "resume: the config differs from the run's " + paths.config + " (resume the same run unchanged)");
+  if (!fs::exists(paths.result)) return nullptr;
+  // A finished run: say so and change nothing (its result.json stays as written).
+  progress << "resume: the run in " << paths.dir << " is finished (result.json exists); nothing to do\n";
+  return config::read_json_file(paths.result);
+}
 
-  // Everything that can be refused (data, model, optimizer, schedule) is checked before
-  // the run directory is touched, so a bad config never harms an existing run.
-  TaskData task = load_task(config);
-  for (const auto& w : task.warnings) progress << "warning: " << w << "\n";
-  auto model = build_model(config, task.train);
-  model->to(device);  // before the optimizer, whose moments live beside the parameters
-  const auto params = model->named_parameters();
-  std::vector<Tensor> param_tensors;
-  for (const auto& [n, p] : params) param_tensors.push_back(p);
-  const optim::AdamWConfig oc = adamw_config(config);
-  optim::AdamW optimizer(params, oc);
-  optim::ScheduleConfig sc;
-  sc.kind = tc.at("schedule").get<std::string>();
-  sc.base_lr = oc.lr;
-  sc.warmup_steps = tc.at("warmup_steps").get<std::int64_t>();
-  sc.total_steps = tc.at("steps").get<std::int64_t>();
-  sc.min_lr = tc.at("min_lr").get<double>();
-  optim::validate(sc);
-  const std::int64_t steps = sc.total_steps, batch_size = tc.at("batch_size").get<std::int64_t>(),
-                     eval_batch = tc.at("eval_batch_size").get<std::int64_t>(), eval_every = tc.at("eval_every").get<std::int64_t>(),
-                     log_every = tc.at("log_every").get<std::int64_t>(), ckpt_every = tc.at("checkpoint_every").get<std::int64_t>();
-  check(steps >= 1, "config key 'train.steps' must be >= 1");
-  check(eval_every >= 1 && log_every >= 1 && ckpt_every >= 1, "config keys 'train.eval_every', 'log_every', 'checkpoint_every' must be >= 1");
-  const double clip = tc.at("clip_norm").get<double>(), smoothing = tc.at("label_smoothing").get<double>();
-  const std::uint64_t seed = tc.at("seed").get<std::uint64_t>();
-  const bool pad_longest = tc.at("pad_to_longest").get<bool>();
-  data::Loader loader(task.train, batch_size, true, seed, pad_longest, model->dtype());
-  // Dropout has its own stream, keyed apart from the initialisation's (which used seed).
-  Generator dropout_gen(seed ^ 0xD1B54A32D192ED03ULL);
+// The rest of the "train" section, checked; the schedule takes AdamW's learning rate.
+TrainSettings read_settings(const Json& tc, double base_lr) {
+  TrainSettings s;
+  s.schedule.kind = tc.at("schedule").get<std::string>();
+  s.schedule.base_lr = base_lr;
+  s.schedule.warmup_steps = tc.at("warmup_steps").get<std::int64_t>();
+  s.schedule.total_steps = tc.at("steps").get<std::int64_t>();
+  s.schedule.min_lr = tc.at("min_lr").get<double>();
+  optim::validate(s.schedule);
+  s.steps = s.schedule.total_steps;
+  s.batch_size = tc.at("batch_size").get<std::int64_t>();
+  s.eval_batch = tc.at("eval_batch_size").get<std::int64_t>();
+  s.eval_every = tc.at("eval_every").get<std::int64_t>();
+  s.log_every = tc.at("log_every").get<std::int64_t>();
+  s.checkpoint_every = tc.at("checkpoint_every").get<std::int64_t>();
+  check(s.steps >= 1, "config key 'train.steps' must be >= 1");
+  check(s.eval_every >= 1 && s.log_every >= 1 && s.checkpoint_every >= 1,
+        "config keys 'train.eval_every', 'log_every', 'checkpoint_every' must be >= 1");
+  s.clip_norm = tc.at("clip_norm").get<double>();
+  s.label_smoothing = tc.at("label_smoothing").get<double>();
+  s.seed = tc.at("seed").get<std::uint64_t>();
+  s.pad_to_longest = tc.at("pad_to_longest").get<bool>();
+  return s;
+}
 
-  fs::create_directories(out_dir);
-  const RunLock lock(out_dir, resume ? "hkt train --resume" : "hkt train");  // one writer per run directory
-  if (overwrite)
-    for (const char* f : {"metrics.jsonl", "best.safetensors", "last.safetensors", "result.json"}) fs::remove(fs::path(out_dir) / f);
-  if (!resume) write_file_atomic(config_path, config.dump(2) + "\n");
+// The training-set statistics of the steps since the last log line.
+struct Window {
+  double loss = 0, tokens = 0, seconds = 0;
+  std::int64_t correct = 0, examples = 0, steps = 0;
+};
 
+// Where a run stands; everything here is checkpointed, so a resumed run continues
+// exactly (numbers with 17 significant digits, which read back exactly).
+struct RunState {
   std::int64_t step = 0, best_step = 0;
   double best_val = -1.0, train_seconds = 0.0;
-  double window_loss = 0, window_tokens = 0, window_seconds = 0;
-  std::int64_t window_correct = 0, window_examples = 0, window_steps = 0;
-  if (resume) {
-    const auto file = safetensors::load(last_path);
-    load_weights(*model, last_path);
-    std::vector<std::pair<std::string, Tensor>> state;
-    for (const auto& [name, t] : file.tensors)
-      if (name.rfind("optimizer.", 0) == 0) state.emplace_back(name.substr(10), t);
-    optimizer.load_state(state);
-    // Numbers were written with 17 significant digits, so they read back exactly.
-    auto meta = [&](const std::string& k) -> double {
-      check(file.metadata.count(k) == 1, "resume: " + last_path + " has no metadata '" + k + "'");
-      const std::string& text = file.metadata.at(k);
+  Window window;
+  std::uint64_t dropout_offset = 0;
+
+  std::map<std::string, std::string> metadata() const {
+    auto exact = [](double v) {
+      char buf[40];
+      std::snprintf(buf, sizeof buf, "%.17g", v);
+      return std::string(buf);
+    };
+    return {{"step", std::to_string(step)}, {"dropout_offset", std::to_string(dropout_offset)},
+            {"best_val_accuracy", exact(best_val)}, {"best_step", std::to_string(best_step)},
+            {"train_seconds", exact(train_seconds)}, {"window_loss", exact(window.loss)},
+            {"window_tokens", exact(window.tokens)}, {"window_seconds", exact(window.seconds)},
+            {"window_correct", std::to_string(window.correct)}, {"window_examples", std::to_string(window.examples)},
+            {"window_steps", std::to_string(window.steps)}, {"format", "hkt-checkpoint-1"}};
+  }
+
+  // The state saved in a checkpoint's metadata; throws naming the file and key when one
+  // is missing or not a number.
+  static RunState from_metadata(const std::map<std::string, std::string>& m, const std::string& path, std::int64_t steps) {
+    auto get = [&](const std::string& k) -> double {
+      check(m.count(k) == 1, "resume: " + path + " has no metadata '" + k + "'");
+      const std::string& text = m.at(k);
       std::size_t used = 0;
       double v = 0;
       try {
@@ -357,183 +367,308 @@ Json train(const Json& config, const std::string& out_dir, bool resume, std::ost
         used = 0;
       }
       check(used == text.size() && !text.empty() && std::isfinite(v) && v >= -1,
-            "resume: " + last_path + ": metadata '" + k + "' = '" + text + "' is not a valid number");
+            "resume: " + path + ": metadata '" + k + "' = '" + text + "' is not a valid number");
       return v;
     };
-    step = static_cast<std::int64_t>(meta("step"));
-    check(step >= 1 && step <= steps, "resume: " + last_path + ": step " + std::to_string(step) + " is outside 1.." + std::to_string(steps));
-    dropout_gen.advance(static_cast<std::uint64_t>(meta("dropout_offset")));
-    best_val = meta("best_val_accuracy");
-    best_step = static_cast<std::int64_t>(meta("best_step"));
-    train_seconds = meta("train_seconds");
-    window_loss = meta("window_loss");
-    window_tokens = meta("window_tokens");
-    window_seconds = meta("window_seconds");
-    window_correct = static_cast<std::int64_t>(meta("window_correct"));
-    window_examples = static_cast<std::int64_t>(meta("window_examples"));
-    window_steps = static_cast<std::int64_t>(meta("window_steps"));
-    // Keep the metrics up to the checkpoint; the steps after it run again.
-    std::ifstream in(metrics_path);
-    std::string line, kept;
-    std::int64_t line_no = 0;
-    while (std::getline(in, line)) {
-      ++line_no;
-      if (line.empty()) continue;
-      try {
-        if (Json::parse(line).at("step").get<std::int64_t>() <= step) kept += line + "\n";
-      } catch (const Json::exception&) {  // a line cut short by the interruption
-        progress << "warning: " << metrics_path << ":" << line_no << ": dropped a partial line\n";
+    RunState r;
+    r.step = static_cast<std::int64_t>(get("step"));
+    check(r.step >= 1 && r.step <= steps,
+          "resume: " + path + ": step " + std::to_string(r.step) + " is outside 1.." + std::to_string(steps));
+    r.dropout_offset = static_cast<std::uint64_t>(get("dropout_offset"));
+    r.best_val = get("best_val_accuracy");
+    r.best_step = static_cast<std::int64_t>(get("best_step"));
+    r.train_seconds = get("train_seconds");
+    r.window.loss = get("window_loss");
+    r.window.tokens = get("window_tokens");
+    r.window.seconds = get("window_seconds");
+    r.window.correct = static_cast<std::int64_t>(get("window_correct"));
+    r.window.examples = static_cast<std::int64_t>(get("window_examples"));
+    r.window.steps = static_cast<std::int64_t>(get("window_steps"));
+    return r;
+  }
+};
+
+// Keeps the lines of metrics.jsonl up to `step` (the steps after a checkpoint run again
+// on resume); a line cut short by the interruption is dropped with a warning.
+void truncate_metrics(const std::string& path, std::int64_t step, std::ostream& progress) {
+  std::ifstream in(path);
+  std::string line, kept;
+  std::int64_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    try {
+      if (Json::parse(line).at("step").get<std::int64_t>() <= step) kept += line + "\n";
+    } catch (const Json::exception&) {
+      progress << "warning: " << path << ":" << line_no << ": dropped a partial line\n";
+    }
+  }
+  write_file_atomic(path, kept);
+}
+
+// The model moved to `device`, then its parameters: the optimizer that takes them keeps
+// its moments beside them, so the move comes first.
+std::vector<std::pair<std::string, Tensor>> parameters_on(Classifier& model, Device device) {
+  model.to(device);
+  return model.named_parameters();
+}
+
+// A run being trained: the data, model and optimizer of one config, its files and state.
+class Run {
+ public:
+  Run(const Json& config, const TrainOptions& options, const RunPaths& paths, TaskData task)
+      : config_(config),
+        options_(options),
+        paths_(paths),
+        progress_(*options.progress),
+        task_(std::move(task)),
+        model_(build_model(config, task_.train)),
+        optimizer_(parameters_on(*model_, options.device), adamw_config(config)),
+        s_(read_settings(config.at("train"), adamw_config(config).lr)),
+        loader_(task_.train, s_.batch_size, true, s_.seed, s_.pad_to_longest, model_->dtype()),
+        dropout_gen_(s_.seed ^ 0xD1B54A32D192ED03ULL) {  // dropout's own stream, apart from the initialisation's
+    for (const auto& [n, p] : model_->named_parameters()) params_.push_back(p);
+  }
+
+  // Creates the run directory (or takes over the one resumed), then trains to the end
+  // or to options.stop_after. Returns result.json's content (empty when stopped early).
+  Json train() {
+    fs::create_directories(paths_.dir);
+    const RunLock lock(paths_.dir, options_.resume ? "hkt train --resume" : "hkt train");  // one writer per run directory
+    if (options_.overwrite)
+      for (const char* f : {"metrics.jsonl", "best.safetensors", "last.safetensors", "result.json"})
+        fs::remove(fs::path(paths_.dir) / f);
+    if (options_.resume) restore();
+    else write_file_atomic(paths_.config, config_.dump(2) + "\n");
+    last_saved_step_ = options_.resume ? state_.step : 0;
+    metrics_.open(paths_.metrics, std::ios::app);
+    check(metrics_.good(), paths_.metrics + ": cannot write");
+
+    reset_peak_cpu_memory();  // result.json reports the peak of the engine's tensors while training
+    run_start_ = std::chrono::steady_clock::now();
+    first_step_ = state_.step;
+    while (state_.step < s_.steps) {
+      const std::int64_t step = ++state_.step;
+      const double lr = train_step(step);
+      if (step % s_.log_every == 0 || step == s_.steps) log_window(lr);
+      if (step % s_.eval_every == 0 || step == s_.steps) validate();
+      if (step % s_.checkpoint_every == 0 || step == s_.steps || step == options_.stop_after) save_last();
+      if (step == options_.stop_after && step < s_.steps) {
+        progress_ << "stopped after step " << step << " (resume with --resume " << paths_.dir << ")\n";
+        return Json::object();
       }
     }
-    write_file_atomic(metrics_path, kept);
-    progress << "resumed " << out_dir << " at step " << step << "\n";
+    return finish();
   }
-  std::int64_t last_saved_step = resume ? step : 0;  // for the message of a stopped run
-  std::ofstream metrics(metrics_path, std::ios::app);
-  check(metrics.good(), metrics_path + ": cannot write");
-  auto save_last = [&] {
-    std::vector<std::pair<std::string, Tensor>> state;
-    for (auto& [name, t] : optimizer.state()) state.emplace_back("optimizer." + name, t);
-    auto exact = [](double v) {  // 17 significant digits: the double reads back exactly
-      char buf[40];
-      std::snprintf(buf, sizeof buf, "%.17g", v);
-      return std::string(buf);
-    };
-    try {
-      save_checkpoint(last_path, *model, state,
-                    {{"step", std::to_string(step)}, {"dropout_offset", std::to_string(dropout_gen.offset())},
-                     {"best_val_accuracy", exact(best_val)}, {"best_step", std::to_string(best_step)},
-                     {"train_seconds", exact(train_seconds)}, {"window_loss", exact(window_loss)},
-                     {"window_tokens", exact(window_tokens)}, {"window_seconds", exact(window_seconds)},
-                     {"window_correct", std::to_string(window_correct)}, {"window_examples", std::to_string(window_examples)},
-                     {"window_steps", std::to_string(window_steps)}, {"format", "hkt-checkpoint-1"}});
-    } catch (const Error& e) {  // the previous checkpoint is intact (atomic write)
-      throw Error(std::string(e.what()) + " (at step " + std::to_string(step) + "; training stopped, " +
-                  (last_saved_step > 0 ? last_path + " still holds step " + std::to_string(last_saved_step)
-                                       : std::string("before its first checkpoint")) + ")");
-    }
-    last_saved_step = step;
-  };
 
-  const std::int64_t nb = loader.num_batches();
-  auto checkpoint_note = [&] {
-    return last_saved_step > 0 ? "the last checkpoint, " + last_path + ", is from step " + std::to_string(last_saved_step)
-                               : std::string("no checkpoint was written yet");
-  };
-  reset_peak_cpu_memory();  // result.json reports the peak of the engine's tensors while training
-  const auto run_start = std::chrono::steady_clock::now();
-  const std::int64_t first_step = step;
-  while (step < steps) {
-    ++step;
+ private:
+  // Loads last.safetensors: weights, optimizer state and the run's state.
+  void restore() {
+    const auto file = safetensors::load(paths_.last);
+    load_weights(*model_, paths_.last);
+    std::vector<std::pair<std::string, Tensor>> state;
+    for (const auto& [name, t] : file.tensors)
+      if (name.rfind("optimizer.", 0) == 0) state.emplace_back(name.substr(10), t);
+    optimizer_.load_state(state);
+    state_ = RunState::from_metadata(file.metadata, paths_.last, s_.steps);
+    dropout_gen_.advance(state_.dropout_offset);
+    truncate_metrics(paths_.metrics, state_.step, progress_);
+    progress_ << "resumed " << paths_.dir << " at step " << state_.step << "\n";
+  }
+
+  // One optimizer step on the step-th batch: forward, loss, backward, clipping, AdamW.
+  // Adds the batch to the window; returns the learning rate used.
+  double train_step(std::int64_t step) {
     const auto t0 = std::chrono::steady_clock::now();
-    const data::Batch batch = loader.batch((step - 1) / nb, (step - 1) % nb);
-    const Tensor logits = model->forward(batch.tokens, batch.features, batch.mask, true, dropout_gen);
-    const Tensor loss = cross_entropy(logits, batch.labels, -100, smoothing);
+    const std::int64_t nb = loader_.num_batches();
+    const data::Batch batch = loader_.batch((step - 1) / nb, (step - 1) % nb);
+    const Tensor logits = model_->forward(batch.tokens, batch.features, batch.mask, true, dropout_gen_);
+    const Tensor loss = cross_entropy(logits, batch.labels, -100, s_.label_smoothing);
     const double loss_value = loss.item();
     if (!std::isfinite(loss_value))
-      throw Error("step " + std::to_string(step) + ": the loss is " + std::to_string(loss_value) +
-                  "; training stopped (" + checkpoint_note() + ")");
+      throw Error("step " + std::to_string(step) + ": the loss is " + std::to_string(loss_value) + "; training stopped (" +
+                  checkpoint_note() + ")");
     loss.backward();
-    double grad_norm = 0;
     try {
-      grad_norm = optim::clip_grad_norm(param_tensors, clip);
+      grad_norm_ = optim::clip_grad_norm(params_, s_.clip_norm);
     } catch (const Error& e) {
       throw Error("step " + std::to_string(step) + ": " + e.what() + "; training stopped (" + checkpoint_note() + ")");
     }
-    const double lr = optim::learning_rate(sc, step);
-    optimizer.step(lr);
-    optimizer.zero_grad();
+    const double lr = optim::learning_rate(s_.schedule, step);
+    optimizer_.step(lr);
+    optimizer_.zero_grad();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    train_seconds += seconds;
-    window_seconds += seconds;
-    window_loss += loss_value;
-    window_correct += count_correct(logits.detach(), batch.labels);
-    window_examples += static_cast<std::int64_t>(batch.indices.size());
-    window_tokens += sum(batch.lengths.to(DType::Float64)).item();
-    ++window_steps;
+    Window& w = state_.window;
+    state_.train_seconds += seconds;
+    w.seconds += seconds;
+    w.loss += loss_value;
+    w.correct += count_correct(logits.detach(), batch.labels);
+    w.examples += static_cast<std::int64_t>(batch.indices.size());
+    w.tokens += sum(batch.lengths.to(DType::Float64)).item();
+    ++w.steps;
+    return lr;
+  }
 
-    if (step % log_every == 0 || step == steps) {
-      Json line = {{"step", step}, {"epoch", (step - 1) / nb}, {"lr", lr}, {"loss", window_loss / static_cast<double>(window_steps)},
-                   {"accuracy", static_cast<double>(window_correct) / static_cast<double>(window_examples)},
-                   {"grad_norm", grad_norm}, {"tokens_per_s", window_tokens / window_seconds},
-                   {"level_weights", level_weights(*model)}};
-      metrics << line.dump() << "\n" << std::flush;
-      check(metrics.good(), metrics_path + ": write failed at step " + std::to_string(step) + " (disk full?); training stopped" +
-                                (last_saved_step > 0 ? ", " + last_path + " holds step " + std::to_string(last_saved_step)
-                                                     : std::string(" before its first checkpoint")));
-      const double done = static_cast<double>(step - first_step), left = static_cast<double>(steps - step);
-      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
-      std::ostringstream msg;
-      msg << "step " << step << "/" << steps << " epoch " << (step - 1) / nb << " loss " << std::fixed << std::setprecision(4)
-          << line["loss"].get<double>() << " acc " << std::setprecision(3) << line["accuracy"].get<double>() << " "
-          << std::setprecision(0) << window_tokens / window_seconds << " tok/s ETA " << format_duration(elapsed / done * left);
-      if (progress_is_terminal) {
-        const int width = 24, filled = static_cast<int>(width * static_cast<double>(step) / static_cast<double>(steps));
-        progress << "\r[" << std::string(static_cast<std::size_t>(filled), '#') << std::string(static_cast<std::size_t>(width - filled), ' ')
-                 << "] " << msg.str() << "   " << std::flush;
-      } else {
-        progress << msg.str() << "\n" << std::flush;
-      }
-      window_loss = window_tokens = window_seconds = 0;
-      window_correct = window_examples = window_steps = 0;
+  // A training line in metrics.jsonl and on the progress stream; empties the window.
+  void log_window(double lr) {
+    const std::int64_t step = state_.step, nb = loader_.num_batches();
+    Window& w = state_.window;
+    const Json line = {{"step", step},
+                       {"epoch", (step - 1) / nb},
+                       {"lr", lr},
+                       {"loss", w.loss / static_cast<double>(w.steps)},
+                       {"accuracy", static_cast<double>(w.correct) / static_cast<double>(w.examples)},
+                       {"grad_norm", grad_norm_},
+                       {"tokens_per_s", w.tokens / w.seconds},
+                       {"level_weights", level_weights(*model_)}};
+    write_metrics(line);
+    const double done = static_cast<double>(step - first_step_), left = static_cast<double>(s_.steps - step);
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start_).count();
+    std::ostringstream msg;
+    msg << "step " << step << "/" << s_.steps << " epoch " << (step - 1) / nb << " loss " << std::fixed
+        << std::setprecision(4) << line["loss"].get<double>() << " acc " << std::setprecision(3)
+        << line["accuracy"].get<double>() << " " << std::setprecision(0) << w.tokens / w.seconds << " tok/s ETA "
+        << format_duration(elapsed / done * left);
+    if (options_.progress_is_terminal) {
+      const int width = 24, filled = static_cast<int>(width * static_cast<double>(step) / static_cast<double>(s_.steps));
+      progress_ << "\r[" << std::string(static_cast<std::size_t>(filled), '#')
+                << std::string(static_cast<std::size_t>(width - filled), ' ') << "] " << msg.str() << "   " << std::flush;
+    } else {
+      progress_ << msg.str() << "\n" << std::flush;
     }
-    if (step % eval_every == 0 || step == steps) {
-      const Evaluation val = evaluate(*model, task.val, eval_batch, pad_longest);
-      const bool better = val.accuracy > best_val;
-      if (better) {
-        best_val = val.accuracy;
-        best_step = step;
-        save_checkpoint(best_path, *model, {}, {{"step", std::to_string(step)}, {"format", "hkt-weights-1"}});
-      }
-      metrics << Json{{"step", step}, {"val_accuracy", val.accuracy}, {"val_loss", val.loss}, {"best", better},
-                      {"level_weights", level_weights(*model)}, {"m_sym_share", sym_shares(*model)}}.dump() << "\n"
+    w = Window{};
+  }
+
+  // Evaluates the validation split; a new best is saved to best.safetensors.
+  void validate() {
+    const std::int64_t step = state_.step;
+    const Evaluation val = evaluate(*model_, task_.val, s_.eval_batch, s_.pad_to_longest);
+    const bool better = val.accuracy > state_.best_val;
+    if (better) {
+      state_.best_val = val.accuracy;
+      state_.best_step = step;
+      save_checkpoint(paths_.best, *model_, {}, {{"step", std::to_string(step)}, {"format", "hkt-weights-1"}});
+    }
+    Json line = {{"step", step},
+                 {"val_accuracy", val.accuracy},
+                 {"val_loss", val.loss},
+                 {"best", better},
+                 {"level_weights", level_weights(*model_)}};
+    if (options_.eval_metrics) line.update(options_.eval_metrics(*model_));
+    write_metrics(line);
+    if (options_.progress_is_terminal) progress_ << "\n";
+    progress_ << "step " << step << ": validation accuracy " << std::fixed << std::setprecision(4) << val.accuracy
+              << (better ? " (best)" : "") << "\n"
               << std::flush;
-      check(metrics.good(), metrics_path + ": write failed at step " + std::to_string(step) + " (disk full?); training stopped" +
-                                (last_saved_step > 0 ? ", " + last_path + " holds step " + std::to_string(last_saved_step)
-                                                     : std::string(" before its first checkpoint")));
-      if (progress_is_terminal) progress << "\n";
-      progress << "step " << step << ": validation accuracy " << std::fixed << std::setprecision(4) << val.accuracy
-               << (better ? " (best)" : "") << "\n" << std::flush;
-    }
-    if (step % ckpt_every == 0 || step == steps || step == stop_after) save_last();
-    if (step == stop_after && step < steps) {
-      progress << "stopped after step " << step << " (resume with --resume " << out_dir << ")\n";
-      return Json::object();
-    }
   }
 
-  const double peak_tensor_bytes = static_cast<double>(cpu_memory_stats().peak_bytes);
-  // Evaluate test once, from the best checkpoint reloaded from disk; the reloaded model
-  // must reproduce the validation accuracy it was chosen for, exactly.
-  auto best = build_model(config, task.train);
-  load_weights(*best, best_path);
-  best->to(device);
-  const Evaluation val = evaluate(*best, task.val, eval_batch, pad_longest);
-  check(val.accuracy == best_val, "the reloaded best checkpoint gives validation accuracy " + std::to_string(val.accuracy) +
-                                      ", not the " + std::to_string(best_val) + " it was saved with");
-  const Evaluation test = evaluate(*best, task.test, eval_batch, pad_longest);
-  Json extra = Json::object();
-  for (const auto& d : task.extra_tests) {
-    const Evaluation e = evaluate(*best, d, eval_batch, pad_longest);
-    extra[d.name] = {{"accuracy", e.accuracy}, {"examples", e.examples}, {"chance_level", d.chance_level()}};
+  // Appends one line to metrics.jsonl; a failed write stops the run, naming the
+  // checkpoint that is left.
+  void write_metrics(const Json& line) {
+    metrics_ << line.dump() << "\n" << std::flush;
+    check(metrics_.good(), paths_.metrics + ": write failed at step " + std::to_string(state_.step) +
+                               " (disk full?); training stopped" +
+                               (last_saved_step_ > 0 ? ", " + paths_.last + " holds step " + std::to_string(last_saved_step_)
+                                                     : std::string(" before its first checkpoint")));
   }
-  const Json result = {{"task", config.at("data").at("task")},
-                       {"attention", config.at("model").at("attention")},
-                       {"best_val_accuracy", best_val},
-                       {"best_step", best_step},
-                       {"test_accuracy", test.accuracy},
-                       {"test_examples", test.examples},
-                       {"chance_level", task.test.chance_level()},
-                       {"extra_tests", extra},
-                       {"parameter_count", model->parameter_count()},
-                       {"steps", steps},
-                       {"time_per_step_ms", 1000.0 * train_seconds / static_cast<double>(steps)},
-                       {"train_seconds", train_seconds},
-                       {"peak_tensor_bytes", peak_tensor_bytes},
-                       {"device", device_name(device)},
-                       {"peak_cuda_tensor_bytes", device == Device::CUDA ? cuda::memory_stats().peak_allocated_bytes : 0}};
-  write_file_atomic(out_dir + "/result.json", result.dump(2) + "\n");
-  return result;
+
+  // Writes last.safetensors: weights, optimizer state and RunState (atomically, so the
+  // previous checkpoint stays intact when this one fails).
+  void save_last() {
+    std::vector<std::pair<std::string, Tensor>> state;
+    for (auto& [name, t] : optimizer_.state()) state.emplace_back("optimizer." + name, t);
+    state_.dropout_offset = dropout_gen_.offset();
+    try {
+      save_checkpoint(paths_.last, *model_, state, state_.metadata());
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + " (at step " + std::to_string(state_.step) + "; training stopped, " +
+                  (last_saved_step_ > 0 ? paths_.last + " still holds step " + std::to_string(last_saved_step_)
+                                        : std::string("before its first checkpoint")) +
+                  ")");
+    }
+    last_saved_step_ = state_.step;
+  }
+
+  std::string checkpoint_note() const {
+    return last_saved_step_ > 0 ? "the last checkpoint, " + paths_.last + ", is from step " + std::to_string(last_saved_step_)
+                                : std::string("no checkpoint was written yet");
+  }
+
+  // Evaluates test once, from the best checkpoint reloaded from disk (which must
+  // reproduce the validation accuracy it was chosen for, exactly); writes result.json.
+  Json finish() {
+    const double peak_tensor_bytes = static_cast<double>(cpu_memory_stats().peak_bytes);
+    auto best = build_model(config_, task_.train);
+    load_weights(*best, paths_.best);
+    best->to(options_.device);
+    const Evaluation val = evaluate(*best, task_.val, s_.eval_batch, s_.pad_to_longest);
+    check(val.accuracy == state_.best_val, "the reloaded best checkpoint gives validation accuracy " +
+                                               std::to_string(val.accuracy) + ", not the " +
+                                               std::to_string(state_.best_val) + " it was saved with");
+    const Evaluation test = evaluate(*best, task_.test, s_.eval_batch, s_.pad_to_longest);
+    Json extra = Json::object();
+    for (const auto& d : task_.extra_tests) {
+      const Evaluation e = evaluate(*best, d, s_.eval_batch, s_.pad_to_longest);
+      extra[d.name] = {{"accuracy", e.accuracy}, {"examples", e.examples}, {"chance_level", d.chance_level()}};
+    }
+    const Device device = options_.device;
+    const Json result = {{"task", config_.at("data").at("task")},
+                         {"attention", config_.at("model").at("attention")},
+                         {"best_val_accuracy", state_.best_val},
+                         {"best_step", state_.best_step},
+                         {"test_accuracy", test.accuracy},
+                         {"test_examples", test.examples},
+                         {"chance_level", task_.test.chance_level()},
+                         {"extra_tests", extra},
+                         {"parameter_count", model_->parameter_count()},
+                         {"steps", s_.steps},
+                         {"time_per_step_ms", 1000.0 * state_.train_seconds / static_cast<double>(s_.steps)},
+                         {"train_seconds", state_.train_seconds},
+                         {"peak_tensor_bytes", peak_tensor_bytes},
+                         {"device", device_name(device)},
+                         {"peak_cuda_tensor_bytes", device == Device::CUDA ? cuda::memory_stats().peak_allocated_bytes : 0}};
+    write_file_atomic(paths_.result, result.dump(2) + "\n");
+    return result;
+  }
+
+  const Json& config_;
+  const TrainOptions& options_;
+  const RunPaths paths_;
+  std::ostream& progress_;
+  TaskData task_;
+  std::unique_ptr<Classifier> model_;
+  optim::AdamW optimizer_;
+  TrainSettings s_;
+  data::Loader loader_;
+  Generator dropout_gen_;
+  std::vector<Tensor> params_;
+  RunState state_;
+  std::ofstream metrics_;
+  std::int64_t last_saved_step_ = 0, first_step_ = 0;
+  double grad_norm_ = 0;
+  std::chrono::steady_clock::time_point run_start_;
+};
+
+}  // namespace
+
+Json train(const Json& config, const TrainOptions& options) {
+  check(options.progress != nullptr, "train: options.progress is null");
+  if (options.device == Device::CUDA) cuda::require_device("train --device cuda");
+  const Json& tc = config.at("train");
+  check_train_keys(tc);
+  check_memory_estimate(config, "train");  // before the data, which max_len sizes too
+  const RunPaths paths(options.out_dir);
+  if (Json finished = check_run_directory(config, paths, options.resume, options.overwrite, *options.progress);
+      !finished.is_null())
+    return finished;
+  check(tc.at("seed").get<std::int64_t>() >= 0, "config key 'train.seed' must be >= 0");
+  check(tc.at("clip_norm").get<double>() >= 0, "config key 'train.clip_norm' must be >= 0 (0: no clipping)");
+  // Everything that can be refused (data, model, optimizer, schedule) is checked before
+  // the run directory is touched, so a bad config never harms an existing run.
+  TaskData task = load_task(config);
+  for (const auto& w : task.warnings) *options.progress << "warning: " << w << "\n";
+  Run run(config, options, paths, std::move(task));
+  return run.train();
 }
 
 }  // namespace hkt

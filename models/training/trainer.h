@@ -3,8 +3,9 @@
 //   config.json     the fully resolved config
 //   metrics.jsonl   one JSON object per log step (step, epoch, lr, loss, accuracy, grad_norm,
 //                   tokens_per_s, level_weights [layer][head][level]) and per evaluation
-//                   (val_accuracy, val_loss, best, level_weights, m_sym_share: the
-//                   symmetric share ||M^sym||_F / ||M||_F of each bilinear form, theory.h)
+//                   (val_accuracy, val_loss, best, level_weights, and what
+//                   TrainOptions::eval_metrics adds: `hkt train` and `hkt experiment`
+//                   add m_sym_share, theory::eval_metrics)
 //   last.safetensors  weights + optimizer state + step (for --resume), atomically replaced
 //   best.safetensors  the weights of the best validation accuracy (loadable by PyTorch)
 //   result.json     best validation accuracy and its step, test accuracy of the reloaded
@@ -14,6 +15,7 @@
 // (seed, epoch), dropout draws from a Generator whose offset is checkpointed).
 #pragma once
 
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -51,22 +53,36 @@ void check_memory_estimate(const config::Json& config, const std::string& what);
 /// weight_decay); AdamW's constructor checks their ranges.
 optim::AdamWConfig adamw_config(const config::Json& config);
 
-/// Trains as `config` says, writing the run directory `out_dir` (created). With resume,
-/// continues from out_dir/last.safetensors (its config.json must match `config`).
-/// `progress` receives the progress lines (a bar when it is a terminal). Returns
-/// result.json's content. Throws hkt::Error for bad config or data, and stops with an
-/// error naming the step when the loss or a gradient becomes non-finite (the last good
-/// checkpoint stays as it was).
-/// stop_after > 0 ends the run after that step (checkpointed), as if it had been
-/// interrupted there: for splitting a long run across sessions, and for the resume tests.
-/// The result is then empty (no result.json is written). overwrite replaces the files of
-/// a run already in out_dir, but only once the config, data and model have been checked.
-/// device: where the model trains (Device::CUDA: every op on the CUDA backend; throws
-/// hkt::Error naming why when no CUDA device can be used). Checkpoints hold CPU tensors
-/// either way, so a run can resume, and a checkpoint be evaluated, on either device.
-config::Json train(const config::Json& config, const std::string& out_dir, bool resume, std::ostream& progress,
-                   bool progress_is_terminal, std::int64_t stop_after = 0, bool overwrite = false,
-                   Device device = Device::CPU);
+/// How train() runs a config: where, from where, and what it reports.
+struct TrainOptions {
+  std::string out_dir;  ///< the run directory (created)
+  /// Continue from out_dir/last.safetensors (its config.json must match the config).
+  bool resume = false;
+  /// Replace the files of a run already in out_dir, but only once the config, data and
+  /// model have been checked. Excludes resume.
+  bool overwrite = false;
+  std::ostream* progress = nullptr;   ///< receives the progress lines (required)
+  bool progress_is_terminal = false;  ///< one self-rewriting bar instead of a line per log
+  /// > 0: end the run after that step (checkpointed), as if it had been interrupted
+  /// there: for splitting a long run across sessions, and for the resume tests.
+  std::int64_t stop_after = 0;
+  /// Where the model trains (Device::CUDA: every op on the CUDA backend).
+  Device device = Device::CPU;
+  /// Extra fields for each validation line of metrics.jsonl, computed from the model
+  /// (the commands pass theory::eval_metrics; empty: none).
+  std::function<config::Json(const Classifier&)> eval_metrics;
+};
+
+/// Trains as `config` says, writing the run directory options.out_dir (above). Returns
+/// result.json's content, or an empty object when options.stop_after ended the run
+/// early (no result.json is written then). With resume, a run that is already finished
+/// is left as it is and its result returned.
+/// Throws hkt::Error for a bad config, data or run directory (before the directory is
+/// touched), and stops with an error naming the step when the loss or a gradient becomes
+/// non-finite (the last good checkpoint stays as it was). With Device::CUDA and no
+/// usable CUDA device, throws naming why. Checkpoints hold CPU tensors either way, so a
+/// run can resume, and a checkpoint be evaluated, on either device.
+config::Json train(const config::Json& config, const TrainOptions& options);
 
 /// Builds the classifier of `config` with the sizes stored in the checkpoint's metadata
 /// (vocabulary, features, classes, max_len) and loads its weights: no data needed.
