@@ -16,6 +16,7 @@ using hkt::cuda::CachingAllocator;
 namespace {
 // A raw allocator over malloc with a byte budget, counting its calls.
 struct Budget {
+  explicit Budget(std::size_t bytes) : limit(bytes) {}
   std::size_t limit, used = 0;
   int allocations = 0, frees = 0;
   std::map<void*, std::size_t> sizes;
