@@ -6,7 +6,8 @@
 // Forward, per query tile I, over key tiles J:
 //   s = alpha_0 scale Q0[I] K0[J]^T; for l >= 1 the coarse tile alpha_l scale
 //   Q_l[I/2^l] K_l[J/2^l]^T is added to each 2^l x 2^l block of s; mask; online softmax
-//   (running max m and sum l); acc += p V[J]. Store O = acc / l and LSE = m + log l.
+//   (a running maximum and sum per row); acc += p V[J]. Store O = acc / sum and
+//   LSE = max + log sum.
 // Backward (FlashAttention-2): D_i = rowsum(dO_i O_i); per key tile J, per query tile I:
 //   recompute s, p = exp(s - LSE); dV[J] += p^T dO[I]; dp = dO[I] V[J]^T;
 //   ds = p (dp - D); per level (ds_0 = ds, ds_l = its 2^l x 2^l block sums):
@@ -15,6 +16,9 @@
 //   tiles) and dQ_l = alpha_l G_l.
 // Memory: K_l^T and V^T packed per key tile (the size of K and V), O, the LSE and a
 // few tiles per thread: O(T d_h) per head, never T x T.
+//
+// Names: T is the number of tokens, as everywhere in hkt; the element type (float or
+// double) of the templates below is E.
 //
 // Parallelism: the forward runs one task per (batch, head, query tile), the backward one
 // per (batch, head); every task writes only its own rows, so results do not depend on
@@ -56,9 +60,9 @@ struct Geometry {
 // columns t*w .. t*w+w-1 of the transpose as a contiguous [dh, w] block (zeros past the
 // last row). The score loops then read unit-stride rows with no power-of-two stride
 // between them, which would otherwise alias in the cache.
-template <class T>
-std::vector<T> pack_transposed(const T* src, std::int64_t rows, std::int64_t dh, std::int64_t w, std::int64_t tiles) {
-  std::vector<T> packed(static_cast<std::size_t>(tiles * dh * w), T(0));
+template <class E>
+std::vector<E> pack_transposed(const E* src, std::int64_t rows, std::int64_t dh, std::int64_t w, std::int64_t tiles) {
+  std::vector<E> packed(static_cast<std::size_t>(tiles * dh * w), E(0));
   for (std::int64_t r = 0; r < rows; ++r) {
     const std::int64_t t = r / w, c = r % w;
     for (std::int64_t d = 0; d < dh; ++d) packed[static_cast<std::size_t>((t * dh + d) * w + c)] = src[r * dh + d];
@@ -67,31 +71,31 @@ std::vector<T> pack_transposed(const T* src, std::int64_t rows, std::int64_t dh,
 }
 
 // One (batch, head) of every input, plus its packed transposes.
-template <class T>
+template <class E>
 struct Head {
-  std::vector<const T*> q, k;          // level l: [T_l, d_h]
-  const T* v = nullptr;                // [T, d_h]
-  const T* alpha = nullptr;            // [L], this head's level weights
+  std::vector<const E*> q, k;          // level l: [T_l, d_h]
+  const E* v = nullptr;                // [T, d_h]
+  const E* alpha = nullptr;            // [L], this head's level weights
   const unsigned char* keep = nullptr; // [T], 1 = real key; nullptr = all real
-  std::vector<std::vector<T>> kt;      // level l: K_l^T packed by key tile, width block_k / 2^l
-  std::vector<T> vt;                   // V^T packed by key tile (backward only)
+  std::vector<std::vector<E>> kt;      // level l: K_l^T packed by key tile, width block_k / 2^l
+  std::vector<E> vt;                   // V^T packed by key tile (backward only)
   std::vector<unsigned char> tile_has_padding;  // per key tile
 };
 
-template <class T>
-Head<T> make_head(const Geometry& g, const std::vector<Tensor>& q, const std::vector<Tensor>& k, const Tensor& v,
+template <class E>
+Head<E> make_head(const Geometry& g, const std::vector<Tensor>& q, const std::vector<Tensor>& k, const Tensor& v,
                   const Tensor& alpha, const std::vector<unsigned char>& keep, std::int64_t bh, bool with_vt) {
-  Head<T> hd;
+  Head<E> hd;
   for (int l = 0; l < g.L; ++l) {
     const auto li = static_cast<std::size_t>(l);
     const std::int64_t Tl = g.Tl[li];
-    hd.q.push_back(q[li].data<T>() + bh * Tl * g.dh);
-    hd.k.push_back(k[li].data<T>() + bh * Tl * g.dh);
+    hd.q.push_back(q[li].data<E>() + bh * Tl * g.dh);
+    hd.k.push_back(k[li].data<E>() + bh * Tl * g.dh);
     hd.kt.push_back(pack_transposed(hd.k[li], Tl, g.dh, g.block_k >> l, g.key_tiles));
   }
-  hd.v = v.data<T>() + bh * g.T * g.dh;
+  hd.v = v.data<E>() + bh * g.T * g.dh;
   if (with_vt) hd.vt = pack_transposed(hd.v, g.T, g.dh, g.block_k, g.key_tiles);
-  hd.alpha = alpha.data<T>() + (bh % g.H) * g.L;
+  hd.alpha = alpha.data<E>() + (bh % g.H) * g.L;
   hd.keep = keep.empty() ? nullptr : keep.data() + (bh / g.H) * g.T;
   hd.tile_has_padding.assign(static_cast<std::size_t>(g.key_tiles), 0);
   if (hd.keep)
@@ -101,11 +105,11 @@ Head<T> make_head(const Geometry& g, const std::vector<Tensor>& q, const std::ve
 }
 
 // Scratch of one score tile: query rows i0..i1-1, key columns j0..j1-1.
-template <class T>
+template <class E>
 struct ScoreTile {
-  std::vector<T> s;                   // the fused, masked scores (then p), [block_q x block_k]
-  std::vector<std::vector<T>> fused;  // level l >= 1: F_l (compute_scores) or ds_l (the backward), [block_q/2^l x block_k/2^l], row stride block_k/2^l
-  std::vector<T> row;                 // one row of scratch, [block_k]
+  std::vector<E> s;                   // the fused, masked scores (then p), [block_q x block_k]
+  std::vector<std::vector<E>> fused;  // level l >= 1: F_l (compute_scores) or ds_l (the backward), [block_q/2^l x block_k/2^l], row stride block_k/2^l
+  std::vector<E> row;                 // one row of scratch, [block_k]
   // fused[0] is never used (level 0 is s itself), so it stays empty: the scratch then
   // stays in L2.
   explicit ScoreTile(const Geometry& g) {
@@ -121,14 +125,14 @@ struct ScoreTile {
 // step's fusion and block sums 2x faster.
 
 // wide[c] = src[c / 2], c < cols: a coarse row with each entry doubled.
-template <class T>
-void widen_row(T* __restrict wide, const T* __restrict src, std::int64_t cols) {
+template <class E>
+void widen_row(E* __restrict wide, const E* __restrict src, std::int64_t cols) {
   for (std::int64_t c = 0; c < cols; ++c) wide[c] = src[c >> 1];
 }
 
 // pair[c] = a[c] + b[c] (b = nullptr: a[c]), c < cols: two fine rows added.
-template <class T>
-void add_rows(T* __restrict pair, const T* __restrict a, const T* __restrict b, std::int64_t cols) {
+template <class E>
+void add_rows(E* __restrict pair, const E* __restrict a, const E* __restrict b, std::int64_t cols) {
   if (b)
     for (std::int64_t c = 0; c < cols; ++c) pair[c] = a[c] + b[c];
   else
@@ -136,8 +140,8 @@ void add_rows(T* __restrict pair, const T* __restrict a, const T* __restrict b, 
 }
 
 // out[c] = pair[2c] + pair[2c + 1], c < cols: neighbouring columns added.
-template <class T>
-void add_column_pairs(T* __restrict out, const T* __restrict pair, std::int64_t cols) {
+template <class E>
+void add_column_pairs(E* __restrict out, const E* __restrict pair, std::int64_t cols) {
   for (std::int64_t c = 0; c < cols; ++c) out[c] = pair[2 * c] + pair[2 * c + 1];
 }
 
@@ -152,34 +156,34 @@ void add_column_pairs(T* __restrict out, const T* __restrict pair, std::int64_t 
 // No level's product is stored apart, so the fusion costs one write of each level's
 // tile, and the weights ride in the GEMM's alpha (the lift of docs/hkt-attention.md section 6,
 // reorganised).
-template <class T>
-void compute_scores(const Geometry& g, const Head<T>& hd, std::int64_t i0, std::int64_t i1, std::int64_t j0,
-                    std::int64_t j1, ScoreTile<T>& tile) {
+template <class E>
+void compute_scores(const Geometry& g, const Head<E>& hd, std::int64_t i0, std::int64_t i1, std::int64_t j0,
+                    std::int64_t j1, ScoreTile<E>& tile) {
   const std::int64_t bk = g.block_k, dh = g.dh, jt = j0 / bk;
   for (int l = g.L - 1; l >= 0; --l) {
     const auto li = static_cast<std::size_t>(l);
     const std::int64_t r0 = i0 >> l, rows = ((i1 - 1) >> l) + 1 - r0, cols = ((j1 - 1) >> l) + 1 - (j0 >> l);
     const std::int64_t w = bk >> l;  // row stride of F_l
-    T* out = l == 0 ? tile.s.data() : tile.fused[li].data();
+    E* out = l == 0 ? tile.s.data() : tile.fused[li].data();
     if (l == g.L - 1) {
-      for (std::int64_t r = 0; r < rows; ++r) std::fill(out + r * w, out + r * w + cols, T(0));
+      for (std::int64_t r = 0; r < rows; ++r) std::fill(out + r * w, out + r * w + cols, E(0));
     } else {
-      const T* coarse = tile.fused[li + 1].data();  // F_{l+1}, row stride w / 2
+      const E* coarse = tile.fused[li + 1].data();  // F_{l+1}, row stride w / 2
       for (std::int64_t cr = 0; 2 * cr < rows; ++cr) {
         widen_row(out + 2 * cr * w, coarse + cr * (w / 2), cols);
         if (2 * cr + 1 < rows) std::copy(out + 2 * cr * w, out + 2 * cr * w + cols, out + (2 * cr + 1) * w);
       }
     }
-    tile_gemm(rows, cols, dh, static_cast<T>(g.scale) * hd.alpha[l], hd.q[li] + r0 * dh, dh, hd.kt[li].data() + jt * dh * w, w,
+    tile_gemm(rows, cols, dh, static_cast<E>(g.scale) * hd.alpha[l], hd.q[li] + r0 * dh, dh, hd.kt[li].data() + jt * dh * w, w,
               out, w);
   }
   // Masks, only where the tile can have any: padded keys, or keys after some query.
   const bool causal_cut = g.causal && j1 - 1 > i0;
   if (causal_cut || hd.tile_has_padding[static_cast<std::size_t>(jt)]) {
-    const T inf = std::numeric_limits<T>::infinity();
+    const E inf = std::numeric_limits<E>::infinity();
     const std::int64_t nr = i1 - i0, nc = j1 - j0;
     for (std::int64_t r = 0; r < nr; ++r) {
-      T* srow = tile.s.data() + r * bk;
+      E* srow = tile.s.data() + r * bk;
       for (std::int64_t c = 0; c < nc; ++c)
         if ((hd.keep && !hd.keep[j0 + c]) || (g.causal && j0 + c > i0 + r)) srow[c] = -inf;
     }
@@ -188,101 +192,101 @@ void compute_scores(const Geometry& g, const Head<T>& hd, std::int64_t i0, std::
 
 // Forward of one query tile: O[i0..i1) and LSE[i0..i1) of one head. `tile` is the
 // calling thread's scratch, reused across its tiles (every entry read is written first).
-template <class T>
-void forward_tile(const Geometry& g, const Head<T>& hd, std::int64_t i0, T* out, T* lse, ScoreTile<T>& tile) {
+template <class E>
+void forward_tile(const Geometry& g, const Head<E>& hd, std::int64_t i0, E* out, E* lse, ScoreTile<E>& tile) {
   const std::int64_t dh = g.dh, bk = g.block_k, i1 = std::min(i0 + g.block_q, g.T), nr = i1 - i0;
-  const T inf = std::numeric_limits<T>::infinity();
-  std::vector<T> m(static_cast<std::size_t>(nr), -inf), l(static_cast<std::size_t>(nr), T(0));
-  std::vector<T> acc(static_cast<std::size_t>(nr * dh), T(0));
+  const E inf = std::numeric_limits<E>::infinity();
+  std::vector<E> run_max(static_cast<std::size_t>(nr), -inf), run_sum(static_cast<std::size_t>(nr), E(0));  // per row
+  std::vector<E> acc(static_cast<std::size_t>(nr * dh), E(0));
   const std::int64_t j_end = g.causal ? i1 : g.T;  // keys after the last query are all masked
   for (std::int64_t j0 = 0; j0 < j_end; j0 += bk) {
     const std::int64_t j1 = std::min(j0 + bk, g.T), nc = j1 - j0;
     compute_scores(g, hd, i0, i1, j0, j1, tile);
     // Online softmax: new running max, rescale what was accumulated, p = exp(s - max).
     for (std::int64_t r = 0; r < nr; ++r) {
-      T* srow = tile.s.data() + r * bk;
-      const T row_max = max_lanes(srow, nc);
+      E* srow = tile.s.data() + r * bk;
+      const E row_max = max_lanes(srow, nc);
       const auto ri = static_cast<std::size_t>(r);
-      const T m_new = std::max(m[ri], row_max);
+      const E m_new = std::max(run_max[ri], row_max);
       if (m_new == -inf) {  // every key so far masked: this tile adds nothing
-        std::fill(srow, srow + nc, T(0));
+        std::fill(srow, srow + nc, E(0));
         continue;
       }
-      const T correction = std::exp(m[ri] - m_new);  // exp(-inf) = 0 on the first live tile
-      const T row_sum = exp_shifted_sum(srow, nc, m_new);  // p = exp(s - m_new), masked entries exp(-inf) = 0
-      l[ri] = l[ri] * correction + row_sum;
-      m[ri] = m_new;
-      T* a = acc.data() + r * dh;
+      const E correction = std::exp(run_max[ri] - m_new);  // exp(-inf) = 0 on the first live tile
+      const E row_sum = exp_shifted_sum(srow, nc, m_new);  // p = exp(s - m_new), masked entries exp(-inf) = 0
+      run_sum[ri] = run_sum[ri] * correction + row_sum;
+      run_max[ri] = m_new;
+      E* a = acc.data() + r * dh;
       for (std::int64_t d = 0; d < dh; ++d) a[d] *= correction;
     }
-    tile_gemm(nr, dh, nc, T(1), tile.s.data(), bk, hd.v + j0 * dh, dh, acc.data(), dh);  // acc += p V[J]
+    tile_gemm(nr, dh, nc, E(1), tile.s.data(), bk, hd.v + j0 * dh, dh, acc.data(), dh);  // acc += p V[J]
   }
   for (std::int64_t r = 0; r < nr; ++r) {
     const auto ri = static_cast<std::size_t>(r);
-    const bool dead = l[ri] == T(0);  // every key masked: output 0, LSE -inf
-    for (std::int64_t d = 0; d < dh; ++d) out[(i0 + r) * dh + d] = dead ? T(0) : acc[ri * static_cast<std::size_t>(dh) + static_cast<std::size_t>(d)] / l[ri];
-    lse[i0 + r] = dead ? -inf : m[ri] + std::log(l[ri]);
+    const bool dead = run_sum[ri] == E(0);  // every key masked: output 0, LSE -inf
+    for (std::int64_t d = 0; d < dh; ++d) out[(i0 + r) * dh + d] = dead ? E(0) : acc[ri * static_cast<std::size_t>(dh) + static_cast<std::size_t>(d)] / run_sum[ri];
+    lse[i0 + r] = dead ? -inf : run_max[ri] + std::log(run_sum[ri]);
   }
 }
 
 // Gradients of one head: dq[l], dk[l] [T_l, d_h], dv [T, d_h] (zeroed by the caller);
 // dalpha [L] accumulated in double, or nullptr when alpha needs no gradient.
-template <class T>
-void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* lse, const T* dout,
-                   const std::vector<T*>& dq, const std::vector<T*>& dk, T* dv, double* dalpha) {
-  const std::int64_t T_ = g.T, dh = g.dh, bq = g.block_q, bk = g.block_k;
-  const T inf = std::numeric_limits<T>::infinity();
-  std::vector<T> D(static_cast<std::size_t>(T_));  // D_i = rowsum(dO_i (.) O_i)
-  for (std::int64_t i = 0; i < T_; ++i) D[static_cast<std::size_t>(i)] = dot_lanes(dout + i * dh, out + i * dh, dh);
-  ScoreTile<T> tile(g);
-  std::vector<T> ds(static_cast<std::size_t>(bq * bk));
-  for (std::int64_t j0 = 0; j0 < T_; j0 += bk) {
-    const std::int64_t j1 = std::min(j0 + bk, T_), nc = j1 - j0, jt = j0 / bk;
+template <class E>
+void backward_head(const Geometry& g, const Head<E>& hd, const E* out, const E* lse, const E* dout,
+                   const std::vector<E*>& dq, const std::vector<E*>& dk, E* dv, double* dalpha) {
+  const std::int64_t T = g.T, dh = g.dh, bq = g.block_q, bk = g.block_k;
+  const E inf = std::numeric_limits<E>::infinity();
+  std::vector<E> D(static_cast<std::size_t>(T));  // D_i = rowsum(dO_i (.) O_i)
+  for (std::int64_t i = 0; i < T; ++i) D[static_cast<std::size_t>(i)] = dot_lanes(dout + i * dh, out + i * dh, dh);
+  ScoreTile<E> tile(g);
+  std::vector<E> ds(static_cast<std::size_t>(bq * bk));
+  for (std::int64_t j0 = 0; j0 < T; j0 += bk) {
+    const std::int64_t j1 = std::min(j0 + bk, T), nc = j1 - j0, jt = j0 / bk;
     const std::int64_t i_start = g.causal ? j0 / bq * bq : 0;  // earlier query tiles see none of these keys
-    for (std::int64_t i0 = i_start; i0 < T_; i0 += bq) {
-      const std::int64_t i1 = std::min(i0 + bq, T_), nr = i1 - i0;
+    for (std::int64_t i0 = i_start; i0 < T; i0 += bq) {
+      const std::int64_t i1 = std::min(i0 + bq, T), nr = i1 - i0;
       compute_scores(g, hd, i0, i1, j0, j1, tile);
       // p = exp(s - LSE) in tile.s; 0 for masked entries and dead rows.
       for (std::int64_t r = 0; r < nr; ++r) {
-        T* srow = tile.s.data() + r * bk;
-        const T row_lse = lse[i0 + r];
+        E* srow = tile.s.data() + r * bk;
+        const E row_lse = lse[i0 + r];
         if (row_lse == -inf) {  // a dead row (every key masked): p = 0
-          std::fill(srow, srow + nc, T(0));
+          std::fill(srow, srow + nc, E(0));
           continue;
         }
         for (std::int64_t c = 0; c < nc; ++c) srow[c] = fast_exp(srow[c] - row_lse);  // masked: exp(-inf) = 0
       }
       // dV[J] += p^T dO[I]
-      tile_gemm_tn(nc, dh, nr, T(1), tile.s.data(), bk, dout + i0 * dh, dh, dv + j0 * dh, dh);
+      tile_gemm_tn(nc, dh, nr, E(1), tile.s.data(), bk, dout + i0 * dh, dh, dv + j0 * dh, dh);
       // dp = dO[I] V[J]^T, then ds = p (dp - D)
-      for (std::int64_t r = 0; r < nr; ++r) std::fill(ds.data() + r * bk, ds.data() + r * bk + nc, T(0));
-      tile_gemm(nr, nc, dh, T(1), dout + i0 * dh, dh, hd.vt.data() + jt * dh * bk, bk, ds.data(), bk);
+      for (std::int64_t r = 0; r < nr; ++r) std::fill(ds.data() + r * bk, ds.data() + r * bk + nc, E(0));
+      tile_gemm(nr, nc, dh, E(1), dout + i0 * dh, dh, hd.vt.data() + jt * dh * bk, bk, ds.data(), bk);
       for (std::int64_t r = 0; r < nr; ++r) {
-        T* dsr = ds.data() + r * bk;
-        const T* pr = tile.s.data() + r * bk;
-        const T Di = D[static_cast<std::size_t>(i0 + r)];
-        for (std::int64_t c = 0; c < nc; ++c) dsr[c] = pr[c] == T(0) ? T(0) : pr[c] * (dsr[c] - Di);
+        E* dsr = ds.data() + r * bk;
+        const E* pr = tile.s.data() + r * bk;
+        const E Di = D[static_cast<std::size_t>(i0 + r)];
+        for (std::int64_t c = 0; c < nc; ++c) dsr[c] = pr[c] == E(0) ? E(0) : pr[c] * (dsr[c] - Di);
       }
       // Per level: ds_l = block sums of ds (ds_0 = ds), built one factor of 2 at a time
       // (ds_l = the 2 x 2 block sums of ds_{l-1}); then dalpha_l, dQ_l, dK_l.
-      const T* prev = ds.data();
+      const E* prev = ds.data();
       std::int64_t prev_stride = bk;
       for (int l = 0; l < g.L; ++l) {
         const auto li = static_cast<std::size_t>(l);
         const std::int64_t r0 = i0 >> l, c0 = j0 >> l;
         const std::int64_t rows = ((i1 - 1) >> l) + 1 - r0, cols = ((j1 - 1) >> l) + 1 - c0, w = bk >> l;
-        T* dsl_level = tile.fused[li].data();  // reused as ds_l scratch (row stride w)
-        const T* dsl_p = ds.data();
+        E* dsl_level = tile.fused[li].data();  // reused as ds_l scratch (row stride w)
+        const E* dsl_p = ds.data();
         if (l > 0) {
           const std::int64_t prev_rows = ((i1 - 1) >> (l - 1)) + 1 - (i0 >> (l - 1));
           const std::int64_t prev_cols = ((j1 - 1) >> (l - 1)) + 1 - (j0 >> (l - 1));
-          T* pair = tile.row.data();
+          E* pair = tile.row.data();
           for (std::int64_t r = 0; r < rows; ++r) {
             // Add the two fine rows (a missing second row at the edge adds nothing), then
             // the pairs of columns.
-            const T* a = prev + (2 * r) * prev_stride;
+            const E* a = prev + (2 * r) * prev_stride;
             add_rows(pair, a, 2 * r + 1 < prev_rows ? a + prev_stride : nullptr, prev_cols);
-            if (prev_cols % 2) pair[prev_cols] = T(0);
+            if (prev_cols % 2) pair[prev_cols] = E(0);
             add_column_pairs(dsl_level + r * w, pair, cols);
           }
           dsl_p = dsl_level;
@@ -292,8 +296,8 @@ void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* 
         const std::int64_t stride = l == 0 ? bk : w;
         // G_l[I/2^l] += scale ds_l K_l[J/2^l], in dQ_l's buffer (dQ_l = alpha_l G_l, below);
         // dK_l[J/2^l] += alpha_l scale ds_l^T Q_l[I/2^l]
-        tile_gemm(rows, dh, cols, static_cast<T>(g.scale), dsl_p, stride, hd.k[li] + c0 * dh, dh, dq[li] + r0 * dh, dh);
-        tile_gemm_tn(cols, dh, rows, hd.alpha[l] * static_cast<T>(g.scale), dsl_p, stride, hd.q[li] + r0 * dh, dh,
+        tile_gemm(rows, dh, cols, static_cast<E>(g.scale), dsl_p, stride, hd.k[li] + c0 * dh, dh, dq[li] + r0 * dh, dh);
+        tile_gemm_tn(cols, dh, rows, hd.alpha[l] * static_cast<E>(g.scale), dsl_p, stride, hd.q[li] + r0 * dh, dh,
                      dk[li] + c0 * dh, dh);
       }
     }
@@ -310,7 +314,7 @@ void backward_head(const Geometry& g, const Head<T>& hd, const T* out, const T* 
         da += static_cast<double>(dot_lanes(hd.q[li] + i * dh, dq[li] + i * dh, dh));
       dalpha[l] += da;
     }
-    const T al = hd.alpha[l];
+    const E al = hd.alpha[l];
     for (std::int64_t x = 0; x < Tl * dh; ++x) dq[li][x] *= al;
   }
 }
@@ -353,15 +357,15 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
   Tensor out = Tensor::empty(v.shape(), v.dtype());
   Tensor lse = Tensor::empty({g.B, g.H, g.T}, v.dtype());
   dispatch_floating(v.dtype(), "hkt_attention_fused", [&](auto tag) {
-    using T = decltype(tag);
+    using E = decltype(tag);
     const std::int64_t heads = g.B * g.H, query_tiles = (g.T + g.block_q - 1) / g.block_q;
-    std::vector<Head<T>> hds(static_cast<std::size_t>(heads));
+    std::vector<Head<E>> hds(static_cast<std::size_t>(heads));
 #pragma omp parallel for schedule(static)
-    for (std::int64_t bh = 0; bh < heads; ++bh) hds[static_cast<std::size_t>(bh)] = make_head<T>(g, q, k, v, alpha, keep, bh, false);
-    T *po = out.data<T>(), *pl = lse.data<T>();
+    for (std::int64_t bh = 0; bh < heads; ++bh) hds[static_cast<std::size_t>(bh)] = make_head<E>(g, q, k, v, alpha, keep, bh, false);
+    E *po = out.data<E>(), *pl = lse.data<E>();
 #pragma omp parallel
     {
-      ScoreTile<T> tile(g);  // one per thread: allocating and zeroing it per tile cost 1 % of a step
+      ScoreTile<E> tile(g);  // one per thread: allocating and zeroing it per tile cost 1 % of a step
 #pragma omp for schedule(dynamic, 1)
       for (std::int64_t task = 0; task < heads * query_tiles; ++task) {
         const std::int64_t bh = task / query_tiles, i0 = (task % query_tiles) * g.block_q;
@@ -387,17 +391,17 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
            const bool want_dalpha = needs[2 * L + 1];  // inputs: q (L), k (L), v, alpha
            std::vector<double> dalpha_parts(static_cast<std::size_t>(g.B * g.H * g.L), 0.0);
            dispatch_floating(v.dtype(), "hkt_attention_fused backward", [&](auto tag) {
-             using T = decltype(tag);
+             using E = decltype(tag);
 #pragma omp parallel for schedule(dynamic, 1)
              for (std::int64_t bh = 0; bh < g.B * g.H; ++bh) {
-               const Head<T> hd = make_head<T>(g, saved_q, saved_k, v, alpha, keep, bh, true);
-               std::vector<T*> dq, dk;
+               const Head<E> hd = make_head<E>(g, saved_q, saved_k, v, alpha, keep, bh, true);
+               std::vector<E*> dq, dk;
                for (std::size_t l = 0; l < L; ++l) {
-                 dq.push_back(grads[l].data<T>() + bh * g.Tl[l] * g.dh);
-                 dk.push_back(grads[L + l].data<T>() + bh * g.Tl[l] * g.dh);
+                 dq.push_back(grads[l].data<E>() + bh * g.Tl[l] * g.dh);
+                 dk.push_back(grads[L + l].data<E>() + bh * g.Tl[l] * g.dh);
                }
-               backward_head(g, hd, out.data<T>() + bh * g.T * g.dh, lse.data<T>() + bh * g.T,
-                             grad_out.data<T>() + bh * g.T * g.dh, dq, dk, grads[2 * L].data<T>() + bh * g.T * g.dh,
+               backward_head(g, hd, out.data<E>() + bh * g.T * g.dh, lse.data<E>() + bh * g.T,
+                             grad_out.data<E>() + bh * g.T * g.dh, dq, dk, grads[2 * L].data<E>() + bh * g.T * g.dh,
                              want_dalpha ? dalpha_parts.data() + bh * g.L : nullptr);
              }
            });

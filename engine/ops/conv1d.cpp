@@ -30,19 +30,19 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   const std::int64_t k = weight.shape()[1], T_out = T == 0 ? 0 : (T - 1) / stride + 1;  // ceil(T / stride), no overflow
   Tensor y = Tensor::empty({B, T_out, C}, x.dtype(), x.device());
   dispatch_floating(x.dtype(), "causal_conv1d", [&](auto tag) {
-    using T_ = decltype(tag);
+    using E = decltype(tag);
     if (cpu::on_cuda(x))
       return cuda::conv1d_forward(x.raw_data(), weight.raw_data(), bias.defined() ? bias.raw_data() : nullptr, y.raw_data(),
                                   B, T, C, k, stride, T_out, x.dtype());
-    const T_ *px = x.data<T_>(), *pw = weight.data<T_>();
-    const T_* pb = bias.defined() ? bias.data<T_>() : nullptr;
-    T_* py = y.data<T_>();
+    const E *px = x.data<E>(), *pw = weight.data<E>();
+    const E* pb = bias.defined() ? bias.data<E>() : nullptr;
+    E* py = y.data<E>();
     cpu::parallel_for(B * T_out, C * k, [&](std::int64_t bt) {
       const std::int64_t b = bt / T_out, t = bt % T_out;
-      T_* out = py + bt * C;
-      for (std::int64_t c = 0; c < C; ++c) out[c] = pb ? pb[c] : T_(0);
+      E* out = py + bt * C;
+      for (std::int64_t c = 0; c < C; ++c) out[c] = pb ? pb[c] : E(0);
       for (std::int64_t r = 0; r < k && stride * t - r >= 0; ++r) {
-        const T_* in = px + (b * T + stride * t - r) * C;
+        const E* in = px + (b * T + stride * t - r) * C;
         for (std::int64_t c = 0; c < C; ++c) out[c] += pw[c * k + r] * in[c];
       }
     });
@@ -64,11 +64,11 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, 
              return grads;
            }
            dispatch_floating(g.dtype(), "causal_conv1d backward", [&](auto tag) {
-             using T_ = decltype(tag);
-             const T_ *pg = g.data<T_>(), *px = x.data<T_>(), *pw = w.data<T_>();
+             using E = decltype(tag);
+             const E *pg = g.data<E>(), *px = x.data<E>(), *pw = w.data<E>();
              if (needs[0]) {  // each batch element owns its slab of dx
                grads[0] = Tensor::zeros({B, T, C}, g.dtype());
-               T_* dx = grads[0].data<T_>();
+               E* dx = grads[0].data<E>();
                cpu::parallel_for(B, T_out * C * k, [&](std::int64_t b) {
                  for (std::int64_t t = 0; t < T_out; ++t)
                    for (std::int64_t r = 0; r < k && stride * t - r >= 0; ++r)
@@ -79,8 +79,8 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, 
              if (needs[1] || needs[2]) {  // each channel sums its own terms in a fixed order
                if (needs[1]) grads[1] = Tensor::empty({C, k}, g.dtype());
                if (needs[2]) grads[2] = Tensor::empty({C}, g.dtype());
-               T_* dw = needs[1] ? grads[1].data<T_>() : nullptr;
-               T_* db = needs[2] ? grads[2].data<T_>() : nullptr;
+               E* dw = needs[1] ? grads[1].data<E>() : nullptr;
+               E* db = needs[2] ? grads[2].data<E>() : nullptr;
                // Sums over B x T_out terms, in double whatever the dtype (a float32
                // total drifts by N eps), rounded once at the end.
                cpu::parallel_for(C, B * T_out * (k + 1), [&](std::int64_t c) {
@@ -94,9 +94,9 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, 
                        for (std::int64_t r = 0; r < k && stride * t - r >= 0; ++r)
                          w_sum[static_cast<std::size_t>(r)] += gv * static_cast<double>(px[(b * T + stride * t - r) * C + c]);
                    }
-                 if (db) db[c] = static_cast<T_>(bias_sum);
+                 if (db) db[c] = static_cast<E>(bias_sum);
                  if (dw)
-                   for (std::int64_t r = 0; r < k; ++r) dw[c * k + r] = static_cast<T_>(w_sum[static_cast<std::size_t>(r)]);
+                   for (std::int64_t r = 0; r < k; ++r) dw[c * k + r] = static_cast<E>(w_sum[static_cast<std::size_t>(r)]);
                });
              }
            });
