@@ -65,13 +65,14 @@ Dataset empty_dataset(Mode mode, const std::string& split) {
 
 /// Appends record `index` of `bytes` (which starts at byte `index * 3073`) to `d`,
 /// checking its label byte first.
-void append_record(Dataset& d, const std::string& path, const std::vector<std::uint8_t>& bytes, std::int64_t index, Mode mode) {
+void append_record(Dataset& d, const std::string& path, const std::vector<std::uint8_t>& bytes, std::int64_t index,
+                   Mode mode) {
   const auto offset = static_cast<std::size_t>(index * kRecordBytes);
   const std::uint8_t label = bytes[offset];
   // A plain if, not check(): check() would build the message for every record.
   if (label >= kNumClasses)
-    throw Error(path + ": record " + std::to_string(index) + " (byte offset " + std::to_string(offset) + "): label byte " +
-                std::to_string(label) + " is not in 0-9");
+    throw Error(path + ": record " + std::to_string(index) + " (byte offset " + std::to_string(offset) +
+                "): label byte " + std::to_string(label) + " is not in 0-9");
   // The three planes of the image: pixel p (row-major) has R at red[p], G at green[p], B at blue[p].
   const std::uint8_t* red = bytes.data() + offset + 1;
   const std::uint8_t* green = red + kPixels;
@@ -104,7 +105,7 @@ void reserve(Dataset& d, std::int64_t images) {
 }  // namespace
 
 const std::vector<std::string>& class_names() {
-  static const std::vector<std::string> names{"airplane", "automobile", "bird", "cat", "deer",
+  static const std::vector<std::string> names{"airplane", "automobile", "bird",  "cat",  "deer",
                                               "dog",      "frog",       "horse", "ship", "truck"};
   return names;
 }
@@ -170,7 +171,8 @@ Splits read_folder(const std::string& dir, Mode mode, std::int64_t validation_si
     const auto bytes = read_bytes(path);
     // The file may have changed since we took its size; the counts must still agree.
     check(count_records(path, bytes.size()) == counts[f], path + ": the file changed while it was being read");
-    for (std::int64_t i = 0; i < counts[f]; ++i, ++g) append_record(g < first_val ? s.train : s.val, path, bytes, i, mode);
+    for (std::int64_t i = 0; i < counts[f]; ++i, ++g)
+      append_record(g < first_val ? s.train : s.val, path, bytes, i, mode);
   }
   s.test = read_file((fs::path(dir) / test_name).string(), mode, "test");
   return s;

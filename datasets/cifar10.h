@@ -21,11 +21,11 @@
 
 namespace hkt::data::cifar10 {
 
-inline constexpr std::int64_t kSide = 32;                             ///< images are 32 x 32
-inline constexpr std::int64_t kPixels = kSide * kSide;                ///< 1024 steps a sequence
-inline constexpr std::int64_t kRecordBytes = 1 + 3 * kPixels;         ///< 3073: label + R, G, B planes
+inline constexpr std::int64_t kSide = 32;                      ///< images are 32 x 32
+inline constexpr std::int64_t kPixels = kSide * kSide;         ///< 1024 steps a sequence
+inline constexpr std::int64_t kRecordBytes = 1 + 3 * kPixels;  ///< 3073: label + R, G, B planes
 inline constexpr std::int64_t kNumClasses = 10;
-inline constexpr std::int64_t kDefaultValidationSize = 5000;          ///< datasets.md: the last 5000
+inline constexpr std::int64_t kDefaultValidationSize = 5000;  ///< datasets.md: the last 5000
 
 /// How an image becomes a sequence (see the top of this file).
 enum class Mode { Gray, Rgb };

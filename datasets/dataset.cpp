@@ -20,8 +20,8 @@ void Dataset::add_tokens(const std::vector<std::uint16_t>& example, std::int32_t
       throw Error(name + ": token " + std::to_string(t) + " of example " + std::to_string(size()) +
                   " is outside the vocabulary of " + std::to_string(vocab_size));
   if (label < 0 || label >= num_classes)
-    throw Error(name + ": label " + std::to_string(label) + " of example " + std::to_string(size()) + " is outside [0, " +
-                std::to_string(num_classes) + ")");
+    throw Error(name + ": label " + std::to_string(label) + " of example " + std::to_string(size()) +
+                " is outside [0, " + std::to_string(num_classes) + ")");
   tokens.insert(tokens.end(), example.begin(), example.end());
   offsets.push_back(offsets.back() + len);
   labels.push_back(label);
@@ -30,12 +30,13 @@ void Dataset::add_tokens(const std::vector<std::uint16_t>& example, std::int32_t
 void Dataset::add_features(const std::vector<std::uint8_t>& example, std::int32_t label) {
   check(feature_mode(), name + ": add_features on a token-mode dataset");
   check(static_cast<std::int64_t>(example.size()) % num_features == 0,
-        name + ": example " + std::to_string(size()) + " is not a whole number of " + std::to_string(num_features) + "-value steps");
+        name + ": example " + std::to_string(size()) + " is not a whole number of " + std::to_string(num_features) +
+            "-value steps");
   const auto len = static_cast<std::int64_t>(example.size()) / num_features;
   check(max_len <= 0 || len <= max_len, name + ": example " + std::to_string(size()) + " has " + std::to_string(len) +
                                             " steps, more than max_len " + std::to_string(max_len));
-  check(label >= 0 && label < num_classes, name + ": label " + std::to_string(label) + " is outside [0, " +
-                                               std::to_string(num_classes) + ")");
+  check(label >= 0 && label < num_classes,
+        name + ": label " + std::to_string(label) + " is outside [0, " + std::to_string(num_classes) + ")");
   feature_bytes.insert(feature_bytes.end(), example.begin(), example.end());
   offsets.push_back(offsets.back() + len);
   labels.push_back(label);
@@ -55,13 +56,18 @@ Dataset Dataset::subset(const std::vector<std::int64_t>& indices, const std::str
   out.class_names = class_names;
   out.vocabulary = vocabulary;
   for (auto i : indices) {
-    check(i >= 0 && i < size(), name + ": subset index " + std::to_string(i) + " is outside [0, " + std::to_string(size()) + ")");
-    const auto a = static_cast<std::size_t>(offsets[static_cast<std::size_t>(i)]), b = static_cast<std::size_t>(offsets[static_cast<std::size_t>(i + 1)]);
+    check(i >= 0 && i < size(),
+          name + ": subset index " + std::to_string(i) + " is outside [0, " + std::to_string(size()) + ")");
+    const auto a = static_cast<std::size_t>(offsets[static_cast<std::size_t>(i)]),
+               b = static_cast<std::size_t>(offsets[static_cast<std::size_t>(i + 1)]);
     if (feature_mode())
-      out.feature_bytes.insert(out.feature_bytes.end(), feature_bytes.begin() + static_cast<std::ptrdiff_t>(a * static_cast<std::size_t>(num_features)),
-                               feature_bytes.begin() + static_cast<std::ptrdiff_t>(b * static_cast<std::size_t>(num_features)));
+      out.feature_bytes.insert(
+          out.feature_bytes.end(),
+          feature_bytes.begin() + static_cast<std::ptrdiff_t>(a * static_cast<std::size_t>(num_features)),
+          feature_bytes.begin() + static_cast<std::ptrdiff_t>(b * static_cast<std::size_t>(num_features)));
     else
-      out.tokens.insert(out.tokens.end(), tokens.begin() + static_cast<std::ptrdiff_t>(a), tokens.begin() + static_cast<std::ptrdiff_t>(b));
+      out.tokens.insert(out.tokens.end(), tokens.begin() + static_cast<std::ptrdiff_t>(a),
+                        tokens.begin() + static_cast<std::ptrdiff_t>(b));
     out.offsets.push_back(out.offsets.back() + static_cast<std::int64_t>(b - a));
     out.labels.push_back(labels[static_cast<std::size_t>(i)]);
   }
@@ -86,7 +92,8 @@ std::vector<std::int64_t> permutation(std::int64_t n, std::uint64_t seed, std::u
   // Fisher-Yates from the end: swap i with a uniform j in [0, i]. Counter i of a Philox
   // stream keyed by (seed, stream) supplies j, so the order is machine independent.
   for (std::int64_t i = n - 1; i > 0; --i) {
-    const Philox4x32 block(static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(static_cast<std::uint64_t>(i) >> 32),
+    const Philox4x32 block(static_cast<std::uint32_t>(i),
+                           static_cast<std::uint32_t>(static_cast<std::uint64_t>(i) >> 32),
                            static_cast<std::uint32_t>(stream), static_cast<std::uint32_t>(stream >> 32),
                            static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
     const auto j = static_cast<std::int64_t>(uniform53(block.out[0], block.out[1]) * static_cast<double>(i + 1));
@@ -97,7 +104,11 @@ std::vector<std::int64_t> permutation(std::int64_t n, std::uint64_t seed, std::u
 
 Loader::Loader(const Dataset& dataset, std::int64_t batch_size, bool shuffle, std::uint64_t seed, bool pad_to_longest,
                DType feature_dtype)
-    : dataset_(dataset), batch_size_(batch_size), shuffle_(shuffle), pad_to_longest_(pad_to_longest), seed_(seed),
+    : dataset_(dataset),
+      batch_size_(batch_size),
+      shuffle_(shuffle),
+      pad_to_longest_(pad_to_longest),
+      seed_(seed),
       feature_dtype_(feature_dtype) {
   check(batch_size >= 1, "loader: batch_size must be >= 1, got " + std::to_string(batch_size));
   check(dataset.size() > 0, "loader: dataset " + dataset.name + "/" + dataset.split + " is empty");
@@ -114,7 +125,8 @@ std::vector<std::int64_t> Loader::order(std::int64_t epoch) const {
 }
 
 Batch Loader::batch(std::int64_t epoch, std::int64_t b) const {
-  check(b >= 0 && b < num_batches(), "loader: batch " + std::to_string(b) + " is outside [0, " + std::to_string(num_batches()) + ")");
+  check(b >= 0 && b < num_batches(),
+        "loader: batch " + std::to_string(b) + " is outside [0, " + std::to_string(num_batches()) + ")");
   if (cached_epoch_ != epoch) {  // one permutation per epoch, not per batch
     cached_order_ = order(epoch);
     cached_epoch_ = epoch;
@@ -146,7 +158,8 @@ Batch Loader::batch(std::int64_t epoch, std::int64_t b) const {
       const std::int64_t i = out.indices[static_cast<std::size_t>(r)];
       const auto start = static_cast<std::size_t>(dataset_.offsets[static_cast<std::size_t>(i)] * F);
       for (std::int64_t s = 0; s < dataset_.length(i) * F; ++s)
-        f[static_cast<std::size_t>(r * T * F + s)] = dataset_.feature_bytes[start + static_cast<std::size_t>(s)] / 255.0;
+        f[static_cast<std::size_t>(r * T * F + s)] =
+            dataset_.feature_bytes[start + static_cast<std::size_t>(s)] / 255.0;
     }
     out.features = Tensor::from_vector(f, {B, T, F}, feature_dtype_);
   } else {
@@ -154,7 +167,8 @@ Batch Loader::batch(std::int64_t epoch, std::int64_t b) const {
     for (std::int64_t r = 0; r < B; ++r) {
       const std::int64_t i = out.indices[static_cast<std::size_t>(r)];
       const auto start = static_cast<std::size_t>(dataset_.offsets[static_cast<std::size_t>(i)]);
-      for (std::int64_t t = 0; t < dataset_.length(i); ++t) tok[static_cast<std::size_t>(r * T + t)] = dataset_.tokens[start + static_cast<std::size_t>(t)];
+      for (std::int64_t t = 0; t < dataset_.length(i); ++t)
+        tok[static_cast<std::size_t>(r * T + t)] = dataset_.tokens[start + static_cast<std::size_t>(t)];
     }
     out.tokens = Tensor::from_indices(tok, {B, T});
   }

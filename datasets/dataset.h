@@ -17,11 +17,11 @@
 namespace hkt::data {
 
 struct Dataset {
-  std::string name;   ///< e.g. "listops", "cifar10-gray", "imdb-bytes", "fashion-mnist"
-  std::string split;  ///< "train", "val" or "test"
-  std::int64_t max_len = 0;     ///< T: no example is longer; batches pad to it
-  std::int64_t vocab_size = 0;  ///< tokens lie in [0, vocab_size); 0 in feature mode
-  std::int64_t pad_token = 0;   ///< the token used for right padding (token mode)
+  std::string name;               ///< e.g. "listops", "cifar10-gray", "imdb-bytes", "fashion-mnist"
+  std::string split;              ///< "train", "val" or "test"
+  std::int64_t max_len = 0;       ///< T: no example is longer; batches pad to it
+  std::int64_t vocab_size = 0;    ///< tokens lie in [0, vocab_size); 0 in feature mode
+  std::int64_t pad_token = 0;     ///< the token used for right padding (token mode)
   std::int64_t num_features = 0;  ///< > 0: feature mode with this many values a step
   std::int64_t num_classes = 0;
   std::vector<std::string> class_names;  ///< num_classes names
@@ -33,7 +33,9 @@ struct Dataset {
   std::vector<std::int32_t> labels;         ///< one per example, in [0, num_classes)
 
   std::int64_t size() const { return static_cast<std::int64_t>(labels.size()); }
-  std::int64_t length(std::int64_t i) const { return offsets[static_cast<std::size_t>(i + 1)] - offsets[static_cast<std::size_t>(i)]; }
+  std::int64_t length(std::int64_t i) const {
+    return offsets[static_cast<std::size_t>(i + 1)] - offsets[static_cast<std::size_t>(i)];
+  }
   bool feature_mode() const { return num_features > 0; }
 
   /// Appends one token-mode example; throws hkt::Error if a token is outside the
@@ -70,8 +72,8 @@ class Loader {
  public:
   /// pad_to_longest: pad each batch to its longest example instead of max_len.
   /// Throws hkt::Error for batch_size < 1 or an empty dataset.
-  Loader(const Dataset& dataset, std::int64_t batch_size, bool shuffle, std::uint64_t seed,
-         bool pad_to_longest = false, DType feature_dtype = DType::Float32);
+  Loader(const Dataset& dataset, std::int64_t batch_size, bool shuffle, std::uint64_t seed, bool pad_to_longest = false,
+         DType feature_dtype = DType::Float32);
 
   std::int64_t num_batches() const;
   /// Batch b (0 <= b < num_batches()) of epoch `epoch`. Not thread-safe (it caches the

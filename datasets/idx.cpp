@@ -28,7 +28,9 @@ std::vector<std::uint8_t> read_bytes(const std::string& path) {
   return read_file_bytes(path, "an IDX file", kMaxDecompressedBytes);
 }
 
-bool is_gzip(const std::vector<std::uint8_t>& bytes) { return bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b; }
+bool is_gzip(const std::vector<std::uint8_t>& bytes) {
+  return bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b;
+}
 
 /// A first guess of the decompressed size, so that a large file is not copied while the
 /// buffer doubles: the last 4 bytes of a gzip file hold the (last member's) size mod
@@ -57,7 +59,7 @@ std::vector<std::uint8_t> gunzip(const std::string& path, const std::vector<std:
   } end{&zs};
 
   std::vector<std::uint8_t> out(initial_output_size(in));
-  std::size_t given = 0, produced = 0;  // input bytes handed to zlib, output bytes written
+  std::size_t given = 0, produced = 0;                  // input bytes handed to zlib, output bytes written
   constexpr std::size_t kPiece = std::size_t{1} << 30;  // avail_in/avail_out are 32-bit
   for (;;) {
     if (zs.avail_in == 0 && given < in.size()) {
@@ -75,7 +77,8 @@ std::vector<std::uint8_t> gunzip(const std::string& path, const std::vector<std:
     produced += room - zs.avail_out;
     const std::size_t offset = given - zs.avail_in;  // compressed bytes consumed so far
     check(produced <= kMaxDecompressedBytes,
-          path + ": gzip: the data decompresses to more than 4 GiB (compressed byte offset " + std::to_string(offset) + ")");
+          path + ": gzip: the data decompresses to more than 4 GiB (compressed byte offset " + std::to_string(offset) +
+              ")");
     if (ret == Z_STREAM_END) {
       if (offset == in.size()) break;  // the last member ended exactly at the end of the file
       check(inflateReset(&zs) == Z_OK, path + ": gzip: zlib could not reset");  // the next member follows
@@ -83,8 +86,8 @@ std::vector<std::uint8_t> gunzip(const std::string& path, const std::vector<std:
     }
     if (ret == Z_OK) continue;
     // Z_BUF_ERROR with room to write means zlib needs input that does not exist.
-    check(!(ret == Z_BUF_ERROR && offset == in.size()),
-          path + ": gzip: truncated: the compressed data ends at byte " + std::to_string(offset) + " inside a gzip stream");
+    check(!(ret == Z_BUF_ERROR && offset == in.size()), path + ": gzip: truncated: the compressed data ends at byte " +
+                                                            std::to_string(offset) + " inside a gzip stream");
     throw Error(path + ": gzip: corrupt data detected at compressed byte offset " + std::to_string(offset) + ": " +
                 (zs.msg ? zs.msg : zError(ret)));
   }
@@ -100,13 +103,20 @@ std::uint32_t big_endian_u32(const std::uint8_t* p) {
 /// The name of an IDX type byte, for messages (LeCun's list).
 std::string type_name(std::uint8_t type) {
   switch (type) {
-    case 0x08: return "unsigned byte";
-    case 0x09: return "signed byte";
-    case 0x0B: return "int16";
-    case 0x0C: return "int32";
-    case 0x0D: return "float32";
-    case 0x0E: return "float64";
-    default: return "not an IDX type";
+    case 0x08:
+      return "unsigned byte";
+    case 0x09:
+      return "signed byte";
+    case 0x0B:
+      return "int16";
+    case 0x0C:
+      return "int32";
+    case 0x0D:
+      return "float32";
+    case 0x0E:
+      return "float64";
+    default:
+      return "not an IDX type";
   }
 }
 
@@ -124,14 +134,15 @@ std::string dims_text(const std::vector<std::uint32_t>& dims) {
 /// Parses the IDX bytes (already decompressed). `where` names the file in messages.
 Array parse(const std::string& where, std::vector<std::uint8_t> bytes) {
   check(bytes.size() >= 4, where + ": " + std::to_string(bytes.size()) + " bytes, too short for the 4-byte IDX magic");
-  check(bytes[0] == 0 && bytes[1] == 0, where + ": IDX byte offset 0: bad magic " + hex(bytes[0]) + " " + hex(bytes[1]) +
-                                            ", an IDX file starts with two zero bytes");
+  check(bytes[0] == 0 && bytes[1] == 0, where + ": IDX byte offset 0: bad magic " + hex(bytes[0]) + " " +
+                                            hex(bytes[1]) + ", an IDX file starts with two zero bytes");
   check(bytes[2] == 0x08, where + ": IDX byte offset 2: unsupported element type " + hex(bytes[2]) + " (" +
                               type_name(bytes[2]) + "); only 0x08 (unsigned byte) is read");
   const std::size_t ndim = bytes[3];
   const std::size_t header = 4 + 4 * ndim;
-  check(bytes.size() >= header, where + ": IDX byte offset 4: header truncated: " + std::to_string(ndim) + " dimensions need " +
-                                    std::to_string(4 * ndim) + " bytes of sizes, found " + std::to_string(bytes.size() - 4));
+  check(bytes.size() >= header, where + ": IDX byte offset 4: header truncated: " + std::to_string(ndim) +
+                                    " dimensions need " + std::to_string(4 * ndim) + " bytes of sizes, found " +
+                                    std::to_string(bytes.size() - 4));
   Array a;
   std::uint64_t count = 1;
   for (std::size_t i = 0; i < ndim; ++i) {
@@ -146,8 +157,8 @@ Array parse(const std::string& where, std::vector<std::uint8_t> bytes) {
                                 std::to_string(available) + " bytes, but sizes " + dims_text(a.dims) + " need " +
                                 std::to_string(count));
   check(available == count, where + ": IDX byte offset " + std::to_string(header + count) + ": " +
-                                std::to_string(available - count) + " unexpected bytes after the " + std::to_string(count) +
-                                " data bytes of sizes " + dims_text(a.dims));
+                                std::to_string(available - count) + " unexpected bytes after the " +
+                                std::to_string(count) + " data bytes of sizes " + dims_text(a.dims));
   // Drop the header in place rather than copy the (possibly 47 MB) data.
   bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(header));
   a.data = std::move(bytes);
@@ -192,15 +203,15 @@ Checked read_checked(const std::string& images_path, const std::string& labels_p
             (d.size() == 3 ? " (N x " + std::to_string(d[1]) + " x " + std::to_string(d[2]) + ")" : std::string()));
   check(c.labels.dims.size() == 1, labels_path + ": expected a 1-dimensional labels array, found " +
                                        std::to_string(c.labels.dims.size()) + " dimensions");
-  check(c.labels.dims[0] == d[0], labels_path + ": " + std::to_string(c.labels.dims[0]) + " labels, but " + images_path +
-                                      " holds " + std::to_string(d[0]) + " images");
+  check(c.labels.dims[0] == d[0], labels_path + ": " + std::to_string(c.labels.dims[0]) + " labels, but " +
+                                      images_path + " holds " + std::to_string(d[0]) + " images");
   check(d[0] > 0, images_path + ": the file holds no images");
   c.count = d[0];
   // Plain ifs, not check(): check() would build the message for every label.
   for (std::size_t i = 0; i < c.labels.data.size(); ++i)
     if (c.labels.data[i] >= kNumClasses)
-      throw Error(labels_path + ": label " + std::to_string(i) + " (IDX byte offset " + std::to_string(8 + i) + ") is " +
-                  std::to_string(c.labels.data[i]) + ", not in 0-9");
+      throw Error(labels_path + ": label " + std::to_string(i) + " (IDX byte offset " + std::to_string(8 + i) +
+                  ") is " + std::to_string(c.labels.data[i]) + ", not in 0-9");
   return c;
 }
 
@@ -264,8 +275,8 @@ Splits read_folder(const std::string& dir, std::int64_t validation_size) {
 
   const Checked train = read_checked(paths[0], paths[1]);
   check(validation_size >= 0 && validation_size < train.count,
-        dir + ": validation size " + std::to_string(validation_size) + " must be in [0, " + std::to_string(train.count) +
-            ") (the training file holds " + std::to_string(train.count) + " images)");
+        dir + ": validation size " + std::to_string(validation_size) + " must be in [0, " +
+            std::to_string(train.count) + ") (the training file holds " + std::to_string(train.count) + " images)");
   const std::int64_t first_val = train.count - validation_size;
   Splits s;
   s.train = make_dataset(train, 0, first_val, "train");

@@ -41,8 +41,8 @@ Array read(const std::string& path);
 
 namespace hkt::data::fashion_mnist {
 
-inline constexpr std::int64_t kSide = 28;                ///< images are 28 x 28
-inline constexpr std::int64_t kPixels = kSide * kSide;   ///< 784 tokens a sequence
+inline constexpr std::int64_t kSide = 28;               ///< images are 28 x 28
+inline constexpr std::int64_t kPixels = kSide * kSide;  ///< 784 tokens a sequence
 inline constexpr std::int64_t kNumClasses = 10;
 /// Validation images taken from the end of the training file (the same rule as CIFAR-10).
 inline constexpr std::int64_t kDefaultValidationSize = 5000;

@@ -27,9 +27,7 @@ constexpr std::uint64_t kValStream = 0x494D4442;
 
 // The ASCII whitespace of C's isspace in the "C" locale. Bytes >= 0x80 are never
 // whitespace here: the text is not decoded, so a UTF-8 no-break space is content.
-bool is_ascii_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-}
+bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
 
 // A folder that must exist; names it when it does not.
 void require_folder(const fs::path& folder) {
@@ -61,11 +59,12 @@ Review parse_review_name(const fs::path& label_dir, const std::string& name, int
   const std::string stem = shaped ? name.substr(0, name.size() - ext.size()) : std::string();
   const std::int64_t id = shaped ? parse_decimal(stem.substr(0, underscore)) : -1;
   const std::int64_t rating = shaped ? parse_decimal(stem.substr(underscore + 1)) : -1;
-  if (id < 0 || rating < 0)
-    fail(path + ": file name is not <id>_<rating>.txt (decimal numbers without leading zeros)");
+  if (id < 0 || rating < 0) fail(path + ": file name is not <id>_<rating>.txt (decimal numbers without leading zeros)");
   if (rating < 1 || rating > 10) fail(path + ": rating " + std::to_string(rating) + " is outside 1..10");
-  if (label == 1 && rating < 7) fail(path + ": rating " + std::to_string(rating) + " in pos/ (pos reviews are rated >= 7)");
-  if (label == 0 && rating > 4) fail(path + ": rating " + std::to_string(rating) + " in neg/ (neg reviews are rated <= 4)");
+  if (label == 1 && rating < 7)
+    fail(path + ": rating " + std::to_string(rating) + " in pos/ (pos reviews are rated >= 7)");
+  if (label == 0 && rating > 4)
+    fail(path + ": rating " + std::to_string(rating) + " in neg/ (neg reviews are rated <= 4)");
   return Review{id, static_cast<int>(rating), label, path};
 }
 
@@ -141,8 +140,8 @@ std::vector<std::string> movie_urls(const fs::path& split_dir, const std::vector
     const auto& l = lines[r.label];
     const auto line_no = std::to_string(r.id + 1);  // 1-based, as editors count
     if (r.id >= static_cast<std::int64_t>(l.size()))
-      fail(file + ": has " + std::to_string(l.size()) + " lines, but " + r.path + " (review id " + std::to_string(r.id) +
-           ") needs line " + line_no);
+      fail(file + ": has " + std::to_string(l.size()) + " lines, but " + r.path + " (review id " +
+           std::to_string(r.id) + ") needs line " + line_no);
     const auto& url = l[static_cast<std::size_t>(r.id)];
     if (url.empty()) fail(file + ":" + line_no + ": empty movie URL for " + r.path);
     urls.push_back(url);
@@ -165,8 +164,8 @@ std::vector<std::vector<std::int64_t>> group_by_movie(const std::vector<std::str
 
 // is_val[i] for each of n reviews: whole groups, in seeded permutation order, until the
 // validation count reaches `target`. With one review a group this is a per-review split.
-std::vector<bool> choose_validation(const std::vector<std::vector<std::int64_t>>& groups, std::int64_t n, std::int64_t target,
-                                    std::uint64_t seed) {
+std::vector<bool> choose_validation(const std::vector<std::vector<std::int64_t>>& groups, std::int64_t n,
+                                    std::int64_t target, std::uint64_t seed) {
   std::vector<bool> is_val(static_cast<std::size_t>(n), false);
   std::int64_t count = 0;
   for (auto g : permutation(static_cast<std::int64_t>(groups.size()), seed, kValStream)) {
@@ -293,8 +292,9 @@ Splits read(const std::string& aclimdb_dir, const Options& options) {
   std::vector<std::int64_t> train_idx, val_idx;
   for (std::int64_t i = 0; i < n; ++i) (is_val[static_cast<std::size_t>(i)] ? val_idx : train_idx).push_back(i);
   if (train_idx.empty())
-    fail("validation took all " + std::to_string(n) + " training reviews (val_fraction " + std::to_string(options.val_fraction) +
-         ", drawn as " + std::to_string(groups.size()) + " whole movies, or reviews without urls files); lower val_fraction");
+    fail("validation took all " + std::to_string(n) + " training reviews (val_fraction " +
+         std::to_string(options.val_fraction) + ", drawn as " + std::to_string(groups.size()) +
+         " whole movies, or reviews without urls files); lower val_fraction");
 
   out.train = all_train.subset(train_idx, "train");
   out.val = all_train.subset(val_idx, "val");

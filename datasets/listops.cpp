@@ -96,7 +96,7 @@ struct OpenOperator {
   int op;                    // 0..3, index into kOperatorNames
   std::int64_t token_index;  // where it was opened, for messages
   std::array<std::int64_t, 10> counts{};
-  std::int64_t n = 0;        // number of arguments
+  std::int64_t n = 0;  // number of arguments
 };
 
 // The k-th smallest (from 0) of the arguments described by `counts`.
@@ -110,12 +110,14 @@ int kth_smallest(const std::array<std::int64_t, 10>& counts, std::int64_t k) {
 
 int apply(const OpenOperator& o) {
   switch (o.op) {
-    case 0: return kth_smallest(o.counts, 0);                    // MIN
-    case 1: return kth_smallest(o.counts, o.n - 1);              // MAX
-    case 2:                                                      // MED: floor of the median
+    case 0:
+      return kth_smallest(o.counts, 0);  // MIN
+    case 1:
+      return kth_smallest(o.counts, o.n - 1);  // MAX
+    case 2:                                    // MED: floor of the median
       if (o.n % 2 == 1) return kth_smallest(o.counts, o.n / 2);
       return (kth_smallest(o.counts, o.n / 2 - 1) + kth_smallest(o.counts, o.n / 2)) / 2;
-    default: {                                                   // SM: sum mod 10
+    default: {  // SM: sum mod 10
       std::int64_t sum = 0;
       for (int d = 0; d < 10; ++d) sum = (sum + d * o.counts[static_cast<std::size_t>(d)]) % 10;
       return static_cast<int>(sum);
@@ -187,7 +189,7 @@ class TreeGrower {
     }
     const int op = draws_.below(4);
     const int n = 2 + draws_.below(config_.max_args - 1);  // uniform in 2..max_args
-    if (!count_tokens(2)) return false;                   // the operator and its "]"
+    if (!count_tokens(2)) return false;                    // the operator and its "]"
     for (int i = 0; i <= n; ++i) text_ += "( ";
     text_ += kOperatorNames[static_cast<std::size_t>(op)];
     for (int i = 0; i < n; ++i) {
@@ -213,10 +215,13 @@ class TreeGrower {
     std::sort(begin, end);
     const auto n = end - begin;
     switch (op) {
-      case 0: return begin[0];                                                             // MIN
-      case 1: return end[-1];                                                              // MAX
-      case 2: return n % 2 == 1 ? begin[n / 2] : (begin[n / 2 - 1] + begin[n / 2]) / 2;    // MED
-      default: {                                                                           // SM
+      case 0:
+        return begin[0];  // MIN
+      case 1:
+        return end[-1];  // MAX
+      case 2:
+        return n % 2 == 1 ? begin[n / 2] : (begin[n / 2 - 1] + begin[n / 2]) / 2;  // MED
+      default: {                                                                   // SM
         int sum = 0;
         for (auto it = begin; it != end; ++it) sum += *it;
         return sum % 10;
@@ -385,7 +390,8 @@ Splits generate(const GeneratorConfig& config, std::int64_t n_train, std::int64_
   // Also stop when 2,000,000 attempts in a row found nothing new: the distinct examples of
   // this length range are (nearly) exhausted, and waiting for max_attempts could take hours.
   constexpr std::int64_t kStallAttempts = 2'000'000;
-  for (; static_cast<std::int64_t>(accepted.size()) < wanted && attempt < max_attempts && attempt - last_new < kStallAttempts;
+  for (; static_cast<std::int64_t>(accepted.size()) < wanted && attempt < max_attempts &&
+         attempt - last_new < kStallAttempts;
        ++attempt) {
     int value = 0;
     if (!grower.grow_attempt(static_cast<std::uint64_t>(attempt), value) || grower.length() <= config.min_len) continue;
@@ -429,16 +435,20 @@ int evaluate(const std::string& expression, const std::string& where) {
       ++open.back().n;
       return;
     }
-    check(result < 0, where + ": more than one top-level expression (the second ends at token " +
-                          std::to_string(index) + ")");
+    check(result < 0,
+          where + ": more than one top-level expression (the second ends at token " + std::to_string(index) + ")");
     result = value;
   };
 
   for_each_token(expression, [&](std::string_view token, std::int64_t index) {
     const Symbol s = classify(token);
     switch (s.kind) {
-      case Kind::Digit: deliver(s.value, index); break;
-      case Kind::Operator: open.push_back({s.value, index, {}, 0}); break;
+      case Kind::Digit:
+        deliver(s.value, index);
+        break;
+      case Kind::Operator:
+        open.push_back({s.value, index, {}, 0});
+        break;
       case Kind::Close: {
         check(!open.empty(), where + ": ']' closes no open operator (unbalanced brackets)" + at_token(index));
         const OpenOperator o = open.back();
@@ -448,12 +458,15 @@ int evaluate(const std::string& expression, const std::string& where) {
         deliver(apply(o), index);
         break;
       }
-      case Kind::OpenParen: ++open_parens; break;
+      case Kind::OpenParen:
+        ++open_parens;
+        break;
       case Kind::CloseParen:
         check(open_parens > 0, where + ": ')' closes no open '(' (unbalanced parentheses)" + at_token(index));
         --open_parens;
         break;
-      case Kind::Unknown: throw Error(where + ": unknown token '" + printable(token) + "'" + at_token(index));
+      case Kind::Unknown:
+        throw Error(where + ": unknown token '" + printable(token) + "'" + at_token(index));
     }
   });
   if (!open.empty())
@@ -465,8 +478,8 @@ int evaluate(const std::string& expression, const std::string& where) {
 }
 
 const std::vector<std::string>& vocabulary() {
-  static const std::vector<std::string> vocab = {"<pad>", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9",
-                                                 "[MIN", "[MAX", "[MED", "[SM", "]"};
+  static const std::vector<std::string> vocab = {"<pad>", "0", "1", "2",    "3",    "4",    "5",   "6",
+                                                 "7",     "8", "9", "[MIN", "[MAX", "[MED", "[SM", "]"};
   return vocab;
 }
 
@@ -475,12 +488,20 @@ std::vector<std::uint16_t> tokenize(const std::string& expression, const std::st
   for_each_token(expression, [&](std::string_view token, std::int64_t index) {
     const Symbol s = classify(token);
     switch (s.kind) {
-      case Kind::Digit: ids.push_back(static_cast<std::uint16_t>(kFirstDigitId + s.value)); break;
-      case Kind::Operator: ids.push_back(static_cast<std::uint16_t>(kMinId + s.value)); break;
-      case Kind::Close: ids.push_back(kCloseId); break;
+      case Kind::Digit:
+        ids.push_back(static_cast<std::uint16_t>(kFirstDigitId + s.value));
+        break;
+      case Kind::Operator:
+        ids.push_back(static_cast<std::uint16_t>(kMinId + s.value));
+        break;
+      case Kind::Close:
+        ids.push_back(kCloseId);
+        break;
       case Kind::OpenParen:
-      case Kind::CloseParen: break;  // LRA convention: parentheses carry no information
-      case Kind::Unknown: throw Error(where + ": unknown token '" + printable(token) + "'" + at_token(index));
+      case Kind::CloseParen:
+        break;  // LRA convention: parentheses carry no information
+      case Kind::Unknown:
+        throw Error(where + ": unknown token '" + printable(token) + "'" + at_token(index));
     }
   });
   return ids;
@@ -528,8 +549,8 @@ void write_lra_tsv(const std::string& path, const std::vector<Example>& examples
           where + ": the expression holds a tab, CR or LF, which the TSV format cannot hold");
     check(e.label >= 0 && e.label <= 9, where + ": label " + std::to_string(e.label) + " is outside 0-9");
     const int value = evaluate(e.expression, where);
-    check(value == e.label, where + ": label " + std::to_string(e.label) + " differs from the value of the expression, " +
-                                std::to_string(value));
+    check(value == e.label, where + ": label " + std::to_string(e.label) +
+                                " differs from the value of the expression, " + std::to_string(value));
   }
   const std::string tmp = path + ".tmp";
   {

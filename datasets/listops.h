@@ -42,12 +42,12 @@ namespace hkt::data::listops {
 /// the 2018 statistics. (datasets.md's sentence "a digit with probability value_p" reads
 /// the name literally; see the measurements in tests/test_listops.cpp.)
 struct GeneratorConfig {
-  int max_depth;                 ///< nodes at this depth are digits; 1..1000
-  int max_args;                  ///< operators get 2..max_args children; 2..1000
-  double value_p = 0.25;         ///< probability that a non-root node above max_depth is an operator
-  std::int64_t min_len;          ///< accept only examples with more than min_len tokens (>= 0)
-  std::int64_t max_len;          ///< ... and at most max_len tokens (> min_len)
-  bool force_root_operator;      ///< the root is always an operator (never a bare digit)
+  int max_depth;             ///< nodes at this depth are digits; 1..1000
+  int max_args;              ///< operators get 2..max_args children; 2..1000
+  double value_p = 0.25;     ///< probability that a non-root node above max_depth is an operator
+  std::int64_t min_len;      ///< accept only examples with more than min_len tokens (>= 0)
+  std::int64_t max_len;      ///< ... and at most max_len tokens (> min_len)
+  bool force_root_operator;  ///< the root is always an operator (never a bare digit)
 };
 
 /// The named generator settings (datasets.md, "Presets"); lengths count tokens after

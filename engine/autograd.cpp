@@ -92,20 +92,21 @@ void accumulate_leaf(TensorImpl& leaf, const Tensor& g) {
 
 void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) {
   check(root.defined(), "backward: the tensor is undefined");
-  check(root.requires_grad(), "backward: the tensor does not require grad (no parameter of it requires grad, "
-                              "or it was computed under NoGradGuard)");
+  check(root.requires_grad(),
+        "backward: the tensor does not require grad (no parameter of it requires grad, "
+        "or it was computed under NoGradGuard)");
   Tensor g = grad_output;
   if (!g.defined()) {
-    check(root.numel() == 1, "backward: a gradient must be given for a non-scalar output of shape " +
-                                 shape_str(root.shape()));
+    check(root.numel() == 1,
+          "backward: a gradient must be given for a non-scalar output of shape " + shape_str(root.shape()));
     g = Tensor::ones(root.shape(), root.dtype(), root.device());
   }
-  check(g.shape() == root.shape(), "backward: gradient shape " + shape_str(g.shape()) + " differs from output shape " +
-                                       shape_str(root.shape()));
-  check(g.dtype() == root.dtype(), "backward: gradient dtype " + dtype_name(g.dtype()) + " differs from output dtype " +
-                                       dtype_name(root.dtype()));
-  check(g.device() == root.device(), "backward: gradient is on " + device_name(g.device()) + ", the output on " +
-                                         device_name(root.device()));
+  check(g.shape() == root.shape(),
+        "backward: gradient shape " + shape_str(g.shape()) + " differs from output shape " + shape_str(root.shape()));
+  check(g.dtype() == root.dtype(),
+        "backward: gradient dtype " + dtype_name(g.dtype()) + " differs from output dtype " + dtype_name(root.dtype()));
+  check(g.device() == root.device(),
+        "backward: gradient is on " + device_name(g.device()) + ", the output on " + device_name(root.device()));
   NoGradGuard no_grad;
   if (!root.grad_fn()) {  // the root is itself a leaf
     accumulate_leaf(*root.impl(), g);
@@ -117,7 +118,8 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
     Tensor grad_out = std::move(pending[node]);
     pending.erase(node);
     if (!node->backward)
-      throw Error("backward: the graph through '" + node->op + "' was already freed by an earlier backward(); "
+      throw Error("backward: the graph through '" + node->op +
+                  "' was already freed by an earlier backward(); "
                   "pass retain_graph = true to the first backward to differentiate twice");
     if (!grad_out.defined()) {  // no gradient reached this node (every path gave none)
       if (!retain_graph) node->backward = nullptr;

@@ -41,10 +41,10 @@ struct Edge {
 
 /// One recorded op application.
 struct Node {
-  std::string op;                    // the op's name, for error messages
-  std::vector<Edge> edges;           // one per input
-  std::vector<Shape> input_shapes;   // to check each gradient's shape
-  BackwardFn backward;               // empty after the graph has been freed
+  std::string op;                   // the op's name, for error messages
+  std::vector<Edge> edges;          // one per input
+  std::vector<Shape> input_shapes;  // to check each gradient's shape
+  BackwardFn backward;              // empty after the graph has been freed
 
   Node() = default;
   Node(const Node&) = delete;

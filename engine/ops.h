@@ -28,13 +28,13 @@ Tensor mul(const Tensor& a, const Tensor& b);  ///< a * b
 Tensor div(const Tensor& a, const Tensor& b);  ///< a / b (IEEE: x/0 = +-inf, 0/0 = nan)
 
 // ---- scalar variants (ops/scalar.cpp) ------------------------------------------------
-Tensor add(const Tensor& x, double s);       ///< x + s
-Tensor sub(const Tensor& x, double s);       ///< x - s
-Tensor rsub(const Tensor& x, double s);      ///< s - x
-Tensor mul(const Tensor& x, double s);       ///< x * s
-Tensor div(const Tensor& x, double s);       ///< x / s
-Tensor rdiv(const Tensor& x, double s);      ///< s / x
-Tensor pow(const Tensor& x, double p);       ///< x^p; d/dx = p x^(p-1)
+Tensor add(const Tensor& x, double s);   ///< x + s
+Tensor sub(const Tensor& x, double s);   ///< x - s
+Tensor rsub(const Tensor& x, double s);  ///< s - x
+Tensor mul(const Tensor& x, double s);   ///< x * s
+Tensor div(const Tensor& x, double s);   ///< x / s
+Tensor rdiv(const Tensor& x, double s);  ///< s / x
+Tensor pow(const Tensor& x, double p);   ///< x^p; d/dx = p x^(p-1)
 
 Tensor operator+(const Tensor& a, const Tensor& b);
 Tensor operator-(const Tensor& a, const Tensor& b);

@@ -20,20 +20,29 @@ namespace hkt {
 struct Philox4x32 {
   std::uint32_t out[4];
 
-  HKT_HOST_DEVICE Philox4x32(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
-                             std::uint32_t k0, std::uint32_t k1) {
+  HKT_HOST_DEVICE Philox4x32(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3, std::uint32_t k0,
+                             std::uint32_t k1) {
     constexpr std::uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;  // round multipliers
     constexpr std::uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;  // key schedule (golden ratio, sqrt 3)
     for (int round = 0; round < 10; ++round) {
-      if (round > 0) { k0 += W0; k1 += W1; }
+      if (round > 0) {
+        k0 += W0;
+        k1 += W1;
+      }
       const std::uint64_t p0 = static_cast<std::uint64_t>(M0) * c0;
       const std::uint64_t p1 = static_cast<std::uint64_t>(M1) * c2;
       const std::uint32_t hi0 = static_cast<std::uint32_t>(p0 >> 32), lo0 = static_cast<std::uint32_t>(p0);
       const std::uint32_t hi1 = static_cast<std::uint32_t>(p1 >> 32), lo1 = static_cast<std::uint32_t>(p1);
       const std::uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
-      c0 = n0; c1 = lo1; c2 = n2; c3 = lo0;
+      c0 = n0;
+      c1 = lo1;
+      c2 = n2;
+      c3 = lo0;
     }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
   }
 };
 

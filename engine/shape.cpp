@@ -47,8 +47,8 @@ int normalize_axis(const char* op, int axis, int rank) {
 }
 
 void validate_shape(const char* op, const Shape& shape) {
-  check(static_cast<int>(shape.size()) <= kMaxRank,
-        std::string(op) + ": rank " + std::to_string(shape.size()) + " exceeds the maximum rank " + std::to_string(kMaxRank));
+  check(static_cast<int>(shape.size()) <= kMaxRank, std::string(op) + ": rank " + std::to_string(shape.size()) +
+                                                        " exceeds the maximum rank " + std::to_string(kMaxRank));
   // Every size non-negative, and the element count small enough that a byte count of
   // 8 bytes per element fits in int64 (2^60 elements): larger products would wrap.
   // (A zero size anywhere makes the count 0 whatever the other sizes are.)
@@ -61,7 +61,8 @@ void validate_shape(const char* op, const Shape& shape) {
   if (empty) return;
   std::int64_t n = 1;
   for (auto s : shape) {
-    if (n > kMaxElements / s) throw Error(std::string(op) + ": shape " + shape_str(shape) + " has more than 2^60 elements");
+    if (n > kMaxElements / s)
+      throw Error(std::string(op) + ": shape " + shape_str(shape) + " has more than 2^60 elements");
     n *= s;
   }
 }

@@ -50,7 +50,9 @@ MemoryStats cpu_memory_stats() {
   return MemoryStats{g_cpu_current.load(std::memory_order_relaxed), g_cpu_peak.load(std::memory_order_relaxed)};
 }
 
-void reset_peak_cpu_memory() { g_cpu_peak.store(g_cpu_current.load(std::memory_order_relaxed), std::memory_order_relaxed); }
+void reset_peak_cpu_memory() {
+  g_cpu_peak.store(g_cpu_current.load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
 
 std::shared_ptr<Storage> Storage::allocate(std::size_t nbytes, Device device) {
   void* data = nullptr;

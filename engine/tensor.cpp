@@ -21,9 +21,9 @@ namespace {
 template <class D>
 D convert(double value, const char* op, std::size_t index) {
   if constexpr (std::is_same_v<D, std::int64_t>) {
-    check(std::isfinite(value) && std::fabs(value) < 0x1p63,
-          std::string(op) + ": value " + std::to_string(value) + " at position " + std::to_string(index) +
-              " cannot be converted to int64");
+    check(std::isfinite(value) && std::fabs(value) < 0x1p63, std::string(op) + ": value " + std::to_string(value) +
+                                                                 " at position " + std::to_string(index) +
+                                                                 " cannot be converted to int64");
   }
   return static_cast<D>(value);
 }
@@ -42,7 +42,8 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
   if (device == Device::CUDA) {  // checked and rounded once on the host, filled on the GPU
-    const double rounded = dispatch_any(dtype, [&](auto tag) { return static_cast<double>(convert<decltype(tag)>(value, "full", 0)); });
+    const double rounded =
+        dispatch_any(dtype, [&](auto tag) { return static_cast<double>(convert<decltype(tag)>(value, "full", 0)); });
     Tensor t = empty(shape, dtype, device);
     cuda::fill(t.raw_data(), t.numel(), rounded, dtype);
     return t;
@@ -70,7 +71,8 @@ Tensor Tensor::scalar(double value, DType dtype) { return full({}, value, dtype)
 
 Tensor Tensor::arange(double start, double end, double step, DType dtype) {
   check(step != 0.0, "arange: step must not be 0");
-  check(std::isfinite(start) && std::isfinite(end) && std::isfinite(step), "arange: start, end and step must be finite");
+  check(std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
+        "arange: start, end and step must be finite");
   const double count = std::ceil((end - start) / step);
   check(count <= 0x1p60, "arange: " + std::to_string(count) + " elements are too many");
   const auto n = static_cast<std::int64_t>(count > 0 ? count : 0);
@@ -159,8 +161,8 @@ std::int64_t Tensor::size(int axis) const { return shape()[normalize_axis("size"
 // ---- conversion ------------------------------------------------------------------------
 
 double Tensor::item() const {
-  check(numel() == 1, "item: tensor of shape " + shape_str(shape()) + " has " + std::to_string(numel()) +
-                          " elements, not 1");
+  check(numel() == 1,
+        "item: tensor of shape " + shape_str(shape()) + " has " + std::to_string(numel()) + " elements, not 1");
   return to_vector()[0];
 }
 
@@ -186,7 +188,8 @@ Tensor Tensor::to(DType target) const {
       return to(Device::CPU).to(target).to(Device::CUDA);
     Tensor out = empty(shape(), target, Device::CUDA);
     cuda::convert(raw_data(), source, out.raw_data(), target, numel());
-    record(out, "to_dtype", {*this}, [source](const Tensor& g, const std::vector<bool>&) { return Grads{g.to(source)}; });
+    record(out, "to_dtype", {*this},
+           [source](const Tensor& g, const std::vector<bool>&) { return Grads{g.to(source)}; });
     return out;
   }
   Tensor out = empty(shape(), target);
@@ -198,8 +201,9 @@ Tensor Tensor::to(DType target) const {
       D* pd = out.data<D>();
       const std::int64_t n = numel();
       for (std::int64_t i = 0; i < n; ++i)
-        pd[i] = std::is_floating_point_v<S> ? convert<D>(static_cast<double>(ps[i]), "to(dtype)", static_cast<std::size_t>(i))
-                                            : static_cast<D>(ps[i]);
+        pd[i] = std::is_floating_point_v<S>
+                    ? convert<D>(static_cast<double>(ps[i]), "to(dtype)", static_cast<std::size_t>(i))
+                    : static_cast<D>(ps[i]);
     });
   });
   record(out, "to_dtype", {*this}, [source](const Tensor& g, const std::vector<bool>&) { return Grads{g.to(source)}; });
@@ -215,7 +219,8 @@ Tensor Tensor::to(Device target) const {
   else
     cuda::copy_device_to_host(out.raw_data(), raw_data(), nbytes());
   const Device source = device();
-  record(out, "to_device", {*this}, [source](const Tensor& g, const std::vector<bool>&) { return Grads{g.to(source)}; });
+  record(out, "to_device", {*this},
+         [source](const Tensor& g, const std::vector<bool>&) { return Grads{g.to(source)}; });
   return out;
 }
 
@@ -252,8 +257,8 @@ const std::shared_ptr<Node>& Tensor::grad_fn() const { return defined_impl(*this
 
 Tensor& Tensor::set_requires_grad(bool value) {
   check(is_leaf(), "set_requires_grad: only leaf tensors (not produced by an op) can be marked; use detach() first");
-  check(!value || is_floating(dtype()), "set_requires_grad: only float32/float64 tensors can require grad, this one is " +
-                                            dtype_name(dtype()));
+  check(!value || is_floating(dtype()),
+        "set_requires_grad: only float32/float64 tensors can require grad, this one is " + dtype_name(dtype()));
   impl_->requires_grad = value;
   return *this;
 }
@@ -278,7 +283,8 @@ void format_dim(std::ostringstream& os, const Shape& shape, std::size_t d, std::
   }
   os << "[";
   const std::int64_t n = shape[d];
-  const std::string separator = d + 1 == shape.size() ? ", " : ",\n" + std::string(static_cast<std::size_t>(indent + 1), ' ');
+  const std::string separator =
+      d + 1 == shape.size() ? ", " : ",\n" + std::string(static_cast<std::size_t>(indent + 1), ' ');
   for (std::int64_t i = 0; i < n; ++i) {
     if (n > 6 && i == 3) {
       os << "..." << separator;

@@ -69,7 +69,8 @@ class Tensor {
 
   /// Typed pointer to the first element. Throws hkt::Error unless T matches the dtype
   /// and the tensor is on the CPU.
-  template <class T> T* data() const;
+  template <class T>
+  T* data() const;
   /// Untyped pointer to the first element (any device).
   void* raw_data() const;
 
@@ -124,8 +125,8 @@ struct TensorImpl {
   Shape shape;
   DType dtype = DType::Float32;
   bool requires_grad = false;
-  Tensor grad;                     // accumulated gradient of a leaf
-  std::shared_ptr<Node> grad_fn;   // the op that produced this tensor, or null
+  Tensor grad;                    // accumulated gradient of a leaf
+  std::shared_ptr<Node> grad_fn;  // the op that produced this tensor, or null
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
@@ -133,8 +134,8 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t);
 template <class T>
 T* Tensor::data() const {
   check(defined(), "data: the tensor is undefined");
-  check(dtype() == DTypeOf<T>::value, "data: tensor has dtype " + dtype_name(dtype()) + ", asked for " +
-                                          dtype_name(DTypeOf<T>::value));
+  check(dtype() == DTypeOf<T>::value,
+        "data: tensor has dtype " + dtype_name(dtype()) + ", asked for " + dtype_name(DTypeOf<T>::value));
   check(device() == Device::CPU, "data: tensor is on " + device_name(device()) + "; only cpu memory is addressable");
   return static_cast<T*>(raw_data());
 }

@@ -58,7 +58,7 @@ class CachingAllocator {
 
   std::size_t allocated_bytes() const;       ///< in blocks handed out now
   std::size_t peak_allocated_bytes() const;  ///< the most handed out at once
-  void reset_peak();                          ///< sets the peak to what is handed out now
+  void reset_peak();                         ///< sets the peak to what is handed out now
   std::size_t reserved_bytes() const;        ///< from the raw allocator: handed out + cached
   std::size_t cached_blocks() const;         ///< free blocks kept for reuse
 
@@ -68,12 +68,12 @@ class CachingAllocator {
   std::function<void(void*)> raw_free_;
   std::function<std::size_t()> free_memory_;
   mutable std::mutex mutex_;
-  std::multimap<std::size_t, void*> cache_;           // size -> free block
+  std::multimap<std::size_t, void*> cache_;  // size -> free block
   struct Block {
     std::size_t size;  // usable bytes
     bool guarded;      // the raw allocation starts kGuard bytes earlier
   };
-  std::unordered_map<void*, Block> in_use_;           // block handed out -> its size
+  std::unordered_map<void*, Block> in_use_;  // block handed out -> its size
   std::function<void(void*, unsigned char, std::size_t)> guard_set_;
   std::function<void(void*, const void*, std::size_t)> guard_read_;
   bool guard_mode_ = false;

@@ -237,8 +237,8 @@ struct AttentionArgs {
 /// and the row log-sum-exp lse [B, H, T], float64 whatever the dtype (-inf for a row with
 /// every key masked, whose output is 0). The backward recomputes p = exp(s - LSE): a
 /// float32 LSE (rounded by about 1e-7 of its size, some units) would bias every p of the
-/// row by that much, and the backward's rows of ds would no longer sum to 0. Memory O(T d_h). Runs the kernel version chosen by set_attention_kernel (v1, the
-/// tiled kernels of attention_v1.cpp, unless changed).
+/// row by that much, and the backward's rows of ds would no longer sum to 0. Memory O(T d_h). Runs the kernel version
+/// chosen by set_attention_kernel (v1, the tiled kernels of attention_v1.cpp, unless changed).
 void hkt_attention_forward(const AttentionArgs& args, void* out, void* lse, DType dtype);
 /// Backward (FlashAttention-2 formulas, recomputing p from the LSE): D = rowsum(dO O),
 /// then dv [B, H, T, d_h], dq[l] and dk[l] [B, H, T_l, d_h], and dalpha [H, L] (nullptr:

@@ -17,16 +17,19 @@ void check_config(const ClassifierConfig& c) {
   check(c.max_len >= 1, field("max_len", "must be >= 1"));
   check(c.num_classes >= 2, field("num_classes", "must be >= 2"));
   check(c.d_model >= 1, field("d_model", "must be >= 1"));
-  check(c.n_heads >= 1 && c.d_model % c.n_heads == 0,
-        field("n_heads", "(" + std::to_string(c.n_heads) + ") must divide d_model (" + std::to_string(c.d_model) + ")"));
+  check(
+      c.n_heads >= 1 && c.d_model % c.n_heads == 0,
+      field("n_heads", "(" + std::to_string(c.n_heads) + ") must divide d_model (" + std::to_string(c.d_model) + ")"));
   check(c.n_layers >= 1, field("n_layers", "must be >= 1"));
   check(c.d_ff >= 1, field("d_ff", "must be >= 1"));
   check(c.dropout >= 0 && c.dropout < 1, field("dropout", "must be in [0, 1)"));
-  check(c.positions == "learned" || c.positions == "sinusoidal", field("positions", "must be \"learned\" or \"sinusoidal\", got \"" + c.positions + "\""));
+  check(c.positions == "learned" || c.positions == "sinusoidal",
+        field("positions", "must be \"learned\" or \"sinusoidal\", got \"" + c.positions + "\""));
   check(c.pooling == "mean" || c.pooling == "cls" || c.pooling == "last",
         field("pooling", "must be \"mean\", \"cls\" or \"last\", got \"" + c.pooling + "\""));
   check(c.layer_norm_eps > 0, field("layer_norm_eps", "must be > 0"));
-  check(c.attention == "mha" || c.attention == "hkt", field("attention", "must be \"mha\" or \"hkt\", got \"" + c.attention + "\""));
+  check(c.attention == "mha" || c.attention == "hkt",
+        field("attention", "must be \"mha\" or \"hkt\", got \"" + c.attention + "\""));
   check(c.positions != "sinusoidal" || c.d_model % 2 == 0, field("d_model", "must be even for sinusoidal positions"));
 }
 
@@ -46,7 +49,8 @@ Tensor sinusoidal_positions(std::int64_t n, std::int64_t d, DType dtype) {
   std::vector<double> pe(static_cast<std::size_t>(n * d));
   for (std::int64_t p = 0; p < n; ++p)
     for (std::int64_t i = 0; 2 * i < d; ++i) {
-      const double angle = static_cast<double>(p) / std::pow(10000.0, static_cast<double>(2 * i) / static_cast<double>(d));
+      const double angle =
+          static_cast<double>(p) / std::pow(10000.0, static_cast<double>(2 * i) / static_cast<double>(d));
       pe[static_cast<std::size_t>(p * d + 2 * i)] = std::sin(angle);
       if (2 * i + 1 < d) pe[static_cast<std::size_t>(p * d + 2 * i + 1)] = std::cos(angle);
     }
@@ -82,7 +86,9 @@ Tensor TransformerBlock::forward(const Tensor& x, const Tensor& key_mask, bool t
   return add(h, dropout(m, p, gen, training));
 }
 
-Tensor TransformerBlock::attention_input(const Tensor& x) const { return layer_norm(x, ln1_w_, ln1_b_, config_.layer_norm_eps); }
+Tensor TransformerBlock::attention_input(const Tensor& x) const {
+  return layer_norm(x, ln1_w_, ln1_b_, config_.layer_norm_eps);
+}
 
 Classifier::Classifier(const ClassifierConfig& config, Generator& gen, DType dtype) : config_(config), dtype_(dtype) {
   check_config(config);
@@ -138,7 +144,7 @@ Tensor Classifier::forward(const Tensor& tokens, const Tensor& features, const T
       // Sum over real steps divided by their count, a constant (a sequence with no real
       // step divides by 1 and pools to 0). Padding contributes nothing, so the result
       // does not depend on how much padding follows.
-      Tensor total = sum(mul(x, reshape(m, {B, T_all, 1})), {1});  // [B, d]
+      Tensor total = sum(mul(x, reshape(m, {B, T_all, 1})), {1});     // [B, d]
       std::vector<double> counts = sum(m.detach(), {1}).to_vector();  // on the host: a constant
       for (auto& c : counts) c = std::max(c, 1.0);
       pooled = div(total, Tensor::from_vector(counts, {B, 1}, dtype_).to(x.device()));
@@ -147,7 +153,8 @@ Tensor Classifier::forward(const Tensor& tokens, const Tensor& features, const T
       std::vector<std::int64_t> index(static_cast<std::size_t>(B * d));
       for (std::int64_t b = 0; b < B; ++b)
         for (std::int64_t c = 0; c < d; ++c)
-          index[static_cast<std::size_t>(b * d + c)] = std::max<std::int64_t>(0, static_cast<std::int64_t>(lengths[static_cast<std::size_t>(b)]) - 1);
+          index[static_cast<std::size_t>(b * d + c)] =
+              std::max<std::int64_t>(0, static_cast<std::int64_t>(lengths[static_cast<std::size_t>(b)]) - 1);
       pooled = reshape(gather(x, 1, Tensor::from_indices(index, {B, 1, d})), {B, d});
     }
   }
@@ -172,15 +179,20 @@ std::vector<Tensor> Classifier::attention_inputs(const Tensor& tokens, const Ten
 Tensor Classifier::embed(const Tensor& tokens, const Tensor& features, const Tensor& mask, Tensor& key_mask) const {
   const bool token_mode = config_.vocab_size > 0;
   const Tensor& input = token_mode ? tokens : features;
-  check(input.defined(), std::string("classifier: this model takes ") + (token_mode ? "tokens" : "features") + ", none given");
-  check(input.dim() == (token_mode ? 2 : 3), std::string("classifier: ") + (token_mode ? "tokens must be [B, T]" : "features must be [B, T, F]") +
+  check(input.defined(),
+        std::string("classifier: this model takes ") + (token_mode ? "tokens" : "features") + ", none given");
+  check(input.dim() == (token_mode ? 2 : 3), std::string("classifier: ") +
+                                                 (token_mode ? "tokens must be [B, T]" : "features must be [B, T, F]") +
                                                  ", got " + shape_str(input.shape()));
   const std::int64_t B = input.shape()[0], T = input.shape()[1], d = config_.d_model;
-  check(T >= 1 && T <= config_.max_len, "classifier: sequence length " + std::to_string(T) + " is outside 1.." + std::to_string(config_.max_len));
-  check(mask.defined() && mask.shape() == Shape({B, T}), "classifier: mask must be [B, T] = " + shape_str({B, T}) +
-                                                            (mask.defined() ? ", got " + shape_str(mask.shape()) : ", got none"));
+  check(T >= 1 && T <= config_.max_len,
+        "classifier: sequence length " + std::to_string(T) + " is outside 1.." + std::to_string(config_.max_len));
+  check(mask.defined() && mask.shape() == Shape({B, T}),
+        "classifier: mask must be [B, T] = " + shape_str({B, T}) +
+            (mask.defined() ? ", got " + shape_str(mask.shape()) : ", got none"));
   // Inputs follow the parameters' device (batches are built on the host).
-  Tensor x = token_mode ? embedding(embedding_, tokens) : linear(features.to(input_w_.device()), input_w_, input_b_);  // [B, T, d]
+  Tensor x = token_mode ? embedding(embedding_, tokens)
+                        : linear(features.to(input_w_.device()), input_w_, input_b_);  // [B, T, d]
   key_mask = mask;
   std::int64_t T_all = T;
   if (config_.pooling == "cls") {  // prepend the learned vector as a real token at position 0

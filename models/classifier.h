@@ -21,18 +21,18 @@ struct ClassifierConfig {
   // Input: vocab_size > 0 for tokens, or num_features > 0 for real-valued steps.
   std::int64_t vocab_size = 0;
   std::int64_t num_features = 0;
-  std::int64_t max_len = 512;       ///< longest sequence (positions table size)
+  std::int64_t max_len = 512;  ///< longest sequence (positions table size)
   std::int64_t num_classes = 2;
   std::int64_t d_model = 64;
   std::int64_t n_heads = 4;
   std::int64_t n_layers = 2;
-  std::int64_t d_ff = 128;          ///< MLP hidden width
-  double dropout = 0.0;             ///< after attention and after the MLP (residual branches)
+  std::int64_t d_ff = 128;            ///< MLP hidden width
+  double dropout = 0.0;               ///< after attention and after the MLP (residual branches)
   std::string positions = "learned";  ///< "learned" or "sinusoidal" (Vaswani et al. 2017)
-  std::string pooling = "mean";     ///< "mean" (over real tokens), "cls" (a learned vector prepended) or "last"
+  std::string pooling = "mean";       ///< "mean" (over real tokens), "cls" (a learned vector prepended) or "last"
   double layer_norm_eps = 1e-5;
-  std::string attention = "hkt";    ///< "mha" (levels = 1) or "hkt"
-  AttentionConfig hkt;              ///< levels, fusion, level weights, downsampler, causal; d_model and n_heads are copied in
+  std::string attention = "hkt";  ///< "mha" (levels = 1) or "hkt"
+  AttentionConfig hkt;  ///< levels, fusion, level weights, downsampler, causal; d_model and n_heads are copied in
   AttentionImpl impl = AttentionImpl::Fused;
 };
 
@@ -73,7 +73,8 @@ class Classifier : public Module {
   /// tensor per block (T' = T, or T + 1 with "cls" pooling), and the key mask [B, T'] it
   /// uses, from an evaluation-mode forward (no dropout). Arguments as forward. For
   /// inspection: attention maps and the theory checks read the level scores from these.
-  std::vector<Tensor> attention_inputs(const Tensor& tokens, const Tensor& features, const Tensor& mask, Tensor* key_mask = nullptr) const;
+  std::vector<Tensor> attention_inputs(const Tensor& tokens, const Tensor& features, const Tensor& mask,
+                                       Tensor* key_mask = nullptr) const;
 
   const ClassifierConfig& config() const { return config_; }
   const std::vector<std::unique_ptr<TransformerBlock>>& blocks() const { return blocks_; }

@@ -15,9 +15,11 @@ void check_config(const AttentionConfig& c) {
         "attention config: d_model (" + std::to_string(c.d_model) + ") must be a positive multiple of n_heads (" +
             std::to_string(c.n_heads) + ")");
   check(c.levels >= 1 && c.levels <= 4, "attention config: levels must be in 1..4, got " + std::to_string(c.levels));
-  check(c.fusion == "scores" || c.fusion == "outputs", "attention config: fusion must be \"scores\" or \"outputs\", got \"" + c.fusion + "\"");
+  check(c.fusion == "scores" || c.fusion == "outputs",
+        "attention config: fusion must be \"scores\" or \"outputs\", got \"" + c.fusion + "\"");
   check(c.level_weights == "per_head" || c.level_weights == "per_layer" || c.level_weights == "fixed",
-        "attention config: level_weights must be \"per_head\", \"per_layer\" or \"fixed\", got \"" + c.level_weights + "\"");
+        "attention config: level_weights must be \"per_head\", \"per_layer\" or \"fixed\", got \"" + c.level_weights +
+            "\"");
   if (c.level_weights == "fixed") {
     check(static_cast<int>(c.fixed_weights.size()) == c.levels,
           "attention config: fixed_weights needs " + std::to_string(c.levels) + " values (one per level), got " +
@@ -68,7 +70,8 @@ Tensor coarse_key_mask(const Tensor& key_mask, int level) {
   const auto m = key_mask.to_vector();
   std::vector<std::int64_t> out(static_cast<std::size_t>(B * Tl));
   for (std::int64_t b = 0; b < B; ++b)
-    for (std::int64_t t = 0; t < Tl; ++t) out[static_cast<std::size_t>(b * Tl + t)] = m[static_cast<std::size_t>(b * T + t * step)] != 0.0;
+    for (std::int64_t t = 0; t < Tl; ++t)
+      out[static_cast<std::size_t>(b * Tl + t)] = m[static_cast<std::size_t>(b * T + t * step)] != 0.0;
   return Tensor::from_indices(out, {B, Tl});
 }
 
@@ -99,7 +102,8 @@ HierarchicalAttention::HierarchicalAttention(const AttentionConfig& config, Gene
         // Each tap W_r = I / k: the dense downsampler starts as the same average.
         std::vector<double> eye(static_cast<std::size_t>(k * d * d), 0.0);
         for (std::int64_t r = 0; r < k; ++r)
-          for (std::int64_t i = 0; i < d; ++i) eye[static_cast<std::size_t>((r * d + i) * d + i)] = 1.0 / static_cast<double>(k);
+          for (std::int64_t i = 0; i < d; ++i)
+            eye[static_cast<std::size_t>((r * d + i) * d + i)] = 1.0 / static_cast<double>(k);
         down_w_.push_back(dl->add("weight", Tensor::from_vector(eye, {k, d, d}, dtype)));
       }
       down_b_.push_back(dl->add("bias", Tensor::zeros({d}, dtype)));
@@ -110,8 +114,8 @@ HierarchicalAttention::HierarchicalAttention(const AttentionConfig& config, Gene
     for (std::int64_t h = 0; h < H; ++h) a.insert(a.end(), config.fixed_weights.begin(), config.fixed_weights.end());
     fixed_alpha_ = register_buffer(Tensor::from_vector(a, {H, L}, dtype));
   } else if (L > 1) {
-    level_logits_ = register_parameter("level_logits", config.level_weights == "per_head" ? Tensor::zeros({H, L}, dtype)
-                                                                                          : Tensor::zeros({L}, dtype));
+    level_logits_ = register_parameter(
+        "level_logits", config.level_weights == "per_head" ? Tensor::zeros({H, L}, dtype) : Tensor::zeros({L}, dtype));
   }
 }
 
@@ -146,7 +150,8 @@ std::vector<Tensor> HierarchicalAttention::downsample(const Tensor& x, const Ten
 
 std::vector<Tensor> HierarchicalAttention::level_scores(const Tensor& x, const Tensor& key_mask) const {
   const auto xs = downsample(x, key_mask);
-  const double scale = config_.scale > 0 ? config_.scale : 1.0 / std::sqrt(static_cast<double>(config_.d_model / config_.n_heads));
+  const double scale =
+      config_.scale > 0 ? config_.scale : 1.0 / std::sqrt(static_cast<double>(config_.d_model / config_.n_heads));
   std::vector<Tensor> scores;
   for (std::size_t l = 0; l < xs.size(); ++l) {
     const Tensor q = heads(linear(xs[l], w_q_[l])), k = heads(linear(xs[l], w_k_[l]));  // [B, H, T_l, d_h]
@@ -169,12 +174,14 @@ Tensor HierarchicalAttention::forward(const Tensor& x, const Tensor& key_mask, A
   check(x.defined() && x.dim() == 3 && x.shape()[2] == config_.d_model,
         "attention: input must be [B, T, d_model = " + std::to_string(config_.d_model) + "], got " +
             (x.defined() ? shape_str(x.shape()) : "undefined"));
-  check(x.dtype() == dtype_, "attention: input dtype " + dtype_name(x.dtype()) + " differs from the parameters' " + dtype_name(dtype_));
+  check(x.dtype() == dtype_,
+        "attention: input dtype " + dtype_name(x.dtype()) + " differs from the parameters' " + dtype_name(dtype_));
   const std::int64_t T = x.shape()[1];
   check(T >= 1, "attention: T must be >= 1");
   if (key_mask.defined())
     check(key_mask.shape() == Shape({x.shape()[0], T}),
-          "attention: key_mask must be [B, T] = " + shape_str({x.shape()[0], T}) + ", got " + shape_str(key_mask.shape()));
+          "attention: key_mask must be [B, T] = " + shape_str({x.shape()[0], T}) + ", got " +
+              shape_str(key_mask.shape()));
   const int L = config_.levels;
   const auto xs = downsample(x, key_mask);
   std::vector<Tensor> q, k;
@@ -189,12 +196,13 @@ Tensor HierarchicalAttention::forward(const Tensor& x, const Tensor& key_mask, A
   options.scale = config_.scale;
   // On the GPU the fused kernels cover L <= 4 and d_h <= 128; beyond that the
   // composite op runs (engine ops, all with CUDA kernels).
-  const bool fused = impl == AttentionImpl::Fused &&
-                     (x.device() == Device::CPU || attention::fused_cuda_supports(L, config_.d_model / config_.n_heads));
+  const bool fused =
+      impl == AttentionImpl::Fused &&
+      (x.device() == Device::CPU || attention::fused_cuda_supports(L, config_.d_model / config_.n_heads));
   auto core = [&](const std::vector<Tensor>& qs, const std::vector<Tensor>& ks, const Tensor& v, const Tensor& a,
                   const Tensor& mask) {
     return fused ? hkt_attention_fused(qs, ks, v, a, mask, options)
-                                        : hkt_attention_composite(qs, ks, v, a, mask, options);
+                 : hkt_attention_composite(qs, ks, v, a, mask, options);
   };
   Tensor o;  // [B, H, T, d_h]
   if (config_.fusion == "scores") {

@@ -17,16 +17,16 @@ namespace hkt {
 /// Configuration; every field is checked by HierarchicalAttention's constructor.
 struct AttentionConfig {
   std::int64_t d_model = 64;
-  std::int64_t n_heads = 4;         ///< d_model must be a multiple; d_h = d_model / n_heads
-  int levels = 1;                   ///< L in 1..4; level l has ceil(T / 2^l) tokens
-  std::string fusion = "scores";    ///< "scores" (default) or "outputs" (docs/hkt-attention.md section 3)
+  std::int64_t n_heads = 4;       ///< d_model must be a multiple; d_h = d_model / n_heads
+  int levels = 1;                 ///< L in 1..4; level l has ceil(T / 2^l) tokens
+  std::string fusion = "scores";  ///< "scores" (default) or "outputs" (docs/hkt-attention.md section 3)
   /// "per_head" (beta [H, L]), "per_layer" (beta [L]) or "fixed" (fixed_weights).
   std::string level_weights = "per_head";
-  std::vector<double> fixed_weights;  ///< L non-negative values summing to 1, for "fixed"
+  std::vector<double> fixed_weights;      ///< L non-negative values summing to 1, for "fixed"
   std::string downsampler = "depthwise";  ///< "depthwise" (weight [d, k]) or "dense" ([k, d, d])
-  std::int64_t kernel_size = 2;     ///< k >= 1, taps at fine offsets 0..k-1 back
+  std::int64_t kernel_size = 2;           ///< k >= 1, taps at fine offsets 0..k-1 back
   bool causal = false;
-  double scale = 0.0;               ///< score scale; 0 means 1 / sqrt(d_h)
+  double scale = 0.0;  ///< score scale; 0 means 1 / sqrt(d_h)
 };
 
 /// Which implementation computes the "scores" fusion core (same meaning, see
@@ -70,8 +70,8 @@ class HierarchicalAttention : public Module {
   const AttentionConfig& config() const { return config_; }
 
  private:
-  Tensor heads(const Tensor& x) const;       // [B, T, d] -> [B, H, T, d_h]
-  Tensor merge_heads(const Tensor& o) const; // [B, H, T, d_h] -> [B, T, d]
+  Tensor heads(const Tensor& x) const;        // [B, T, d] -> [B, H, T, d_h]
+  Tensor merge_heads(const Tensor& o) const;  // [B, H, T, d_h] -> [B, T, d]
   AttentionConfig config_;
   DType dtype_;
   std::vector<Tensor> w_q_, w_k_, down_w_, down_b_;

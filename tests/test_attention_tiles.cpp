@@ -17,13 +17,16 @@ using hkt::attention::fast_exp;
 using hkt::attention::tile_gemm;
 using hkt::attention::tile_gemm_loop;
 
-TEST_CASE("tile_gemm (BLAS) and tile_gemm_loop: C += alpha A B equal a float64 triple loop for every row remainder and leading dimension",
-          "[attention][tiles]") {
+TEST_CASE(
+    "tile_gemm (BLAS) and tile_gemm_loop: C += alpha A B equal a float64 triple loop for every row remainder and "
+    "leading dimension",
+    "[attention][tiles]") {
   // m = 1..9 covers 0-3 leftover rows after the blocks of four; lda, ldb, ldc larger than
   // the used widths check that no element outside the tile is read or written.
   for (std::int64_t m = 1; m <= 9; ++m) {
     const std::int64_t n = 13, k = 7, lda = k + 3, ldb = n + 2, ldc = n + 5;
-    std::vector<double> A(static_cast<std::size_t>(m * lda)), B(static_cast<std::size_t>(k * ldb)), C(static_cast<std::size_t>(m * ldc));
+    std::vector<double> A(static_cast<std::size_t>(m * lda)), B(static_cast<std::size_t>(k * ldb)),
+        C(static_cast<std::size_t>(m * ldc));
     for (std::size_t i = 0; i < A.size(); ++i) A[i] = std::sin(0.7 * static_cast<double>(i) + 0.1);
     for (std::size_t i = 0; i < B.size(); ++i) B[i] = std::cos(0.3 * static_cast<double>(i));
     for (std::size_t i = 0; i < C.size(); ++i) C[i] = 0.01 * static_cast<double>(i);
@@ -32,7 +35,8 @@ TEST_CASE("tile_gemm (BLAS) and tile_gemm_loop: C += alpha A B equal a float64 t
     for (std::int64_t i = 0; i < m; ++i)
       for (std::int64_t j = 0; j < n; ++j) {
         double s = 0;
-        for (std::int64_t p = 0; p < k; ++p) s += A[static_cast<std::size_t>(i * lda + p)] * B[static_cast<std::size_t>(p * ldb + j)];
+        for (std::int64_t p = 0; p < k; ++p)
+          s += A[static_cast<std::size_t>(i * lda + p)] * B[static_cast<std::size_t>(p * ldb + j)];
         expected[static_cast<std::size_t>(i * ldc + j)] += alpha * s;
       }
     std::vector<float> Af(A.begin(), A.end()), Bf(B.begin(), B.end()), Cf(C.begin(), C.end());
@@ -44,9 +48,9 @@ TEST_CASE("tile_gemm (BLAS) and tile_gemm_loop: C += alpha A B equal a float64 t
     tile_gemm_loop<float>(m, n, k, static_cast<float>(alpha), Af.data(), lda, Bf.data(), ldb, Cf_loop.data(), ldc);
     for (std::size_t i = 0; i < C.size(); ++i) {
       INFO("m " << m << " element " << i);
-      REQUIRE(C[i] == Approx(expected[i]).margin(1e-12));  // BLAS
+      REQUIRE(C[i] == Approx(expected[i]).margin(1e-12));       // BLAS
       REQUIRE(C_loop[i] == Approx(expected[i]).margin(1e-12));  // the loop
-      REQUIRE(Cf[i] == Approx(expected[i]).margin(1e-5));  // |alpha A B| <= 1.5 * 7: float rounding ~1e-6
+      REQUIRE(Cf[i] == Approx(expected[i]).margin(1e-5));       // |alpha A B| <= 1.5 * 7: float rounding ~1e-6
       REQUIRE(Cf_loop[i] == Approx(expected[i]).margin(1e-5));
     }
   }
@@ -71,14 +75,13 @@ TEST_CASE("fast_exp: float within 2 ulp of exp over [-87, 88]; 0 below, inf abov
   CHECK(fast_exp(1.0) == std::exp(1.0));
 }
 
-TEST_CASE("fast_erfc: within (4e-7 + 6e-8 z^2) relative of erfc for |z| <= 9; limits and NaN",
-          "[attention][tiles]") {
+TEST_CASE("fast_erfc: within (4e-7 + 6e-8 z^2) relative of erfc for |z| <= 9; limits and NaN", "[attention][tiles]") {
   // Numerical Recipes bounds the fit's error by 1.2e-7; float rounding of t and the
   // polynomial adds a few ulp (6e-8 each), and the exponent -z^2 + P(t), rounded to
   // float, is off by up to half an ulp of z^2, about 6e-8 z^2 in absolute terms, which exp
   // turns into that relative error (4e-6 at z = 9, where erfc is 4e-37). Beyond
   // z = 9.2, erfc is below float's smallest normal and fast_exp gives 0.
-  double worst = 0;  // the largest error as a fraction of the bound
+  double worst = 0;                                            // the largest error as a fraction of the bound
   for (double z = -9.0; z <= 9.0; z += 1.0 / 4096.0 + 1e-7) {  // ~74,000 points
     const auto zf = static_cast<float>(z);
     const double exact = std::erfc(static_cast<double>(zf));
@@ -98,7 +101,8 @@ TEST_CASE("tile_gemm_tn: C += alpha A^T B (A stored k x m) equals a float64 trip
   using hkt::attention::tile_gemm_tn;
   for (std::int64_t m : {1, 5, 64}) {
     const std::int64_t n = 11, k = 9, lda = m + 3, ldb = n + 1, ldc = n + 4;
-    std::vector<double> A(static_cast<std::size_t>(k * lda)), B(static_cast<std::size_t>(k * ldb)), C(static_cast<std::size_t>(m * ldc));
+    std::vector<double> A(static_cast<std::size_t>(k * lda)), B(static_cast<std::size_t>(k * ldb)),
+        C(static_cast<std::size_t>(m * ldc));
     for (std::size_t i = 0; i < A.size(); ++i) A[i] = std::sin(1.3 * static_cast<double>(i));
     for (std::size_t i = 0; i < B.size(); ++i) B[i] = std::cos(0.9 * static_cast<double>(i) + 0.2);
     for (std::size_t i = 0; i < C.size(); ++i) C[i] = -0.02 * static_cast<double>(i);
@@ -106,7 +110,8 @@ TEST_CASE("tile_gemm_tn: C += alpha A^T B (A stored k x m) equals a float64 trip
     for (std::int64_t i = 0; i < m; ++i)
       for (std::int64_t j = 0; j < n; ++j) {
         double s = 0;
-        for (std::int64_t p = 0; p < k; ++p) s += A[static_cast<std::size_t>(p * lda + i)] * B[static_cast<std::size_t>(p * ldb + j)];
+        for (std::int64_t p = 0; p < k; ++p)
+          s += A[static_cast<std::size_t>(p * lda + i)] * B[static_cast<std::size_t>(p * ldb + j)];
         expected[static_cast<std::size_t>(i * ldc + j)] += 0.5 * s;
       }
     std::vector<float> Af(A.begin(), A.end()), Bf(B.begin(), B.end()), Cf(C.begin(), C.end());
@@ -120,7 +125,10 @@ TEST_CASE("tile_gemm_tn: C += alpha A^T B (A stored k x m) equals a float64 trip
   }
 }
 
-TEST_CASE("sum_lanes, dot_lanes, dot3_lanes, max_lanes: equal float64 sums and the exact max for every length around the lane count", "[attention][tiles]") {
+TEST_CASE(
+    "sum_lanes, dot_lanes, dot3_lanes, max_lanes: equal float64 sums and the exact max for every length around the "
+    "lane count",
+    "[attention][tiles]") {
   using hkt::attention::dot_lanes;
   using hkt::attention::sum_lanes;
   for (std::int64_t n : {0, 1, 15, 16, 17, 33, 64, 100}) {
@@ -144,16 +152,20 @@ TEST_CASE("sum_lanes, dot_lanes, dot3_lanes, max_lanes: equal float64 sums and t
     CHECK(static_cast<double>(sum_lanes(af.data(), n)) == Approx(sum).margin(1e-5));
     CHECK(static_cast<double>(dot_lanes(af.data(), bf.data(), n)) == Approx(dot).margin(1e-5));
     CHECK(hkt::attention::dot3_lanes(a.data(), b.data(), a.data(), n) == Approx(dot3).margin(1e-13));
-    CHECK(static_cast<double>(hkt::attention::dot3_lanes(af.data(), bf.data(), af.data(), n)) == Approx(dot3).margin(1e-5));
+    CHECK(static_cast<double>(hkt::attention::dot3_lanes(af.data(), bf.data(), af.data(), n)) ==
+          Approx(dot3).margin(1e-5));
   }
 }
 
-TEST_CASE("exp_shifted_sum: the values and the sum of exp(x - shift), a masked -inf giving 0, for every length around the lane count",
-          "[attention][tiles]") {
+TEST_CASE(
+    "exp_shifted_sum: the values and the sum of exp(x - shift), a masked -inf giving 0, for every length around the "
+    "lane count",
+    "[attention][tiles]") {
   using hkt::attention::exp_shifted_sum;
   for (std::int64_t n : {0, 1, 15, 16, 17, 33, 64, 100}) {
     std::vector<float> x(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) x[static_cast<std::size_t>(i)] = static_cast<float>(3.0 * std::sin(0.37 * static_cast<double>(i)));
+    for (std::int64_t i = 0; i < n; ++i)
+      x[static_cast<std::size_t>(i)] = static_cast<float>(3.0 * std::sin(0.37 * static_cast<double>(i)));
     if (n > 5) x[5] = -std::numeric_limits<float>::infinity();  // a masked score
     const float shift = 2.5f;
     double exact_sum = 0;
@@ -164,7 +176,8 @@ TEST_CASE("exp_shifted_sum: the values and the sum of exp(x - shift), a masked -
     }
     const float sum = exp_shifted_sum(x.data(), n, shift);
     INFO("n " << n);
-    for (std::size_t i = 0; i < x.size(); ++i) CHECK(static_cast<double>(x[i]) == Approx(exact[i]).epsilon(2.5e-7).margin(1e-30));  // fast_exp: 2 ulp
+    for (std::size_t i = 0; i < x.size(); ++i)
+      CHECK(static_cast<double>(x[i]) == Approx(exact[i]).epsilon(2.5e-7).margin(1e-30));  // fast_exp: 2 ulp
     if (n > 5) CHECK(x[5] == 0.0f);
     CHECK(static_cast<double>(sum) == Approx(exact_sum).epsilon(1e-6).margin(1e-30));
   }

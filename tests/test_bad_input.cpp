@@ -16,7 +16,8 @@ TEST_CASE("bad input: shapes whose element count overflows are refused", "[error
   require_error([] { Tensor::zeros({std::int64_t{1} << 61}, DType::Float64); }, "has more than 2^60 elements");
   require_error([] { Tensor::zeros({std::int64_t{1} << 32, std::int64_t{1} << 32}); }, "has more than 2^60 elements");
   require_error([] { repeat_interleave(Tensor::zeros({4}), std::int64_t{1} << 62, 0); }, "repeat_interleave: 4 x");
-  require_error([] { Tensor::arange(0, std::numeric_limits<double>::infinity()); }, "arange: start, end and step must be finite");
+  require_error([] { Tensor::arange(0, std::numeric_limits<double>::infinity()); },
+                "arange: start, end and step must be finite");
   // A stride larger than T is fine: one output step.
   CHECK(causal_conv1d(Tensor::ones({1, 3, 1}), Tensor::ones({1, 1}), Tensor(), std::numeric_limits<std::int64_t>::max())
             .shape() == Shape{1, 1, 1});
@@ -31,7 +32,8 @@ TEST_CASE("bad input: float32 sums accumulate in double", "[ops]") {
   Generator gen(1);
   const Tensor x = add(Tensor::normal({2, 4096}, gen, 0, 1, DType::Float64), 1000.0);
   const auto y64 = layer_norm(x, Tensor(), Tensor()).to_vector();
-  require_close(layer_norm(x.to(DType::Float32), Tensor(), Tensor()), y64, Tolerance{2e-4, 0, "float32 xhat of 1000 +- 1 inputs"});
+  require_close(layer_norm(x.to(DType::Float32), Tensor(), Tensor()), y64,
+                Tolerance{2e-4, 0, "float32 xhat of 1000 +- 1 inputs"});
 }
 
 TEST_CASE("bad input: NaN is not hidden by relu and max sends its gradient to the NaN", "[ops][conventions]") {
@@ -48,15 +50,24 @@ TEST_CASE("bad input: NaN is not hidden by relu and max sends its gradient to th
 
 TEST_CASE("bad input: conversions to int64 refuse non-finite and out-of-range values", "[errors]") {
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  require_error([&] { Tensor::from_vector({1, nan}, {2}, DType::Int64); }, "from_vector: value nan at position 1 cannot be converted to int64");
+  require_error(
+      [&] {
+        Tensor::from_vector({1, nan}, {2}, DType::Int64);
+      },
+      "from_vector: value nan at position 1 cannot be converted to int64");
   require_error([] { f64({1e300}, {1}).to(DType::Int64); }, "to(dtype): value");
-  CHECK(Tensor::from_indices({(std::int64_t{1} << 53) + 1}, {1}).to_string() == "tensor([9007199254740993], shape=[1], dtype=int64)");
+  CHECK(Tensor::from_indices({(std::int64_t{1} << 53) + 1}, {1}).to_string() ==
+        "tensor([9007199254740993], shape=[1], dtype=int64)");
   CHECK(Tensor::from_indices({}, {0}).numel() == 0);
 }
 
 TEST_CASE("bad input: integer tensors into float ops name the op", "[errors]") {
   const Tensor i = Tensor::from_indices({0, 1}, {2, 1});
-  require_error([&] { matmul(Tensor::from_indices({}, {2, 0}), Tensor::from_indices({}, {0, 3})); }, "matmul: expected float32 or float64 tensors, got int64");
+  require_error(
+      [&] {
+        matmul(Tensor::from_indices({}, {2, 0}), Tensor::from_indices({}, {0, 3}));
+      },
+      "matmul: expected float32 or float64 tensors, got int64");
   require_error([&] { sum(Tensor::from_indices({3}, {})); }, "sum: expected a float32 or float64 tensor, got int64");
   Generator gen(0);
   require_error([&] { dropout(i, 0.5, gen); }, "dropout: expected a float32 or float64 tensor");
@@ -64,7 +75,15 @@ TEST_CASE("bad input: integer tensors into float ops name the op", "[errors]") {
 }
 
 TEST_CASE("bad input: messages name the op and the values the caller gave", "[errors]") {
-  require_error([] { softmax(f64({1, 2}, {2}), Tensor::zeros({2})); }, "softmax: mask dtype float32 differs from input dtype float64");
-  require_error([] { log_softmax(f64({1, 2}, {2}), Tensor::from_indices({0, 0}, {2})); }, "log_softmax: mask dtype int64");
+  require_error(
+      [] {
+        softmax(f64({1, 2}, {2}), Tensor::zeros({2}));
+      },
+      "softmax: mask dtype float32 differs from input dtype float64");
+  require_error(
+      [] {
+        log_softmax(f64({1, 2}, {2}), Tensor::from_indices({0, 0}, {2}));
+      },
+      "log_softmax: mask dtype int64");
   require_error([] { slice(Tensor::zeros({5}), 0, -100, 5); }, "slice: range [-100, 5) is outside axis 0 of size 5");
 }

@@ -85,8 +85,9 @@ TEST_CASE("caching allocator: out of memory empties the cache and retries, then 
   void* big = a.allocate(4096);
   CHECK(big != nullptr);
   CHECK(b.frees == 1);
-  require_error([&] { a.allocate(100); }, "cuda allocate: out of memory asking for 100 bytes; device free memory 0 bytes; "
-                                          "this process holds 4096 bytes in tensors and 0 bytes cached");
+  require_error([&] { a.allocate(100); },
+                "cuda allocate: out of memory asking for 100 bytes; device free memory 0 bytes; "
+                "this process holds 4096 bytes in tensors and 0 bytes cached");
   require_error([&] { a.free(reinterpret_cast<void*>(0x1234)); }, "pointer was not allocated by this allocator");
   a.free(big);
 }

@@ -106,12 +106,14 @@ TEST_CASE("cifar10: gray is the float32 formula for all 2^24 colours", "[images]
   for (int r = 0; r < 256; ++r)
     for (int g = 0; g < 256; ++g)
       for (int b = 0; b < 256; ++b) {
-        const int ours = cifar10::gray(static_cast<std::uint8_t>(r), static_cast<std::uint8_t>(g), static_cast<std::uint8_t>(b));
+        const int ours =
+            cifar10::gray(static_cast<std::uint8_t>(r), static_cast<std::uint8_t>(g), static_cast<std::uint8_t>(b));
         if (ours != gray_f32_reference(r, g, b)) ++mismatches;
         const double exact = gray_f64(r, g, b);
         if (ours != static_cast<int>(exact)) {
           ++differ_from_f64;
-          if (std::abs(ours - static_cast<int>(exact)) > 1 || std::fabs(exact - std::round(exact)) > kNearInteger) ++bad_f64;
+          if (std::abs(ours - static_cast<int>(exact)) > 1 || std::fabs(exact - std::round(exact)) > kNearInteger)
+            ++bad_f64;
         }
       }
   CHECK(mismatches == 0);
@@ -162,7 +164,8 @@ TEST_CASE("cifar10: fixture records in rgb mode", "[images]") {
   CHECK(d.length(0) == 1024);
   REQUIRE(d.feature_bytes.size() == 2 * 1024 * 3);
   // Step p holds pixel p's (R, G, B): the planes are interleaved.
-  const std::vector<std::uint8_t> first7{255, 255, 255, 0, 255, 0, 255, 0, 0, 0, 0, 255, 128, 128, 128, 1, 1, 1, 200, 100, 50};
+  const std::vector<std::uint8_t> first7{255, 255, 255, 0,   255, 0, 255, 0,   0,   0, 0,
+                                         255, 128, 128, 128, 1,   1, 1,   200, 100, 50};
   CHECK(std::vector<std::uint8_t>(d.feature_bytes.begin(), d.feature_bytes.begin() + 21) == first7);
   const std::size_t last = 3 * (1024 + 1023);
   CHECK(d.feature_bytes[last] == 255);
@@ -218,8 +221,10 @@ TEST_CASE("cifar10: read_folder takes validation from the end of the training fi
   CHECK(g.train.tokens[10 * 1024] == cifar10::gray(10, 0, 0));
 
   // The default of 5000 needs more than 11 images; validation may not take them all.
-  require_error([&] { cifar10::read_folder(dir.path.string(), cifar10::Mode::Gray); }, "validation size 5000 must be in [0, 11)");
-  require_error([&] { cifar10::read_folder(dir.path.string(), cifar10::Mode::Gray, 11); }, "validation size 11 must be in [0, 11)");
+  require_error([&] { cifar10::read_folder(dir.path.string(), cifar10::Mode::Gray); },
+                "validation size 5000 must be in [0, 11)");
+  require_error([&] { cifar10::read_folder(dir.path.string(), cifar10::Mode::Gray, 11); },
+                "validation size 11 must be in [0, 11)");
   require_error([&] { cifar10::read_folder(dir.path.string(), cifar10::Mode::Gray, -1); }, "validation size -1");
 }
 
@@ -248,20 +253,24 @@ TEST_CASE("cifar10: malformed files are refused with file and offset", "[images]
   auto one_extra = records(0, 1);
   one_extra.push_back(7);
   write_bytes(dir.file("extra.bin"), one_extra);
-  require_error([&] { cifar10::read_file(dir.file("extra.bin"), cifar10::Mode::Gray, "test"); },
-                "extra.bin: size 3074 bytes is not a multiple of the 3073-byte record (1 whole records, remainder 1 bytes)");
+  require_error(
+      [&] { cifar10::read_file(dir.file("extra.bin"), cifar10::Mode::Gray, "test"); },
+      "extra.bin: size 3074 bytes is not a multiple of the 3073-byte record (1 whole records, remainder 1 bytes)");
   write_bytes(dir.file("short.bin"), std::vector<std::uint8_t>(3072, 0));
-  require_error([&] { cifar10::read_file(dir.file("short.bin"), cifar10::Mode::Rgb, "test"); },
-                "short.bin: size 3072 bytes is not a multiple of the 3073-byte record (0 whole records, remainder 3072 bytes)");
+  require_error(
+      [&] { cifar10::read_file(dir.file("short.bin"), cifar10::Mode::Rgb, "test"); },
+      "short.bin: size 3072 bytes is not a multiple of the 3073-byte record (0 whole records, remainder 3072 bytes)");
   write_bytes(dir.file("empty.bin"), {});
-  require_error([&] { cifar10::read_file(dir.file("empty.bin"), cifar10::Mode::Gray, "test"); }, "empty.bin: the file is empty");
+  require_error([&] { cifar10::read_file(dir.file("empty.bin"), cifar10::Mode::Gray, "test"); },
+                "empty.bin: the file is empty");
   auto bad_label = records(0, 3);
   bad_label[2 * 3073] = 10;
   write_bytes(dir.file("label.bin"), bad_label);
   require_error([&] { cifar10::read_file(dir.file("label.bin"), cifar10::Mode::Gray, "test"); },
                 "label.bin: record 2 (byte offset 6146): label byte 10 is not in 0-9");
   require_error([&] { cifar10::read_file(dir.file("label.bin"), cifar10::Mode::Rgb, "test"); }, "label byte 10");
-  require_error([&] { cifar10::read_file(dir.file("no_such.bin"), cifar10::Mode::Gray, "test"); }, "no_such.bin: cannot open");
+  require_error([&] { cifar10::read_file(dir.file("no_such.bin"), cifar10::Mode::Gray, "test"); },
+                "no_such.bin: cannot open");
   require_error([&] { cifar10::read_file(dir.path.string(), cifar10::Mode::Gray, "test"); }, "is a directory");
 }
 

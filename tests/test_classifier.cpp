@@ -29,17 +29,34 @@ TEST_CASE("classifier: parameter names follow PyTorch conventions", "[model]") {
   std::vector<std::string> names;
   for (auto& [n, p] : m.named_parameters()) names.push_back(n + shape_str(p.shape()));
   // Registration order, which is the order of computation inside a block.
-  const std::vector<std::string> expected_start = {
-      "cls[8]", "embedding.weight[11,8]", "pos_embedding.weight[17,8]", "blocks.0.ln1.weight[8]", "blocks.0.ln1.bias[8]",
-      "blocks.0.attn.level_logits[2,3]", "blocks.0.attn.w_q.0.weight[8,8]", "blocks.0.attn.w_q.1.weight[8,8]",
-      "blocks.0.attn.w_q.2.weight[8,8]", "blocks.0.attn.w_k.0.weight[8,8]", "blocks.0.attn.w_k.1.weight[8,8]",
-      "blocks.0.attn.w_k.2.weight[8,8]", "blocks.0.attn.w_v.weight[8,8]", "blocks.0.attn.w_o.weight[8,8]",
-      "blocks.0.attn.downsample.1.weight[8,2]", "blocks.0.attn.downsample.1.bias[8]",
-      "blocks.0.attn.downsample.2.weight[8,2]", "blocks.0.attn.downsample.2.bias[8]", "blocks.0.ln2.weight[8]",
-      "blocks.0.ln2.bias[8]", "blocks.0.mlp.fc1.weight[12,8]", "blocks.0.mlp.fc1.bias[12]",
-      "blocks.0.mlp.fc2.weight[8,12]", "blocks.0.mlp.fc2.bias[8]", "blocks.1.ln1.weight[8]"};
+  const std::vector<std::string> expected_start = {"cls[8]",
+                                                   "embedding.weight[11,8]",
+                                                   "pos_embedding.weight[17,8]",
+                                                   "blocks.0.ln1.weight[8]",
+                                                   "blocks.0.ln1.bias[8]",
+                                                   "blocks.0.attn.level_logits[2,3]",
+                                                   "blocks.0.attn.w_q.0.weight[8,8]",
+                                                   "blocks.0.attn.w_q.1.weight[8,8]",
+                                                   "blocks.0.attn.w_q.2.weight[8,8]",
+                                                   "blocks.0.attn.w_k.0.weight[8,8]",
+                                                   "blocks.0.attn.w_k.1.weight[8,8]",
+                                                   "blocks.0.attn.w_k.2.weight[8,8]",
+                                                   "blocks.0.attn.w_v.weight[8,8]",
+                                                   "blocks.0.attn.w_o.weight[8,8]",
+                                                   "blocks.0.attn.downsample.1.weight[8,2]",
+                                                   "blocks.0.attn.downsample.1.bias[8]",
+                                                   "blocks.0.attn.downsample.2.weight[8,2]",
+                                                   "blocks.0.attn.downsample.2.bias[8]",
+                                                   "blocks.0.ln2.weight[8]",
+                                                   "blocks.0.ln2.bias[8]",
+                                                   "blocks.0.mlp.fc1.weight[12,8]",
+                                                   "blocks.0.mlp.fc1.bias[12]",
+                                                   "blocks.0.mlp.fc2.weight[8,12]",
+                                                   "blocks.0.mlp.fc2.bias[8]",
+                                                   "blocks.1.ln1.weight[8]"};
   REQUIRE(names.size() > expected_start.size());
-  CHECK(std::vector<std::string>(names.begin(), names.begin() + static_cast<long>(expected_start.size())) == expected_start);
+  CHECK(std::vector<std::string>(names.begin(), names.begin() + static_cast<long>(expected_start.size())) ==
+        expected_start);
   CHECK(names.back() == "head.bias[3]");
   CHECK(names[names.size() - 2] == "head.weight[3,8]");
   // MHA: the same model with one level and no level weights.
@@ -64,10 +81,12 @@ TEST_CASE("classifier: logits do not depend on padding for every pooling", "[mod
           tokens[i] = seq[i];
           mask[i] = 1;
         }
-        for (std::int64_t t = static_cast<std::int64_t>(seq.size()); t < T; ++t) tokens[static_cast<std::size_t>(t)] = 7;  // junk padding values
+        for (std::int64_t t = static_cast<std::int64_t>(seq.size()); t < T; ++t)
+          tokens[static_cast<std::size_t>(t)] = 7;  // junk padding values
         NoGradGuard no_grad;
         Generator unused(0);
-        return m.forward(Tensor::from_indices(tokens, {1, T}), Tensor(), Tensor::from_indices(mask, {1, T}), false, unused);
+        return m.forward(Tensor::from_indices(tokens, {1, T}), Tensor(), Tensor::from_indices(mask, {1, T}), false,
+                         unused);
       };
       const Tensor a = run(7), b = run(16);
       INFO(attention << " " << pooling);
@@ -105,16 +124,26 @@ TEST_CASE("classifier: config and input errors name the field", "[model][errors]
   };
   bad([](ClassifierConfig& c) { c.n_heads = 3; }, "model config: n_heads (3) must divide d_model (8)");
   bad([](ClassifierConfig& c) { c.num_features = 3; }, "exactly one must be > 0");
-  bad([](ClassifierConfig& c) { c.pooling = "max"; }, "model config: pooling must be \"mean\", \"cls\" or \"last\", got \"max\"");
+  bad([](ClassifierConfig& c) { c.pooling = "max"; },
+      "model config: pooling must be \"mean\", \"cls\" or \"last\", got \"max\"");
   bad([](ClassifierConfig& c) { c.attention = "linear"; }, "model config: attention must be \"mha\" or \"hkt\"");
   bad([](ClassifierConfig& c) { c.dropout = 1.0; }, "model config: dropout must be in [0, 1)");
   bad([](ClassifierConfig& c) { c.hkt.levels = 7; }, "levels must be in 1..4, got 7");
   Classifier m(small_config("hkt", "mean"), gen);
   Generator g(0);
-  require_error([&] { m.forward(Tensor::from_indices({1, 2}, {1, 2}), Tensor(), Tensor::ones({1, 3}, DType::Int64), false, g); },
-                "classifier: mask must be [B, T] = [1,2], got [1,3]");
-  require_error([&] { m.forward(Tensor::zeros({1, 17}, DType::Int64), Tensor(), Tensor::ones({1, 17}, DType::Int64), false, g); },
-                "classifier: sequence length 17 is outside 1..16");
-  require_error([&] { m.forward(Tensor::from_indices({11}, {1, 1}), Tensor(), Tensor::ones({1, 1}, DType::Int64), false, g); },
-                "embedding: index 11 at position 0 is outside [0, 11)");
+  require_error(
+      [&] {
+        m.forward(Tensor::from_indices({1, 2}, {1, 2}), Tensor(), Tensor::ones({1, 3}, DType::Int64), false, g);
+      },
+      "classifier: mask must be [B, T] = [1,2], got [1,3]");
+  require_error(
+      [&] {
+        m.forward(Tensor::zeros({1, 17}, DType::Int64), Tensor(), Tensor::ones({1, 17}, DType::Int64), false, g);
+      },
+      "classifier: sequence length 17 is outside 1..16");
+  require_error(
+      [&] {
+        m.forward(Tensor::from_indices({11}, {1, 1}), Tensor(), Tensor::ones({1, 1}, DType::Int64), false, g);
+      },
+      "embedding: index 11 at position 0 is outside [0, 11)");
 }

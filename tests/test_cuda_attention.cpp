@@ -13,7 +13,6 @@
 using namespace hkt;
 using namespace hkt::test;
 
-
 namespace {
 
 struct Problem {
@@ -29,7 +28,8 @@ std::vector<Tensor> inputs(const Problem& p, std::uint64_t seed) {
   std::vector<Tensor> in;
   for (int part = 0; part < 2; ++part)
     for (int l = 0; l < p.L; ++l)
-      in.push_back(Tensor::normal({p.B, p.H, (p.T + (std::int64_t{1} << l) - 1) >> l, p.dh}, g, 0.0, 1.0, DType::Float64));
+      in.push_back(
+          Tensor::normal({p.B, p.H, (p.T + (std::int64_t{1} << l) - 1) >> l, p.dh}, g, 0.0, 1.0, DType::Float64));
   in.push_back(Tensor::normal({p.B, p.H, p.T, p.dh}, g, 0.0, 1.0, DType::Float64));
   in.push_back(Tensor::uniform({p.H, p.L}, g, 0.1, 1.0, DType::Float64));
   return in;
@@ -77,8 +77,11 @@ double rel_err(const Tensor& a, const Tensor& b) {
 
 TEST_CASE("cuda attention: the fused kernels' float32 error is at most twice the unfused op's", "[cuda][attention]") {
   HKT_SKIP_UNLESS_CUDA();
-  const Problem problems[] = {{2, 2, 33, 32, 3, false, 5}, {1, 3, 47, 64, 2, true, 4}, {2, 1, 17, 32, 1, false, 3},
-                              {1, 2, 29, 16, 4, true, 2},  {1, 2, 1, 32, 3, false, 0}};
+  const Problem problems[] = {{2, 2, 33, 32, 3, false, 5},
+                              {1, 3, 47, 64, 2, true, 4},
+                              {2, 1, 17, 32, 1, false, 3},
+                              {1, 2, 29, 16, 4, true, 2},
+                              {1, 2, 1, 32, 3, false, 0}};
   for (const auto& p : problems) {
     INFO("B" << p.B << " H" << p.H << " T" << p.T << " dh" << p.dh << " L" << p.L << (p.causal ? " causal" : ""));
     const auto base = inputs(p, 7);
@@ -126,13 +129,15 @@ TEST_CASE("cuda attention: causality, padding and fully masked rows hold on the 
       for (std::int64_t u = 0; u < Tl; ++u)
         if ((u << l) > i0)
           for (std::int64_t d = 0; d < p.dh; ++d) kv[static_cast<std::size_t>((bh * Tl + u) * p.dh + d)] += 3.0;
-    later[static_cast<std::size_t>(p.L + l)] = Tensor::from_vector(kv, later[static_cast<std::size_t>(p.L + l)].shape(), DType::Float64);
+    later[static_cast<std::size_t>(p.L + l)] =
+        Tensor::from_vector(kv, later[static_cast<std::size_t>(p.L + l)].shape(), DType::Float64);
   }
   auto vv = later[static_cast<std::size_t>(2 * p.L)].to_vector();
   for (std::int64_t bh = 0; bh < p.B * p.H; ++bh)
     for (std::int64_t j = i0 + 1; j < p.T; ++j)
       for (std::int64_t d = 0; d < p.dh; ++d) vv[static_cast<std::size_t>((bh * p.T + j) * p.dh + d)] -= 5.0;
-  later[static_cast<std::size_t>(2 * p.L)] = Tensor::from_vector(vv, base[static_cast<std::size_t>(2 * p.L)].shape(), DType::Float64);
+  later[static_cast<std::size_t>(2 * p.L)] =
+      Tensor::from_vector(vv, base[static_cast<std::size_t>(2 * p.L)].shape(), DType::Float64);
   const auto after = forward(later, key_mask(p));
   for (std::int64_t bh = 0; bh < p.B * p.H; ++bh)
     for (std::int64_t i = 0; i < p.T; ++i)
@@ -146,7 +151,8 @@ TEST_CASE("cuda attention: causality, padding and fully masked rows hold on the 
   for (std::int64_t h = 0; h < p.H; ++h)
     for (std::int64_t j = p.T - p.padded; j < p.T; ++j)
       for (std::int64_t d = 0; d < p.dh; ++d) vv[static_cast<std::size_t>(((p.H + h) * p.T + j) * p.dh + d)] = 1e3;
-  padded[static_cast<std::size_t>(2 * p.L)] = Tensor::from_vector(vv, base[static_cast<std::size_t>(2 * p.L)].shape(), DType::Float64);
+  padded[static_cast<std::size_t>(2 * p.L)] =
+      Tensor::from_vector(vv, base[static_cast<std::size_t>(2 * p.L)].shape(), DType::Float64);
   CHECK(forward(padded, key_mask(p)) == before);
   // A query whose keys are all masked (key 0 padded, causal: query 0 sees only key 0)
   // outputs 0 and passes back finite gradients.
@@ -162,8 +168,8 @@ TEST_CASE("cuda attention: causality, padding and fully masked rows hold on the 
   HktAttentionOptions opt;
   opt.causal = true;
   const auto n = static_cast<std::ptrdiff_t>(p.L);
-  Tensor y = hkt_attention_fused({x.begin(), x.begin() + n}, {x.begin() + n, x.begin() + 2 * n}, x[2 * p.L], x[2 * p.L + 1],
-                                 Tensor::from_indices(keep, {p.B, p.T}), opt);
+  Tensor y = hkt_attention_fused({x.begin(), x.begin() + n}, {x.begin() + n, x.begin() + 2 * n}, x[2 * p.L],
+                                 x[2 * p.L + 1], Tensor::from_indices(keep, {p.B, p.T}), opt);
   sum(mul(y, y)).backward();
   for (const auto& t : x)
     for (double v : t.grad().to_vector()) CHECK(std::isfinite(v));
@@ -210,8 +216,8 @@ double norm(const Tensor& t) {
 // bug 105651).
 std::string describe(const Problem& p) {
   std::ostringstream os;
-  os << "B" << p.B << " H" << p.H << " T" << p.T << " dh" << p.dh << " L" << p.L << (p.causal ? " causal" : "") << " padded "
-     << p.padded;
+  os << "B" << p.B << " H" << p.H << " T" << p.T << " dh" << p.dh << " L" << p.L << (p.causal ? " causal" : "")
+     << " padded " << p.padded;
   return os.str();
 }
 
@@ -240,7 +246,7 @@ TEST_CASE("cuda attention v1: tiled kernels against the float64 truth, the unfus
     for (std::size_t i = 0; i < truth.size(); ++i) {
       const double e_v1 = rel_err_floor(v1[i], truth[i], floor), e_unfused = rel_err_floor(unfused[i], truth[i], floor);
       INFO("tensor " << i << " (0 = output): v1 " << e_v1 << ", unfused " << e_unfused);
-      CHECK(e_v1 <= 2 * e_unfused + 1e-7);                            // float32: the FlashAttention criterion
+      CHECK(e_v1 <= 2 * e_unfused + 1e-7);                             // float32: the FlashAttention criterion
       CHECK(rel_err_floor(v1_64[i], truth[i], floor) <= 1e-12);        // float64: the same function
       CHECK(rel_err_floor(v1_64[i], cpu_fused64[i], floor) <= 1e-12);  // ... as the fused CPU op
       CHECK(rel_err_floor(v1_64[i], v0_64[i], floor) <= 1e-12);        // ... and as v0, the per-row kernels
@@ -270,7 +276,8 @@ TEST_CASE("cuda attention v0 and v1: NaN or inf in a masked key's K or V reaches
   auto vv = v.to_vector();
   for (std::int64_t h = 0; h < p.H; ++h)
     for (std::int64_t j = p.T - p.padded; j < p.T; ++j)
-      for (std::int64_t d = 0; d < p.dh; ++d) vv[static_cast<std::size_t>(((p.H + h) * p.T + j) * p.dh + d)] = bad[(j + d) % 3];
+      for (std::int64_t d = 0; d < p.dh; ++d)
+        vv[static_cast<std::size_t>(((p.H + h) * p.T + j) * p.dh + d)] = bad[(j + d) % 3];
   v = Tensor::from_vector(vv, v.shape(), DType::Float64);
   // The same inputs with the masked rows set to 0 instead.
   auto zeroed = poisoned;
@@ -300,7 +307,8 @@ TEST_CASE("cuda attention v0 and v1: NaN or inf in a masked key's K or V reaches
 }
 
 #if defined(HKT_EMULATE_CUDA)
-TEST_CASE("cuda attention v1: the smaller tiles a device with less shared memory takes", "[cuda][attention][emulator]") {
+TEST_CASE("cuda attention v1: the smaller tiles a device with less shared memory takes",
+          "[cuda][attention][emulator]") {
   // 40 KiB per block leaves the forward tiles of 32 and 16 and backward tiles of 16
   // (the sizes of kernels/attention_dev/NOTES.md at 227 KiB are 64 and 32).
   struct Limit {

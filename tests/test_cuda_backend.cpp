@@ -24,7 +24,6 @@ using namespace hkt;
 using namespace hkt::test;
 namespace fs = std::filesystem;
 
-
 TEST_CASE("cuda: without a device every request fails clearly", "[cuda]") {
   std::string reason;
   if (cuda::device_count(&reason) > 0) {
@@ -32,7 +31,8 @@ TEST_CASE("cuda: without a device every request fails clearly", "[cuda]") {
     return;
   }
   CHECK_FALSE(reason.empty());
-  const std::string expected = cuda::built_with_cuda() ? "no CUDA device is available" : "this build has no CUDA support";
+  const std::string expected =
+      cuda::built_with_cuda() ? "no CUDA device is available" : "this build has no CUDA support";
   require_error([] { Tensor::ones({2}).to(Device::CUDA); }, "to(cuda): " + expected);
   require_error([] { Tensor::zeros({2}, DType::Float32, Device::CUDA); }, expected);
   require_error([] { cuda::device_info(0); }, expected);
@@ -53,8 +53,8 @@ void check_harness(DType dtype) {
   const auto results = gradcheck::run_consistency("", dtype);
   std::set<std::string> covered;
   for (const auto& r : results) {
-    INFO(r.op << " " << r.shape << ": forward " << r.forward_err << ", backward " << r.backward_err << ", bound " << r.bound
-              << " " << r.note);
+    INFO(r.op << " " << r.shape << ": forward " << r.forward_err << ", backward " << r.backward_err << ", bound "
+              << r.bound << " " << r.note);
     CHECK_FALSE(r.skipped);  // every op has a CUDA path
     CHECK(r.passed);
     CHECK(r.forward_err <= r.bound);
@@ -108,8 +108,11 @@ TEST_CASE("cuda: memory is cached, out of memory names the size, devices never m
   require_error([&] { add(w, Tensor::ones({2})); }, "add: devices differ (cuda and cpu)");
   require_error([&] { mul(w, 2.0).backward(Tensor::ones({2})); }, "backward: gradient is on cpu, the output on cuda");
   const Tensor q = Tensor::zeros({1, 1, 4, 129}, DType::Float32, Device::CUDA);
-  require_error([&] { hkt_attention_fused({q}, {q}, q, Tensor::ones({1, 1}, DType::Float32, Device::CUDA), Tensor()); },
-                "hkt_attention_fused: the CUDA kernels take L <= 4 levels and d_h <= 128, got L = 1, d_h = 129");
+  require_error(
+      [&] {
+        hkt_attention_fused({q}, {q}, q, Tensor::ones({1, 1}, DType::Float32, Device::CUDA), Tensor());
+      },
+      "hkt_attention_fused: the CUDA kernels take L <= 4 levels and d_h <= 128, got L = 1, d_h = 129");
 }
 
 TEST_CASE("cuda: a module moved after its optimizer was built trains like one on the CPU", "[cuda]") {
@@ -130,7 +133,8 @@ TEST_CASE("cuda: a module moved after its optimizer was built trains like one on
     }
     after_steps.push_back(w.to_vector());
   }
-  for (std::size_t i = 0; i < after_steps[0].size(); ++i) CHECK(std::abs(after_steps[0][i] - after_steps[1][i]) <= 1e-6);
+  for (std::size_t i = 0; i < after_steps[0].size(); ++i)
+    CHECK(std::abs(after_steps[0][i] - after_steps[1][i]) <= 1e-6);
 }
 
 namespace {
@@ -165,7 +169,8 @@ std::string fresh_dir(const std::string& name) {
 }
 }  // namespace
 
-TEST_CASE("cuda: a model trains on the GPU along the CPU's loss curve, and its checkpoints load anywhere", "[cuda][train]") {
+TEST_CASE("cuda: a model trains on the GPU along the CPU's loss curve, and its checkpoints load anywhere",
+          "[cuda][train]") {
   HKT_SKIP_UNLESS_CUDA();
   for (const std::string attention : {"mha", "hkt"}) {
     INFO(attention);
@@ -194,7 +199,8 @@ TEST_CASE("cuda: a model trains on the GPU along the CPU's loss curve, and its c
     CHECK(model->device() == Device::CPU);
     // Evaluated on the GPU there and on the CPU here: one of the 16 test examples may
     // flip on an argmax near-tie under different rounding, not more.
-    CHECK(std::abs(evaluate(*model, task.test, 64).accuracy - result["test_accuracy"].get<double>()) <= 1.0 / 16 + 1e-12);
+    CHECK(std::abs(evaluate(*model, task.test, 64).accuracy - result["test_accuracy"].get<double>()) <=
+          1.0 / 16 + 1e-12);
   }
   // A run stopped on the GPU resumes on the CPU (checkpoints are device-independent) and
   // ends where the CPU-only run ends, up to float32 rounding.

@@ -28,28 +28,32 @@ Json tiny_experiment(std::int64_t steps) {
              "listops": {"source": "generate", "train": 32, "val": 16, "test": 16, "seed": 5}},
     "model": {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32, "dropout": 0.0},
     "train": {"batch_size": 8, "lr": 0.003, "schedule": "constant", "warmup_steps": 1, "eval_every": 2,
-              "log_every": 2, "checkpoint_every": 2, "threads": 1, "steps": )" + std::to_string(steps) + R"(},
+              "log_every": 2, "checkpoint_every": 2, "threads": 1, "steps": )" +
+                                   std::to_string(steps) + R"(},
     "experiment": {"seeds": [0], "name": "tiny"}
   })"));
 }
 
-RunRecord record(const std::string& variant, std::int64_t seed, double val, double test, double ms, const Json& config) {
-  Json result = {{"best_val_accuracy", val}, {"test_accuracy", test}, {"time_per_step_ms", ms}, {"parameter_count", 100},
-                 {"chance_level", 0.125}, {"steps", 10}, {"peak_tensor_bytes", 1048576.0},
-                 {"extra_tests", {{"listops-released", {{"accuracy", test / 2}}}}}};
+RunRecord record(const std::string& variant, std::int64_t seed, double val, double test, double ms,
+                 const Json& config) {
+  Json result = {{"best_val_accuracy", val},       {"test_accuracy", test},
+                 {"time_per_step_ms", ms},         {"parameter_count", 100},
+                 {"chance_level", 0.125},          {"steps", 10},
+                 {"peak_tensor_bytes", 1048576.0}, {"extra_tests", {{"listops-released", {{"accuracy", test / 2}}}}}};
   return {variant, seed, variant + "/seed-" + std::to_string(seed), config, result};
 }
 
 }  // namespace
 
 TEST_CASE("experiment: summary means, sample standard deviations, ratios and paired differences", "[experiment]") {
-  Json cfg = config::merge(Json::parse(R"({"data": {"max_len": 512}, "model": {"n_heads": 4, "d_model": 64, "n_layers": 2},
+  Json cfg =
+      config::merge(Json::parse(R"({"data": {"max_len": 512}, "model": {"n_heads": 4, "d_model": 64, "n_layers": 2},
                                            "experiment": {"paper_row": "listops"}})"));
   const auto variants = experiment_variants(cfg);  // the defaults: mha, hkt
   REQUIRE(variants.size() == 2);
   const Json mha = run_config(cfg, variants[0], 0), hkt3 = run_config(cfg, variants[1], 0);
-  std::vector<RunRecord> runs = {record("mha", 0, 0.40, 0.50, 100, mha), record("mha", 1, 0.50, 0.60, 110, mha),
-                                 record("mha", 2, 0.60, 0.70, 120, mha), record("hkt", 0, 0.45, 0.55, 130, hkt3),
+  std::vector<RunRecord> runs = {record("mha", 0, 0.40, 0.50, 100, mha),  record("mha", 1, 0.50, 0.60, 110, mha),
+                                 record("mha", 2, 0.60, 0.70, 120, mha),  record("hkt", 0, 0.45, 0.55, 130, hkt3),
                                  record("hkt", 1, 0.55, 0.70, 140, hkt3), record("hkt", 2, 0.65, 0.70, 150, hkt3)};
   const Json s = summarize(cfg, variants, runs);
   const Json& m = s.at("variants")[0];
@@ -81,8 +85,8 @@ TEST_CASE("experiment: summary means, sample standard deviations, ratios and pai
   CHECK(s.at("paper").at("hkt")[0].get<double>() == 55.10);
   const std::string md = summary_markdown(s, "hkt experiment --config x");
   CHECK(md.find("| mha | 1 | 100 | 3 | 50.00 ± 10.00 | 60.00 ± 10.00 |") != std::string::npos);
-  CHECK(md.find("- hkt, test: +5.00 ± 5.00 (per seed: +5.0 +10.0 +0.0; n = 3); t = 1.73 against 4.303: not distinguishable") !=
-        std::string::npos);
+  CHECK(md.find("- hkt, test: +5.00 ± 5.00 (per seed: +5.0 +10.0 +0.0; n = 3); t = 1.73 against 4.303: not "
+                "distinguishable") != std::string::npos);
   // Extra tests are paired too: halves of the test values, so +2.50 ± 2.50.
   CHECK(md.find("- hkt, listops-released: +2.50 ± 2.50 (per seed: +2.5 +5.0 +0.0; n = 3)") != std::string::npos);
   CHECK(md.find("1.3125") != std::string::npos);
@@ -96,19 +100,26 @@ TEST_CASE("experiment: bad variants are errors naming the entry", "[experiment][
     return c;
   };
   require_error([&] { experiment_variants(with_variants("[]")); }, "must be a non-empty list");
-  require_error([&] { experiment_variants(with_variants(R"([{"name": "a/b"}])")); }, "variants[0]': name 'a/b' may hold only");
-  require_error([&] { experiment_variants(with_variants(R"([{"name": "summary.json"}])")); }, "name 'summary.json' may hold only");
-  require_error([&] { experiment_variants(with_variants(R"([{"name": "a"}, {"name": "a"}])")); }, "variants[1]': the name 'a' is used twice");
+  require_error([&] { experiment_variants(with_variants(R"([{"name": "a/b"}])")); },
+                "variants[0]': name 'a/b' may hold only");
+  require_error([&] { experiment_variants(with_variants(R"([{"name": "summary.json"}])")); },
+                "name 'summary.json' may hold only");
+  require_error([&] { experiment_variants(with_variants(R"([{"name": "a"}, {"name": "a"}])")); },
+                "variants[1]': the name 'a' is used twice");
   require_error([&] { experiment_variants(with_variants(R"([{"name": "a", "sett": {}}])")); }, "unknown key 'sett'");
-  require_error([&] { experiment_variants(with_variants(R"([{"name": "a", "set": {"train.seed": 3}}])")); }, "cannot set 'train.seed'");
-  require_error([&] { experiment_variants(with_variants(R"([{"name": "a", "set": {"experiment.seeds": [1]}}])")); }, "cannot change");
+  require_error([&] { experiment_variants(with_variants(R"([{"name": "a", "set": {"train.seed": 3}}])")); },
+                "cannot set 'train.seed'");
+  require_error([&] { experiment_variants(with_variants(R"([{"name": "a", "set": {"experiment.seeds": [1]}}])")); },
+                "cannot change");
   const Json c = with_variants(R"([{"name": "x", "set": {"model.hkt.levls": 2}}])");
   const auto v = experiment_variants(c);
-  require_error([&] { run_config(c, v[0], 0); }, "experiment variant 'x': --set model.hkt.levls=2: unknown config key 'model.hkt.levls'");
+  require_error([&] { run_config(c, v[0], 0); },
+                "experiment variant 'x': --set model.hkt.levls=2: unknown config key 'model.hkt.levls'");
   require_error([&] { paper_row("listopz"); }, "'experiment.paper_row' must be");
 }
 
-TEST_CASE("experiment: runs every variant, reuses finished runs, resumes interrupted ones, refuses a changed config", "[experiment]") {
+TEST_CASE("experiment: runs every variant, reuses finished runs, resumes interrupted ones, refuses a changed config",
+          "[experiment]") {
   TempDir dir("experiment");
   const std::string out = dir.file("exp");
   Json cfg = tiny_experiment(4);
@@ -123,8 +134,8 @@ TEST_CASE("experiment: runs every variant, reuses finished runs, resumes interru
   INFO(first.str());
   CHECK(first.str().find("[1/2] mha/seed-0: training") != std::string::npos);
   CHECK(first.str().find("[2/2] hkt/seed-0: resuming") != std::string::npos);
-  for (const char* f : {"summary.json", "summary.md", "attention_maps.json", "experiment.json", "mha/seed-0/result.json",
-                        "hkt/seed-0/result.json", "hkt/seed-0/best.safetensors"})
+  for (const char* f : {"summary.json", "summary.md", "attention_maps.json", "experiment.json",
+                        "mha/seed-0/result.json", "hkt/seed-0/result.json", "hkt/seed-0/best.safetensors"})
     CHECK(fs::exists(out + "/" + f));
   REQUIRE(s.at("variants").size() == 2);
   CHECK(s.at("variants")[1].at("levels") == 3);

@@ -285,9 +285,9 @@ TEST_CASE("golden: save then load gives bit-identical logits", "[golden]") {
       auto model = make_model(doc, dtype, 5);
       load_weights(*model, name);
       const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-      const std::filesystem::path path = std::filesystem::temp_directory_path() /
-                                         ("hkt_golden_" + name + "_" + std::to_string(stamp) + "_" +
-                                          std::to_string(counter++) + ".safetensors");
+      const std::filesystem::path path =
+          std::filesystem::temp_directory_path() /
+          ("hkt_golden_" + name + "_" + std::to_string(stamp) + "_" + std::to_string(counter++) + ".safetensors");
       hkt::safetensors::save(path.string(), model->named_parameters());
       auto fresh = make_model(doc, dtype, 99);  // different random weights until loaded
       hkt::safetensors::load_into(hkt::safetensors::load(path.string()), fresh->named_parameters());

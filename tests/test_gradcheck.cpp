@@ -34,9 +34,8 @@ TEST_CASE("gradcheck: a wrong backward is caught in each mode", "[gradcheck]") {
   gradcheck::Function wrong = [](const std::vector<Tensor>& in) {
     const Tensor& x = in[0];
     Tensor y = x.detach() * x.detach() * x.detach();
-    record(y, "wrong_cube", {x}, [xd = x.detach()](const Tensor& g, const std::vector<bool>&) {
-      return Grads{g * xd * xd * 2.0};
-    });
+    record(y, "wrong_cube", {x},
+           [xd = x.detach()](const Tensor& g, const std::vector<bool>&) { return Grads{g * xd * xd * 2.0}; });
     return y;
   };
   Generator gen(3);
@@ -66,7 +65,8 @@ TEST_CASE("gradcheck: nondeterministic backward and nonzero gradient for zero in
 
   gradcheck::Function leaky = [](const std::vector<Tensor>& in) {
     Tensor y = in[0].detach() * 2.0;
-    record(y, "leaky", {in[0]}, [](const Tensor& g, const std::vector<bool>&) { return Grads{g * 2.0 + 0.0 * g + 1e-300}; });
+    record(y, "leaky", {in[0]},
+           [](const Tensor& g, const std::vector<bool>&) { return Grads{g * 2.0 + 0.0 * g + 1e-300}; });
     return y;
   };
   const auto r2 = gradcheck::check("leaky", "[3]", leaky, {Tensor::normal({3}, gen, 0, 1, DType::Float64)});

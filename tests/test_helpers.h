@@ -35,7 +35,8 @@ inline Tensor f64_param(const std::vector<double>& values, const Shape& shape) {
 }
 
 /// Checks every element of `actual` against `expected` within `tol`, naming the index.
-inline void require_close(const Tensor& actual, const std::vector<double>& expected, const Tolerance& tol = kFloat64Exact) {
+inline void require_close(const Tensor& actual, const std::vector<double>& expected,
+                          const Tolerance& tol = kFloat64Exact) {
   const auto a = actual.to_vector();
   REQUIRE(a.size() == expected.size());
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -150,21 +151,21 @@ std::string thread_order_difference(F&& run) {
 
 /// Ends the current test as skipped (ctest reports it so, through the
 /// SKIP_REGULAR_EXPRESSION "skipped: ") when `path` does not exist.
-#define HKT_SKIP_UNLESS_EXISTS(path)                                                  \
-  do {                                                                              \
-    if (!std::filesystem::exists(path)) {                                           \
+#define HKT_SKIP_UNLESS_EXISTS(path)                                                      \
+  do {                                                                                    \
+    if (!std::filesystem::exists(path)) {                                                 \
       std::cout << "skipped: " << (path) << " not found (set HKT_DATA_DIR)" << std::endl; \
-      return;                                                                       \
-    }                                                                               \
+      return;                                                                             \
+    }                                                                                     \
   } while (0)
 
 /// Ends the current test as skipped (ctest reports it so) when no CUDA device can be
 /// used: no CUDA in the build, no driver or no GPU (the EMULATE build has one).
-#define HKT_SKIP_UNLESS_CUDA()                                                    \
-  do {                                                                            \
-    std::string why_not;                                                          \
-    if (hkt::cuda::device_count(&why_not) == 0) {                                 \
-      std::cout << "skipped: no CUDA device (" << why_not << ")" << std::endl;     \
-      return;                                                                     \
-    }                                                                             \
+#define HKT_SKIP_UNLESS_CUDA()                                                 \
+  do {                                                                         \
+    std::string why_not;                                                       \
+    if (hkt::cuda::device_count(&why_not) == 0) {                              \
+      std::cout << "skipped: no CUDA device (" << why_not << ")" << std::endl; \
+      return;                                                                  \
+    }                                                                          \
   } while (0)

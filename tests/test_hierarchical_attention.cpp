@@ -75,13 +75,13 @@ TEST_CASE("hierarchical attention: fused and composite agree on output and every
     bool causal, padded;
   };
   const std::vector<Variant> variants = {
-      {1, "scores", "per_head", "depthwise", 2, 13, 2, false, true},   // MHA
-      {3, "scores", "per_head", "depthwise", 2, 13, 2, false, true},   // the default HKT
+      {1, "scores", "per_head", "depthwise", 2, 13, 2, false, true},  // MHA
+      {3, "scores", "per_head", "depthwise", 2, 13, 2, false, true},  // the default HKT
       {3, "scores", "per_layer", "dense", 3, 11, 2, true, false},
-      {4, "scores", "fixed", "depthwise", 3, 9, 8, true, true},        // L = 4, heads = 8
+      {4, "scores", "fixed", "depthwise", 3, 9, 8, true, true},  // L = 4, heads = 8
       {2, "outputs", "per_head", "depthwise", 2, 10, 2, false, true},
       {3, "outputs", "per_layer", "dense", 2, 7, 2, true, true},
-      {3, "scores", "per_head", "depthwise", 2, 1, 2, true, false},    // T = 1
+      {3, "scores", "per_head", "depthwise", 2, 1, 2, true, false},  // T = 1
   };
   for (const auto& v : variants) {
     AttentionConfig c = make_config(v.L, v.fusion, v.causal, v.H == 8 ? 16 : 8, v.H);
@@ -98,8 +98,8 @@ TEST_CASE("hierarchical attention: fused and composite agree on output and every
     const auto composite = outputs_and_grads(m, x, mask, AttentionImpl::Composite);
     REQUIRE(fused.size() == composite.size());
     for (std::size_t i = 0; i < fused.size(); ++i) {
-      INFO("L=" << v.L << " " << v.fusion << " " << v.weights << " " << v.down << " k=" << v.k << " T=" << v.T << " causal="
-                << v.causal << ": " << fused[i].first);
+      INFO("L=" << v.L << " " << v.fusion << " " << v.weights << " " << v.down << " k=" << v.k << " T=" << v.T
+                << " causal=" << v.causal << ": " << fused[i].first);
       REQUIRE(fused[i].second.defined());
       CHECK(rel_err(fused[i].second, composite[i].second) < kFusedVsCompositeFloat64);
     }
@@ -150,7 +150,8 @@ TEST_CASE("hierarchical attention: L = 1 and fixed alpha = (1 0 0) are the same 
   CHECK(rel_err(hkt.forward(x, mask, AttentionImpl::Composite), mha.forward(x, mask)) < 1e-14);
 }
 
-TEST_CASE("hierarchical attention: outputs fusion with alpha = e_l approaches the lifted causal convolution", "[attention]") {
+TEST_CASE("hierarchical attention: outputs fusion with alpha = e_l approaches the lifted causal convolution",
+          "[attention]") {
   // docs/hkt-attention.md section 4: with alpha = e_l and level-l attention diagonal, Y = LiftRows_l(X^(l))
   // W_V^T W_O^T. Orthogonal one-hot rows X[t] = e_t keep every level's rows orthogonal
   // (disjoint supports after averaging), and W_Q = W_K = I per head makes q_t . k_t the
@@ -172,7 +173,8 @@ TEST_CASE("hierarchical attention: outputs fusion with alpha = e_l approaches th
         for (std::int64_t j = 0; j < dh; ++j) w[static_cast<std::size_t>((h * dh + j) * d + j)] = 1.0;
       const Tensor wqk = Tensor::from_vector(w, {d, d}, DType::Float64);
       for (auto& [name, p] : m.named_parameters())
-        if (name.rfind("w_q.", 0) == 0 || name.rfind("w_k.", 0) == 0) std::memcpy(p.raw_data(), wqk.raw_data(), wqk.nbytes());
+        if (name.rfind("w_q.", 0) == 0 || name.rfind("w_k.", 0) == 0)
+          std::memcpy(p.raw_data(), wqk.raw_data(), wqk.nbytes());
       std::vector<double> xv(static_cast<std::size_t>(T * d), 0.0);
       for (std::int64_t t = 0; t < T; ++t) xv[static_cast<std::size_t>(t * d + t)] = 1.0;
       const Tensor x = Tensor::from_vector(xv, {1, T, d}, DType::Float64);
@@ -216,8 +218,10 @@ TEST_CASE("hierarchical attention: causal outputs are bit-identical when later t
         for (std::int64_t d = 0; d < 8; ++d) {
           const auto at = static_cast<std::size_t>(i * 8 + d);
           INFO("L=" << L << " " << fusion << " row " << i);
-          if (i < j) CHECK(y[at] == y2[at]);
-          else later_changed |= y[at] != y2[at];
+          if (i < j)
+            CHECK(y[at] == y2[at]);
+          else
+            later_changed |= y[at] != y2[at];
         }
       CHECK(later_changed);
     }
@@ -272,9 +276,10 @@ TEST_CASE("hierarchical attention: parameter names and shapes follow PyTorch con
   HierarchicalAttention m(c, gen);
   std::vector<std::string> names;
   for (auto& [n, p] : m.named_parameters()) names.push_back(n + shape_str(p.shape()));
-  CHECK(names == std::vector<std::string>{"level_logits[2,3]", "w_q.0.weight[8,8]", "w_q.1.weight[8,8]", "w_q.2.weight[8,8]",
-                                          "w_k.0.weight[8,8]", "w_k.1.weight[8,8]", "w_k.2.weight[8,8]", "w_v.weight[8,8]",
-                                          "w_o.weight[8,8]", "downsample.1.weight[8,2]", "downsample.1.bias[8]",
+  CHECK(names == std::vector<std::string>{"level_logits[2,3]", "w_q.0.weight[8,8]", "w_q.1.weight[8,8]",
+                                          "w_q.2.weight[8,8]", "w_k.0.weight[8,8]", "w_k.1.weight[8,8]",
+                                          "w_k.2.weight[8,8]", "w_v.weight[8,8]", "w_o.weight[8,8]",
+                                          "downsample.1.weight[8,2]", "downsample.1.bias[8]",
                                           "downsample.2.weight[8,2]", "downsample.2.bias[8]"});
   // Initial level weights are uniform and the downsampler is an average.
   require_close(m.level_weights(), std::vector<double>(6, 1.0 / 3), kFloat32VsFloat64);
@@ -291,11 +296,25 @@ TEST_CASE("hierarchical attention: config errors name the field", "[attention][e
   bad([](AttentionConfig& c) { c.n_heads = 3; }, "d_model (8) must be a positive multiple of n_heads (3)");
   bad([](AttentionConfig& c) { c.levels = 5; }, "levels must be in 1..4, got 5");
   bad([](AttentionConfig& c) { c.fusion = "sum"; }, "fusion must be \"scores\" or \"outputs\", got \"sum\"");
-  bad([](AttentionConfig& c) { c.level_weights = "fixed"; c.fixed_weights = {0.5}; }, "fixed_weights needs 2 values");
-  bad([](AttentionConfig& c) { c.level_weights = "fixed"; c.fixed_weights = {0.5, 0.6}; }, "fixed_weights must sum to 1");
+  bad(
+      [](AttentionConfig& c) {
+        c.level_weights = "fixed";
+        c.fixed_weights = {0.5};
+      },
+      "fixed_weights needs 2 values");
+  bad(
+      [](AttentionConfig& c) {
+        c.level_weights = "fixed";
+        c.fixed_weights = {0.5, 0.6};
+      },
+      "fixed_weights must sum to 1");
   bad([](AttentionConfig& c) { c.downsampler = "conv"; }, "downsampler must be \"depthwise\" or \"dense\"");
   AttentionConfig c = make_config(2, "scores", false);
   HierarchicalAttention m(c, gen);
-  require_error([&] { m.forward(Tensor::zeros({1, 4, 6}), Tensor()); }, "input must be [B, T, d_model = 8], got [1,4,6]");
+  require_error(
+      [&] {
+        m.forward(Tensor::zeros({1, 4, 6}), Tensor());
+      },
+      "input must be [B, T, d_model = 8], got [1,4,6]");
   require_error([&] { m.forward(Tensor::zeros({1, 4, 8}), Tensor::ones({1, 5})); }, "key_mask must be [B, T] = [1,4]");
 }

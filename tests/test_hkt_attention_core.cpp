@@ -42,7 +42,8 @@ Inputs make_inputs(const Problem& p, std::uint64_t seed, DType dtype = DType::Fl
   if (p.padded) {
     std::vector<double> m(static_cast<std::size_t>(p.B * p.T), 1.0);
     for (std::int64_t b = 0; b < p.B; ++b)  // batch element b has b + 1 padded keys at the end (at most T - 1)
-      for (std::int64_t j = std::max<std::int64_t>(1, p.T - b - 1); j < p.T; ++j) m[static_cast<std::size_t>(b * p.T + j)] = 0;
+      for (std::int64_t j = std::max<std::int64_t>(1, p.T - b - 1); j < p.T; ++j)
+        m[static_cast<std::size_t>(b * p.T + j)] = 0;
     in.mask = Tensor::from_vector(m, {p.B, p.T}, DType::Int64);
   }
   return in;
@@ -59,7 +60,8 @@ std::vector<Tensor> run(bool fused, const Inputs& in, const HktAttentionOptions&
   for (const auto& t : in.q) q.push_back(leaf(t));
   for (const auto& t : in.k) k.push_back(leaf(t));
   Tensor v = leaf(in.v), alpha = alpha_grad ? leaf(in.alpha) : in.alpha.clone().detach();
-  Tensor o = fused ? hkt_attention_fused(q, k, v, alpha, in.mask, opt) : hkt_attention_composite(q, k, v, alpha, in.mask, opt);
+  Tensor o =
+      fused ? hkt_attention_fused(q, k, v, alpha, in.mask, opt) : hkt_attention_composite(q, k, v, alpha, in.mask, opt);
   Generator gen(seed);
   Tensor w = Tensor::normal(o.shape(), gen, 0, 1, o.dtype());
   sum(o * w).backward();
@@ -95,7 +97,8 @@ const char* kNames[] = {"output", "dq/dk/dv/dalpha"};
 std::vector<HktAttentionOptions> tilings(bool causal) {
   const HktAttentionOptions defaults;
   std::vector<HktAttentionOptions> out;
-  for (const auto& [bq, bk] : {std::pair<std::int64_t, std::int64_t>{4, 4}, {defaults.block_q, defaults.block_k}, {32, 8}}) {
+  for (const auto& [bq, bk] :
+       {std::pair<std::int64_t, std::int64_t>{4, 4}, {defaults.block_q, defaults.block_k}, {32, 8}}) {
     HktAttentionOptions opt;
     opt.causal = causal;
     opt.block_q = bq;
@@ -109,12 +112,12 @@ std::vector<HktAttentionOptions> tilings(bool causal) {
 
 TEST_CASE("hkt attention core: fused equals composite in float64 for output and every gradient", "[attention]") {
   const std::vector<Problem> problems = {
-      {2, 3, 16, 4, 1, false, false},  // MHA
-      {2, 3, 16, 4, 3, false, false},  {1, 2, 37, 5, 3, true, false},   // T odd, not a multiple of 4
-      {3, 2, 29, 3, 2, false, true},   {2, 8, 20, 2, 4, true, true},    // heads = 8, L = 4
-      {1, 1, 1, 3, 3, true, false},    {2, 1, 7, 2, 4, false, true},    // T = 1; T < 2^(L-1)
-      {1, 2, 130, 4, 3, true, true},                                      // several tiles
-      {1, 1, 600, 4, 3, true, true},                                      // several default-sized tiles
+      {2, 3, 16, 4, 1, false, false},                                 // MHA
+      {2, 3, 16, 4, 3, false, false}, {1, 2, 37, 5, 3, true, false},  // T odd, not a multiple of 4
+      {3, 2, 29, 3, 2, false, true},  {2, 8, 20, 2, 4, true, true},   // heads = 8, L = 4
+      {1, 1, 1, 3, 3, true, false},   {2, 1, 7, 2, 4, false, true},   // T = 1; T < 2^(L-1)
+      {1, 2, 130, 4, 3, true, true},                                  // several tiles
+      {1, 1, 600, 4, 3, true, true},                                  // several default-sized tiles
   };
   for (const auto& p : problems) {
     for (const HktAttentionOptions& opt : tilings(p.causal)) {
@@ -123,7 +126,8 @@ TEST_CASE("hkt attention core: fused equals composite in float64 for output and 
       const auto fused = run(true, in, opt, 5), composite = run(false, in, opt, 5);
       for (std::size_t i = 0; i < fused.size(); ++i) {
         INFO("B=" << p.B << " H=" << p.H << " T=" << p.T << " dh=" << p.dh << " L=" << p.L << " causal=" << p.causal
-                  << " padded=" << p.padded << " block=" << block << " tensor " << i << " (" << kNames[i ? 1 : 0] << ")");
+                  << " padded=" << p.padded << " block=" << block << " tensor " << i << " (" << kNames[i ? 1 : 0]
+                  << ")");
         CHECK(rel_err(fused[i], composite[i]) < kFusedVsCompositeFloat64);
       }
     }
@@ -134,7 +138,9 @@ TEST_CASE("hkt attention core: with constant level weights (no dalpha) fused equ
           "[attention]") {
   // The backward without raw_0 (MHA, fixed level weights): several tiles of every shape,
   // an odd T, L = 1 and 3, causal and padded.
-  const Problem problems[] = {{1, 2, 600, 4, 1, true, true}, {1, 2, 600, 4, 3, true, true}, {2, 1, 29, 3, 3, false, true},
+  const Problem problems[] = {{1, 2, 600, 4, 1, true, true},
+                              {1, 2, 600, 4, 3, true, true},
+                              {2, 1, 29, 3, 3, false, true},
                               {2, 1, 29, 3, 1, true, false}};
   for (const auto& p : problems) {
     for (const HktAttentionOptions& opt : tilings(p.causal)) {
@@ -142,15 +148,16 @@ TEST_CASE("hkt attention core: with constant level weights (no dalpha) fused equ
       const auto fused = run(true, in, opt, 7, false), composite = run(false, in, opt, 7, false);
       REQUIRE(fused.size() == static_cast<std::size_t>(2 * p.L + 2));  // O, dq, dk, dv
       for (std::size_t i = 0; i < fused.size(); ++i) {
-        INFO("T=" << p.T << " L=" << p.L << " causal=" << p.causal << " padded=" << p.padded << " block=" << opt.block_q << "x" << opt.block_k
-                  << " tensor " << i);
+        INFO("T=" << p.T << " L=" << p.L << " causal=" << p.causal << " padded=" << p.padded << " block=" << opt.block_q
+                  << "x" << opt.block_k << " tensor " << i);
         CHECK(rel_err(fused[i], composite[i]) < kFusedVsCompositeFloat64);
       }
     }
   }
 }
 
-TEST_CASE("hkt attention core: fused float32 is within twice the composite float32 error against float64", "[attention]") {
+TEST_CASE("hkt attention core: fused float32 is within twice the composite float32 error against float64",
+          "[attention]") {
   const Problem p{2, 4, 70, 16, 3, true, true};
   HktAttentionOptions opt;
   opt.causal = true;
@@ -177,7 +184,8 @@ TEST_CASE("hkt attention core: gradcheck of the fused op in float64", "[attentio
     opt.block_q = opt.block_k = 4;
     const auto L = static_cast<std::size_t>(p.L);
     gradcheck::Function f = [L, mask = in.mask, opt](const std::vector<Tensor>& x) {
-      std::vector<Tensor> q(x.begin(), x.begin() + static_cast<long>(L)), k(x.begin() + static_cast<long>(L), x.begin() + 2 * static_cast<long>(L));
+      std::vector<Tensor> q(x.begin(), x.begin() + static_cast<long>(L)),
+          k(x.begin() + static_cast<long>(L), x.begin() + 2 * static_cast<long>(L));
       return hkt_attention_fused(q, k, x[2 * L], x[2 * L + 1], mask, opt);
     };
     std::vector<Tensor> inputs = in.q;
@@ -203,14 +211,16 @@ TEST_CASE("hkt attention core: L = 1 and alpha = (1 0 ...) are standard attentio
                                   for (int i = 0; i < 11; ++i)
                                     for (int j = 0; j < 11; ++j)
                                       if (j > i || keep[static_cast<std::size_t>(b * 11 + j)] == 0)
-                                        m[static_cast<std::size_t>((b * 11 + i) * 11 + j)] = -std::numeric_limits<double>::infinity();
+                                        m[static_cast<std::size_t>((b * 11 + i) * 11 + j)] =
+                                            -std::numeric_limits<double>::infinity();
                                 return Tensor::from_vector(m, {2, 1, 11, 11}, DType::Float64);
                               }()),
                       in.v);
   HktAttentionOptions opt;
   opt.causal = true;
   const Tensor l1 = hkt_attention_fused({in.q[0]}, {in.k[0]}, in.v, Tensor::ones({2, 1}, DType::Float64), in.mask, opt);
-  const Tensor e0 = hkt_attention_fused(in.q, in.k, in.v, Tensor::from_vector({1, 0, 0, 1, 0, 0}, {2, 3}, DType::Float64), in.mask, opt);
+  const Tensor e0 = hkt_attention_fused(in.q, in.k, in.v,
+                                        Tensor::from_vector({1, 0, 0, 1, 0, 0}, {2, 3}, DType::Float64), in.mask, opt);
   CHECK(rel_err(l1, mha) < 1e-13);
   CHECK(rel_err(e0, mha) < 1e-13);
 }
@@ -282,19 +292,30 @@ TEST_CASE("hkt attention core: counted FLOP ratios of docs/hkt-attention.md sect
   const auto hkt3 = hkt_attention_flops(1, 1, 4096, 64, 3);
   const auto hkt4 = hkt_attention_flops(1, 1, 4096, 64, 4);
   CHECK(mha.score_flops == 2.0 * 4096 * 4096 * 64);
-  CHECK(hkt3.score_flops / mha.score_flops == Approx(1.3125).epsilon(1e-12));             // 1 + 1/4 + 1/16
-  CHECK(hkt4.score_flops / mha.score_flops == Approx(1.328125).epsilon(1e-12));           // + 1/64
-  CHECK(hkt3.total_flops / mha.total_flops == Approx((1.3125 + 1) / 2).epsilon(1e-12));   // 1.156
+  CHECK(hkt3.score_flops / mha.score_flops == Approx(1.3125).epsilon(1e-12));            // 1 + 1/4 + 1/16
+  CHECK(hkt4.score_flops / mha.score_flops == Approx(1.328125).epsilon(1e-12));          // + 1/64
+  CHECK(hkt3.total_flops / mha.total_flops == Approx((1.3125 + 1) / 2).epsilon(1e-12));  // 1.156
 }
 
 TEST_CASE("hkt attention core: argument errors name the argument", "[attention][errors]") {
   const Inputs in = make_inputs({1, 2, 8, 3, 2, false, false}, 1);
-  require_error([&] { hkt_attention_fused({in.q[0]}, in.k, in.v, in.alpha, Tensor()); }, "1 query levels but 2 key levels");
-  require_error([&] { hkt_attention_fused({in.q[0], in.q[0]}, in.k, in.v, in.alpha, Tensor()); },
-                "q[1] has shape [1,2,8,3], expected [1,2,4,3]");
-  require_error([&] { hkt_attention_composite(in.q, in.k, in.v, Tensor::ones({2, 3}, DType::Float64), Tensor()); },
-                "alpha must be [H, L] = [2,2], got [2,3]");
-  require_error([&] { hkt_attention_fused(in.q, in.k, in.v, in.alpha, Tensor::ones({1, 7})); }, "key_mask must be [B, T] = [1,8]");
+  require_error([&] { hkt_attention_fused({in.q[0]}, in.k, in.v, in.alpha, Tensor()); },
+                "1 query levels but 2 key levels");
+  require_error(
+      [&] {
+        hkt_attention_fused({in.q[0], in.q[0]}, in.k, in.v, in.alpha, Tensor());
+      },
+      "q[1] has shape [1,2,8,3], expected [1,2,4,3]");
+  require_error(
+      [&] {
+        hkt_attention_composite(in.q, in.k, in.v, Tensor::ones({2, 3}, DType::Float64), Tensor());
+      },
+      "alpha must be [H, L] = [2,2], got [2,3]");
+  require_error(
+      [&] {
+        hkt_attention_fused(in.q, in.k, in.v, in.alpha, Tensor::ones({1, 7}));
+      },
+      "key_mask must be [B, T] = [1,8]");
 }
 
 TEST_CASE("attention ops: NaN or inf in a masked key's K or V reaches no output and no gradient",
@@ -311,7 +332,8 @@ TEST_CASE("attention ops: NaN or inf in a masked key's K or V reaches no output 
     Generator gen(5);
     std::vector<Tensor> base;  // q (L), k (L), v, alpha
     for (int part = 0; part < 2; ++part)
-      for (int l = 0; l < L; ++l) base.push_back(Tensor::normal({B, H, (T + (1 << l) - 1) >> l, dh}, gen, 0, 1, DType::Float64));
+      for (int l = 0; l < L; ++l)
+        base.push_back(Tensor::normal({B, H, (T + (1 << l) - 1) >> l, dh}, gen, 0, 1, DType::Float64));
     base.push_back(Tensor::normal({B, H, T, dh}, gen, 0, 1, DType::Float64));
     base.push_back(Tensor::uniform({H, L}, gen, 0.1, 1.0, DType::Float64));
     // Poison (or zero) sequence 1's masked rows: V rows T - 4..T - 1, K_l rows from (T - 4) >> l.
@@ -372,5 +394,6 @@ TEST_CASE("attention ops: a key_mask other than 0/1 and a non-finite scale are r
   require_error([&] { hkt_attention_composite(in.q, in.k, in.v, in.alpha, half); }, "got 0.500000 at [0, 2]");
   HktAttentionOptions opt;
   opt.scale = std::numeric_limits<double>::infinity();
-  require_error([&] { hkt_attention_fused(in.q, in.k, in.v, in.alpha, Tensor(), opt); }, "scale must be finite, got inf");
+  require_error([&] { hkt_attention_fused(in.q, in.k, in.v, in.alpha, Tensor(), opt); },
+                "scale must be finite, got inf");
 }

@@ -63,7 +63,7 @@ std::uint32_t crc32(const Bytes& data) {
 /// (RFC 1951 3.2.4), written by hand so the tests do not use the zlib they test.
 Bytes gzip_stored(const Bytes& data) {
   Bytes g{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff};  // magic, deflate, no flags, mtime 0, xfl, OS unknown
-  g.push_back(0x01);  // BFINAL = 1, BTYPE = 00 (stored)
+  g.push_back(0x01);                               // BFINAL = 1, BTYPE = 00 (stored)
   const auto len = static_cast<std::uint16_t>(data.size());
   g.push_back(static_cast<std::uint8_t>(len & 0xff));
   g.push_back(static_cast<std::uint8_t>(len >> 8));
@@ -104,16 +104,28 @@ TEST_CASE("idx: raw and gzipped files give the same array", "[images]") {
 
 TEST_CASE("idx: malformed headers and sizes name the file and byte offset", "[images]") {
   TempDir tmp("idx-bad");
-  require_error([&] { idx::read(tmp.write("tiny.idx", Bytes{0, 0, 8})); }, "tiny.idx: 3 bytes, too short for the 4-byte IDX magic");
-  require_error([&] { idx::read(tmp.write("magic.idx", Bytes{1, 0, 8, 1, 0, 0, 0, 1, 5})); },
-                "magic.idx: IDX byte offset 0: bad magic 0x01 0x00, an IDX file starts with two zero bytes");
+  require_error(
+      [&] {
+        idx::read(tmp.write("tiny.idx", Bytes{0, 0, 8}));
+      },
+      "tiny.idx: 3 bytes, too short for the 4-byte IDX magic");
+  require_error(
+      [&] {
+        idx::read(tmp.write("magic.idx", Bytes{1, 0, 8, 1, 0, 0, 0, 1, 5}));
+      },
+      "magic.idx: IDX byte offset 0: bad magic 0x01 0x00, an IDX file starts with two zero bytes");
   Bytes float32_file = idx_header({1}, 0x0D);
   float32_file.insert(float32_file.end(), 4, 0);
-  require_error([&] { idx::read(tmp.write("float.idx", float32_file)); },
-                "float.idx: IDX byte offset 2: unsupported element type 0x0d (float32); only 0x08 (unsigned byte) is read");
-  require_error([&] { idx::read(tmp.write("type.idx", idx_header({1}, 0x42))); }, "unsupported element type 0x42 (not an IDX type)");
-  require_error([&] { idx::read(tmp.write("header.idx", Bytes{0, 0, 8, 3, 0, 0, 0, 1, 0})); },
-                "header.idx: IDX byte offset 4: header truncated: 3 dimensions need 12 bytes of sizes, found 5");
+  require_error(
+      [&] { idx::read(tmp.write("float.idx", float32_file)); },
+      "float.idx: IDX byte offset 2: unsupported element type 0x0d (float32); only 0x08 (unsigned byte) is read");
+  require_error([&] { idx::read(tmp.write("type.idx", idx_header({1}, 0x42))); },
+                "unsupported element type 0x42 (not an IDX type)");
+  require_error(
+      [&] {
+        idx::read(tmp.write("header.idx", Bytes{0, 0, 8, 3, 0, 0, 0, 1, 0}));
+      },
+      "header.idx: IDX byte offset 4: header truncated: 3 dimensions need 12 bytes of sizes, found 5");
   // Sizes 1 x 2 x 3 = 6 data bytes after a 16-byte header.
   Bytes few = idx_header({1, 2, 3});
   few.insert(few.end(), {1, 2, 3, 4});
@@ -124,14 +136,20 @@ TEST_CASE("idx: malformed headers and sizes name the file and byte offset", "[im
   require_error([&] { idx::read(tmp.write("many.idx", many)); },
                 "many.idx: IDX byte offset 22: 2 unexpected bytes after the 6 data bytes of sizes 1 x 2 x 3");
   // (2^32-1)^2 fits in 64 bits; a third factor does not: the size at byte 12 overflows.
-  require_error([&] { idx::read(tmp.write("huge.idx", idx_header({0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu}))); },
-                "huge.idx: IDX byte offset 12: the sizes multiply to more than 2^64 elements");
+  require_error(
+      [&] {
+        idx::read(tmp.write("huge.idx", idx_header({0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu})));
+      },
+      "huge.idx: IDX byte offset 12: the sizes multiply to more than 2^64 elements");
   require_error([&] { idx::read(tmp.write("empty.idx", Bytes{})); }, "empty.idx: 0 bytes, too short");
   require_error([&] { idx::read((tmp.path / "absent.idx").string()); }, "absent.idx: cannot open the file");
   require_error([&] { idx::read(tmp.path.string()); }, "is a directory");
   // Errors inside a gzipped file count offsets in the decompressed data.
-  require_error([&] { idx::read(tmp.write("magic.idx.gz", gzip_stored(Bytes{0, 7, 8, 0, 1}))); },
-                "magic.idx.gz (decompressed): IDX byte offset 0: bad magic 0x00 0x07");
+  require_error(
+      [&] {
+        idx::read(tmp.write("magic.idx.gz", gzip_stored(Bytes{0, 7, 8, 0, 1})));
+      },
+      "magic.idx.gz (decompressed): IDX byte offset 0: bad magic 0x00 0x07");
   require_error([&] { idx::read(tmp.write("few.idx.gz", gzip_stored(few))); },
                 "few.idx.gz (decompressed): IDX byte offset 20: the data ends after 4 bytes");
 }
@@ -144,14 +162,16 @@ TEST_CASE("idx: corrupt and truncated gzip give zlib's message", "[images]") {
 
   Bytes bad_crc = good;
   bad_crc[33] ^= 0xff;  // first CRC byte
-  require_error([&] { idx::read(tmp.write("crc.gz", bad_crc)); }, "crc.gz: gzip: corrupt data detected at compressed byte offset");
+  require_error([&] { idx::read(tmp.write("crc.gz", bad_crc)); },
+                "crc.gz: gzip: corrupt data detected at compressed byte offset");
   require_error([&] { idx::read(tmp.write("crc.gz", bad_crc)); }, "incorrect data check");
   Bytes bad_length = good;
   bad_length[37] ^= 0x01;  // ISIZE
   require_error([&] { idx::read(tmp.write("length.gz", bad_length)); }, "incorrect length check");
   Bytes bad_block = good;
   bad_block[10] = 0x07;  // BFINAL 1, BTYPE 11: reserved
-  require_error([&] { idx::read(tmp.write("block.gz", bad_block)); }, "block.gz: gzip: corrupt data detected at compressed byte offset 11: invalid block type");
+  require_error([&] { idx::read(tmp.write("block.gz", bad_block)); },
+                "block.gz: gzip: corrupt data detected at compressed byte offset 11: invalid block type");
   Bytes bad_nlen = good;
   bad_nlen[13] ^= 0x01;  // NLEN no longer the complement of LEN
   require_error([&] { idx::read(tmp.write("nlen.gz", bad_nlen)); }, "invalid stored block lengths");
@@ -159,13 +179,15 @@ TEST_CASE("idx: corrupt and truncated gzip give zlib's message", "[images]") {
   // Truncated anywhere: inside the data, inside the trailer, right after the magic.
   require_error([&] { idx::read(tmp.write("cut.gz", Bytes(good.begin(), good.begin() + 20))); },
                 "cut.gz: gzip: truncated: the compressed data ends at byte 20 inside a gzip stream");
-  require_error([&] { idx::read(tmp.write("cut.gz", Bytes(good.begin(), good.end() - 1))); }, "ends at byte 40 inside a gzip stream");
+  require_error([&] { idx::read(tmp.write("cut.gz", Bytes(good.begin(), good.end() - 1))); },
+                "ends at byte 40 inside a gzip stream");
   require_error([&] { idx::read(tmp.write("cut.gz", Bytes{0x1f, 0x8b})); }, "ends at byte 2 inside a gzip stream");
 
   // Bytes after the last member must be another gzip member.
   Bytes trailing = good;
   for (char c : std::string("garbage!")) trailing.push_back(static_cast<std::uint8_t>(c));
-  require_error([&] { idx::read(tmp.write("trailing.gz", trailing)); }, "trailing.gz: gzip: corrupt data detected at compressed byte offset");
+  require_error([&] { idx::read(tmp.write("trailing.gz", trailing)); },
+                "trailing.gz: gzip: corrupt data detected at compressed byte offset");
   require_error([&] { idx::read(tmp.write("trailing.gz", trailing)); }, "incorrect header check");
   // Two members that each hold half of the IDX bytes are one file.
   Bytes two = gzip_stored(Bytes(raw.begin(), raw.begin() + 9));
@@ -210,7 +232,8 @@ TEST_CASE("fashion-mnist: fixture folder splits and tokens", "[images]") {
   CHECK(wrong == 0);
   CHECK(s.train.tokens[0] == 0);  // a black pixel is token 0, kept
 
-  const auto all = fashion_mnist::read(dir + "/train-images-idx3-ubyte.gz", dir + "/train-labels-idx1-ubyte.gz", "train");
+  const auto all =
+      fashion_mnist::read(dir + "/train-images-idx3-ubyte.gz", dir + "/train-labels-idx1-ubyte.gz", "train");
   CHECK(all.size() == 4);
   CHECK(all.labels == std::vector<std::int32_t>{9, 0, 3, 7});
   require_error([&] { fashion_mnist::read_folder(dir); }, "validation size 5000 must be in [0, 4)");
@@ -224,19 +247,39 @@ TEST_CASE("fashion-mnist: malformed pairs are refused", "[images]") {
   const auto images3 = tmp.write("images3", idx_file({3, 28, 28}, pixel));
   require_error([&] { fashion_mnist::read(images3, tmp.write("labels2", idx_file({2}, label)), "train"); },
                 "labels2: 2 labels, but " + images3 + " holds 3 images");
-  require_error([&] { fashion_mnist::read(images3, tmp.write("labels_bad", Bytes{0, 0, 8, 1, 0, 0, 0, 3, 4, 10, 2}), "train"); },
-                "labels_bad: label 1 (IDX byte offset 9) is 10, not in 0-9");
-  require_error([&] { fashion_mnist::read(tmp.write("images27", idx_file({2, 27, 28}, pixel)), tmp.write("l2", idx_file({2}, label)), "t"); },
-                "images27: expected images of sizes N x 28 x 28, found 3 dimension(s) (N x 27 x 28)");
-  require_error([&] { fashion_mnist::read(tmp.write("flat", idx_file({2, 784}, pixel)), tmp.write("l2", idx_file({2}, label)), "t"); },
-                "flat: expected images of sizes N x 28 x 28, found 2 dimension(s)");
-  require_error([&] { fashion_mnist::read(images3, tmp.write("labels2d", idx_file({3, 1}, label)), "t"); },
-                "labels2d: expected a 1-dimensional labels array, found 2 dimensions");
-  require_error([&] { fashion_mnist::read(tmp.write("images0", idx_file({0, 28, 28}, pixel)), tmp.write("l0", idx_file({0}, label)), "t"); },
-                "images0: the file holds no images");
+  require_error(
+      [&] {
+        fashion_mnist::read(images3, tmp.write("labels_bad", Bytes{0, 0, 8, 1, 0, 0, 0, 3, 4, 10, 2}), "train");
+      },
+      "labels_bad: label 1 (IDX byte offset 9) is 10, not in 0-9");
+  require_error(
+      [&] {
+        fashion_mnist::read(tmp.write("images27", idx_file({2, 27, 28}, pixel)), tmp.write("l2", idx_file({2}, label)),
+                            "t");
+      },
+      "images27: expected images of sizes N x 28 x 28, found 3 dimension(s) (N x 27 x 28)");
+  require_error(
+      [&] {
+        fashion_mnist::read(tmp.write("flat", idx_file({2, 784}, pixel)), tmp.write("l2", idx_file({2}, label)), "t");
+      },
+      "flat: expected images of sizes N x 28 x 28, found 2 dimension(s)");
+  require_error(
+      [&] {
+        fashion_mnist::read(images3, tmp.write("labels2d", idx_file({3, 1}, label)), "t");
+      },
+      "labels2d: expected a 1-dimensional labels array, found 2 dimensions");
+  require_error(
+      [&] {
+        fashion_mnist::read(tmp.write("images0", idx_file({0, 28, 28}, pixel)), tmp.write("l0", idx_file({0}, label)),
+                            "t");
+      },
+      "images0: the file holds no images");
   // An error inside one of the files is named with that file.
-  require_error([&] { fashion_mnist::read(images3, tmp.write("labels_short", Bytes{0, 0, 8, 1, 0, 0, 0, 3, 4}), "t"); },
-                "labels_short: IDX byte offset 9: the data ends after 1 bytes, but sizes 3 need 3");
+  require_error(
+      [&] {
+        fashion_mnist::read(images3, tmp.write("labels_short", Bytes{0, 0, 8, 1, 0, 0, 0, 3, 4}), "t");
+      },
+      "labels_short: IDX byte offset 9: the data ends after 1 bytes, but sizes 3 need 3");
 
   TempDir folder("idx-fashion-folder");
   folder.write("train-images-idx3-ubyte.gz", gzip_stored(idx_file({2, 28, 28}, pixel)));

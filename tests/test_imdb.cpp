@@ -25,7 +25,8 @@ std::vector<std::uint16_t> plus_one(const std::string& bytes) {
   return t;
 }
 
-imdb::Options options(std::int64_t max_len = 1024, bool replace_br = false, double val_fraction = 0.1, std::uint64_t seed = 0) {
+imdb::Options options(std::int64_t max_len = 1024, bool replace_br = false, double val_fraction = 0.1,
+                      std::uint64_t seed = 0) {
   imdb::Options o;
   o.max_len = max_len;
   o.replace_br = replace_br;
@@ -42,7 +43,8 @@ struct TempTree {
   fs::path root;
   TempTree() {
     static int counter = 0;
-    root = fs::temp_directory_path() / ("hkt_test_imdb_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    root =
+        fs::temp_directory_path() / ("hkt_test_imdb_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
     fs::remove_all(root);
     fs::copy(fixture_tree(), root, fs::copy_options::recursive);
   }
@@ -88,8 +90,9 @@ std::set<std::pair<int, std::int64_t>> keys(const std::vector<imdb::Review>& rev
 }
 
 // The fixture's movies, from tests/data/imdb/README.md: (label, id) -> movie.
-const std::map<std::pair<int, std::int64_t>, char> kFixtureMovie = {
-    {{0, 0}, 'A'}, {{1, 0}, 'A'}, {{0, 1}, 'B'}, {{0, 2}, 'B'}, {{1, 1}, 'B'}, {{0, 10}, 'C'}, {{1, 3}, 'D'}, {{1, 12}, 'D'}};
+const std::map<std::pair<int, std::int64_t>, char> kFixtureMovie = {{{0, 0}, 'A'}, {{1, 0}, 'A'}, {{0, 1}, 'B'},
+                                                                    {{0, 2}, 'B'}, {{1, 1}, 'B'}, {{0, 10}, 'C'},
+                                                                    {{1, 3}, 'D'}, {{1, 12}, 'D'}};
 
 std::set<char> fixture_movies(const std::vector<imdb::Review>& reviews) {
   std::set<char> s;
@@ -156,8 +159,9 @@ TEST_CASE("imdb: list_reviews orders neg then pos by numeric id", "[imdb]") {
     CHECK(train[i].id == ids[i]);
     CHECK(train[i].rating == ratings[i]);
     CHECK(train[i].label == labels[i]);
-    const std::string expected =
-        (fs::path(fixture_tree()) / "train" / (labels[i] ? "pos" : "neg") / (std::to_string(ids[i]) + "_" + std::to_string(ratings[i]) + ".txt")).string();
+    const std::string expected = (fs::path(fixture_tree()) / "train" / (labels[i] ? "pos" : "neg") /
+                                  (std::to_string(ids[i]) + "_" + std::to_string(ratings[i]) + ".txt"))
+                                     .string();
     CHECK(train[i].path == expected);
   }
   const auto test = imdb::list_reviews(fixture_tree(), "test");
@@ -171,7 +175,8 @@ TEST_CASE("imdb: list_reviews orders neg then pos by numeric id", "[imdb]") {
   CHECK(test[2].label == 1);
   CHECK(test[3].id == 4);
   CHECK(test[3].rating == 7);
-  require_error([] { imdb::list_reviews(fixture_tree(), "unsup"); }, "imdb: split must be \"train\" or \"test\", got \"unsup\"");
+  require_error([] { imdb::list_reviews(fixture_tree(), "unsup"); },
+                "imdb: split must be \"train\" or \"test\", got \"unsup\"");
 }
 
 TEST_CASE("imdb: read gives the fixture's tokens and labels", "[imdb]") {
@@ -196,8 +201,8 @@ TEST_CASE("imdb: read gives the fixture's tokens and labels", "[imdb]") {
   CHECK(s.val.split == "val");
   CHECK(s.test.split == "test");
   // The contents as written in tests/data/imdb/aclImdb, whitespace stripped.
-  const std::vector<std::string> texts{"Dull plot.", "Awful.<br /><br />Just awful.", "Meh.", "Bad acting",
-                                       "Great fun!", "Caf\xc3\xa9 scene: good.", "Loved it.", "Nice.<br />"};
+  const std::vector<std::string> texts{"Dull plot.", "Awful.<br /><br />Just awful.", "Meh.",      "Bad acting",
+                                       "Great fun!", "Caf\xc3\xa9 scene: good.",      "Loved it.", "Nice.<br />"};
   const std::vector<std::int64_t> lengths{10, 29, 4, 10, 10, 18, 9, 11};  // counted by hand
   for (std::int64_t i = 0; i < 8; ++i) {
     INFO("train example " << i);
@@ -246,7 +251,8 @@ TEST_CASE("imdb: validation takes whole movies and never shares one with train",
     // Each example's label is its review's label, and examples keep list order.
     for (std::size_t i = 0; i < s.val_reviews.size(); ++i) CHECK(s.val.labels[i] == s.val_reviews[i].label);
     for (std::size_t i = 1; i < s.val_reviews.size(); ++i)
-      CHECK(std::make_pair(s.val_reviews[i - 1].label, s.val_reviews[i - 1].id) < std::make_pair(s.val_reviews[i].label, s.val_reviews[i].id));
+      CHECK(std::make_pair(s.val_reviews[i - 1].label, s.val_reviews[i - 1].id) <
+            std::make_pair(s.val_reviews[i].label, s.val_reviews[i].id));
     seen.insert(vm);
   }
   // The seed matters: 32 seeds do not all choose the same movies.
@@ -326,7 +332,8 @@ TEST_CASE("imdb: missing folders are named", "[imdb]") {
   require_error([] { imdb::read("/nonexistent/aclImdb", options()); }, "imdb: missing folder /nonexistent/aclImdb");
   TempTree empty;
   for (const auto& e : fs::directory_iterator(empty.root / "test/pos")) fs::remove(e.path());
-  require_error([&] { imdb::read(empty.dir(), options()); }, (empty.root / "test/pos").string() + ": no reviews in the folder");
+  require_error([&] { imdb::read(empty.dir(), options()); },
+                (empty.root / "test/pos").string() + ": no reviews in the folder");
 }
 
 TEST_CASE("imdb: unreadable and empty review files are refused", "[imdb]") {
@@ -348,12 +355,14 @@ TEST_CASE("imdb: unreadable and empty review files are refused", "[imdb]") {
   {  // only whitespace: a zero-length example
     TempTree tree;
     tree.write("train/neg/3_1.txt", " \r\n\t");
-    require_error([&] { imdb::read(tree.dir(), options()); }, "train/neg/3_1.txt: the review is empty after stripping whitespace");
+    require_error([&] { imdb::read(tree.dir(), options()); },
+                  "train/neg/3_1.txt: the review is empty after stripping whitespace");
   }
   {  // an empty file
     TempTree tree;
     tree.write("test/pos/9_9.txt", "");
-    require_error([&] { imdb::read(tree.dir(), options()); }, "test/pos/9_9.txt: the review is empty after stripping whitespace");
+    require_error([&] { imdb::read(tree.dir(), options()); },
+                  "test/pos/9_9.txt: the review is empty after stripping whitespace");
   }
 }
 
@@ -365,9 +374,9 @@ TEST_CASE("imdb: urls files must cover every review id", "[imdb]") {
     std::string text;
     for (const auto& l : lines) text += l + "\n";
     tree.write("train/urls_pos.txt", text);
-    require_error([&] { imdb::read(tree.dir(), options()); },
-                  "train/urls_pos.txt: has 12 lines, but " + (tree.root / "train/pos/12_8.txt").string() +
-                      " (review id 12) needs line 13");
+    require_error([&] { imdb::read(tree.dir(), options()); }, "train/urls_pos.txt: has 12 lines, but " +
+                                                                  (tree.root / "train/pos/12_8.txt").string() +
+                                                                  " (review id 12) needs line 13");
   }
   {  // an empty urls file
     TempTree tree;
@@ -381,7 +390,8 @@ TEST_CASE("imdb: urls files must cover every review id", "[imdb]") {
     std::string text;
     for (const auto& l : lines) text += l + "\n";
     tree.write("train/urls_pos.txt", text);
-    require_error([&] { imdb::read(tree.dir(), options()); }, "train/urls_pos.txt:4: empty movie URL for " + (tree.root / "train/pos/3_10.txt").string());
+    require_error([&] { imdb::read(tree.dir(), options()); },
+                  "train/urls_pos.txt:4: empty movie URL for " + (tree.root / "train/pos/3_10.txt").string());
   }
   {  // one urls file without the other
     TempTree tree;
@@ -405,9 +415,11 @@ TEST_CASE("imdb: bad options are refused", "[imdb]") {
   require_error([] { imdb::read(fixture_tree(), options(-3)); }, "imdb: max_len must be >= 1, got -3");
   require_error([] { imdb::read(fixture_tree(), options(1024, false, 1.0)); }, "imdb: val_fraction must be in [0, 1)");
   require_error([] { imdb::read(fixture_tree(), options(1024, false, -0.1)); }, "imdb: val_fraction must be in [0, 1)");
-  require_error([] { imdb::read(fixture_tree(), options(1024, false, std::nan(""))); }, "imdb: val_fraction must be in [0, 1)");
+  require_error([] { imdb::read(fixture_tree(), options(1024, false, std::nan(""))); },
+                "imdb: val_fraction must be in [0, 1)");
   // round(0.99 * 8) = 8 reviews asked: every movie goes, none is left to train on.
-  require_error([] { imdb::read(fixture_tree(), options(1024, false, 0.99)); }, "imdb: validation took all 8 training reviews");
+  require_error([] { imdb::read(fixture_tree(), options(1024, false, 0.99)); },
+                "imdb: validation took all 8 training reviews");
 }
 
 // The real subset: ../shared/data/imdb/README.md gives every number checked here.
@@ -426,9 +438,10 @@ TEST_CASE("imdb: the real aclImdb subset", "[imdb]") {
       CHECK(reviews[i].id == static_cast<std::int64_t>(i % 1000));
       ++ratings[reviews[i].rating];
     }
-    const std::map<int, int> expected = split == "train"
-                                            ? std::map<int, int>{{1, 379}, {2, 190}, {3, 186}, {4, 245}, {7, 163}, {8, 196}, {9, 190}, {10, 451}}
-                                            : std::map<int, int>{{1, 355}, {2, 179}, {3, 221}, {4, 245}, {7, 179}, {8, 209}, {9, 211}, {10, 401}};
+    const std::map<int, int> expected =
+        split == "train"
+            ? std::map<int, int>{{1, 379}, {2, 190}, {3, 186}, {4, 245}, {7, 163}, {8, 196}, {9, 190}, {10, 451}}
+            : std::map<int, int>{{1, 355}, {2, 179}, {3, 221}, {4, 245}, {7, 179}, {8, 209}, {9, 211}, {10, 401}};
     CHECK(ratings == expected);
   }
 
@@ -447,7 +460,8 @@ TEST_CASE("imdb: the real aclImdb subset", "[imdb]") {
   CHECK(all == keys(imdb::list_reviews(dir, "train")));
 
   // Movies, from the urls files read here: none on both sides of the split.
-  const std::vector<std::string> urls[2] = {url_lines(dir + "/train/urls_neg.txt"), url_lines(dir + "/train/urls_pos.txt")};
+  const std::vector<std::string> urls[2] = {url_lines(dir + "/train/urls_neg.txt"),
+                                            url_lines(dir + "/train/urls_pos.txt")};
   REQUIRE(urls[0].size() == 1000);
   REQUIRE(urls[1].size() == 1000);
   auto movies = [&](const std::vector<imdb::Review>& rs) {
@@ -522,7 +536,8 @@ TEST_CASE("imdb: the real aclImdb subset", "[imdb]") {
   REQUIRE(where != nullptr);
   const auto tokens = example(*where, index);
   REQUIRE(tokens.size() == std::min<std::size_t>(raw.size(), 1024));
-  CHECK(std::vector<std::uint16_t>(tokens.begin(), tokens.begin() + 8) == std::vector<std::uint16_t>{67, 115, 112, 110, 120, 102, 109, 109});
+  CHECK(std::vector<std::uint16_t>(tokens.begin(), tokens.begin() + 8) ==
+        std::vector<std::uint16_t>{67, 115, 112, 110, 120, 102, 109, 109});
   CHECK(tokens == plus_one(raw.substr(0, tokens.size())));
 
   // test/neg/688_4.txt holds 3-byte UTF-8 characters: each is three tokens, E2 -> 227.

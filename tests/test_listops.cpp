@@ -112,8 +112,8 @@ TEST_CASE("listops: evaluator test vectors", "[listops]") {
   CHECK(lo::evaluate("( ( ( ( [SM 9 ) 9 ) 9 ) ] )") == 7);
   CHECK(lo::evaluate("( ( ( ( ( [MAX 2 ) 9 ) ( ( ( [MIN 4 ) 7 ) ] ) ) 0 ) ] )") == 9);
   // Examples quoted in ../shared/data/listops/README.md (lines 1 and the MED example).
-  CHECK(lo::evaluate("( ( ( ( ( [SM 6 ) 5 ) 9 ) 0 ) ] )") == 0);    // 20 mod 10
-  CHECK(lo::evaluate("( ( ( [MED 8 ) 6 ) ] )") == 7);                // floor(14 / 2)
+  CHECK(lo::evaluate("( ( ( ( ( [SM 6 ) 5 ) 9 ) 0 ) ] )") == 0);  // 20 mod 10
+  CHECK(lo::evaluate("( ( ( [MED 8 ) 6 ) ] )") == 7);             // floor(14 / 2)
   // More by hand: a bare digit; one argument; order does not matter for MED; MIN/MAX.
   CHECK(lo::evaluate("9") == 9);
   CHECK(lo::evaluate("[MED 7 ]") == 7);
@@ -121,18 +121,20 @@ TEST_CASE("listops: evaluator test vectors", "[listops]") {
   CHECK(lo::evaluate("[MED 0 9 ]") == 4);      // floor(4.5)
   CHECK(lo::evaluate("[MIN 5 3 8 ]") == 3);
   CHECK(lo::evaluate("[MAX 5 3 8 ]") == 8);
-  CHECK(lo::evaluate("[SM 5 [SM 5 5 ] 1 ]") == 6);  // 5 + (10 mod 10) + 1
+  CHECK(lo::evaluate("[SM 5 [SM 5 5 ] 1 ]") == 6);                // 5 + (10 mod 10) + 1
   CHECK(lo::evaluate("[MIN [MED 2 3 7 ] [SM 5 6 8 ] 4 ]") == 3);  // min(3, 9, 4)
   // Whitespace other than single spaces separates tokens too.
   CHECK(lo::evaluate("  [MAX\t2   9\n] ") == 9);
 }
 
 TEST_CASE("listops: evaluator refuses malformed expressions", "[listops]") {
-  require_error([] { lo::evaluate("[MAX 2 9"); }, "listops expression: operator '[MAX' (token 1) is never closed by ']' (unbalanced brackets)");
+  require_error([] { lo::evaluate("[MAX 2 9"); },
+                "listops expression: operator '[MAX' (token 1) is never closed by ']' (unbalanced brackets)");
   require_error([] { lo::evaluate("[MAX 2 [MIN 3 4 ]"); }, "'[MAX' (token 1) is never closed");
   require_error([] { lo::evaluate("[MAX 2 9 ] ]"); }, "']' closes no open operator (unbalanced brackets) (token 5)");
   require_error([] { lo::evaluate("2 ]"); }, "']' closes no open operator");
-  require_error([] { lo::evaluate("( ( [MAX 2 ) 9 ) ] ) )"); }, "')' closes no open '(' (unbalanced parentheses) (token 9)");
+  require_error([] { lo::evaluate("( ( [MAX 2 ) 9 ) ] ) )"); },
+                "')' closes no open '(' (unbalanced parentheses) (token 9)");
   require_error([] { lo::evaluate("( ( ( [MAX 2 ) 9 ) ]"); }, "1 '(' never closed (unbalanced parentheses)");
   require_error([] { lo::evaluate("[MAX 2 [MIN ] ]"); }, "operator '[MIN' (token 3) has no arguments");
   require_error([] { lo::evaluate("[SM ]"); }, "operator '[SM' (token 1) has no arguments");
@@ -143,7 +145,8 @@ TEST_CASE("listops: evaluator refuses malformed expressions", "[listops]") {
   require_error([] { lo::evaluate(""); }, "listops expression: empty expression");
   require_error([] { lo::evaluate("( )"); }, "empty expression");
   require_error([] { lo::evaluate("1 2"); }, "more than one top-level expression (the second ends at token 2)");
-  require_error([] { lo::evaluate("[MIN 1 2 ] [MAX 3 4 ]"); }, "more than one top-level expression (the second ends at token 8)");
+  require_error([] { lo::evaluate("[MIN 1 2 ] [MAX 3 4 ]"); },
+                "more than one top-level expression (the second ends at token 8)");
   require_error([] { lo::evaluate("[MAX 2 9", "f.tsv:17"); }, "f.tsv:17: operator '[MAX'");
 }
 
@@ -151,8 +154,8 @@ TEST_CASE("listops: evaluator refuses malformed expressions", "[listops]") {
 // Vocabulary and tokenisation
 
 TEST_CASE("listops: vocabulary and tokenisation", "[listops]") {
-  const std::vector<std::string> expected = {"<pad>", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9",
-                                             "[MIN", "[MAX", "[MED", "[SM", "]"};
+  const std::vector<std::string> expected = {"<pad>", "0", "1", "2",    "3",    "4",    "5",   "6",
+                                             "7",     "8", "9", "[MIN", "[MAX", "[MED", "[SM", "]"};
   CHECK(lo::vocabulary() == expected);
 
   const std::vector<std::uint16_t> max29 = {MAX_, D2, D9, END_};
@@ -166,11 +169,13 @@ TEST_CASE("listops: vocabulary and tokenisation", "[listops]") {
   // Tokenising maps symbols only; structure is evaluate()'s job.
   CHECK(lo::tokenize("] ] [SM", "t") == std::vector<std::uint16_t>{END_, END_, SM_});
 
-  require_error([] { lo::tokenize("( [MAX 2 X ] )", "listops.tsv:17"); }, "listops.tsv:17: unknown token 'X' (token 4)");
+  require_error([] { lo::tokenize("( [MAX 2 X ] )", "listops.tsv:17"); },
+                "listops.tsv:17: unknown token 'X' (token 4)");
   require_error([] { lo::tokenize("[MAX 2 <pad> ]", "w"); }, "w: unknown token '<pad>' (token 3)");
   require_error([] { lo::tokenize("[MAX 12 ]", "w"); }, "unknown token '12' (token 2)");
   // A long garbage token is shown shortened to 24 bytes (one-line messages).
-  require_error([] { lo::tokenize(std::string(100, 'x'), "w"); }, "unknown token 'xxxxxxxxxxxxxxxxxxxxxxxx...' (token 1)");
+  require_error([] { lo::tokenize(std::string(100, 'x'), "w"); },
+                "unknown token 'xxxxxxxxxxxxxxxxxxxxxxxx...' (token 1)");
 }
 
 TEST_CASE("listops: presets", "[listops]") {
@@ -253,9 +258,12 @@ TEST_CASE("listops: malformed files are refused naming file and line", "[listops
     bool lra;
   };
   const std::vector<Case> cases = {
-      {"cols3.tsv", H + "[MAX 2 9 ]\t9\n[MIN 1 2 ]\t1\t1\n", "cols3.tsv:3: expected 2 tab-separated columns, found 3", true},
-      {"cols1.tsv", H + "[MAX 2 9 ]\t9\n[MIN 1 2 ] 1\n", "cols1.tsv:3: expected 2 tab-separated columns, found 1", true},
-      {"emptyline.tsv", H + "[MAX 2 9 ]\t9\n\n[MIN 1 2 ]\t1\n", "emptyline.tsv:3: expected 2 tab-separated columns, found 1", true},
+      {"cols3.tsv", H + "[MAX 2 9 ]\t9\n[MIN 1 2 ]\t1\t1\n", "cols3.tsv:3: expected 2 tab-separated columns, found 3",
+       true},
+      {"cols1.tsv", H + "[MAX 2 9 ]\t9\n[MIN 1 2 ] 1\n", "cols1.tsv:3: expected 2 tab-separated columns, found 1",
+       true},
+      {"emptyline.tsv", H + "[MAX 2 9 ]\t9\n\n[MIN 1 2 ]\t1\n",
+       "emptyline.tsv:3: expected 2 tab-separated columns, found 1", true},
       {"rel_cols.tsv", "9\t[MAX 2 9 ]\t\n", "rel_cols.tsv:1: expected 2 tab-separated columns, found 3", false},
       {"nonint.tsv", H + "[MAX 2 9 ]\tnine\n", "nonint.tsv:2: label 'nine' is not an integer", true},
       {"float.tsv", H + "[MAX 2 9 ]\t9.0\n", "float.tsv:2: label '9.0' is not an integer", true},
@@ -263,20 +271,28 @@ TEST_CASE("listops: malformed files are refused naming file and line", "[listops
       {"spacelabel.tsv", "9 \t[MAX 2 9 ]\n", "spacelabel.tsv:1: label '9 ' is not an integer", false},
       {"range10.tsv", H + "[MAX 2 9 ]\t9\n[SM 5 5 ]\t10\n", "range10.tsv:3: label 10 is outside 0-9", true},
       {"range_neg.tsv", "-1\t[MAX 2 9 ]\n", "range_neg.tsv:1: label -1 is outside 0-9", false},
-      {"range_big.tsv", "99999999999999999999\t[MAX 2 9 ]\n", "range_big.tsv:1: label 99999999999999999999 is outside 0-9", false},
-      {"mismatch.tsv", H + "[MAX 2 9 ]\t2\n", "mismatch.tsv:2: label 2 differs from the value of the expression, 9", true},
+      {"range_big.tsv", "99999999999999999999\t[MAX 2 9 ]\n",
+       "range_big.tsv:1: label 99999999999999999999 is outside 0-9", false},
+      {"mismatch.tsv", H + "[MAX 2 9 ]\t2\n", "mismatch.tsv:2: label 2 differs from the value of the expression, 9",
+       true},
       {"unknown.tsv", H + "[MAX 2 9 ]\t9\n( ( [MAX 2 ) X ) ]\t9\n", "unknown.tsv:3: unknown token 'X' (token 6)", true},
-      {"open.tsv", H + "( ( ( [MAX 2 ) 9 )\t9\n", "open.tsv:2: operator '[MAX' (token 4) is never closed by ']' (unbalanced brackets)", true},
-      {"close.tsv", "9\t[MAX 2 9 ] ]\n", "close.tsv:1: ']' closes no open operator (unbalanced brackets) (token 5)", false},
-      {"parens.tsv", "9\t( ( [MAX 2 ) 9 ) ] ) )\n", "parens.tsv:1: ')' closes no open '(' (unbalanced parentheses) (token 9)", false},
+      {"open.tsv", H + "( ( ( [MAX 2 ) 9 )\t9\n",
+       "open.tsv:2: operator '[MAX' (token 4) is never closed by ']' (unbalanced brackets)", true},
+      {"close.tsv", "9\t[MAX 2 9 ] ]\n", "close.tsv:1: ']' closes no open operator (unbalanced brackets) (token 5)",
+       false},
+      {"parens.tsv", "9\t( ( [MAX 2 ) 9 ) ] ) )\n",
+       "parens.tsv:1: ')' closes no open '(' (unbalanced parentheses) (token 9)", false},
       {"noargs.tsv", H + "[MIN ]\t0\n", "noargs.tsv:2: operator '[MIN' (token 1) has no arguments", true},
       {"emptyexpr.tsv", H + "\t3\n", "emptyexpr.tsv:2: empty expression", true},
-      {"noheader.tsv", "[MAX 2 9 ]\t9\n", "noheader.tsv:1: expected the header 'Source<TAB>Target', found '[MAX 2 9 ]\\x099'", true},
-      {"swapped.tsv", "Target\tSource\n9\t[MAX 2 9 ]\n", "swapped.tsv:1: expected the header 'Source<TAB>Target', found 'Target\\x09Source'", true},
+      {"noheader.tsv", "[MAX 2 9 ]\t9\n",
+       "noheader.tsv:1: expected the header 'Source<TAB>Target', found '[MAX 2 9 ]\\x099'", true},
+      {"swapped.tsv", "Target\tSource\n9\t[MAX 2 9 ]\n",
+       "swapped.tsv:1: expected the header 'Source<TAB>Target', found 'Target\\x09Source'", true},
       {"empty_lra.tsv", "", "empty_lra.tsv:1: empty file, expected the header 'Source<TAB>Target'", true},
       {"header_only.tsv", H, "header_only.tsv: no examples", true},
       {"empty_rel.tsv", "", "empty_rel.tsv: no examples", false},
-      {"crlf_rel.tsv", "9\t[MAX 2 9 ]\r\n", "crlf_rel.tsv:1: carriage return (CR) found; the release format has LF line ends", false},
+      {"crlf_rel.tsv", "9\t[MAX 2 9 ]\r\n",
+       "crlf_rel.tsv:1: carriage return (CR) found; the release format has LF line ends", false},
   };
   for (const auto& c : cases) {
     INFO("case " << c.name);
@@ -296,8 +312,10 @@ TEST_CASE("listops: malformed files are refused naming file and line", "[listops
 
   // Missing file, or a folder.
   const auto missing = (dir.path / "no_such_file.tsv").string();
-  require_error([&] { lo::read_lra_tsv(missing, 512, "train"); }, missing + ": cannot open file (missing or unreadable)");
-  require_error([&] { lo::read_release(missing, 512, "train"); }, missing + ": cannot open file (missing or unreadable)");
+  require_error([&] { lo::read_lra_tsv(missing, 512, "train"); },
+                missing + ": cannot open file (missing or unreadable)");
+  require_error([&] { lo::read_release(missing, 512, "train"); },
+                missing + ": cannot open file (missing or unreadable)");
   require_error([&] { lo::read_release(dir.path.string(), 512, "train"); }, ": is a directory, not a ListOps file");
 }
 
@@ -319,11 +337,26 @@ TEST_CASE("listops: write_lra_tsv writes the LRA format and nothing on error", "
   // Invalid examples: nothing is created (not the file, not the .tmp) and an existing
   // file is left as it was.
   const auto fresh = (dir.path / "fresh.tsv").string();
-  require_error([&] { lo::write_lra_tsv(fresh, {{"[MAX 2 9 ]", 9}, {"[MAX 2 9 ]", 3}}); },
-                "fresh.tsv: example 1: label 3 differs from the value of the expression, 9");
-  require_error([&] { lo::write_lra_tsv(fresh, {{"[MAX 2\t9 ]", 9}}); }, "fresh.tsv: example 0: the expression holds a tab");
-  require_error([&] { lo::write_lra_tsv(fresh, {{"[MAX 2 9 ]", 10}}); }, "fresh.tsv: example 0: label 10 is outside 0-9");
-  require_error([&] { lo::write_lra_tsv(fresh, {{"[MAX 2 9", 9}}); }, "fresh.tsv: example 0: operator '[MAX' (token 1) is never closed");
+  require_error(
+      [&] {
+        lo::write_lra_tsv(fresh, {{"[MAX 2 9 ]", 9}, {"[MAX 2 9 ]", 3}});
+      },
+      "fresh.tsv: example 1: label 3 differs from the value of the expression, 9");
+  require_error(
+      [&] {
+        lo::write_lra_tsv(fresh, {{"[MAX 2\t9 ]", 9}});
+      },
+      "fresh.tsv: example 0: the expression holds a tab");
+  require_error(
+      [&] {
+        lo::write_lra_tsv(fresh, {{"[MAX 2 9 ]", 10}});
+      },
+      "fresh.tsv: example 0: label 10 is outside 0-9");
+  require_error(
+      [&] {
+        lo::write_lra_tsv(fresh, {{"[MAX 2 9", 9}});
+      },
+      "fresh.tsv: example 0: operator '[MAX' (token 1) is never closed");
   CHECK_FALSE(fs::exists(fresh));
   CHECK_FALSE(fs::exists(fresh + ".tmp"));
   const auto before = read_bytes(path);
@@ -339,8 +372,11 @@ TEST_CASE("listops: to_dataset checks and tokenises examples", "[listops]") {
   check_listops_metadata(ds, 4, "train");
   CHECK(ds.labels == std::vector<std::int32_t>{9, 3});
   CHECK(ds.tokens == std::vector<std::uint16_t>{MAX_, D2, D9, END_, D3});
-  require_error([] { lo::to_dataset({{"3", 3}, {"[SM 1 1 1 ]", 3}}, 4, "val"); },
-                "listops val example 1: example has 5 tokens, more than max_len 4");
+  require_error(
+      [] {
+        lo::to_dataset({{"3", 3}, {"[SM 1 1 1 ]", 3}}, 4, "val");
+      },
+      "listops val example 1: example has 5 tokens, more than max_len 4");
   require_error([] { lo::to_dataset({{"[SM 1 1 1 ]", 4}}, 8, "val"); }, "listops val example 0: label 4 differs");
 }
 
@@ -405,7 +441,8 @@ TEST_CASE("listops: an explicit attempt bound changes nothing but the bound", "[
   const auto b = lo::generate(config, 100, 10, 10, 9, 1000000);
   CHECK(all_expressions(a) == all_expressions(b));
   // 10 examples cannot come from 5 attempts.
-  require_error([&] { lo::generate(config, 10, 0, 0, 9, 5); }, "distinct examples of the 10 asked for within 5 attempts");
+  require_error([&] { lo::generate(config, 10, 0, 0, 9, 5); },
+                "distinct examples of the 10 asked for within 5 attempts");
   require_error([&] { lo::generate(config, 1, 0, 0, 9, 0); }, "max_attempts must be >= 1, got 0");
 }
 
@@ -481,9 +518,11 @@ TEST_CASE("listops: nangia-bowman statistics match the 2018 release", "[listops]
   for (auto l : lengths) mean += static_cast<double>(l);
   mean /= static_cast<double>(n);
   const auto at_most = [&](std::int64_t t) {
-    return static_cast<double>(std::upper_bound(lengths.begin(), lengths.end(), t) - lengths.begin()) / static_cast<double>(n);
+    return static_cast<double>(std::upper_bound(lengths.begin(), lengths.end(), t) - lengths.begin()) /
+           static_cast<double>(n);
   };
-  const double majority = static_cast<double>(*std::max_element(histogram.begin(), histogram.end())) / static_cast<double>(n);
+  const double majority =
+      static_cast<double>(*std::max_element(histogram.begin(), histogram.end())) / static_cast<double>(n);
   INFO("mean " << mean << " median " << lengths[n / 2] << " p99 " << lengths[n * 99 / 100] << " <=256 " << at_most(256)
                << " <=512 " << at_most(512) << " majority " << majority);
   CHECK(std::fabs(mean - 42.85) < 4.0);
@@ -492,10 +531,11 @@ TEST_CASE("listops: nangia-bowman statistics match the 2018 release", "[listops]
   CHECK(std::fabs(at_most(256) - 0.9713) < 0.005);
   CHECK(std::fabs(at_most(512) - 0.9955) < 0.003);  // datasets.md: ~99.5% <= 512
   CHECK(std::fabs(majority - 0.1141) < 0.01);       // datasets.md: chance ~12-17% by preset
-  CHECK(lengths.front() == 4);  // root forced: the shortest is [OP d d ]
+  CHECK(lengths.front() == 4);                      // root forced: the shortest is [OP d d ]
   double capped_mean = 0;
   const auto n_capped = std::upper_bound(lengths.begin(), lengths.end(), 512) - lengths.begin();
-  for (std::ptrdiff_t k = 0; k < n_capped; ++k) capped_mean += static_cast<double>(lengths[static_cast<std::size_t>(k)]);
+  for (std::ptrdiff_t k = 0; k < n_capped; ++k)
+    capped_mean += static_cast<double>(lengths[static_cast<std::size_t>(k)]);
   capped_mean /= static_cast<double>(n_capped);
   CHECK(std::fabs(capped_mean - 40.0) < 5.0);  // datasets.md: mean ~40 tokens
 
@@ -566,5 +606,6 @@ TEST_CASE("listops: the released 2018 test file reads and every label checks", "
   CHECK(counts[END_] == 92143);
 
   // At T = 512 the file is refused (45 examples are longer), never truncated.
-  require_error([&] { lo::read_release(path, 512, "test"); }, "more than max_len 512 (ListOps examples are never truncated)");
+  require_error([&] { lo::read_release(path, 512, "test"); },
+                "more than max_len 512 (ListOps examples are never truncated)");
 }

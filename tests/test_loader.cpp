@@ -21,7 +21,8 @@ Dataset ten_examples() {
   d.vocab_size = 20;
   d.pad_token = 0;
   d.num_classes = 3;
-  for (int i = 0; i < 10; ++i) d.add_tokens(std::vector<std::uint16_t>(static_cast<std::size_t>(i + 1), static_cast<std::uint16_t>(i)), i % 3);
+  for (int i = 0; i < 10; ++i)
+    d.add_tokens(std::vector<std::uint16_t>(static_cast<std::size_t>(i + 1), static_cast<std::uint16_t>(i)), i % 3);
   return d;
 }
 }  // namespace
@@ -115,7 +116,8 @@ TEST_CASE("dataset and loader: bad input names what is wrong", "[loader][errors]
   Dataset d = ten_examples();
   require_error([&] { d.add_tokens({25}, 0); }, "toy: token 25 of example 10 is outside the vocabulary of 20");
   require_error([&] { d.add_tokens({1}, 3); }, "toy: label 3 of example 10 is outside [0, 3)");
-  require_error([&] { d.add_tokens(std::vector<std::uint16_t>(13, 1), 0); }, "toy: example 10 has 13 tokens, more than max_len 12");
+  require_error([&] { d.add_tokens(std::vector<std::uint16_t>(13, 1), 0); },
+                "toy: example 10 has 13 tokens, more than max_len 12");
   require_error([&] { Loader(d, 0, false, 0); }, "loader: batch_size must be >= 1, got 0");
   Dataset empty;
   empty.name = "none";

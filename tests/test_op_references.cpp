@@ -62,8 +62,8 @@ struct RefTensor {
   bool is_index = false;       // int64 (indices, targets, int masks)
   bool requires_grad = false;  // a float input that is differentiated
   Shape shape;
-  std::vector<double> values;          // float tensors
-  std::vector<std::int64_t> indices;   // int64 tensors
+  std::vector<double> values;         // float tensors
+  std::vector<std::int64_t> indices;  // int64 tensors
 };
 
 RefTensor parse_tensor(const json& j, const std::string& name, bool is_index) {
@@ -72,8 +72,10 @@ RefTensor parse_tensor(const json& j, const std::string& name, bool is_index) {
   t.is_index = is_index;
   t.shape = j.at("shape").get<Shape>();
   for (const auto& v : j.at("values")) {
-    if (is_index) t.indices.push_back(v.get<std::int64_t>());
-    else t.values.push_back(number(v));
+    if (is_index)
+      t.indices.push_back(v.get<std::int64_t>());
+    else
+      t.values.push_back(number(v));
   }
   const auto n = static_cast<std::size_t>(hkt::numel(t.shape));
   if ((is_index ? t.indices.size() : t.values.size()) != n)
@@ -246,8 +248,7 @@ const std::map<std::string, OpFn>& op_table() {
       {"reshape", [](const OpArgs& a) { return hkt::reshape(a.in("x"), a.param("shape").get<Shape>()); }},
       {"permute", [](const OpArgs& a) { return hkt::permute(a.in("x"), a.axes("dims")); }},
       {"transpose", [](const OpArgs& a) { return hkt::transpose(a.in("x"), a.axis("axis0"), a.axis("axis1")); }},
-      {"slice",
-       [](const OpArgs& a) { return hkt::slice(a.in("x"), a.axis("axis"), a.i64("start"), a.i64("end")); }},
+      {"slice", [](const OpArgs& a) { return hkt::slice(a.in("x"), a.axis("axis"), a.i64("start"), a.i64("end")); }},
       {"concat", [](const OpArgs& a) { return hkt::concat(a.all(), a.axis("axis")); }},
       // reductions
       {"sum", [](const OpArgs& a) { return hkt::sum(a.in("x"), a.axes("axes"), a.flag("keepdim")); }},
@@ -298,7 +299,7 @@ std::string index_str(std::int64_t flat, const Shape& shape) {
 
 /// One tensor of one case against its expectation.
 struct Comparison {
-  std::string what;               // "output", "grad of x"
+  std::string what;  // "output", "grad of x"
   bool ok = true;
   std::vector<std::string> errors;  // the first few failures, each a full sentence
   std::int64_t n_bad = 0;
@@ -320,7 +321,8 @@ Comparison compare(const std::string& what, const Tensor& actual, DType dtype, c
     fail("undefined (no value was computed)");
     return c;
   }
-  if (actual.dtype() != dtype) fail("dtype " + hkt::dtype_name(actual.dtype()) + ", expected " + hkt::dtype_name(dtype));
+  if (actual.dtype() != dtype)
+    fail("dtype " + hkt::dtype_name(actual.dtype()) + ", expected " + hkt::dtype_name(dtype));
   if (actual.shape() != expected.shape) {
     fail("shape " + hkt::shape_str(actual.shape()) + ", expected " + hkt::shape_str(expected.shape));
     return c;
@@ -397,8 +399,8 @@ std::vector<Comparison> run_float64(const RefCase& c) {
   for (std::size_t i = 0; i < c.inputs.size(); ++i) {
     if (!c.inputs[i].requires_grad) continue;
     const std::string& name = c.inputs[i].name;
-    results.push_back(
-        compare("grad of " + name, inputs[i].second.grad(), DType::Float64, c.grads.at(name), hkt::test::kFloat64Exact));
+    results.push_back(compare("grad of " + name, inputs[i].second.grad(), DType::Float64, c.grads.at(name),
+                              hkt::test::kFloat64Exact));
   }
   return results;
 }
@@ -453,7 +455,7 @@ bool register_op_test(const char* op) {
 
 #define HKT_OP_REF_CAT2(a, b) a##b
 #define HKT_OP_REF_CAT(a, b) HKT_OP_REF_CAT2(a, b)
-#define HKT_OP_REFERENCE_TEST(OP)                                                           \
+#define HKT_OP_REFERENCE_TEST(OP)                                                                  \
   static const bool HKT_OP_REF_CAT(hkt_op_reference_registered_, __LINE__) = register_op_test(OP); \
   TEST_CASE("op references: " OP, "[op_references]") { check_op(OP); }
 
@@ -512,8 +514,8 @@ TEST_CASE("op references: file header and coverage", "[op_references]") {
   }
   for (const auto& [op, fn] : op_table()) {
     INFO("op " << op);
-    CHECK(ops_in_file.count(op) == 1);        // every dispatched op has reference cases
-    CHECK(ops_with_tests().count(op) == 1);   // and a TEST_CASE
+    CHECK(ops_in_file.count(op) == 1);       // every dispatched op has reference cases
+    CHECK(ops_with_tests().count(op) == 1);  // and a TEST_CASE
   }
 }
 

@@ -28,7 +28,8 @@ TEST_CASE("convention 1: max splits the gradient evenly among ties", "[ops][conv
   require_close(y.grad(), {0, 1.0 / 3, 1.0 / 3, 1.0 / 3});
 }
 
-TEST_CASE("convention 2: a row of all -inf gives softmax 0 and log_softmax -inf and zero gradient", "[ops][conventions]") {
+TEST_CASE("convention 2: a row of all -inf gives softmax 0 and log_softmax -inf and zero gradient",
+          "[ops][conventions]") {
   Tensor x = param({1, 2, 3, 0, 0, 0}, {2, 3});
   Tensor mask = f64({0, 0, -inf, -inf, -inf, -inf}, {2, 3});
   Tensor p = softmax(x, mask);
@@ -57,7 +58,8 @@ TEST_CASE("convention 2: a row of all -inf gives softmax 0 and log_softmax -inf 
   for (double v : g2) CHECK(std::isfinite(v));
 }
 
-TEST_CASE("convention 3: a zero upstream gradient gives zero even where the derivative is infinite", "[ops][conventions]") {
+TEST_CASE("convention 3: a zero upstream gradient gives zero even where the derivative is infinite",
+          "[ops][conventions]") {
   // sqrt'(0) = inf, log'(0) = inf, (1/x)' at 0 = -inf: with g = 0 the result is 0, not nan.
   for (int which = 0; which < 4; ++which) {
     Tensor x = param({0.0, 4.0}, {2});
@@ -95,16 +97,22 @@ TEST_CASE("cross_entropy by hand and with ignore_index and label smoothing", "[o
   CHECK(s.item() == Approx(-(0.1 * std::log(0.25) + 0.9 * std::log(0.75))).epsilon(1e-14));
   s.backward();
   require_close(l2.grad(), {0.25 - 0.1, 0.75 - 0.9});
-  require_error([] { cross_entropy(f64({1, 2}, {1, 2}), Tensor::from_indices({2}, {1})); },
-                "cross_entropy: target 2 at position 0 is outside [0, 2)");
-  require_error([] { cross_entropy(f64({1, 2}, {1, 2}), Tensor::from_indices({0, 1}, {2})); },
-                "need targets of shape [1], got [2]");
+  require_error(
+      [] {
+        cross_entropy(f64({1, 2}, {1, 2}), Tensor::from_indices({2}, {1}));
+      },
+      "cross_entropy: target 2 at position 0 is outside [0, 2)");
+  require_error(
+      [] {
+        cross_entropy(f64({1, 2}, {1, 2}), Tensor::from_indices({0, 1}, {2}));
+      },
+      "need targets of shape [1], got [2]");
 }
 
 TEST_CASE("broadcasting: numpy rules for shapes and gradients", "[ops][broadcast]") {
-  Tensor a = param({1, 2, 3}, {3});        // [3]
-  Tensor b = param({10, 20}, {2, 1});      // [2,1]
-  Tensor c = a + b;                        // [2,3]
+  Tensor a = param({1, 2, 3}, {3});    // [3]
+  Tensor b = param({10, 20}, {2, 1});  // [2,1]
+  Tensor c = a + b;                    // [2,3]
   CHECK(c.shape() == Shape{2, 3});
   CHECK(c.to_vector() == std::vector<double>{11, 12, 13, 21, 22, 23});
   sum(c * f64({1, 2, 3, 4, 5, 6}, {2, 3})).backward();
@@ -114,17 +122,34 @@ TEST_CASE("broadcasting: numpy rules for shapes and gradients", "[ops][broadcast
   CHECK(broadcast_shapes("t", {}, {2, 3}) == Shape{2, 3});
   CHECK(broadcast_shapes("t", {0, 1}, {1, 5}) == Shape{0, 5});
   require_error([] { broadcast_shapes("add", {2, 3}, {4}); }, "add: shapes [2,3] and [4] cannot be broadcast");
-  require_error([] { mul(Tensor::zeros({2, 3}), Tensor::zeros({3, 2})); }, "mul: shapes [2,3] and [3,2] cannot be broadcast");
-  require_error([] { add(Tensor::zeros({2}), Tensor::zeros({2}, DType::Float64)); }, "add: dtypes differ (float32 and float64)");
+  require_error(
+      [] {
+        mul(Tensor::zeros({2, 3}), Tensor::zeros({3, 2}));
+      },
+      "mul: shapes [2,3] and [3,2] cannot be broadcast");
+  require_error([] { add(Tensor::zeros({2}), Tensor::zeros({2}, DType::Float64)); },
+                "add: dtypes differ (float32 and float64)");
   require_error([] { exp(Tensor::from_indices({1}, {1})); }, "exp: expected a float32 or float64 tensor, got int64");
 }
 
 TEST_CASE("matmul: values by hand and the shape errors", "[ops]") {
   Tensor a = f64({1, 2, 3, 4, 5, 6}, {2, 3}), b = f64({1, 0, 0, 1, 1, 1}, {3, 2});
   CHECK(matmul(a, b).to_vector() == std::vector<double>{4, 5, 10, 11});
-  require_error([] { matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 5})); }, "matmul: [2,3] x [4,5]: inner sizes 3 and 4 differ");
-  require_error([] { matmul(Tensor::zeros({3}), Tensor::zeros({3, 1})); }, "matmul: [3] x [3,1]: both inputs need rank >= 2");
-  require_error([] { matmul(Tensor::zeros({2, 1, 3}), Tensor::zeros({4, 3, 2})); }, "batch dimensions [2] and [4] cannot be broadcast");
+  require_error(
+      [] {
+        matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 5}));
+      },
+      "matmul: [2,3] x [4,5]: inner sizes 3 and 4 differ");
+  require_error(
+      [] {
+        matmul(Tensor::zeros({3}), Tensor::zeros({3, 1}));
+      },
+      "matmul: [3] x [3,1]: both inputs need rank >= 2");
+  require_error(
+      [] {
+        matmul(Tensor::zeros({2, 1, 3}), Tensor::zeros({4, 3, 2}));
+      },
+      "batch dimensions [2] and [4] cannot be broadcast");
   // An empty inner dimension gives zeros.
   CHECK(matmul(Tensor::zeros({2, 0}), Tensor::zeros({0, 3})).to_vector() == std::vector<double>(6, 0.0));
 }
@@ -150,11 +175,15 @@ TEST_CASE("layout ops: permute and slice and concat by hand", "[ops]") {
   CHECK(transpose(x, 1, 2).to_vector() == std::vector<double>{0, 3, 1, 4, 2, 5});
   CHECK(slice(x, 2, 1, 3).to_vector() == std::vector<double>{1, 2, 4, 5});
   CHECK(slice(x, -1, -1, 3).to_vector() == std::vector<double>{2, 5});
-  CHECK(concat({f64({1, 2}, {2, 1}), f64({3, 4, 5, 6}, {2, 2})}, 1).to_vector() == std::vector<double>{1, 3, 4, 2, 5, 6});
+  CHECK(concat({f64({1, 2}, {2, 1}), f64({3, 4, 5, 6}, {2, 2})}, 1).to_vector() ==
+        std::vector<double>{1, 3, 4, 2, 5, 6});
   require_error([&] { permute(x, {0, 0, 1}); }, "permute: dims are not a permutation of 0..2");
   require_error([&] { slice(x, 2, 2, 5); }, "slice: range [2, 5) is outside axis 2 of size 3");
-  require_error([] { concat({Tensor::zeros({2, 2}), Tensor::zeros({3, 3})}, 0); },
-                "concat: tensor 1 has shape [3,3], which does not match [2,2] outside axis 0");
+  require_error(
+      [] {
+        concat({Tensor::zeros({2, 2}), Tensor::zeros({3, 3})}, 0);
+      },
+      "concat: tensor 1 has shape [3,3], which does not match [2,2] outside axis 0");
 }
 
 TEST_CASE("repeat_interleave is the lift of the HKT spec and gather picks along an axis", "[ops]") {
@@ -163,7 +192,11 @@ TEST_CASE("repeat_interleave is the lift of the HKT spec and gather picks along 
   CHECK(repeat_interleave(f64({1, 2, 3, 4}, {2, 2}), 2, 1).to_vector() == std::vector<double>{1, 1, 2, 2, 3, 3, 4, 4});
   Tensor x = f64({10, 11, 12, 20, 21, 22}, {2, 3});
   CHECK(gather(x, 1, Tensor::from_indices({2, 0, 1, 1}, {2, 2})).to_vector() == std::vector<double>{12, 10, 21, 21});
-  require_error([&] { gather(x, 1, Tensor::from_indices({3, 0}, {2, 1})); }, "gather: index 3 at position 0 is outside [0, 3)");
+  require_error(
+      [&] {
+        gather(x, 1, Tensor::from_indices({3, 0}, {2, 1}));
+      },
+      "gather: index 3 at position 0 is outside [0, 3)");
   require_error([] { repeat_interleave(Tensor::zeros({2}), 0, 0); }, "repeats must be >= 1");
 }
 
@@ -173,7 +206,8 @@ TEST_CASE("embedding: rows by index and scatter-add backward and index errors", 
   CHECK(y.to_vector() == std::vector<double>{20, 21, 0, 1, 20, 21});
   sum(y).backward();
   CHECK(w.grad().to_vector() == std::vector<double>{1, 1, 0, 0, 2, 2});  // row 2 used twice
-  require_error([&] { embedding(w, Tensor::from_indices({3}, {1})); }, "embedding: index 3 at position 0 is outside [0, 3)");
+  require_error([&] { embedding(w, Tensor::from_indices({3}, {1})); },
+                "embedding: index 3 at position 0 is outside [0, 3)");
   require_error([&] { embedding(w, f64({0}, {1})); }, "embedding: indices must be an int64 tensor, got float64");
 }
 
@@ -181,8 +215,11 @@ TEST_CASE("layer_norm by hand", "[ops]") {
   // Row [1, 3]: mean 2, biased variance 1, eps 0 -> xhat = [-1, 1]; y = xhat * w + b.
   Tensor y = layer_norm(f64({1, 3}, {1, 2}), f64({2, 3}, {2}), f64({0.5, -0.5}, {2}), 0.0);
   require_close(y, {-1.5, 2.5});
-  require_error([] { layer_norm(Tensor::zeros({2, 3}), Tensor::zeros({2}), Tensor()); },
-                "layer_norm: weight has shape [2], expected [3] for input [2,3]");
+  require_error(
+      [] {
+        layer_norm(Tensor::zeros({2, 3}), Tensor::zeros({2}), Tensor());
+      },
+      "layer_norm: weight has shape [2], expected [3] for input [2,3]");
 }
 
 TEST_CASE("layer_norm backward by hand", "[ops]") {
@@ -213,8 +250,11 @@ TEST_CASE("causal_conv1d by hand: the average downsampler", "[ops]") {
   const auto y2 = causal_conv1d(x2, f64({0.5, 0.5}, {1, 2}), Tensor(), 2).to_vector();
   CHECK(y2[0] == 0.5);
   CHECK(y2[1] == 2.5);
-  require_error([] { causal_conv1d(Tensor::zeros({1, 5, 2}), Tensor::zeros({3, 2}), Tensor(), 2); },
-                "causal_conv1d: weight must be [C, k] = [2, k >= 1]");
+  require_error(
+      [] {
+        causal_conv1d(Tensor::zeros({1, 5, 2}), Tensor::zeros({3, 2}), Tensor(), 2);
+      },
+      "causal_conv1d: weight must be [C, k] = [2, k >= 1]");
 }
 
 TEST_CASE("masked_fill and dropout", "[ops]") {
@@ -245,7 +285,8 @@ TEST_CASE("masked_fill and dropout", "[ops]") {
   for (std::int64_t i = 0; i < n; ++i) {
     const std::uint32_t word = philox_at(11, 3 + static_cast<std::uint64_t>(i / 4)).out[i % 4];
     const double u = static_cast<double>(word >> 8) / 16777216.0;
-    mismatches += mask[static_cast<std::size_t>(i)] != (u < 0.3 ? 0.0 : static_cast<double>(static_cast<float>(1.0 / 0.7)));
+    mismatches +=
+        mask[static_cast<std::size_t>(i)] != (u < 0.3 ? 0.0 : static_cast<double>(static_cast<float>(1.0 / 0.7)));
   }
   CHECK(mismatches == 0);
   Generator g3(5);
@@ -265,8 +306,10 @@ TEST_CASE("gelu and sigmoid and relu: values by hand", "[ops]") {
   CHECK(r.grad().to_vector() == std::vector<double>{0, 0, 1});  // relu'(0) = 0, as PyTorch
 }
 
-TEST_CASE("gelu float32 on the CPU (vectorised erfc): value and gradient within (6e-7 + 1.2e-7 x^2) of a float64 "
-          "erfc reference", "[ops]") {
+TEST_CASE(
+    "gelu float32 on the CPU (vectorised erfc): value and gradient within (6e-7 + 1.2e-7 x^2) of a float64 "
+    "erfc reference",
+    "[ops]") {
   // Reference in double from the definition: GELU(x) = x/2 erfc(-x/sqrt 2), GELU'(x) =
   // erfc(-x/sqrt 2)/2 + x exp(-x^2/2)/sqrt(2 pi). The bound is fast_erfc's at z = x/sqrt 2
   // (tests/test_attention_tiles.cpp) plus float roundings; rounding z = x/sqrt 2 itself
@@ -284,7 +327,8 @@ TEST_CASE("gelu float32 on the CPU (vectorised erfc): value and gradient within 
   const auto value = y.to_vector(), grad = x.grad().to_vector();
   double worst_value = 0, worst_grad = 0;
   for (std::size_t i = 0; i < xs.size(); ++i) {
-    const double v = xs[i], cdf = 0.5 * std::erfc(-v / std::sqrt(2.0)), v_pdf = v * std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI);
+    const double v = xs[i], cdf = 0.5 * std::erfc(-v / std::sqrt(2.0)),
+                 v_pdf = v * std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI);
     const double bound = 6e-7 + 1.2e-7 * v * v;
     worst_value = std::max(worst_value, std::fabs(value[i] - v * cdf) / std::max(std::fabs(v * cdf), 1e-300) / bound);
     worst_grad = std::max(worst_grad, std::fabs(grad[i] - (cdf + v_pdf)) / (cdf + std::fabs(v_pdf)) / bound);

@@ -141,7 +141,8 @@ void check_clip_reference(DType dtype, const hkt::test::Tolerance& tol) {
     INFO("max_norm " << max_norm);
     std::vector<Tensor> params;
     for (const json& g : c.at("grads")) {
-      params.push_back(param(std::vector<double>(hkt::numel(shape_of(g.at("shape"))), 0.0), shape_of(g.at("shape")), dtype));
+      params.push_back(
+          param(std::vector<double>(hkt::numel(shape_of(g.at("shape"))), 0.0), shape_of(g.at("shape")), dtype));
       give_grad(params.back(), g.at("values"));
     }
     const double norm = hkt::optim::clip_grad_norm(params, max_norm);
@@ -206,18 +207,18 @@ TEST_CASE("optim: adamw weight decay only where convention 7 says", "[optim]") {
 
 TEST_CASE("optim: adamw decays follows the naming rule", "[optim]") {
   Named named = {
-      {"embed.weight", param(std::vector<double>(8, 0.1), {4, 2})},                       // matrix: decays
-      {"blocks.0.attn.w_q.weight", param(std::vector<double>(4, 0.1), {2, 2})},           // matrix: decays
-      {"blocks.0.attn.w_q.bias", param(std::vector<double>(2, 0.1), {2})},                // bias: no
-      {"blocks.0.ln1.weight", param(std::vector<double>(2, 1.0), {2})},                   // LayerNorm: no
-      {"blocks.0.ln1.bias", param(std::vector<double>(2, 0.0), {2})},                     // LayerNorm: no
-      {"blocks.0.attn.level_logits", param(std::vector<double>(6, 0.0), {2, 3})},         // rank 2 but named: no
-      {"level_logits", param(std::vector<double>(3, 0.0), {3})},                          // per-layer logits: no
-      {"blocks.0.attn.downsample.1.weight", param(std::vector<double>(4, 0.5), {2, 2})},  // depthwise taps: no
+      {"embed.weight", param(std::vector<double>(8, 0.1), {4, 2})},                          // matrix: decays
+      {"blocks.0.attn.w_q.weight", param(std::vector<double>(4, 0.1), {2, 2})},              // matrix: decays
+      {"blocks.0.attn.w_q.bias", param(std::vector<double>(2, 0.1), {2})},                   // bias: no
+      {"blocks.0.ln1.weight", param(std::vector<double>(2, 1.0), {2})},                      // LayerNorm: no
+      {"blocks.0.ln1.bias", param(std::vector<double>(2, 0.0), {2})},                        // LayerNorm: no
+      {"blocks.0.attn.level_logits", param(std::vector<double>(6, 0.0), {2, 3})},            // rank 2 but named: no
+      {"level_logits", param(std::vector<double>(3, 0.0), {3})},                             // per-layer logits: no
+      {"blocks.0.attn.downsample.1.weight", param(std::vector<double>(4, 0.5), {2, 2})},     // depthwise taps: no
       {"blocks.0.attn.downsample.2.weight", param(std::vector<double>(8, 0.5), {2, 2, 2})},  // dense taps: no
-      {"blocks.0.attn.downsample.1.bias", param(std::vector<double>(2, 0.0), {2})},       // bias: no
-      {"scale", param({1.0}, {})},                                                        // scalar: no
-      {"blocks.0.mlp.fc.weight", param(std::vector<double>(8, 0.1), {2, 2, 2})},          // rank 3: decays
+      {"blocks.0.attn.downsample.1.bias", param(std::vector<double>(2, 0.0), {2})},          // bias: no
+      {"scale", param({1.0}, {})},                                                           // scalar: no
+      {"blocks.0.mlp.fc.weight", param(std::vector<double>(8, 0.1), {2, 2, 2})},             // rank 3: decays
   };
   AdamW opt(named, AdamWConfig{});
   CHECK(opt.decays("embed.weight"));
@@ -317,9 +318,7 @@ TEST_CASE("optim: adamw state round trip continues bit identically", "[optim]") 
 }
 
 TEST_CASE("optim: adamw load_state rejects mismatched state", "[optim]") {
-  auto make = [] {
-    return std::pair{param({1.0, 2.0, 3.0, 4.0}, {2, 2}), param({0.5, 0.5}, {2})};
-  };
+  auto make = [] { return std::pair{param({1.0, 2.0, 3.0, 4.0}, {2, 2}), param({0.5, 0.5}, {2})}; };
   auto [w, b] = make();
   AdamW opt({{"w", w}, {"b", b}}, AdamWConfig{});
   const Named good = opt.state();  // w.exp_avg, w.exp_avg_sq, b.exp_avg, b.exp_avg_sq, step
@@ -352,11 +351,18 @@ TEST_CASE("optim: adamw load_state rejects mismatched state", "[optim]") {
                 "entry 'step' must be an int64 scalar (shape []), got float64 []");
   require_error([&] { opt.load_state(replaced("step", Tensor::from_indices({3}, {1}))); },
                 "entry 'step' must be an int64 scalar (shape []), got int64 [1]");
-  require_error([&] { opt.load_state(replaced("step", Tensor::from_indices({-1}, {}))); }, "entry 'step' is negative (-1)");
-  require_error([&] { opt.load_state(replaced("w.exp_avg_sq", hkt::test::f64({0.0, 1.0, -2.0, 0.0}, {2, 2}))); },
-                "entry 'w.exp_avg_sq': element 2 is negative (-2)");
-  require_error([&] { opt.load_state(replaced("b.exp_avg", hkt::test::f64({0.0, std::nan("")}, {2}))); },
-                "entry 'b.exp_avg': element 1 is nan");
+  require_error([&] { opt.load_state(replaced("step", Tensor::from_indices({-1}, {}))); },
+                "entry 'step' is negative (-1)");
+  require_error(
+      [&] {
+        opt.load_state(replaced("w.exp_avg_sq", hkt::test::f64({0.0, 1.0, -2.0, 0.0}, {2, 2})));
+      },
+      "entry 'w.exp_avg_sq': element 2 is negative (-2)");
+  require_error(
+      [&] {
+        opt.load_state(replaced("b.exp_avg", hkt::test::f64({0.0, std::nan("")}, {2})));
+      },
+      "entry 'b.exp_avg': element 1 is nan");
   require_error([&] { opt.load_state(replaced("w.exp_avg", Tensor())); }, "entry 'w.exp_avg' is undefined");
 
   // A failed load changes nothing: a bad "step" listed with good moments leaves the count.
@@ -381,24 +387,46 @@ TEST_CASE("optim: adamw config and parameter errors", "[optim]") {
   };
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
-  require_error([&] { AdamW(one(), with([](AdamWConfig& c) { c.lr = -1e-3; })); }, "AdamW: lr must be finite and >= 0, got -0.001");
-  require_error([&] { AdamW(one(), with([&](AdamWConfig& c) { c.lr = inf; })); }, "AdamW: lr must be finite and >= 0, got inf");
-  require_error([&] { AdamW(one(), with([](AdamWConfig& c) { c.beta1 = 1.0; })); }, "AdamW: beta1 must be in [0, 1), got 1");
-  require_error([&] { AdamW(one(), with([](AdamWConfig& c) { c.beta1 = -0.1; })); }, "AdamW: beta1 must be in [0, 1), got -0.1");
-  require_error([&] { AdamW(one(), with([&](AdamWConfig& c) { c.beta2 = nan; })); }, "AdamW: beta2 must be in [0, 1), got nan");
-  require_error([&] { AdamW(one(), with([](AdamWConfig& c) { c.beta2 = 1.5; })); }, "AdamW: beta2 must be in [0, 1), got 1.5");
-  require_error([&] { AdamW(one(), with([](AdamWConfig& c) { c.eps = 0.0; })); }, "AdamW: eps must be finite and > 0, got 0");
+  require_error([&] { AdamW(one(), with([](AdamWConfig& c) { c.lr = -1e-3; })); },
+                "AdamW: lr must be finite and >= 0, got -0.001");
+  require_error([&] { AdamW(one(), with([&](AdamWConfig& c) { c.lr = inf; })); },
+                "AdamW: lr must be finite and >= 0, got inf");
+  require_error([&] { AdamW(one(), with([](AdamWConfig& c) { c.beta1 = 1.0; })); },
+                "AdamW: beta1 must be in [0, 1), got 1");
+  require_error([&] { AdamW(one(), with([](AdamWConfig& c) { c.beta1 = -0.1; })); },
+                "AdamW: beta1 must be in [0, 1), got -0.1");
+  require_error([&] { AdamW(one(), with([&](AdamWConfig& c) { c.beta2 = nan; })); },
+                "AdamW: beta2 must be in [0, 1), got nan");
+  require_error([&] { AdamW(one(), with([](AdamWConfig& c) { c.beta2 = 1.5; })); },
+                "AdamW: beta2 must be in [0, 1), got 1.5");
+  require_error([&] { AdamW(one(), with([](AdamWConfig& c) { c.eps = 0.0; })); },
+                "AdamW: eps must be finite and > 0, got 0");
   require_error([&] { AdamW(one(), with([](AdamWConfig& c) { c.weight_decay = -0.01; })); },
                 "AdamW: weight_decay must be finite and >= 0, got -0.01");
 
   Tensor p = param({1.0}, {1});
-  require_error([&] { AdamW({{"a", p}, {"a", param({1.0}, {1})}}, AdamWConfig{}); }, "AdamW: parameter 'a' is listed twice");
-  require_error([&] { AdamW({{"a", p}, {"b", p}}, AdamWConfig{}); }, "AdamW: parameter 'b' is the same tensor as parameter 'a'");
+  require_error(
+      [&] {
+        AdamW({{"a", p}, {"a", param({1.0}, {1})}}, AdamWConfig{});
+      },
+      "AdamW: parameter 'a' is listed twice");
+  require_error(
+      [&] {
+        AdamW({{"a", p}, {"b", p}}, AdamWConfig{});
+      },
+      "AdamW: parameter 'b' is the same tensor as parameter 'a'");
   require_error([&] { AdamW({{"", param({1.0}, {1})}}, AdamWConfig{}); }, "AdamW: a parameter has an empty name");
   require_error([&] { AdamW({{"u", Tensor()}}, AdamWConfig{}); }, "AdamW: parameter 'u' is undefined");
-  require_error([&] { AdamW({{"i", Tensor::from_indices({1, 2}, {2})}}, AdamWConfig{}); },
-                "AdamW: parameter 'i' has dtype int64; expected float32 or float64");
-  require_error([&] { AdamW({{"c", Tensor::ones({2}, DType::Float64)}}, AdamWConfig{}); }, "AdamW: parameter 'c' does not require grad");
+  require_error(
+      [&] {
+        AdamW({{"i", Tensor::from_indices({1, 2}, {2})}}, AdamWConfig{});
+      },
+      "AdamW: parameter 'i' has dtype int64; expected float32 or float64");
+  require_error(
+      [&] {
+        AdamW({{"c", Tensor::ones({2}, DType::Float64)}}, AdamWConfig{});
+      },
+      "AdamW: parameter 'c' does not require grad");
   Tensor non_leaf = hkt::mul(p, 2.0);
   require_error([&] { AdamW({{"n", non_leaf}}, AdamWConfig{}); }, "AdamW: parameter 'n' is not a leaf");
 
@@ -468,7 +496,8 @@ TEST_CASE("optim: learning_rate first step is never zero", "[optim]") {
     INFO("warmup " << warmup);
     const double expected = 0.001 / static_cast<double>(warmup);
     CHECK(hkt::optim::learning_rate(schedule("constant", 1e-3, warmup), 1) == Approx(expected).epsilon(1e-15));
-    CHECK(hkt::optim::learning_rate(schedule("cosine", 1e-3, warmup, warmup + 10), 1) == Approx(expected).epsilon(1e-15));
+    CHECK(hkt::optim::learning_rate(schedule("cosine", 1e-3, warmup, warmup + 10), 1) ==
+          Approx(expected).epsilon(1e-15));
     CHECK(hkt::optim::learning_rate(schedule("inverse_sqrt", 1e-3, warmup), 1) == Approx(expected).epsilon(1e-15));
   }
 }
@@ -479,14 +508,18 @@ TEST_CASE("optim: schedule config errors", "[optim]") {
                 "schedule: unknown kind 'linear' (known: constant, cosine, inverse_sqrt)");
   require_error([] { learning_rate(schedule("constant", 0.0, 0), 1); }, "base_lr must be finite and > 0, got 0");
   require_error([] { learning_rate(schedule("constant", -0.1, 0), 1); }, "base_lr must be finite and > 0, got -0.1");
-  require_error([] { learning_rate(schedule("constant", std::nan(""), 0), 1); }, "base_lr must be finite and > 0, got nan");
+  require_error([] { learning_rate(schedule("constant", std::nan(""), 0), 1); },
+                "base_lr must be finite and > 0, got nan");
   require_error([] { learning_rate(schedule("constant", 0.1, -1), 1); }, "warmup_steps must be >= 0, got -1");
   require_error([] { learning_rate(schedule("constant", 0.1, 0, -5), 1); }, "total_steps must be >= 0, got -5");
-  require_error([] { learning_rate(schedule("cosine", 0.1, 0, 10, -0.01), 1); }, "min_lr must be in [0, base_lr = 0.1], got -0.01");
-  require_error([] { learning_rate(schedule("cosine", 0.1, 0, 10, 0.2), 1); }, "min_lr must be in [0, base_lr = 0.1], got 0.2");
+  require_error([] { learning_rate(schedule("cosine", 0.1, 0, 10, -0.01), 1); },
+                "min_lr must be in [0, base_lr = 0.1], got -0.01");
+  require_error([] { learning_rate(schedule("cosine", 0.1, 0, 10, 0.2), 1); },
+                "min_lr must be in [0, base_lr = 0.1], got 0.2");
   require_error([] { learning_rate(schedule("cosine", 0.1, 10, 10), 1); },
                 "schedule (kind 'cosine'): total_steps (10) must be greater than warmup_steps (10)");
-  require_error([] { learning_rate(schedule("cosine", 0.1, 0, 0), 1); }, "total_steps (0) must be greater than warmup_steps (0)");
+  require_error([] { learning_rate(schedule("cosine", 0.1, 0, 0), 1); },
+                "total_steps (0) must be greater than warmup_steps (0)");
   require_error([] { learning_rate(schedule("inverse_sqrt", 0.1, 0), 1); },
                 "schedule (kind 'inverse_sqrt'): warmup_steps must be >= 1");
   require_error([] { learning_rate(schedule("constant", 0.1, 4), 0); },
@@ -544,19 +577,23 @@ TEST_CASE("optim: clip_grad_norm stops on a non-finite gradient", "[optim]") {
   const double inf = std::numeric_limits<double>::infinity();
   for (DType dtype : {DType::Float64, DType::Float32}) {
     INFO("dtype " << hkt::dtype_name(dtype));
-    std::vector<Tensor> ps{param({0.0, 0.0}, {2}, dtype), param({1.0}, {1}, dtype), param(std::vector<double>(16, 0.0), {4, 4}, dtype)};
+    std::vector<Tensor> ps{param({0.0, 0.0}, {2}, dtype), param({1.0}, {1}, dtype),
+                           param(std::vector<double>(16, 0.0), {4, 4}, dtype)};
     give_grad(ps[0], {1.0, 2.0});
     std::vector<double> g(16, 0.5);
     g[5] = nan;
     g[9] = inf;
     give_grad(ps[2], g);
     // parameter 1 has no gradient; the first non-finite value is parameter 2's element 5
-    require_error([&] { clip_grad_norm(ps, 1.0); }, "clip_grad_norm: gradient of parameter 2 (shape [4,4]) is not finite: element 5 is nan");
-    require_error([&] { clip_grad_norm(ps, 0.0); }, "gradient of parameter 2 (shape [4,4]) is not finite");  // checked even unclipped
-    CHECK(ps[0].grad().to_vector() == std::vector<double>{1.0, 2.0});  // nothing was scaled
+    require_error([&] { clip_grad_norm(ps, 1.0); },
+                  "clip_grad_norm: gradient of parameter 2 (shape [4,4]) is not finite: element 5 is nan");
+    require_error([&] { clip_grad_norm(ps, 0.0); },
+                  "gradient of parameter 2 (shape [4,4]) is not finite");  // checked even unclipped
+    CHECK(ps[0].grad().to_vector() == std::vector<double>{1.0, 2.0});      // nothing was scaled
     g[5] = 0.5;
     give_grad(ps[2], g);
-    require_error([&] { clip_grad_norm(ps, 1.0); }, "gradient of parameter 2 (shape [4,4]) is not finite: element 9 is inf");
+    require_error([&] { clip_grad_norm(ps, 1.0); },
+                  "gradient of parameter 2 (shape [4,4]) is not finite: element 9 is inf");
     g[9] = -inf;
     give_grad(ps[2], g);
     require_error([&] { clip_grad_norm(ps, 1.0); }, "element 9 is -inf");
@@ -564,10 +601,12 @@ TEST_CASE("optim: clip_grad_norm stops on a non-finite gradient", "[optim]") {
   // Finite float64 values whose squares overflow: the norm is inf, and the message says why.
   std::vector<Tensor> big{param({0.0, 0.0}, {2})};
   give_grad(big[0], {1e200, -1e200});
-  require_error([&] { clip_grad_norm(big, 1.0); }, "every gradient value is finite but the sum of squares overflows float64");
+  require_error([&] { clip_grad_norm(big, 1.0); },
+                "every gradient value is finite but the sum of squares overflows float64");
   require_error([&] { clip_grad_norm(big, std::nan("")); }, "clip_grad_norm: max_norm is nan");
   require_error([&] { clip_grad_norm({Tensor()}, 1.0); }, "clip_grad_norm: parameter 0 is undefined");
   Tensor p = param({0.0, 0.0}, {2});
   p.impl()->grad = Tensor::zeros({3}, DType::Float64);  // a wrong-shaped gradient, set by hand
-  require_error([&] { clip_grad_norm({p}, 1.0); }, "gradient of parameter 0 (shape [3]) does not match the parameter's shape [2]");
+  require_error([&] { clip_grad_norm({p}, 1.0); },
+                "gradient of parameter 0 (shape [3]) does not match the parameter's shape [2]");
 }

@@ -198,8 +198,11 @@ TEST_CASE("safetensors: metadata round trips", "[safetensors]") {
 TEST_CASE("safetensors: a failed save into a missing folder leaves no file", "[safetensors]") {
   TempDir dir("safetensors-nofolder");
   const std::string path = dir.file("no_such_folder/ckpt.safetensors");
-  require_error([&] { st::save(path, {{"w", Tensor::ones({2})}}); },
-                "save " + path + ": cannot create " + path + ".tmp: No such file or directory");
+  require_error(
+      [&] {
+        st::save(path, {{"w", Tensor::ones({2})}});
+      },
+      "save " + path + ": cannot create " + path + ".tmp: No such file or directory");
   CHECK_FALSE(fs::exists(path));
   CHECK_FALSE(fs::exists(path + ".tmp"));
 }
@@ -239,15 +242,24 @@ TEST_CASE("safetensors: a failed save leaves an existing file intact", "[safeten
     CHECK_FALSE(fs::exists(path + ".tmp"));
   }
   SECTION("a bad tensor list is refused before any file is touched") {
-    require_error([&] { st::save(path, {{"a", Tensor::ones({1})}, {"a", Tensor::ones({1})}}); },
-                  "save " + path + ": tensor 'a': the name is given twice");
+    require_error(
+        [&] {
+          st::save(path, {{"a", Tensor::ones({1})}, {"a", Tensor::ones({1})}});
+        },
+        "save " + path + ": tensor 'a': the name is given twice");
     require_error([&] { st::save(path, {{"", Tensor::ones({1})}}); }, "save " + path + ": tensor #0 has an empty name");
-    require_error([&] { st::save(path, {{"__metadata__", Tensor::ones({1})}}); },
-                  "tensor '__metadata__': the name is reserved for the metadata");
+    require_error(
+        [&] {
+          st::save(path, {{"__metadata__", Tensor::ones({1})}});
+        },
+        "tensor '__metadata__': the name is reserved for the metadata");
     require_error([&] { st::save(path, {{"u", Tensor()}}); }, "tensor 'u': the tensor is undefined");
     require_error([&] { st::save(path, {{"bad\xff", Tensor::ones({1})}}); }, "the name is not valid UTF-8");
-    require_error([&] { st::save(path, {{"w", Tensor::ones({1})}}, {{"k", "\xc3"}}); },
-                  "metadata value of 'k' is not valid UTF-8");
+    require_error(
+        [&] {
+          st::save(path, {{"w", Tensor::ones({1})}}, {{"k", "\xc3"}});
+        },
+        "metadata value of 'k' is not valid UTF-8");
     CHECK(read_bytes(path) == before);
     CHECK_FALSE(fs::exists(path + ".tmp"));
   }
@@ -276,7 +288,8 @@ TEST_CASE("safetensors: a file written by the safetensors package loads with its
   require_bit_equal(file.tensors[2].second, Tensor::scalar(3.25, DType::Float64));
   require_bit_equal(file.tensors[3].second, Tensor::zeros({0, 3}));
   require_bit_equal(file.tensors[4].second, f32({0.5f, -1.25f, 3.0f, 0.1f, -0.0f, 1e-40f}, {2, 3}));
-  CHECK(file.metadata == std::map<std::string, std::string>{{"format", "np"}, {"note", "written by the safetensors package"}});
+  CHECK(file.metadata ==
+        std::map<std::string, std::string>{{"format", "np"}, {"note", "written by the safetensors package"}});
 }
 
 TEST_CASE("safetensors: our writer produces the file the safetensors package has read", "[safetensors]") {
@@ -300,7 +313,8 @@ TEST_CASE("safetensors: our writer produces the file the safetensors package has
 TEST_CASE("safetensors: a dtype hkt lacks is refused naming the tensor and dtype", "[safetensors]") {
   // half.safetensors: one float16 tensor 'h' written by the safetensors package.
   const std::string path = fixture("half.safetensors");
-  require_error([&] { st::load(path); }, path + ": tensor 'h': dtype 'F16' is not supported (hkt reads F32, F64 and I64)");
+  require_error([&] { st::load(path); },
+                path + ": tensor 'h': dtype 'F16' is not supported (hkt reads F32, F64 and I64)");
 }
 
 // ---- malformed files --------------------------------------------------------------------
@@ -313,12 +327,14 @@ TEST_CASE("safetensors: malformed sizes are refused", "[safetensors]") {
   };
   refuses("", "the file has 0 bytes, fewer than the 8-byte header size");
   refuses(std::string(7, '\0'), "the file has 7 bytes, fewer than the 8-byte header size");
-  refuses(size_field(100) + std::string(20, ' '), "header size 100 (bytes 0-7) reaches beyond the end of the file (28 bytes)");
+  refuses(size_field(100) + std::string(20, ' '),
+          "header size 100 (bytes 0-7) reaches beyond the end of the file (28 bytes)");
   refuses(size_field(100'000'001) + "{}", "header size 100000001 (bytes 0-7) exceeds the limit of 100000000 bytes");
   refuses(size_field(std::numeric_limits<std::uint64_t>::max()) + "{}",
           "header size 18446744073709551615 (bytes 0-7) exceeds the limit");
   // Exactly the limit is allowed by the limit, but here the file is too short.
-  refuses(size_field(100'000'000) + "{}", "header size 100000000 (bytes 0-7) reaches beyond the end of the file (10 bytes)");
+  refuses(size_field(100'000'000) + "{}",
+          "header size 100000000 (bytes 0-7) reaches beyond the end of the file (10 bytes)");
   refuses(size_field(0), "the header (file byte offset 8) must begin with '{', but it is empty");
 
   const std::string missing = dir.file("missing.safetensors");
@@ -351,21 +367,29 @@ TEST_CASE("safetensors: bad tensor entries are refused naming the tensor", "[saf
     const std::string path = dir.write("bad.safetensors", raw_file(header, data_bytes));
     require_error([&] { st::load(path); }, path + ": " + fragment);
   };
-  refuses(R"({"a":5})", 0, "tensor 'a': the entry must be an object {\"dtype\", \"shape\", \"data_offsets\"}, got number");
+  refuses(R"({"a":5})", 0,
+          "tensor 'a': the entry must be an object {\"dtype\", \"shape\", \"data_offsets\"}, got number");
   refuses(R"({"a":{"shape":[1],"data_offsets":[0,4]}})", 4, "tensor 'a': missing field 'dtype'");
   refuses(R"({"a":{"dtype":"F32","data_offsets":[0,4]}})", 4, "tensor 'a': missing field 'shape'");
   refuses(R"({"a":{"dtype":"F32","shape":[1]}})", 4, "tensor 'a': missing field 'data_offsets'");
-  refuses(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"offsets":[0,4]}})", 4, "tensor 'a': unknown field 'offsets'");
+  refuses(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"offsets":[0,4]}})", 4,
+          "tensor 'a': unknown field 'offsets'");
   refuses(R"({"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}})", 2, "tensor 'a': dtype 'BF16' is not supported");
   refuses(R"({"a":{"dtype":"XYZ","shape":[1],"data_offsets":[0,4]}})", 4, "tensor 'a': dtype 'XYZ' is not supported");
-  refuses(R"({"a":{"dtype":3,"shape":[1],"data_offsets":[0,4]}})", 4, "tensor 'a': 'dtype' must be a string, got number");
-  refuses(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4, "tensor 'a': 'shape' must hold non-negative integers, got -1");
-  refuses(R"({"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", 4, "tensor 'a': 'shape' must hold non-negative integers, got 1.5");
-  refuses(R"({"a":{"dtype":"F32","shape":"1","data_offsets":[0,4]}})", 4, "tensor 'a': 'shape' must be an array of non-negative integers, got string");
+  refuses(R"({"a":{"dtype":3,"shape":[1],"data_offsets":[0,4]}})", 4,
+          "tensor 'a': 'dtype' must be a string, got number");
+  refuses(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4,
+          "tensor 'a': 'shape' must hold non-negative integers, got -1");
+  refuses(R"({"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", 4,
+          "tensor 'a': 'shape' must hold non-negative integers, got 1.5");
+  refuses(R"({"a":{"dtype":"F32","shape":"1","data_offsets":[0,4]}})", 4,
+          "tensor 'a': 'shape' must be an array of non-negative integers, got string");
   refuses(R"({"a":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,4]}})", 4,
           "tensor 'a': shape: shape [1099511627776,1099511627776] has more than 2^60 elements");
-  refuses(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", 8, "tensor 'a': 'data_offsets' must be [begin, end], got 3 numbers");
-  refuses(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", 8, "tensor 'a': data_offsets [8, 4] end before they begin");
+  refuses(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", 8,
+          "tensor 'a': 'data_offsets' must be [begin, end], got 3 numbers");
+  refuses(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", 8,
+          "tensor 'a': data_offsets [8, 4] end before they begin");
   refuses(R"({"":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4, "a tensor has an empty name");
   // A newline in a name is shown escaped, so the message stays one line.
   refuses(R"({"a\nb":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}})", 2, "tensor 'a\\x0ab': dtype 'F16'");
@@ -380,9 +404,11 @@ TEST_CASE("safetensors: data offsets must tile the data section exactly", "[safe
   // Size not matching the shape: [4,4] float32 needs 16 * 4 = 64 bytes.
   refuses("{\"w_q.0.weight\":" + entry("F32", "[4,4]", 0, 60) + "}", 60,
           "tensor 'w_q.0.weight': data_offsets [0, 60] hold 60 bytes, shape [4,4] float32 needs 64");
-  refuses("{\"s\":" + entry("I64", "[]", 0, 4) + "}", 4, "tensor 's': data_offsets [0, 4] hold 4 bytes, shape [] int64 needs 8");
+  refuses("{\"s\":" + entry("I64", "[]", 0, 4) + "}", 4,
+          "tensor 's': data_offsets [0, 4] hold 4 bytes, shape [] int64 needs 8");
   // Past the end: a truncated file (the header asks for 8 bytes, 4 are there).
-  refuses("{\"a\":" + entry("F32", "[2]", 0, 8) + "}", 4, "tensor 'a': data_offsets [0, 8] go past the end of the data section (4 bytes)");
+  refuses("{\"a\":" + entry("F32", "[2]", 0, 8) + "}", 4,
+          "tensor 'a': data_offsets [0, 8] go past the end of the data section (4 bytes)");
   // A hole between two tensors; the header is 112 bytes (padded), so data byte 4 is file byte 124.
   std::string header = "{\"a\":" + entry("F32", "[1]", 0, 4) + ",\"b\":" + entry("F32", "[1]", 8, 12) + "}";
   header.append((8 - header.size() % 8) % 8, ' ');
@@ -406,11 +432,11 @@ TEST_CASE("safetensors: data offsets must tile the data section exactly", "[safe
   refuses("{}", 1, "data bytes [0, 1)");
 
   // Zero-size tensors may sit at the same offset as each other and as the next tensor.
-  const std::string ok = dir.write("ok.safetensors", raw_file("{\"z2\":" + entry("F64", "[0,5]", 4, 4) + ",\"b\":" +
-                                                                  entry("F32", "[1]", 4, 8) + ",\"z1\":" +
-                                                                  entry("I64", "[3,0]", 4, 4) + ",\"a\":" +
-                                                                  entry("F32", "[1]", 0, 4) + "}",
-                                                              8));
+  const std::string ok =
+      dir.write("ok.safetensors",
+                raw_file("{\"z2\":" + entry("F64", "[0,5]", 4, 4) + ",\"b\":" + entry("F32", "[1]", 4, 8) +
+                             ",\"z1\":" + entry("I64", "[3,0]", 4, 4) + ",\"a\":" + entry("F32", "[1]", 0, 4) + "}",
+                         8));
   const st::File file = st::load(ok);
   // Offset order; among equal offsets [4,4] by name, then [4,8].
   CHECK(names_of(file.tensors) == std::vector<std::string>{"a", "z1", "z2", "b"});
@@ -463,18 +489,34 @@ TEST_CASE("safetensors: load_into refuses mismatches and copies nothing then", "
   Tensor w = Tensor::zeros({2, 2});
   Tensor b = Tensor::zeros({2});
 
-  require_error([&] { st::load_into(file, {{"w", w}, {"b", b}, {"c", Tensor::zeros({1})}}, true); },
-                "load_into: tensor 'c' is missing from the file");
+  require_error(
+      [&] {
+        st::load_into(file, {{"w", w}, {"b", b}, {"c", Tensor::zeros({1})}}, true);
+      },
+      "load_into: tensor 'c' is missing from the file");
   require_error([&] { st::load_into(file, {{"w", w}, {"b", b}}); }, "load_into: unexpected tensor 'opt.m' in the file");
-  require_error([&] { st::load_into(file, {{"w", Tensor::zeros({4})}, {"b", b}}, true); },
-                "load_into: tensor 'w': shape [2,2] in the file vs [4] in params");
-  require_error([&] { st::load_into(file, {{"w", w}, {"b", Tensor::zeros({2}, DType::Float64)}}, true); },
-                "load_into: tensor 'b': dtype float32 in the file vs float64 in params");
-  require_error([&] { st::load_into(file, {{"w", w}, {"w", w}}, true); }, "load_into: tensor 'w' is given twice in params");
+  require_error(
+      [&] {
+        st::load_into(file, {{"w", Tensor::zeros({4})}, {"b", b}}, true);
+      },
+      "load_into: tensor 'w': shape [2,2] in the file vs [4] in params");
+  require_error(
+      [&] {
+        st::load_into(file, {{"w", w}, {"b", Tensor::zeros({2}, DType::Float64)}}, true);
+      },
+      "load_into: tensor 'b': dtype float32 in the file vs float64 in params");
+  require_error(
+      [&] {
+        st::load_into(file, {{"w", w}, {"w", w}}, true);
+      },
+      "load_into: tensor 'w' is given twice in params");
   // Every problem in one message.
-  require_error([&] { st::load_into(file, {{"w", Tensor::zeros({3})}, {"x", w}}); },
-                "load_into: tensor 'w': shape [2,2] in the file vs [3] in params; tensor 'x' is missing from the file; "
-                "unexpected tensor 'b' in the file; unexpected tensor 'opt.m' in the file");
+  require_error(
+      [&] {
+        st::load_into(file, {{"w", Tensor::zeros({3})}, {"x", w}});
+      },
+      "load_into: tensor 'w': shape [2,2] in the file vs [3] in params; tensor 'x' is missing from the file; "
+      "unexpected tensor 'b' in the file; unexpected tensor 'opt.m' in the file");
   // w matched in each failed call above, yet nothing was copied.
   require_close(w, {0, 0, 0, 0});
   require_close(b, {0, 0});
@@ -487,7 +529,8 @@ TEST_CASE("safetensors: load_into refuses mismatches and copies nothing then", "
 TEST_CASE("safetensors: save load and load_into restore a model's parameters", "[safetensors]") {
   TempDir dir("safetensors-model");
   Generator gen(7);
-  const Named saved = {{"emb.weight", Tensor::normal({5, 3}, gen)}, {"head.bias", Tensor::normal({3}, gen, 0, 1, DType::Float64)}};
+  const Named saved = {{"emb.weight", Tensor::normal({5, 3}, gen)},
+                       {"head.bias", Tensor::normal({3}, gen, 0, 1, DType::Float64)}};
   const std::string path = dir.file("model.safetensors");
   st::save(path, saved, {{"step", "100"}});
   const Named fresh = {{"emb.weight", Tensor::zeros({5, 3})}, {"head.bias", Tensor::zeros({3}, DType::Float64)}};

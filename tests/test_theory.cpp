@@ -18,7 +18,8 @@ namespace {
 Matrix from_rows(const std::vector<std::vector<double>>& rows) {
   Matrix m(static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(rows[0].size()));
   for (std::size_t i = 0; i < rows.size(); ++i)
-    for (std::size_t j = 0; j < rows[i].size(); ++j) m(static_cast<std::int64_t>(i), static_cast<std::int64_t>(j)) = rows[i][j];
+    for (std::size_t j = 0; j < rows[i].size(); ++j)
+      m(static_cast<std::int64_t>(i), static_cast<std::int64_t>(j)) = rows[i][j];
   return m;
 }
 
@@ -101,7 +102,7 @@ TEST_CASE("theory: Jacobi eigenvalues keep the trace and the Frobenius norm of a
   for (std::int64_t i = 0; i < a.rows; ++i) trace += a(i, i);
   for (double v : e) sum += v, sum_sq += v * v;
   CHECK(std::is_sorted(e.begin(), e.end()));
-  CHECK(sum == Approx(trace).margin(1e-11));                     // trace = sum of eigenvalues
+  CHECK(sum == Approx(trace).margin(1e-11));                          // trace = sum of eigenvalues
   CHECK(sum_sq == Approx(std::pow(frobenius(a), 2)).epsilon(1e-12));  // ||A||_F^2 = sum of squares
   // The largest eigenvalue of A^T A (PSD) by power iteration against Jacobi.
   Matrix ata(a.rows, a.cols);
@@ -124,7 +125,8 @@ TEST_CASE("theory: Mardia kurtosis of Gaussian samples is within 3 standard erro
   const std::int64_t n = 20000, p = 4;
   Generator gen(11);
   Matrix x = to_matrix(Tensor::normal({n, p}, gen, 0.0, 1.0, DType::Float64));
-  for (std::int64_t i = 0; i < n; ++i) x(i, 1) += 0.5 * x(i, 0) + 3.0;  // correlated and shifted: b2 is affine invariant
+  for (std::int64_t i = 0; i < n; ++i)
+    x(i, 1) += 0.5 * x(i, 0) + 3.0;  // correlated and shifted: b2 is affine invariant
   const double b2 = mardia_kurtosis(x), expected = p * (p + 2.0), se = std::sqrt(8.0 * p * (p + 2) / n);
   INFO("b2 = " << b2 << ", expected " << expected << " +- " << se);
   CHECK(std::fabs(b2 - expected) <= 3 * se);
@@ -177,7 +179,8 @@ TEST_CASE("theory: decomposition identities hold exactly on random and real leve
       REQUIRE(parts.sym(i, j) == parts.sym(j, i));     // bitwise
       REQUIRE(parts.anti(i, j) == -parts.anti(j, i));  // bitwise
       // (a + b)/2 + (a - b)/2 = a up to one rounding of each term: 1 ulp of the largest.
-      REQUIRE(std::fabs(parts.sym(i, j) + parts.anti(i, j) - a(i, j)) <= 2.3e-16 * std::max(std::fabs(a(i, j)), std::fabs(a(j, i))));
+      REQUIRE(std::fabs(parts.sym(i, j) + parts.anti(i, j) - a(i, j)) <=
+              2.3e-16 * std::max(std::fabs(a(i, j)), std::fabs(a(j, i))));
     }
   const Decomposition d = decompose(a);
   CHECK(d.sym_share * d.sym_share + d.anti_share * d.anti_share == Approx(1.0).epsilon(1e-14));  // orthogonal parts
@@ -262,7 +265,8 @@ TEST_CASE("theory: bilinear form reproduces the level scores", "[theory]") {
   for (int l = 0; l < 2; ++l)
     for (std::int64_t h = 0; h < 2; ++h) {
       const Matrix m = bilinear_form(attn, l, h);
-      const Matrix xl = to_matrix(reshape(xs[static_cast<std::size_t>(l)], {xs[static_cast<std::size_t>(l)].shape()[1], 16}));
+      const Matrix xl =
+          to_matrix(reshape(xs[static_cast<std::size_t>(l)], {xs[static_cast<std::size_t>(l)].shape()[1], 16}));
       const Matrix s = head_level_scores(attn, x, h)[static_cast<std::size_t>(l)];
       for (std::int64_t i = 0; i < xl.rows; ++i)
         for (std::int64_t j = 0; j < xl.rows; ++j) {
@@ -299,8 +303,8 @@ TEST_CASE("theory: subsume construction b approaches the lifted causal convoluti
     const ConvolutionLimit limit = subsume_convolution(source, level, scales);
     const auto& errors = limit.errors;
     REQUIRE(errors.size() == 4);
-    INFO("level " << level << ": " << errors[0].relative_error << " " << errors[1].relative_error << " " << errors[2].relative_error
-                  << " " << errors[3].relative_error);
+    INFO("level " << level << ": " << errors[0].relative_error << " " << errors[1].relative_error << " "
+                  << errors[2].relative_error << " " << errors[3].relative_error);
     CHECK(errors[0].relative_error > 1e-3);  // scale 1 is far from diagonal
     for (std::size_t i = 1; i < errors.size(); ++i) CHECK(errors[i].relative_error <= errors[i - 1].relative_error);
     CHECK(errors.back().relative_error < 1e-6);
@@ -321,7 +325,8 @@ TEST_CASE("theory: truncated output at L equals the module forward and has zero 
       const Matrix forward = to_matrix(reshape(attn.forward(x, Tensor()), {21, 16}));
       const Matrix full = truncated_output(attn, x, 3);
       double err = 0;
-      for (std::size_t i = 0; i < full.values.size(); ++i) err = std::max(err, std::fabs(full.values[i] - forward.values[i]));
+      for (std::size_t i = 0; i < full.values.size(); ++i)
+        err = std::max(err, std::fabs(full.values[i] - forward.values[i]));
       INFO(fusion << (causal ? " causal" : ""));
       CHECK(err <= hkt::test::kFusedVsCompositeFloat64);
       const Truncation t = truncation_errors(attn, {x, Tensor::normal({1, 12, 16}, g, 0.0, 1.0, DType::Float64)});

@@ -141,21 +141,25 @@ TEST_CASE("train: a non-finite loss stops the run and keeps the last checkpoint"
 }
 
 TEST_CASE("config: unknown keys and wrong types are errors naming the key", "[train][errors]") {
-  require_error([] { config::merge(config::Json::parse(R"({"model": {"d_modle": 3}})")); }, "unknown config key 'model.d_modle'");
+  require_error([] { config::merge(config::Json::parse(R"({"model": {"d_modle": 3}})")); },
+                "unknown config key 'model.d_modle'");
   require_error([] { config::merge(config::Json::parse(R"({"train": {"lr": "fast"}})")); },
                 "config key 'train.lr' must be a number, got a string");
   require_error([] { config::merge(config::Json::parse(R"({"train": {"steps": 2.5}})")); },
                 "config key 'train.steps' must be an integer, got a number");
-  require_error([] { config::apply_sets(config::defaults(), {"model.hkt.levles=2"}); }, "--set model.hkt.levles=2: unknown config key 'model.hkt.levles'");
+  require_error([] { config::apply_sets(config::defaults(), {"model.hkt.levles=2"}); },
+                "--set model.hkt.levles=2: unknown config key 'model.hkt.levles'");
   require_error([] { config::apply_sets(config::defaults(), {"nokey"}); }, "--set nokey: expected key=value");
-  const auto set = config::apply_sets(config::defaults(), {"model.hkt.fixed_weights=[1, 0, 0]", "data.task=imdb", "train.steps=7"});
+  const auto set =
+      config::apply_sets(config::defaults(), {"model.hkt.fixed_weights=[1, 0, 0]", "data.task=imdb", "train.steps=7"});
   CHECK(set["model"]["hkt"]["fixed_weights"] == config::Json::parse("[1, 0, 0]"));
   CHECK(set["data"]["task"] == "imdb");
   CHECK(set["train"]["steps"] == 7);
   auto bad_heads = tiny_config("hkt", 10);
   bad_heads["model"]["n_heads"] = 3;
   std::ostringstream log;
-  require_error([&] { train_run(bad_heads, fresh_dir("heads"), log); }, "model config: n_heads (3) must divide d_model (32)");
+  require_error([&] { train_run(bad_heads, fresh_dir("heads"), log); },
+                "model config: n_heads (3) must divide d_model (32)");
   auto bad_task = tiny_config("hkt", 10);
   bad_task["data"]["task"] = "mnist";
   require_error([&] { load_task(bad_task); }, "config key 'data.task' must be");
@@ -196,14 +200,16 @@ TEST_CASE("train: negative threads and zero batch sizes are refused before any s
   auto cfg = tiny_config("mha", 10);
   cfg["train"]["threads"] = -1;
   const std::string dir = fresh_dir("threads");
-  require_error([&] { train_run(cfg, dir, log); }, "config key 'train.threads' must be >= 0 (0: the OpenMP default), got -1");
+  require_error([&] { train_run(cfg, dir, log); },
+                "config key 'train.threads' must be >= 0 (0: the OpenMP default), got -1");
   cfg["train"]["threads"] = 1;
   cfg["train"]["eval_batch_size"] = 0;
   require_error([&] { train_run(cfg, dir, log); }, "config key 'train.eval_batch_size' must be >= 1, got 0");
   CHECK_FALSE(fs::exists(dir));  // refused before the run directory was made
 }
 
-TEST_CASE("config files: a key twice in one object is refused at any depth, naming the key path", "[config][reliability]") {
+TEST_CASE("config files: a key twice in one object is refused at any depth, naming the key path",
+          "[config][reliability]") {
   TempDir tmp("dupkeys");
   const std::string top = tmp.write("top.json", R"({"train": {"steps": 7}, "train": {"lr": 0.1}})");
   require_error([&] { config::load_file(top); }, top + ": the key 'train' appears twice");
@@ -242,6 +248,7 @@ TEST_CASE("train: a checkpoint with a NaN or infinite weight is refused, naming 
   metadata["max_len"] = "99";
   const std::string lying = dir + "/lying.safetensors";
   safetensors::save(lying, file.tensors, metadata);
-  require_error([&] { load_model(cfg, lying); }, lying + ": its tensors do not fit the model built from its metadata (");
+  require_error([&] { load_model(cfg, lying); },
+                lying + ": its tensors do not fit the model built from its metadata (");
   require_error([&] { load_model(cfg, lying); }, "max_len = 99");
 }

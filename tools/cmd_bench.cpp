@@ -43,7 +43,7 @@ struct Row {
   int L;
   double forward_ms, backward_ms, score_flops, total_flops, peak_mib;
   double time_ratio = 0, score_ratio = 0, total_ratio = 0;  // against L = 1
-  std::string note;  // "out of memory" when the point did not fit
+  std::string note;                                         // "out of memory" when the point did not fit
 };
 
 double median(std::vector<double> v) {
@@ -107,13 +107,14 @@ std::array<double, 3> run_once(const BenchArgs& a, const std::string& impl, Prob
   const auto t1 = now();
   if (!a.forward_only) out.backward(p.grad_out);
   const auto t2 = now();
-  const double peak = static_cast<double>((gpu ? cuda::memory_stats().peak_allocated_bytes : cpu_memory_stats().peak_bytes) - base);
+  const double peak =
+      static_cast<double>((gpu ? cuda::memory_stats().peak_allocated_bytes : cpu_memory_stats().peak_bytes) - base);
   for (auto* t : {&p.q, &p.k})
     for (auto& x : *t) x.zero_grad();
   p.v.zero_grad();
   p.alpha.zero_grad();
-  return {std::chrono::duration<double, std::milli>(t1 - t0).count(), std::chrono::duration<double, std::milli>(t2 - t1).count(),
-          peak};
+  return {std::chrono::duration<double, std::milli>(t1 - t0).count(),
+          std::chrono::duration<double, std::milli>(t2 - t1).count(), peak};
 }
 
 // Every L at one T, the L values alternating within each repeat, so that a slow spell of
@@ -174,7 +175,8 @@ std::vector<N> parse_list(const std::string& s, const char* what) {
       check(used == item.size() && v > 0, "");
       out.push_back(static_cast<N>(v));
     } catch (const std::exception&) {
-      throw Error(std::string("bench attention: ") + what + " must be a comma-separated list of positive integers, got '" + s + "'");
+      throw Error(std::string("bench attention: ") + what +
+                  " must be a comma-separated list of positive integers, got '" + s + "'");
     }
   }
   check(!out.empty(), std::string("bench attention: ") + what + " is empty");
@@ -187,30 +189,39 @@ void add_bench_command(CLI::App& app) {
   auto* bench = app.add_subcommand("bench", "Benchmarks");
   bench->require_subcommand(1);
   add_bench_step_command(bench);
-  auto* sub = bench->add_subcommand("attention",
-                                    "Forward/backward time, counted FLOPs, HKT/MHA ratios and peak memory of hierarchical attention");
+  auto* sub = bench->add_subcommand(
+      "attention", "Forward/backward time, counted FLOPs, HKT/MHA ratios and peak memory of hierarchical attention");
   auto args = std::make_shared<BenchArgs>();
   auto T_str = std::make_shared<std::string>("256,512,1024,2048,4096");
   auto L_str = std::make_shared<std::string>("1,2,3");
   auto impl_str = std::make_shared<std::string>("fused");
   sub->add_option("--T", *T_str, "Sequence lengths, comma-separated")->capture_default_str();
-  sub->add_option("--L", *L_str, "Levels, comma-separated (1 = standard attention, the baseline of the ratios)")->capture_default_str();
+  sub->add_option("--L", *L_str, "Levels, comma-separated (1 = standard attention, the baseline of the ratios)")
+      ->capture_default_str();
   sub->add_option("--d-head", args->d_head, "Head width d_h")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--heads", args->heads, "Heads")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--batch", args->batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--block-q", args->block_q, "Query tile rows of the fused CPU op (rounded up to a multiple of 2^(L-1))")
+  sub->add_option("--block-q", args->block_q,
+                  "Query tile rows of the fused CPU op (rounded up to a multiple of 2^(L-1))")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{4096}));
-  sub->add_option("--block-k", args->block_k, "Key tile columns of the fused CPU op (rounded up to a multiple of 2^(L-1))")
+  sub->add_option("--block-k", args->block_k,
+                  "Key tile columns of the fused CPU op (rounded up to a multiple of 2^(L-1))")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{4096}));
-  sub->add_option("--impl", *impl_str, "Comma-separated: fused, composite, fused-v0 (CUDA: the per-row v0 kernels)")->capture_default_str();
-  sub->add_option("--repeats", args->repeats, "Timed runs per point (the median is reported)")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--threads", args->threads, "OpenMP threads (0: the OpenMP default)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("--impl", *impl_str, "Comma-separated: fused, composite, fused-v0 (CUDA: the per-row v0 kernels)")
+      ->capture_default_str();
+  sub->add_option("--repeats", args->repeats, "Timed runs per point (the median is reported)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--threads", args->threads, "OpenMP threads (0: the OpenMP default)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   sub->add_option("--dtype", args->dtype, "f32 or f64")->capture_default_str()->check(CLI::IsMember({"f32", "f64"}));
   sub->add_flag("--causal", args->causal, "Causal masking");
   auto device_str = std::make_shared<std::string>("cpu");
-  sub->add_option("--device", *device_str, "cpu, or cuda (times after a device synchronisation; peak = device tensor memory)")
+  sub->add_option("--device", *device_str,
+                  "cpu, or cuda (times after a device synchronisation; peak = device tensor memory)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
   sub->add_flag("--forward-only", args->forward_only, "Time the forward pass only (backward_ms is 0)");
@@ -225,7 +236,8 @@ void add_bench_command(CLI::App& app) {
     std::stringstream ss(*impl_str);
     for (std::string item; std::getline(ss, item, ',');) {
       check(item == "fused" || item == "composite" || item == "fused-v0",
-            "bench attention: --impl must list fused, composite and/or fused-v0, got '" + item + "' in '" + *impl_str + "'");
+            "bench attention: --impl must list fused, composite and/or fused-v0, got '" + item + "' in '" + *impl_str +
+                "'");
       check(std::find(args->impl.begin(), args->impl.end(), item) == args->impl.end(),
             "bench attention: --impl names '" + item + "' twice");
       check(item != "fused-v0" || args->device == Device::CUDA,
@@ -246,7 +258,8 @@ void add_bench_command(CLI::App& app) {
         const double inputs = 2.0 * elem * bh * rows * static_cast<double>(args->d_head);  // values and gradients
         const bool composite_here = args->device == Device::CPU &&
                                     std::find(args->impl.begin(), args->impl.end(), "composite") != args->impl.end();
-        const double scores = composite_here ? elem * bh * static_cast<double>(T) * static_cast<double>(T) * (L + 2.0) : 0.0;
+        const double scores =
+            composite_here ? elem * bh * static_cast<double>(T) * static_cast<double>(T) * (L + 2.0) : 0.0;
         const double machine = static_cast<double>(physical_memory_bytes());
         const auto gib = [](double bytes) {
           char buf[32];
@@ -256,8 +269,9 @@ void add_bench_command(CLI::App& app) {
         check(machine <= 0 || inputs + scores <= machine,
               "bench attention: T = " + std::to_string(T) + ", L = " + std::to_string(L) + " needs about " +
                   gib(inputs + scores) + " (inputs and gradients " + gib(inputs) +
-                  (composite_here ? ", composite scores " + gib(scores) : std::string()) + "), more than this machine's " +
-                  gib(machine) + "; lower --T, --batch or --heads" + (composite_here ? ", or leave out --impl composite" : ""));
+                  (composite_here ? ", composite scores " + gib(scores) : std::string()) +
+                  "), more than this machine's " + gib(machine) + "; lower --T, --batch or --heads" +
+                  (composite_here ? ", or leave out --impl composite" : ""));
       }
     std::vector<Row> rows;
     for (const auto& impl : args->impl)
@@ -277,7 +291,8 @@ void add_bench_command(CLI::App& app) {
           if (!args->json) {
             if (rows.size() == 1)
               std::printf("%-10s %6s %2s %11s %11s %10s %10s %8s %8s %8s %9s %9s\n", "impl", "T", "L", "forward_ms",
-                          "backward_ms", "score_GF", "total_GF", "score_x", "total_x", "time_x", "peak_MiB", "fwd_TF/s");
+                          "backward_ms", "score_GF", "total_GF", "score_x", "total_x", "time_x", "peak_MiB",
+                          "fwd_TF/s");
             if (!r.note.empty())
               std::printf("%-10s %6lld %2d %s\n", r.impl.c_str(), static_cast<long long>(r.T), r.L, r.note.c_str());
             else
@@ -292,11 +307,20 @@ void add_bench_command(CLI::App& app) {
     if (args->json) {
       auto out = nlohmann::json::array();
       for (const auto& r : rows)
-        out.push_back({{"impl", r.impl}, {"T", r.T}, {"L", r.L}, {"forward_ms", r.forward_ms}, {"backward_ms", r.backward_ms},
-                       {"score_gflop", r.score_flops / 1e9}, {"total_gflop", r.total_flops / 1e9}, {"score_flop_ratio", r.score_ratio},
-                       {"total_flop_ratio", r.total_ratio}, {"time_ratio", r.time_ratio}, {"peak_mib", r.peak_mib},
+        out.push_back({{"impl", r.impl},
+                       {"T", r.T},
+                       {"L", r.L},
+                       {"forward_ms", r.forward_ms},
+                       {"backward_ms", r.backward_ms},
+                       {"score_gflop", r.score_flops / 1e9},
+                       {"total_gflop", r.total_flops / 1e9},
+                       {"score_flop_ratio", r.score_ratio},
+                       {"total_flop_ratio", r.total_ratio},
+                       {"time_ratio", r.time_ratio},
+                       {"peak_mib", r.peak_mib},
                        {"forward_tflops", r.forward_ms > 0 ? r.total_flops / (r.forward_ms * 1e9) : 0.0},
-                       {"device", device_name(args->device)}, {"note", r.note}});
+                       {"device", device_name(args->device)},
+                       {"note", r.note}});
       std::cout << out.dump(2) << "\n";
     }
     return 0;

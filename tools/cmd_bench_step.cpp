@@ -97,23 +97,27 @@ struct Batch {
   Tensor tokens, features, mask, labels;
 };
 
-Batch make_batch(const TaskShape& s, std::int64_t B, std::int64_t T, std::int64_t valid_last, DType dtype, std::uint64_t seed) {
+Batch make_batch(const TaskShape& s, std::int64_t B, std::int64_t T, std::int64_t valid_last, DType dtype,
+                 std::uint64_t seed) {
   Generator gen(seed);
   Batch b;
   if (s.vocab_size > 0) {
     const auto u = Tensor::uniform({B, T}, gen, 0.0, 1.0, DType::Float64).to_vector();
     std::vector<std::int64_t> tok(u.size());
-    for (std::size_t i = 0; i < u.size(); ++i) tok[i] = 1 + static_cast<std::int64_t>(u[i] * static_cast<double>(s.vocab_size - 1));
+    for (std::size_t i = 0; i < u.size(); ++i)
+      tok[i] = 1 + static_cast<std::int64_t>(u[i] * static_cast<double>(s.vocab_size - 1));
     b.tokens = Tensor::from_indices(tok, {B, T});
   } else {
     b.features = Tensor::uniform({B, T, s.num_features}, gen, 0.0, 1.0, dtype);
   }
   std::vector<std::int64_t> mask(static_cast<std::size_t>(B * T), 1);
-  for (std::int64_t t = valid_last; t < T; ++t) mask[static_cast<std::size_t>((B - 1) * T + t)] = 0;  // padding, last example
+  for (std::int64_t t = valid_last; t < T; ++t)
+    mask[static_cast<std::size_t>((B - 1) * T + t)] = 0;  // padding, last example
   b.mask = Tensor::from_indices(mask, {B, T});
   const auto v = Tensor::uniform({B}, gen, 0.0, 1.0, DType::Float64).to_vector();
   std::vector<std::int64_t> labels(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) labels[i] = static_cast<std::int64_t>(v[i] * static_cast<double>(s.num_classes));
+  for (std::size_t i = 0; i < v.size(); ++i)
+    labels[i] = static_cast<std::int64_t>(v[i] * static_cast<double>(s.num_classes));
   b.labels = Tensor::from_indices(labels, {B});
   return b;
 }
@@ -126,12 +130,14 @@ void export_for_torch(const std::string& dir, const Json& config, const Classifi
                       const Batch& check_batch) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  check(!ec && fs::is_directory(dir), "bench step: --export " + dir + ": cannot create the directory" + (ec ? " (" + ec.message() + ")" : ""));
+  check(!ec && fs::is_directory(dir),
+        "bench step: --export " + dir + ": cannot create the directory" + (ec ? " (" + ec.message() + ")" : ""));
   NoGradGuard no_grad;  // evaluation forwards: no graph
   safetensors::save((fs::path(dir) / "model.safetensors").string(), model.named_parameters());
   Generator unused(0);
   const Tensor logits = model.forward(batch.tokens, batch.features, batch.mask, false, unused).to(DType::Float64);
-  const Tensor check_logits = model.forward(check_batch.tokens, check_batch.features, check_batch.mask, false, unused).to(DType::Float64);
+  const Tensor check_logits =
+      model.forward(check_batch.tokens, check_batch.features, check_batch.mask, false, unused).to(DType::Float64);
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const auto& [prefix, b] : {std::pair<std::string, const Batch*>{"", &batch}, {"check_", &check_batch}}) {
     if (b->tokens.defined()) tensors.emplace_back(prefix + "tokens", b->tokens);
@@ -151,15 +157,18 @@ void export_for_torch(const std::string& dir, const Json& config, const Classifi
 int run_step_bench(const StepArgs& a) {
   Json config = config::apply_sets(config::load_file(a.config_path), a.sets);
   const auto& tc = config.at("train");
-  check(tc.at("threads").get<int>() >= 0, "bench step: config key 'train.threads' must be >= 0 (0: the OpenMP default)");
+  check(tc.at("threads").get<int>() >= 0,
+        "bench step: config key 'train.threads' must be >= 0 (0: the OpenMP default)");
   const int threads = a.threads > 0 ? a.threads : tc.at("threads").get<int>();
   if (threads > 0) omp_set_num_threads(threads);
   const TaskShape shape = task_shape(config);
-  const std::int64_t T = config.at("data").at("max_len").get<std::int64_t>(), B = tc.at("batch_size").get<std::int64_t>();
+  const std::int64_t T = config.at("data").at("max_len").get<std::int64_t>(),
+                     B = tc.at("batch_size").get<std::int64_t>();
   check(B >= 1, "bench step: config key 'train.batch_size' must be >= 1");
   check_memory_estimate(config, "bench step");
   const std::string dtype_name = tc.at("dtype").get<std::string>();
-  check(dtype_name == "float32" || dtype_name == "float64", "bench step: config key 'train.dtype' must be float32 or float64");
+  check(dtype_name == "float32" || dtype_name == "float64",
+        "bench step: config key 'train.dtype' must be float32 or float64");
   const DType dtype = dtype_name == "float64" ? DType::Float64 : DType::Float32;
   const ClassifierConfig mc = config::model_config(config, shape.vocab_size, shape.num_features, shape.num_classes, T);
   Generator init(tc.at("seed").get<std::uint64_t>());
@@ -172,7 +181,8 @@ int run_step_bench(const StepArgs& a) {
   const double clip = tc.at("clip_norm").get<double>(), smoothing = tc.at("label_smoothing").get<double>();
 
   const Batch batch = make_batch(shape, B, T, T, dtype, 1);
-  if (!a.export_dir.empty()) export_for_torch(a.export_dir, config, model, batch, make_batch(shape, 2, T, T / 2 + 1, dtype, 2));
+  if (!a.export_dir.empty())
+    export_for_torch(a.export_dir, config, model, batch, make_batch(shape, 2, T, T / 2 + 1, dtype, 2));
 
   Generator dropout_gen(7);
   auto step = [&] {
@@ -214,9 +224,11 @@ int run_step_bench(const StepArgs& a) {
   if (a.json) {
     std::cout << row.dump() << "\n";
   } else {
-    std::printf("hkt attention=%s T=%lld B=%lld threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f MiB (%+.1f while stepping)\n",
-                mc.attention.c_str(), static_cast<long long>(T), static_cast<long long>(B), omp_get_max_threads(), median(ms),
-                *std::min_element(ms.begin(), ms.end()), a.repeats, peak, peak - rss_before);
+    std::printf(
+        "hkt attention=%s T=%lld B=%lld threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f MiB (%+.1f "
+        "while stepping)\n",
+        mc.attention.c_str(), static_cast<long long>(T), static_cast<long long>(B), omp_get_max_threads(), median(ms),
+        *std::min_element(ms.begin(), ms.end()), a.repeats, peak, peak - rss_before);
   }
   return 0;
 }
@@ -226,7 +238,8 @@ int run_step_bench(const StepArgs& a) {
 void add_bench_step_command(CLI::App* bench) {
   auto args = std::make_shared<StepArgs>();
   auto* sub = bench->add_subcommand(
-      "step", "Time and peak RSS of one training step (forward, backward, AdamW) of a config's model on a synthetic batch");
+      "step",
+      "Time and peak RSS of one training step (forward, backward, AdamW) of a config's model on a synthetic batch");
   sub->add_option("--config", args->config_path, "Config file (the model, data.max_len = T, train.batch_size = B)")
       ->required()
       ->check(readable_file());
@@ -234,8 +247,12 @@ void add_bench_step_command(CLI::App* bench) {
   sub->add_option("--threads", args->threads, "OpenMP threads (0: train.threads, then the OpenMP default)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  sub->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--warmup", args->warmup, "Untimed steps first")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--warmup", args->warmup, "Untimed steps first")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   sub->add_option("--export", args->export_dir,
                   "Also write DIR/{model,batch}.safetensors and DIR/config.json for tools/bench_torch.py");
   sub->add_flag("--json", args->json, "Print one JSON line instead of text");

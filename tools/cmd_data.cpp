@@ -43,10 +43,12 @@ nlohmann::json describe(const data::Dataset& d) {
 }
 
 void print_description(const nlohmann::json& j) {
-  std::printf("%s/%s: %lld examples, %lld classes\n", j["name"].get<std::string>().c_str(), j["split"].get<std::string>().c_str(),
-              static_cast<long long>(j["count"].get<std::int64_t>()), static_cast<long long>(j["num_classes"].get<std::int64_t>()));
-  std::printf("  length (steps): min %lld, mean %.2f, max %lld\n", static_cast<long long>(j["length_min"].get<std::int64_t>()),
-              j["length_mean"].get<double>(), static_cast<long long>(j["length_max"].get<std::int64_t>()));
+  std::printf("%s/%s: %lld examples, %lld classes\n", j["name"].get<std::string>().c_str(),
+              j["split"].get<std::string>().c_str(), static_cast<long long>(j["count"].get<std::int64_t>()),
+              static_cast<long long>(j["num_classes"].get<std::int64_t>()));
+  std::printf("  length (steps): min %lld, mean %.2f, max %lld\n",
+              static_cast<long long>(j["length_min"].get<std::int64_t>()), j["length_mean"].get<double>(),
+              static_cast<long long>(j["length_max"].get<std::int64_t>()));
   if (j["num_features"].get<std::int64_t>() > 0)
     std::printf("  features: %lld real values a step\n", static_cast<long long>(j["num_features"].get<std::int64_t>()));
   else
@@ -71,7 +73,8 @@ void add_data_commands(CLI::App& app) {
     std::uint64_t seed = 0;
   };
   auto g = std::make_shared<GenArgs>();
-  auto* gen = data_cmd->add_subcommand("generate-listops", "Write seeded, disjoint ListOps splits as LRA TSV files (train.tsv, val.tsv, test.tsv)");
+  auto* gen = data_cmd->add_subcommand(
+      "generate-listops", "Write seeded, disjoint ListOps splits as LRA TSV files (train.tsv, val.tsv, test.tsv)");
   gen->add_option("--preset", g->preset, "nangia-bowman, lra or lra-512")->capture_default_str();
   gen->add_option("--max-len", g->max_len, "Longest example in tokens (default: the preset's)");
   gen->add_option("--train", g->train, "Training examples")->required()->check(CLI::NonNegativeNumber);
@@ -82,7 +85,8 @@ void add_data_commands(CLI::App& app) {
   on_selected(gen, [g] {
     auto config = data::listops::preset(g->preset);
     if (g->max_len > 0) {
-      check(g->max_len > config.min_len, "generate-listops: --max-len " + std::to_string(g->max_len) + " must exceed the preset's minimum length " +
+      check(g->max_len > config.min_len, "generate-listops: --max-len " + std::to_string(g->max_len) +
+                                             " must exceed the preset's minimum length " +
                                              std::to_string(config.min_len));
       config.max_len = g->max_len;
     }
@@ -105,13 +109,16 @@ void add_data_commands(CLI::App& app) {
     bool check_labels = false, json = false;
   };
   auto a = std::make_shared<InspectArgs>();
-  auto* inspect = data_cmd->add_subcommand("inspect", "Count, label histogram, lengths, chance level and vocabulary of a data file");
+  auto* inspect = data_cmd->add_subcommand(
+      "inspect", "Count, label histogram, lengths, chance level and vocabulary of a data file");
   inspect->add_option("--format", a->format, "listops-tsv, listops-release, cifar10-bin, aclimdb or idx")
       ->required()
       ->check(CLI::IsMember({"listops-tsv", "listops-release", "cifar10-bin", "aclimdb", "idx"}));
   inspect->add_option("path", a->path, "The file (or, for aclimdb, the folder)")->required();
-  inspect->add_option("--max-len", a->max_len, "Longest example allowed (ListOps: longer is an error; IMDB: bytes kept)");
-  inspect->add_flag("--check-labels", a->check_labels, "ListOps: recompute every label from its expression, list mismatches");
+  inspect->add_option("--max-len", a->max_len,
+                      "Longest example allowed (ListOps: longer is an error; IMDB: bytes kept)");
+  inspect->add_flag("--check-labels", a->check_labels,
+                    "ListOps: recompute every label from its expression, list mismatches");
   inspect->add_flag("--json", a->json, "Print JSON");
   on_selected(inspect, [a] {
     check(std::filesystem::exists(a->path), "data inspect: " + a->path + " does not exist");
@@ -127,13 +134,16 @@ void add_data_commands(CLI::App& app) {
           if (e.computed != e.label)
             mismatches.push_back({{"line", e.line}, {"label", e.label}, {"computed", e.computed}});
         if (!a->json) {
-          std::printf("check-labels: %zu examples, %zu labels differ from their expression's value\n", examples.size(), mismatches.size());
+          std::printf("check-labels: %zu examples, %zu labels differ from their expression's value\n", examples.size(),
+                      mismatches.size());
           for (const auto& m : mismatches)
-            std::printf("  line %lld: label %d, expression gives %d\n", static_cast<long long>(m["line"].get<std::int64_t>()),
-                        m["label"].get<int>(), m["computed"].get<int>());
+            std::printf("  line %lld: label %d, expression gives %d\n",
+                        static_cast<long long>(m["line"].get<std::int64_t>()), m["label"].get<int>(),
+                        m["computed"].get<int>());
         }
         if (!mismatches.empty()) {
-          if (a->json) std::cout << nlohmann::json{{"examples", examples.size()}, {"mismatches", mismatches}}.dump(2) << "\n";
+          if (a->json)
+            std::cout << nlohmann::json{{"examples", examples.size()}, {"mismatches", mismatches}}.dump(2) << "\n";
           return 1;  // the reader below would stop at the first mismatch
         }
       }

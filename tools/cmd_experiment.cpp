@@ -41,18 +41,25 @@ void add_experiment_command(CLI::App& app) {
     bool no_plots = false;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("experiment", "Train every variant of a config (MHA, HKT, ablations) for every seed; write summary.md, summary.json and plots");
-  cmd->add_option("--config", args->config, "Experiment config (JSON; docs/config.md, section experiment)")->required()->check(readable_file());
+  auto* cmd = app.add_subcommand(
+      "experiment",
+      "Train every variant of a config (MHA, HKT, ablations) for every seed; write summary.md, summary.json and plots");
+  cmd->add_option("--config", args->config, "Experiment config (JSON; docs/config.md, section experiment)")
+      ->required()
+      ->check(readable_file());
   cmd->add_option("--seeds", args->seeds, "Seeds, e.g. 0,1,2 (default: experiment.seeds of the config)");
-  cmd->add_option("--out", args->out, "Experiment directory (default: runs/<config file name>)")->check(nonempty_path());
+  cmd->add_option("--out", args->out, "Experiment directory (default: runs/<config file name>)")
+      ->check(nonempty_path());
   cmd->add_option("--set", args->sets, "Override a config key for every run: --set train.steps=200 (repeatable)");
   cmd->add_flag("--no-plots", args->no_plots, "Do not draw the PNG plots");
   on_selected(cmd, [args] {
     for (const auto& item : args->sets)
-      check(item.rfind("train.seed=", 0) != 0, "experiment: --set " + item + ": the seeds come from --seeds (or experiment.seeds)");
+      check(item.rfind("train.seed=", 0) != 0,
+            "experiment: --set " + item + ": the seeds come from --seeds (or experiment.seeds)");
     config::Json cfg = config::apply_sets(config::load_file(args->config), args->sets);
     if (!args->seeds.empty()) cfg["experiment"]["seeds"] = parse_seeds(args->seeds);
-    const std::string out = args->out.empty() ? "runs/" + std::filesystem::path(args->config).stem().string() : args->out;
+    const std::string out =
+        args->out.empty() ? "runs/" + std::filesystem::path(args->config).stem().string() : args->out;
     std::string command = "hkt experiment --config " + args->config;
     if (!args->seeds.empty()) command += " --seeds " + args->seeds;
     command += " --out " + out;

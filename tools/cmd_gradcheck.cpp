@@ -26,15 +26,24 @@ int run_cuda_consistency(const std::string& op, const std::string& dtype_name_ar
   if (json) {
     auto rows = nlohmann::json::array();
     for (const auto& r : results)
-      rows.push_back({{"op", r.op}, {"shape", r.shape}, {"dtype", dtype_name(r.dtype)}, {"forward_err", r.forward_err},
-                      {"backward_err", r.backward_err}, {"bound", r.bound}, {"passed", r.passed}, {"skipped", r.skipped},
+      rows.push_back({{"op", r.op},
+                      {"shape", r.shape},
+                      {"dtype", dtype_name(r.dtype)},
+                      {"forward_err", r.forward_err},
+                      {"backward_err", r.backward_err},
+                      {"bound", r.bound},
+                      {"passed", r.passed},
+                      {"skipped", r.skipped},
                       {"note", r.note}});
     std::cout << rows.dump(2) << "\n";
   } else {
     std::printf("%-24s %-40s %12s %12s %9s  %s\n", "op", "shape", "forward_err", "backward_err", "bound", "result");
     for (const auto& r : results)
       std::printf("%-24s %-40s %12.3e %12.3e %9.1e  %s\n", r.op.c_str(), r.shape.c_str(), r.forward_err, r.backward_err,
-                  r.bound, r.skipped ? ("skipped: " + r.note).c_str() : r.passed ? "ok" : ("FAILED: " + r.note).c_str());
+                  r.bound,
+                  r.skipped  ? ("skipped: " + r.note).c_str()
+                  : r.passed ? "ok"
+                             : ("FAILED: " + r.note).c_str());
     std::printf("cuda consistency (%s, %s): %zu passed, %d failed, %d skipped\n", dtype_name_arg.c_str(),
                 cuda::is_emulated() ? "emulated backend" : cuda::device_info(0).name.c_str(),
                 results.size() - static_cast<std::size_t>(failed + skipped), failed, skipped);
@@ -58,7 +67,9 @@ void add_gradcheck_command(CLI::App& app) {
   auto* op_opt = sub->add_option("--op", args->op, "Check only this op (see --list)");
   auto* all_opt = sub->add_flag("--all", args->all, "Check every op (the default when --op is not given)");
   op_opt->excludes(all_opt);
-  op_opt->check([](const std::string& v) { return v.empty() ? std::string("--op needs an op name (see --list)") : std::string(); });
+  op_opt->check([](const std::string& v) {
+    return v.empty() ? std::string("--op needs an op name (see --list)") : std::string();
+  });
   sub->add_option("--dtype", args->dtype,
                   "f64: analytic gradients in float64; f32: float32 kernels against float64 differences "
                   "(tolerances atol 1e-3, rtol 1e-2)")
@@ -69,7 +80,8 @@ void add_gradcheck_command(CLI::App& app) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
   auto* json_opt = sub->add_flag("--json", args->json,
                                  R"(Print a JSON array of {"op","shape","mode","max_abs_err","max_rel_err","passed"})");
-  auto* list_opt = sub->add_flag("--list", args->list, "List the ops that have checks, with their number of cases, and exit");
+  auto* list_opt =
+      sub->add_flag("--list", args->list, "List the ops that have checks, with their number of cases, and exit");
   list_opt->excludes(op_opt)->excludes(all_opt)->excludes(json_opt);
 
   on_selected(sub, [args] {
@@ -96,14 +108,18 @@ void add_gradcheck_command(CLI::App& app) {
     if (args->json) {
       auto rows = nlohmann::json::array();
       for (const auto& r : results)
-        rows.push_back({{"op", r.op}, {"shape", r.shape}, {"mode", r.mode}, {"max_abs_err", r.max_abs_err},
-                        {"max_rel_err", r.max_rel_err}, {"passed", r.passed}});
+        rows.push_back({{"op", r.op},
+                        {"shape", r.shape},
+                        {"mode", r.mode},
+                        {"max_abs_err", r.max_abs_err},
+                        {"max_rel_err", r.max_rel_err},
+                        {"passed", r.passed}});
       std::cout << rows.dump(2) << "\n";
     } else {
       std::printf("%-20s %-34s %-10s %12s %12s  %s\n", "op", "shape", "mode", "max_abs_err", "max_rel_err", "result");
       for (const auto& r : results)
-        std::printf("%-20s %-34s %-10s %12.3e %12.3e  %s\n", r.op.c_str(), r.shape.c_str(), r.mode.c_str(), r.max_abs_err,
-                    r.max_rel_err, r.passed ? "ok" : ("FAILED: " + r.failure).c_str());
+        std::printf("%-20s %-34s %-10s %12.3e %12.3e  %s\n", r.op.c_str(), r.shape.c_str(), r.mode.c_str(),
+                    r.max_abs_err, r.max_rel_err, r.passed ? "ok" : ("FAILED: " + r.failure).c_str());
       std::printf("gradcheck (%s): %zu passed, %d failed\n", args->dtype.c_str(), results.size() - failed, failed);
     }
     return failed ? 1 : 0;

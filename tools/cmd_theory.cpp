@@ -33,7 +33,9 @@ std::string fmt(const char* f, A... args) {
 }
 
 // A JSON number, or "-" for null (a statistic that could not be computed).
-std::string num(const Json& v, const char* f = "%10.3e") { return v.is_number() ? fmt(f, v.get<double>()) : fmt("%10s", "-"); }
+std::string num(const Json& v, const char* f = "%10.3e") {
+  return v.is_number() ? fmt(f, v.get<double>()) : fmt("%10s", "-");
+}
 
 void print_header(const Json& r, const std::string& source) {
   const Json& m = r["model"];
@@ -44,18 +46,21 @@ void print_header(const Json& r, const std::string& source) {
     shortest = shortest ? std::min(shortest, t) : t;
     longest = std::max(longest, t);
   }
-  std::cout << "hkt theory: " << source << " (" << m["dtype"].get<std::string>() << " weights; every check in float64)\n"
-            << "model: " << m["layers"] << " layers, " << m["heads"] << " heads (d = " << m["d_model"] << ", d_h = " << m["d_head"]
-            << "), L = " << m["levels"] << " levels, fusion " << m["fusion"].get<std::string>() << ", level weights "
-            << m["level_weights"].get<std::string>() << (m["causal"].get<bool>() ? ", causal" : "") << "\n"
-            << "inputs: the first " << in["examples"] << " examples of the " << in["split"].get<std::string>() << " split, one at a time (T = "
-            << shortest << ".." << longest << ")\n";
+  std::cout << "hkt theory: " << source << " (" << m["dtype"].get<std::string>()
+            << " weights; every check in float64)\n"
+            << "model: " << m["layers"] << " layers, " << m["heads"] << " heads (d = " << m["d_model"]
+            << ", d_h = " << m["d_head"] << "), L = " << m["levels"] << " levels, fusion "
+            << m["fusion"].get<std::string>() << ", level weights " << m["level_weights"].get<std::string>()
+            << (m["causal"].get<bool>() ? ", causal" : "") << "\n"
+            << "inputs: the first " << in["examples"] << " examples of the " << in["split"].get<std::string>()
+            << " split, one at a time (T = " << shortest << ".." << longest << ")\n";
   std::cout << "level weights alpha[layer][head] = ";
   for (const auto& layer : r["alpha"]) {
     std::cout << "[";
     for (std::size_t h = 0; h < layer.size(); ++h) {
       std::cout << (h ? " (" : "(");
-      for (std::size_t l = 0; l < layer[h].size(); ++l) std::cout << (l ? ", " : "") << fmt("%.3f", layer[h][l].get<double>());
+      for (std::size_t l = 0; l < layer[h].size(); ++l)
+        std::cout << (l ? ", " : "") << fmt("%.3f", layer[h][l].get<double>());
       std::cout << ")";
     }
     std::cout << "] ";
@@ -71,19 +76,22 @@ void print_psd(const Json& p, const Json& lengths, std::int64_t max_positions) {
   for (const auto& row : p["bilinear_forms"]) {
     ++total;
     negative += !row["psd"].get<bool>();
-    std::cout << fmt("%5d %4d %5d  %17.4e  %17.4e  %22.4f  %s\n", row["layer"].get<int>(), row["head"].get<int>(), row["level"].get<int>(),
-                     row["lambda_min"].get<double>(), row["lambda_max"].get<double>(), row["relative_min"].get<double>(),
-                     row["psd"].get<bool>() ? "yes" : "no");
+    std::cout << fmt("%5d %4d %5d  %17.4e  %17.4e  %22.4f  %s\n", row["layer"].get<int>(), row["head"].get<int>(),
+                     row["level"].get<int>(), row["lambda_min"].get<double>(), row["lambda_max"].get<double>(),
+                     row["relative_min"].get<double>(), row["psd"].get<bool>() ? "yes" : "no");
   }
   std::cout << "alpha >= 0: " << (p["alpha_nonnegative"].get<bool>() ? "yes" : "no")
             << "; sufficient condition (every M^sym PSD and alpha >= 0): "
-            << (p["condition_holds"].get<bool>() ? "holds" : "does not hold (" + std::to_string(negative) + " of " + std::to_string(total) +
-                                                                  " M^sym have a negative eigenvalue)")
+            << (p["condition_holds"].get<bool>() ? "holds"
+                                                 : "does not hold (" + std::to_string(negative) + " of " +
+                                                       std::to_string(total) + " M^sym have a negative eigenvalue)")
             << "\n";
   int cut = 0;
   for (const auto& t : lengths) cut += t.get<std::int64_t>() > max_positions;
-  std::cout << "fused S_h = sum_l alpha_hl Lift_l(S^(l)_h) on real inputs, S^sym over the first <= " << max_positions << " positions ("
-            << cut << " of " << lengths.size() << " examples are longer: their leading principal submatrix, PSD if the whole is), worst of the examples:\n";
+  std::cout
+      << "fused S_h = sum_l alpha_hl Lift_l(S^(l)_h) on real inputs, S^sym over the first <= " << max_positions
+      << " positions (" << cut << " of " << lengths.size()
+      << " examples are longer: their leading principal submatrix, PSD if the whole is), worst of the examples:\n";
   std::cout << "layer head  lambda_min(S^sym)  lambda_max(S^sym)  lambda_min/max|lambda|  PSD in examples\n";
   // Rows are (layer, head, example) in that order: group them by (layer, head).
   const auto& f = p["fused_scores"];
@@ -99,40 +107,51 @@ void print_psd(const Json& p, const Json& lengths, std::int64_t max_positions) {
         lmax = f[j]["lambda_max"].get<double>();
       }
     }
-    std::cout << fmt("%5d %4d  %17.4e  %17.4e  %22.4f  %d of %d\n", f[i]["layer"].get<int>(), f[i]["head"].get<int>(), lmin, lmax, worst, psd,
-                     static_cast<int>(j - i));
+    std::cout << fmt("%5d %4d  %17.4e  %17.4e  %22.4f  %d of %d\n", f[i]["layer"].get<int>(), f[i]["head"].get<int>(),
+                     lmin, lmax, worst, psd, static_cast<int>(j - i));
     i = j;
   }
   const Json& c = p["constructed"];
-  std::cout << "constructed cases (d = 16, H = 2, L = 3, T = 37, alpha = (0.5, 0.3, 0.2)), worst lambda_min/max|lambda|:\n"
-            << fmt("  W_K = +W_Q (condition holds): M^sym %11.3e  S^sym %11.3e  -> S^sym %s\n", c["holds"]["m"]["relative_min"].get<double>(),
-                   c["holds"]["s"]["relative_min"].get<double>(), c["holds"]["s"]["psd"].get<bool>() ? "PSD to rounding" : "NOT PSD")
-            << fmt("  W_K = -W_Q (condition fails): M^sym %11.3e  S^sym %11.3e  -> S^sym %s\n", c["fails"]["m"]["relative_min"].get<double>(),
-                   c["fails"]["s"]["relative_min"].get<double>(), c["fails"]["s"]["psd"].get<bool>() ? "PSD" : "clearly not PSD");
+  std::cout
+      << "constructed cases (d = 16, H = 2, L = 3, T = 37, alpha = (0.5, 0.3, 0.2)), worst lambda_min/max|lambda|:\n"
+      << fmt("  W_K = +W_Q (condition holds): M^sym %11.3e  S^sym %11.3e  -> S^sym %s\n",
+             c["holds"]["m"]["relative_min"].get<double>(), c["holds"]["s"]["relative_min"].get<double>(),
+             c["holds"]["s"]["psd"].get<bool>() ? "PSD to rounding" : "NOT PSD")
+      << fmt("  W_K = -W_Q (condition fails): M^sym %11.3e  S^sym %11.3e  -> S^sym %s\n",
+             c["fails"]["m"]["relative_min"].get<double>(), c["fails"]["s"]["relative_min"].get<double>(),
+             c["fails"]["s"]["psd"].get<bool>() ? "PSD" : "clearly not PSD");
 }
 
 void print_decompose(const Json& d, std::int64_t examples) {
-  std::cout << "\n== decompose (Props. 3.5-3.6): ||sym||_F/||.||_F and ||anti||_F/||.||_F of M_l and of S^(l) (mean over " << examples
-            << " examples) ==\n";
+  std::cout
+      << "\n== decompose (Props. 3.5-3.6): ||sym||_F/||.||_F and ||anti||_F/||.||_F of M_l and of S^(l) (mean over "
+      << examples << " examples) ==\n";
   std::cout << "layer head level   M sym    M anti   S sym    S anti\n";
   for (const auto& r : d["levels"])
-    std::cout << fmt("%5d %4d %5d  %7.4f  %7.4f  %7.4f  %7.4f\n", r["layer"].get<int>(), r["head"].get<int>(), r["level"].get<int>(),
-                     r["m_sym_share"].get<double>(), r["m_anti_share"].get<double>(), r["s_sym_share"].get<double>(), r["s_anti_share"].get<double>());
-  std::cout << fmt("identities over every M_l and S^(l), relative to max|entry|: max|sym + anti - S| = %.1e, max|sym - sym^T| = %.1e, "
-                   "max|anti + anti^T| = %.1e\n",
-                   d["max_reconstruction_error"].get<double>(), d["max_sym_asymmetry"].get<double>(), d["max_anti_symmetry_error"].get<double>());
+    std::cout << fmt("%5d %4d %5d  %7.4f  %7.4f  %7.4f  %7.4f\n", r["layer"].get<int>(), r["head"].get<int>(),
+                     r["level"].get<int>(), r["m_sym_share"].get<double>(), r["m_anti_share"].get<double>(),
+                     r["s_sym_share"].get<double>(), r["s_anti_share"].get<double>());
+  std::cout << fmt(
+      "identities over every M_l and S^(l), relative to max|entry|: max|sym + anti - S| = %.1e, max|sym - sym^T| = "
+      "%.1e, "
+      "max|anti + anti^T| = %.1e\n",
+      d["max_reconstruction_error"].get<double>(), d["max_sym_asymmetry"].get<double>(),
+      d["max_anti_symmetry_error"].get<double>());
 }
 
 void print_subsume(const Json& s) {
   const Json& a = s["standard"];
   std::cout << "\n== subsume (Prop. 3.4, docs/hkt-attention.md section 4) ==\n"
-            << "(a) L = " << a["levels"] << ", fixed alpha = (1, 0, ...), against standard attention (L = 1) with the same W_Q^(0), W_K^(0), "
+            << "(a) L = " << a["levels"]
+            << ", fixed alpha = (1, 0, ...), against standard attention (L = 1) with the same W_Q^(0), W_K^(0), "
             << "W_V, W_O (layer 0's), on example 0's layer-0 input (T = " << a["T"] << "), float64:\n"
-            << fmt("    max|Y_hkt - Y_mha| = %.3g, ||Y_hkt - Y_mha||_F / ||Y_mha||_F = %.3g\n", a["max_abs_error"].get<double>(),
-                   a["relative_error"].get<double>());
+            << fmt("    max|Y_hkt - Y_mha| = %.3g, ||Y_hkt - Y_mha||_F / ||Y_mha||_F = %.3g\n",
+                   a["max_abs_error"].get<double>(), a["relative_error"].get<double>());
   const Json& c = s["convolution"];
-  std::cout << "(b) \"outputs\" fusion, alpha = e_l, one head, W_Q = W_K = I, layer 0's downsampler, W_V, W_O, input X[p] = A e_p (T = "
-            << c["T"] << "):\n    ||Y - LiftRows_l(X^(l)) W_V^T W_O^T||_F / ||.||_F by score scale:\n    level         A";
+  std::cout << "(b) \"outputs\" fusion, alpha = e_l, one head, W_Q = W_K = I, layer 0's downsampler, W_V, W_O, input "
+               "X[p] = A e_p (T = "
+            << c["T"]
+            << "):\n    ||Y - LiftRows_l(X^(l)) W_V^T W_O^T||_F / ||.||_F by score scale:\n    level         A";
   for (const auto& lv : c["levels"])
     if (!lv["errors"].empty()) {
       for (const auto& e : lv["errors"]) std::cout << fmt("  scale %-8g", e["scale"].get<double>());
@@ -151,25 +170,33 @@ void print_subsume(const Json& s) {
 }
 
 void print_kurtosis(const Json& k) {
-  std::cout << "\n== kurtosis (Thm. 4.3): Mardia's b_{2,p} of the rows of Q^(l)_h and K^(l)_h; Gaussian value p(p+2), z = (b2 - p(p+2)) / SE ==\n"
-            << "(SE = sqrt(8 p (p+2) / n); E_n = p(p+2)(n-1)/(n+1) is the Gaussian mean at this n, below p(p+2) for small n)\n";
+  std::cout << "\n== kurtosis (Thm. 4.3): Mardia's b_{2,p} of the rows of Q^(l)_h and K^(l)_h; Gaussian value p(p+2), "
+               "z = (b2 - p(p+2)) / SE ==\n"
+            << "(SE = sqrt(8 p (p+2) / n); E_n = p(p+2)(n-1)/(n+1) is the Gaussian mean at this n, below p(p+2) for "
+               "small n)\n";
   std::cout << "layer level head      n    p  p(p+2)      E_n       SE     b2(Q)    z(Q)     b2(K)    z(K)\n";
   for (const auto& r : k)
-    std::cout << fmt("%5d %5d %4d %6lld %4lld %7.0f %8.1f %8.3f", r["layer"].get<int>(), r["level"].get<int>(), r["head"].get<int>(),
-                     static_cast<long long>(r["n"].get<std::int64_t>()), static_cast<long long>(r["p"].get<std::int64_t>()),
-                     r["gaussian"].get<double>(), r["gaussian_mean_n"].get<double>(), r["standard_error"].get<double>())
-              << num(r["q_b2"], "%10.2f") << num(r["q_z"], "%8.1f") << num(r["k_b2"], "%10.2f") << num(r["k_z"], "%8.1f") << "\n";
+    std::cout << fmt("%5d %5d %4d %6lld %4lld %7.0f %8.1f %8.3f", r["layer"].get<int>(), r["level"].get<int>(),
+                     r["head"].get<int>(), static_cast<long long>(r["n"].get<std::int64_t>()),
+                     static_cast<long long>(r["p"].get<std::int64_t>()), r["gaussian"].get<double>(),
+                     r["gaussian_mean_n"].get<double>(), r["standard_error"].get<double>())
+              << num(r["q_b2"], "%10.2f") << num(r["q_z"], "%8.1f") << num(r["k_b2"], "%10.2f")
+              << num(r["k_z"], "%8.1f") << "\n";
 }
 
 void print_truncate(const Json& t) {
-  std::cout << "\n== truncate (Thm. 4.3, Prop. 4.4): ||Y_L' - Y_L||_F / ||Y_L||_F keeping levels 0..L'-1 (alpha renormalised), over the examples ==\n";
+  std::cout << "\n== truncate (Thm. 4.3, Prop. 4.4): ||Y_L' - Y_L||_F / ||Y_L||_F keeping levels 0..L'-1 (alpha "
+               "renormalised), over the examples ==\n";
   std::cout << "layer";
   for (std::size_t i = 0; i < t[0]["errors"].size(); ++i) std::cout << fmt("     L' = %zu", i + 1);
   std::cout << "   fitted rate r (error ~ C r^L')\n";
   for (const auto& r : t) {
     std::cout << fmt("%5d", r["layer"].get<int>());
     for (const auto& e : r["errors"]) std::cout << fmt("  %9.3e", e.get<double>());
-    std::cout << "   " << (r["rate"].is_number() ? fmt("%.3f", r["rate"].get<double>()) : std::string("- (fewer than 2 nonzero errors below L' = L)")) << "\n";
+    std::cout << "   "
+              << (r["rate"].is_number() ? fmt("%.3f", r["rate"].get<double>())
+                                        : std::string("- (fewer than 2 nonzero errors below L' = L)"))
+              << "\n";
   }
 }
 
@@ -182,16 +209,21 @@ void add_theory_command(CLI::App& app) {
     bool json = false;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("theory", "The paper's theory results (Props. 3.1, 3.4-3.6, Thm. 4.3) checked on a model's real weights (docs/theory.md)");
+  auto* cmd = app.add_subcommand(
+      "theory",
+      "The paper's theory results (Props. 3.1, 3.4-3.6, Thm. 4.3) checked on a model's real weights (docs/theory.md)");
   cmd->add_option("what", args->what, "psd, decompose, subsume, kurtosis, truncate or all")->required();
   cmd->add_option("--checkpoint", args->checkpoint, "Weights to check (best.safetensors of a run); needs --config");
   cmd->add_option("--config", args->config, "The run's config.json (with --checkpoint)");
   cmd->add_option("--random-init", args->random_init, "Check a freshly initialised model of this config instead");
-  cmd->add_option("--data", args->data, "Split whose first examples are the inputs: train, val or test")->capture_default_str();
+  cmd->add_option("--data", args->data, "Split whose first examples are the inputs: train, val or test")
+      ->capture_default_str();
   cmd->add_option("--examples", args->examples, "How many examples (one at a time)")->capture_default_str();
-  cmd->add_option("--max-positions", args->max_positions, "S^sym spectra use at most this many positions")->capture_default_str();
+  cmd->add_option("--max-positions", args->max_positions, "S^sym spectra use at most this many positions")
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "Print the results as JSON instead of tables");
-  cmd->add_option("--plots", args->plots, "Write DIR/theory.json and PNG plots there (tools/plot_theory.py, needs matplotlib)");
+  cmd->add_option("--plots", args->plots,
+                  "Write DIR/theory.json and PNG plots there (tools/plot_theory.py, needs matplotlib)");
   on_selected(cmd, [args] {
     const std::string& w = args->what;
     check(w == "psd" || w == "decompose" || w == "subsume" || w == "kurtosis" || w == "truncate" || w == "all",
@@ -201,14 +233,17 @@ void add_theory_command(CLI::App& app) {
     check(args->examples >= 1, "theory: --examples must be >= 1, got " + std::to_string(args->examples));
     check(args->max_positions >= 1, "theory: --max-positions must be >= 1, got " + std::to_string(args->max_positions));
     const bool from_checkpoint = !args->checkpoint.empty();
-    check(from_checkpoint != !args->random_init.empty(),
-          "theory: give either --checkpoint FILE --config FILE (a trained model) or --random-init CONFIG (a fresh one)");
+    check(
+        from_checkpoint != !args->random_init.empty(),
+        "theory: give either --checkpoint FILE --config FILE (a trained model) or --random-init CONFIG (a fresh one)");
     check(!from_checkpoint || !args->config.empty(), "theory: --checkpoint needs --config (the run's config.json)");
-    check(from_checkpoint || args->config.empty(), "theory: --config goes with --checkpoint; --random-init takes the config itself");
+    check(from_checkpoint || args->config.empty(),
+          "theory: --config goes with --checkpoint; --random-init takes the config itself");
     const std::string config_path = from_checkpoint ? args->config : args->random_init;
     check(std::filesystem::is_regular_file(config_path), "theory: config file '" + config_path + "' not found");
-    if (from_checkpoint) check(std::filesystem::is_regular_file(args->checkpoint),
-                               "theory: checkpoint '" + args->checkpoint + "' is not a file (missing, or a directory)");
+    if (from_checkpoint)
+      check(std::filesystem::is_regular_file(args->checkpoint),
+            "theory: checkpoint '" + args->checkpoint + "' is not a file (missing, or a directory)");
 
     if (!args->plots.empty()) {  // refuse an unwritable --plots before the analysis, not after
       std::filesystem::create_directories(args->plots);
@@ -224,7 +259,8 @@ void add_theory_command(CLI::App& app) {
       try {
         model = load_model(cfg, args->checkpoint);
       } catch (const Error& e) {
-        throw Error("theory: checkpoint '" + args->checkpoint + "' does not fit config '" + config_path + "': " + e.what());
+        throw Error("theory: checkpoint '" + args->checkpoint + "' does not fit config '" + config_path +
+                    "': " + e.what());
       }
       source = "checkpoint " + args->checkpoint;
     } else {
@@ -242,7 +278,9 @@ void add_theory_command(CLI::App& app) {
     options.examples = args->examples;
     options.max_positions = args->max_positions;
     Json result = theory::analyse(*model, split, options);
-    result["source"] = {{"what", from_checkpoint ? "checkpoint" : "random-init"}, {"config", config_path}, {"checkpoint", args->checkpoint}};
+    result["source"] = {{"what", from_checkpoint ? "checkpoint" : "random-init"},
+                        {"config", config_path},
+                        {"checkpoint", args->checkpoint}};
 
     std::ostream& notes = args->json ? std::cerr : std::cout;  // keep stdout pure JSON with --json
     if (args->json) {
@@ -250,7 +288,8 @@ void add_theory_command(CLI::App& app) {
     } else {
       print_header(result, source);
       if (result.contains("psd")) print_psd(result["psd"], result["inputs"]["lengths"], args->max_positions);
-      if (result.contains("decompose")) print_decompose(result["decompose"], result["inputs"]["examples"].get<std::int64_t>());
+      if (result.contains("decompose"))
+        print_decompose(result["decompose"], result["inputs"]["examples"].get<std::int64_t>());
       if (result.contains("subsume")) print_subsume(result["subsume"]);
       if (result.contains("kurtosis")) print_kurtosis(result["kurtosis"]);
       if (result.contains("truncate")) print_truncate(result["truncate"]);

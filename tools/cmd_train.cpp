@@ -29,21 +29,29 @@ void add_train_commands(CLI::App& app) {
   };
   auto targs = std::make_shared<TrainArgs>();
   auto* train_cmd = app.add_subcommand("train", "Train a classifier from a JSON config (docs/config.md)");
-  train_cmd->add_option("--config", targs->config, "Config file (JSON; keys not given keep their defaults)")->check(readable_file());
+  train_cmd->add_option("--config", targs->config, "Config file (JSON; keys not given keep their defaults)")
+      ->check(readable_file());
   train_cmd->add_option("--set", targs->sets, "Override a config key: --set model.d_model=128 (repeatable)");
   train_cmd->add_option("--seed", targs->seed, "Shortcut for --set train.seed=N")->check(CLI::NonNegativeNumber);
   train_cmd->add_option("--out", targs->out, "Run directory to write")->capture_default_str()->check(nonempty_path());
-  train_cmd->add_option("--device", targs->device,
-                        "cpu or cuda (every op on the GPU; checkpoints are device-independent, so --resume may change it)")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  train_cmd
+      ->add_option("--device", targs->device,
+                   "cpu or cuda (every op on the GPU; checkpoints are device-independent, so --resume may change it)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   train_cmd->add_option("--resume", targs->resume, "Continue the run in this directory from its last checkpoint");
-  train_cmd->add_flag("--overwrite", targs->overwrite, "Replace a finished or stopped run in --out (its files are deleted first)");
-  train_cmd->add_option("--stop-after", targs->stop_after, "Stop (with a checkpoint) after this step; continue later with --resume")
+  train_cmd->add_flag("--overwrite", targs->overwrite,
+                      "Replace a finished or stopped run in --out (its files are deleted first)");
+  train_cmd
+      ->add_option("--stop-after", targs->stop_after,
+                   "Stop (with a checkpoint) after this step; continue later with --resume")
       ->check(CLI::NonNegativeNumber);
   on_selected(train_cmd, [targs] {
     config::Json cfg;
     std::string out = targs->out;
     if (!targs->resume.empty()) {
-      check(targs->config.empty(), "train: --config and --resume exclude each other (a resumed run keeps its config.json)");
+      check(targs->config.empty(),
+            "train: --config and --resume exclude each other (a resumed run keeps its config.json)");
       out = targs->resume;
       cfg = config::merge(read_json(out + "/config.json"), out + "/config.json");
     } else {
@@ -51,8 +59,10 @@ void add_train_commands(CLI::App& app) {
     }
     std::vector<std::string> sets = targs->sets;
     if (targs->seed >= 0) sets.push_back("train.seed=" + std::to_string(targs->seed));
-    if (targs->resume.empty()) cfg = config::apply_sets(cfg, sets);
-    else check(sets.empty(), "train --resume: --set and --seed cannot change a run being resumed");
+    if (targs->resume.empty())
+      cfg = config::apply_sets(cfg, sets);
+    else
+      check(sets.empty(), "train --resume: --set and --seed cannot change a run being resumed");
     check(targs->resume.empty() || !targs->overwrite, "train: --overwrite and --resume exclude each other");
     const bool terminal = isatty(fileno(stdout)) != 0;
     TrainOptions options;
@@ -79,15 +89,21 @@ void add_train_commands(CLI::App& app) {
   auto eargs = std::make_shared<EvalArgs>();
   auto* eval = app.add_subcommand("eval", "Evaluate a run's best checkpoint on a split");
   eval->add_option("--run", eargs->run, "Run directory (holds config.json and best.safetensors)")->required();
-  eval->add_option("--split", eargs->split, "train, val or test")->check(CLI::IsMember({"train", "val", "test"}))->capture_default_str();
+  eval->add_option("--split", eargs->split, "train, val or test")
+      ->check(CLI::IsMember({"train", "val", "test"}))
+      ->capture_default_str();
   on_selected(eval, [eargs] {
     const config::Json cfg = config::merge(read_json(eargs->run + "/config.json"), eargs->run + "/config.json");
     const TaskData task = load_task(cfg);
     auto model = build_model(cfg, task.train);
     load_weights(*model, eargs->run + "/best.safetensors");
     const data::Dataset& split = eargs->split == "train" ? task.train : eargs->split == "val" ? task.val : task.test;
-    const Evaluation e = evaluate(*model, split, cfg["train"]["eval_batch_size"].get<std::int64_t>(), cfg["train"]["pad_to_longest"].get<bool>());
-    std::cout << config::Json{{"split", eargs->split}, {"accuracy", e.accuracy}, {"loss", e.loss}, {"examples", e.examples},
+    const Evaluation e = evaluate(*model, split, cfg["train"]["eval_batch_size"].get<std::int64_t>(),
+                                  cfg["train"]["pad_to_longest"].get<bool>());
+    std::cout << config::Json{{"split", eargs->split},
+                              {"accuracy", e.accuracy},
+                              {"loss", e.loss},
+                              {"examples", e.examples},
                               {"chance_level", split.chance_level()}}
                      .dump(2)
               << "\n";
@@ -100,9 +116,13 @@ void add_train_commands(CLI::App& app) {
   };
   auto pargs = std::make_shared<PredictArgs>();
   auto* predict = app.add_subcommand("predict", "Class logits for token sequences given as JSON");
-  predict->add_option("--checkpoint", pargs->checkpoint, "Weights (best.safetensors of a run)")->required()->check(readable_file());
+  predict->add_option("--checkpoint", pargs->checkpoint, "Weights (best.safetensors of a run)")
+      ->required()
+      ->check(readable_file());
   predict->add_option("--config", pargs->config, "The run's config.json")->required()->check(readable_file());
-  predict->add_option("--input", pargs->input, "JSON list of token lists, e.g. [[3, 1, 4], [1, 5]]")->required()->check(readable_file());
+  predict->add_option("--input", pargs->input, "JSON list of token lists, e.g. [[3, 1, 4], [1, 5]]")
+      ->required()
+      ->check(readable_file());
   predict->add_option("--output", pargs->output, "JSON file to write: a list of logit lists")->required();
   on_selected(predict, [pargs] {
     const config::Json cfg = config::load_file(pargs->config);
@@ -123,10 +143,11 @@ void add_train_commands(CLI::App& app) {
       check(n > 0, item + " holds only padding (token 0)");
       for (std::size_t t = 0; t < n; ++t)
         check(!(input[i][t].is_number_integer() && input[i][t].get<std::int64_t>() == 0),
-              item + " token " + std::to_string(t) + " is 0, the padding token, inside the sequence (padding may only trail)");
+              item + " token " + std::to_string(t) +
+                  " is 0, the padding token, inside the sequence (padding may only trail)");
       const std::int64_t max_len = model->config().max_len;
-      check(static_cast<std::int64_t>(n) <= max_len, item + " has " + std::to_string(n) +
-                                                         " tokens, more than the model's max_len " + std::to_string(max_len));
+      check(static_cast<std::int64_t>(n) <= max_len,
+            item + " has " + std::to_string(n) + " tokens, more than the model's max_len " + std::to_string(max_len));
       lengths.push_back(n);
       T = std::max<std::int64_t>(T, static_cast<std::int64_t>(n));
     }
@@ -135,21 +156,25 @@ void add_train_commands(CLI::App& app) {
     for (std::int64_t b = 0; b < B; ++b)
       for (std::size_t t = 0; t < lengths[static_cast<std::size_t>(b)]; ++t) {
         const auto& v = input[static_cast<std::size_t>(b)][t];
-        check(v.is_number_integer(), pargs->input + ": item " + std::to_string(b) + " token " + std::to_string(t) + " is not an integer");
+        check(v.is_number_integer(),
+              pargs->input + ": item " + std::to_string(b) + " token " + std::to_string(t) + " is not an integer");
         const std::int64_t id = v.get<std::int64_t>(), vocab = model->config().vocab_size;
-        check(id >= 0 && id < vocab, pargs->input + ": item " + std::to_string(b) + " token " + std::to_string(t) + ": " +
-                                         std::to_string(id) + " is outside the model's vocabulary 0.." + std::to_string(vocab - 1));
+        check(id >= 0 && id < vocab, pargs->input + ": item " + std::to_string(b) + " token " + std::to_string(t) +
+                                         ": " + std::to_string(id) + " is outside the model's vocabulary 0.." +
+                                         std::to_string(vocab - 1));
         tokens[static_cast<std::size_t>(b * T) + t] = v.get<std::int64_t>();
         mask[static_cast<std::size_t>(b * T) + t] = 1;
       }
     NoGradGuard no_grad;
     Generator unused(0);
-    const Tensor logits = model->forward(Tensor::from_indices(tokens, {B, T}), Tensor(), Tensor::from_indices(mask, {B, T}), false, unused);
+    const Tensor logits = model->forward(Tensor::from_indices(tokens, {B, T}), Tensor(),
+                                         Tensor::from_indices(mask, {B, T}), false, unused);
     const auto v = logits.to_vector();
     const std::int64_t C = logits.shape()[1];
     config::Json out = config::Json::array();
     for (std::int64_t b = 0; b < B; ++b) out.push_back(std::vector<double>(v.begin() + b * C, v.begin() + (b + 1) * C));
-    check(!std::filesystem::is_directory(pargs->output), pargs->output + ": is a directory; --output needs a file name");
+    check(!std::filesystem::is_directory(pargs->output),
+          pargs->output + ": is a directory; --output needs a file name");
     write_file_atomic(pargs->output, out.dump() + "\n");  // a failed write leaves no .tmp behind
     std::cout << "wrote " << B << " x " << C << " logits to " << pargs->output << "\n";
     return 0;

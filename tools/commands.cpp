@@ -38,8 +38,8 @@ CLI::Validator readable_file() {
 }
 
 CLI::Validator nonempty_path() {
-  return CLI::Validator([](std::string& path) -> std::string { return path.empty() ? "an empty path; give a directory" : ""; },
-                        "DIR");
+  return CLI::Validator(
+      [](std::string& path) -> std::string { return path.empty() ? "an empty path; give a directory" : ""; }, "DIR");
 }
 
 void on_selected(CLI::App* sub, std::function<int()> body) { bodies()[sub] = std::move(body); }
@@ -75,7 +75,8 @@ std::string run_plot_script(const std::string& script, const std::string& dir, b
   if (python.empty()) return "plots skipped: no Python with matplotlib (install python3-matplotlib, or set HKT_PYTHON)";
   std::cout.flush();
   std::cerr.flush();
-  const std::string command = shell_quote(python) + " " + shell_quote(path) + " " + shell_quote(dir) + (output_to_stderr ? " 1>&2" : "");
+  const std::string command =
+      shell_quote(python) + " " + shell_quote(path) + " " + shell_quote(dir) + (output_to_stderr ? " 1>&2" : "");
   if (std::system(command.c_str()) != 0) return "plots failed (see the message above)";
   return "";
 }

@@ -15,9 +15,10 @@ double check_hkt_attention_args(const char* op, const std::vector<Tensor>& q, co
                                 const HktAttentionOptions& options) {
   const std::string o(op);
   check(!q.empty(), o + ": no levels given (q is empty)");
-  check(q.size() == k.size(), o + ": " + std::to_string(q.size()) + " query levels but " + std::to_string(k.size()) +
-                                  " key levels");
-  check(v.defined() && v.dim() == 4, o + ": v must be [B, H, T, d_h], got " + (v.defined() ? shape_str(v.shape()) : "undefined"));
+  check(q.size() == k.size(),
+        o + ": " + std::to_string(q.size()) + " query levels but " + std::to_string(k.size()) + " key levels");
+  check(v.defined() && v.dim() == 4,
+        o + ": v must be [B, H, T, d_h], got " + (v.defined() ? shape_str(v.shape()) : "undefined"));
   const std::int64_t B = v.shape()[0], H = v.shape()[1], T = v.shape()[2], dh = v.shape()[3];
   const int L = static_cast<int>(q.size());
   check(T >= 1, o + ": T must be >= 1, got v of shape " + shape_str(v.shape()));
@@ -36,7 +37,8 @@ double check_hkt_attention_args(const char* op, const std::vector<Tensor>& q, co
     }
   }
   check(alpha.defined() && alpha.shape() == Shape({H, L}),
-        o + ": alpha must be [H, L] = " + shape_str({H, L}) + ", got " + (alpha.defined() ? shape_str(alpha.shape()) : "undefined"));
+        o + ": alpha must be [H, L] = " + shape_str({H, L}) + ", got " +
+            (alpha.defined() ? shape_str(alpha.shape()) : "undefined"));
   check(alpha.dtype() == v.dtype() && alpha.device() == v.device(),
         o + ": alpha must have v's dtype " + dtype_name(v.dtype()) + " and device " + device_name(v.device()));
   if (key_mask.defined())
@@ -46,8 +48,9 @@ double check_hkt_attention_args(const char* op, const std::vector<Tensor>& q, co
     const auto keep = key_mask.to_vector();
     for (std::size_t i = 0; i < keep.size(); ++i)
       check(keep[i] == 0.0 || keep[i] == 1.0, o + ": key_mask must hold 0 (padding) or 1 (a real key), got " +
-                                                  std::to_string(keep[i]) + " at [" + std::to_string(i / static_cast<std::size_t>(T)) +
-                                                  ", " + std::to_string(i % static_cast<std::size_t>(T)) + "]");
+                                                  std::to_string(keep[i]) + " at [" +
+                                                  std::to_string(i / static_cast<std::size_t>(T)) + ", " +
+                                                  std::to_string(i % static_cast<std::size_t>(T)) + "]");
   }
   check(options.block_q >= 1 && options.block_k >= 1, o + ": block sizes must be >= 1");
   check(std::isfinite(options.scale), o + ": scale must be finite, got " + std::to_string(options.scale));
@@ -79,12 +82,14 @@ namespace {
 // key_mask[b, j] = 0, or where j > i when causal. A constant: it needs no gradient.
 Tensor additive_mask(const Tensor& key_mask, std::int64_t B, std::int64_t T, bool causal, DType dtype) {
   std::vector<double> m(static_cast<std::size_t>(B * T * T), 0.0);
-  const std::vector<double> keep = key_mask.defined() ? key_mask.to_vector() : std::vector<double>(static_cast<std::size_t>(B * T), 1.0);
+  const std::vector<double> keep =
+      key_mask.defined() ? key_mask.to_vector() : std::vector<double>(static_cast<std::size_t>(B * T), 1.0);
   const double inf = std::numeric_limits<double>::infinity();
   for (std::int64_t b = 0; b < B; ++b)
     for (std::int64_t i = 0; i < T; ++i)
       for (std::int64_t j = 0; j < T; ++j)
-        if (keep[static_cast<std::size_t>(b * T + j)] == 0.0 || (causal && j > i)) m[static_cast<std::size_t>((b * T + i) * T + j)] = -inf;
+        if (keep[static_cast<std::size_t>(b * T + j)] == 0.0 || (causal && j > i))
+          m[static_cast<std::size_t>((b * T + i) * T + j)] = -inf;
   return Tensor::from_vector(m, {B, 1, T, T}, dtype);
 }
 
@@ -108,12 +113,13 @@ Tensor hkt_attention_composite(const std::vector<Tensor>& q, const std::vector<T
   Tensor s;  // [B, H, T, T]
   for (int l = 0; l < L; ++l) {
     const auto li = static_cast<std::size_t>(l);
-    Tensor level_scores = mul(matmul(q[li], transpose(k[li], -1, -2)), scale);     // [B, H, T_l, T_l]
-    Tensor weight = reshape(slice(alpha, 1, l, l + 1), {1, H, 1, 1});              // alpha[:, l]
+    Tensor level_scores = mul(matmul(q[li], transpose(k[li], -1, -2)), scale);  // [B, H, T_l, T_l]
+    Tensor weight = reshape(slice(alpha, 1, l, l + 1), {1, H, 1, 1});           // alpha[:, l]
     Tensor term = mul(lift(level_scores, l, T), weight);
     s = s.defined() ? add(s, term) : term;
   }
-  Tensor p = softmax(s, additive_mask(key_mask, B, T, options.causal, v.dtype()).to(v.device()));  // fully masked rows: 0
+  Tensor p =
+      softmax(s, additive_mask(key_mask, B, T, options.causal, v.dtype()).to(v.device()));  // fully masked rows: 0
   return matmul(p, v);
 }
 

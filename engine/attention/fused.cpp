@@ -49,7 +49,7 @@ using attention::tile_gemm_tn;
 struct Geometry {
   std::int64_t B = 0, H = 0, T = 0, dh = 0;
   int L = 1;
-  std::vector<std::int64_t> Tl;  // T_l = ceil(T / 2^l)
+  std::vector<std::int64_t> Tl;             // T_l = ceil(T / 2^l)
   std::int64_t block_q = 64, block_k = 64;  // multiples of 2^(L-1)
   std::int64_t key_tiles = 0;               // ceil(T / block_k)
   bool causal = false;
@@ -73,12 +73,12 @@ std::vector<E> pack_transposed(const E* src, std::int64_t rows, std::int64_t dh,
 // One (batch, head) of every input, plus its packed transposes.
 template <class E>
 struct Head {
-  std::vector<const E*> q, k;          // level l: [T_l, d_h]
-  const E* v = nullptr;                // [T, d_h]
-  const E* alpha = nullptr;            // [L], this head's level weights
-  const unsigned char* keep = nullptr; // [T], 1 = real key; nullptr = all real
-  std::vector<std::vector<E>> kt;      // level l: K_l^T packed by key tile, width block_k / 2^l
-  std::vector<E> vt;                   // V^T packed by key tile (backward only)
+  std::vector<const E*> q, k;                   // level l: [T_l, d_h]
+  const E* v = nullptr;                         // [T, d_h]
+  const E* alpha = nullptr;                     // [L], this head's level weights
+  const unsigned char* keep = nullptr;          // [T], 1 = real key; nullptr = all real
+  std::vector<std::vector<E>> kt;               // level l: K_l^T packed by key tile, width block_k / 2^l
+  std::vector<E> vt;                            // V^T packed by key tile (backward only)
   std::vector<unsigned char> tile_has_padding;  // per key tile
 };
 
@@ -108,12 +108,14 @@ Head<E> make_head(const Geometry& g, const std::vector<Tensor>& q, const std::ve
 template <class E>
 struct ScoreTile {
   std::vector<E> s;                   // the fused, masked scores (then p), [block_q x block_k]
-  std::vector<std::vector<E>> fused;  // level l >= 1: F_l (compute_scores) or ds_l (the backward), [block_q/2^l x block_k/2^l], row stride block_k/2^l
+  std::vector<std::vector<E>> fused;  // level l >= 1: F_l (compute_scores) or ds_l (the backward), [block_q/2^l x
+                                      // block_k/2^l], row stride block_k/2^l
   std::vector<E> row;                 // one row of scratch, [block_k]
   // fused[0] is never used (level 0 is s itself), so it stays empty: the scratch then
   // stays in L2.
   explicit ScoreTile(const Geometry& g) {
-    for (int l = 0; l < g.L; ++l) fused.emplace_back(l > 0 ? static_cast<std::size_t>((g.block_q >> l) * (g.block_k >> l)) : 0);
+    for (int l = 0; l < g.L; ++l)
+      fused.emplace_back(l > 0 ? static_cast<std::size_t>((g.block_q >> l) * (g.block_k >> l)) : 0);
     s.resize(static_cast<std::size_t>(g.block_q * g.block_k));
     row.resize(static_cast<std::size_t>(g.block_k));
   }
@@ -174,8 +176,8 @@ void compute_scores(const Geometry& g, const Head<E>& hd, std::int64_t i0, std::
         if (2 * cr + 1 < rows) std::copy(out + 2 * cr * w, out + 2 * cr * w + cols, out + (2 * cr + 1) * w);
       }
     }
-    tile_gemm(rows, cols, dh, static_cast<E>(g.scale) * hd.alpha[l], hd.q[li] + r0 * dh, dh, hd.kt[li].data() + jt * dh * w, w,
-              out, w);
+    tile_gemm(rows, cols, dh, static_cast<E>(g.scale) * hd.alpha[l], hd.q[li] + r0 * dh, dh,
+              hd.kt[li].data() + jt * dh * w, w, out, w);
   }
   // Masks, only where the tile can have any: padded keys, or keys after some query.
   const bool causal_cut = g.causal && j1 - 1 > i0;
@@ -224,7 +226,9 @@ void forward_tile(const Geometry& g, const Head<E>& hd, std::int64_t i0, E* out,
   for (std::int64_t r = 0; r < nr; ++r) {
     const auto ri = static_cast<std::size_t>(r);
     const bool dead = run_sum[ri] == E(0);  // every key masked: output 0, LSE -inf
-    for (std::int64_t d = 0; d < dh; ++d) out[(i0 + r) * dh + d] = dead ? E(0) : acc[ri * static_cast<std::size_t>(dh) + static_cast<std::size_t>(d)] / run_sum[ri];
+    for (std::int64_t d = 0; d < dh; ++d)
+      out[(i0 + r) * dh + d] =
+          dead ? E(0) : acc[ri * static_cast<std::size_t>(dh) + static_cast<std::size_t>(d)] / run_sum[ri];
     lse[i0 + r] = dead ? -inf : run_max[ri] + std::log(run_sum[ri]);
   }
 }
@@ -361,7 +365,8 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
     const std::int64_t heads = g.B * g.H, query_tiles = (g.T + g.block_q - 1) / g.block_q;
     std::vector<Head<E>> hds(static_cast<std::size_t>(heads));
 #pragma omp parallel for schedule(static)
-    for (std::int64_t bh = 0; bh < heads; ++bh) hds[static_cast<std::size_t>(bh)] = make_head<E>(g, q, k, v, alpha, keep, bh, false);
+    for (std::int64_t bh = 0; bh < heads; ++bh)
+      hds[static_cast<std::size_t>(bh)] = make_head<E>(g, q, k, v, alpha, keep, bh, false);
     E *po = out.data<E>(), *pl = lse.data<E>();
 #pragma omp parallel
     {
@@ -386,7 +391,8 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
              const Tensor& grad_out, const std::vector<bool>& needs) {
            const auto L = static_cast<std::size_t>(g.L);
            Grads grads;
-           for (std::size_t l = 0; l < 2 * L; ++l) grads.push_back(Tensor::zeros((l < L ? saved_q[l] : saved_k[l - L]).shape(), v.dtype()));
+           for (std::size_t l = 0; l < 2 * L; ++l)
+             grads.push_back(Tensor::zeros((l < L ? saved_q[l] : saved_k[l - L]).shape(), v.dtype()));
            grads.push_back(Tensor::zeros(v.shape(), v.dtype()));
            const bool want_dalpha = needs[2 * L + 1];  // inputs: q (L), k (L), v, alpha
            std::vector<double> dalpha_parts(static_cast<std::size_t>(g.B * g.H * g.L), 0.0);

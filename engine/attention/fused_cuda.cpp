@@ -18,10 +18,10 @@ Tensor fused_cuda(const std::vector<Tensor>& q, const std::vector<Tensor>& k, co
                   const Tensor& key_mask, bool causal, double scale) {
   const int L = static_cast<int>(q.size());
   const std::int64_t B = v.shape()[0], H = v.shape()[1], T = v.shape()[2], dh = v.shape()[3];
-  check(fused_cuda_supports(L, dh), "hkt_attention_fused: the CUDA kernels take L <= " +
-                                        std::to_string(cuda::kMaxAttentionLevels) + " levels and d_h <= " +
-                                        std::to_string(cuda::kMaxAttentionHeadDim) + ", got L = " + std::to_string(L) +
-                                        ", d_h = " + std::to_string(dh) + " (use hkt_attention_composite)");
+  check(fused_cuda_supports(L, dh),
+        "hkt_attention_fused: the CUDA kernels take L <= " + std::to_string(cuda::kMaxAttentionLevels) +
+            " levels and d_h <= " + std::to_string(cuda::kMaxAttentionHeadDim) + ", got L = " + std::to_string(L) +
+            ", d_h = " + std::to_string(dh) + " (use hkt_attention_composite)");
   // The key mask as int64 on the device (the mask is [B, T] of 0/1, any dtype, any device).
   Tensor keep;
   if (key_mask.defined()) {
@@ -71,7 +71,8 @@ Tensor fused_cuda(const std::vector<Tensor>& q, const std::vector<Tensor>& k, co
            const bool want_dalpha = needs[2 * n + 1];
            Tensor dalpha = want_dalpha ? Tensor::empty(saved[2 * n + 1].shape(), out.dtype(), Device::CUDA) : Tensor();
            cuda::hkt_attention_backward(args, out.raw_data(), lse.raw_data(), grad_out.raw_data(), dq, dk,
-                                        grads[2 * n].raw_data(), want_dalpha ? dalpha.raw_data() : nullptr, out.dtype());
+                                        grads[2 * n].raw_data(), want_dalpha ? dalpha.raw_data() : nullptr,
+                                        out.dtype());
            grads.push_back(dalpha);
            return grads;
          });

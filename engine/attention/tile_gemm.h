@@ -23,8 +23,8 @@ namespace hkt::attention {
 /// ldb >= n, ldc >= n; m, n or k may be 0 (nothing happens). BLAS sgemm / dgemm with
 /// beta = 1 (tile_gemm.cpp), for every tile size: the coarse levels' small tiles too
 /// (switching tiles below 32^3 multiply-adds to the loop made HKT 10-50 % slower).
-void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* A, std::int64_t lda, const float* B,
-               std::int64_t ldb, float* C, std::int64_t ldc);
+void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* A, std::int64_t lda,
+               const float* B, std::int64_t ldb, float* C, std::int64_t ldc);
 void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* A, std::int64_t lda,
                const double* B, std::int64_t ldb, double* C, std::int64_t ldc);
 

@@ -34,7 +34,7 @@ namespace hkt::attention {
 
 inline float fast_exp(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693145751953125f;     // ln 2 to 16 bits: n * kLn2Hi is exact for |n| < 2^8
+  constexpr float kLn2Hi = 0.693145751953125f;      // ln 2 to 16 bits: n * kLn2Hi is exact for |n| < 2^8
   constexpr float kLn2Lo = 1.428606765330187e-06f;  // ln 2 - kLn2Hi
   // Clamp so that n stays in the range of a normal float's exponent; the result for
   // the clamped inputs is replaced below.
@@ -92,7 +92,7 @@ inline float fast_erfc(float z) {
   p = p * t + 1.00002368f;
   p = p * t - 1.26551223f;
   const float tail = t * fast_exp(p - a * a);  // erfc(|z|); 0 once -z^2 < -87 (true value < 1e-38)
-  return z >= 0.0f ? tail : 2.0f - tail;         // NaN: the comparison fails and 2 - NaN is NaN
+  return z >= 0.0f ? tail : 2.0f - tail;       // NaN: the comparison fails and 2 - NaN is NaN
 }
 
 // ---- lane sums ----

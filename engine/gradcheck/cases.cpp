@@ -49,18 +49,28 @@ std::vector<Case> build_cases() {
   auto one = [](Shape a) { return [a](Generator& g) { return Inputs{randn(g, a)}; }; };
 
   // ---- binary with broadcasting
-  for (auto [sa, sb, name] : {std::tuple{Shape{2, 3}, Shape{2, 3}, "[2,3]+[2,3]"}, {Shape{2, 3}, Shape{3}, "[2,3]+[3]"},
-                              {Shape{4, 1, 3}, Shape{2, 1}, "[4,1,3]+[2,1]"}, {Shape{1}, Shape{}, "[1]+[]"}}) {
+  for (auto [sa, sb, name] : {std::tuple{Shape{2, 3}, Shape{2, 3}, "[2,3]+[2,3]"},
+                              {Shape{2, 3}, Shape{3}, "[2,3]+[3]"},
+                              {Shape{4, 1, 3}, Shape{2, 1}, "[4,1,3]+[2,1]"},
+                              {Shape{1}, Shape{}, "[1]+[]"}}) {
     add_case("add", name, two(sa, sb), [](const Inputs& x) { return add(x[0], x[1]); });
   }
   add_case("sub", "[2,3]-[2,1]", two({2, 3}, {2, 1}), [](const Inputs& x) { return sub(x[0], x[1]); });
   add_case("sub", "[3]-[2,3]", two({3}, {2, 3}), [](const Inputs& x) { return sub(x[0], x[1]); });
   add_case("mul", "[2,3]*[2,3]", two({2, 3}, {2, 3}), [](const Inputs& x) { return mul(x[0], x[1]); });
   add_case("mul", "[2,1,3]*[4,1]", two({2, 1, 3}, {4, 1}), [](const Inputs& x) { return mul(x[0], x[1]); });
-  add_case("div", "[2,3]/[3]", [](Generator& g) { return Inputs{randn(g, {2, 3}), away_from_zero(g, {3}, 0.5)}; },
-           [](const Inputs& x) { return div(x[0], x[1]); });
-  add_case("div", "[1,5]/[3,1]", [](Generator& g) { return Inputs{randn(g, {1, 5}), away_from_zero(g, {3, 1}, 0.5)}; },
-           [](const Inputs& x) { return div(x[0], x[1]); });
+  add_case(
+      "div", "[2,3]/[3]",
+      [](Generator& g) {
+        return Inputs{randn(g, {2, 3}), away_from_zero(g, {3}, 0.5)};
+      },
+      [](const Inputs& x) { return div(x[0], x[1]); });
+  add_case(
+      "div", "[1,5]/[3,1]",
+      [](Generator& g) {
+        return Inputs{randn(g, {1, 5}), away_from_zero(g, {3, 1}, 0.5)};
+      },
+      [](const Inputs& x) { return div(x[0], x[1]); });
 
   // ---- scalar variants
   add_case("add_scalar", "[2,3]+2.5", one({2, 3}), [](const Inputs& x) { return add(x[0], 2.5); });
@@ -68,12 +78,21 @@ std::vector<Case> build_cases() {
   add_case("rsub_scalar", "3-[2,2]", one({2, 2}), [](const Inputs& x) { return rsub(x[0], 3.0); });
   add_case("mul_scalar", "[3,1]*-0.7", one({3, 1}), [](const Inputs& x) { return mul(x[0], -0.7); });
   add_case("div_scalar", "[4]/3", one({4}), [](const Inputs& x) { return div(x[0], 3.0); });
-  add_case("rdiv_scalar", "2/[2,3]", [](Generator& g) { return Inputs{away_from_zero(g, {2, 3}, 0.5)}; },
-           [](const Inputs& x) { return rdiv(x[0], 2.0); });
-  add_case("pow", "[2,3]^2.5", [](Generator& g) { return Inputs{positive(g, {2, 3})}; },
-           [](const Inputs& x) { return pow(x[0], 2.5); });
-  add_case("pow", "[5]^-1.5", [](Generator& g) { return Inputs{positive(g, {5})}; },
-           [](const Inputs& x) { return pow(x[0], -1.5); });
+  add_case(
+      "rdiv_scalar", "2/[2,3]",
+      [](Generator& g) {
+        return Inputs{away_from_zero(g, {2, 3}, 0.5)};
+      },
+      [](const Inputs& x) { return rdiv(x[0], 2.0); });
+  add_case(
+      "pow", "[2,3]^2.5",
+      [](Generator& g) {
+        return Inputs{positive(g, {2, 3})};
+      },
+      [](const Inputs& x) { return pow(x[0], 2.5); });
+  add_case(
+      "pow", "[5]^-1.5", [](Generator& g) { return Inputs{positive(g, {5})}; },
+      [](const Inputs& x) { return pow(x[0], -1.5); });
   add_case("pow", "[7]^3", one({7}), [](const Inputs& x) { return pow(x[0], 3.0); });
 
   // ---- unary
@@ -84,49 +103,85 @@ std::vector<Case> build_cases() {
     const std::string& name = shape_and_name.second;
     add_case("neg", name, one(s), [](const Inputs& x) { return neg(x[0]); });
     add_case("exp", name, one(s), [](const Inputs& x) { return exp(x[0]); });
-    add_case("log", name, [s](Generator& g) { return Inputs{positive(g, s, 0.2, 3.0)}; }, [](const Inputs& x) { return log(x[0]); });
-    add_case("sqrt", name, [s](Generator& g) { return Inputs{positive(g, s, 0.2, 3.0)}; }, [](const Inputs& x) { return sqrt(x[0]); });
+    add_case(
+        "log", name, [s](Generator& g) { return Inputs{positive(g, s, 0.2, 3.0)}; },
+        [](const Inputs& x) { return log(x[0]); });
+    add_case(
+        "sqrt", name, [s](Generator& g) { return Inputs{positive(g, s, 0.2, 3.0)}; },
+        [](const Inputs& x) { return sqrt(x[0]); });
     add_case("tanh", name, one(s), [](const Inputs& x) { return tanh(x[0]); });
     add_case("sigmoid", name, one(s), [](const Inputs& x) { return sigmoid(x[0]); });
-    add_case("relu", name, [s](Generator& g) { return Inputs{away_from_zero(g, s)}; }, [](const Inputs& x) { return relu(x[0]); });
+    add_case(
+        "relu", name, [s](Generator& g) { return Inputs{away_from_zero(g, s)}; },
+        [](const Inputs& x) { return relu(x[0]); });
     add_case("gelu_erf", name, one(s), [](const Inputs& x) { return gelu(x[0], GeluApproximation::Erf); });
     add_case("gelu_tanh", name, one(s), [](const Inputs& x) { return gelu(x[0], GeluApproximation::Tanh); });
   }
 
   // ---- matmul (batch broadcasting included)
   add_case("matmul", "[2,3]x[3,4]", two({2, 3}, {3, 4}), [](const Inputs& x) { return matmul(x[0], x[1]); });
-  add_case("matmul", "[2,1,2,3]x[4,3,2]", two({2, 1, 2, 3}, {4, 3, 2}), [](const Inputs& x) { return matmul(x[0], x[1]); });
+  add_case("matmul", "[2,1,2,3]x[4,3,2]", two({2, 1, 2, 3}, {4, 3, 2}),
+           [](const Inputs& x) { return matmul(x[0], x[1]); });
   add_case("matmul", "[3,5,4]x[4,2]", two({3, 5, 4}, {4, 2}), [](const Inputs& x) { return matmul(x[0], x[1]); });
   add_case("matmul", "[1,1]x[1,1]", two({1, 1}, {1, 1}), [](const Inputs& x) { return matmul(x[0], x[1]); });
   add_case("matmul", "[2,3,33]x[33,31]", two({2, 3, 33}, {33, 31}), [](const Inputs& x) { return matmul(x[0], x[1]); });
-  add_case("matmul", "[64,65]x[65,48] (projection)", two({64, 65}, {65, 48}), [](const Inputs& x) { return matmul(x[0], x[1]); });
+  add_case("matmul", "[64,65]x[65,48] (projection)", two({64, 65}, {65, 48}),
+           [](const Inputs& x) { return matmul(x[0], x[1]); });
 
-  add_case("linear", "[2,3,4]W[5,4]+b[5]", [](Generator& g) { return Inputs{randn(g, {2, 3, 4}), randn(g, {5, 4}), randn(g, {5})}; },
-           [](const Inputs& x) { return linear(x[0], x[1], x[2]); });
+  add_case(
+      "linear", "[2,3,4]W[5,4]+b[5]",
+      [](Generator& g) {
+        return Inputs{randn(g, {2, 3, 4}), randn(g, {5, 4}), randn(g, {5})};
+      },
+      [](const Inputs& x) { return linear(x[0], x[1], x[2]); });
   add_case("linear", "[3]W[2,3] no bias", two({3}, {2, 3}), [](const Inputs& x) { return linear(x[0], x[1]); });
 
   // ---- layout
   add_case("reshape", "[2,3,4]->[4,-1]", one({2, 3, 4}), [](const Inputs& x) { return reshape(x[0], {4, -1}); });
   add_case("permute", "[2,3,4](2,0,1)", one({2, 3, 4}), [](const Inputs& x) { return permute(x[0], {2, 0, 1}); });
-  add_case("permute", "[1,3,1,2](3,1,0,2)", one({1, 3, 1, 2}), [](const Inputs& x) { return permute(x[0], {3, 1, 0, 2}); });
+  add_case("permute", "[1,3,1,2](3,1,0,2)", one({1, 3, 1, 2}), [](const Inputs& x) {
+    return permute(x[0], {3, 1, 0, 2});
+  });
   add_case("transpose", "[3,5](0,1)", one({3, 5}), [](const Inputs& x) { return transpose(x[0], 0, 1); });
   add_case("transpose", "[2,3,4](-1,-3)", one({2, 3, 4}), [](const Inputs& x) { return transpose(x[0], -1, -3); });
   add_case("slice", "[5,3][1:4,:]", one({5, 3}), [](const Inputs& x) { return slice(x[0], 0, 1, 4); });
   add_case("slice", "[2,7][:,-5:]", one({2, 7}), [](const Inputs& x) { return slice(x[0], -1, -5, 7); });
-  add_case("concat", "[2,3]|[2,1]|[2,2] axis 1", [](Generator& g) { return Inputs{randn(g, {2, 3}), randn(g, {2, 1}), randn(g, {2, 2})}; },
-           [](const Inputs& x) { return concat(x, 1); });
+  add_case(
+      "concat", "[2,3]|[2,1]|[2,2] axis 1",
+      [](Generator& g) {
+        return Inputs{randn(g, {2, 3}), randn(g, {2, 1}), randn(g, {2, 2})};
+      },
+      [](const Inputs& x) { return concat(x, 1); });
   add_case("concat", "[1,2]|[3,2] axis 0", two({1, 2}, {3, 2}), [](const Inputs& x) { return concat(x, 0); });
 
   // ---- reductions
   add_case("sum", "[3,4] all", one({3, 4}), [](const Inputs& x) { return sum(x[0]); });
-  add_case("sum", "[2,3,5] axes (0,2) keepdim", one({2, 3, 5}), [](const Inputs& x) { return sum(x[0], {0, 2}, true); });
+  add_case("sum", "[2,3,5] axes (0,2) keepdim", one({2, 3, 5}), [](const Inputs& x) {
+    return sum(x[0], {0, 2}, true);
+  });
   add_case("sum", "[3,1,4] axis -2", one({3, 1, 4}), [](const Inputs& x) { return sum(x[0], {-2}); });
   add_case("mean", "[2,3,4] axis 1", one({2, 3, 4}), [](const Inputs& x) { return mean(x[0], {1}); });
   add_case("mean", "[5] all", one({5}), [](const Inputs& x) { return mean(x[0]); });
-  add_case("max", "[3,5] axis 1", [](Generator& g) { return Inputs{distinct(g, {3, 5})}; }, [](const Inputs& x) { return max(x[0], {1}); });
-  add_case("max", "[2,3,4] all", [](Generator& g) { return Inputs{distinct(g, {2, 3, 4})}; }, [](const Inputs& x) { return max(x[0]); });
-  add_case("max", "[2,3,4] axes (0,2) keepdim", [](Generator& g) { return Inputs{distinct(g, {2, 3, 4})}; },
-           [](const Inputs& x) { return max(x[0], {0, 2}, true); });
+  add_case(
+      "max", "[3,5] axis 1",
+      [](Generator& g) {
+        return Inputs{distinct(g, {3, 5})};
+      },
+      [](const Inputs& x) { return max(x[0], {1}); });
+  add_case(
+      "max", "[2,3,4] all",
+      [](Generator& g) {
+        return Inputs{distinct(g, {2, 3, 4})};
+      },
+      [](const Inputs& x) { return max(x[0]); });
+  add_case(
+      "max", "[2,3,4] axes (0,2) keepdim",
+      [](Generator& g) {
+        return Inputs{distinct(g, {2, 3, 4})};
+      },
+      [](const Inputs& x) {
+        return max(x[0], {0, 2}, true);
+      });
 
   add_case("sum_to", "[2,3,4]->[3,1]", one({2, 3, 4}), [](const Inputs& x) { return sum_to(x[0], {3, 1}); });
   add_case("clone", "[2,3]", one({2, 3}), [](const Inputs& x) { return x[0].clone(); });
@@ -138,39 +193,52 @@ std::vector<Case> build_cases() {
   const Tensor masked35 = Tensor::from_indices({0, 1, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}, {3, 5});
   add_case("softmax", "[3,5]", one({3, 5}), [](const Inputs& x) { return softmax(x[0]); });
   add_case("softmax", "[2,1,7]", one({2, 1, 7}), [](const Inputs& x) { return softmax(x[0]); });
-  add_case("softmax", "[3,5] masked, one dead row", one({3, 5}), [mask35](const Inputs& x) { return softmax(x[0], mask35.to(x[0].dtype())); });
+  add_case("softmax", "[3,5] masked, one dead row", one({3, 5}),
+           [mask35](const Inputs& x) { return softmax(x[0], mask35.to(x[0].dtype())); });
   add_case("log_softmax", "[4,6]", one({4, 6}), [](const Inputs& x) { return log_softmax(x[0]); });
   add_case("log_softmax", "[1]", one({1}), [](const Inputs& x) { return log_softmax(x[0]); });
   // -inf outputs would make finite differences nan: fill them with 0 after the op.
-  add_case("log_softmax", "[3,5] masked, one dead row", one({3, 5}),
-           [mask35, masked35](const Inputs& x) { return masked_fill(log_softmax(x[0], mask35.to(x[0].dtype())), masked35, 0.0); });
+  add_case("log_softmax", "[3,5] masked, one dead row", one({3, 5}), [mask35, masked35](const Inputs& x) {
+    return masked_fill(log_softmax(x[0], mask35.to(x[0].dtype())), masked35, 0.0);
+  });
   add_case("cross_entropy", "[5,4] one ignored", one({5, 4}), [](const Inputs& x) {
     return cross_entropy(x[0], indices({3, -100, 0, 1, 3}, {5}));
   });
   add_case("cross_entropy", "[2,3,4] smoothing 0.1", one({2, 3, 4}), [](const Inputs& x) {
     return cross_entropy(x[0], indices({0, 1, 2, 3, 3, 1}, {2, 3}), -100, 0.1);
   });
-  add_case("cross_entropy", "[1,3]", one({1, 3}), [](const Inputs& x) { return cross_entropy(x[0], indices({2}, {1})); });
+  add_case("cross_entropy", "[1,3]", one({1, 3}),
+           [](const Inputs& x) { return cross_entropy(x[0], indices({2}, {1})); });
 
   // ---- layer norm
-  add_case("layer_norm", "[3,5] weight+bias", [](Generator& g) { return Inputs{randn(g, {3, 5}), randn(g, {5}), randn(g, {5})}; },
-           [](const Inputs& x) { return layer_norm(x[0], x[1], x[2]); });
-  add_case("layer_norm", "[2,2,4] no affine", one({2, 2, 4}), [](const Inputs& x) { return layer_norm(x[0], Tensor(), Tensor()); });
-  add_case("layer_norm", "[1,3] weight only", two({1, 3}, {3}), [](const Inputs& x) { return layer_norm(x[0], x[1], Tensor()); });
+  add_case(
+      "layer_norm", "[3,5] weight+bias",
+      [](Generator& g) {
+        return Inputs{randn(g, {3, 5}), randn(g, {5}), randn(g, {5})};
+      },
+      [](const Inputs& x) { return layer_norm(x[0], x[1], x[2]); });
+  add_case("layer_norm", "[2,2,4] no affine", one({2, 2, 4}),
+           [](const Inputs& x) { return layer_norm(x[0], Tensor(), Tensor()); });
+  add_case("layer_norm", "[1,3] weight only", two({1, 3}, {3}),
+           [](const Inputs& x) { return layer_norm(x[0], x[1], Tensor()); });
 
   // ---- indexing
   add_case("embedding", "[6,3] by [2,4] (repeats)", one({6, 3}), [](const Inputs& x) {
     return embedding(x[0], indices({0, 5, 2, 5, 1, 1, 0, 3}, {2, 4}));
   });
-  add_case("embedding", "[1,1] by [3]", one({1, 1}), [](const Inputs& x) { return embedding(x[0], indices({0, 0, 0}, {3})); });
+  add_case("embedding", "[1,1] by [3]", one({1, 1}), [](const Inputs& x) {
+    return embedding(x[0], indices({0, 0, 0}, {3}));
+  });
   add_case("gather", "[3,4] axis 1 by [3,2]", one({3, 4}), [](const Inputs& x) {
     return gather(x[0], 1, indices({3, 3, 0, 2, 1, 0}, {3, 2}));
   });
   add_case("gather", "[3,2,2] axis 0 by [4,2,2]", one({3, 2, 2}), [](const Inputs& x) {
     return gather(x[0], 0, indices({0, 1, 2, 2, 1, 1, 0, 0, 2, 0, 1, 2, 0, 2, 2, 1}, {4, 2, 2}));
   });
-  add_case("repeat_interleave", "[2,3] x2 axis 1", one({2, 3}), [](const Inputs& x) { return repeat_interleave(x[0], 2, 1); });
-  add_case("repeat_interleave", "[3,2,2] x3 axis 0", one({3, 2, 2}), [](const Inputs& x) { return repeat_interleave(x[0], 3, 0); });
+  add_case("repeat_interleave", "[2,3] x2 axis 1", one({2, 3}),
+           [](const Inputs& x) { return repeat_interleave(x[0], 2, 1); });
+  add_case("repeat_interleave", "[3,2,2] x3 axis 0", one({3, 2, 2}),
+           [](const Inputs& x) { return repeat_interleave(x[0], 3, 0); });
 
   // ---- masking, dropout
   add_case("masked_fill", "[3,4] by [4]", one({3, 4}), [](const Inputs& x) {
@@ -186,10 +254,18 @@ std::vector<Case> build_cases() {
   });
 
   // ---- the downsampler
-  add_case("causal_conv1d", "x[2,7,3] w[3,2] b stride 2", [](Generator& g) { return Inputs{randn(g, {2, 7, 3}), randn(g, {3, 2}), randn(g, {3})}; },
-           [](const Inputs& x) { return causal_conv1d(x[0], x[1], x[2], 2); });
-  add_case("causal_conv1d", "x[1,6,2] w[2,3] b stride 1", [](Generator& g) { return Inputs{randn(g, {1, 6, 2}), randn(g, {2, 3}), randn(g, {2})}; },
-           [](const Inputs& x) { return causal_conv1d(x[0], x[1], x[2], 1); });
+  add_case(
+      "causal_conv1d", "x[2,7,3] w[3,2] b stride 2",
+      [](Generator& g) {
+        return Inputs{randn(g, {2, 7, 3}), randn(g, {3, 2}), randn(g, {3})};
+      },
+      [](const Inputs& x) { return causal_conv1d(x[0], x[1], x[2], 2); });
+  add_case(
+      "causal_conv1d", "x[1,6,2] w[2,3] b stride 1",
+      [](Generator& g) {
+        return Inputs{randn(g, {1, 6, 2}), randn(g, {2, 3}), randn(g, {2})};
+      },
+      [](const Inputs& x) { return causal_conv1d(x[0], x[1], x[2], 1); });
   add_case("causal_conv1d", "x[2,5,1] w[1,2] stride 4", two({2, 5, 1}, {1, 2}),
            [](const Inputs& x) { return causal_conv1d(x[0], x[1], Tensor(), 4); });
 
@@ -197,25 +273,26 @@ std::vector<Case> build_cases() {
   for (auto [L, T, causal, name] : {std::tuple{3, 9, true, "B1 H2 T9 dh3 L3 causal padded"},
                                     {1, 6, false, "B1 H2 T6 dh3 L1 (MHA) padded"},
                                     {4, 5, false, "B1 H2 T5 dh3 L4 padded"}}) {
-    add_case("hkt_attention_fused", name,
-             [L = L, T = T](Generator& g) {
-               Inputs in;
-               for (int part = 0; part < 2; ++part)
-                 for (int l = 0; l < L; ++l) in.push_back(randn(g, {1, 2, (T + (1 << l) - 1) >> l, 3}));
-               in.push_back(randn(g, {1, 2, T, 3}));
-               in.push_back(positive(g, {2, L}, 0.1, 1.0));
-               return in;
-             },
-             [L = L, T = T, causal = causal](const Inputs& x) {
-               const auto n = static_cast<std::ptrdiff_t>(L);
-               std::vector<std::int64_t> keep(static_cast<std::size_t>(T), 1);
-               keep.back() = 0;  // one padded key
-               HktAttentionOptions opt;
-               opt.causal = causal;
-               opt.block_q = opt.block_k = 4;
-               return hkt_attention_fused({x.begin(), x.begin() + n}, {x.begin() + n, x.begin() + 2 * n}, x[2 * L], x[2 * L + 1],
-                                          indices(keep, {1, T}), opt);
-             });
+    add_case(
+        "hkt_attention_fused", name,
+        [L = L, T = T](Generator& g) {
+          Inputs in;
+          for (int part = 0; part < 2; ++part)
+            for (int l = 0; l < L; ++l) in.push_back(randn(g, {1, 2, (T + (1 << l) - 1) >> l, 3}));
+          in.push_back(randn(g, {1, 2, T, 3}));
+          in.push_back(positive(g, {2, L}, 0.1, 1.0));
+          return in;
+        },
+        [L = L, T = T, causal = causal](const Inputs& x) {
+          const auto n = static_cast<std::ptrdiff_t>(L);
+          std::vector<std::int64_t> keep(static_cast<std::size_t>(T), 1);
+          keep.back() = 0;  // one padded key
+          HktAttentionOptions opt;
+          opt.causal = causal;
+          opt.block_q = opt.block_k = 4;
+          return hkt_attention_fused({x.begin(), x.begin() + n}, {x.begin() + n, x.begin() + 2 * n}, x[2 * L],
+                                     x[2 * L + 1], indices(keep, {1, T}), opt);
+        });
   }
   return c;
 }

@@ -19,19 +19,30 @@ std::vector<Case> large_cases() {
   std::vector<Case> c;
   const auto randn = [](Generator& g, const Shape& s) { return Tensor::normal(s, g, 0.0, 1.0, DType::Float64); };
   const auto one = [randn](Shape s) { return [randn, s](Generator& g) { return std::vector<Tensor>{randn(g, s)}; }; };
-  c.push_back({"add", "[257,33]+[33] (large)", [randn](Generator& g) { return std::vector<Tensor>{randn(g, {257, 33}), randn(g, {33})}; },
+  c.push_back({"add", "[257,33]+[33] (large)",
+               [randn](Generator& g) {
+                 return std::vector<Tensor>{randn(g, {257, 33}), randn(g, {33})};
+               },
                [](const std::vector<Tensor>& x) { return add(x[0], x[1]); }});
   c.push_back({"gelu_erf", "[70001] (large)", one({70001}), [](const std::vector<Tensor>& x) { return gelu(x[0]); }});
-  c.push_back({"softmax", "[37,513] (large)", one({37, 513}), [](const std::vector<Tensor>& x) { return softmax(x[0]); }});
+  c.push_back(
+      {"softmax", "[37,513] (large)", one({37, 513}), [](const std::vector<Tensor>& x) { return softmax(x[0]); }});
   c.push_back({"layer_norm", "[65,129] (large)",
-               [randn](Generator& g) { return std::vector<Tensor>{randn(g, {65, 129}), randn(g, {129}), randn(g, {129})}; },
+               [randn](Generator& g) {
+                 return std::vector<Tensor>{randn(g, {65, 129}), randn(g, {129}), randn(g, {129})};
+               },
                [](const std::vector<Tensor>& x) { return layer_norm(x[0], x[1], x[2]); }});
   c.push_back({"matmul", "[3,65,130]x[130,67] (large)",
-               [randn](Generator& g) { return std::vector<Tensor>{randn(g, {3, 65, 130}), randn(g, {130, 67})}; },
+               [randn](Generator& g) {
+                 return std::vector<Tensor>{randn(g, {3, 65, 130}), randn(g, {130, 67})};
+               },
                [](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); }});
-  c.push_back({"sum", "[300,301] axis 0 (large)", one({300, 301}), [](const std::vector<Tensor>& x) { return sum(x[0], {0}); }});
+  c.push_back({"sum", "[300,301] axis 0 (large)", one({300, 301}),
+               [](const std::vector<Tensor>& x) { return sum(x[0], {0}); }});
   c.push_back({"causal_conv1d", "x[3,101,17] w[17,3] b stride 2 (large)",
-               [randn](Generator& g) { return std::vector<Tensor>{randn(g, {3, 101, 17}), randn(g, {17, 3}), randn(g, {17})}; },
+               [randn](Generator& g) {
+                 return std::vector<Tensor>{randn(g, {3, 101, 17}), randn(g, {17, 3}), randn(g, {17})};
+               },
                [](const std::vector<Tensor>& x) { return causal_conv1d(x[0], x[1], x[2], 2); }});
   c.push_back({"embedding", "[50,9] by [400] (large)", one({50, 9}), [](const std::vector<Tensor>& x) {
                  std::vector<std::int64_t> idx(400);
@@ -66,8 +77,8 @@ std::vector<Case> large_cases() {
                                               x[2 * L + 1], Tensor::from_indices(keep, {2, T}), opt);
                  }});
   }
-  for (auto [L, T, causal, name] : {std::tuple{3, 13, true, "B2 H2 T13 dh4 L3 causal padded"},
-                                    {1, 9, false, "B2 H2 T9 dh4 L1 (MHA) padded"}}) {
+  for (auto [L, T, causal, name] :
+       {std::tuple{3, 13, true, "B2 H2 T13 dh4 L3 causal padded"}, {1, 9, false, "B2 H2 T9 dh4 L1 (MHA) padded"}}) {
     c.push_back({"hkt_attention_composite", name,
                  [randn, L = L, T = T](Generator& g) {
                    std::vector<Tensor> in;
@@ -83,8 +94,8 @@ std::vector<Case> large_cases() {
                    keep.back() = 0;  // one padded key in the second sequence
                    HktAttentionOptions opt;
                    opt.causal = causal;
-                   return hkt_attention_composite({x.begin(), x.begin() + n}, {x.begin() + n, x.begin() + 2 * n}, x[2 * L],
-                                                  x[2 * L + 1], Tensor::from_indices(keep, {2, T}), opt);
+                   return hkt_attention_composite({x.begin(), x.begin() + n}, {x.begin() + n, x.begin() + 2 * n},
+                                                  x[2 * L], x[2 * L + 1], Tensor::from_indices(keep, {2, T}), opt);
                  }});
   }
   return c;
@@ -187,13 +198,15 @@ ConsistencyResult run_case(const Case& c, DType dtype) {
     }
     got.clear();
     on_cuda.clear();  // frees the guarded blocks, which checks their guards
-    for (const auto& v : cuda::take_guard_violations()) why += (why.empty() ? "" : "; ") + std::string("out-of-bounds write: ") + v;
+    for (const auto& v : cuda::take_guard_violations())
+      why += (why.empty() ? "" : "; ") + std::string("out-of-bounds write: ") + v;
     cuda::set_guard_mode(false);
     r.passed = why.empty() && r.forward_err <= r.bound && r.backward_err <= r.bound;
     r.note = !why.empty() ? why
-             : r.passed   ? ""
-                          : (r.forward_err > r.bound ? std::string("output error above the bound")
-                                                     : "gradient of input " + std::to_string(worst_input) + " above the bound");
+             : r.passed
+                 ? ""
+                 : (r.forward_err > r.bound ? std::string("output error above the bound")
+                                            : "gradient of input " + std::to_string(worst_input) + " above the bound");
   } catch (const std::exception& e) {
     cuda::set_guard_mode(false);
     r.passed = false;

@@ -9,9 +9,9 @@
 // The error of a tensor is max |cuda - cpu| / max(max |cpu|, 1 % of the case output's
 // max |cpu|) (scaled by the tensor's magnitude; the floor keeps a gradient that is zero
 // in exact arithmetic from being divided by its rounding noise; 0 when both agree
-// exactly); it must be at most the case's bound (per dtype, per op: bound_for). Any NaN fails, and so does a mismatch of infinities. All device
-// memory of the case is allocated in guard mode (kernels/caching_allocator.h), so a
-// kernel that writes outside its output fails the case.
+// exactly); it must be at most the case's bound (per dtype, per op: bound_for). Any NaN fails, and so does a mismatch
+// of infinities. All device memory of the case is allocated in guard mode (kernels/caching_allocator.h), so a kernel
+// that writes outside its output fails the case.
 #pragma once
 
 #include <string>
@@ -28,8 +28,8 @@ struct ConsistencyResult {
   double backward_err = 0.0;  ///< the largest scaled max error over the input gradients
   double bound = 0.0;         ///< the bound both errors must meet
   bool passed = false;
-  bool skipped = false;       ///< an op with no CUDA kernel (none at present)
-  std::string note;           ///< why it failed or was skipped
+  bool skipped = false;  ///< an op with no CUDA kernel (none at present)
+  std::string note;      ///< why it failed or was skipped
 };
 
 /// The error bound of `op` in `dtype`: float64 1e-12, float32 1e-5 (both devices

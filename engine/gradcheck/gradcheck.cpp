@@ -81,7 +81,8 @@ std::vector<Tensor> shifted(const std::vector<Tensor>& inputs, const std::vector
 Result check(const std::string& op, const std::string& shape, const Function& f, const std::vector<Tensor>& inputs,
              const Options& options) {
   for (const auto& x : inputs)
-    hkt::check(x.dtype() == DType::Float64, "gradcheck " + op + ": inputs must be float64, got " + dtype_name(x.dtype()));
+    hkt::check(x.dtype() == DType::Float64,
+               "gradcheck " + op + ": inputs must be float64, got " + dtype_name(x.dtype()));
   Result result;
   result.op = op;
   result.shape = shape;
@@ -89,7 +90,8 @@ Result check(const std::string& op, const std::string& shape, const Function& f,
   {
     NoGradGuard no_grad;
     Tensor y = f(inputs);
-    hkt::check(is_floating(y.dtype()), "gradcheck " + op + ": the function returned a " + dtype_name(y.dtype()) + " tensor");
+    hkt::check(is_floating(y.dtype()),
+               "gradcheck " + op + ": the function returned a " + dtype_name(y.dtype()) + " tensor");
     out_shape = y.shape();
   }
   const std::int64_t n_out = numel(out_shape);
@@ -177,7 +179,8 @@ Result check(const std::string& op, const std::string& shape, const Function& f,
   }
   // A zero upstream gradient must give exactly zero input gradients.
   {
-    const auto grads = vjp(f, inputs, std::vector<double>(static_cast<std::size_t>(n_out), 0.0), out_shape, options.dtype);
+    const auto grads =
+        vjp(f, inputs, std::vector<double>(static_cast<std::size_t>(n_out), 0.0), out_shape, options.dtype);
     bool zero = true;
     for (const auto& g : grads)
       for (double x : g) zero = zero && x == 0.0;

@@ -39,9 +39,9 @@ struct Options {
 };
 
 struct Result {
-  std::string op;     ///< e.g. "matmul"
-  std::string shape;  ///< the case's shapes, e.g. "[2,3]x[3,4]"
-  std::string mode;   ///< "full", "vjp" or "projection"
+  std::string op;            ///< e.g. "matmul"
+  std::string shape;         ///< the case's shapes, e.g. "[2,3]x[3,4]"
+  std::string mode;          ///< "full", "vjp" or "projection"
   double max_abs_err = 0.0;  ///< max |analytic - numeric| over compared entries
   /// max_abs_err / max |numeric|: the error relative to the gradient's magnitude.
   double max_rel_err = 0.0;

@@ -39,8 +39,8 @@ using json = nlohmann::json;
 // holds. Where a check runs once per entry or per parser event, or its message reads
 // something that exists only on failure, we write `if (bad) throw Error(...)` instead.
 
-constexpr std::size_t kSizeFieldBytes = 8;    // the u64 header size at the start of the file
-constexpr std::size_t kHeaderAlignment = 8;   // we pad the header to this many bytes
+constexpr std::size_t kSizeFieldBytes = 8;   // the u64 header size at the start of the file
+constexpr std::size_t kHeaderAlignment = 8;  // we pad the header to this many bytes
 constexpr const char* kMetadataKey = "__metadata__";
 // Containers in a valid header: the top object, an entry (or __metadata__) object, and
 // a shape or data_offsets array. Deeper nesting is refused while parsing.
@@ -160,9 +160,8 @@ std::string build_header(const std::vector<std::pair<std::string, Tensor>>& tens
   std::uint64_t offset = 0;
   for (const auto& [name, tensor] : tensors) {
     const std::uint64_t nbytes = tensor.nbytes();
-    header[name] = {{"dtype", dtype_code(tensor.dtype())},
-                    {"shape", tensor.shape()},
-                    {"data_offsets", {offset, offset + nbytes}}};
+    header[name] = {
+        {"dtype", dtype_code(tensor.dtype())}, {"shape", tensor.shape()}, {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
   }
   std::string text = header.dump();
@@ -192,7 +191,8 @@ void write_contents(int fd, const std::string& path, const std::string& tmp, con
                     const std::vector<std::pair<std::string, Tensor>>& tensors) {
   const std::string what = "save " + path + ": cannot write " + tmp;
   unsigned char size_field[kSizeFieldBytes];
-  for (std::size_t i = 0; i < kSizeFieldBytes; ++i) size_field[i] = static_cast<unsigned char>(header.size() >> (8 * i));
+  for (std::size_t i = 0; i < kSizeFieldBytes; ++i)
+    size_field[i] = static_cast<unsigned char>(header.size() >> (8 * i));
   write_all(fd, size_field, kSizeFieldBytes, what);
   write_all(fd, header.data(), header.size(), what);
   for (const auto& [name, tensor] : tensors) write_all(fd, tensor.raw_data(), tensor.nbytes(), what);
@@ -255,8 +255,12 @@ class HeaderGuard {
       case E::array_end:
         open_.pop_back();
         break;
-      case E::key: on_key(parsed.get_ref<const std::string&>()); break;
-      case E::value: count_element(); break;
+      case E::key:
+        on_key(parsed.get_ref<const std::string&>());
+        break;
+      case E::value:
+        count_element();
+        break;
     }
     return true;  // keep every value
   }
@@ -295,9 +299,9 @@ class HeaderGuard {
 
 /// Parses the header text (which starts at file offset 8) into a JSON object.
 json parse_header(const std::string& path, const std::string& text) {
-  check(!text.empty() && text[0] == '{', path + ": the header (file byte offset 8) must begin with '{'" +
-                                             (text.empty() ? std::string(", but it is empty")
-                                                           : ", got " + quote(text.substr(0, 1))));
+  check(!text.empty() && text[0] == '{',
+        path + ": the header (file byte offset 8) must begin with '{'" +
+            (text.empty() ? std::string(", but it is empty") : ", got " + quote(text.substr(0, 1))));
   HeaderGuard guard(path);
   try {
     return json::parse(text.begin(), text.end(), std::ref(guard));
@@ -316,8 +320,7 @@ json parse_header(const std::string& path, const std::string& text) {
 
 /// The "__metadata__" object: string keys to string values.
 std::map<std::string, std::string> parse_metadata(const std::string& path, const json& value) {
-  if (!value.is_object())
-    throw Error(path + ": '__metadata__' must be an object of strings, got " + value.type_name());
+  if (!value.is_object()) throw Error(path + ": '__metadata__' must be an object of strings, got " + value.type_name());
   std::map<std::string, std::string> metadata;
   for (const auto& [key, item] : value.items()) {
     if (!item.is_string())
@@ -359,7 +362,8 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
   if (name.empty()) throw Error(path + ": a tensor has an empty name");
   const std::string what = path + ": tensor " + quote(name) + ": ";
   if (!value.is_object())
-    throw Error(what + "the entry must be an object {\"dtype\", \"shape\", \"data_offsets\"}, got " + value.type_name());
+    throw Error(what + "the entry must be an object {\"dtype\", \"shape\", \"data_offsets\"}, got " +
+                value.type_name());
   for (const auto& [key, item] : value.items())
     if (key != "dtype" && key != "shape" && key != "data_offsets") throw Error(what + "unknown field " + quote(key));
   for (const char* field : {"dtype", "shape", "data_offsets"})
@@ -386,7 +390,8 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
     throw Error(what + offsets_text + " hold " + std::to_string(entry.end - entry.begin) + " bytes, shape " +
                 shape_str(entry.shape) + " " + dtype_name(entry.dtype) + " needs " + std::to_string(needed));
   if (entry.end > data_bytes)
-    throw Error(what + offsets_text + " go past the end of the data section (" + std::to_string(data_bytes) + " bytes)");
+    throw Error(what + offsets_text + " go past the end of the data section (" + std::to_string(data_bytes) +
+                " bytes)");
   return entry;
 }
 
@@ -453,8 +458,8 @@ void save(const std::string& path, const std::vector<std::pair<std::string, Tens
 
 File load(const std::string& path) {
   const std::uint64_t file_bytes = regular_file_size(path);
-  check(file_bytes >= kSizeFieldBytes, path + ": the file has " + std::to_string(file_bytes) +
-                                           " bytes, fewer than the 8-byte header size");
+  check(file_bytes >= kSizeFieldBytes,
+        path + ": the file has " + std::to_string(file_bytes) + " bytes, fewer than the 8-byte header size");
   std::ifstream in(path, std::ios::binary);
   check(in.good(), path + ": cannot open the file");
 
@@ -466,9 +471,9 @@ File load(const std::string& path) {
   check(header_bytes <= kMaxHeaderBytes, path + ": header size " + std::to_string(header_bytes) +
                                              " (bytes 0-7) exceeds the limit of " + std::to_string(kMaxHeaderBytes) +
                                              " bytes");
-  check(header_bytes <= file_bytes - kSizeFieldBytes,
-        path + ": header size " + std::to_string(header_bytes) + " (bytes 0-7) reaches beyond the end of the file (" +
-            std::to_string(file_bytes) + " bytes)");
+  check(header_bytes <= file_bytes - kSizeFieldBytes, path + ": header size " + std::to_string(header_bytes) +
+                                                          " (bytes 0-7) reaches beyond the end of the file (" +
+                                                          std::to_string(file_bytes) + " bytes)");
   std::string text(header_bytes, '\0');
   read_exact(in, path, text.data(), header_bytes, kSizeFieldBytes, "the header");
   const std::uint64_t data_start = kSizeFieldBytes + header_bytes;

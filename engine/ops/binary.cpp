@@ -38,10 +38,11 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor z = cpu::map_binary<fn::Binary::Div>("div", a, b);
   // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -z/b
-  record(z, "div", {a, b}, [b = b.detach(), z = z.detach(), sa = a.shape()](const Tensor& g, const std::vector<bool>& needs) {
-    return Grads{needs[0] ? sum_to(cpu::zero_safe_div(g, b), sa) : Tensor(),
-                 needs[1] ? sum_to(cpu::zero_safe_mul(g, neg(div(z, b))), b.shape()) : Tensor()};
-  });
+  record(z, "div", {a, b},
+         [b = b.detach(), z = z.detach(), sa = a.shape()](const Tensor& g, const std::vector<bool>& needs) {
+           return Grads{needs[0] ? sum_to(cpu::zero_safe_div(g, b), sa) : Tensor(),
+                        needs[1] ? sum_to(cpu::zero_safe_mul(g, neg(div(z, b))), b.shape()) : Tensor()};
+         });
   return z;
 }
 
@@ -49,7 +50,8 @@ void add_(Tensor& dst, const Tensor& src) {
   cpu::check_defined("add_", dst);
   cpu::check_defined("add_", src);
   cpu::check_same_kind("add_", dst, src);
-  check(dst.shape() == src.shape(), "add_: shapes " + shape_str(dst.shape()) + " and " + shape_str(src.shape()) + " differ");
+  check(dst.shape() == src.shape(),
+        "add_: shapes " + shape_str(dst.shape()) + " and " + shape_str(src.shape()) + " differ");
   dispatch_floating(dst.dtype(), "add_", [&](auto tag) {
     using T = decltype(tag);
     if (cpu::on_cuda(dst)) {  // in place: each output element reads only its own inputs

@@ -25,15 +25,16 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   if (bias.defined()) {
     cpu::check_defined("causal_conv1d", bias, "bias");
     cpu::check_same_kind("causal_conv1d", x, bias);
-    check(bias.shape() == Shape{C}, "causal_conv1d: bias must be [" + std::to_string(C) + "], got " + shape_str(bias.shape()));
+    check(bias.shape() == Shape{C},
+          "causal_conv1d: bias must be [" + std::to_string(C) + "], got " + shape_str(bias.shape()));
   }
   const std::int64_t k = weight.shape()[1], T_out = T == 0 ? 0 : (T - 1) / stride + 1;  // ceil(T / stride), no overflow
   Tensor y = Tensor::empty({B, T_out, C}, x.dtype(), x.device());
   dispatch_floating(x.dtype(), "causal_conv1d", [&](auto tag) {
     using E = decltype(tag);
     if (cpu::on_cuda(x))
-      return cuda::conv1d_forward(x.raw_data(), weight.raw_data(), bias.defined() ? bias.raw_data() : nullptr, y.raw_data(),
-                                  B, T, C, k, stride, T_out, x.dtype());
+      return cuda::conv1d_forward(x.raw_data(), weight.raw_data(), bias.defined() ? bias.raw_data() : nullptr,
+                                  y.raw_data(), B, T, C, k, stride, T_out, x.dtype());
     const E *px = x.data<E>(), *pw = weight.data<E>();
     const E* pb = bias.defined() ? bias.data<E>() : nullptr;
     E* py = y.data<E>();
@@ -48,7 +49,8 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, 
     });
   });
   record(y, "causal_conv1d", {x, weight, bias},
-         [x = x.detach(), w = weight.detach(), B, T, C, k, T_out, stride](const Tensor& g, const std::vector<bool>& needs) {
+         [x = x.detach(), w = weight.detach(), B, T, C, k, T_out, stride](const Tensor& g,
+                                                                          const std::vector<bool>& needs) {
            Grads grads(3);
            if (cpu::on_cuda(g)) {
              if (needs[0]) {
@@ -60,7 +62,8 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, 
              if (needs[2]) grads[2] = Tensor::empty({C}, g.dtype(), g.device());
              if (needs[1] || needs[2])
                cuda::conv1d_backward_params(g.raw_data(), x.raw_data(), needs[1] ? grads[1].raw_data() : nullptr,
-                                            needs[2] ? grads[2].raw_data() : nullptr, B, T, C, k, stride, T_out, g.dtype());
+                                            needs[2] ? grads[2].raw_data() : nullptr, B, T, C, k, stride, T_out,
+                                            g.dtype());
              return grads;
            }
            dispatch_floating(g.dtype(), "causal_conv1d backward", [&](auto tag) {
@@ -92,11 +95,13 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, 
                      bias_sum += gv;
                      if (dw)
                        for (std::int64_t r = 0; r < k && stride * t - r >= 0; ++r)
-                         w_sum[static_cast<std::size_t>(r)] += gv * static_cast<double>(px[(b * T + stride * t - r) * C + c]);
+                         w_sum[static_cast<std::size_t>(r)] +=
+                             gv * static_cast<double>(px[(b * T + stride * t - r) * C + c]);
                    }
                  if (db) db[c] = static_cast<E>(bias_sum);
                  if (dw)
-                   for (std::int64_t r = 0; r < k; ++r) dw[c * k + r] = static_cast<E>(w_sum[static_cast<std::size_t>(r)]);
+                   for (std::int64_t r = 0; r < k; ++r)
+                     dw[c * k + r] = static_cast<E>(w_sum[static_cast<std::size_t>(r)]);
                });
              }
            });

@@ -15,14 +15,14 @@ void check_defined(const char* op, const Tensor& x, const char* name) {
 void check_same_kind(const char* op, const Tensor& a, const Tensor& b) {
   check(a.dtype() == b.dtype(),
         std::string(op) + ": dtypes differ (" + dtype_name(a.dtype()) + " and " + dtype_name(b.dtype()) + ")");
-  check(a.device() == b.device(), std::string(op) + ": devices differ (" + device_name(a.device()) + " and " +
-                                      device_name(b.device()) + ")");
+  check(a.device() == b.device(),
+        std::string(op) + ": devices differ (" + device_name(a.device()) + " and " + device_name(b.device()) + ")");
 }
 
 void check_indices(const char* op, const Tensor& x, const char* name) {
   check_defined(op, x, name);
-  check(x.dtype() == DType::Int64, std::string(op) + ": " + name + " must be an int64 tensor, got " +
-                                       dtype_name(x.dtype()));
+  check(x.dtype() == DType::Int64,
+        std::string(op) + ": " + name + " must be an int64 tensor, got " + dtype_name(x.dtype()));
 }
 
 std::vector<std::int64_t> broadcast_strides(const Shape& in, const Shape& out) {
@@ -54,7 +54,9 @@ cuda::StridedView broadcast_view(const Shape& a, const Shape& b, const Shape& ou
   return v;
 }
 
-Tensor zero_safe_mul(const Tensor& g, const Tensor& local) { return map_binary<fn::Binary::ZeroSafeMul>("backward", g, local); }
+Tensor zero_safe_mul(const Tensor& g, const Tensor& local) {
+  return map_binary<fn::Binary::ZeroSafeMul>("backward", g, local);
+}
 
 Tensor zero_safe_div(const Tensor& g, const Tensor& d) { return map_binary<fn::Binary::ZeroSafeDiv>("backward", g, d); }
 

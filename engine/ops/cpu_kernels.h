@@ -110,7 +110,8 @@ Tensor map_binary(const char* name, const Tensor& a, const Tensor& b, double s =
         ob += coord * sb[d];
       }
       T* out_row = pz + row * inner;
-      for (std::int64_t j = 0; j < inner; ++j) out_row[j] = fn::binary<op, T>(pa[oa + j * step_a], pb[ob + j * step_b], s);
+      for (std::int64_t j = 0; j < inner; ++j)
+        out_row[j] = fn::binary<op, T>(pa[oa + j * step_a], pb[ob + j * step_b], s);
     });
   });
   return z;

@@ -16,8 +16,8 @@ Tensor gather(const Tensor& x, int axis_in, const Tensor& index) {
   cpu::check_defined("gather", x);
   cpu::check_indices("gather", index, "index");
   const int axis = normalize_axis("gather", axis_in, x.dim());
-  check(index.dim() == x.dim(), "gather: index has rank " + std::to_string(index.dim()) + ", input has rank " +
-                                    std::to_string(x.dim()));
+  check(index.dim() == x.dim(),
+        "gather: index has rank " + std::to_string(index.dim()) + ", input has rank " + std::to_string(x.dim()));
   for (int d = 0; d < x.dim(); ++d)
     check(d == axis || index.shape()[d] == x.shape()[d], "gather: index shape " + shape_str(index.shape()) +
                                                              " must equal input shape " + shape_str(x.shape()) +
@@ -37,12 +37,13 @@ Tensor gather(const Tensor& x, int axis_in, const Tensor& index) {
     const Tensor dev_index = cpu::on_device(index, Device::CUDA);
     const auto* pi = static_cast<const std::int64_t*>(dev_index.raw_data());
     cuda::gather_forward(x.raw_data(), pi, y.raw_data(), outer, n_x, n_i, inner, x.dtype());
-    record(y, "gather", {x, index}, [xs = x.shape(), dev_index, outer, inner, n_x, n_i](const Tensor& g, const std::vector<bool>&) {
-      Tensor dx = Tensor::empty(xs, g.dtype(), g.device());
-      cuda::gather_backward(g.raw_data(), static_cast<const std::int64_t*>(dev_index.raw_data()), dx.raw_data(), outer, n_x,
-                            n_i, inner, g.dtype());
-      return Grads{dx, Tensor()};
-    });
+    record(y, "gather", {x, index},
+           [xs = x.shape(), dev_index, outer, inner, n_x, n_i](const Tensor& g, const std::vector<bool>&) {
+             Tensor dx = Tensor::empty(xs, g.dtype(), g.device());
+             cuda::gather_backward(g.raw_data(), static_cast<const std::int64_t*>(dev_index.raw_data()), dx.raw_data(),
+                                   outer, n_x, n_i, inner, g.dtype());
+             return Grads{dx, Tensor()};
+           });
     return y;
   }
   dispatch_floating(x.dtype(), "gather", [&](auto tag) {
@@ -59,24 +60,25 @@ Tensor gather(const Tensor& x, int axis_in, const Tensor& index) {
     });
   });
   // dx[o, index[o, i, k], k] += g[o, i, k]; each o owns its slab of dx: deterministic.
-  record(y, "gather", {x, index}, [xs = x.shape(), index = cpu::on_device(index, Device::CPU).detach(), outer, inner, n_x, n_i](
-                                      const Tensor& g, const std::vector<bool>&) {
-    Tensor dx = Tensor::zeros(xs, g.dtype());
-    dispatch_floating(g.dtype(), "gather backward", [&](auto tag) {
-      using T = decltype(tag);
-      const T* pg = g.data<T>();
-      const std::int64_t* ix = index.data<std::int64_t>();
-      T* out = dx.data<T>();
-      cpu::parallel_for(outer, n_i * inner, [&](std::int64_t o) {
-        for (std::int64_t i = 0; i < n_i; ++i)
-          for (std::int64_t k = 0; k < inner; ++k) {
-            const std::int64_t at = (o * n_i + i) * inner + k;
-            out[(o * n_x + ix[at]) * inner + k] += pg[at];
-          }
-      });
-    });
-    return Grads{dx, Tensor()};
-  });
+  record(y, "gather", {x, index},
+         [xs = x.shape(), index = cpu::on_device(index, Device::CPU).detach(), outer, inner, n_x, n_i](
+             const Tensor& g, const std::vector<bool>&) {
+           Tensor dx = Tensor::zeros(xs, g.dtype());
+           dispatch_floating(g.dtype(), "gather backward", [&](auto tag) {
+             using T = decltype(tag);
+             const T* pg = g.data<T>();
+             const std::int64_t* ix = index.data<std::int64_t>();
+             T* out = dx.data<T>();
+             cpu::parallel_for(outer, n_i * inner, [&](std::int64_t o) {
+               for (std::int64_t i = 0; i < n_i; ++i)
+                 for (std::int64_t k = 0; k < inner; ++k) {
+                   const std::int64_t at = (o * n_i + i) * inner + k;
+                   out[(o * n_x + ix[at]) * inner + k] += pg[at];
+                 }
+             });
+           });
+           return Grads{dx, Tensor()};
+         });
   return y;
 }
 
@@ -87,9 +89,9 @@ Tensor repeat_interleave(const Tensor& x, std::int64_t repeats, int axis_in) {
   std::int64_t outer, inner;
   outer_inner(x.shape(), axis, outer, inner);
   const std::int64_t n = x.shape()[axis];
-  check(n == 0 || repeats <= (std::int64_t{1} << 60) / n,
-        "repeat_interleave: " + std::to_string(n) + " x " + std::to_string(repeats) + " elements along axis " +
-            std::to_string(axis) + " is too large");
+  check(n == 0 || repeats <= (std::int64_t{1} << 60) / n, "repeat_interleave: " + std::to_string(n) + " x " +
+                                                              std::to_string(repeats) + " elements along axis " +
+                                                              std::to_string(axis) + " is too large");
   Shape out_shape = x.shape();
   out_shape[axis] = n * repeats;
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
@@ -103,13 +105,15 @@ Tensor repeat_interleave(const Tensor& x, std::int64_t repeats, int axis_in) {
       // y[o, j, k] = x[o, j / repeats, k]
       cpu::parallel_for(outer, n * repeats * inner, [&](std::int64_t o) {
         for (std::int64_t j = 0; j < n * repeats; ++j)
-          for (std::int64_t k = 0; k < inner; ++k) py[(o * n * repeats + j) * inner + k] = px[(o * n + j / repeats) * inner + k];
+          for (std::int64_t k = 0; k < inner; ++k)
+            py[(o * n * repeats + j) * inner + k] = px[(o * n + j / repeats) * inner + k];
       });
     });
   // dx[o, j, k] = sum over the r copies: view g as [outer, n, repeats, inner], sum axis 2.
-  record(y, "repeat_interleave", {x}, [xs = x.shape(), outer, n, repeats, inner](const Tensor& g, const std::vector<bool>&) {
-    return Grads{reshape(sum(reshape(g, {outer, n, repeats, inner}), {2}), xs)};
-  });
+  record(y, "repeat_interleave", {x},
+         [xs = x.shape(), outer, n, repeats, inner](const Tensor& g, const std::vector<bool>&) {
+           return Grads{reshape(sum(reshape(g, {outer, n, repeats, inner}), {2}), xs)};
+         });
   return y;
 }
 

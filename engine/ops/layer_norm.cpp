@@ -34,8 +34,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
     using T = decltype(tag);
     if (cpu::on_cuda(x)) {
       cuda::layer_norm_forward(x.raw_data(), weight.defined() ? weight.raw_data() : nullptr,
-                               bias.defined() ? bias.raw_data() : nullptr, y.raw_data(), xhat.raw_data(), rstd.raw_data(),
-                               N, D, eps, x.dtype());
+                               bias.defined() ? bias.raw_data() : nullptr, y.raw_data(), xhat.raw_data(),
+                               rstd.raw_data(), N, D, eps, x.dtype());
       return;
     }
     const T* px = x.data<T>();
@@ -54,8 +54,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
              const void* pw = w.defined() ? w.raw_data() : nullptr;
              if (needs[0]) {
                grads[0] = Tensor::empty(g.shape(), g.dtype(), g.device());
-               cuda::layer_norm_backward_input(g.raw_data(), xhat.raw_data(), rstd.raw_data(), pw, grads[0].raw_data(), N, D,
-                                               g.dtype());
+               cuda::layer_norm_backward_input(g.raw_data(), xhat.raw_data(), rstd.raw_data(), pw, grads[0].raw_data(),
+                                               N, D, g.dtype());
              }
              for (int k : {1, 2}) {
                if (!needs[static_cast<std::size_t>(k)]) continue;
@@ -102,7 +102,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
                    const T *gr = pg + r * D + j0, *hr = ph + r * D + j0;
                    if (width == kColumns) {
                      if (k == 1)
-                       for (std::int64_t c = 0; c < kColumns; ++c) acc[c] += static_cast<double>(gr[c]) * static_cast<double>(hr[c]);
+                       for (std::int64_t c = 0; c < kColumns; ++c)
+                         acc[c] += static_cast<double>(gr[c]) * static_cast<double>(hr[c]);
                      else
                        for (std::int64_t c = 0; c < kColumns; ++c) acc[c] += static_cast<double>(gr[c]);
                    } else {

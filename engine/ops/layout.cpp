@@ -22,29 +22,32 @@ Tensor reshape(const Tensor& x, const Shape& shape_in) {
     }
   }
   if (infer >= 0) {
-    check(known > 0 && x.numel() % known == 0, "reshape: cannot reshape " + shape_str(x.shape()) + " into " + shape_str(shape_in));
+    check(known > 0 && x.numel() % known == 0,
+          "reshape: cannot reshape " + shape_str(x.shape()) + " into " + shape_str(shape_in));
     shape[infer] = x.numel() / known;
   }
   validate_shape("reshape", shape);
-  check(numel(shape) == x.numel(), "reshape: cannot reshape " + shape_str(x.shape()) + " (" + std::to_string(x.numel()) +
-                                       " elements) into " + shape_str(shape_in));
+  check(numel(shape) == x.numel(), "reshape: cannot reshape " + shape_str(x.shape()) + " (" +
+                                       std::to_string(x.numel()) + " elements) into " + shape_str(shape_in));
   // A view: new TensorImpl, same storage (contiguous, so no data moves).
   Tensor y = x.detach();
   y.impl()->shape = shape;
-  record(y, "reshape", {x}, [xs = x.shape()](const Tensor& g, const std::vector<bool>&) { return Grads{reshape(g, xs)}; });
+  record(y, "reshape", {x},
+         [xs = x.shape()](const Tensor& g, const std::vector<bool>&) { return Grads{reshape(g, xs)}; });
   return y;
 }
 
 Tensor permute(const Tensor& x, const std::vector<int>& dims_in) {
   cpu::check_defined("permute", x);
   const int rank = x.dim();
-  check(static_cast<int>(dims_in.size()) == rank, "permute: " + std::to_string(dims_in.size()) +
-                                                      " dims given for a tensor of rank " + std::to_string(rank));
+  check(static_cast<int>(dims_in.size()) == rank,
+        "permute: " + std::to_string(dims_in.size()) + " dims given for a tensor of rank " + std::to_string(rank));
   std::vector<int> dims;
   for (int d : dims_in) dims.push_back(normalize_axis("permute", d, rank));
   std::vector<int> sorted = dims;
   std::sort(sorted.begin(), sorted.end());
-  for (int i = 0; i < rank; ++i) check(sorted[i] == i, "permute: dims are not a permutation of 0.." + std::to_string(rank - 1));
+  for (int i = 0; i < rank; ++i)
+    check(sorted[i] == i, "permute: dims are not a permutation of 0.." + std::to_string(rank - 1));
 
   const Shape& s = x.shape();
   Shape out_shape(rank);
@@ -136,9 +139,9 @@ Tensor slice(const Tensor& x, int axis_in, std::int64_t start, std::int64_t end)
   const std::int64_t given_start = start, given_end = end;
   if (start < 0) start += n;
   if (end < 0) end += n;
-  check(0 <= start && start <= end && end <= n, "slice: range [" + std::to_string(given_start) + ", " + std::to_string(given_end) +
-                                                    ") is outside axis " + std::to_string(axis) + " of size " +
-                                                    std::to_string(n) + " (shape " + shape_str(x.shape()) + ")");
+  check(0 <= start && start <= end && end <= n,
+        "slice: range [" + std::to_string(given_start) + ", " + std::to_string(given_end) + ") is outside axis " +
+            std::to_string(axis) + " of size " + std::to_string(n) + " (shape " + shape_str(x.shape()) + ")");
   Shape out_shape = x.shape();
   out_shape[axis] = end - start;
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
@@ -163,10 +166,12 @@ Tensor concat(const std::vector<Tensor>& xs, int axis_in) {
   std::int64_t total = 0;
   for (std::size_t k = 0; k < xs.size(); ++k) {
     const Shape& s = xs[k].shape();
-    check(xs[k].dtype() == xs[0].dtype(), "concat: tensor " + std::to_string(k) + " has dtype " + dtype_name(xs[k].dtype()) +
-                                              ", tensor 0 has " + dtype_name(xs[0].dtype()));
+    check(xs[k].dtype() == xs[0].dtype(), "concat: tensor " + std::to_string(k) + " has dtype " +
+                                              dtype_name(xs[k].dtype()) + ", tensor 0 has " +
+                                              dtype_name(xs[0].dtype()));
     check(xs[k].device() == xs[0].device(), "concat: tensor " + std::to_string(k) + " is on " +
-                                                device_name(xs[k].device()) + ", tensor 0 on " + device_name(xs[0].device()));
+                                                device_name(xs[k].device()) + ", tensor 0 on " +
+                                                device_name(xs[0].device()));
     bool same = s.size() == first.size();
     for (std::size_t i = 0; same && i < s.size(); ++i) same = static_cast<int>(i) == axis || s[i] == first[i];
     check(same, "concat: tensor " + std::to_string(k) + " has shape " + shape_str(s) + ", which does not match " +

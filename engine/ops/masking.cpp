@@ -7,8 +7,9 @@ namespace hkt {
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   cpu::check_defined("masked_fill", x);
   cpu::check_defined("masked_fill", mask, "mask");
-  check(broadcast_shapes("masked_fill", x.shape(), mask.shape()) == x.shape(),
-        "masked_fill: mask of shape " + shape_str(mask.shape()) + " does not broadcast to input " + shape_str(x.shape()));
+  check(
+      broadcast_shapes("masked_fill", x.shape(), mask.shape()) == x.shape(),
+      "masked_fill: mask of shape " + shape_str(mask.shape()) + " does not broadcast to input " + shape_str(x.shape()));
   check(is_floating(x.dtype()), "masked_fill: expected a float32 or float64 tensor, got " + dtype_name(x.dtype()));
   // The mask as 0/1 in x's dtype on x's device (any mask dtype: nonzero means fill).
   const Tensor mask_here = cpu::on_device(mask, x.device());
@@ -68,7 +69,8 @@ Tensor dropout(const Tensor& x, double p, Generator& gen, bool training) {
         pm[4 * b + w] = keep_scale * static_cast<T>(static_cast<double>(uniform24(block.out[w])) >= p);
     });
     for (std::int64_t i = 4 * full; i < n; ++i)
-      pm[i] = keep_scale * static_cast<T>(static_cast<double>(uniform24_at(seed, first, static_cast<std::uint64_t>(i))) >= p);
+      pm[i] = keep_scale *
+              static_cast<T>(static_cast<double>(uniform24_at(seed, first, static_cast<std::uint64_t>(i))) >= p);
   });
   return mul(x, scale_mask);
 }

@@ -35,8 +35,8 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
   const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
   const auto M = static_cast<blasint>(m), N = static_cast<blasint>(n), K = static_cast<blasint>(k);
   if constexpr (std::is_same_v<T, float>)
-    cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb), 0.0f, c,
-                static_cast<blasint>(ldc));
+    cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb), 0.0f,
+                c, static_cast<blasint>(ldc));
   else
     cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, 1.0, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb), 0.0, c,
                 static_cast<blasint>(ldc));
@@ -68,7 +68,8 @@ Tensor batched_gemm(const char* op, const Tensor& a, const Tensor& b, bool trans
   if (cpu::on_cuda(a)) {
     // cuBLAS's strided batch walks one stride per operand; a broadcast that repeats a
     // whole operand is stride 0, any other broadcast is materialised first.
-    const auto batch_stride = [&](const Tensor& t, const Shape& own, std::int64_t matrix) -> std::pair<Tensor, std::int64_t> {
+    const auto batch_stride = [&](const Tensor& t, const Shape& own,
+                                  std::int64_t matrix) -> std::pair<Tensor, std::int64_t> {
       if (numel(own) == 1) return {t, 0};
       if (numel(own) == batches) return {t, matrix};  // same batch size: the batch dims match
       Shape full = batch;
@@ -92,7 +93,8 @@ Tensor batched_gemm(const char* op, const Tensor& a, const Tensor& b, bool trans
     const T *pa = a.data<T>(), *pb = b.data<T>();
     T* pc = c.data<T>();
     cpu::parallel_for(batches * blocks, m * n * k / blocks, [&](std::int64_t task) {
-      const std::int64_t i = task / blocks, r0 = (task % blocks) * rows_per_block, r1 = std::min(m, r0 + rows_per_block);
+      const std::int64_t i = task / blocks, r0 = (task % blocks) * rows_per_block,
+                         r1 = std::min(m, r0 + rows_per_block);
       if (r0 >= r1) return;
       std::int64_t ia = 0, ib = 0, rest = i;
       for (int d = static_cast<int>(batch.size()) - 1; d >= 0; --d) {
@@ -120,7 +122,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   const std::string shapes = shape_str(a.shape()) + " x " + shape_str(b.shape());
   check(a.dim() >= 2 && b.dim() >= 2, "matmul: " + shapes + ": both inputs need rank >= 2");
   const std::int64_t ka = a.shape()[a.dim() - 1], kb = b.shape()[b.dim() - 2];
-  check(ka == kb, "matmul: " + shapes + ": inner sizes " + std::to_string(ka) + " and " + std::to_string(kb) + " differ");
+  check(ka == kb,
+        "matmul: " + shapes + ": inner sizes " + std::to_string(ka) + " and " + std::to_string(kb) + " differ");
   const Shape batch_a(a.shape().begin(), a.shape().end() - 2), batch_b(b.shape().begin(), b.shape().end() - 2);
   bool broadcastable = true;
   try {

@@ -69,8 +69,10 @@ Tensor reduce_one_axis(const char* op, const Tensor& x, int axis, bool is_max) {
         for (std::int64_t i = 0; i < inner; ++i) {
           double& a = acc[static_cast<std::size_t>(i)];
           const double b = static_cast<double>(src[i]);
-          if (!is_max) a += b;
-          else if ((b > a || std::isnan(b)) && !std::isnan(a)) a = b;  // NaN propagates, as in PyTorch
+          if (!is_max)
+            a += b;
+          else if ((b > a || std::isnan(b)) && !std::isnan(a))
+            a = b;  // NaN propagates, as in PyTorch
         }
       }
       T* row = po + o * inner;
@@ -115,8 +117,8 @@ Tensor max(const Tensor& x, const std::vector<int>& axes_in, bool keepdim) {
   check(is_floating(x.dtype()), "max: expected a float32 or float64 tensor, got " + dtype_name(x.dtype()));
   const auto axes = resolve_axes("max", axes_in, x.dim());
   for (int a : axes)
-    check(x.shape()[a] > 0, "max: cannot reduce axis " + std::to_string(a) + " of size 0 (shape " +
-                                shape_str(x.shape()) + ")");
+    check(x.shape()[a] > 0,
+          "max: cannot reduce axis " + std::to_string(a) + " of size 0 (shape " + shape_str(x.shape()) + ")");
   Tensor y = reduce_axes("max", x, axes, keepdim, true);
   // Ties (docs/engine.md convention 1): g is split evenly among the elements equal to the maximum:
   // dx = g * [x == max] / count([x == max]) over the reduced axes.
@@ -133,7 +135,8 @@ Tensor max(const Tensor& x, const std::vector<int>& axes_in, bool keepdim) {
 Tensor sum_to(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;
   const Shape& s = x.shape();
-  check(s.size() >= shape.size(), "sum_to: cannot reduce " + shape_str(s) + " to the larger rank of " + shape_str(shape));
+  check(s.size() >= shape.size(),
+        "sum_to: cannot reduce " + shape_str(s) + " to the larger rank of " + shape_str(shape));
   // Axes to sum: the extra leading ones, and those where the target has size 1.
   std::vector<int> axes;
   const std::size_t lead = s.size() - shape.size();

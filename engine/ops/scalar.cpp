@@ -22,13 +22,15 @@ Tensor rsub(const Tensor& x, double s) {
 
 Tensor mul(const Tensor& x, double s) {
   Tensor y = cpu::map_unary<fn::Unary::MulScalar>("mul_scalar", x, s);
-  record(y, "mul_scalar", {x}, [s](const Tensor& g, const std::vector<bool>&) { return Grads{mul(g, s)}; });  // dy/dx = s
+  record(y, "mul_scalar", {x},
+         [s](const Tensor& g, const std::vector<bool>&) { return Grads{mul(g, s)}; });  // dy/dx = s
   return y;
 }
 
 Tensor div(const Tensor& x, double s) {
   Tensor y = cpu::map_unary<fn::Unary::DivScalar>("div_scalar", x, s);
-  record(y, "div_scalar", {x}, [s](const Tensor& g, const std::vector<bool>&) { return Grads{div(g, s)}; });  // dy/dx = 1/s
+  record(y, "div_scalar", {x},
+         [s](const Tensor& g, const std::vector<bool>&) { return Grads{div(g, s)}; });  // dy/dx = 1/s
   return y;
 }
 

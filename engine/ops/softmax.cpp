@@ -19,7 +19,8 @@ namespace {
 // Writes log_softmax of the rows of z into out (rows x n). -inf rows stay -inf.
 template <class T>
 void log_softmax_rows(const T* z, T* out, std::int64_t rows, std::int64_t n) {
-  cpu::parallel_for(rows, n * 4, [&](std::int64_t r) { fn::log_softmax_row(z + r * n, out + r * n, n); });  // common/rows.h
+  cpu::parallel_for(rows, n * 4,
+                    [&](std::int64_t r) { fn::log_softmax_row(z + r * n, out + r * n, n); });  // common/rows.h
 }
 
 // z = x + mask (mask broadcast to x, constant), or x itself.
@@ -28,9 +29,11 @@ Tensor masked_input(const char* op, const Tensor& x, const Tensor& mask) {
   if (!mask.defined()) return x.detach();
   cpu::check_defined(op, mask, "mask");
   check(mask.dtype() == x.dtype(), std::string(op) + ": mask dtype " + dtype_name(mask.dtype()) +
-                                       " differs from input dtype " + dtype_name(x.dtype()) + " (use 0 and -inf in the input's dtype)");
+                                       " differs from input dtype " + dtype_name(x.dtype()) +
+                                       " (use 0 and -inf in the input's dtype)");
   check(broadcast_shapes(op, x.shape(), mask.shape()) == x.shape(),
-        std::string(op) + ": mask of shape " + shape_str(mask.shape()) + " does not broadcast to input " + shape_str(x.shape()));
+        std::string(op) + ": mask of shape " + shape_str(mask.shape()) + " does not broadcast to input " +
+            shape_str(x.shape()));
   NoGradGuard constant;  // the mask follows the input to its device (a constant, like indices)
   return add(x.detach(), cpu::on_device(mask, x.device()).detach());
 }
@@ -75,7 +78,8 @@ Tensor softmax(const Tensor& x, const Tensor& mask) {
     if (cpu::on_cuda(x)) return cuda::softmax_rows(z.raw_data(), y.raw_data(), rows, n, true, x.dtype());
     const T* pz = z.data<T>();
     T* py = y.data<T>();
-    cpu::parallel_for(rows, n * 5, [&](std::int64_t r) { fn::softmax_row(pz + r * n, py + r * n, n); });  // common/rows.h
+    cpu::parallel_for(rows, n * 5,
+                      [&](std::int64_t r) { fn::softmax_row(pz + r * n, py + r * n, n); });  // common/rows.h
   });
   // dx_j = p_j (g_j - sum_k g_k p_k); p_j = 0 gives 0 for masked entries and dead rows.
   record(y, "softmax", {x}, [y = y.detach(), n, rows](const Tensor& g, const std::vector<bool>&) {
@@ -139,8 +143,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t i
   // dlogits[i, c] = g (p[i, c] - q[i, c]) / count, q = (1 - eps) onehot(t_i) + eps / C;
   // rows with an ignored target get 0 (and so does everything when count = 0).
   record(loss, "cross_entropy", {logits, targets},
-         [logp = logp.detach(), targets = saved_targets, ignore_index, eps, count, N, C](
-             const Tensor& g, const std::vector<bool>&) {
+         [logp = logp.detach(), targets = saved_targets, ignore_index, eps, count, N, C](const Tensor& g,
+                                                                                         const std::vector<bool>&) {
            Tensor gx = Tensor::zeros(logp.shape(), logp.dtype(), logp.device());
            if (count == 0) return Grads{gx, Tensor()};
            dispatch_floating(logp.dtype(), "cross_entropy backward", [&](auto tag) {
@@ -158,7 +162,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t i
              if (scale == T(0)) return;  // convention 3: exactly zero
              cpu::parallel_for(N, C, [&](std::int64_t i) {
                if (tt[i] == ignore_index) return;
-               for (std::int64_t c = 0; c < C; ++c) out[i * C + c] = fn::cross_entropy_grad(lp[i * C + c], c, C, tt[i], eps, scale);
+               for (std::int64_t c = 0; c < C; ++c)
+                 out[i * C + c] = fn::cross_entropy_grad(lp[i * C + c], c, C, tt[i], eps, scale);
              });
            });
            return Grads{gx, Tensor()};

@@ -63,7 +63,8 @@ Tensor gelu_erf_float_cpu(const Tensor& x) {
     Tensor gx = Tensor::empty(x.shape(), x.dtype());
     const float *pg = g.data<float>(), *pxx = x.data<float>();
     float* out = gx.data<float>();
-    cpu::parallel_for(x.numel(), 8, [=](std::int64_t i) { out[i] = fn::zero_safe(pg[i], gelu_erf_derivative(pxx[i])); });
+    cpu::parallel_for(x.numel(), 8,
+                      [=](std::int64_t i) { out[i] = fn::zero_safe(pg[i], gelu_erf_derivative(pxx[i])); });
     return Grads{gx};
   });
   return y;

@@ -32,8 +32,10 @@ void validate(const AdamWConfig& c) {
 void validate_parameter(const std::string& name, const Tensor& p) {
   check(!name.empty(), "AdamW: a parameter has an empty name");
   check(p.defined(), param_where(name) + " is undefined");
-  check(is_floating(p.dtype()), param_where(name) + " has dtype " + dtype_name(p.dtype()) + "; expected float32 or float64");
-  if (!p.is_leaf()) throw Error(param_where(name) + " is not a leaf (it was produced by the op '" + p.grad_fn()->op + "')");
+  check(is_floating(p.dtype()),
+        param_where(name) + " has dtype " + dtype_name(p.dtype()) + "; expected float32 or float64");
+  if (!p.is_leaf())
+    throw Error(param_where(name) + " is not a leaf (it was produced by the op '" + p.grad_fn()->op + "')");
   check(p.requires_grad(), param_where(name) + " does not require grad");
 }
 
@@ -72,10 +74,10 @@ std::string join(const std::vector<std::string>& names) {
 void check_moment(const std::string& key, const Tensor& t, const Tensor& param, bool non_negative) {
   const std::string where = "AdamW.load_state: entry '" + key + "'";
   check(t.defined(), where + " is undefined");
-  check(t.dtype() == param.dtype(), where + " has dtype " + dtype_name(t.dtype()) + ", the parameter " +
-                                        dtype_name(param.dtype()));
-  check(t.shape() == param.shape(), where + " has shape " + shape_str(t.shape()) + ", the parameter " +
-                                        shape_str(param.shape()));
+  check(t.dtype() == param.dtype(),
+        where + " has dtype " + dtype_name(t.dtype()) + ", the parameter " + dtype_name(param.dtype()));
+  check(t.shape() == param.shape(),
+        where + " has shape " + shape_str(t.shape()) + ", the parameter " + shape_str(param.shape()));
   check(t.device() == Device::CPU, where + " is on " + device_name(t.device()) + "; expected cpu");
   const auto values = t.to_vector();
   for (std::size_t k = 0; k < values.size(); ++k) {
@@ -112,12 +114,12 @@ void AdamW::check_grads() const {
     const Tensor g = s.param.grad();
     if (!g.defined()) continue;
     const std::string where = param_where(s.name) + ": gradient";
-    check(g.dtype() == s.param.dtype(), where + " has dtype " + dtype_name(g.dtype()) + ", the parameter " +
-                                            dtype_name(s.param.dtype()));
-    check(g.shape() == s.param.shape(), where + " has shape " + shape_str(g.shape()) + ", the parameter " +
-                                            shape_str(s.param.shape()));
-    check(g.device() == s.param.device(), where + " is on " + device_name(g.device()) + ", the parameter on " +
-                                              device_name(s.param.device()));
+    check(g.dtype() == s.param.dtype(),
+          where + " has dtype " + dtype_name(g.dtype()) + ", the parameter " + dtype_name(s.param.dtype()));
+    check(g.shape() == s.param.shape(),
+          where + " has shape " + shape_str(g.shape()) + ", the parameter " + shape_str(s.param.shape()));
+    check(g.device() == s.param.device(),
+          where + " is on " + device_name(g.device()) + ", the parameter on " + device_name(s.param.device()));
   }
 }
 
@@ -127,7 +129,7 @@ void AdamW::step(double lr) {
   NoGradGuard no_grad;
   ++step_count_;
   const double t = static_cast<double>(step_count_);
-  const double step_size = lr / (1 - std::pow(config_.beta1, t));  // lr / (1 - beta1^t)
+  const double step_size = lr / (1 - std::pow(config_.beta1, t));     // lr / (1 - beta1^t)
   const double bc2_sqrt = std::sqrt(1 - std::pow(config_.beta2, t));  // sqrt(1 - beta2^t)
   for (Slot& s : slots_) {
     const Tensor g = s.param.grad();
@@ -138,8 +140,9 @@ void AdamW::step(double lr) {
       s.exp_avg_sq = s.exp_avg_sq.to(s.param.device()).detach();
     }
     if (s.param.device() == Device::CUDA) {
-      cuda::adamw_update(s.param.raw_data(), g.raw_data(), s.exp_avg.raw_data(), s.exp_avg_sq.raw_data(), s.param.numel(),
-                         config_.beta1, config_.beta2, config_.eps, decay, step_size, bc2_sqrt, s.param.dtype());
+      cuda::adamw_update(s.param.raw_data(), g.raw_data(), s.exp_avg.raw_data(), s.exp_avg_sq.raw_data(),
+                         s.param.numel(), config_.beta1, config_.beta2, config_.eps, decay, step_size, bc2_sqrt,
+                         s.param.dtype());
       continue;
     }
     dispatch_floating(s.param.dtype(), "AdamW.step", [&](auto tag) {

@@ -71,7 +71,8 @@ std::int64_t first_non_finite(const Tensor& g_any) {
 
 /// g *= coef, in g's dtype.
 void scale(Tensor& g, double coef) {
-  if (g.device() == Device::CUDA) return cuda::unary(fn::Unary::MulScalar, g.raw_data(), g.raw_data(), g.numel(), coef, g.dtype());
+  if (g.device() == Device::CUDA)
+    return cuda::unary(fn::Unary::MulScalar, g.raw_data(), g.raw_data(), g.numel(), coef, g.dtype());
   dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
     using T = decltype(tag);
     T* x = g.data<T>();

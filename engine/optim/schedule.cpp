@@ -21,8 +21,8 @@ double warmup_factor(const ScheduleConfig& c, std::int64_t step) {
 
 /// Cosine decay after warmup: min + (base - min) (1 + cos(pi p)) / 2, p clamped to [0, 1].
 double cosine(const ScheduleConfig& c, std::int64_t step) {
-  const double p = std::min(1.0, static_cast<double>(step - c.warmup_steps) /
-                                     static_cast<double>(c.total_steps - c.warmup_steps));
+  const double p =
+      std::min(1.0, static_cast<double>(step - c.warmup_steps) / static_cast<double>(c.total_steps - c.warmup_steps));
   return c.min_lr + 0.5 * (c.base_lr - c.min_lr) * (1.0 + std::cos(std::numbers::pi * p));
 }
 
@@ -39,8 +39,8 @@ void validate(const ScheduleConfig& c) {
         where + "min_lr must be in [0, base_lr = " + number(c.base_lr) + "], got " + number(c.min_lr));
   if (c.kind == "cosine")
     check(c.total_steps > c.warmup_steps, where + "total_steps (" + std::to_string(c.total_steps) +
-                                              ") must be greater than warmup_steps (" +
-                                              std::to_string(c.warmup_steps) + ")");
+                                              ") must be greater than warmup_steps (" + std::to_string(c.warmup_steps) +
+                                              ")");
   if (c.kind == "inverse_sqrt")
     check(c.warmup_steps >= 1, where + "warmup_steps must be >= 1 (lr = base_lr * sqrt(warmup_steps / step)), got " +
                                    std::to_string(c.warmup_steps));

@@ -53,7 +53,6 @@ HKT_HOST_DEVICE inline E neg_inf() {
   return -static_cast<E>(HUGE_VAL);
 }
 
-
 // Scratch device memory freed on every path out (a kernel launch may throw).
 struct Scratch {
   void* ptr;
@@ -78,20 +77,22 @@ HKT_HOST_DEVICE inline double dot_wide(const E* x, const E* y, std::int64_t n) {
 // D[r] = x[r] . y[r] for rows of length n, in double (D = rowsum(dO O) of the backward).
 template <class E>
 void row_dot_impl(const E* x, const E* y, double* out, std::int64_t rows, std::int64_t n) {
-  for_each(rows, HKT_KERNEL(std::int64_t r) { out[r] = dot_wide(x + r * n, y + r * n, n); });
+  for_each(
+      rows, HKT_KERNEL(std::int64_t r) { out[r] = dot_wide(x + r * n, y + r * n, n); });
 }
 
 // dalpha[h, l] = sum over b, then rows i (v0: query rows; v1: query tiles), of the
 // per-row parts [B, H, rows, L]: one thread per (h, l), in that fixed order.
 template <class E>
 void dalpha_reduce_impl(const double* parts, E* dalpha, std::int64_t B, std::int64_t H, std::int64_t rows, int L) {
-  for_each(H * L, HKT_KERNEL(std::int64_t hl) {
-    const std::int64_t h = hl / L, l = hl % L;
-    double s = 0.0;
-    for (std::int64_t b = 0; b < B; ++b)
-      for (std::int64_t i = 0; i < rows; ++i) s += parts[((b * H + h) * rows + i) * L + l];
-    dalpha[hl] = static_cast<E>(s);
-  });
+  for_each(
+      H * L, HKT_KERNEL(std::int64_t hl) {
+        const std::int64_t h = hl / L, l = hl % L;
+        double s = 0.0;
+        for (std::int64_t b = 0; b < B; ++b)
+          for (std::int64_t i = 0; i < rows; ++i) s += parts[((b * H + h) * rows + i) * L + l];
+        dalpha[hl] = static_cast<E>(s);
+      });
 }
 
 }  // namespace detail

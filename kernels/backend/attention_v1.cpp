@@ -68,8 +68,7 @@ constexpr unsigned kThreads = 256;
 #else
 #define HKT_UNROLL
 #endif
-#define HKT_FOR_LEVELS(l, L) \
-  HKT_UNROLL for (int l = 0; l < kMaxAttentionLevels; ++l) if (l < (L))
+#define HKT_FOR_LEVELS(l, L) HKT_UNROLL for (int l = 0; l < kMaxAttentionLevels; ++l) if (l < (L))
 
 // ---- shared-memory carving ---------------------------------------------------------------
 
@@ -92,8 +91,8 @@ struct Shape {
   int tile;  // query and key tile (fine rows)
   int dp;    // d_h padded to a multiple of 4
   int L;
-  HKT_HOST_DEVICE int rows(int l) const { return tile >> l; }       // rows of level l in a tile
-  HKT_HOST_DEVICE int ld(int l) const { return (tile >> l) + 1; }   // stride of a transposed tile
+  HKT_HOST_DEVICE int rows(int l) const { return tile >> l; }      // rows of level l in a tile
+  HKT_HOST_DEVICE int ld(int l) const { return (tile >> l) + 1; }  // stride of a transposed tile
 };
 
 // Transposed tiles of every level: [dp][rows(l) + 1] each.
@@ -126,8 +125,8 @@ struct LevelRows {
 // ---- device building blocks --------------------------------------------------------------
 
 // acc[i][j] = sum_{k < K} A(k, i0 + i) B(k, j0 + j) for i, j < 4, where A(k, i) = A[k ak + i ai]
-// and B(k, j) = B[k bk + j bj], accumulated in Acc (E, or double where a difference cancels). Rows past M and columns past N read row M-1 / column N-1
-// (valid memory) and are dropped by the caller.
+// and B(k, j) = B[k bk + j bj], accumulated in Acc (E, or double where a difference cancels). Rows past M and columns
+// past N read row M-1 / column N-1 (valid memory) and are dropped by the caller.
 template <class Acc, class EA, class EB>
 HKT_DEVICE void micro_tile(Acc (&acc)[4][4], const EA* A, int ak, int ai, int i0, int M, const EB* B, int bk, int bj,
                            int j0, int N, int K) {
@@ -206,11 +205,11 @@ HKT_DEVICE void load_keys(const Attn<E>& a, const Shape& s, std::int64_t bh, std
     keep[c] = key_live(a, b, k0 + c) ? E(1) : E(0);
   dev::sync_threads();
   HKT_FOR_LEVELS(l, s.L)
-    load_transposed(kT.t[l], a.k[l] + bh * a.Tl[l] * a.dh, k0 >> l, s.rows(l), a.Tl[l], a.dh, s.dp, [=](int w) {
-      for (int c = w << l; c < (w + 1) << l; ++c)
-        if (keep[c] != E(0)) return false;
-      return true;
-    });
+  load_transposed(kT.t[l], a.k[l] + bh * a.Tl[l] * a.dh, k0 >> l, s.rows(l), a.Tl[l], a.dh, s.dp, [=](int w) {
+    for (int c = w << l; c < (w + 1) << l; ++c)
+      if (keep[c] != E(0)) return false;
+    return true;
+  });
   load_transposed(vT, a.v + bh * a.T * a.dh, k0, s.tile, a.T, a.dh, s.dp, [=](int c) { return keep[c] == E(0); });
 }
 
@@ -219,8 +218,8 @@ template <class E>
 HKT_DEVICE void load_queries(const Attn<E>& a, const Shape& s, std::int64_t bh, std::int64_t q0,
                              const LevelTiles<E>& qT) {
   HKT_FOR_LEVELS(l, s.L)
-    load_transposed(qT.t[l], a.q[l] + bh * a.Tl[l] * a.dh, q0 >> l, s.rows(l), a.Tl[l], a.dh, s.dp,
-                    [](int) { return false; });
+  load_transposed(qT.t[l], a.q[l] + bh * a.Tl[l] * a.dh, q0 >> l, s.rows(l), a.Tl[l], a.dh, s.dp,
+                  [](int) { return false; });
 }
 
 // S_l = scale Q_l K_l^T for every level, into sl.t[l] [rows(l)][rows(l)], summed in S:
@@ -298,7 +297,7 @@ struct Forward {
   static constexpr unsigned kThreads = v1::kThreads;
   Attn<E> a;
   Shape s;
-  E* out;  // [B, H, T, d_h]
+  E* out;       // [B, H, T, d_h]
   double* lse;  // [B, H, T], in double whatever E is (see the backward's p)
 
   HKT_DEVICE void operator()() const {
@@ -342,8 +341,10 @@ struct Forward {
         tile_sum += static_cast<double>(e);
       }
       tile_sum = group_reduce(tile_sum, group, [](double x, double y) { return x + y; });
-      row_sum = row_sum * (new_max == neg_inf<E>() ? 1.0 : std::exp(static_cast<double>(row_max) - static_cast<double>(new_max))) +
-                tile_sum;
+      row_sum =
+          row_sum *
+              (new_max == neg_inf<E>() ? 1.0 : std::exp(static_cast<double>(row_max) - static_cast<double>(new_max))) +
+          tile_sum;
       row_max = new_max;
       if (part == 0) m.row[r] = correction;
       dev::sync_threads();
@@ -352,7 +353,7 @@ struct Forward {
       const E* row = m.row;
       const int dp = s.dp;
       tile_product<E>(s.tile, s.dp, s.tile, p, 1, s.tile, m.vT, 1, s.ld(0),
-                   [=](int i, int j, E v) { o[i * dp + j] = o[i * dp + j] * row[i] + v; });
+                      [=](int i, int j, E v) { o[i * dp + j] = o[i * dp + j] * row[i] + v; });
     }
     dev::sync_threads();
     if (part == 0) {
@@ -379,13 +380,13 @@ struct BackwardSmem {
   E *doT, *vT;
   LevelScores<double> sl;  // S_l, recomputed in double (see score_gradients)
   LevelScores<double> ds;  // dS_l of every level, in double (see score_gradients)
-  double* p;          // P, in double (see score_gradients)
-  double* lse;        // the forward's LSE (double)
+  double* p;               // P, in double (see score_gradients)
+  double* lse;             // the forward's LSE (double)
   E* keep;
-  double* D;         // D[r] = dO[r] . O[r], in double like dP (see score_gradients)
+  double* D;              // D[r] = dO[r] . O[r], in double like dP (see score_gradients)
   LevelRows<double> acc;  // dK_l (BackwardKV) or dQ_l (BackwardQ) of the block's tile
-  E* dv;             // BackwardKV: dV of the key tile [tile][dp]
-  double* dalpha;    // BackwardQ: per level and coarse row, sum_w dS_l S_l
+  E* dv;                  // BackwardKV: dV of the key tile [tile][dp]
+  double* dalpha;         // BackwardQ: per level and coarse row, sum_w dS_l S_l
   HKT_HOST_DEVICE BackwardSmem(Carve& c, const Shape& s, bool keys) {
     qT.take(c, s);
     kT.take(c, s);
@@ -406,7 +407,7 @@ struct BackwardSmem {
 // Loads the query tile's dO (transposed), LSE and D rows.
 template <class E>
 HKT_DEVICE void load_query_grads(const Attn<E>& a, const Shape& s, std::int64_t bh, std::int64_t q0, const double* lse,
-                                  const double* D, const E* grad_out, const BackwardSmem<E>& m) {
+                                 const double* D, const E* grad_out, const BackwardSmem<E>& m) {
   load_transposed(m.doT, grad_out + bh * a.T * a.dh, q0, s.tile, a.T, a.dh, s.dp, [](int) { return false; });
   for (int r = static_cast<int>(dev::thread_index()); r < s.tile; r += static_cast<int>(kThreads)) {
     const bool real = q0 + r < a.T;
@@ -465,7 +466,8 @@ struct BackwardKV {
     HKT_FOR_LEVELS(l, s.L) fill(m.acc.t[l], static_cast<std::int64_t>(s.rows(l)) * s.dp, 0.0);
     fill(m.dv, static_cast<std::int64_t>(s.tile) * s.dp, E(0));
     const std::int64_t query_tiles = (a.T + s.tile - 1) / s.tile;
-    for (std::int64_t qt = a.causal ? k0 / s.tile : 0; qt < query_tiles; ++qt) {  // earlier queries see none of these keys
+    for (std::int64_t qt = a.causal ? k0 / s.tile : 0; qt < query_tiles;
+         ++qt) {  // earlier queries see none of these keys
       const std::int64_t q0 = qt * s.tile;
       dev::sync_threads();  // the previous query tile is no longer read
       load_queries(a, s, bh, q0, m.qT);
@@ -476,7 +478,7 @@ struct BackwardKV {
       E* dvs = m.dv;
       const int dp = s.dp;
       tile_product<E>(s.tile, s.dp, s.tile, m.p, s.tile, 1, m.doT, 1, s.ld(0),
-                   [=](int i, int j, E v) { dvs[i * dp + j] += v; });
+                      [=](int i, int j, E v) { dvs[i * dp + j] += v; });
       // dK_l[w] += sum_u dS_l[u, w] Q_l[u]   (alpha_l scale applied at the end)
       HKT_FOR_LEVELS(l, s.L) {
         double* dk_l = m.acc.t[l];
@@ -496,7 +498,8 @@ struct BackwardKV {
       const std::int64_t w0 = k0 >> l;
       for (int x = tid; x < s.rows(l) * a.dh; x += static_cast<int>(kThreads)) {
         const int w = x / static_cast<int>(a.dh), d = x % static_cast<int>(a.dh);
-        if (w0 + w < a.Tl[l]) dk[l][(bh * a.Tl[l] + w0 + w) * a.dh + d] = static_cast<E>(factor * m.acc.t[l][w * s.dp + d]);
+        if (w0 + w < a.Tl[l])
+          dk[l][(bh * a.Tl[l] + w0 + w) * a.dh + d] = static_cast<E>(factor * m.acc.t[l][w * s.dp + d]);
       }
     }
   }
@@ -547,8 +550,7 @@ struct BackwardQ {
           if (tid >= first && tid < first + n) {
             const int u = tid - first;
             double sum = 0.0;
-            for (int w = 0; w < n; ++w)
-              sum += m.ds.t[l][u * n + w] * static_cast<double>(m.sl.t[l][u * n + w]);
+            for (int w = 0; w < n; ++w) sum += m.ds.t[l][u * n + w] * static_cast<double>(m.sl.t[l][u * n + w]);
             m.dalpha[first + u] += sum;
           }
           first += n;
@@ -561,7 +563,8 @@ struct BackwardQ {
       const std::int64_t u0 = q0 >> l;
       for (int x = tid; x < s.rows(l) * a.dh; x += static_cast<int>(kThreads)) {
         const int u = x / static_cast<int>(a.dh), d = x % static_cast<int>(a.dh);
-        if (u0 + u < a.Tl[l]) dq[l][(bh * a.Tl[l] + u0 + u) * a.dh + d] = static_cast<E>(factor * m.acc.t[l][u * s.dp + d]);
+        if (u0 + u < a.Tl[l])
+          dq[l][(bh * a.Tl[l] + u0 + u) * a.dh + d] = static_cast<E>(factor * m.acc.t[l][u * s.dp + d]);
       }
     }
     if (dalpha_parts && tid < s.L) {  // thread l sums level l's rows in order

@@ -101,8 +101,8 @@ void launch_blocks(const char*, Grid grid, std::size_t shared_bytes, const K& ke
 // allocates it, with guard bytes, when the first thread reaches the declaration).
 // (Unlike the GPU's array, `name` is a pointer here: take sizes from E and n, never
 // sizeof(name).)
-#define HKT_SHARED(E, name, n)                                                                       \
-  E* const name = static_cast<E*>(                                                                   \
+#define HKT_SHARED(E, name, n)     \
+  E* const name = static_cast<E*>( \
       ::hkt::cuda::emu::static_shared(#name, sizeof(E) * (n), alignof(E), std::source_location::current()))
 
 namespace hkt::cuda {

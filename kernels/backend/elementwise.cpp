@@ -10,29 +10,36 @@ namespace detail {
 
 template <class T>
 void fill_impl(T* x, std::int64_t n, T value) {
-  for_each(n, HKT_KERNEL(std::int64_t i) { x[i] = value; });
+  for_each(
+      n, HKT_KERNEL(std::int64_t i) { x[i] = value; });
 }
 
 template <class S, class D>
 void convert_impl(const S* src, D* dst, std::int64_t n, bool nonzero) {
-  for_each(n, HKT_KERNEL(std::int64_t i) { dst[i] = nonzero ? (src[i] != S(0) ? D(1) : D(0)) : static_cast<D>(src[i]); });
+  for_each(
+      n, HKT_KERNEL(std::int64_t i) { dst[i] = nonzero ? (src[i] != S(0) ? D(1) : D(0)) : static_cast<D>(src[i]); });
 }
 
 template <class S>
 void convert_from(const S* src, void* dst, DType dst_dtype, std::int64_t n, bool nonzero) {
-  if (dst_dtype == DType::Float32) convert_impl(src, static_cast<float*>(dst), n, nonzero);
-  else if (dst_dtype == DType::Float64) convert_impl(src, static_cast<double*>(dst), n, nonzero);
-  else convert_impl(src, static_cast<std::int64_t*>(dst), n, nonzero);
+  if (dst_dtype == DType::Float32)
+    convert_impl(src, static_cast<float*>(dst), n, nonzero);
+  else if (dst_dtype == DType::Float64)
+    convert_impl(src, static_cast<double*>(dst), n, nonzero);
+  else
+    convert_impl(src, static_cast<std::int64_t*>(dst), n, nonzero);
 }
 
 template <fn::Unary op, class T>
 void unary_impl(const T* x, T* y, std::int64_t n, double s) {
-  for_each(n, HKT_KERNEL(std::int64_t i) { y[i] = fn::unary<op, T>(x[i], s); });
+  for_each(
+      n, HKT_KERNEL(std::int64_t i) { y[i] = fn::unary<op, T>(x[i], s); });
 }
 
 template <fn::Unary op, class T>
 void unary_backward_impl(const T* g, const T* x, const T* y, T* gx, std::int64_t n) {
-  for_each(n, HKT_KERNEL(std::int64_t i) { gx[i] = fn::zero_safe(g[i], fn::unary_derivative<op, T>(x[i], y[i])); });
+  for_each(
+      n, HKT_KERNEL(std::int64_t i) { gx[i] = fn::zero_safe(g[i], fn::unary_derivative<op, T>(x[i], y[i])); });
 }
 
 template <fn::Binary op, class T>
@@ -40,11 +47,12 @@ void binary_impl(const T* a, const T* b, T* out, const StridedView& view, double
   std::int64_t n = 1;
   for (int d = 0; d < view.rank; ++d) n *= view.shape[d];
   const StridedView v = view;  // captured by value: the kernel gets its own copy
-  for_each(n, HKT_KERNEL(std::int64_t i) {
-    const T av = a[strided_offset(i, v.rank, v.shape, v.strides_a)];
-    const T bv = b[strided_offset(i, v.rank, v.shape, v.strides_b)];
-    out[i] = fn::binary<op, T>(av, bv, s);
-  });
+  for_each(
+      n, HKT_KERNEL(std::int64_t i) {
+        const T av = a[strided_offset(i, v.rank, v.shape, v.strides_a)];
+        const T bv = b[strided_offset(i, v.rank, v.shape, v.strides_b)];
+        out[i] = fn::binary<op, T>(av, bv, s);
+      });
 }
 
 // Moves elements as unsigned integers of their size: copies need no arithmetic.
@@ -53,41 +61,52 @@ void strided_copy_impl(const W* src, W* out, const StridedView& view) {
   std::int64_t n = 1;
   for (int d = 0; d < view.rank; ++d) n *= view.shape[d];
   const StridedView v = view;
-  for_each(n, HKT_KERNEL(std::int64_t i) { out[i] = src[v.offset_a + strided_offset(i, v.rank, v.shape, v.strides_a)]; });
+  for_each(
+      n, HKT_KERNEL(std::int64_t i) { out[i] = src[v.offset_a + strided_offset(i, v.rank, v.shape, v.strides_a)]; });
 }
 
 template <class W>
 void copy_block_impl(const W* src, std::int64_t src_n, std::int64_t src_start, W* dst, std::int64_t dst_n,
                      std::int64_t dst_start, std::int64_t count, std::int64_t outer, std::int64_t inner) {
-  for_each(outer * count * inner, HKT_KERNEL(std::int64_t i) {
-    const std::int64_t k = i % inner, j = (i / inner) % count, o = i / (inner * count);
-    dst[(o * dst_n + dst_start + j) * inner + k] = src[(o * src_n + src_start + j) * inner + k];
-  });
+  for_each(
+      outer * count * inner, HKT_KERNEL(std::int64_t i) {
+        const std::int64_t k = i % inner, j = (i / inner) % count, o = i / (inner * count);
+        dst[(o * dst_n + dst_start + j) * inner + k] = src[(o * src_n + src_start + j) * inner + k];
+      });
 }
 
 template <class W>
 void repeat_impl(const W* x, W* out, std::int64_t outer, std::int64_t n, std::int64_t repeats, std::int64_t inner) {
-  for_each(outer * n * repeats * inner, HKT_KERNEL(std::int64_t i) {
-    const std::int64_t k = i % inner, j = (i / inner) % (n * repeats), o = i / (inner * n * repeats);
-    out[i] = x[(o * n + j / repeats) * inner + k];
-  });
+  for_each(
+      outer * n * repeats * inner, HKT_KERNEL(std::int64_t i) {
+        const std::int64_t k = i % inner, j = (i / inner) % (n * repeats), o = i / (inner * n * repeats);
+        out[i] = x[(o * n + j / repeats) * inner + k];
+      });
 }
 
 }  // namespace detail
 
 void fill(void* x, std::int64_t n, double value, DType dtype) {
-  if (dtype == DType::Float32) detail::fill_impl(static_cast<float*>(x), n, static_cast<float>(value));
-  else if (dtype == DType::Float64) detail::fill_impl(static_cast<double*>(x), n, value);
-  else detail::fill_impl(static_cast<std::int64_t*>(x), n, static_cast<std::int64_t>(value));
+  if (dtype == DType::Float32)
+    detail::fill_impl(static_cast<float*>(x), n, static_cast<float>(value));
+  else if (dtype == DType::Float64)
+    detail::fill_impl(static_cast<double*>(x), n, value);
+  else
+    detail::fill_impl(static_cast<std::int64_t*>(x), n, static_cast<std::int64_t>(value));
 }
 
 void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::int64_t n, bool nonzero) {
-  if (src_dtype == DType::Float32) detail::convert_from(static_cast<const float*>(src), dst, dst_dtype, n, nonzero);
-  else if (src_dtype == DType::Float64) detail::convert_from(static_cast<const double*>(src), dst, dst_dtype, n, nonzero);
-  else detail::convert_from(static_cast<const std::int64_t*>(src), dst, dst_dtype, n, nonzero);
+  if (src_dtype == DType::Float32)
+    detail::convert_from(static_cast<const float*>(src), dst, dst_dtype, n, nonzero);
+  else if (src_dtype == DType::Float64)
+    detail::convert_from(static_cast<const double*>(src), dst, dst_dtype, n, nonzero);
+  else
+    detail::convert_from(static_cast<const std::int64_t*>(src), dst, dst_dtype, n, nonzero);
 }
 
 // The runtime op code picks one template instance (one kernel per op and dtype).
+// A list of cases, a few per line: clang-format would reflow it differently on every pass.
+// clang-format off
 #define HKT_UNARY_CASE(OP, CALL) \
   case fn::Unary::OP: CALL(fn::Unary::OP); break;
 #define HKT_ALL_UNARY(CALL)                                                                                     \
@@ -96,6 +115,7 @@ void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::
   HKT_UNARY_CASE(GeluErf, CALL) HKT_UNARY_CASE(GeluTanh, CALL) HKT_UNARY_CASE(AddScalar, CALL)                   \
   HKT_UNARY_CASE(RsubScalar, CALL) HKT_UNARY_CASE(MulScalar, CALL) HKT_UNARY_CASE(DivScalar, CALL)               \
   HKT_UNARY_CASE(RdivScalar, CALL) HKT_UNARY_CASE(Pow, CALL)
+// clang-format on
 
 void unary(fn::Unary op, const void* x, void* y, std::int64_t n, double s, DType dtype) {
   if (dtype == DType::Float64) {
@@ -111,36 +131,39 @@ void unary(fn::Unary op, const void* x, void* y, std::int64_t n, double s, DType
 
 void unary_backward(fn::Unary op, const void* g, const void* x, const void* y, void* gx, std::int64_t n, DType dtype) {
   if (dtype == DType::Float64) {
-#define HKT_CALL(OP)                                                                                       \
-  detail::unary_backward_impl<OP, double>(static_cast<const double*>(g), static_cast<const double*>(x),     \
+#define HKT_CALL(OP)                                                                                    \
+  detail::unary_backward_impl<OP, double>(static_cast<const double*>(g), static_cast<const double*>(x), \
                                           static_cast<const double*>(y), static_cast<double*>(gx), n)
     switch (op) { HKT_ALL_UNARY(HKT_CALL) }
 #undef HKT_CALL
   } else {
-#define HKT_CALL(OP)                                                                                     \
-  detail::unary_backward_impl<OP, float>(static_cast<const float*>(g), static_cast<const float*>(x),      \
+#define HKT_CALL(OP)                                                                                 \
+  detail::unary_backward_impl<OP, float>(static_cast<const float*>(g), static_cast<const float*>(x), \
                                          static_cast<const float*>(y), static_cast<float*>(gx), n)
     switch (op) { HKT_ALL_UNARY(HKT_CALL) }
 #undef HKT_CALL
   }
 }
 
+// A list of cases, a few per line: clang-format would reflow it differently on every pass.
+// clang-format off
 #define HKT_BINARY_CASE(OP, CALL) \
   case fn::Binary::OP: CALL(fn::Binary::OP); break;
 #define HKT_ALL_BINARY(CALL)                                                                                   \
   HKT_BINARY_CASE(Add, CALL) HKT_BINARY_CASE(Sub, CALL) HKT_BINARY_CASE(Mul, CALL) HKT_BINARY_CASE(Div, CALL) \
   HKT_BINARY_CASE(Eq, CALL) HKT_BINARY_CASE(ZeroSafeMul, CALL) HKT_BINARY_CASE(ZeroSafeDiv, CALL)             \
   HKT_BINARY_CASE(IsMax, CALL) HKT_BINARY_CASE(MaskedFill, CALL) HKT_BINARY_CASE(MaskedZero, CALL)
+// clang-format on
 
 void binary(fn::Binary op, const void* a, const void* b, void* out, const StridedView& view, double s, DType dtype) {
   if (dtype == DType::Float64) {
-#define HKT_CALL(OP)                                                                                              \
-  detail::binary_impl<OP, double>(static_cast<const double*>(a), static_cast<const double*>(b), static_cast<double*>(out), \
-                                  view, s)
+#define HKT_CALL(OP)                                                                            \
+  detail::binary_impl<OP, double>(static_cast<const double*>(a), static_cast<const double*>(b), \
+                                  static_cast<double*>(out), view, s)
     switch (op) { HKT_ALL_BINARY(HKT_CALL) }
 #undef HKT_CALL
   } else {
-#define HKT_CALL(OP)                                                                                             \
+#define HKT_CALL(OP)                                                                                                   \
   detail::binary_impl<OP, float>(static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(out), \
                                  view, s)
     switch (op) { HKT_ALL_BINARY(HKT_CALL) }
@@ -169,9 +192,11 @@ void copy_block(const void* src, std::int64_t src_n, std::int64_t src_start, voi
 void repeat_interleave(const void* x, void* out, std::int64_t outer, std::int64_t n, std::int64_t repeats,
                        std::int64_t inner, std::size_t element_bytes) {
   if (element_bytes == 8)
-    detail::repeat_impl(static_cast<const std::uint64_t*>(x), static_cast<std::uint64_t*>(out), outer, n, repeats, inner);
+    detail::repeat_impl(static_cast<const std::uint64_t*>(x), static_cast<std::uint64_t*>(out), outer, n, repeats,
+                        inner);
   else
-    detail::repeat_impl(static_cast<const std::uint32_t*>(x), static_cast<std::uint32_t*>(out), outer, n, repeats, inner);
+    detail::repeat_impl(static_cast<const std::uint32_t*>(x), static_cast<std::uint32_t*>(out), outer, n, repeats,
+                        inner);
 }
 
 }  // namespace hkt::cuda

@@ -9,42 +9,46 @@ namespace detail {
 
 template <class T>
 void embedding_forward_impl(const T* w, const std::int64_t* idx, T* y, std::int64_t N, std::int64_t D) {
-  for_each(N * D, HKT_KERNEL(std::int64_t i) { y[i] = w[idx[i / D] * D + i % D]; });
+  for_each(
+      N * D, HKT_KERNEL(std::int64_t i) { y[i] = w[idx[i / D] * D + i % D]; });
 }
 
 template <class T>
 void embedding_backward_impl(const T* g, const std::int64_t* row_start, const std::int64_t* rows_of, T* dw,
                              std::int64_t V, std::int64_t D) {
-  for_each(V * D, HKT_KERNEL(std::int64_t i) {
-    const std::int64_t v = i / D, j = i % D;
-    double s = 0;  // summed in double whatever T is, as on the CPU
-    for (std::int64_t p = row_start[v]; p < row_start[v + 1]; ++p) s += static_cast<double>(g[rows_of[p] * D + j]);
-    dw[i] = static_cast<T>(s);
-  });
+  for_each(
+      V * D, HKT_KERNEL(std::int64_t i) {
+        const std::int64_t v = i / D, j = i % D;
+        double s = 0;  // summed in double whatever T is, as on the CPU
+        for (std::int64_t p = row_start[v]; p < row_start[v + 1]; ++p) s += static_cast<double>(g[rows_of[p] * D + j]);
+        dw[i] = static_cast<T>(s);
+      });
 }
 
 template <class T>
 void gather_forward_impl(const T* x, const std::int64_t* index, T* y, std::int64_t outer, std::int64_t n_x,
                          std::int64_t n_i, std::int64_t inner) {
-  for_each(outer * n_i * inner, HKT_KERNEL(std::int64_t at) {
-    const std::int64_t k = at % inner, o = at / (n_i * inner);
-    y[at] = x[(o * n_x + index[at]) * inner + k];
-  });
+  for_each(
+      outer * n_i * inner, HKT_KERNEL(std::int64_t at) {
+        const std::int64_t k = at % inner, o = at / (n_i * inner);
+        y[at] = x[(o * n_x + index[at]) * inner + k];
+      });
 }
 
 template <class T>
 void gather_backward_impl(const T* g, const std::int64_t* index, T* dx, std::int64_t outer, std::int64_t n_x,
                           std::int64_t n_i, std::int64_t inner) {
   // Thread per dx element: scans the n_i candidates of its (o, k) column, O(n_i) each.
-  for_each(outer * n_x * inner, HKT_KERNEL(std::int64_t at) {
-    const std::int64_t k = at % inner, p = (at / inner) % n_x, o = at / (n_x * inner);
-    T s = 0;
-    for (std::int64_t i = 0; i < n_i; ++i) {
-      const std::int64_t src = (o * n_i + i) * inner + k;
-      if (index[src] == p) s += g[src];
-    }
-    dx[at] = s;
-  });
+  for_each(
+      outer * n_x * inner, HKT_KERNEL(std::int64_t at) {
+        const std::int64_t k = at % inner, p = (at / inner) % n_x, o = at / (n_x * inner);
+        T s = 0;
+        for (std::int64_t i = 0; i < n_i; ++i) {
+          const std::int64_t src = (o * n_i + i) * inner + k;
+          if (index[src] == p) s += g[src];
+        }
+        dx[at] = s;
+      });
 }
 
 }  // namespace detail
@@ -76,7 +80,8 @@ void gather_forward(const void* x, const std::int64_t* index, void* y, std::int6
 void gather_backward(const void* g, const std::int64_t* index, void* dx, std::int64_t outer, std::int64_t n_x,
                      std::int64_t n_i, std::int64_t inner, DType dtype) {
   if (dtype == DType::Float64)
-    detail::gather_backward_impl(static_cast<const double*>(g), index, static_cast<double*>(dx), outer, n_x, n_i, inner);
+    detail::gather_backward_impl(static_cast<const double*>(g), index, static_cast<double*>(dx), outer, n_x, n_i,
+                                 inner);
   else
     detail::gather_backward_impl(static_cast<const float*>(g), index, static_cast<float*>(dx), outer, n_x, n_i, inner);
 }

@@ -13,28 +13,32 @@ namespace hkt::cuda {
 namespace detail {
 
 template <class T>
-void layer_norm_forward_impl(const T* x, const T* w, const T* b, T* y, T* xhat, T* rstd, std::int64_t N,
-                             std::int64_t D, double eps) {
-  for_each(N, HKT_KERNEL(std::int64_t r) {
-    rstd[r] = fn::layer_norm_row(x + r * D, w, b, y + r * D, xhat + r * D, D, eps);  // common/rows.h
-  });
+void layer_norm_forward_impl(const T* x, const T* w, const T* b, T* y, T* xhat, T* rstd, std::int64_t N, std::int64_t D,
+                             double eps) {
+  for_each(
+      N, HKT_KERNEL(std::int64_t r) {
+        rstd[r] = fn::layer_norm_row(x + r * D, w, b, y + r * D, xhat + r * D, D, eps);  // common/rows.h
+      });
 }
 
 template <class T>
 void layer_norm_backward_input_impl(const T* g, const T* xhat, const T* rstd, const T* w, T* dx, std::int64_t N,
                                     std::int64_t D) {
-  for_each(N, HKT_KERNEL(std::int64_t r) {
-    fn::layer_norm_backward_row(g + r * D, xhat + r * D, w, rstd[r], dx + r * D, D);  // common/rows.h
-  });
+  for_each(
+      N, HKT_KERNEL(std::int64_t r) {
+        fn::layer_norm_backward_row(g + r * D, xhat + r * D, w, rstd[r], dx + r * D, D);  // common/rows.h
+      });
 }
 
 template <class T>
 void column_sums_impl(const T* g, const T* xhat, T* out, std::int64_t N, std::int64_t D) {
-  for_each(D, HKT_KERNEL(std::int64_t j) {
-    double s = 0;  // N terms: summed in double whatever T is, as on the CPU
-    for (std::int64_t r = 0; r < N; ++r) s += static_cast<double>(g[r * D + j]) * (xhat ? static_cast<double>(xhat[r * D + j]) : 1.0);
-    out[j] = static_cast<T>(s);
-  });
+  for_each(
+      D, HKT_KERNEL(std::int64_t j) {
+        double s = 0;  // N terms: summed in double whatever T is, as on the CPU
+        for (std::int64_t r = 0; r < N; ++r)
+          s += static_cast<double>(g[r * D + j]) * (xhat ? static_cast<double>(xhat[r * D + j]) : 1.0);
+        out[j] = static_cast<T>(s);
+      });
 }
 
 }  // namespace detail
@@ -65,9 +69,11 @@ void layer_norm_backward_input(const void* g, const void* xhat, const void* rstd
 
 void column_sums(const void* g, const void* xhat, void* out, std::int64_t N, std::int64_t D, DType dtype) {
   if (dtype == DType::Float64)
-    detail::column_sums_impl(static_cast<const double*>(g), static_cast<const double*>(xhat), static_cast<double*>(out), N, D);
+    detail::column_sums_impl(static_cast<const double*>(g), static_cast<const double*>(xhat), static_cast<double*>(out),
+                             N, D);
   else
-    detail::column_sums_impl(static_cast<const float*>(g), static_cast<const float*>(xhat), static_cast<float*>(out), N, D);
+    detail::column_sums_impl(static_cast<const float*>(g), static_cast<const float*>(xhat), static_cast<float*>(out), N,
+                             D);
 }
 
 }  // namespace hkt::cuda

@@ -12,22 +12,26 @@ namespace detail {
 template <class T>
 void dropout_mask_impl(T* mask, std::int64_t n, std::uint64_t seed, std::uint64_t first, double p) {
   const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
-  for_each(n, HKT_KERNEL(std::int64_t i) {
-    const float u = uniform24_at(seed, first, static_cast<std::uint64_t>(i));  // engine/random.h
-    mask[i] = static_cast<double>(u) < p ? T(0) : keep_scale;
-  });
+  for_each(
+      n, HKT_KERNEL(std::int64_t i) {
+        const float u = uniform24_at(seed, first, static_cast<std::uint64_t>(i));  // engine/random.h
+        mask[i] = static_cast<double>(u) < p ? T(0) : keep_scale;
+      });
 }
 
 template <class T>
 void adamw_impl(T* p, const T* g, T* m, T* v, std::int64_t n, const fn::AdamWStep<T> c) {
-  for_each(n, HKT_KERNEL(std::int64_t i) { fn::adamw_update_one(p[i], g[i], m[i], v[i], c); });
+  for_each(
+      n, HKT_KERNEL(std::int64_t i) { fn::adamw_update_one(p[i], g[i], m[i], v[i], c); });
 }
 
 }  // namespace detail
 
 void dropout_mask(void* mask, std::int64_t n, std::uint64_t seed, std::uint64_t first, double p, DType dtype) {
-  if (dtype == DType::Float64) detail::dropout_mask_impl(static_cast<double*>(mask), n, seed, first, p);
-  else detail::dropout_mask_impl(static_cast<float*>(mask), n, seed, first, p);
+  if (dtype == DType::Float64)
+    detail::dropout_mask_impl(static_cast<double*>(mask), n, seed, first, p);
+  else
+    detail::dropout_mask_impl(static_cast<float*>(mask), n, seed, first, p);
 }
 
 void adamw_update(void* param, const void* grad, void* m, void* v, std::int64_t n, double beta1, double beta2,

@@ -13,44 +13,52 @@ namespace detail {
 
 template <class T>
 void softmax_impl(const T* z, T* y, std::int64_t rows, std::int64_t n, bool as_probabilities) {
-  for_each(rows, HKT_KERNEL(std::int64_t r) {
-    if (as_probabilities) fn::softmax_row(z + r * n, y + r * n, n);
-    else fn::log_softmax_row(z + r * n, y + r * n, n);
-  });
+  for_each(
+      rows, HKT_KERNEL(std::int64_t r) {
+        if (as_probabilities)
+          fn::softmax_row(z + r * n, y + r * n, n);
+        else
+          fn::log_softmax_row(z + r * n, y + r * n, n);
+      });
 }
 
 template <class T>
 void softmax_backward_impl(const T* y, const T* g, T* gx, std::int64_t rows, std::int64_t n, bool as_probabilities) {
-  for_each(rows, HKT_KERNEL(std::int64_t r) {
-    if (as_probabilities) fn::softmax_backward_row(y + r * n, g + r * n, gx + r * n, n);
-    else fn::log_softmax_backward_row(y + r * n, g + r * n, gx + r * n, n);
-  });
+  for_each(
+      rows, HKT_KERNEL(std::int64_t r) {
+        if (as_probabilities)
+          fn::softmax_backward_row(y + r * n, g + r * n, gx + r * n, n);
+        else
+          fn::log_softmax_backward_row(y + r * n, g + r * n, gx + r * n, n);
+      });
 }
 
 template <class T>
 void cross_entropy_loss_impl(const T* logp, const std::int64_t* t, T* loss, std::int64_t N, std::int64_t C,
                              std::int64_t ignore_index, double eps, std::int64_t count) {
   // One thread: the loss is one number, summed in row order as on the CPU.
-  for_each(1, HKT_KERNEL(std::int64_t) {
-    double total = 0.0;
-    for (std::int64_t i = 0; i < N; ++i)
-      if (t[i] != ignore_index) total += fn::cross_entropy_row(logp + i * C, C, t[i], eps);
-    loss[0] = count > 0 ? static_cast<T>(total / static_cast<double>(count)) : T(0);
-  });
+  for_each(
+      1, HKT_KERNEL(std::int64_t) {
+        double total = 0.0;
+        for (std::int64_t i = 0; i < N; ++i)
+          if (t[i] != ignore_index) total += fn::cross_entropy_row(logp + i * C, C, t[i], eps);
+        loss[0] = count > 0 ? static_cast<T>(total / static_cast<double>(count)) : T(0);
+      });
 }
 
 template <class T>
 void cross_entropy_backward_impl(const T* logp, const std::int64_t* t, T* gx, std::int64_t N, std::int64_t C,
                                  std::int64_t ignore_index, double eps, double scale_d) {
   const T scale = static_cast<T>(scale_d);
-  for_each(N * C, HKT_KERNEL(std::int64_t i) {
-    const std::int64_t row = i / C, c = i % C;
-    if (t[row] == ignore_index || scale == T(0)) {  // convention 3: exactly zero
-      gx[i] = T(0);
-      return;
-    }
-    gx[i] = fn::cross_entropy_grad(logp[i], c, C, t[row], eps, scale);
-  });
+  for_each(
+      N * C, HKT_KERNEL(std::int64_t i) {
+        const std::int64_t row = i / C, c = i % C;
+        if (t[row] == ignore_index || scale == T(0)) {  // convention 3: exactly zero
+          gx[i] = T(0);
+          return;
+        }
+        gx[i] = fn::cross_entropy_grad(logp[i], c, C, t[row], eps, scale);
+      });
 }
 
 }  // namespace detail
@@ -65,8 +73,8 @@ void softmax_rows(const void* z, void* y, std::int64_t rows, std::int64_t n, boo
 void softmax_backward_rows(const void* y, const void* g, void* gx, std::int64_t rows, std::int64_t n,
                            bool as_probabilities, DType dtype) {
   if (dtype == DType::Float64)
-    detail::softmax_backward_impl(static_cast<const double*>(y), static_cast<const double*>(g), static_cast<double*>(gx),
-                                  rows, n, as_probabilities);
+    detail::softmax_backward_impl(static_cast<const double*>(y), static_cast<const double*>(g),
+                                  static_cast<double*>(gx), rows, n, as_probabilities);
   else
     detail::softmax_backward_impl(static_cast<const float*>(y), static_cast<const float*>(g), static_cast<float*>(gx),
                                   rows, n, as_probabilities);

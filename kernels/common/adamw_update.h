@@ -21,18 +21,18 @@ struct AdamWStep {
 template <class T>
 AdamWStep<T> adamw_step_constants(double beta1, double beta2, double eps, double decay, double step_size,
                                   double bc2_sqrt) {
-  return {static_cast<T>(beta1), static_cast<T>(1 - beta1), static_cast<T>(beta2), static_cast<T>(1 - beta2),
+  return {static_cast<T>(beta1), static_cast<T>(1 - beta1), static_cast<T>(beta2),      static_cast<T>(1 - beta2),
           static_cast<T>(eps),   static_cast<T>(decay),     static_cast<T>(-step_size), static_cast<T>(bc2_sqrt)};
 }
 
 /// Updates p, m, v of one element with gradient g.
 template <class T>
 HKT_HOST_DEVICE inline void adamw_update_one(T& p, T g, T& m, T& v, const AdamWStep<T>& c) {
-  p *= c.decay;                                   // p <- p (1 - lr wd)
-  m = m * c.b1 + c.one_minus_b1 * g;              // m <- beta1 m + (1 - beta1) g
-  v = v * c.b2 + c.one_minus_b2 * g * g;          // v <- beta2 v + (1 - beta2) g^2
-  const T denom = std::sqrt(v) / c.bc2 + c.eps;   // sqrt(v) / sqrt(1 - beta2^t) + eps
-  p = p + c.neg_step * m / denom;                 // p <- p - lr / (1 - beta1^t) m / denom
+  p *= c.decay;                                  // p <- p (1 - lr wd)
+  m = m * c.b1 + c.one_minus_b1 * g;             // m <- beta1 m + (1 - beta1) g
+  v = v * c.b2 + c.one_minus_b2 * g * g;         // v <- beta2 v + (1 - beta2) g^2
+  const T denom = std::sqrt(v) / c.bc2 + c.eps;  // sqrt(v) / sqrt(1 - beta2^t) + eps
+  p = p + c.neg_step * m / denom;                // p <- p - lr / (1 - beta1^t) m / denom
 }
 
 }  // namespace hkt::fn

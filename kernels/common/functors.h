@@ -16,17 +16,34 @@
 namespace hkt::fn {
 
 enum class Unary {
-  Neg, Exp, Log, Sqrt, Tanh, Sigmoid, Relu, GeluErf, GeluTanh,  // the unary ops of ops.h
-  AddScalar, RsubScalar, MulScalar, DivScalar, RdivScalar, Pow,  // x (op) s, s (op) x
+  Neg,
+  Exp,
+  Log,
+  Sqrt,
+  Tanh,
+  Sigmoid,
+  Relu,
+  GeluErf,
+  GeluTanh,  // the unary ops of ops.h
+  AddScalar,
+  RsubScalar,
+  MulScalar,
+  DivScalar,
+  RdivScalar,
+  Pow,  // x (op) s, s (op) x
 };
 
 enum class Binary {
-  Add, Sub, Mul, Div,        // a (op) b
-  Eq,                        // 1 where a == b, else 0
-  ZeroSafeMul, ZeroSafeDiv,  // a * b and a / b, exactly 0 where a == 0 (docs/engine.md convention 3)
-  IsMax,                     // 1 where a == b or both are NaN (max backward), else 0
-  MaskedFill,                // b != 0 ? s : a
-  MaskedZero,                // b != 0 ? 0 : a (masked_fill backward)
+  Add,
+  Sub,
+  Mul,
+  Div,  // a (op) b
+  Eq,   // 1 where a == b, else 0
+  ZeroSafeMul,
+  ZeroSafeDiv,  // a * b and a / b, exactly 0 where a == 0 (docs/engine.md convention 3)
+  IsMax,        // 1 where a == b or both are NaN (max backward), else 0
+  MaskedFill,   // b != 0 ? s : a
+  MaskedZero,   // b != 0 ? 0 : a (masked_fill backward)
 };
 
 // GELU constants: 1/sqrt(2), 1/sqrt(2 pi), sqrt(2/pi), and the cubic coefficient
@@ -38,27 +55,40 @@ inline constexpr double kInvSqrt2 = 0.70710678118654752440, kInvSqrt2Pi = 0.3989
 template <Unary op, class T>
 HKT_HOST_DEVICE inline T unary(T v, double s) {
   (void)s;  // used by the scalar ops only
-  if constexpr (op == Unary::Neg) return -v;
-  else if constexpr (op == Unary::Exp) return std::exp(v);
-  else if constexpr (op == Unary::Log) return std::log(v);
-  else if constexpr (op == Unary::Sqrt) return std::sqrt(v);
-  else if constexpr (op == Unary::Tanh) return std::tanh(v);
+  if constexpr (op == Unary::Neg)
+    return -v;
+  else if constexpr (op == Unary::Exp)
+    return std::exp(v);
+  else if constexpr (op == Unary::Log)
+    return std::log(v);
+  else if constexpr (op == Unary::Sqrt)
+    return std::sqrt(v);
+  else if constexpr (op == Unary::Tanh)
+    return std::tanh(v);
   else if constexpr (op == Unary::Sigmoid) {  // two branches so that exp never overflows
     if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
     const T e = std::exp(v);
     return e / (T(1) + e);
-  }
-  else if constexpr (op == Unary::Relu) return v < T(0) ? T(0) : v;  // NaN stays NaN (as PyTorch)
-  else if constexpr (op == Unary::GeluErf) return T(0.5) * v * (T(1) + std::erf(v * T(kInvSqrt2)));  // x Phi(x)
+  } else if constexpr (op == Unary::Relu)
+    return v < T(0) ? T(0) : v;  // NaN stays NaN (as PyTorch)
+  else if constexpr (op == Unary::GeluErf)
+    return T(0.5) * v * (T(1) + std::erf(v * T(kInvSqrt2)));  // x Phi(x)
   else if constexpr (op == Unary::GeluTanh)
     return T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(kGeluCubic) * v * v * v)));
-  else if constexpr (op == Unary::AddScalar) return v + static_cast<T>(s);
-  else if constexpr (op == Unary::RsubScalar) return static_cast<T>(s) - v;
-  else if constexpr (op == Unary::MulScalar) return v * static_cast<T>(s);
-  else if constexpr (op == Unary::DivScalar) return v / static_cast<T>(s);
-  else if constexpr (op == Unary::RdivScalar) return static_cast<T>(s) / v;
-  else if constexpr (op == Unary::Pow) return std::pow(v, static_cast<T>(s));
-  else return v;  // (no op is left: every enum value is handled above)
+  else if constexpr (op == Unary::AddScalar)
+    return v + static_cast<T>(s);
+  else if constexpr (op == Unary::RsubScalar)
+    return static_cast<T>(s) - v;
+  else if constexpr (op == Unary::MulScalar)
+    return v * static_cast<T>(s);
+  else if constexpr (op == Unary::DivScalar)
+    return v / static_cast<T>(s);
+  else if constexpr (op == Unary::RdivScalar)
+    return static_cast<T>(s) / v;
+  else if constexpr (op == Unary::Pow)
+    return std::pow(v, static_cast<T>(s));
+  else
+    return v;  // (no op is left: every enum value is handled above)
 }
 
 /// dy/dx of the unary ops Neg..GeluTanh at input x with output y (whichever is cheaper).
@@ -66,20 +96,27 @@ template <Unary op, class T>
 HKT_HOST_DEVICE inline T unary_derivative(T x, T y) {
   (void)x;  // each derivative uses x, y or neither
   (void)y;
-  if constexpr (op == Unary::Neg) return T(-1);
-  else if constexpr (op == Unary::Exp) return y;                      // (e^x)' = e^x
-  else if constexpr (op == Unary::Log) return T(1) / x;               // (ln x)' = 1/x
-  else if constexpr (op == Unary::Sqrt) return T(0.5) / y;            // 1 / (2 sqrt x)
-  else if constexpr (op == Unary::Tanh) return T(1) - y * y;          // 1 - tanh^2
-  else if constexpr (op == Unary::Sigmoid) return y * (T(1) - y);     // s (1 - s)
-  else if constexpr (op == Unary::Relu) return x <= T(0) ? T(0) : T(1);  // 0 at x = 0 (PyTorch)
+  if constexpr (op == Unary::Neg)
+    return T(-1);
+  else if constexpr (op == Unary::Exp)
+    return y;  // (e^x)' = e^x
+  else if constexpr (op == Unary::Log)
+    return T(1) / x;  // (ln x)' = 1/x
+  else if constexpr (op == Unary::Sqrt)
+    return T(0.5) / y;  // 1 / (2 sqrt x)
+  else if constexpr (op == Unary::Tanh)
+    return T(1) - y * y;  // 1 - tanh^2
+  else if constexpr (op == Unary::Sigmoid)
+    return y * (T(1) - y);  // s (1 - s)
+  else if constexpr (op == Unary::Relu)
+    return x <= T(0) ? T(0) : T(1);         // 0 at x = 0 (PyTorch)
   else if constexpr (op == Unary::GeluErf)  // Phi(x) + x phi(x)
     return T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2))) + x * T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
   else if constexpr (op == Unary::GeluTanh) {  // (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3c x^2)
     const T t = std::tanh(T(kSqrt2OverPi) * (x + T(kGeluCubic) * x * x * x));
     return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(3 * kGeluCubic) * x * x);
-  }
-  else return T(0);  // the scalar ops record their backward with other ops
+  } else
+    return T(0);  // the scalar ops record their backward with other ops
 }
 
 /// g * local, but exactly 0 where g == 0 even if local is inf or NaN (docs/engine.md convention 3).
@@ -92,17 +129,28 @@ HKT_HOST_DEVICE inline T zero_safe(T g, T local) {
 template <Binary op, class T>
 HKT_HOST_DEVICE inline T binary(T a, T b, double s) {
   (void)s;  // used by masked_fill only
-  if constexpr (op == Binary::Add) return a + b;
-  else if constexpr (op == Binary::Sub) return a - b;
-  else if constexpr (op == Binary::Mul) return a * b;
-  else if constexpr (op == Binary::Div) return a / b;
-  else if constexpr (op == Binary::Eq) return a == b ? T(1) : T(0);
-  else if constexpr (op == Binary::ZeroSafeMul) return a == T(0) ? a * T(0) : a * b;
-  else if constexpr (op == Binary::ZeroSafeDiv) return a == T(0) ? a * T(0) : a / b;
-  else if constexpr (op == Binary::IsMax) return a == b || (std::isnan(a) && std::isnan(b)) ? T(1) : T(0);
-  else if constexpr (op == Binary::MaskedFill) return b != T(0) ? static_cast<T>(s) : a;
-  else if constexpr (op == Binary::MaskedZero) return b != T(0) ? T(0) : a;
-  else return a;  // (no op is left)
+  if constexpr (op == Binary::Add)
+    return a + b;
+  else if constexpr (op == Binary::Sub)
+    return a - b;
+  else if constexpr (op == Binary::Mul)
+    return a * b;
+  else if constexpr (op == Binary::Div)
+    return a / b;
+  else if constexpr (op == Binary::Eq)
+    return a == b ? T(1) : T(0);
+  else if constexpr (op == Binary::ZeroSafeMul)
+    return a == T(0) ? a * T(0) : a * b;
+  else if constexpr (op == Binary::ZeroSafeDiv)
+    return a == T(0) ? a * T(0) : a / b;
+  else if constexpr (op == Binary::IsMax)
+    return a == b || (std::isnan(a) && std::isnan(b)) ? T(1) : T(0);
+  else if constexpr (op == Binary::MaskedFill)
+    return b != T(0) ? static_cast<T>(s) : a;
+  else if constexpr (op == Binary::MaskedZero)
+    return b != T(0) ? T(0) : a;
+  else
+    return a;  // (no op is left)
 }
 
 }  // namespace hkt::fn

@@ -74,7 +74,8 @@ HKT_HOST_DEVICE inline double cross_entropy_row(const T* logp, std::int64_t C, s
 /// gradient over the number of counted rows): scale (p_c - q_c) with p_c = e^(logp_c)
 /// and the smoothed target q_c = (1 - eps) [c = t] + eps / C.
 template <class T>
-HKT_HOST_DEVICE inline T cross_entropy_grad(T logp_c, std::int64_t c, std::int64_t C, std::int64_t t, double eps, T scale) {
+HKT_HOST_DEVICE inline T cross_entropy_grad(T logp_c, std::int64_t c, std::int64_t C, std::int64_t t, double eps,
+                                            T scale) {
   const double q = (c == t ? 1.0 - eps : 0.0) + eps / static_cast<double>(C);
   return scale * static_cast<T>(std::exp(static_cast<double>(logp_c)) - q);
 }
@@ -103,7 +104,8 @@ HKT_HOST_DEVICE inline T layer_norm_row(const T* x, const T* w, const T* b, T* y
 /// (w may be null: 1). g, xhat, dx [D]; rstd is the forward's. The two means are lane
 /// sums in T (lane_sums.h): they vectorise on the CPU and add in the same order on the GPU.
 template <class T>
-HKT_HOST_DEVICE inline void layer_norm_backward_row(const T* g, const T* xhat, const T* w, T rstd, T* dx, std::int64_t D) {
+HKT_HOST_DEVICE inline void layer_norm_backward_row(const T* g, const T* xhat, const T* w, T rstd, T* dx,
+                                                    std::int64_t D) {
   const T n = static_cast<T>(D);
   if (w) {
     const T mean_d = dot_lanes(g, w, D) / n, mean_dh = dot3_lanes(g, w, xhat, D) / n;

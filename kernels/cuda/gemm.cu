@@ -51,9 +51,9 @@ void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64
   // cublasGemmStridedBatchedEx takes int sizes (the strides are 64-bit).
   for (const std::int64_t v : {m, n, k, batch})
     if (v > INT_MAX)
-      throw Error("matmul on cuda: a size of " + std::to_string(v) + " exceeds cuBLAS's int range (m = " +
-                  std::to_string(m) + ", n = " + std::to_string(n) + ", k = " + std::to_string(k) + ", batch = " +
-                  std::to_string(batch) + ")");
+      throw Error("matmul on cuda: a size of " + std::to_string(v) +
+                  " exceeds cuBLAS's int range (m = " + std::to_string(m) + ", n = " + std::to_string(n) +
+                  ", k = " + std::to_string(k) + ", batch = " + std::to_string(batch) + ")");
   // cuBLAS is column-major. A row-major C = op(A) op(B) is the column-major
   // C^T = op(B)^T op(A)^T: swap the operands and pass each matrix as it lies in memory.
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -67,8 +67,8 @@ void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64
   const void* alpha = f64 ? static_cast<const void*>(&one_d) : static_cast<const void*>(&one_f);
   const void* beta = f64 ? static_cast<const void*>(&zero_d) : static_cast<const void*>(&zero_f);
   HKT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle(), op_b, op_a, static_cast<int>(n), static_cast<int>(m),
-                                              static_cast<int>(k), alpha, b, type, ldb, stride_b, a, type, lda, stride_a,
-                                              beta, c, type, ldc, stride_c, static_cast<int>(batch), compute,
+                                              static_cast<int>(k), alpha, b, type, ldb, stride_b, a, type, lda,
+                                              stride_a, beta, c, type, ldc, stride_c, static_cast<int>(batch), compute,
                                               CUBLAS_GEMM_DEFAULT));
 }
 

@@ -121,7 +121,8 @@ struct SharedArray {
                std::to_string(bytes + i);
     for (std::size_t i = 0; i < guard; ++i)
       if (data[-static_cast<std::ptrdiff_t>(guard) + static_cast<std::ptrdiff_t>(i)] != kGuardByte)
-        return "shared array '" + name + "' (" + std::to_string(bytes) + " bytes) was written before its start, at byte " +
+        return "shared array '" + name + "' (" + std::to_string(bytes) +
+               " bytes) was written before its start, at byte " +
                std::to_string(static_cast<std::ptrdiff_t>(i) - static_cast<std::ptrdiff_t>(guard));
     return "";
   }
@@ -150,10 +151,10 @@ struct Block {
   std::unique_ptr<SharedArray> dynamic;
   std::vector<std::unique_ptr<SharedArray>> statics;
   std::vector<std::source_location> static_sites;  // where each static array is declared
-  ctx::fiber scheduler;  // inside a thread fiber: the way back to the scheduler
-  unsigned running = 0;  // the thread the scheduler resumed last
-  bool aborting = false;  // stopped on an error: waiting threads unwind when resumed
-  const void* scheduler_stack = nullptr;  // the OS thread's stack, for the sanitizer
+  ctx::fiber scheduler;                            // inside a thread fiber: the way back to the scheduler
+  unsigned running = 0;                            // the thread the scheduler resumed last
+  bool aborting = false;                           // stopped on an error: waiting threads unwind when resumed
+  const void* scheduler_stack = nullptr;           // the OS thread's stack, for the sanitizer
   std::size_t scheduler_stack_size = 0;
 
   std::string name() const {
@@ -188,10 +189,14 @@ std::string hex(unsigned mask) {
 
 std::string describe(const Thread& t) {
   switch (t.state) {
-    case State::Ready: return "is running";
-    case State::AtBarrier: return "waits at __syncthreads (" + site(t.where) + ")";
-    case State::AtWarp: return "waits at a warp operation (" + site(t.where) + ") with mask " + hex(t.mask);
-    case State::Done: return "has returned";
+    case State::Ready:
+      return "is running";
+    case State::AtBarrier:
+      return "waits at __syncthreads (" + site(t.where) + ")";
+    case State::AtWarp:
+      return "waits at a warp operation (" + site(t.where) + ") with mask " + hex(t.mask);
+    case State::Done:
+      return "has returned";
   }
   return "";
 }
@@ -410,11 +415,12 @@ void launch(const char* kernel, Dim3 grid, unsigned block_threads, std::size_t d
   if (block_threads == 0 || block_threads > kMaxBlockThreads)
     throw Error(name + ": " + std::to_string(block_threads) + " threads per block (CUDA allows 1 to 1024)");
   if (dynamic_shared_bytes > g_max_shared.load())
-    throw Error(name + ": " + std::to_string(dynamic_shared_bytes) + " bytes of dynamic shared memory per block (at most " +
-                std::to_string(g_max_shared.load()) + ")");
+    throw Error(name + ": " + std::to_string(dynamic_shared_bytes) +
+                " bytes of dynamic shared memory per block (at most " + std::to_string(g_max_shared.load()) + ")");
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
     throw Error(name + ": grid (" + std::to_string(grid.x) + ", " + std::to_string(grid.y) + ", " +
-                std::to_string(grid.z) + ") is empty or beyond CUDA's limits (x at most 2^31 - 1, y and z at most 65535)");
+                std::to_string(grid.z) +
+                ") is empty or beyond CUDA's limits (x at most 2^31 - 1, y and z at most 65535)");
   if (t_block != nullptr)
     throw Error(name + ": launched from inside " + t_block->name() + " (launches from a kernel are not emulated)");
   const std::int64_t blocks = std::int64_t{grid.x} * grid.y * grid.z;
@@ -428,7 +434,8 @@ void launch(const char* kernel, Dim3 grid, unsigned block_threads, std::size_t d
     b.index = {static_cast<unsigned>(linear % grid.x), static_cast<unsigned>(linear / grid.x % grid.y),
                static_cast<unsigned>(linear / grid.x / grid.y)};
     b.threads = block_threads;
-    if (dynamic_shared_bytes > 0) b.dynamic = std::make_unique<SharedArray>("extern __shared__ (dynamic)", dynamic_shared_bytes, 16);
+    if (dynamic_shared_bytes > 0)
+      b.dynamic = std::make_unique<SharedArray>("extern __shared__ (dynamic)", dynamic_shared_bytes, 16);
     std::string bad;
     try {  // an exception must not leave an OpenMP loop
       bad = run_block(b, body);
@@ -502,8 +509,9 @@ void* static_shared(const char* name, std::size_t bytes, std::size_t align, std:
   std::size_t total = b.dynamic ? b.dynamic->bytes : 0;
   for (const auto& s : b.statics) total += s->bytes;
   if (total + bytes > g_max_shared.load())
-    throw Error("__shared__ array '" + std::string(name) + "' at " + site(where) + ": the block's shared memory would be " +
-                std::to_string(total + bytes) + " bytes, over the limit of " + std::to_string(g_max_shared.load()));
+    throw Error("__shared__ array '" + std::string(name) + "' at " + site(where) +
+                ": the block's shared memory would be " + std::to_string(total + bytes) + " bytes, over the limit of " +
+                std::to_string(g_max_shared.load()));
   b.statics.push_back(std::make_unique<SharedArray>(name, bytes, align));
   b.static_sites.push_back(where);
   return b.statics.back()->data;

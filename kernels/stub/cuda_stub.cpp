@@ -43,7 +43,9 @@ void unary(fn::Unary, const void*, void*, std::int64_t, double, DType) { no_cuda
 void unary_backward(fn::Unary, const void*, const void*, const void*, void*, std::int64_t, DType) {
   no_cuda("unary backward on cuda");
 }
-void binary(fn::Binary, const void*, const void*, void*, const StridedView&, double, DType) { no_cuda("binary op on cuda"); }
+void binary(fn::Binary, const void*, const void*, void*, const StridedView&, double, DType) {
+  no_cuda("binary op on cuda");
+}
 void strided_copy(const void*, void*, const StridedView&, std::size_t) { no_cuda("copy on cuda"); }
 void copy_block(const void*, std::int64_t, std::int64_t, void*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
                 std::int64_t, std::size_t) {
@@ -52,7 +54,9 @@ void copy_block(const void*, std::int64_t, std::int64_t, void*, std::int64_t, st
 void repeat_interleave(const void*, void*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::size_t) {
   no_cuda("repeat_interleave on cuda");
 }
-void reduce_axis(bool, const void*, void*, std::int64_t, std::int64_t, std::int64_t, DType) { no_cuda("reduction on cuda"); }
+void reduce_axis(bool, const void*, void*, std::int64_t, std::int64_t, std::int64_t, DType) {
+  no_cuda("reduction on cuda");
+}
 double sum_of_squares(const void*, std::int64_t, DType) { no_cuda("sum of squares on cuda"); }
 void softmax_rows(const void*, void*, std::int64_t, std::int64_t, bool, DType) { no_cuda("softmax on cuda"); }
 void softmax_backward_rows(const void*, const void*, void*, std::int64_t, std::int64_t, bool, DType) {
@@ -78,7 +82,8 @@ void column_sums(const void*, const void*, void*, std::int64_t, std::int64_t, DT
 void embedding_forward(const void*, const std::int64_t*, void*, std::int64_t, std::int64_t, DType) {
   no_cuda("embedding on cuda");
 }
-void embedding_backward(const void*, const std::int64_t*, const std::int64_t*, void*, std::int64_t, std::int64_t, DType) {
+void embedding_backward(const void*, const std::int64_t*, const std::int64_t*, void*, std::int64_t, std::int64_t,
+                        DType) {
   no_cuda("embedding backward on cuda");
 }
 void gather_forward(const void*, const std::int64_t*, void*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
@@ -107,8 +112,8 @@ void adamw_update(void*, const void*, void*, void*, std::int64_t, double, double
   no_cuda("AdamW on cuda");
 }
 void hkt_attention_forward(const AttentionArgs&, void*, void*, DType) { no_cuda("hkt_attention_fused on cuda"); }
-void hkt_attention_backward(const AttentionArgs&, const void*, const void*, const void*, void* const*, void* const*, void*,
-                            void*, DType) {
+void hkt_attention_backward(const AttentionArgs&, const void*, const void*, const void*, void* const*, void* const*,
+                            void*, void*, DType) {
   no_cuda("hkt_attention_fused backward on cuda");
 }
 void hkt_attention_forward_v0(const AttentionArgs&, void*, void*, DType) { no_cuda("hkt_attention_fused on cuda"); }

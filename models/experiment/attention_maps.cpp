@@ -50,7 +50,7 @@ config::Json attention_maps(const Classifier& model, const data::Dataset& split,
   const Tensor x = model.attention_inputs(batch.tokens, batch.features, batch.mask, &key_mask)[0];  // [1, T, d]
   const HierarchicalAttention& attn = model.blocks()[0]->attention();
   const auto scores = attn.level_scores(x, key_mask);  // l: [1, H, T_l, T_l]
-  const Tensor alpha = attn.level_weights();            // [H, L]
+  const Tensor alpha = attn.level_weights();           // [H, L]
   const std::int64_t H = alpha.shape()[0], T = x.shape()[1];
   const int L = static_cast<int>(scores.size());
 
@@ -66,7 +66,8 @@ config::Json attention_maps(const Classifier& model, const data::Dataset& split,
   config::Json levels = config::Json::array();
   Tensor fused;  // sum_l alpha_l Lift_l(S^(l)), [H, T, T]
   for (int l = 0; l < L; ++l) {
-    const Tensor s = reshape(scores[static_cast<std::size_t>(l)], {H, scores[static_cast<std::size_t>(l)].shape()[2], scores[static_cast<std::size_t>(l)].shape()[3]});
+    const Tensor s = reshape(scores[static_cast<std::size_t>(l)], {H, scores[static_cast<std::size_t>(l)].shape()[2],
+                                                                   scores[static_cast<std::size_t>(l)].shape()[3]});
     const std::int64_t keep = (crop + (std::int64_t{1} << l) - 1) >> l;  // ceil(crop / 2^l)
     levels.push_back(head_maps(causal_softmax(s), keep));
     // Lift_l(S)[i, j] = S[i >> l, j >> l]: repeat rows and columns 2^l times, cut to T.

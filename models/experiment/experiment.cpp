@@ -18,23 +18,24 @@
 #include "run_lock.h"
 #include "theory.h"
 
-
 namespace hkt {
 
 namespace fs = std::filesystem;
-using config::read_json_file;
 using config::Json;
+using config::read_json_file;
 
 std::vector<Variant> experiment_variants(const Json& config) {
   const Json& list = config.at("experiment").at("variants");
-  check(list.is_array() && !list.empty(), "config key 'experiment.variants' must be a non-empty list of {\"name\", \"set\"} objects");
+  check(list.is_array() && !list.empty(),
+        "config key 'experiment.variants' must be a non-empty list of {\"name\", \"set\"} objects");
   std::vector<Variant> out;
   for (std::size_t i = 0; i < list.size(); ++i) {
     const Json& v = list[i];
     const std::string where = "config key 'experiment.variants[" + std::to_string(i) + "]'";
     check(v.is_object(), where + " must be an object {\"name\": ..., \"set\": {...}}");
     for (auto it = v.begin(); it != v.end(); ++it)
-      check(it.key() == "name" || it.key() == "set", where + ": unknown key '" + it.key() + "' (expected \"name\" and \"set\")");
+      check(it.key() == "name" || it.key() == "set",
+            where + ": unknown key '" + it.key() + "' (expected \"name\" and \"set\")");
     check(v.contains("name") && v.at("name").is_string() && !v.at("name").get<std::string>().empty(),
           where + " needs a non-empty \"name\" string");
     Variant var;
@@ -46,7 +47,8 @@ std::vector<Variant> experiment_variants(const Json& config) {
     for (const auto& prev : out) check(prev.name != var.name, where + ": the name '" + var.name + "' is used twice");
     if (v.contains("set")) {
       const Json& set = v.at("set");
-      check(set.is_object(), where + ": \"set\" must be an object of dotted config keys, e.g. {\"model.attention\": \"mha\"}");
+      check(set.is_object(),
+            where + ": \"set\" must be an object of dotted config keys, e.g. {\"model.attention\": \"mha\"}");
       for (auto it = set.begin(); it != set.end(); ++it) {
         check(it.key().rfind("experiment.", 0) != 0 && it.key() != "experiment",
               where + ": a variant cannot change '" + it.key() + "'");
@@ -75,10 +77,14 @@ Json run_config(const Json& config, const Variant& variant, std::int64_t seed) {
 Json paper_row(const std::string& name) {
   // arXiv 2604.08829 (abstract), as listed in docs/experiments.md; percent.
   if (name.empty()) return Json();
-  if (name == "listops") return {{"task", "synthetic ListOps (simplified)"}, {"T", 512}, {"mha", {50.33, 0.12}}, {"hkt", {55.10, 0.29}}};
-  if (name == "cifar10") return {{"task", "sequential CIFAR-10 (grayscale)"}, {"T", 1024}, {"mha", {34.01, 0.19}}, {"hkt", {35.45, 0.09}}};
-  if (name == "imdb") return {{"task", "IMDB, byte level"}, {"T", 1024}, {"mha", {62.72, 0.40}}, {"hkt", {70.19, 0.57}}};
-  throw Error("config key 'experiment.paper_row' must be \"\", \"listops\", \"cifar10\" or \"imdb\", got \"" + name + "\"");
+  if (name == "listops")
+    return {{"task", "synthetic ListOps (simplified)"}, {"T", 512}, {"mha", {50.33, 0.12}}, {"hkt", {55.10, 0.29}}};
+  if (name == "cifar10")
+    return {{"task", "sequential CIFAR-10 (grayscale)"}, {"T", 1024}, {"mha", {34.01, 0.19}}, {"hkt", {35.45, 0.09}}};
+  if (name == "imdb")
+    return {{"task", "IMDB, byte level"}, {"T", 1024}, {"mha", {62.72, 0.40}}, {"hkt", {70.19, 0.57}}};
+  throw Error("config key 'experiment.paper_row' must be \"\", \"listops\", \"cifar10\" or \"imdb\", got \"" + name +
+              "\"");
 }
 
 namespace {
@@ -143,7 +149,8 @@ std::string first_difference(const Json& a, const Json& b) {
 Json paired_difference(const Json& row_by_seed, const Json& base_by_seed) {
   std::vector<double> diffs;
   for (auto it = row_by_seed.begin(); it != row_by_seed.end(); ++it)
-    if (base_by_seed.contains(it.key())) diffs.push_back(it.value().get<double>() - base_by_seed.at(it.key()).get<double>());
+    if (base_by_seed.contains(it.key()))
+      diffs.push_back(it.value().get<double>() - base_by_seed.at(it.key()).get<double>());
   Json d = stats_json(diffs);
   const Stats st = stats(diffs);
   if (st.n >= 2 && st.std > 0) {
@@ -181,7 +188,8 @@ Json summarize(const Json& config, const std::vector<Variant>& variants, const s
       row["seeds"].push_back(r.seed);
       row["runs"].push_back(r.dir);
       row["attention"] = r.config.at("model").at("attention");
-      row["levels"] = r.config.at("model").at("attention") == "mha" ? 1 : r.config.at("model").at("hkt").at("levels").get<int>();
+      row["levels"] =
+          r.config.at("model").at("attention") == "mha" ? 1 : r.config.at("model").at("hkt").at("levels").get<int>();
       row["parameter_count"] = r.result.at("parameter_count");
       row["chance_level"] = r.result.at("chance_level");
       row["score_flops_per_example"] = score_flops(r.config);
@@ -203,8 +211,10 @@ Json summarize(const Json& config, const std::vector<Variant>& variants, const s
   if (by_variant.count(baseline)) {
     const Json& base = by_variant.at(baseline);
     for (auto& row : table) {
-      row["time_ratio"] = row.at("time_per_step_ms").at("mean").get<double>() / base.at("time_per_step_ms").at("mean").get<double>();
-      row["score_flop_ratio"] = row.at("score_flops_per_example").get<double>() / base.at("score_flops_per_example").get<double>();
+      row["time_ratio"] =
+          row.at("time_per_step_ms").at("mean").get<double>() / base.at("time_per_step_ms").at("mean").get<double>();
+      row["score_flop_ratio"] =
+          row.at("score_flops_per_example").get<double>() / base.at("score_flops_per_example").get<double>();
       Json diffs = Json::object();
       const Json& mine = row.at("accuracy_by_seed");
       for (auto it = mine.begin(); it != mine.end(); ++it)
@@ -242,13 +252,14 @@ std::string fixed(double v, int digits) {
 std::string summary_markdown(const Json& summary, const std::string& command) {
   std::ostringstream md;
   const std::string name = summary.at("name").get<std::string>();
-  md << "# " << (name.empty() ? "Experiment" : name) << ": " << summary.at("task").get<std::string>() << ", T = "
-     << summary.at("T").get<std::int64_t>() << "\n\n";
+  md << "# " << (name.empty() ? "Experiment" : name) << ": " << summary.at("task").get<std::string>()
+     << ", T = " << summary.at("T").get<std::int64_t>() << "\n\n";
   md << "Command: `" << command << "`\n\n";
   std::vector<std::string> extra_names;
   for (const auto& row : summary.at("variants"))
     for (auto it = row.at("extra_tests").begin(); it != row.at("extra_tests").end(); ++it)
-      if (std::find(extra_names.begin(), extra_names.end(), it.key()) == extra_names.end()) extra_names.push_back(it.key());
+      if (std::find(extra_names.begin(), extra_names.end(), it.key()) == extra_names.end())
+        extra_names.push_back(it.key());
   md << "Accuracy in percent, mean ± sample standard deviation over seeds (validation: the best "
         "evaluation; test: once, from that checkpoint).\n\n";
   md << "| variant | L | params | seeds | val acc | test acc |";
@@ -258,13 +269,18 @@ std::string summary_markdown(const Json& summary, const std::string& command) {
   md << "---|---|---|---|---|\n";
   for (const auto& row : summary.at("variants")) {
     md << "| " << row.at("variant").get<std::string>() << " | " << row.at("levels").get<int>() << " | "
-       << row.at("parameter_count").get<std::int64_t>() << " | " << row.at("seeds").size() << " | " << pct(row.at("val_accuracy"))
-       << " | " << pct(row.at("test_accuracy")) << " |";
-    for (const auto& e : extra_names) md << " " << (row.at("extra_tests").contains(e) ? pct(row.at("extra_tests").at(e)) : "") << " |";
-    md << " " << fixed(100 * row.at("chance_level").get<double>(), 2) << " | " << fixed(row.at("time_per_step_ms").at("mean").get<double>(), 0)
-       << " | " << (row.contains("time_ratio") ? fixed(row.at("time_ratio").get<double>(), 2) : "") << " | "
+       << row.at("parameter_count").get<std::int64_t>() << " | " << row.at("seeds").size() << " | "
+       << pct(row.at("val_accuracy")) << " | " << pct(row.at("test_accuracy")) << " |";
+    for (const auto& e : extra_names)
+      md << " " << (row.at("extra_tests").contains(e) ? pct(row.at("extra_tests").at(e)) : "") << " |";
+    md << " " << fixed(100 * row.at("chance_level").get<double>(), 2) << " | "
+       << fixed(row.at("time_per_step_ms").at("mean").get<double>(), 0) << " | "
+       << (row.contains("time_ratio") ? fixed(row.at("time_ratio").get<double>(), 2) : "") << " | "
        << (row.contains("score_flop_ratio") ? fixed(row.at("score_flop_ratio").get<double>(), 4) : "") << " | "
-       << (row.contains("peak_tensor_bytes") ? fixed(row.at("peak_tensor_bytes").at("mean").get<double>() / 1048576.0, 1) : "") << " |\n";
+       << (row.contains("peak_tensor_bytes")
+               ? fixed(row.at("peak_tensor_bytes").at("mean").get<double>() / 1048576.0, 1)
+               : "")
+       << " |\n";
   }
   if (!summary.at("baseline").is_null()) {
     md << "\nPaired differences to " << summary.at("baseline").get<std::string>()
@@ -286,20 +302,26 @@ std::string summary_markdown(const Json& summary, const std::string& command) {
         md << (d.at("mean").get<double>() >= 0 ? "+" : "") << fixed(100 * d.at("mean").get<double>(), 2);
         if (d.at("n").get<std::int64_t>() > 1) md << " ± " << fixed(100 * d.at("std").get<double>(), 2);
         md << " (per seed:";
-        for (const auto& x : d.at("values")) md << " " << (x.get<double>() >= 0 ? "+" : "") << fixed(100 * x.get<double>(), 1);
+        for (const auto& x : d.at("values"))
+          md << " " << (x.get<double>() >= 0 ? "+" : "") << fixed(100 * x.get<double>(), 1);
         md << "; n = " << d.at("n").get<std::int64_t>() << ")";
         if (d.contains("t"))
-          md << "; t = " << fixed(d.at("t").get<double>(), 2) << " against " << fixed(d.at("t_critical_95").get<double>(), 3) << ": "
-             << (d.at("significant_95").get<bool>() ? "a difference beyond the seed spread" : "not distinguishable from seed noise with these seeds");
+          md << "; t = " << fixed(d.at("t").get<double>(), 2) << " against "
+             << fixed(d.at("t_critical_95").get<double>(), 3) << ": "
+             << (d.at("significant_95").get<bool>() ? "a difference beyond the seed spread"
+                                                    : "not distinguishable from seed noise with these seeds");
         md << "\n";
       }
     }
   }
   if (!summary.at("paper").is_null()) {
     const Json& p = summary.at("paper");
-    auto ms = [&](const char* k) { return fixed(p.at(k)[0].get<double>(), 2) + " ± " + fixed(p.at(k)[1].get<double>(), 2); };
-    md << "\nThe paper (arXiv 2604.08829), " << p.at("task").get<std::string>() << ", T = " << p.at("T").get<std::int64_t>()
-       << ", 3 seeds, test accuracy: standard MHA " << ms("mha") << ", HKT (L = 3) " << ms("hkt") << " ("
+    auto ms = [&](const char* k) {
+      return fixed(p.at(k)[0].get<double>(), 2) + " ± " + fixed(p.at(k)[1].get<double>(), 2);
+    };
+    md << "\nThe paper (arXiv 2604.08829), " << p.at("task").get<std::string>()
+       << ", T = " << p.at("T").get<std::int64_t>() << ", 3 seeds, test accuracy: standard MHA " << ms("mha")
+       << ", HKT (L = 3) " << ms("hkt") << " ("
        << (p.at("hkt")[0].get<double>() - p.at("mha")[0].get<double>() >= 0 ? "+" : "")
        << fixed(p.at("hkt")[0].get<double>() - p.at("mha")[0].get<double>(), 2)
        << " pp). Model sizes, optimiser and epochs are not published, so our numbers come from our own recipe "
@@ -320,12 +342,15 @@ void check_result(const Json& result, const std::string& path) {
   for (const char* key : {"best_val_accuracy", "test_accuracy", "time_per_step_ms", "chance_level"})
     check(result.contains(key) && result.at(key).is_number(), path + ": '" + key + "' is missing or not a number");
   for (const char* key : {"parameter_count", "steps"})
-    check(result.contains(key) && result.at(key).is_number_integer(), path + ": '" + key + "' is missing or not an integer");
-  check(result.contains("extra_tests") && result.at("extra_tests").is_object(), path + ": 'extra_tests' is missing or not an object");
+    check(result.contains(key) && result.at(key).is_number_integer(),
+          path + ": '" + key + "' is missing or not an integer");
+  check(result.contains("extra_tests") && result.at("extra_tests").is_object(),
+        path + ": 'extra_tests' is missing or not an object");
   for (auto it = result.at("extra_tests").begin(); it != result.at("extra_tests").end(); ++it)
     check(it.value().is_object() && it.value().contains("accuracy") && it.value().at("accuracy").is_number(),
           path + ": extra test '" + it.key() + "' has no numeric 'accuracy'");
-  if (result.contains("peak_tensor_bytes")) check(result.at("peak_tensor_bytes").is_number(), path + ": 'peak_tensor_bytes' is not a number");
+  if (result.contains("peak_tensor_bytes"))
+    check(result.at("peak_tensor_bytes").is_number(), path + ": 'peak_tensor_bytes' is not a number");
 }
 
 // The data of a run config, loaded once per distinct data section (IMDB's validation
@@ -343,18 +368,20 @@ class TaskCache {
   std::map<std::string, TaskData> cache_;
 };
 
-
 }  // namespace
 
 Json run_experiment(const Json& config, const std::string& out_dir, const std::string& command, std::ostream& progress,
                     bool progress_is_terminal) {
   const auto variants = experiment_variants(config);
   const Json& seeds_json = config.at("experiment").at("seeds");
-  check(seeds_json.is_array() && !seeds_json.empty(), "config key 'experiment.seeds' must be a non-empty list of integers");
+  check(seeds_json.is_array() && !seeds_json.empty(),
+        "config key 'experiment.seeds' must be a non-empty list of integers");
   std::vector<std::int64_t> seeds;
   for (const auto& s : seeds_json) {
-    check(s.is_number_integer() && s.get<std::int64_t>() >= 0, "config key 'experiment.seeds' must hold integers >= 0, got " + s.dump());
-    check(std::find(seeds.begin(), seeds.end(), s.get<std::int64_t>()) == seeds.end(), "config key 'experiment.seeds' repeats " + s.dump());
+    check(s.is_number_integer() && s.get<std::int64_t>() >= 0,
+          "config key 'experiment.seeds' must hold integers >= 0, got " + s.dump());
+    check(std::find(seeds.begin(), seeds.end(), s.get<std::int64_t>()) == seeds.end(),
+          "config key 'experiment.seeds' repeats " + s.dump());
     seeds.push_back(s.get<std::int64_t>());
   }
   paper_row(config.at("experiment").at("paper_row").get<std::string>());  // refuse a bad name before any training
@@ -410,7 +437,8 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
     if (has_config && fs::exists(dir + "/result.json")) {
       result = read_json_file(dir + "/result.json");
       check_result(result, dir + "/result.json");
-      progress << tag << ": finished before, reused (test accuracy " << result.at("test_accuracy").get<double>() << ")\n";
+      progress << tag << ": finished before, reused (test accuracy " << result.at("test_accuracy").get<double>()
+               << ")\n";
     } else {
       const bool resume = has_config && fs::exists(dir + "/last.safetensors");
       progress << tag << (resume ? ": resuming" : ": training") << "\n" << std::flush;
@@ -430,7 +458,8 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
   Json summary = summary_json;
   summary["command"] = command;
   summary["all_runs"] = Json::array();
-  for (const auto& r : runs) summary["all_runs"].push_back({{"variant", r.variant}, {"seed", r.seed}, {"dir", r.dir}, {"result", r.result}});
+  for (const auto& r : runs)
+    summary["all_runs"].push_back({{"variant", r.variant}, {"seed", r.seed}, {"dir", r.dir}, {"result", r.result}});
   write_file_atomic(out_dir + "/summary.json", summary.dump(2) + "\n");
   write_file_atomic(out_dir + "/summary.md", summary_markdown(summary, command));
 

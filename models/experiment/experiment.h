@@ -28,8 +28,8 @@ struct Variant {
 /// The variants of config["experiment"]["variants"]. Each entry is
 /// {"name": "hkt", "set": {"model.attention": "hkt", ...}}. Throws hkt::Error naming the
 /// entry for: a missing or empty name, a name with characters other than letters, digits,
-/// '-' and '_' (so it cannot collide with the experiment's files), a repeated name, a "set" that is not an object, a key under
-/// "experiment." or "train.seed" (seeds come from the experiment), or no variant at all.
+/// '-' and '_' (so it cannot collide with the experiment's files), a repeated name, a "set" that is not an object, a
+/// key under "experiment." or "train.seed" (seeds come from the experiment), or no variant at all.
 std::vector<Variant> experiment_variants(const config::Json& config);
 
 /// The run config of (variant, seed): the experiment config with the variant's keys and
@@ -42,9 +42,9 @@ config::Json run_config(const config::Json& config, const Variant& variant, std:
 struct RunRecord {
   std::string variant;
   std::int64_t seed = 0;
-  std::string dir;        ///< relative to the experiment directory
-  config::Json config;    ///< the run's resolved config
-  config::Json result;    ///< its result.json
+  std::string dir;      ///< relative to the experiment directory
+  config::Json config;  ///< the run's resolved config
+  config::Json result;  ///< its result.json
 };
 
 /// The summary of finished runs (summary.json): per variant, in the order of `variants`,
@@ -57,7 +57,8 @@ struct RunRecord {
 /// Student's t table); the paper's row (experiment.paper_row).
 /// Score FLOPs per example are counted at T = data.max_len as sum over layers and levels of
 /// 2 H T_l^2 d_h (docs/hkt-attention.md section 5). Accuracies are fractions in [0, 1].
-config::Json summarize(const config::Json& config, const std::vector<Variant>& variants, const std::vector<RunRecord>& runs);
+config::Json summarize(const config::Json& config, const std::vector<Variant>& variants,
+                       const std::vector<RunRecord>& runs);
 
 /// summary.md: the summary as a Markdown table (accuracies in percent) with the command
 /// line that produced it.

@@ -56,7 +56,8 @@ Tensor merge_heads(const Tensor& o) {
 Tensor causal_mask(std::int64_t n, DType dtype) {
   std::vector<double> m(static_cast<std::size_t>(n * n), 0.0);
   for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t j = i + 1; j < n; ++j) m[static_cast<std::size_t>(i * n + j)] = -std::numeric_limits<double>::infinity();
+    for (std::int64_t j = i + 1; j < n; ++j)
+      m[static_cast<std::size_t>(i * n + j)] = -std::numeric_limits<double>::infinity();
   return Tensor::from_vector(m, {n, n}, dtype);
 }
 
@@ -68,10 +69,10 @@ void check_example(const HierarchicalAttention& attn, const Tensor& x, const cha
 }
 
 void check_head(const HierarchicalAttention& attn, int level, std::int64_t head, const char* who) {
-  check(level >= 0 && level < attn.config().levels,
-        std::string(who) + ": level " + std::to_string(level) + " is outside 0.." + std::to_string(attn.config().levels - 1));
-  check(head >= 0 && head < attn.config().n_heads,
-        std::string(who) + ": head " + std::to_string(head) + " is outside 0.." + std::to_string(attn.config().n_heads - 1));
+  check(level >= 0 && level < attn.config().levels, std::string(who) + ": level " + std::to_string(level) +
+                                                        " is outside 0.." + std::to_string(attn.config().levels - 1));
+  check(head >= 0 && head < attn.config().n_heads, std::string(who) + ": head " + std::to_string(head) +
+                                                       " is outside 0.." + std::to_string(attn.config().n_heads - 1));
 }
 
 }  // namespace
@@ -79,15 +80,16 @@ void check_head(const HierarchicalAttention& attn, int level, std::int64_t head,
 // ---- linear algebra ----------------------------------------------------------------------
 
 Matrix to_matrix(const Tensor& t) {
-  check(t.defined() && t.dim() == 2, "to_matrix: expected a rank-2 tensor, got " + (t.defined() ? shape_str(t.shape()) : std::string("undefined")));
+  check(t.defined() && t.dim() == 2,
+        "to_matrix: expected a rank-2 tensor, got " + (t.defined() ? shape_str(t.shape()) : std::string("undefined")));
   Matrix m(t.shape()[0], t.shape()[1]);
   m.values = t.to_vector();
   return m;
 }
 
 std::vector<double> symmetric_eigenvalues(const Matrix& input) {
-  check(input.rows == input.cols, "symmetric_eigenvalues: the matrix must be square, got " + std::to_string(input.rows) + " x " +
-                                      std::to_string(input.cols));
+  check(input.rows == input.cols, "symmetric_eigenvalues: the matrix must be square, got " +
+                                      std::to_string(input.rows) + " x " + std::to_string(input.cols));
   const std::int64_t n = input.rows;
   const double scale = max_abs(input);
   for (std::size_t i = 0; i < input.values.size(); ++i)
@@ -95,8 +97,8 @@ std::vector<double> symmetric_eigenvalues(const Matrix& input) {
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t j = 0; j < i; ++j)
       check(std::fabs(input(i, j) - input(j, i)) <= 1e-12 * scale,
-            "symmetric_eigenvalues: the matrix is not symmetric (entries (" + std::to_string(i) + ", " + std::to_string(j) + ") and (" +
-                std::to_string(j) + ", " + std::to_string(i) + ") differ)");
+            "symmetric_eigenvalues: the matrix is not symmetric (entries (" + std::to_string(i) + ", " +
+                std::to_string(j) + ") and (" + std::to_string(j) + ", " + std::to_string(i) + ") differ)");
   Matrix a = input;
   double total = 0;  // ||a||_F^2, invariant under the rotations
   for (double v : a.values) total += v * v;
@@ -118,8 +120,9 @@ std::vector<double> symmetric_eigenvalues(const Matrix& input) {
         // The rotation (c, s) in the (p, q) plane that zeroes a_pq: t = tan(angle) is the
         // smaller root of t^2 + 2 theta t - 1 = 0, theta = (a_qq - a_pp) / (2 a_pq).
         const double theta = (a(q, q) - a(p, p)) / (2 * apq);
-        const double t = std::fabs(theta) > 1e150 ? 1 / (2 * theta)
-                                                  : std::copysign(1.0, theta) / (std::fabs(theta) + std::sqrt(theta * theta + 1));
+        const double t = std::fabs(theta) > 1e150
+                             ? 1 / (2 * theta)
+                             : std::copysign(1.0, theta) / (std::fabs(theta) + std::sqrt(theta * theta + 1));
         const double c = 1 / std::sqrt(t * t + 1), s = t * c;
         for (std::int64_t k = 0; k < n; ++k) {  // rows/columns p and q of a (kept symmetric)
           if (k == p || k == q) continue;
@@ -132,7 +135,8 @@ std::vector<double> symmetric_eigenvalues(const Matrix& input) {
         a(p, q) = a(q, p) = 0.0;
       }
   }
-  check(off_diagonal() <= tolerance, "symmetric_eigenvalues: no convergence after " + std::to_string(kMaxSweeps) + " sweeps");
+  check(off_diagonal() <= tolerance,
+        "symmetric_eigenvalues: no convergence after " + std::to_string(kMaxSweeps) + " sweeps");
   std::vector<double> eigenvalues(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) eigenvalues[static_cast<std::size_t>(i)] = a(i, i);
   std::sort(eigenvalues.begin(), eigenvalues.end());
@@ -140,7 +144,8 @@ std::vector<double> symmetric_eigenvalues(const Matrix& input) {
 }
 
 SymAnti split_sym_anti(const Matrix& a) {
-  check(a.rows == a.cols, "split_sym_anti: the matrix must be square, got " + std::to_string(a.rows) + " x " + std::to_string(a.cols));
+  check(a.rows == a.cols,
+        "split_sym_anti: the matrix must be square, got " + std::to_string(a.rows) + " x " + std::to_string(a.cols));
   SymAnti out{Matrix(a.rows, a.cols), Matrix(a.rows, a.cols)};
   for (std::int64_t i = 0; i < a.rows; ++i)
     for (std::int64_t j = 0; j < a.cols; ++j) {
@@ -158,7 +163,8 @@ double frobenius(const Matrix& a) {
 
 double mardia_kurtosis(const Matrix& x) {
   const std::int64_t n = x.rows, p = x.cols;
-  check(p >= 1 && n > p, "mardia_kurtosis: needs more rows than columns, got n = " + std::to_string(n) + ", p = " + std::to_string(p));
+  check(p >= 1 && n > p,
+        "mardia_kurtosis: needs more rows than columns, got n = " + std::to_string(n) + ", p = " + std::to_string(p));
   std::vector<double> mean(static_cast<std::size_t>(p), 0.0);
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t j = 0; j < p; ++j) mean[static_cast<std::size_t>(j)] += x(i, j) / static_cast<double>(n);
@@ -174,8 +180,8 @@ double mardia_kurtosis(const Matrix& x) {
   for (std::int64_t j = 0; j < p; ++j) {
     double diag = cov(j, j);
     for (std::int64_t k = 0; k < j; ++k) diag -= L(j, k) * L(j, k);
-    check(diag > 1e-12 * cov(j, j) && diag > 0, "mardia_kurtosis: the covariance is singular (column " + std::to_string(j) +
-                                                    " is a linear combination of the others)");
+    check(diag > 1e-12 * cov(j, j) && diag > 0, "mardia_kurtosis: the covariance is singular (column " +
+                                                    std::to_string(j) + " is a linear combination of the others)");
     L(j, j) = std::sqrt(diag);
     for (std::int64_t i = j + 1; i < p; ++i) {
       double v = cov(i, j);
@@ -274,7 +280,8 @@ std::vector<std::vector<double>> level_weights(const HierarchicalAttention& attn
   const auto v = a.to_vector();
   const std::int64_t H = a.shape()[0], L = a.shape()[1];
   std::vector<std::vector<double>> out(static_cast<std::size_t>(H));
-  for (std::int64_t h = 0; h < H; ++h) out[static_cast<std::size_t>(h)].assign(v.begin() + h * L, v.begin() + (h + 1) * L);
+  for (std::int64_t h = 0; h < H; ++h)
+    out[static_cast<std::size_t>(h)].assign(v.begin() + h * L, v.begin() + (h + 1) * L);
   return out;
 }
 
@@ -294,10 +301,12 @@ Spectrum bilinear_form_spectrum(const HierarchicalAttention& attn, int level, st
   return spectrum(split_sym_anti(bilinear_form(attn, level, head)).sym);
 }
 
-Spectrum fused_score_spectrum(const HierarchicalAttention& attn, const Tensor& x, std::int64_t head, std::int64_t max_positions) {
+Spectrum fused_score_spectrum(const HierarchicalAttention& attn, const Tensor& x, std::int64_t head,
+                              std::int64_t max_positions) {
   check(max_positions >= 1, "fused_score_spectrum: max_positions must be >= 1");
   const std::int64_t T = std::min(x.shape()[1], max_positions);
-  const Matrix s = fused_scores(head_level_scores(attn, x, head), level_weights(attn)[static_cast<std::size_t>(head)], T);
+  const Matrix s =
+      fused_scores(head_level_scores(attn, x, head), level_weights(attn)[static_cast<std::size_t>(head)], T);
   return spectrum(split_sym_anti(s).sym);
 }
 
@@ -341,7 +350,8 @@ Decomposition decompose(const Matrix& a) {
   if (biggest == 0) return d;
   for (std::int64_t i = 0; i < a.rows; ++i)
     for (std::int64_t j = 0; j < a.cols; ++j) {
-      d.reconstruction_error = std::max(d.reconstruction_error, std::fabs(parts.sym(i, j) + parts.anti(i, j) - a(i, j)) / biggest);
+      d.reconstruction_error =
+          std::max(d.reconstruction_error, std::fabs(parts.sym(i, j) + parts.anti(i, j) - a(i, j)) / biggest);
       d.sym_asymmetry = std::max(d.sym_asymmetry, std::fabs(parts.sym(i, j) - parts.sym(j, i)) / biggest);
       d.anti_symmetry_error = std::max(d.anti_symmetry_error, std::fabs(parts.anti(i, j) + parts.anti(j, i)) / biggest);
     }
@@ -381,9 +391,11 @@ SubsumeStandard subsume_standard(const HierarchicalAttention& source, const Tens
   return out;
 }
 
-ConvolutionLimit subsume_convolution(const HierarchicalAttention& source, int level, const std::vector<double>& scales) {
+ConvolutionLimit subsume_convolution(const HierarchicalAttention& source, int level,
+                                     const std::vector<double>& scales) {
   const int L = std::max(source.config().levels, 2);
-  check(level >= 0 && level < L, "subsume_convolution: level " + std::to_string(level) + " is outside 0.." + std::to_string(L - 1));
+  check(level >= 0 && level < L,
+        "subsume_convolution: level " + std::to_string(level) + " is outside 0.." + std::to_string(L - 1));
   for (double s : scales) check(s > 0 && std::isfinite(s), "subsume_convolution: scales must be positive and finite");
   const std::int64_t d = source.config().d_model, T = std::min<std::int64_t>(d, 64);
   AttentionConfig c = source.config();
@@ -418,7 +430,8 @@ ConvolutionLimit subsume_convolution(const HierarchicalAttention& source, int le
   Tensor x, xl;
   for (;; out.amplitude *= 2) {
     check(out.amplitude <= 0x1p30, "subsume_convolution: no input amplitude makes level " + std::to_string(level) +
-                                       "'s scores diagonally dominant (the construction needs the windows of a depthwise downsampler with kernel_size <= 2 "
+                                       "'s scores diagonally dominant (the construction needs the windows of a "
+                                       "depthwise downsampler with kernel_size <= 2 "
                                        "and no zero tap)");
     x = input(out.amplitude);
     xl = reference->downsample(x, Tensor())[static_cast<std::size_t>(level)];  // [1, T_l, d]
@@ -453,10 +466,11 @@ ConvolutionLimit subsume_convolution(const HierarchicalAttention& source, int le
 
 // ---- Thm. 4.3 empirics ------------------------------------------------------------------
 
-Matrix level_projection_rows(const HierarchicalAttention& attn, const std::vector<Tensor>& xs, int level, std::int64_t head,
-                             bool keys) {
+Matrix level_projection_rows(const HierarchicalAttention& attn, const std::vector<Tensor>& xs, int level,
+                             std::int64_t head, bool keys) {
   check_head(attn, level, head, "level_projection_rows");
-  const Matrix w = to_matrix(parameter(attn, std::string(keys ? "w_k." : "w_q.") + std::to_string(level) + ".weight"));  // [d, d]
+  const Matrix w =
+      to_matrix(parameter(attn, std::string(keys ? "w_k." : "w_q.") + std::to_string(level) + ".weight"));  // [d, d]
   const std::int64_t d = w.cols, dh = head_width(attn);
   std::vector<double> rows;
   std::int64_t n = 0;
@@ -480,7 +494,8 @@ Matrix level_projection_rows(const HierarchicalAttention& attn, const std::vecto
 Matrix truncated_output(const HierarchicalAttention& attn, const Tensor& x, int kept) {
   check_example(attn, x, "truncated_output");
   const AttentionConfig& c = attn.config();
-  check(kept >= 1 && kept <= c.levels, "truncated_output: kept levels " + std::to_string(kept) + " is outside 1.." + std::to_string(c.levels));
+  check(kept >= 1 && kept <= c.levels,
+        "truncated_output: kept levels " + std::to_string(kept) + " is outside 1.." + std::to_string(c.levels));
   NoGradGuard no_grad;
   const std::int64_t T = x.shape()[1], H = c.n_heads;
   const DType dt = x.dtype();
@@ -505,7 +520,9 @@ Matrix truncated_output(const HierarchicalAttention& attn, const Tensor& x, int 
     Tensor s;  // sum_l alpha'_l Lift_l(S^(l)), [1, H, T, T]
     for (int l = 0; l < kept; ++l) {
       const std::int64_t r = std::int64_t{1} << l;
-      const Tensor lifted = slice(slice(repeat_interleave(repeat_interleave(scores[static_cast<std::size_t>(l)], r, 2), r, 3), 2, 0, T), 3, 0, T);
+      const Tensor lifted =
+          slice(slice(repeat_interleave(repeat_interleave(scores[static_cast<std::size_t>(l)], r, 2), r, 3), 2, 0, T),
+                3, 0, T);
       const Tensor term = mul(lifted, weight(l));
       s = s.defined() ? add(s, term) : term;
     }
@@ -572,7 +589,9 @@ namespace {
 config::Json number(double v) { return std::isfinite(v) ? config::Json(v) : config::Json(); }
 
 config::Json spectrum_json(const Spectrum& s, bool with_eigenvalues) {
-  config::Json j = {{"lambda_min", s.lambda_min}, {"lambda_max", s.lambda_max}, {"relative_min", s.relative_min},
+  config::Json j = {{"lambda_min", s.lambda_min},
+                    {"lambda_max", s.lambda_max},
+                    {"relative_min", s.relative_min},
                     {"psd", s.relative_min >= -kPsdTolerance}};
   if (with_eigenvalues) j["eigenvalues"] = s.eigenvalues;
   return j;
@@ -598,7 +617,8 @@ config::Json analyse(const Classifier& model, const data::Dataset& split, const 
     const data::Dataset one = split.subset({i}, split.split);
     const data::Batch batch = data::Loader(one, 1, false, 0, true, model.dtype()).batch(0, 0);
     const auto inputs = model.attention_inputs(batch.tokens, batch.features, batch.mask);
-    for (std::size_t layer = 0; layer < inputs.size(); ++layer) xs[layer].push_back(inputs[layer].detach().to(DType::Float64));
+    for (std::size_t layer = 0; layer < inputs.size(); ++layer)
+      xs[layer].push_back(inputs[layer].detach().to(DType::Float64));
     lengths.push_back(inputs.front().shape()[1]);
   }
 
@@ -610,12 +630,23 @@ config::Json analyse(const Classifier& model, const data::Dataset& split, const 
       for (double v : row) alpha_nonnegative &= v >= 0;
     alpha.push_back(w);
   }
-  config::Json out = {
-      {"model",
-       {{"layers", layers}, {"heads", H}, {"d_model", ac.d_model}, {"d_head", ac.d_model / H}, {"levels", L}, {"fusion", ac.fusion},
-        {"level_weights", ac.level_weights}, {"causal", ac.causal}, {"downsampler", ac.downsampler}, {"dtype", dtype_name(model.dtype())}}},
-      {"inputs", {{"split", split.split}, {"examples", n_examples}, {"lengths", lengths}, {"max_positions", options.max_positions}}},
-      {"alpha", alpha}};
+  config::Json out = {{"model",
+                       {{"layers", layers},
+                        {"heads", H},
+                        {"d_model", ac.d_model},
+                        {"d_head", ac.d_model / H},
+                        {"levels", L},
+                        {"fusion", ac.fusion},
+                        {"level_weights", ac.level_weights},
+                        {"causal", ac.causal},
+                        {"downsampler", ac.downsampler},
+                        {"dtype", dtype_name(model.dtype())}}},
+                      {"inputs",
+                       {{"split", split.split},
+                        {"examples", n_examples},
+                        {"lengths", lengths},
+                        {"max_positions", options.max_positions}}},
+                      {"alpha", alpha}};
 
   if (options.psd) {
     config::Json levels = config::Json::array(), fused = config::Json::array();
@@ -631,21 +662,24 @@ config::Json analyse(const Classifier& model, const data::Dataset& split, const 
         }
         for (std::int64_t e = 0; e < n_examples; ++e) {
           const Tensor& x = xs[static_cast<std::size_t>(layer)][static_cast<std::size_t>(e)];
-          config::Json j = spectrum_json(fused_score_spectrum(*attns[static_cast<std::size_t>(layer)], x, h, options.max_positions), false);
-          j["layer"] = layer, j["head"] = h, j["example"] = e, j["positions"] = std::min(x.shape()[1], options.max_positions);
+          config::Json j = spectrum_json(
+              fused_score_spectrum(*attns[static_cast<std::size_t>(layer)], x, h, options.max_positions), false);
+          j["layer"] = layer, j["head"] = h, j["example"] = e,
+          j["positions"] = std::min(x.shape()[1], options.max_positions);
           fused.push_back(j);
         }
       }
     const ConstructedPsd holds = constructed_psd_case(true), fails = constructed_psd_case(false);
-    out["psd"] = {{"tolerance", kPsdTolerance},
-                  {"bilinear_forms", levels},
-                  {"all_bilinear_forms_psd", all_psd},
-                  {"alpha_nonnegative", alpha_nonnegative},
-                  {"condition_holds", all_psd && alpha_nonnegative},
-                  {"fused_scores", fused},
-                  {"constructed",
-                   {{"holds", {{"m", spectrum_json(holds.worst_m, false)}, {"s", spectrum_json(holds.worst_s, false)}}},
-                    {"fails", {{"m", spectrum_json(fails.worst_m, false)}, {"s", spectrum_json(fails.worst_s, false)}}}}}};
+    out["psd"] = {
+        {"tolerance", kPsdTolerance},
+        {"bilinear_forms", levels},
+        {"all_bilinear_forms_psd", all_psd},
+        {"alpha_nonnegative", alpha_nonnegative},
+        {"condition_holds", all_psd && alpha_nonnegative},
+        {"fused_scores", fused},
+        {"constructed",
+         {{"holds", {{"m", spectrum_json(holds.worst_m, false)}, {"s", spectrum_json(holds.worst_s, false)}}},
+          {"fails", {{"m", spectrum_json(fails.worst_m, false)}, {"s", spectrum_json(fails.worst_s, false)}}}}}};
   }
 
   if (options.decompose) {
@@ -672,12 +706,20 @@ config::Json analyse(const Classifier& model, const data::Dataset& split, const 
         for (int l = 0; l < L; ++l) {
           const Decomposition m = decompose(bilinear_form(attn, l, h));
           track(m);
-          rows.push_back({{"layer", layer}, {"head", h}, {"level", l}, {"m_sym_share", m.sym_share}, {"m_anti_share", m.anti_share},
-                          {"s_sym_share", s_sym[static_cast<std::size_t>(l)]}, {"s_anti_share", s_anti[static_cast<std::size_t>(l)]}});
+          rows.push_back({{"layer", layer},
+                          {"head", h},
+                          {"level", l},
+                          {"m_sym_share", m.sym_share},
+                          {"m_anti_share", m.anti_share},
+                          {"s_sym_share", s_sym[static_cast<std::size_t>(l)]},
+                          {"s_anti_share", s_anti[static_cast<std::size_t>(l)]}});
         }
       }
     }
-    out["decompose"] = {{"levels", rows}, {"max_reconstruction_error", rec}, {"max_sym_asymmetry", asym}, {"max_anti_symmetry_error", anti}};
+    out["decompose"] = {{"levels", rows},
+                        {"max_reconstruction_error", rec},
+                        {"max_sym_asymmetry", asym},
+                        {"max_anti_symmetry_error", anti}};
   }
 
   if (options.subsume) {
@@ -688,14 +730,18 @@ config::Json analyse(const Classifier& model, const data::Dataset& split, const 
       config::Json errors = config::Json::array();
       try {
         const ConvolutionLimit limit = subsume_convolution(attn, l, options.scales);
-        for (const ScaleError& e : limit.errors) errors.push_back({{"scale", e.scale}, {"relative_error", e.relative_error}});
+        for (const ScaleError& e : limit.errors)
+          errors.push_back({{"scale", e.scale}, {"relative_error", e.relative_error}});
         conv.push_back({{"level", l}, {"amplitude", limit.amplitude}, {"errors", errors}});
       } catch (const Error& e) {  // e.g. a trained dense downsampler whose rows never dominate: reported, not fatal
         conv.push_back({{"level", l}, {"amplitude", nullptr}, {"errors", errors}, {"note", e.what()}});
       }
     }
-    out["subsume"] = {{"standard", {{"levels", a.levels}, {"T", xs.front().front().shape()[1]}, {"max_abs_error", a.max_abs_error},
-                                    {"relative_error", a.relative_error}}},
+    out["subsume"] = {{"standard",
+                       {{"levels", a.levels},
+                        {"T", xs.front().front().shape()[1]},
+                        {"max_abs_error", a.max_abs_error},
+                        {"relative_error", a.relative_error}}},
                       {"convolution", {{"T", std::min<std::int64_t>(ac.d_model, 64)}, {"levels", conv}}}};
   }
 
@@ -706,7 +752,8 @@ config::Json analyse(const Classifier& model, const data::Dataset& split, const 
         for (std::int64_t h = 0; h < H; ++h) {
           config::Json row = {{"layer", layer}, {"level", l}, {"head", h}};
           for (const bool keys : {false, true}) {
-            const Matrix rows_qk = level_projection_rows(*attns[static_cast<std::size_t>(layer)], xs[static_cast<std::size_t>(layer)], l, h, keys);
+            const Matrix rows_qk = level_projection_rows(*attns[static_cast<std::size_t>(layer)],
+                                                         xs[static_cast<std::size_t>(layer)], l, h, keys);
             const double n = static_cast<double>(rows_qk.rows), p = static_cast<double>(rows_qk.cols);
             double b2 = kNaN;
             if (rows_qk.rows > rows_qk.cols + 1) {
@@ -731,7 +778,8 @@ config::Json analyse(const Classifier& model, const data::Dataset& split, const 
   if (options.truncate) {
     config::Json rows = config::Json::array();
     for (std::int64_t layer = 0; layer < layers; ++layer) {
-      const Truncation t = truncation_errors(*attns[static_cast<std::size_t>(layer)], xs[static_cast<std::size_t>(layer)]);
+      const Truncation t =
+          truncation_errors(*attns[static_cast<std::size_t>(layer)], xs[static_cast<std::size_t>(layer)]);
       rows.push_back({{"layer", layer}, {"errors", t.errors}, {"rate", number(t.rate)}});
     }
     out["truncate"] = rows;

@@ -196,8 +196,8 @@ ConvolutionLimit subsume_convolution(const HierarchicalAttention& source, int le
 
 /// The level-l queries or keys of head h of several examples, their rows stacked:
 /// Q^(l)_h = X^(l) W_Q,h^T for each x in xs ([1, T, d] each), -> [sum_x T_l, d_h].
-Matrix level_projection_rows(const HierarchicalAttention& attn, const std::vector<Tensor>& xs, int level, std::int64_t head,
-                             bool keys);
+Matrix level_projection_rows(const HierarchicalAttention& attn, const std::vector<Tensor>& xs, int level,
+                             std::int64_t head, bool keys);
 
 /// The attention output Y [T, d] of one example x [1, T, d] keeping only levels 0..kept-1
 /// with alpha renormalised over them (alpha'_l = alpha_l / sum_{l' < kept} alpha_l'),
@@ -225,8 +225,8 @@ double geometric_rate(const std::vector<double>& x, const std::vector<double>& y
 /// What analyse() computes.
 struct Options {
   bool psd = true, decompose = true, subsume = true, kurtosis = true, truncate = true;
-  std::int64_t examples = 8;        ///< the first N examples of the split
-  std::int64_t max_positions = 256; ///< S^sym spectra use at most this many positions
+  std::int64_t examples = 8;                     ///< the first N examples of the split
+  std::int64_t max_positions = 256;              ///< S^sym spectra use at most this many positions
   std::vector<double> scales{1, 10, 100, 1000};  ///< score scales of construction (b)
 };
 

@@ -112,13 +112,16 @@ void merge_into(Json& target, const Json& value, const std::string& key, const s
     }
     return;
   }
-  const bool ok = target.is_number_integer()   ? value.is_number_integer() || (value.is_number_float() && value.get<double>() == std::floor(value.get<double>()))
-                  : target.is_number()         ? value.is_number()
-                  : target.is_boolean()        ? value.is_boolean()
-                  : target.is_string()         ? value.is_string()
-                  : target.is_array()          ? value.is_array()
-                                               : true;
-  check(ok, where + ": config key '" + key + "' must be " + type_name(target) + ", got " + type_name(value) + " (" + value.dump() + ")");
+  const bool ok = target.is_number_integer()
+                      ? value.is_number_integer() ||
+                            (value.is_number_float() && value.get<double>() == std::floor(value.get<double>()))
+                  : target.is_number()  ? value.is_number()
+                  : target.is_boolean() ? value.is_boolean()
+                  : target.is_string()  ? value.is_string()
+                  : target.is_array()   ? value.is_array()
+                                        : true;
+  check(ok, where + ": config key '" + key + "' must be " + type_name(target) + ", got " + type_name(value) + " (" +
+                value.dump() + ")");
   if (target.is_number_integer()) {
     // Integers are kept as int64; an integral float (2.0, 1e3) is accepted, anything
     // beyond +-2^62 is refused before a cast could overflow.
@@ -148,10 +151,16 @@ class DuplicateKeyGuard {
   bool operator()(int, Json::parse_event_t event, Json& parsed) {
     using E = Json::parse_event_t;
     switch (event) {
-      case E::object_start: open_.push_back({true, {}, ""}); break;
-      case E::array_start: open_.push_back({false, {}, "[]"}); break;
+      case E::object_start:
+        open_.push_back({true, {}, ""});
+        break;
+      case E::array_start:
+        open_.push_back({false, {}, "[]"});
+        break;
       case E::object_end:
-      case E::array_end: open_.pop_back(); break;
+      case E::array_end:
+        open_.pop_back();
+        break;
       case E::key: {
         const auto& key = parsed.get_ref<const std::string&>();
         open_.back().current = key;
@@ -159,7 +168,8 @@ class DuplicateKeyGuard {
           throw Error(where_ + ": the key '" + path() + "' appears twice (remove one; JSON would keep only the last)");
         break;
       }
-      case E::value: break;
+      case E::value:
+        break;
     }
     return true;
   }
@@ -209,7 +219,6 @@ Json apply_sets(Json config, const std::vector<std::string>& sets) {
   }
   return config;
 }
-
 
 Json parse_json(const std::string& text, const std::string& where) {
   DuplicateKeyGuard guard(where);
@@ -266,7 +275,8 @@ ClassifierConfig model_config(const Json& config, std::int64_t vocab_size, std::
   c.hkt.kernel_size = h.at("kernel_size").get<std::int64_t>();
   c.hkt.causal = h.at("causal").get<bool>();
   const std::string impl = h.at("impl").get<std::string>();
-  check(impl == "fused" || impl == "composite", "config key 'model.hkt.impl' must be \"fused\" or \"composite\", got \"" + impl + "\"");
+  check(impl == "fused" || impl == "composite",
+        "config key 'model.hkt.impl' must be \"fused\" or \"composite\", got \"" + impl + "\"");
   c.impl = impl == "fused" ? AttentionImpl::Fused : AttentionImpl::Composite;
   return c;
 }
@@ -274,7 +284,8 @@ ClassifierConfig model_config(const Json& config, std::int64_t vocab_size, std::
 std::string expand_path(const std::string& path) {
   const std::string var = "${HKT_DATA_DIR}";
   std::string out = path;
-  for (auto at = out.find(var); at != std::string::npos; at = out.find(var)) out.replace(at, var.size(), data::data_dir());
+  for (auto at = out.find(var); at != std::string::npos; at = out.find(var))
+    out.replace(at, var.size(), data::data_dir());
   return out;
 }
 

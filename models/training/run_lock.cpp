@@ -22,7 +22,8 @@ RunLock::RunLock(const std::string& dir, const std::string& command) {
     ::close(fd_);
     std::string who = n > 0 ? std::string(holder, static_cast<std::size_t>(n)) : std::string("another process");
     while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
-    throw Error(dir + " is in use by " + who + " (" + path + " is locked); wait for it to finish or use another directory");
+    throw Error(dir + " is in use by " + who + " (" + path +
+                " is locked); wait for it to finish or use another directory");
   }
   // The holder, for the message another process would print.
   const std::string me = command + " (process " + std::to_string(::getpid()) + ")\n";

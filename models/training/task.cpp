@@ -60,8 +60,8 @@ TaskData load_listops(const config::Json& data, std::int64_t max_len) {
     released.name = "listops-released";
     if (static_cast<std::int64_t>(fit.size()) < all.size())
       t.warnings.push_back(extra + ": " + std::to_string(all.size() - static_cast<std::int64_t>(fit.size())) + " of " +
-                           std::to_string(all.size()) + " examples are longer than max_len = " + std::to_string(max_len) +
-                           " tokens and are left out of this extra test (never truncated)");
+                           std::to_string(all.size()) + " examples are longer than max_len = " +
+                           std::to_string(max_len) + " tokens and are left out of this extra test (never truncated)");
     t.extra_tests.push_back(std::move(released));
   }
   return t;
@@ -80,10 +80,12 @@ TaskData load_task(const config::Json& config) {
   } else if (task == "cifar10") {
     const config::Json& c = data.at("cifar10");
     const std::string mode = c.at("mode").get<std::string>();
-    check(mode == "gray" || mode == "rgb", "config key 'data.cifar10.mode' must be \"gray\" or \"rgb\", got \"" + mode + "\"");
+    check(mode == "gray" || mode == "rgb",
+          "config key 'data.cifar10.mode' must be \"gray\" or \"rgb\", got \"" + mode + "\"");
     check(max_len >= 1024, "config key 'data.max_len' must be >= 1024 for sequential CIFAR-10 (1024 pixels)");
     const auto m = mode == "gray" ? data::cifar10::Mode::Gray : data::cifar10::Mode::Rgb;
-    auto splits = data::cifar10::read_folder(required_path(c, "dir", "data.cifar10.dir"), m, c.at("val_size").get<std::int64_t>());
+    auto splits = data::cifar10::read_folder(required_path(c, "dir", "data.cifar10.dir"), m,
+                                             c.at("val_size").get<std::int64_t>());
     t.train = std::move(splits.train);
     t.val = std::move(splits.val);
     t.test = std::move(splits.test);
@@ -109,17 +111,20 @@ TaskData load_task(const config::Json& config) {
     t.warnings = std::move(splits.warnings);
   } else if (task == "fashion-mnist") {
     check(max_len >= 784, "config key 'data.max_len' must be >= 784 for Fashion-MNIST (784 pixels)");
-    auto splits = data::fashion_mnist::read_folder(required_path(data.at("fashion_mnist"), "dir", "data.fashion_mnist.dir"));
+    auto splits =
+        data::fashion_mnist::read_folder(required_path(data.at("fashion_mnist"), "dir", "data.fashion_mnist.dir"));
     t.train = std::move(splits.train);
     t.val = std::move(splits.val);
     t.test = std::move(splits.test);
   } else {
-    throw Error("config key 'data.task' must be \"listops\", \"cifar10\", \"imdb\" or \"fashion-mnist\", got \"" + task + "\"");
+    throw Error("config key 'data.task' must be \"listops\", \"cifar10\", \"imdb\" or \"fashion-mnist\", got \"" +
+                task + "\"");
   }
   t.train = limited(t.train, data.at("limit_train").get<std::int64_t>());
   t.val = limited(t.val, data.at("limit_val").get<std::int64_t>());
   t.test = limited(t.test, data.at("limit_test").get<std::int64_t>());
-  for (auto* d : {&t.train, &t.val, &t.test}) check(d->size() > 0, "task " + task + ": the " + d->split + " split is empty");
+  for (auto* d : {&t.train, &t.val, &t.test})
+    check(d->size() > 0, "task " + task + ": the " + d->split + " split is empty");
   return t;
 }
 

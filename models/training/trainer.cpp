@@ -46,7 +46,8 @@ std::int64_t count_correct(const Tensor& logits, const Tensor& labels) {
 
 DType config_dtype(const Json& config) {
   const std::string d = config.at("train").at("dtype").get<std::string>();
-  check(d == "float32" || d == "float64", "config key 'train.dtype' must be \"float32\" or \"float64\", got \"" + d + "\"");
+  check(d == "float32" || d == "float64",
+        "config key 'train.dtype' must be \"float32\" or \"float64\", got \"" + d + "\"");
   return d == "float32" ? DType::Float32 : DType::Float64;
 }
 
@@ -133,9 +134,12 @@ std::uint64_t physical_memory_bytes() {
 void check_memory_estimate(const Json& config, const std::string& what) {
   const Json &m = config.at("model"), &tc = config.at("train");
   const double T = static_cast<double>(config.at("data").at("max_len").get<std::int64_t>());
-  const double B = static_cast<double>(std::max(tc.at("batch_size").get<std::int64_t>(), tc.at("eval_batch_size").get<std::int64_t>()));
-  const double d = static_cast<double>(m.at("d_model").get<std::int64_t>()), F = static_cast<double>(m.at("d_ff").get<std::int64_t>());
-  const double layers = static_cast<double>(m.at("n_layers").get<std::int64_t>()), H = static_cast<double>(m.at("n_heads").get<std::int64_t>());
+  const double B = static_cast<double>(
+      std::max(tc.at("batch_size").get<std::int64_t>(), tc.at("eval_batch_size").get<std::int64_t>()));
+  const double d = static_cast<double>(m.at("d_model").get<std::int64_t>()),
+               F = static_cast<double>(m.at("d_ff").get<std::int64_t>());
+  const double layers = static_cast<double>(m.at("n_layers").get<std::int64_t>()),
+               H = static_cast<double>(m.at("n_heads").get<std::int64_t>());
   const bool hkt = m.at("attention").get<std::string>() == "hkt";
   const double L = hkt ? static_cast<double>(m.at("hkt").at("levels").get<int>()) : 1.0;
   const bool composite = hkt && m.at("hkt").at("impl").get<std::string>() == "composite";
@@ -155,16 +159,19 @@ void check_memory_estimate(const Json& config, const std::string& what) {
     s << std::setprecision(3) << bytes / double(1ULL << 30) << " GiB";
     return s.str();
   };
-  throw Error(what + ": this config needs about " + gib(total) + " of memory (data.max_len = " +
-              std::to_string(static_cast<std::int64_t>(T)) + ", batch size " + std::to_string(static_cast<std::int64_t>(B)) +
-              ": parameters and optimizer " + gib(param_bytes) + ", activations " + gib(act_bytes) +
-              (composite ? ", composite attention scores " + gib(score_bytes) : std::string()) + "), more than this machine's " +
-              gib(machine) + "; lower data.max_len or train.batch_size" + (composite ? " (or use model.hkt.impl = fused)" : ""));
+  throw Error(what + ": this config needs about " + gib(total) +
+              " of memory (data.max_len = " + std::to_string(static_cast<std::int64_t>(T)) + ", batch size " +
+              std::to_string(static_cast<std::int64_t>(B)) + ": parameters and optimizer " + gib(param_bytes) +
+              ", activations " + gib(act_bytes) +
+              (composite ? ", composite attention scores " + gib(score_bytes) : std::string()) +
+              "), more than this machine's " + gib(machine) + "; lower data.max_len or train.batch_size" +
+              (composite ? " (or use model.hkt.impl = fused)" : ""));
 }
 
 std::unique_ptr<Classifier> build_model(const Json& config, const data::Dataset& train) {
-  const ClassifierConfig mc = config::model_config(config, train.feature_mode() ? 0 : train.vocab_size, train.num_features,
-                                                   train.num_classes, config.at("data").at("max_len").get<std::int64_t>());
+  const ClassifierConfig mc =
+      config::model_config(config, train.feature_mode() ? 0 : train.vocab_size, train.num_features, train.num_classes,
+                           config.at("data").at("max_len").get<std::int64_t>());
   Generator gen(config.at("train").at("seed").get<std::uint64_t>());
   return std::make_unique<Classifier>(mc, gen, config_dtype(config));
 }
@@ -173,7 +180,8 @@ namespace {
 std::map<std::string, std::string> model_sizes(const Classifier& model);
 }  // namespace
 
-void save_checkpoint(const std::string& path, const Classifier& model, const std::vector<std::pair<std::string, Tensor>>& extra,
+void save_checkpoint(const std::string& path, const Classifier& model,
+                     const std::vector<std::pair<std::string, Tensor>>& extra,
                      const std::map<std::string, std::string>& metadata) {
   auto tensors = model.named_parameters();
   for (auto& [name, t] : tensors) t = t.detach().to(Device::CPU);  // checkpoints are device-independent
@@ -188,22 +196,26 @@ namespace {
 // config and the checkpoint alone (hkt predict).
 std::map<std::string, std::string> model_sizes(const Classifier& model) {
   const ClassifierConfig& c = model.config();
-  return {{"vocab_size", std::to_string(c.vocab_size)}, {"num_features", std::to_string(c.num_features)},
-          {"num_classes", std::to_string(c.num_classes)}, {"max_len", std::to_string(c.max_len)}};
+  return {{"vocab_size", std::to_string(c.vocab_size)},
+          {"num_features", std::to_string(c.num_features)},
+          {"num_classes", std::to_string(c.num_classes)},
+          {"max_len", std::to_string(c.max_len)}};
 }
 }  // namespace
 
 std::unique_ptr<Classifier> load_model(const Json& config, const std::string& checkpoint_path) {
   const auto file = safetensors::load(checkpoint_path);
   auto size = [&](const std::string& key) {
-    check(file.metadata.count(key) == 1, checkpoint_path + ": no metadata '" + key + "' (not a checkpoint written by hkt train)");
+    check(file.metadata.count(key) == 1,
+          checkpoint_path + ": no metadata '" + key + "' (not a checkpoint written by hkt train)");
     try {
       return std::stoll(file.metadata.at(key));
     } catch (const std::exception&) {
       throw Error(checkpoint_path + ": metadata '" + key + "' is not an integer");
     }
   };
-  const ClassifierConfig mc = config::model_config(config, size("vocab_size"), size("num_features"), size("num_classes"), size("max_len"));
+  const ClassifierConfig mc =
+      config::model_config(config, size("vocab_size"), size("num_features"), size("num_classes"), size("max_len"));
   Generator gen(0);  // every parameter is overwritten below
   auto model = std::make_unique<Classifier>(mc, gen, config_dtype(config));
   load_weights(*model, checkpoint_path, /*model_from_metadata=*/true);
@@ -235,7 +247,8 @@ void load_weights(const Classifier& model, const std::string& checkpoint_path, b
   } catch (const Error& e) {  // the model's sizes (from the metadata or the config) do not match the tensors
     std::string sizes;
     for (const char* key : {"vocab_size", "max_len", "num_classes", "num_features"})
-      if (file.metadata.count(key)) sizes += std::string(sizes.empty() ? "" : ", ") + key + " = " + file.metadata.at(key);
+      if (file.metadata.count(key))
+        sizes += std::string(sizes.empty() ? "" : ", ") + key + " = " + file.metadata.at(key);
     throw Error(checkpoint_path + ": its tensors do not fit the model built from " +
                 (model_from_metadata ? "its metadata (" + sizes + ") and the config"
                                      : "the config (the checkpoint's metadata: " + sizes + ")") +
@@ -273,7 +286,8 @@ struct TrainSettings {
 // The keys checked before anything else is read; sets the OpenMP thread count.
 void check_train_keys(const Json& tc) {
   const int threads = tc.at("threads").get<int>();
-  check(threads >= 0, "config key 'train.threads' must be >= 0 (0: the OpenMP default), got " + std::to_string(threads));
+  check(threads >= 0,
+        "config key 'train.threads' must be >= 0 (0: the OpenMP default), got " + std::to_string(threads));
   for (const char* key : {"batch_size", "eval_batch_size"})
     check(tc.at(key).get<std::int64_t>() >= 1, std::string("config key 'train.") + key + "' must be >= 1, got " +
                                                    std::to_string(tc.at(key).get<std::int64_t>()));
@@ -283,7 +297,8 @@ void check_train_keys(const Json& tc) {
 // Checks that out_dir can take this run: with resume, a run of the same config to
 // continue; without, no run there unless overwrite. Returns the result of a run that
 // is already finished (resume then has nothing to do), else null.
-Json check_run_directory(const Json& config, const RunPaths& paths, bool resume, bool overwrite, std::ostream& progress) {
+Json check_run_directory(const Json& config, const RunPaths& paths, bool resume, bool overwrite,
+                         std::ostream& progress) {
   check(!(resume && overwrite), "train: resume and overwrite exclude each other");
   if (!resume) {
     check(overwrite || !fs::exists(paths.last),
@@ -345,17 +360,24 @@ struct RunState {
       std::snprintf(buf, sizeof buf, "%.17g", v);
       return std::string(buf);
     };
-    return {{"step", std::to_string(step)}, {"dropout_offset", std::to_string(dropout_offset)},
-            {"best_val_accuracy", exact(best_val)}, {"best_step", std::to_string(best_step)},
-            {"train_seconds", exact(train_seconds)}, {"window_loss", exact(window.loss)},
-            {"window_tokens", exact(window.tokens)}, {"window_seconds", exact(window.seconds)},
-            {"window_correct", std::to_string(window.correct)}, {"window_examples", std::to_string(window.examples)},
-            {"window_steps", std::to_string(window.steps)}, {"format", "hkt-checkpoint-1"}};
+    return {{"step", std::to_string(step)},
+            {"dropout_offset", std::to_string(dropout_offset)},
+            {"best_val_accuracy", exact(best_val)},
+            {"best_step", std::to_string(best_step)},
+            {"train_seconds", exact(train_seconds)},
+            {"window_loss", exact(window.loss)},
+            {"window_tokens", exact(window.tokens)},
+            {"window_seconds", exact(window.seconds)},
+            {"window_correct", std::to_string(window.correct)},
+            {"window_examples", std::to_string(window.examples)},
+            {"window_steps", std::to_string(window.steps)},
+            {"format", "hkt-checkpoint-1"}};
   }
 
   // The state saved in a checkpoint's metadata; throws naming the file and key when one
   // is missing or not a number.
-  static RunState from_metadata(const std::map<std::string, std::string>& m, const std::string& path, std::int64_t steps) {
+  static RunState from_metadata(const std::map<std::string, std::string>& m, const std::string& path,
+                                std::int64_t steps) {
     auto get = [&](const std::string& k) -> double {
       check(m.count(k) == 1, "resume: " + path + " has no metadata '" + k + "'");
       const std::string& text = m.at(k);
@@ -434,12 +456,15 @@ class Run {
   // or to options.stop_after. Returns result.json's content (empty when stopped early).
   Json train() {
     fs::create_directories(paths_.dir);
-    const RunLock lock(paths_.dir, options_.resume ? "hkt train --resume" : "hkt train");  // one writer per run directory
+    const RunLock lock(paths_.dir,
+                       options_.resume ? "hkt train --resume" : "hkt train");  // one writer per run directory
     if (options_.overwrite)
       for (const char* f : {"metrics.jsonl", "best.safetensors", "last.safetensors", "result.json"})
         fs::remove(fs::path(paths_.dir) / f);
-    if (options_.resume) restore();
-    else write_file_atomic(paths_.config, config_.dump(2) + "\n");
+    if (options_.resume)
+      restore();
+    else
+      write_file_atomic(paths_.config, config_.dump(2) + "\n");
     last_saved_step_ = options_.resume ? state_.step : 0;
     metrics_.open(paths_.metrics, std::ios::app);
     check(metrics_.good(), paths_.metrics + ": cannot write");
@@ -486,8 +511,8 @@ class Run {
     const Tensor loss = cross_entropy(logits, batch.labels, -100, s_.label_smoothing);
     const double loss_value = loss.item();
     if (!std::isfinite(loss_value))
-      throw Error("step " + std::to_string(step) + ": the loss is " + std::to_string(loss_value) + "; training stopped (" +
-                  checkpoint_note() + ")");
+      throw Error("step " + std::to_string(step) + ": the loss is " + std::to_string(loss_value) +
+                  "; training stopped (" + checkpoint_note() + ")");
     loss.backward();
     try {
       grad_norm_ = optim::clip_grad_norm(params_, s_.clip_norm);
@@ -530,9 +555,11 @@ class Run {
         << line["accuracy"].get<double>() << " " << std::setprecision(0) << w.tokens / w.seconds << " tok/s ETA "
         << format_duration(elapsed / done * left);
     if (options_.progress_is_terminal) {
-      const int width = 24, filled = static_cast<int>(width * static_cast<double>(step) / static_cast<double>(s_.steps));
+      const int width = 24,
+                filled = static_cast<int>(width * static_cast<double>(step) / static_cast<double>(s_.steps));
       progress_ << "\r[" << std::string(static_cast<std::size_t>(filled), '#')
-                << std::string(static_cast<std::size_t>(width - filled), ' ') << "] " << msg.str() << "   " << std::flush;
+                << std::string(static_cast<std::size_t>(width - filled), ' ') << "] " << msg.str() << "   "
+                << std::flush;
     } else {
       progress_ << msg.str() << "\n" << std::flush;
     }
@@ -566,10 +593,10 @@ class Run {
   // checkpoint that is left.
   void write_metrics(const Json& line) {
     metrics_ << line.dump() << "\n" << std::flush;
-    check(metrics_.good(), paths_.metrics + ": write failed at step " + std::to_string(state_.step) +
-                               " (disk full?); training stopped" +
-                               (last_saved_step_ > 0 ? ", " + paths_.last + " holds step " + std::to_string(last_saved_step_)
-                                                     : std::string(" before its first checkpoint")));
+    check(metrics_.good(),
+          paths_.metrics + ": write failed at step " + std::to_string(state_.step) + " (disk full?); training stopped" +
+              (last_saved_step_ > 0 ? ", " + paths_.last + " holds step " + std::to_string(last_saved_step_)
+                                    : std::string(" before its first checkpoint")));
   }
 
   // Writes last.safetensors: weights, optimizer state and RunState (atomically, so the
@@ -590,8 +617,9 @@ class Run {
   }
 
   std::string checkpoint_note() const {
-    return last_saved_step_ > 0 ? "the last checkpoint, " + paths_.last + ", is from step " + std::to_string(last_saved_step_)
-                                : std::string("no checkpoint was written yet");
+    return last_saved_step_ > 0
+               ? "the last checkpoint, " + paths_.last + ", is from step " + std::to_string(last_saved_step_)
+               : std::string("no checkpoint was written yet");
   }
 
   // Evaluates test once, from the best checkpoint reloaded from disk (which must
@@ -612,21 +640,22 @@ class Run {
       extra[d.name] = {{"accuracy", e.accuracy}, {"examples", e.examples}, {"chance_level", d.chance_level()}};
     }
     const Device device = options_.device;
-    const Json result = {{"task", config_.at("data").at("task")},
-                         {"attention", config_.at("model").at("attention")},
-                         {"best_val_accuracy", state_.best_val},
-                         {"best_step", state_.best_step},
-                         {"test_accuracy", test.accuracy},
-                         {"test_examples", test.examples},
-                         {"chance_level", task_.test.chance_level()},
-                         {"extra_tests", extra},
-                         {"parameter_count", model_->parameter_count()},
-                         {"steps", s_.steps},
-                         {"time_per_step_ms", 1000.0 * state_.train_seconds / static_cast<double>(s_.steps)},
-                         {"train_seconds", state_.train_seconds},
-                         {"peak_tensor_bytes", peak_tensor_bytes},
-                         {"device", device_name(device)},
-                         {"peak_cuda_tensor_bytes", device == Device::CUDA ? cuda::memory_stats().peak_allocated_bytes : 0}};
+    const Json result = {
+        {"task", config_.at("data").at("task")},
+        {"attention", config_.at("model").at("attention")},
+        {"best_val_accuracy", state_.best_val},
+        {"best_step", state_.best_step},
+        {"test_accuracy", test.accuracy},
+        {"test_examples", test.examples},
+        {"chance_level", task_.test.chance_level()},
+        {"extra_tests", extra},
+        {"parameter_count", model_->parameter_count()},
+        {"steps", s_.steps},
+        {"time_per_step_ms", 1000.0 * state_.train_seconds / static_cast<double>(s_.steps)},
+        {"train_seconds", state_.train_seconds},
+        {"peak_tensor_bytes", peak_tensor_bytes},
+        {"device", device_name(device)},
+        {"peak_cuda_tensor_bytes", device == Device::CUDA ? cuda::memory_stats().peak_allocated_bytes : 0}};
     write_file_atomic(paths_.result, result.dump(2) + "\n");
     return result;
   }

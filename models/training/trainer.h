@@ -34,7 +34,8 @@ struct Evaluation {
   double loss = 0;
   std::int64_t examples = 0;
 };
-Evaluation evaluate(const Classifier& model, const data::Dataset& split, std::int64_t batch_size, bool pad_to_longest = true);
+Evaluation evaluate(const Classifier& model, const data::Dataset& split, std::int64_t batch_size,
+                    bool pad_to_longest = true);
 
 /// Builds the classifier a config describes for the data of `task` (dims from the train
 /// split), initialised from Generator(train.seed).
@@ -103,7 +104,8 @@ void write_file_atomic(const std::string& path, const std::string& text);
 
 /// Writes the weights of `model` (and, when given, optimizer state and metadata) to
 /// `path` atomically (temporary file, then rename).
-void save_checkpoint(const std::string& path, const Classifier& model, const std::vector<std::pair<std::string, Tensor>>& extra,
+void save_checkpoint(const std::string& path, const Classifier& model,
+                     const std::vector<std::pair<std::string, Tensor>>& extra,
                      const std::map<std::string, std::string>& metadata);
 
 }  // namespace hkt

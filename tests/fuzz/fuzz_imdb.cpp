@@ -48,15 +48,14 @@ const fs::path& root() {
 std::string safe_name(const std::string& raw) {
   std::string name;
   for (char c : raw) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
     if (ok && name.size() < 32) name += c;
   }
   return name == "." || name == ".." ? std::string() : name;
 }
 
-void write_file(const fs::path& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
+void write_file(const fs::path& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
 // Writes the records of `data` (after the 3 header bytes) as files under root().
 void build_tree(const std::uint8_t* data, std::size_t size, bool make_folders) {
@@ -115,7 +114,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     const auto splits = hkt::data::imdb::read(root().string(), options);
     // What read() promises: train and val together hold every train review.
-    if (splits.train.size() + splits.val.size() != static_cast<std::int64_t>(hkt::data::imdb::list_reviews(root().string(), "train").size()))
+    if (splits.train.size() + splits.val.size() !=
+        static_cast<std::int64_t>(hkt::data::imdb::list_reviews(root().string(), "train").size()))
       __builtin_trap();
   } catch (const hkt::Error&) {
   }

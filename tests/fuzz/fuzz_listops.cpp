@@ -61,7 +61,8 @@ void fuzz_reader(bool lra, std::int64_t max_len, const std::uint8_t* data, std::
     std::ofstream out(temp_file(), std::ios::binary | std::ios::trunc);
     out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   }
-  const auto ds = lra ? lo::read_lra_tsv(temp_file(), max_len, "train") : lo::read_release(temp_file(), max_len, "test");
+  const auto ds =
+      lra ? lo::read_lra_tsv(temp_file(), max_len, "train") : lo::read_release(temp_file(), max_len, "test");
   check_dataset(ds, max_len);
 }
 
@@ -106,10 +107,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::int64_t max_len = 1 + data[1];
   try {
     switch (mode) {
-      case 0: case 1: case 2: fuzz_reader(true, max_len, data + 2, size - 2); break;
-      case 3: case 4: case 5: fuzz_reader(false, max_len, data + 2, size - 2); break;
-      case 6: fuzz_text(data + 2, size - 2); break;
-      default: fuzz_generator(data + 2, size - 2); break;
+      case 0:
+      case 1:
+      case 2:
+        fuzz_reader(true, max_len, data + 2, size - 2);
+        break;
+      case 3:
+      case 4:
+      case 5:
+        fuzz_reader(false, max_len, data + 2, size - 2);
+        break;
+      case 6:
+        fuzz_text(data + 2, size - 2);
+        break;
+      default:
+        fuzz_generator(data + 2, size - 2);
+        break;
     }
   } catch (const hkt::Error&) {
     // Expected for bad input.

@@ -19,8 +19,7 @@
 namespace {
 
 std::string temp_path(const char* suffix) {
-  return (std::filesystem::temp_directory_path() /
-          ("hkt-fuzz-safetensors-" + std::to_string(getpid()) + suffix))
+  return (std::filesystem::temp_directory_path() / ("hkt-fuzz-safetensors-" + std::to_string(getpid()) + suffix))
       .string();
 }
 
