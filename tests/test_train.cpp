@@ -2,12 +2,14 @@
 // determinism, bit-identical resume, the NaN stop, and config errors naming the key.
 #include <filesystem>
 #include <fstream>
+#include <cmath>
 #include <sstream>
 
 #include "config.h"
 #include "io/safetensors.h"
 #include "run_lock.h"
 #include "task.h"
+#include "theory.h"
 #include "test_helpers.h"
 #include "train_helpers.h"
 #include "trainer.h"
@@ -251,4 +253,65 @@ TEST_CASE("train: a checkpoint with a NaN or infinite weight is refused, naming 
   require_error([&] { load_model(cfg, lying); },
                 lying + ": its tensors do not fit the model built from its metadata (");
   require_error([&] { load_model(cfg, lying); }, "max_len = 99");
+}
+
+TEST_CASE("train: TrainOptions::eval_metrics adds its fields to every validation line", "[train]") {
+  const auto cfg = tiny_config("hkt", 20);  // one validation, at step 20, then the checkpoint of step 20
+  const std::string dir = fresh_dir("eval_metrics");
+  std::ostringstream log;
+  TrainOptions options;
+  options.out_dir = dir;
+  options.progress = &log;
+  options.eval_metrics = theory::eval_metrics;
+  train(cfg, options);
+  config::Json val;
+  std::istringstream lines(read_text(dir + "/metrics.jsonl"));
+  for (std::string line; std::getline(lines, line);)
+    if (auto j = config::Json::parse(line); j.contains("val_accuracy")) val = j;
+  REQUIRE(val.contains("m_sym_share"));
+  // Recomputed from the saved weights: M = W_Q,h^T W_K,h over head h's rows (PyTorch
+  // layout, y = x W^T), share = ||(M + M^T) / 2||_F / ||M||_F.
+  const auto weights = safetensors::load(dir + "/last.safetensors");
+  auto weight = [&](const std::string& name) {
+    for (const auto& [n, t] : weights.tensors)
+      if (n == name) return t.to_vector();
+    FAIL("no tensor " << name);
+    return std::vector<double>{};
+  };
+  const std::int64_t d = 32, H = 2, dh = d / H, L = 3;
+  const auto& share = val["m_sym_share"];
+  REQUIRE(share.size() == 1);  // layers
+  REQUIRE(share[0].size() == static_cast<std::size_t>(H));
+  for (std::int64_t h = 0; h < H; ++h) {
+    REQUIRE(share[0][static_cast<std::size_t>(h)].size() == static_cast<std::size_t>(L));
+    for (std::int64_t l = 0; l < L; ++l) {
+      const auto wq = weight("blocks.0.attn.w_q." + std::to_string(l) + ".weight");
+      const auto wk = weight("blocks.0.attn.w_k." + std::to_string(l) + ".weight");
+      std::vector<double> m(static_cast<std::size_t>(d * d), 0.0);
+      for (std::int64_t r = h * dh; r < (h + 1) * dh; ++r)
+        for (std::int64_t i = 0; i < d; ++i)
+          for (std::int64_t j = 0; j < d; ++j)
+            m[static_cast<std::size_t>(i * d + j)] +=
+                wq[static_cast<std::size_t>(r * d + i)] * wk[static_cast<std::size_t>(r * d + j)];
+      double sym = 0, all = 0;
+      for (std::int64_t i = 0; i < d; ++i)
+        for (std::int64_t j = 0; j < d; ++j) {
+          const double mij = m[static_cast<std::size_t>(i * d + j)], mji = m[static_cast<std::size_t>(j * d + i)];
+          sym += 0.25 * (mij + mji) * (mij + mji);
+          all += mij * mij;
+        }
+      INFO("head " << h << " level " << l);
+      CHECK(share[0][static_cast<std::size_t>(h)][static_cast<std::size_t>(l)].get<double>() ==
+            Approx(std::sqrt(sym / all)).epsilon(1e-9));
+    }
+  }
+  // A callback that returns something else than an object, or one of the line's own keys,
+  // is refused.
+  options.out_dir = fresh_dir("eval_metrics_bad");
+  options.eval_metrics = [](const Classifier&) { return config::Json::array(); };
+  require_error([&] { train(cfg, options); }, "train: TrainOptions::eval_metrics must return a JSON object");
+  options.out_dir = fresh_dir("eval_metrics_key");
+  options.eval_metrics = [](const Classifier&) { return config::Json{{"best", 1}}; };
+  require_error([&] { train(cfg, options); },
+                "train: TrainOptions::eval_metrics returned 'best', a key of the line itself");
 }

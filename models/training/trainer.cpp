@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <optional>
 #include <ostream>
 #include <sstream>
 
@@ -456,8 +457,7 @@ class Run {
   // or to options.stop_after. Returns result.json's content (empty when stopped early).
   Json train() {
     fs::create_directories(paths_.dir);
-    const RunLock lock(paths_.dir,
-                       options_.resume ? "hkt train --resume" : "hkt train");  // one writer per run directory
+    lock_.emplace(paths_.dir, options_.resume ? "hkt train --resume" : "hkt train");  // one writer per run directory
     if (options_.overwrite)
       for (const char* f : {"metrics.jsonl", "best.safetensors", "last.safetensors", "result.json"})
         fs::remove(fs::path(paths_.dir) / f);
@@ -474,8 +474,8 @@ class Run {
     first_step_ = state_.step;
     while (state_.step < s_.steps) {
       const std::int64_t step = ++state_.step;
-      const double lr = train_step(step);
-      if (step % s_.log_every == 0 || step == s_.steps) log_window(lr);
+      const Step done = train_step(step);  // its tensors stay alive to the end of the iteration
+      if (step % s_.log_every == 0 || step == s_.steps) log_window(done.lr);
       if (step % s_.eval_every == 0 || step == s_.steps) validate();
       if (step % s_.checkpoint_every == 0 || step == s_.steps || step == options_.stop_after) save_last();
       if (step == options_.stop_after && step < s_.steps) {
@@ -501,14 +501,27 @@ class Run {
     progress_ << "resumed " << paths_.dir << " at step " << state_.step << "\n";
   }
 
+  // One optimizer step's batch, logits and loss, and the learning rate it used. The loop
+  // keeps it until its logging, validation and checkpoint are done, so the peak memory
+  // result.json reports counts them alongside.
+  struct Step {
+    data::Batch batch;
+    Tensor logits, loss;
+    double lr = 0;
+  };
+
   // One optimizer step on the step-th batch: forward, loss, backward, clipping, AdamW.
-  // Adds the batch to the window; returns the learning rate used.
-  double train_step(std::int64_t step) {
+  // Adds the batch to the window.
+  Step train_step(std::int64_t step) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::int64_t nb = loader_.num_batches();
-    const data::Batch batch = loader_.batch((step - 1) / nb, (step - 1) % nb);
-    const Tensor logits = model_->forward(batch.tokens, batch.features, batch.mask, true, dropout_gen_);
-    const Tensor loss = cross_entropy(logits, batch.labels, -100, s_.label_smoothing);
+    Step done;
+    done.batch = loader_.batch((step - 1) / nb, (step - 1) % nb);
+    const data::Batch& batch = done.batch;
+    done.logits = model_->forward(batch.tokens, batch.features, batch.mask, true, dropout_gen_);
+    done.loss = cross_entropy(done.logits, batch.labels, -100, s_.label_smoothing);
+    const Tensor& logits = done.logits;
+    const Tensor& loss = done.loss;
     const double loss_value = loss.item();
     if (!std::isfinite(loss_value))
       throw Error("step " + std::to_string(step) + ": the loss is " + std::to_string(loss_value) +
@@ -519,8 +532,8 @@ class Run {
     } catch (const Error& e) {
       throw Error("step " + std::to_string(step) + ": " + e.what() + "; training stopped (" + checkpoint_note() + ")");
     }
-    const double lr = optim::learning_rate(s_.schedule, step);
-    optimizer_.step(lr);
+    done.lr = optim::learning_rate(s_.schedule, step);
+    optimizer_.step(done.lr);
     optimizer_.zero_grad();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     Window& w = state_.window;
@@ -531,7 +544,7 @@ class Run {
     w.examples += static_cast<std::int64_t>(batch.indices.size());
     w.tokens += sum(batch.lengths.to(DType::Float64)).item();
     ++w.steps;
-    return lr;
+    return done;
   }
 
   // A training line in metrics.jsonl and on the progress stream; empties the window.
@@ -581,7 +594,15 @@ class Run {
                  {"val_loss", val.loss},
                  {"best", better},
                  {"level_weights", level_weights(*model_)}};
-    if (options_.eval_metrics) line.update(options_.eval_metrics(*model_));
+    if (options_.eval_metrics) {
+      const Json extra = options_.eval_metrics(*model_);
+      check(extra.is_object(), "train: TrainOptions::eval_metrics must return a JSON object");
+      for (const auto& [key, value] : extra.items()) {
+        check(!line.contains(key),
+              "train: TrainOptions::eval_metrics returned '" + key + "', a key of the line itself");
+        line[key] = value;
+      }
+    }
     write_metrics(line);
     if (options_.progress_is_terminal) progress_ << "\n";
     progress_ << "step " << step << ": validation accuracy " << std::fixed << std::setprecision(4) << val.accuracy
@@ -672,6 +693,7 @@ class Run {
   Generator dropout_gen_;
   std::vector<Tensor> params_;
   RunState state_;
+  std::optional<RunLock> lock_;  // before metrics_: destroyed after it, so the file closes under the lock
   std::ofstream metrics_;
   std::int64_t last_saved_step_ = 0, first_step_ = 0;
   double grad_norm_ = 0;

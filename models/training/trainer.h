@@ -70,7 +70,9 @@ struct TrainOptions {
   /// Where the model trains (Device::CUDA: every op on the CUDA backend).
   Device device = Device::CPU;
   /// Extra fields for each validation line of metrics.jsonl, computed from the model
-  /// (the commands pass theory::eval_metrics; empty: none).
+  /// (the commands pass theory::eval_metrics; empty: none). Must return a JSON object
+  /// whose keys are not the line's own (step, val_accuracy, val_loss, best,
+  /// level_weights); train() throws hkt::Error otherwise.
   std::function<config::Json(const Classifier&)> eval_metrics;
 };
 
