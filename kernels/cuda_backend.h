@@ -4,13 +4,15 @@
 //
 // Three implementations, chosen by the CMake option HKT_CUDA (kernels/CMakeLists.txt):
 // - ON/AUTO with nvcc: kernels/backend/*.cpp compiled as CUDA (one thread per output
-//   element, kernels/backend/launch.h), kernels/cuda/*.cu (runtime, caching allocator,
-//   cuBLAS). Nothing detects a GPU at configure time: on a machine without one, CPU work
-//   runs normally and every CUDA request fails with a message naming the CUDA error.
-// - EMULATE: the same kernels/backend/*.cpp compiled as C++ and run by a loop over the
-//   output elements, on host memory (kernels/emulated/). "cuda" tensors then live in
-//   ordinary memory, so every dispatch path, the consistency harness and GPU training
-//   can be tested on a machine without a GPU. It measures nothing about speed.
+//   element through kernels/backend/launch.h, or thread blocks through block.h),
+//   kernels/cuda/*.cu (runtime, cuBLAS) and kernels/caching_allocator.cpp. Nothing
+//   detects a GPU at configure time: on a machine without one, CPU work runs normally
+//   and every CUDA request fails with a message naming the CUDA error.
+// - EMULATE: the same kernels/backend/*.cpp compiled as C++, on host memory
+//   (kernels/emulated/): a loop over the output elements, and for block kernels the
+//   block emulator (each CUDA thread a fiber). "cuda" tensors then live in ordinary
+//   memory, so every dispatch path, the consistency harness and GPU training can be
+//   tested on a machine without a GPU. It measures nothing about speed.
 // - OFF, or no nvcc: kernels/stub/cuda_stub.cpp, where every request throws
 //   hkt::Error("...: this build has no CUDA support").
 //
@@ -233,7 +235,7 @@ struct AttentionArgs {
   bool causal = false;
   double scale = 1.0;
 };
-/// Fused forward (docs/attention.md, "The fused algorithm"): out [B, H, T, d_h] (dtype)
+/// Fused forward (docs/hkt-attention.md section 6): out [B, H, T, d_h] (dtype)
 /// and the row log-sum-exp lse [B, H, T], float64 whatever the dtype (-inf for a row with
 /// every key masked, whose output is 0). The backward recomputes p = exp(s - LSE): a
 /// float32 LSE (rounded by about 1e-7 of its size, some units) would bias every p of the

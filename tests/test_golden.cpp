@@ -14,7 +14,7 @@
 // float32 model (weights rounded) against the float64 logits and loss; save -> load ->
 // bit-identical logits.
 //
-// Error measure (ggml's, engine.md): for a tensor, max |actual - expected| / max |expected|,
+// Error measure (ggml's, docs/engine.md): for a tensor, max |actual - expected| / max |expected|,
 // i.e. the error relative to the tensor's magnitude, so that elements near 0 (a gradient
 // that nearly cancels) are not held to a relative bound they cannot meet. For float64 it
 // must be within kFloat64Exact.rtol (1e-12): PyTorch and hkt compute the same float64

@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The spec's tokenisation written out independently: byte b -> b + 1.
+// The tokenisation of docs/datasets.md written out independently: byte b -> b + 1.
 std::vector<std::uint16_t> plus_one(const std::string& bytes) {
   std::vector<std::uint16_t> t;
   for (unsigned char c : bytes) t.push_back(static_cast<std::uint16_t>(c + 1));

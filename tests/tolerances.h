@@ -35,7 +35,7 @@ inline constexpr Tolerance kSampleMoments{0.016, 0.0, "5 standard errors of a me
 /// Fused attention against the composite of engine ops, both float64, error relative to
 /// the tensor's magnitude (floored at 1e-3, see test_hkt_attention_core.cpp): the two
 /// sum the same terms in different orders (tiles, online softmax rescaling), a few
-/// hundred ulps at most over T <= 130 keys. The bound the CPU attention issue sets.
+/// hundred ulps at most over T <= 130 keys. The bound this project sets for the fused CPU op.
 inline constexpr double kFusedVsCompositeFloat64 = 1e-10;
 
 /// Fused float32 against float64 truth, compared with the composite float32 error:

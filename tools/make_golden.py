@@ -66,7 +66,7 @@ GENERATOR = "tools/make_golden.py"
 SEED = 20240917
 DT = torch.float64
 
-# Shared by every model (the brief of test ladder step 4).
+# Shared by every model (docs/engine.md, test ladder step 4).
 COMMON = {
     "vocab_size": 13,
     "max_len": 16,

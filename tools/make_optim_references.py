@@ -18,7 +18,8 @@ What it computes, all in torch float64:
         frozen.weight              [2,2]  a matrix (decays) that never gets a gradient: untouched
     torch.optim.AdamW (foreach=False, amsgrad=False) runs 5 steps with two parameter
     groups (weight_decay on "w" and "frozen.weight", 0 elsewhere: docs/engine.md convention 7),
-    the learning rate of each step set from the warmup-cosine schedule of convention 8,
+    the learning rate of each step set from the warmup of docs/engine.md convention 8 and
+    the cosine decay of engine/optim/schedule.h,
     computed here by the same formula as engine/optim/schedule.cpp:
         step <= warmup: lr = base * step / warmup
         else:           lr = min + 0.5 (base - min) (1 + cos(pi (step - warmup) / (total - warmup)))

@@ -70,8 +70,8 @@ struct MaskedKeys {
 };
 MaskedKeys zero_masked_keys(const std::vector<Tensor>& k, const Tensor& v, const Tensor& key_mask);
 
-/// Counted floating-point operations (multiply-add = 2) of one attention call, spec
-/// section 5. score_flops: sum_l 2 B H T_l^2 d_h (the Q K^T products of every level);
+/// Counted floating-point operations (multiply-add = 2) of one attention call,
+/// docs/hkt-attention.md section 5. score_flops: sum_l 2 B H T_l^2 d_h (the Q K^T products of every level);
 /// total_flops adds the P V product, 2 B H T^2 d_h. Causality is not discounted.
 struct AttentionFlops {
   double score_flops = 0;

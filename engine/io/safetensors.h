@@ -13,7 +13,7 @@
 // config, ...). The format has more dtypes (F16, BF16, I32, U8, BOOL, ...); hkt tensors
 // are float32, float64 or int64, so only those three are read.
 //
-// Our rules (engine.md, Convention 10), which are the reference implementation's too:
+// Our rules (docs/engine.md convention 10), which are the reference implementation's too:
 // the header is at most 100 MB (100,000,000 bytes); the data offsets tile the data
 // section exactly (no holes, no overlaps, no range past the end, end - begin equal to
 // numel * element size, no bytes after the last tensor); a name appears once (a JSON

@@ -159,7 +159,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t i
              const std::int64_t* tt = targets.data<std::int64_t>();
              T* out = gx.data<T>();
              const T scale = static_cast<T>(g.item() / static_cast<double>(count));
-             if (scale == T(0)) return;  // convention 3: exactly zero
+             if (scale == T(0)) return;  // docs/engine.md conventions 3 and 4: exactly zero
              cpu::parallel_for(N, C, [&](std::int64_t i) {
                if (tt[i] == ignore_index) return;
                for (std::int64_t c = 0; c < C; ++c)

@@ -39,7 +39,7 @@ void validate_parameter(const std::string& name, const Tensor& p) {
   check(p.requires_grad(), param_where(name) + " does not require grad");
 }
 
-/// Convention 7: decay matrices only, except level-weight logits and downsampler taps.
+/// docs/engine.md convention 7: decay matrices only, except level-weight logits and downsampler taps.
 bool decay_rule(const std::string& name, int rank) {
   return rank >= 2 && name.find("level_logits") == std::string::npos && name.find("downsample.") == std::string::npos;
 }

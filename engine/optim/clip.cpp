@@ -53,7 +53,7 @@ std::int64_t first_non_finite(const Tensor& g_any) {
   });
 }
 
-/// Throws the convention-9 error for a non-finite norm: names the first non-finite value.
+/// Throws the error of docs/engine.md convention 9 for a non-finite norm: names the first non-finite value.
 [[noreturn]] void throw_non_finite(const std::vector<Tensor>& grads, double norm) {
   for (std::size_t i = 0; i < grads.size(); ++i) {
     if (!grads[i].defined()) continue;
@@ -94,7 +94,7 @@ double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
   for (const Tensor& g : grads)
     if (g.defined()) total += sum_of_squares(g);
   const double norm = std::sqrt(total);
-  if (!std::isfinite(norm)) throw_non_finite(grads, norm);  // convention 9
+  if (!std::isfinite(norm)) throw_non_finite(grads, norm);  // docs/engine.md convention 9
 
   // coef = max_norm / (norm + 1e-6); scale by min(1, coef) (PyTorch clip_grad_norm_)
   if (max_norm <= 0 || std::isinf(max_norm)) return norm;

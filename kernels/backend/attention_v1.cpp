@@ -4,7 +4,7 @@
 // reuse them for every row of the tile; the T x T score matrix never exists beyond one
 // tile x tile block.
 //
-// The math (docs/attention.md, "The fused algorithm"). Per head h, query i, key j, with
+// The math (docs/hkt-attention.md section 6). Per head h, query i, key j, with
 // masked keys (key_mask = 0, or j > i when causal) at -inf:
 //   s[i, j]  = sum_l alpha[h, l] S_l[i >> l, j >> l],  S_l[u, w] = scale Q_l[u] . K_l[w]
 //   forward: online softmax over key tiles: O[i] = sum_j p[i, j] V[j], LSE[i] = log sum_j e^s

@@ -53,7 +53,7 @@ void cross_entropy_backward_impl(const T* logp, const std::int64_t* t, T* gx, st
   for_each(
       N * C, HKT_KERNEL(std::int64_t i) {
         const std::int64_t row = i / C, c = i % C;
-        if (t[row] == ignore_index || scale == T(0)) {  // convention 3: exactly zero
+        if (t[row] == ignore_index || scale == T(0)) {  // docs/engine.md conventions 3 and 4: exactly zero
           gx[i] = T(0);
           return;
         }

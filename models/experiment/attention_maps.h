@@ -1,5 +1,5 @@
 // attention_maps.h: the per-level attention maps of one example, for plots
-// (experiments.md, "per-level attention maps") and for reading what each level attends to.
+// (docs/experiments.md, "Outputs") and for reading what each level attends to.
 #pragma once
 
 #include "classifier.h"
