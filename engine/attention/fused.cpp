@@ -11,9 +11,9 @@
 // Backward (FlashAttention-2): D_i = rowsum(dO_i O_i); per key tile J, per query tile I:
 //   recompute s, p = exp(s - LSE); dV[J] += p^T dO[I]; dp = dO[I] V[J]^T;
 //   ds = p (dp - D); per level (ds_0 = ds, ds_l = its 2^l x 2^l block sums):
-//   G_l[I/2^l] += scale ds_l K_l[J/2^l], dK_l[J/2^l] += alpha_l scale ds_l^T Q_l[I/2^l].
-//   At the end dalpha_l = sum_i Q_l[i] . G_l[i] (= sum ds_l (.) scale Q_l K_l^T over the
-//   tiles) and dQ_l = alpha_l G_l.
+//   dQ_l[I/2^l] += alpha_l scale ds_l K_l[J/2^l], dK_l[J/2^l] += alpha_l scale ds_l^T Q_l[I/2^l];
+//   with G = scale ds_l K_l of the tile, dalpha_l += sum_i Q_l[i] . G[i] (in double; it
+//   equals sum ds_l (.) scale Q_l K_l^T over the tile).
 // Memory: K_l^T and V^T packed per key tile (the size of K and V), O, the LSE and a
 // few tiles per thread: O(T d_h) per head, never T x T.
 //
@@ -244,6 +244,7 @@ void backward_head(const Geometry& g, const Head<E>& hd, const E* out, const E* 
   for (std::int64_t i = 0; i < T; ++i) D[static_cast<std::size_t>(i)] = dot_lanes(dout + i * dh, out + i * dh, dh);
   ScoreTile<E> tile(g);
   std::vector<E> ds(static_cast<std::size_t>(bq * bk));
+  std::vector<E> g_tile(dalpha ? static_cast<std::size_t>(bq * dh) : 0);  // one tile's scale ds_l K_l (dalpha only)
   for (std::int64_t j0 = 0; j0 < T; j0 += bk) {
     const std::int64_t j1 = std::min(j0 + bk, T), nc = j1 - j0, jt = j0 / bk;
     const std::int64_t i_start = g.causal ? j0 / bq * bq : 0;  // earlier query tiles see none of these keys
@@ -298,28 +299,35 @@ void backward_head(const Geometry& g, const Head<E>& hd, const E* out, const E* 
           prev_stride = w;
         }
         const std::int64_t stride = l == 0 ? bk : w;
-        // G_l[I/2^l] += scale ds_l K_l[J/2^l], in dQ_l's buffer (dQ_l = alpha_l G_l, below);
+        const E weight = hd.alpha[l] * static_cast<E>(g.scale);
+        if (dalpha) {
+          // G = scale ds_l K_l[J/2^l] of this tile alone; dalpha_l += sum_i Q_l[i] . G[i] in
+          // double (= sum ds_l (.) scale Q_l K_l^T over the tile: no tile of level scores
+          // is kept for it), then dQ_l[I/2^l] += alpha_l G. Per tile, not once per head
+          // over the accumulated dQ_l: G summed over every key tile in float cancels (each
+          // row of ds sums to 0), and that dalpha had 2.6 times the composite's float32
+          // error in a build without FMA contraction (the test allows 2).
+          E* gt = g_tile.data();
+          std::fill(gt, gt + rows * dh, E(0));
+          tile_gemm(rows, dh, cols, static_cast<E>(g.scale), dsl_p, stride, hd.k[li] + c0 * dh, dh, gt, dh);
+          double da = 0.0;
+          for (std::int64_t r = 0; r < rows; ++r) {
+            const E* qr = hd.q[li] + (r0 + r) * dh;
+            const E* gr = gt + r * dh;
+            E* dqr = dq[li] + (r0 + r) * dh;
+            for (std::int64_t d = 0; d < dh; ++d) {
+              da += static_cast<double>(qr[d]) * static_cast<double>(gr[d]);
+              dqr[d] += hd.alpha[l] * gr[d];
+            }
+          }
+          dalpha[l] += da;
+        } else {  // dQ_l[I/2^l] += alpha_l scale ds_l K_l[J/2^l]
+          tile_gemm(rows, dh, cols, weight, dsl_p, stride, hd.k[li] + c0 * dh, dh, dq[li] + r0 * dh, dh);
+        }
         // dK_l[J/2^l] += alpha_l scale ds_l^T Q_l[I/2^l]
-        tile_gemm(rows, dh, cols, static_cast<E>(g.scale), dsl_p, stride, hd.k[li] + c0 * dh, dh, dq[li] + r0 * dh, dh);
-        tile_gemm_tn(cols, dh, rows, hd.alpha[l] * static_cast<E>(g.scale), dsl_p, stride, hd.q[li] + r0 * dh, dh,
-                     dk[li] + c0 * dh, dh);
+        tile_gemm_tn(cols, dh, rows, weight, dsl_p, stride, hd.q[li] + r0 * dh, dh, dk[li] + c0 * dh, dh);
       }
     }
-  }
-  // dalpha_l = sum over the tiles of sum_ij ds_l[i, j] scale Q_l[i] . K_l[j] = sum_i Q_l[i] . G_l[i]:
-  // one dot product per row of Q_l instead of a pass over every score tile (and no
-  // tile of level scores kept for it). Then dQ_l = alpha_l G_l.
-  for (int l = 0; l < g.L; ++l) {
-    const auto li = static_cast<std::size_t>(l);
-    const std::int64_t Tl = g.Tl[li];
-    if (dalpha) {  // only when alpha wants a gradient (not for MHA's constant alpha = 1)
-      double da = 0.0;
-      for (std::int64_t i = 0; i < Tl; ++i)  // per row in T (vectorised), rows summed in double
-        da += static_cast<double>(dot_lanes(hd.q[li] + i * dh, dq[li] + i * dh, dh));
-      dalpha[l] += da;
-    }
-    const E al = hd.alpha[l];
-    for (std::int64_t x = 0; x < Tl * dh; ++x) dq[li][x] *= al;
   }
 }
 
