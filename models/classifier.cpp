@@ -17,20 +17,15 @@ void check_config(const ClassifierConfig& c) {
   check(c.max_len >= 1, field("max_len", "must be >= 1"));
   check(c.num_classes >= 2, field("num_classes", "must be >= 2"));
   check(c.d_model >= 1, field("d_model", "must be >= 1"));
-  check(
-      c.n_heads >= 1 && c.d_model % c.n_heads == 0,
-      field("n_heads", "(" + std::to_string(c.n_heads) + ") must divide d_model (" + std::to_string(c.d_model) + ")"));
+  check(c.n_heads >= 1 && c.d_model % c.n_heads == 0,
+        field("n_heads", std::string("(") + std::to_string(c.n_heads) + ") must divide d_model (" +
+                             std::to_string(c.d_model) + ")"));
   check(c.n_layers >= 1, field("n_layers", "must be >= 1"));
   check(c.d_ff >= 1, field("d_ff", "must be >= 1"));
   check(c.dropout >= 0 && c.dropout < 1, field("dropout", "must be in [0, 1)"));
-  check(c.positions == "learned" || c.positions == "sinusoidal",
-        field("positions", "must be \"learned\" or \"sinusoidal\", got \"" + c.positions + "\""));
-  check(c.pooling == "mean" || c.pooling == "cls" || c.pooling == "last",
-        field("pooling", "must be \"mean\", \"cls\" or \"last\", got \"" + c.pooling + "\""));
   check(c.layer_norm_eps > 0, field("layer_norm_eps", "must be > 0"));
-  check(c.attention == "mha" || c.attention == "hkt",
-        field("attention", "must be \"mha\" or \"hkt\", got \"" + c.attention + "\""));
-  check(c.positions != "sinusoidal" || c.d_model % 2 == 0, field("d_model", "must be even for sinusoidal positions"));
+  check(c.positions != Positions::Sinusoidal || c.d_model % 2 == 0,
+        field("d_model", "must be even for sinusoidal positions"));
 }
 
 // PyTorch's nn.Linear initialisation: weight and bias uniform in +-1/sqrt(fan_in).
@@ -97,9 +92,9 @@ Classifier::Classifier(const ClassifierConfig& config, Generator& gen, DType dty
   AttentionConfig attention = config.hkt;
   attention.d_model = d;
   attention.n_heads = config.n_heads;
-  if (config.attention == "mha") {  // standard attention: the same module at one level
+  if (config.attention == AttentionKind::Mha) {  // standard attention: the same module at one level
     attention.levels = 1;
-    attention.level_weights = "per_head";
+    attention.level_weights = LevelWeights::PerHead;
     attention.fixed_weights.clear();
   }
   if (config.vocab_size > 0) {
@@ -109,12 +104,12 @@ Classifier::Classifier(const ClassifierConfig& config, Generator& gen, DType dty
     input_w_ = proj->add("weight", linear_weight(d, config.num_features, gen, dtype));
     input_b_ = proj->add("bias", linear_bias(d, config.num_features, gen, dtype));
   }
-  const std::int64_t n_positions = config.max_len + (config.pooling == "cls" ? 1 : 0);
-  if (config.positions == "learned")
+  const std::int64_t n_positions = config.max_len + (config.pooling == Pooling::Cls ? 1 : 0);
+  if (config.positions == Positions::Learned)
     positions_ = add_group("pos_embedding")->add("weight", Tensor::normal({n_positions, d}, gen, 0.0, 0.02, dtype));
   else
     positions_ = register_buffer(sinusoidal_positions(n_positions, d, dtype));  // a constant, not a parameter
-  if (config.pooling == "cls") cls_ = register_parameter("cls", Tensor::normal({d}, gen, 0.0, 0.02, dtype));
+  if (config.pooling == Pooling::Cls) cls_ = register_parameter("cls", Tensor::normal({d}, gen, 0.0, 0.02, dtype));
   auto* blocks = add_group("blocks");
   for (std::int64_t i = 0; i < config.n_layers; ++i) {
     blocks_.push_back(std::make_unique<TransformerBlock>(config_, attention, gen, dtype));
@@ -136,11 +131,11 @@ Tensor Classifier::forward(const Tensor& tokens, const Tensor& features, const T
   for (const auto& block : blocks_) x = block->forward(x, key_mask, training, gen);
   x = layer_norm(x, lnf_w_, lnf_b_, config_.layer_norm_eps);
   Tensor pooled;  // [B, d]
-  if (config_.pooling == "cls") {
+  if (config_.pooling == Pooling::Cls) {
     pooled = reshape(slice(x, 1, 0, 1), {B, d});
   } else {
     const Tensor m = key_mask.to(dtype_).to(x.device());  // [B, T], 1 on real steps
-    if (config_.pooling == "mean") {
+    if (config_.pooling == Pooling::Mean) {
       // Sum over real steps divided by their count, a constant (a sequence with no real
       // step divides by 1 and pools to 0). Padding contributes nothing, so the result
       // does not depend on how much padding follows.
@@ -195,7 +190,7 @@ Tensor Classifier::embed(const Tensor& tokens, const Tensor& features, const Ten
                         : linear(features.to(input_w_.device()), input_w_, input_b_);  // [B, T, d]
   key_mask = mask;
   std::int64_t T_all = T;
-  if (config_.pooling == "cls") {  // prepend the learned vector as a real token at position 0
+  if (config_.pooling == Pooling::Cls) {  // prepend the learned vector as a real token at position 0
     x = concat({add(Tensor::zeros({B, 1, d}, dtype_, x.device()), reshape(cls_, {1, 1, d})), x}, 1);
     key_mask = concat({Tensor::ones({B, 1}, DType::Int64, mask.device()), mask}, 1);
     T_all = T + 1;

@@ -16,6 +16,33 @@
 
 namespace hkt {
 
+/// Position information added to the input map: a learned table [max_len, d] ("learned")
+/// or the fixed sinusoids of Vaswani et al. 2017 ("sinusoidal").
+enum class Positions { Learned, Sinusoidal };
+inline std::span<const EnumName<Positions>> enum_names(Positions) {
+  static constexpr EnumName<Positions> names[] = {{Positions::Learned, "learned"},
+                                                  {Positions::Sinusoidal, "sinusoidal"}};
+  return names;
+}
+
+/// How the final token states [B, T, d] become one vector per sequence: the mean over real
+/// tokens ("mean"), a learned vector prepended as token 0 ("cls"), or the last real token
+/// ("last").
+enum class Pooling { Mean, Cls, Last };
+inline std::span<const EnumName<Pooling>> enum_names(Pooling) {
+  static constexpr EnumName<Pooling> names[] = {
+      {Pooling::Mean, "mean"}, {Pooling::Cls, "cls"}, {Pooling::Last, "last"}};
+  return names;
+}
+
+/// The blocks' attention: standard multi-head attention ("mha", the HKT module with one
+/// level) or hierarchical attention with the levels of ClassifierConfig::hkt ("hkt").
+enum class AttentionKind { Mha, Hkt };
+inline std::span<const EnumName<AttentionKind>> enum_names(AttentionKind) {
+  static constexpr EnumName<AttentionKind> names[] = {{AttentionKind::Mha, "mha"}, {AttentionKind::Hkt, "hkt"}};
+  return names;
+}
+
 /// Every field is checked by the Classifier's constructor (errors name the field).
 struct ClassifierConfig {
   // Input: vocab_size > 0 for tokens, or num_features > 0 for real-valued steps.
@@ -26,12 +53,12 @@ struct ClassifierConfig {
   std::int64_t d_model = 64;
   std::int64_t n_heads = 4;
   std::int64_t n_layers = 2;
-  std::int64_t d_ff = 128;            ///< MLP hidden width
-  double dropout = 0.0;               ///< after attention and after the MLP (residual branches)
-  std::string positions = "learned";  ///< "learned" or "sinusoidal" (Vaswani et al. 2017)
-  std::string pooling = "mean";       ///< "mean" (over real tokens), "cls" (a learned vector prepended) or "last"
+  std::int64_t d_ff = 128;  ///< MLP hidden width
+  double dropout = 0.0;     ///< after attention and after the MLP (residual branches)
+  Positions positions = Positions::Learned;
+  Pooling pooling = Pooling::Mean;
   double layer_norm_eps = 1e-5;
-  std::string attention = "hkt";  ///< "mha" (levels = 1) or "hkt"
+  AttentionKind attention = AttentionKind::Hkt;
   AttentionConfig hkt;  ///< levels, fusion, level weights, downsampler, causal; d_model and n_heads are copied in
   AttentionImpl impl = AttentionImpl::Fused;
 };

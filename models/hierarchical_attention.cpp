@@ -15,12 +15,7 @@ void check_config(const AttentionConfig& c) {
         "attention config: d_model (" + std::to_string(c.d_model) + ") must be a positive multiple of n_heads (" +
             std::to_string(c.n_heads) + ")");
   check(c.levels >= 1 && c.levels <= 4, "attention config: levels must be in 1..4, got " + std::to_string(c.levels));
-  check(c.fusion == "scores" || c.fusion == "outputs",
-        "attention config: fusion must be \"scores\" or \"outputs\", got \"" + c.fusion + "\"");
-  check(c.level_weights == "per_head" || c.level_weights == "per_layer" || c.level_weights == "fixed",
-        "attention config: level_weights must be \"per_head\", \"per_layer\" or \"fixed\", got \"" + c.level_weights +
-            "\"");
-  if (c.level_weights == "fixed") {
+  if (c.level_weights == LevelWeights::Fixed) {
     check(static_cast<int>(c.fixed_weights.size()) == c.levels,
           "attention config: fixed_weights needs " + std::to_string(c.levels) + " values (one per level), got " +
               std::to_string(c.fixed_weights.size()));
@@ -31,8 +26,6 @@ void check_config(const AttentionConfig& c) {
     }
     check(std::fabs(total - 1.0) < 1e-9, "attention config: fixed_weights must sum to 1, got " + std::to_string(total));
   }
-  check(c.downsampler == "depthwise" || c.downsampler == "dense",
-        "attention config: downsampler must be \"depthwise\" or \"dense\", got \"" + c.downsampler + "\"");
   check(c.kernel_size >= 1, "attention config: kernel_size must be >= 1, got " + std::to_string(c.kernel_size));
   check(c.scale >= 0 && std::isfinite(c.scale), "attention config: scale must be >= 0 (0 = 1/sqrt(d_h))");
 }
@@ -96,7 +89,7 @@ HierarchicalAttention::HierarchicalAttention(const AttentionConfig& config, Gene
     auto* down = holder("downsample");
     for (int l = 1; l < L; ++l) {
       auto* dl = down->group(std::to_string(l));
-      if (config.downsampler == "depthwise") {
+      if (config.downsampler == Downsampler::Depthwise) {
         down_w_.push_back(dl->add("weight", Tensor::full({d, k}, 1.0 / static_cast<double>(k), dtype)));
       } else {
         // Each tap W_r = I / k: the dense downsampler starts as the same average.
@@ -109,13 +102,14 @@ HierarchicalAttention::HierarchicalAttention(const AttentionConfig& config, Gene
       down_b_.push_back(dl->add("bias", Tensor::zeros({d}, dtype)));
     }
   }
-  if (config.level_weights == "fixed") {
+  if (config.level_weights == LevelWeights::Fixed) {
     std::vector<double> a;
     for (std::int64_t h = 0; h < H; ++h) a.insert(a.end(), config.fixed_weights.begin(), config.fixed_weights.end());
     fixed_alpha_ = register_buffer(Tensor::from_vector(a, {H, L}, dtype));
   } else if (L > 1) {
-    level_logits_ = register_parameter(
-        "level_logits", config.level_weights == "per_head" ? Tensor::zeros({H, L}, dtype) : Tensor::zeros({L}, dtype));
+    level_logits_ =
+        register_parameter("level_logits", config.level_weights == LevelWeights::PerHead ? Tensor::zeros({H, L}, dtype)
+                                                                                         : Tensor::zeros({L}, dtype));
   }
 }
 
@@ -124,7 +118,7 @@ Tensor HierarchicalAttention::level_weights() const {
   const int L = config_.levels;
   if (fixed_alpha_.defined()) return fixed_alpha_;
   if (!level_logits_.defined()) return Tensor::ones({H, 1}, dtype_, w_o_.device());  // L = 1: the single level
-  if (config_.level_weights == "per_head") return softmax(level_logits_);
+  if (config_.level_weights == LevelWeights::PerHead) return softmax(level_logits_);
   // per_layer: one softmax shared by every head, broadcast to [H, L].
   return mul(reshape(softmax(level_logits_), {1, L}), Tensor::ones({H, 1}, dtype_, w_o_.device()));
 }
@@ -142,8 +136,8 @@ std::vector<Tensor> HierarchicalAttention::downsample(const Tensor& x, const Ten
   for (int l = 1; l < config_.levels; ++l) {
     const auto i = static_cast<std::size_t>(l - 1);
     const Tensor& prev = levels.back();
-    levels.push_back(config_.downsampler == "depthwise" ? causal_conv1d(prev, down_w_[i], down_b_[i], 2)
-                                                        : dense_downsample(prev, down_w_[i], down_b_[i]));
+    levels.push_back(config_.downsampler == Downsampler::Depthwise ? causal_conv1d(prev, down_w_[i], down_b_[i], 2)
+                                                                   : dense_downsample(prev, down_w_[i], down_b_[i]));
   }
   return levels;
 }
@@ -205,7 +199,7 @@ Tensor HierarchicalAttention::forward(const Tensor& x, const Tensor& key_mask, A
                  : hkt_attention_composite(qs, ks, v, a, mask, options);
   };
   Tensor o;  // [B, H, T, d_h]
-  if (config_.fusion == "scores") {
+  if (config_.fusion == Fusion::Scores) {
     o = core(q, k, heads(linear(xs[0], w_v_)), alpha, key_mask);
   } else {
     // "outputs": each level attends at its own resolution (the L = 1 core), its rows are

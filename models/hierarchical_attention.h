@@ -9,22 +9,50 @@
 #include <vector>
 
 #include "attention/hkt_attention.h"
+#include "enum_names.h"
 #include "module.h"
 #include "random.h"
 
 namespace hkt {
 
+/// How the levels are combined (docs/hkt-attention.md section 3): a convex combination of
+/// the lifted score matrices before one softmax ("scores", the paper's reading), or of the
+/// levels' attention outputs ("outputs").
+enum class Fusion { Scores, Outputs };
+inline std::span<const EnumName<Fusion>> enum_names(Fusion) {
+  static constexpr EnumName<Fusion> names[] = {{Fusion::Scores, "scores"}, {Fusion::Outputs, "outputs"}};
+  return names;
+}
+
+/// Where the level weights alpha come from: softmax of learned logits beta [H, L]
+/// ("per_head") or [L] shared by the heads ("per_layer"), or constants ("fixed").
+enum class LevelWeights { PerHead, PerLayer, Fixed };
+inline std::span<const EnumName<LevelWeights>> enum_names(LevelWeights) {
+  static constexpr EnumName<LevelWeights> names[] = {
+      {LevelWeights::PerHead, "per_head"}, {LevelWeights::PerLayer, "per_layer"}, {LevelWeights::Fixed, "fixed"}};
+  return names;
+}
+
+/// The stride-2 causal downsampler between levels (docs/hkt-attention.md section 1): one
+/// k-tap filter per channel ("depthwise", weight [d, k]) or a channel-mixing convolution
+/// ("dense", weight [k, d, d]).
+enum class Downsampler { Depthwise, Dense };
+inline std::span<const EnumName<Downsampler>> enum_names(Downsampler) {
+  static constexpr EnumName<Downsampler> names[] = {{Downsampler::Depthwise, "depthwise"},
+                                                    {Downsampler::Dense, "dense"}};
+  return names;
+}
+
 /// Configuration; every field is checked by HierarchicalAttention's constructor.
 struct AttentionConfig {
   std::int64_t d_model = 64;
-  std::int64_t n_heads = 4;       ///< d_model must be a multiple; d_h = d_model / n_heads
-  int levels = 1;                 ///< L in 1..4; level l has ceil(T / 2^l) tokens
-  std::string fusion = "scores";  ///< "scores" (default) or "outputs" (docs/hkt-attention.md section 3)
-  /// "per_head" (beta [H, L]), "per_layer" (beta [L]) or "fixed" (fixed_weights).
-  std::string level_weights = "per_head";
-  std::vector<double> fixed_weights;      ///< L non-negative values summing to 1, for "fixed"
-  std::string downsampler = "depthwise";  ///< "depthwise" (weight [d, k]) or "dense" ([k, d, d])
-  std::int64_t kernel_size = 2;           ///< k >= 1, taps at fine offsets 0..k-1 back
+  std::int64_t n_heads = 4;  ///< d_model must be a multiple; d_h = d_model / n_heads
+  int levels = 1;            ///< L in 1..4; level l has ceil(T / 2^l) tokens
+  Fusion fusion = Fusion::Scores;
+  LevelWeights level_weights = LevelWeights::PerHead;
+  std::vector<double> fixed_weights;  ///< L non-negative values summing to 1, for LevelWeights::Fixed
+  Downsampler downsampler = Downsampler::Depthwise;
+  std::int64_t kernel_size = 2;  ///< k >= 1, taps at fine offsets 0..k-1 back
   bool causal = false;
   double scale = 0.0;  ///< score scale; 0 means 1 / sqrt(d_h)
 };
@@ -32,6 +60,11 @@ struct AttentionConfig {
 /// Which implementation computes the "scores" fusion core (same meaning, see
 /// attention/hkt_attention.h): the fused tiled op, or the composite of engine ops.
 enum class AttentionImpl { Fused, Composite };
+inline std::span<const EnumName<AttentionImpl>> enum_names(AttentionImpl) {
+  static constexpr EnumName<AttentionImpl> names[] = {{AttentionImpl::Fused, "fused"},
+                                                      {AttentionImpl::Composite, "composite"}};
+  return names;
+}
 
 /// The attention sublayer. Parameters (PyTorch names and layouts, y = x W^T):
 ///   w_q.{l}.weight, w_k.{l}.weight  [d, d]   for l = 0..L-1 (no bias)

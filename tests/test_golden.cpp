@@ -41,6 +41,7 @@
 #include "io/safetensors.h"
 #include "optim/adamw.h"
 #include "test_helpers.h"
+#include "config.h"
 
 namespace {
 
@@ -70,27 +71,17 @@ json load_golden(const std::string& model) {
   return doc;
 }
 
+// The golden file's flat "config" object, nested as a training config's "model" section
+// and read by the trainer's own reader (config::model_config).
 ClassifierConfig config_of(const json& c) {
-  ClassifierConfig config;
-  config.vocab_size = c.at("vocab_size").get<std::int64_t>();
-  config.max_len = c.at("max_len").get<std::int64_t>();
-  config.num_classes = c.at("num_classes").get<std::int64_t>();
-  config.d_model = c.at("d_model").get<std::int64_t>();
-  config.n_heads = c.at("n_heads").get<std::int64_t>();
-  config.n_layers = c.at("n_layers").get<std::int64_t>();
-  config.d_ff = c.at("d_ff").get<std::int64_t>();
-  config.dropout = c.at("dropout").get<double>();
-  config.positions = c.at("positions").get<std::string>();
-  config.pooling = c.at("pooling").get<std::string>();
-  config.layer_norm_eps = c.at("layer_norm_eps").get<double>();
-  config.attention = c.at("attention").get<std::string>();
-  config.hkt.levels = c.at("levels").get<int>();
-  config.hkt.fusion = c.at("fusion").get<std::string>();
-  config.hkt.level_weights = c.at("level_weights").get<std::string>();
-  config.hkt.downsampler = c.at("downsampler").get<std::string>();
-  config.hkt.kernel_size = c.at("kernel_size").get<std::int64_t>();
-  config.hkt.causal = c.at("causal").get<bool>();
-  return config;
+  json model = c, hkt = {{"fixed_weights", json::array()}, {"impl", "fused"}};
+  for (const char* key : {"levels", "fusion", "level_weights", "downsampler", "kernel_size", "causal"}) {
+    hkt[key] = c.at(key);
+    model.erase(key);
+  }
+  model["hkt"] = hkt;
+  return hkt::config::model_config({{"model", model}}, c.at("vocab_size").get<std::int64_t>(), 0,
+                                   c.at("num_classes").get<std::int64_t>(), c.at("max_len").get<std::int64_t>());
 }
 
 /// The fixed batch of the file: int64 tokens [B, T], mask [B, T], labels [B].

@@ -12,7 +12,7 @@ using namespace hkt::test;
 
 namespace {
 
-AttentionConfig make_config(int L, const std::string& fusion, bool causal, std::int64_t d = 8, std::int64_t H = 2) {
+AttentionConfig make_config(int L, Fusion fusion, bool causal, std::int64_t d = 8, std::int64_t H = 2) {
   AttentionConfig c;
   c.d_model = d;
   c.n_heads = H;
@@ -70,23 +70,26 @@ double rel_err(const Tensor& a, const Tensor& b) {
 TEST_CASE("hierarchical attention: fused and composite agree on output and every gradient in float64", "[attention]") {
   struct Variant {
     int L;
-    std::string fusion, weights, down;
+    Fusion fusion;
+    LevelWeights weights;
+    Downsampler down;
     std::int64_t k, T, H;
     bool causal, padded;
   };
   const std::vector<Variant> variants = {
-      {1, "scores", "per_head", "depthwise", 2, 13, 2, false, true},  // MHA
-      {3, "scores", "per_head", "depthwise", 2, 13, 2, false, true},  // the default HKT
-      {3, "scores", "per_layer", "dense", 3, 11, 2, true, false},
-      {4, "scores", "fixed", "depthwise", 3, 9, 8, true, true},  // L = 4, heads = 8
-      {2, "outputs", "per_head", "depthwise", 2, 10, 2, false, true},
-      {3, "outputs", "per_layer", "dense", 2, 7, 2, true, true},
-      {3, "scores", "per_head", "depthwise", 2, 1, 2, true, false},  // T = 1
+      {1, Fusion::Scores, LevelWeights::PerHead, Downsampler::Depthwise, 2, 13, 2, false, true},  // MHA
+      {3, Fusion::Scores, LevelWeights::PerHead, Downsampler::Depthwise, 2, 13, 2, false, true},  // the default HKT
+      {3, Fusion::Scores, LevelWeights::PerLayer, Downsampler::Dense, 3, 11, 2, true, false},
+      {4, Fusion::Scores, LevelWeights::Fixed, Downsampler::Depthwise, 3, 9, 8, true, true},  // L = 4, heads = 8
+      {2, Fusion::Outputs, LevelWeights::PerHead, Downsampler::Depthwise, 2, 10, 2, false, true},
+      {3, Fusion::Outputs, LevelWeights::PerLayer, Downsampler::Dense, 2, 7, 2, true, true},
+      {3, Fusion::Scores, LevelWeights::PerHead, Downsampler::Depthwise, 2, 1, 2, true, false},  // T = 1
   };
   for (const auto& v : variants) {
     AttentionConfig c = make_config(v.L, v.fusion, v.causal, v.H == 8 ? 16 : 8, v.H);
     c.level_weights = v.weights;
-    if (v.weights == "fixed") c.fixed_weights = std::vector<double>(static_cast<std::size_t>(v.L), 1.0 / v.L);
+    if (v.weights == LevelWeights::Fixed)
+      c.fixed_weights = std::vector<double>(static_cast<std::size_t>(v.L), 1.0 / v.L);
     c.downsampler = v.down;
     c.kernel_size = v.k;
     Generator gen(1);
@@ -98,8 +101,8 @@ TEST_CASE("hierarchical attention: fused and composite agree on output and every
     const auto composite = outputs_and_grads(m, x, mask, AttentionImpl::Composite);
     REQUIRE(fused.size() == composite.size());
     for (std::size_t i = 0; i < fused.size(); ++i) {
-      INFO("L=" << v.L << " " << v.fusion << " " << v.weights << " " << v.down << " k=" << v.k << " T=" << v.T
-                << " causal=" << v.causal << ": " << fused[i].first);
+      INFO("L=" << v.L << " " << enum_name(v.fusion) << " " << enum_name(v.weights) << " " << enum_name(v.down)
+                << " k=" << v.k << " T=" << v.T << " causal=" << v.causal << ": " << fused[i].first);
       REQUIRE(fused[i].second.defined());
       CHECK(rel_err(fused[i].second, composite[i].second) < kFusedVsCompositeFloat64);
     }
@@ -107,7 +110,7 @@ TEST_CASE("hierarchical attention: fused and composite agree on output and every
 }
 
 TEST_CASE("hierarchical attention: fused float32 within twice composite float32 against float64", "[attention]") {
-  AttentionConfig c = make_config(3, "scores", true, 32, 4);
+  AttentionConfig c = make_config(3, Fusion::Scores, true, 32, 4);
   Generator gen(3);
   HierarchicalAttention m64(c, gen, DType::Float64);
   randomise(m64, 4);
@@ -131,9 +134,9 @@ TEST_CASE("hierarchical attention: fused float32 within twice composite float32 
 }
 
 TEST_CASE("hierarchical attention: L = 1 and fixed alpha = (1 0 0) are the same multi-head attention", "[attention]") {
-  AttentionConfig c1 = make_config(1, "scores", false);
-  AttentionConfig c3 = make_config(3, "scores", false);
-  c3.level_weights = "fixed";
+  AttentionConfig c1 = make_config(1, Fusion::Scores, false);
+  AttentionConfig c3 = make_config(3, Fusion::Scores, false);
+  c3.level_weights = LevelWeights::Fixed;
   c3.fixed_weights = {1, 0, 0};
   Generator g1(5), g3(6);
   HierarchicalAttention mha(c1, g1, DType::Float64), hkt(c3, g3, DType::Float64);
@@ -160,8 +163,8 @@ TEST_CASE("hierarchical attention: outputs fusion with alpha = e_l approaches th
   for (int l = 0; l < 3; ++l) {
     double previous = 1e9;
     for (double scale : {10.0, 100.0, 1000.0}) {
-      AttentionConfig c = make_config(3, "outputs", true, d, H);
-      c.level_weights = "fixed";
+      AttentionConfig c = make_config(3, Fusion::Outputs, true, d, H);
+      c.level_weights = LevelWeights::Fixed;
       c.fixed_weights = {0, 0, 0};
       c.fixed_weights[static_cast<std::size_t>(l)] = 1;
       c.scale = scale;
@@ -200,7 +203,7 @@ TEST_CASE("hierarchical attention: outputs fusion with alpha = e_l approaches th
 
 TEST_CASE("hierarchical attention: causal outputs are bit-identical when later tokens change", "[attention]") {
   for (int L = 1; L <= 4; ++L) {
-    for (const std::string fusion : {"scores", "outputs"}) {
+    for (const Fusion fusion : {Fusion::Scores, Fusion::Outputs}) {
       AttentionConfig c = make_config(L, fusion, true);
       c.kernel_size = 3;
       Generator gen(L);
@@ -217,7 +220,7 @@ TEST_CASE("hierarchical attention: causal outputs are bit-identical when later t
       for (std::int64_t i = 0; i < T; ++i)
         for (std::int64_t d = 0; d < 8; ++d) {
           const auto at = static_cast<std::size_t>(i * 8 + d);
-          INFO("L=" << L << " " << fusion << " row " << i);
+          INFO("L=" << L << " " << enum_name(fusion) << " row " << i);
           if (i < j)
             CHECK(y[at] == y2[at]);
           else
@@ -229,7 +232,7 @@ TEST_CASE("hierarchical attention: causal outputs are bit-identical when later t
 }
 
 TEST_CASE("hierarchical attention: extra right padding changes no real output", "[attention]") {
-  for (const std::string fusion : {"scores", "outputs"}) {
+  for (const Fusion fusion : {Fusion::Scores, Fusion::Outputs}) {
     for (bool causal : {false, true}) {
       AttentionConfig c = make_config(3, fusion, causal);
       Generator gen(4);
@@ -244,14 +247,14 @@ TEST_CASE("hierarchical attention: extra right padding changes no real output", 
       NoGradGuard no_grad;
       const Tensor y = m.forward(x, Tensor());
       const Tensor yp = slice(m.forward(xp, Tensor::from_indices(mp, {1, Tp})), 1, 0, T);
-      INFO(fusion << " causal=" << causal);
+      INFO(enum_name(fusion) << " causal=" << causal);
       require_close(yp, y.to_vector(), kFloat64Exact);
     }
   }
 }
 
 TEST_CASE("hierarchical attention: a sequence of only padding gives zeros and finite gradients", "[attention]") {
-  for (const std::string fusion : {"scores", "outputs"}) {
+  for (const Fusion fusion : {Fusion::Scores, Fusion::Outputs}) {
     AttentionConfig c = make_config(3, fusion, false);
     Generator gen(8);
     HierarchicalAttention m(c, gen, DType::Float64);
@@ -262,7 +265,7 @@ TEST_CASE("hierarchical attention: a sequence of only padding gives zeros and fi
       const auto y = res[0].second.to_vector();
       for (std::size_t i = 6 * 8; i < y.size(); ++i) CHECK(y[i] == 0.0);
       for (const auto& [name, g] : res) {
-        INFO(fusion << " " << name);
+        INFO(enum_name(fusion) << " " << name);
         REQUIRE(g.defined());
         for (double v : g.to_vector()) CHECK(std::isfinite(v));
       }
@@ -271,7 +274,7 @@ TEST_CASE("hierarchical attention: a sequence of only padding gives zeros and fi
 }
 
 TEST_CASE("hierarchical attention: parameter names and shapes follow PyTorch conventions", "[attention]") {
-  AttentionConfig c = make_config(3, "scores", false, 8, 2);
+  AttentionConfig c = make_config(3, Fusion::Scores, false, 8, 2);
   Generator gen(0);
   HierarchicalAttention m(c, gen);
   std::vector<std::string> names;
@@ -289,27 +292,25 @@ TEST_CASE("hierarchical attention: parameter names and shapes follow PyTorch con
 TEST_CASE("hierarchical attention: config errors name the field", "[attention][errors]") {
   Generator gen(0);
   auto bad = [&](auto edit, const std::string& msg) {
-    AttentionConfig c = make_config(2, "scores", false);
+    AttentionConfig c = make_config(2, Fusion::Scores, false);
     edit(c);
     require_error([&] { HierarchicalAttention m(c, gen); }, msg);
   };
   bad([](AttentionConfig& c) { c.n_heads = 3; }, "d_model (8) must be a positive multiple of n_heads (3)");
   bad([](AttentionConfig& c) { c.levels = 5; }, "levels must be in 1..4, got 5");
-  bad([](AttentionConfig& c) { c.fusion = "sum"; }, "fusion must be \"scores\" or \"outputs\", got \"sum\"");
   bad(
       [](AttentionConfig& c) {
-        c.level_weights = "fixed";
+        c.level_weights = LevelWeights::Fixed;
         c.fixed_weights = {0.5};
       },
       "fixed_weights needs 2 values");
   bad(
       [](AttentionConfig& c) {
-        c.level_weights = "fixed";
+        c.level_weights = LevelWeights::Fixed;
         c.fixed_weights = {0.5, 0.6};
       },
       "fixed_weights must sum to 1");
-  bad([](AttentionConfig& c) { c.downsampler = "conv"; }, "downsampler must be \"depthwise\" or \"dense\"");
-  AttentionConfig c = make_config(2, "scores", false);
+  AttentionConfig c = make_config(2, Fusion::Scores, false);
   HierarchicalAttention m(c, gen);
   require_error(
       [&] {

@@ -53,7 +53,7 @@ double power_iteration(const Matrix& a, int iterations = 3000) {
 
 // A float64 attention module with randomised downsampler weights and biases (so the
 // levels are not plain averages).
-AttentionConfig small_attention(int levels, const std::string& fusion = "scores", bool causal = false) {
+AttentionConfig small_attention(int levels, Fusion fusion = Fusion::Scores, bool causal = false) {
   AttentionConfig c;
   c.d_model = 16;
   c.n_heads = 2;
@@ -315,7 +315,7 @@ TEST_CASE("theory: subsume construction b approaches the lifted causal convoluti
 // ---- truncation ------------------------------------------------------------------------------
 
 TEST_CASE("theory: truncated output at L equals the module forward and has zero error", "[theory]") {
-  for (const std::string fusion : {"scores", "outputs"})
+  for (const Fusion fusion : {Fusion::Scores, Fusion::Outputs})
     for (const bool causal : {false, true}) {
       Generator g(15);
       HierarchicalAttention attn(small_attention(3, fusion, causal), g, DType::Float64);
@@ -327,7 +327,7 @@ TEST_CASE("theory: truncated output at L equals the module forward and has zero 
       double err = 0;
       for (std::size_t i = 0; i < full.values.size(); ++i)
         err = std::max(err, std::fabs(full.values[i] - forward.values[i]));
-      INFO(fusion << (causal ? " causal" : ""));
+      INFO(enum_name(fusion) << (causal ? " causal" : ""));
       CHECK(err <= hkt::test::kFusedVsCompositeFloat64);
       const Truncation t = truncation_errors(attn, {x, Tensor::normal({1, 12, 16}, g, 0.0, 1.0, DType::Float64)});
       REQUIRE(t.errors.size() == 3);
@@ -368,7 +368,7 @@ TEST_CASE("theory: analyse runs every check on a small float64 classifier", "[th
   c.n_heads = 2;
   c.n_layers = 2;
   c.d_ff = 24;
-  c.attention = "hkt";
+  c.attention = AttentionKind::Hkt;
   c.hkt.levels = 3;
   Generator gen(19);
   Classifier model(c, gen, DType::Float64);

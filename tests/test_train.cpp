@@ -142,6 +142,49 @@ TEST_CASE("train: a non-finite loss stops the run and keeps the last checkpoint"
   CHECK(std::stoll(last.metadata.at("step")) >= 1);
 }
 
+TEST_CASE("config: keys with a fixed set of values parse to their enums, and a bad value names the key and the choices",
+          "[train][errors]") {
+  const auto read = [](const std::vector<std::string>& sets) {
+    return config::model_config(config::apply_sets(config::defaults(), sets), 11, 0, 2, 16);
+  };
+  const ClassifierConfig c =
+      read({"model.attention=mha", "model.positions=sinusoidal", "model.pooling=last", "model.hkt.fusion=outputs",
+            "model.hkt.level_weights=per_layer", "model.hkt.downsampler=dense", "model.hkt.impl=composite"});
+  CHECK(c.attention == AttentionKind::Mha);
+  CHECK(c.positions == Positions::Sinusoidal);
+  CHECK(c.pooling == Pooling::Last);
+  CHECK(c.hkt.fusion == Fusion::Outputs);
+  CHECK(c.hkt.level_weights == LevelWeights::PerLayer);
+  CHECK(c.hkt.downsampler == Downsampler::Dense);
+  CHECK(c.impl == AttentionImpl::Composite);
+  // The defaults (config.cpp's JSON) and ClassifierConfig's own defaults agree.
+  const ClassifierConfig d = read({}), plain;
+  CHECK(d.attention == plain.attention);
+  CHECK(d.positions == plain.positions);
+  CHECK(d.pooling == plain.pooling);
+  CHECK(d.hkt.fusion == plain.hkt.fusion);
+  CHECK(d.hkt.level_weights == plain.hkt.level_weights);
+  CHECK(d.hkt.downsampler == plain.hkt.downsampler);
+  CHECK(d.impl == plain.impl);
+  CHECK(enum_name(Pooling::Cls) == "cls");
+  CHECK(enum_name(LevelWeights::PerHead) == "per_head");
+  require_error([&] { read({"model.pooling=max"}); },
+                "config key 'model.pooling' must be \"mean\", \"cls\" or \"last\", got \"max\"");
+  require_error([&] { read({"model.attention=linear"}); },
+                "config key 'model.attention' must be \"mha\" or \"hkt\", got \"linear\"");
+  require_error([&] { read({"model.positions=rotary"}); },
+                "config key 'model.positions' must be \"learned\" or \"sinusoidal\", got \"rotary\"");
+  require_error([&] { read({"model.hkt.fusion=sum"}); },
+                "config key 'model.hkt.fusion' must be \"scores\" or \"outputs\", got \"sum\"");
+  require_error([&] { read({"model.hkt.level_weights=per_token"}); },
+                "config key 'model.hkt.level_weights' must be \"per_head\", \"per_layer\" or \"fixed\", got "
+                "\"per_token\"");
+  require_error([&] { read({"model.hkt.downsampler=conv"}); },
+                "config key 'model.hkt.downsampler' must be \"depthwise\" or \"dense\", got \"conv\"");
+  require_error([&] { read({"model.hkt.impl=flash"}); },
+                "config key 'model.hkt.impl' must be \"fused\" or \"composite\", got \"flash\"");
+}
+
 TEST_CASE("config: unknown keys and wrong types are errors naming the key", "[train][errors]") {
   require_error([] { config::merge(config::Json::parse(R"({"model": {"d_modle": 3}})")); },
                 "unknown config key 'model.d_modle'");

@@ -209,8 +209,8 @@ int run_step_bench(const StepArgs& a) {
   std::int64_t n_params = 0;
   for (const auto& p : param_tensors) n_params += p.numel();
   const Json row = {{"framework", "hkt"},
-                    {"attention", mc.attention},
-                    {"levels", mc.attention == "mha" ? 1 : mc.hkt.levels},
+                    {"attention", enum_name(mc.attention)},
+                    {"levels", mc.attention == AttentionKind::Mha ? 1 : mc.hkt.levels},
                     {"T", T},
                     {"batch_size", B},
                     {"threads", omp_get_max_threads()},
@@ -227,8 +227,8 @@ int run_step_bench(const StepArgs& a) {
     std::printf(
         "hkt attention=%s T=%lld B=%lld threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f MiB (%+.1f "
         "while stepping)\n",
-        mc.attention.c_str(), static_cast<long long>(T), static_cast<long long>(B), omp_get_max_threads(), median(ms),
-        *std::min_element(ms.begin(), ms.end()), a.repeats, peak, peak - rss_before);
+        enum_name(mc.attention).c_str(), static_cast<long long>(T), static_cast<long long>(B), omp_get_max_threads(),
+        median(ms), *std::min_element(ms.begin(), ms.end()), a.repeats, peak, peak - rss_before);
   }
   return 0;
 }

@@ -83,7 +83,7 @@ config::Json attention_maps(const Classifier& model, const data::Dataset& split,
     for (int l = 0; l < L; ++l) row.push_back(round5(a[static_cast<std::size_t>(h * L + l)]));
     alpha_json.push_back(row);
   }
-  const bool scores_fusion = attn.config().fusion == "scores";
+  const bool scores_fusion = attn.config().fusion == Fusion::Scores;
   return {{"example", index},
           {"length", split.length(index)},
           {"label", split.labels[static_cast<std::size_t>(index)]},

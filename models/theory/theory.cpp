@@ -315,7 +315,7 @@ ConstructedPsd constructed_psd_case(bool holds, std::uint64_t seed) {
   c.d_model = 16;
   c.n_heads = 2;
   c.levels = 3;
-  c.level_weights = "fixed";
+  c.level_weights = LevelWeights::Fixed;
   c.fixed_weights = {0.5, 0.3, 0.2};
   Generator gen(seed);
   HierarchicalAttention attn(c, gen, DType::Float64);
@@ -365,13 +365,13 @@ SubsumeStandard subsume_standard(const HierarchicalAttention& source, const Tens
   check(levels >= 2 && levels <= 4, "subsume_standard: levels must be in 2..4, got " + std::to_string(levels));
   AttentionConfig hkt_config = source.config();
   hkt_config.levels = levels;
-  hkt_config.fusion = "scores";
-  hkt_config.level_weights = "fixed";
+  hkt_config.fusion = Fusion::Scores;
+  hkt_config.level_weights = LevelWeights::Fixed;
   hkt_config.fixed_weights.assign(static_cast<std::size_t>(levels), 0.0);
   hkt_config.fixed_weights[0] = 1.0;  // alpha = (1, 0, ...)
   AttentionConfig mha_config = source.config();
   mha_config.levels = 1;
-  mha_config.level_weights = "per_head";
+  mha_config.level_weights = LevelWeights::PerHead;
   mha_config.fixed_weights.clear();
   Generator gen(1);  // levels the source lacks get seeded weights; alpha = 0 ignores them
   HierarchicalAttention hkt_attn(hkt_config, gen, DType::Float64), mha(mha_config, gen, DType::Float64);
@@ -401,8 +401,8 @@ ConvolutionLimit subsume_convolution(const HierarchicalAttention& source, int le
   AttentionConfig c = source.config();
   c.n_heads = 1;
   c.levels = L;
-  c.fusion = "outputs";
-  c.level_weights = "fixed";
+  c.fusion = Fusion::Outputs;
+  c.level_weights = LevelWeights::Fixed;
   c.fixed_weights.assign(static_cast<std::size_t>(L), 0.0);
   c.fixed_weights[static_cast<std::size_t>(level)] = 1.0;  // alpha = e_level
   c.causal = false;
@@ -516,7 +516,7 @@ Matrix truncated_output(const HierarchicalAttention& attn, const Tensor& x, int 
   };
   auto mask = [&](std::int64_t n) { return c.causal ? causal_mask(n, dt) : Tensor(); };
   Tensor o;  // [1, H, T, d_h]
-  if (c.fusion == "scores") {
+  if (c.fusion == Fusion::Scores) {
     Tensor s;  // sum_l alpha'_l Lift_l(S^(l)), [1, H, T, T]
     for (int l = 0; l < kept; ++l) {
       const std::int64_t r = std::int64_t{1} << l;
@@ -636,10 +636,10 @@ config::Json analyse(const Classifier& model, const data::Dataset& split, const 
                         {"d_model", ac.d_model},
                         {"d_head", ac.d_model / H},
                         {"levels", L},
-                        {"fusion", ac.fusion},
-                        {"level_weights", ac.level_weights},
+                        {"fusion", enum_name(ac.fusion)},
+                        {"level_weights", enum_name(ac.level_weights)},
                         {"causal", ac.causal},
-                        {"downsampler", ac.downsampler},
+                        {"downsampler", enum_name(ac.downsampler)},
                         {"dtype", dtype_name(model.dtype())}}},
                       {"inputs",
                        {{"split", split.split},

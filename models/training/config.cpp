@@ -249,35 +249,37 @@ Json load_file(const std::string& path) {
 ClassifierConfig model_config(const Json& config, std::int64_t vocab_size, std::int64_t num_features,
                               std::int64_t num_classes, std::int64_t max_len) {
   const Json& m = config.at("model");
+  const Json& h = m.at("hkt");
+  // The text of an enum key, parsed against its table (models/enum_names.h); the error
+  // names the dotted key.
+  const auto enum_key = [](const Json& object, const std::string& prefix, const std::string& key, auto tag) {
+    return parse_enum<decltype(tag)>(object.at(key).get<std::string>(), "config key '" + prefix + key + "'");
+  };
   ClassifierConfig c;
   c.vocab_size = vocab_size;
   c.num_features = num_features;
   c.num_classes = num_classes;
   c.max_len = max_len;
-  c.attention = m.at("attention").get<std::string>();
+  c.attention = enum_key(m, "model.", "attention", AttentionKind{});
   c.d_model = m.at("d_model").get<std::int64_t>();
   c.n_heads = m.at("n_heads").get<std::int64_t>();
   c.n_layers = m.at("n_layers").get<std::int64_t>();
   c.d_ff = m.at("d_ff").get<std::int64_t>();
   c.dropout = m.at("dropout").get<double>();
-  c.positions = m.at("positions").get<std::string>();
-  c.pooling = m.at("pooling").get<std::string>();
+  c.positions = enum_key(m, "model.", "positions", Positions{});
+  c.pooling = enum_key(m, "model.", "pooling", Pooling{});
   c.layer_norm_eps = m.at("layer_norm_eps").get<double>();
-  const Json& h = m.at("hkt");
   c.hkt.levels = h.at("levels").get<int>();
-  c.hkt.fusion = h.at("fusion").get<std::string>();
-  c.hkt.level_weights = h.at("level_weights").get<std::string>();
+  c.hkt.fusion = enum_key(h, "model.hkt.", "fusion", Fusion{});
+  c.hkt.level_weights = enum_key(h, "model.hkt.", "level_weights", LevelWeights{});
   for (const auto& w : h.at("fixed_weights")) {
     check(w.is_number(), "config key 'model.hkt.fixed_weights' must be a list of numbers");
     c.hkt.fixed_weights.push_back(w.get<double>());
   }
-  c.hkt.downsampler = h.at("downsampler").get<std::string>();
+  c.hkt.downsampler = enum_key(h, "model.hkt.", "downsampler", Downsampler{});
   c.hkt.kernel_size = h.at("kernel_size").get<std::int64_t>();
   c.hkt.causal = h.at("causal").get<bool>();
-  const std::string impl = h.at("impl").get<std::string>();
-  check(impl == "fused" || impl == "composite",
-        "config key 'model.hkt.impl' must be \"fused\" or \"composite\", got \"" + impl + "\"");
-  c.impl = impl == "fused" ? AttentionImpl::Fused : AttentionImpl::Composite;
+  c.impl = enum_key(h, "model.hkt.", "impl", AttentionImpl{});
   return c;
 }
 
