@@ -6,6 +6,21 @@
 using namespace hkt;
 using namespace hkt::test;
 
+TEST_CASE("gradcheck: the registry has one OpInfo per op with cases, in the same order", "[gradcheck]") {
+  std::vector<std::string> registered;
+  for (const auto& info : gradcheck::op_infos()) {
+    INFO("op " << info.op);
+    registered.push_back(info.op);
+    // An op has a PyTorch reference name or says why it has none, never both.
+    CHECK(info.reference.empty() != info.no_reference.empty());
+    bool small = false;
+    for (const auto& c : gradcheck::all_cases()) small |= c.op == info.op && !c.large;
+    CHECK(small);  // every op is checked by finite differences
+  }
+  CHECK(registered == gradcheck::op_names());
+  require_error([] { gradcheck::op_info("matmull"); }, "gradcheck: no op named 'matmull' (known ops: add, sub,");
+}
+
 TEST_CASE("gradcheck: every op's cases pass in float64", "[gradcheck]") {
   gradcheck::Options options;
   options.atol = kGradcheck.atol;

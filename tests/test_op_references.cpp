@@ -1,6 +1,7 @@
-// test_op_references.cpp: every op of engine/ops.h against independent float64 reference
-// values from PyTorch (tests/data/op_references.json, written by
-// tools/make_op_references.py; regenerate it with /usr/bin/python3 that script).
+// test_op_references.cpp: every op of the test registry (engine/gradcheck/cases.cpp,
+// OpInfo::reference) against independent float64 reference values from PyTorch
+// (tests/data/op_references.json, written by tools/make_op_references.py; regenerate it
+// with /usr/bin/python3 that script).
 //
 // For each case: our op on the case's inputs in float64 must give the expected output,
 // and out.backward(w) the expected gradient of sum(out * w) for every float input, both
@@ -29,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "gradcheck/gradcheck.h"
 #include "ops.h"
 #include "tolerances.h"
 
@@ -423,10 +425,8 @@ void require_header(const References& refs) {
   REQUIRE(refs.version == kVersion);
 }
 
-/// One TEST_CASE per op: every case of that op, each in its own section.
-void check_op(const std::string& op) {
-  const References& refs = references();
-  require_header(refs);
+/// Every case of `op` in float64, each in its own section.
+void check_op(const References& refs, const std::string& op) {
   std::vector<const RefCase*> cases;
   for (const auto& c : refs.cases)
     if (c.op == op) cases.push_back(&c);
@@ -440,62 +440,23 @@ void check_op(const std::string& op) {
   }
 }
 
-/// The ops with a TEST_CASE below (filled at static initialisation).
-std::set<std::string>& ops_with_tests() {
-  static std::set<std::string> ops;
-  return ops;
-}
-
-bool register_op_test(const char* op) {
-  ops_with_tests().insert(op);
-  return true;
+/// The reference names of the registry's ops (engine/gradcheck/cases.cpp), each once.
+std::set<std::string> registry_references() {
+  std::set<std::string> out;
+  for (const auto& info : hkt::gradcheck::op_infos())
+    if (!info.reference.empty()) out.insert(info.reference);
+  return out;
 }
 
 }  // namespace
 
-#define HKT_OP_REF_CAT2(a, b) a##b
-#define HKT_OP_REF_CAT(a, b) HKT_OP_REF_CAT2(a, b)
-#define HKT_OP_REFERENCE_TEST(OP)                                                                  \
-  static const bool HKT_OP_REF_CAT(hkt_op_reference_registered_, __LINE__) = register_op_test(OP); \
-  TEST_CASE("op references: " OP, "[op_references]") { check_op(OP); }
-
-HKT_OP_REFERENCE_TEST("add")
-HKT_OP_REFERENCE_TEST("sub")
-HKT_OP_REFERENCE_TEST("mul")
-HKT_OP_REFERENCE_TEST("div")
-HKT_OP_REFERENCE_TEST("add_scalar")
-HKT_OP_REFERENCE_TEST("sub_scalar")
-HKT_OP_REFERENCE_TEST("rsub_scalar")
-HKT_OP_REFERENCE_TEST("mul_scalar")
-HKT_OP_REFERENCE_TEST("div_scalar")
-HKT_OP_REFERENCE_TEST("rdiv_scalar")
-HKT_OP_REFERENCE_TEST("pow")
-HKT_OP_REFERENCE_TEST("neg")
-HKT_OP_REFERENCE_TEST("exp")
-HKT_OP_REFERENCE_TEST("log")
-HKT_OP_REFERENCE_TEST("sqrt")
-HKT_OP_REFERENCE_TEST("tanh")
-HKT_OP_REFERENCE_TEST("sigmoid")
-HKT_OP_REFERENCE_TEST("relu")
-HKT_OP_REFERENCE_TEST("gelu")
-HKT_OP_REFERENCE_TEST("matmul")
-HKT_OP_REFERENCE_TEST("reshape")
-HKT_OP_REFERENCE_TEST("permute")
-HKT_OP_REFERENCE_TEST("transpose")
-HKT_OP_REFERENCE_TEST("slice")
-HKT_OP_REFERENCE_TEST("concat")
-HKT_OP_REFERENCE_TEST("sum")
-HKT_OP_REFERENCE_TEST("mean")
-HKT_OP_REFERENCE_TEST("max")
-HKT_OP_REFERENCE_TEST("softmax")
-HKT_OP_REFERENCE_TEST("log_softmax")
-HKT_OP_REFERENCE_TEST("cross_entropy")
-HKT_OP_REFERENCE_TEST("layer_norm")
-HKT_OP_REFERENCE_TEST("embedding")
-HKT_OP_REFERENCE_TEST("gather")
-HKT_OP_REFERENCE_TEST("repeat_interleave")
-HKT_OP_REFERENCE_TEST("masked_fill")
-HKT_OP_REFERENCE_TEST("causal_conv1d")
+TEST_CASE("op references: every op of the registry against PyTorch in float64", "[op_references]") {
+  const References& refs = references();
+  require_header(refs);
+  for (const auto& op : registry_references()) DYNAMIC_SECTION(op) {
+      check_op(refs, op);
+    }
+}
 
 TEST_CASE("op references: file header and coverage", "[op_references]") {
   const References& refs = references();
@@ -504,19 +465,22 @@ TEST_CASE("op references: file header and coverage", "[op_references]") {
   REQUIRE(!refs.cases.empty());
   std::set<std::string> names;
   std::set<std::string> ops_in_file;
+  const std::set<std::string> wanted = registry_references();
   for (const auto& c : refs.cases) {
     INFO("case " << c.name);
     CHECK(names.insert(c.name).second);  // case names are unique
     ops_in_file.insert(c.op);
-    // A case of an op without a dispatch or without a TEST_CASE would go untested.
+    // A case of an op without a dispatch, or that no registry op names, would go untested.
     if (op_table().count(c.op) == 0) FAIL_CHECK("op '" << c.op << "' has no C++ dispatch in test_op_references.cpp");
-    if (ops_with_tests().count(c.op) == 0) FAIL_CHECK("op '" << c.op << "' has no TEST_CASE in test_op_references.cpp");
+    if (wanted.count(c.op) == 0)
+      FAIL_CHECK("op '" << c.op << "' is the reference of no op in engine/gradcheck/cases.cpp's op_infos()");
   }
-  for (const auto& [op, fn] : op_table()) {
-    INFO("op " << op);
-    CHECK(ops_in_file.count(op) == 1);       // every dispatched op has reference cases
-    CHECK(ops_with_tests().count(op) == 1);  // and a TEST_CASE
+  for (const auto& op : wanted) {
+    INFO("registry reference " << op);
+    CHECK(ops_in_file.count(op) == 1);  // every reference the registry names has cases
+    CHECK(op_table().count(op) == 1);   // and a dispatch
   }
+  CHECK(op_table().size() == wanted.size());  // no dispatch for an op nobody tests
 }
 
 TEST_CASE("op references: float32 forward", "[op_references]") {

@@ -87,9 +87,11 @@ void add_gradcheck_command(CLI::App& app) {
   on_selected(sub, [args] {
     if (args->list) {
       for (const auto& name : gradcheck::op_names()) {
-        int n = 0;
-        for (const auto& c : gradcheck::all_cases()) n += c.op == name;
-        std::cout << name << " (" << n << (n == 1 ? " case)\n" : " cases)\n");
+        int n = 0, large = 0;
+        for (const auto& c : gradcheck::all_cases()) (c.large ? large : n) += c.op == name;
+        std::cout << name << " (" << n << (n == 1 ? " case)" : " cases)");
+        if (large > 0) std::cout << " + " << large << " large (CUDA consistency only)";
+        std::cout << "\n";
       }
       return 0;
     }

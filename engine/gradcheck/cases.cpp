@@ -1,9 +1,12 @@
-// cases.cpp: the gradient-check cases of every differentiable op, several shapes each
-// (size 1 and odd sizes included). Inputs are moved away from an op's kinks (relu at
-// 0, ties of max, poles of log/sqrt/division) so that finite differences are valid
-// there, rather than excusing failures.
+// cases.cpp: the test registry of every differentiable op. Each op has cases at several
+// shapes (size 1 and odd sizes included), checked by finite differences and on the CUDA
+// backend against the CPU, larger shapes for the CUDA comparison only, and one OpInfo
+// line (its PyTorch reference name and CUDA error class; gradcheck.h). Inputs are moved
+// away from an op's kinks (relu at 0, ties of max, poles of log/sqrt/division) so that
+// finite differences are valid there, rather than excusing failures.
 #include <cmath>
 
+#include "../error.h"
 #include "../attention/hkt_attention.h"
 #include "../ops.h"
 #include "gradcheck.h"
@@ -43,7 +46,11 @@ using Inputs = std::vector<Tensor>;
 std::vector<Case> build_cases() {
   std::vector<Case> c;
   auto add_case = [&](std::string op, std::string shape, std::function<Inputs(Generator&)> make, Function f) {
-    c.push_back(Case{std::move(op), std::move(shape), std::move(make), std::move(f)});
+    c.push_back(Case{std::move(op), std::move(shape), std::move(make), std::move(f), false});
+  };
+  // A shape for the CUDA consistency harness only (Case::large).
+  auto add_large_case = [&](std::string op, std::string shape, std::function<Inputs(Generator&)> make, Function f) {
+    c.push_back(Case{std::move(op), std::move(shape) + " (large)", std::move(make), std::move(f), true});
   };
   auto two = [](Shape a, Shape b) { return [a, b](Generator& g) { return Inputs{randn(g, a), randn(g, b)}; }; };
   auto one = [](Shape a) { return [a](Generator& g) { return Inputs{randn(g, a)}; }; };
@@ -269,31 +276,82 @@ std::vector<Case> build_cases() {
   add_case("causal_conv1d", "x[2,5,1] w[1,2] stride 4", two({2, 5, 1}, {1, 2}),
            [](const Inputs& x) { return causal_conv1d(x[0], x[1], Tensor(), 4); });
 
-  // ---- hierarchical attention, the fused op (q[0..L-1], k[0..L-1], v, alpha)
-  for (auto [L, T, causal, name] : {std::tuple{3, 9, true, "B1 H2 T9 dh3 L3 causal padded"},
-                                    {1, 6, false, "B1 H2 T6 dh3 L1 (MHA) padded"},
-                                    {4, 5, false, "B1 H2 T5 dh3 L4 padded"}}) {
-    add_case(
-        "hkt_attention_fused", name,
-        [L = L, T = T](Generator& g) {
-          Inputs in;
-          for (int part = 0; part < 2; ++part)
-            for (int l = 0; l < L; ++l) in.push_back(randn(g, {1, 2, (T + (1 << l) - 1) >> l, 3}));
-          in.push_back(randn(g, {1, 2, T, 3}));
-          in.push_back(positive(g, {2, L}, 0.1, 1.0));
-          return in;
-        },
-        [L = L, T = T, causal = causal](const Inputs& x) {
-          const auto n = static_cast<std::ptrdiff_t>(L);
-          std::vector<std::int64_t> keep(static_cast<std::size_t>(T), 1);
-          keep.back() = 0;  // one padded key
-          HktAttentionOptions opt;
-          opt.causal = causal;
-          opt.block_q = opt.block_k = 4;
-          return hkt_attention_fused({x.begin(), x.begin() + n}, {x.begin() + n, x.begin() + 2 * n}, x[2 * L],
-                                     x[2 * L + 1], indices(keep, {1, T}), opt);
-        });
-  }
+  // ---- hierarchical attention (q[0..L-1], k[0..L-1], v, alpha), B sequences of H = 2 heads,
+  // the last `padded` keys of the last sequence masked out.
+  struct AttentionShape {
+    int L;
+    std::int64_t B, T, dh, block, padded;
+    bool causal;
+  };
+  const auto attention_inputs = [](AttentionShape a) {
+    return [a](Generator& g) {
+      Inputs in;
+      for (int part = 0; part < 2; ++part)
+        for (int l = 0; l < a.L; ++l) in.push_back(randn(g, {a.B, 2, (a.T + (1 << l) - 1) >> l, a.dh}));
+      in.push_back(randn(g, {a.B, 2, a.T, a.dh}));
+      in.push_back(positive(g, {2, a.L}, 0.1, 1.0));
+      return in;
+    };
+  };
+  // `fused` picks the op: the fused tiled op, or the composite of engine ops.
+  const auto attention_op = [](AttentionShape a, bool fused) {
+    return [a, fused](const Inputs& x) {
+      const auto n = static_cast<std::ptrdiff_t>(a.L);
+      std::vector<std::int64_t> keep(static_cast<std::size_t>(a.B * a.T), 1);
+      for (std::int64_t j = a.T - a.padded; j < a.T; ++j) keep[static_cast<std::size_t>((a.B - 1) * a.T + j)] = 0;
+      HktAttentionOptions opt;
+      opt.causal = a.causal;
+      if (fused) opt.block_q = opt.block_k = a.block;
+      const std::vector<Tensor> q(x.begin(), x.begin() + n), k(x.begin() + n, x.begin() + 2 * n);
+      const Tensor mask = indices(keep, {a.B, a.T});
+      return fused ? hkt_attention_fused(q, k, x[2 * a.L], x[2 * a.L + 1], mask, opt)
+                   : hkt_attention_composite(q, k, x[2 * a.L], x[2 * a.L + 1], mask, opt);
+    };
+  };
+  for (auto [a, name] : {std::pair{AttentionShape{3, 1, 9, 3, 4, 1, true}, "B1 H2 T9 dh3 L3 causal padded"},
+                         {AttentionShape{1, 1, 6, 3, 4, 1, false}, "B1 H2 T6 dh3 L1 (MHA) padded"},
+                         {AttentionShape{4, 1, 5, 3, 4, 1, false}, "B1 H2 T5 dh3 L4 padded"}})
+    add_case("hkt_attention_fused", name, attention_inputs(a), attention_op(a, true));
+  // The composite: what models run on the GPU where the fused kernels do not apply
+  // (L > 4 or d_h > 128).
+  for (auto [a, name] : {std::pair{AttentionShape{3, 2, 13, 4, 0, 1, true}, "B2 H2 T13 dh4 L3 causal padded"},
+                         {AttentionShape{1, 2, 9, 4, 0, 1, false}, "B2 H2 T9 dh4 L1 (MHA) padded"}})
+    add_case("hkt_attention_composite", name, attention_inputs(a), attention_op(a, false));
+
+  // ---- larger shapes, for the CUDA consistency harness only: many GPU threads, grid-stride
+  // loops that wrap, rows of hundreds of elements, attention kernels looping over many keys
+  // and wide heads.
+  add_large_case("add", "[257,33]+[33]", two({257, 33}, {33}), [](const Inputs& x) { return add(x[0], x[1]); });
+  add_large_case("gelu_erf", "[70001]", one({70001}), [](const Inputs& x) { return gelu(x[0]); });
+  add_large_case("softmax", "[37,513]", one({37, 513}), [](const Inputs& x) { return softmax(x[0]); });
+  add_large_case(
+      "layer_norm", "[65,129]",
+      [](Generator& g) {
+        return Inputs{randn(g, {65, 129}), randn(g, {129}), randn(g, {129})};
+      },
+      [](const Inputs& x) { return layer_norm(x[0], x[1], x[2]); });
+  add_large_case("matmul", "[3,65,130]x[130,67]", two({3, 65, 130}, {130, 67}),
+                 [](const Inputs& x) { return matmul(x[0], x[1]); });
+  add_large_case("sum", "[300,301] axis 0", one({300, 301}), [](const Inputs& x) { return sum(x[0], {0}); });
+  add_large_case(
+      "causal_conv1d", "x[3,101,17] w[17,3] b stride 2",
+      [](Generator& g) {
+        return Inputs{randn(g, {3, 101, 17}), randn(g, {17, 3}), randn(g, {17})};
+      },
+      [](const Inputs& x) { return causal_conv1d(x[0], x[1], x[2], 2); });
+  add_large_case("embedding", "[50,9] by [400]", one({50, 9}), [](const Inputs& x) {
+    std::vector<std::int64_t> idx(400);
+    for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<std::int64_t>((i * 7 + 3) % 50);
+    return embedding(x[0], indices(idx, {400}));
+  });
+  add_large_case("dropout", "[100,100] p=0.1", one({100, 100}), [](const Inputs& x) {
+    Generator gen(11);
+    return dropout(x[0], 0.1, gen);
+  });
+  for (auto [a, name] : {std::pair{AttentionShape{3, 2, 37, 16, 16, 3, true}, "B2 H2 T37 dh16 L3 causal padded"},
+                         {AttentionShape{4, 2, 64, 64, 16, 3, false}, "B2 H2 T64 dh64 L4 padded"},
+                         {AttentionShape{2, 2, 21, 128, 16, 3, false}, "B2 H2 T21 dh128 L2 padded"}})
+    add_large_case("hkt_attention_fused", name, attention_inputs(a), attention_op(a, true));
   return c;
 }
 
@@ -302,6 +360,71 @@ std::vector<Case> build_cases() {
 const std::vector<Case>& all_cases() {
   static const std::vector<Case> cases = build_cases();
   return cases;
+}
+
+const std::vector<OpInfo>& op_infos() {
+  using enum Summation;
+  const std::string composite_of = "a composite of ops with references: ";
+  // One line per op, in the order of build_cases().
+  static const std::vector<OpInfo> infos = {
+      {"add", "add", "", Exact},
+      {"sub", "sub", "", Exact},
+      {"mul", "mul", "", Exact},
+      {"div", "div", "", Exact},
+      {"add_scalar", "add_scalar", "", Exact},
+      {"sub_scalar", "sub_scalar", "", Exact},
+      {"rsub_scalar", "rsub_scalar", "", Exact},
+      {"mul_scalar", "mul_scalar", "", Exact},
+      {"div_scalar", "div_scalar", "", Exact},
+      {"rdiv_scalar", "rdiv_scalar", "", Exact},
+      {"pow", "pow", "", Exact},
+      {"neg", "neg", "", Exact},
+      {"exp", "exp", "", Exact},
+      {"log", "log", "", Exact},
+      {"sqrt", "sqrt", "", Exact},
+      {"tanh", "tanh", "", Exact},
+      {"sigmoid", "sigmoid", "", Exact},
+      {"relu", "relu", "", Exact},
+      {"gelu_erf", "gelu", "", Exact},  // the reference file's gelu cases cover both forms
+      {"gelu_tanh", "gelu", "", Exact},
+      {"matmul", "matmul", "", Reordered},
+      {"linear", "", composite_of + "matmul and add", Reordered},
+      {"reshape", "reshape", "", Exact},
+      {"permute", "permute", "", Exact},
+      {"transpose", "transpose", "", Exact},
+      {"slice", "slice", "", Exact},
+      {"concat", "concat", "", Exact},
+      {"sum", "sum", "", Exact},
+      {"mean", "mean", "", Exact},
+      {"max", "max", "", Exact},
+      {"sum_to", "", "the reduction of broadcasting's backward, checked through add, sub, mul and div", Exact},
+      {"clone", "", "a copy (tests/test_autograd.cpp)", Exact},
+      {"softmax", "softmax", "", FloatSums},
+      {"log_softmax", "log_softmax", "", FloatSums},
+      {"cross_entropy", "cross_entropy", "", FloatSums},
+      {"layer_norm", "layer_norm", "", FloatSums},
+      {"embedding", "embedding", "", FloatSums},
+      {"gather", "gather", "", FloatSums},
+      {"repeat_interleave", "repeat_interleave", "", Exact},
+      {"masked_fill", "masked_fill", "", Exact},
+      {"dropout", "", "random: its scaling and keep rate are tested in tests/test_ops_conventions.cpp", Exact},
+      {"causal_conv1d", "causal_conv1d", "", FloatSums},
+      {"hkt_attention_fused", "",
+       "HKT is not a PyTorch op: the fused op is checked against the composite in float64 "
+       "(tests/test_hkt_attention_core.cpp) and whole models against PyTorch (tests/test_golden.cpp)",
+       Reordered},
+      {"hkt_attention_composite", "", composite_of + "matmul, softmax, repeat_interleave, slice, masked_fill",
+       Reordered},
+  };
+  return infos;
+}
+
+const OpInfo& op_info(const std::string& op) {
+  for (const auto& info : op_infos())
+    if (info.op == op) return info;
+  std::string known;
+  for (const auto& info : op_infos()) known += (known.empty() ? "" : ", ") + info.op;
+  throw Error("gradcheck: no op named '" + op + "' (known ops: " + known + ")");
 }
 
 }  // namespace hkt::gradcheck

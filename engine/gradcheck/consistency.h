@@ -1,9 +1,9 @@
 // consistency.h: the CUDA consistency harness. Every op, forward and backward, run on
 // the CUDA backend and on the CPU from the same inputs, compared element by element.
 //
-// The cases are the gradient checker's (cases.cpp: every differentiable op at several
-// shapes, odd sizes and size 1 included) plus larger shapes that use many GPU threads
-// (consistency.cpp). For each case and dtype:
+// The cases are the registry's (cases.cpp: every differentiable op at several shapes,
+// odd sizes and size 1 included, plus larger shapes that use many GPU threads). For each
+// case and dtype:
 //   forward:  y_cuda vs y_cpu;   backward, for a random upstream g (the same on both):
 //   every input gradient, cuda vs cpu.
 // The error of a tensor is max |cuda - cpu| / max(max |cpu|, 1 % of the case output's
@@ -32,11 +32,12 @@ struct ConsistencyResult {
   std::string note;      ///< why it failed or was skipped
 };
 
-/// The error bound of `op` in `dtype`: float64 1e-12, float32 1e-5 (both devices
-/// round each operation correctly, nvcc may fuse multiply-adds); float64 1e-11 and
-/// float32 2e-5 for ops with long float sums (layer_norm, causal_conv1d, embedding,
-/// gather, softmax family), float32 5e-5 for ops summed in a different order (matmul
-/// through cuBLAS vs BLAS, linear, the attention composite).
+/// The error bound of `op` in `dtype`, from its OpInfo's Summation (cases.cpp):
+/// Exact float64 1e-12, float32 1e-5 (both devices round each operation correctly, nvcc
+/// may fuse multiply-adds); FloatSums float64 1e-11, float32 2e-5 (layer_norm,
+/// causal_conv1d, embedding, gather, the softmax family); Reordered float64 1e-11,
+/// float32 5e-5 (matmul through cuBLAS against BLAS, linear, the attention ops). Throws
+/// hkt::Error for an op without an OpInfo.
 double bound_for(const std::string& op, DType dtype);
 
 /// Runs the cases of `op` (every case when empty) in `dtype` on the CUDA backend

@@ -61,15 +61,44 @@ struct Case {
   /// Builds the float64 inputs (moved away from the op's kinks, see cases.cpp).
   std::function<std::vector<Tensor>(Generator&)> make_inputs;
   Function f;
+  /// A shape large enough to use many GPU threads (grid-stride loops wrap, rows of
+  /// hundreds of elements): run by the CUDA consistency harness only, not by the
+  /// finite-difference checks (their cost grows with the number of elements).
+  bool large = false;
 };
 
-/// Every registered case, grouped by op (cases.cpp).
+/// How far an op's CUDA result may be from the CPU's (consistency.h, bound_for).
+enum class Summation {
+  Exact,      ///< elementwise: both devices round each operation correctly
+  FloatSums,  ///< long sums in the same order, which fused multiply-adds can move by ~n eps
+  Reordered,  ///< sums in a different order (cuBLAS against BLAS blocking, tiled attention)
+};
+
+/// Everything the tests know about one op besides its cases: the op's name among the
+/// PyTorch reference cases (tests/data/op_references.json, tools/make_op_references.py)
+/// or why it has none, and its CUDA error class. Adding an op is one OpInfo line and
+/// its cases in cases.cpp; the tests then check it by finite differences (float64 and
+/// float32), on the CUDA backend against the CPU, and require its PyTorch reference
+/// cases (tests/test_op_references.cpp).
+struct OpInfo {
+  std::string op;
+  std::string reference;     ///< the op's name in op_references.json; empty when it has none
+  std::string no_reference;  ///< why there is no PyTorch reference (only when `reference` is empty)
+  Summation summation = Summation::Exact;
+};
+
+/// Every op with cases, in the order of all_cases() (cases.cpp).
+const std::vector<OpInfo>& op_infos();
+/// The OpInfo of `op`. Throws hkt::Error naming the known ops when there is none.
+const OpInfo& op_info(const std::string& op);
+
+/// Every registered case, grouped by op (cases.cpp), the large ones included.
 const std::vector<Case>& all_cases();
 /// The distinct op names of all_cases(), in order.
 std::vector<std::string> op_names();
 
-/// Runs the cases of `op` (all cases when op is empty). Throws hkt::Error naming the
-/// known ops when `op` matches none.
+/// Runs the finite-difference checks of `op` (all ops when empty), every case that is
+/// not `large`. Throws hkt::Error naming the known ops when `op` matches none.
 std::vector<Result> run(const std::string& op, const Options& options = Options());
 
 }  // namespace hkt::gradcheck
