@@ -19,29 +19,24 @@ namespace hkt {
 /// Position information added to the input map: a learned table [max_len, d] ("learned")
 /// or the fixed sinusoids of Vaswani et al. 2017 ("sinusoidal").
 enum class Positions { Learned, Sinusoidal };
-inline std::span<const EnumName<Positions>> enum_names(Positions) {
-  static constexpr EnumName<Positions> names[] = {{Positions::Learned, "learned"},
-                                                  {Positions::Sinusoidal, "sinusoidal"}};
-  return names;
-}
+inline constexpr EnumName<Positions> kPositionsNames[] = {{Positions::Learned, "learned"},
+                                                          {Positions::Sinusoidal, "sinusoidal"}};
+constexpr std::span<const EnumName<Positions>> enum_names(Positions) { return kPositionsNames; }
 
 /// How the final token states [B, T, d] become one vector per sequence: the mean over real
 /// tokens ("mean"), a learned vector prepended as token 0 ("cls"), or the last real token
 /// ("last").
 enum class Pooling { Mean, Cls, Last };
-inline std::span<const EnumName<Pooling>> enum_names(Pooling) {
-  static constexpr EnumName<Pooling> names[] = {
-      {Pooling::Mean, "mean"}, {Pooling::Cls, "cls"}, {Pooling::Last, "last"}};
-  return names;
-}
+inline constexpr EnumName<Pooling> kPoolingNames[] = {
+    {Pooling::Mean, "mean"}, {Pooling::Cls, "cls"}, {Pooling::Last, "last"}};
+constexpr std::span<const EnumName<Pooling>> enum_names(Pooling) { return kPoolingNames; }
 
 /// The blocks' attention: standard multi-head attention ("mha", the HKT module with one
 /// level) or hierarchical attention with the levels of ClassifierConfig::hkt ("hkt").
 enum class AttentionKind { Mha, Hkt };
-inline std::span<const EnumName<AttentionKind>> enum_names(AttentionKind) {
-  static constexpr EnumName<AttentionKind> names[] = {{AttentionKind::Mha, "mha"}, {AttentionKind::Hkt, "hkt"}};
-  return names;
-}
+inline constexpr EnumName<AttentionKind> kAttentionKindNames[] = {{AttentionKind::Mha, "mha"},
+                                                                  {AttentionKind::Hkt, "hkt"}};
+constexpr std::span<const EnumName<AttentionKind>> enum_names(AttentionKind) { return kAttentionKindNames; }
 
 /// Every field is checked by the Classifier's constructor (errors name the field).
 struct ClassifierConfig {

@@ -6,10 +6,8 @@
 // argument-dependent lookup:
 //
 //   enum class Fusion { Scores, Outputs };
-//   inline std::span<const EnumName<Fusion>> enum_names(Fusion) {
-//     static constexpr EnumName<Fusion> names[] = {{Fusion::Scores, "scores"}, {Fusion::Outputs, "outputs"}};
-//     return names;
-//   }
+//   inline constexpr EnumName<Fusion> kFusionNames[] = {{Fusion::Scores, "scores"}, {Fusion::Outputs, "outputs"}};
+//   constexpr std::span<const EnumName<Fusion>> enum_names(Fusion) { return kFusionNames; }
 //
 // The argument only selects the table; its value is ignored.
 #pragma once

@@ -19,29 +19,23 @@ namespace hkt {
 /// the lifted score matrices before one softmax ("scores", the paper's reading), or of the
 /// levels' attention outputs ("outputs").
 enum class Fusion { Scores, Outputs };
-inline std::span<const EnumName<Fusion>> enum_names(Fusion) {
-  static constexpr EnumName<Fusion> names[] = {{Fusion::Scores, "scores"}, {Fusion::Outputs, "outputs"}};
-  return names;
-}
+inline constexpr EnumName<Fusion> kFusionNames[] = {{Fusion::Scores, "scores"}, {Fusion::Outputs, "outputs"}};
+constexpr std::span<const EnumName<Fusion>> enum_names(Fusion) { return kFusionNames; }
 
 /// Where the level weights alpha come from: softmax of learned logits beta [H, L]
 /// ("per_head") or [L] shared by the heads ("per_layer"), or constants ("fixed").
 enum class LevelWeights { PerHead, PerLayer, Fixed };
-inline std::span<const EnumName<LevelWeights>> enum_names(LevelWeights) {
-  static constexpr EnumName<LevelWeights> names[] = {
-      {LevelWeights::PerHead, "per_head"}, {LevelWeights::PerLayer, "per_layer"}, {LevelWeights::Fixed, "fixed"}};
-  return names;
-}
+inline constexpr EnumName<LevelWeights> kLevelWeightsNames[] = {
+    {LevelWeights::PerHead, "per_head"}, {LevelWeights::PerLayer, "per_layer"}, {LevelWeights::Fixed, "fixed"}};
+constexpr std::span<const EnumName<LevelWeights>> enum_names(LevelWeights) { return kLevelWeightsNames; }
 
 /// The stride-2 causal downsampler between levels (docs/hkt-attention.md section 1): one
 /// k-tap filter per channel ("depthwise", weight [d, k]) or a channel-mixing convolution
 /// ("dense", weight [k, d, d]).
 enum class Downsampler { Depthwise, Dense };
-inline std::span<const EnumName<Downsampler>> enum_names(Downsampler) {
-  static constexpr EnumName<Downsampler> names[] = {{Downsampler::Depthwise, "depthwise"},
-                                                    {Downsampler::Dense, "dense"}};
-  return names;
-}
+inline constexpr EnumName<Downsampler> kDownsamplerNames[] = {{Downsampler::Depthwise, "depthwise"},
+                                                              {Downsampler::Dense, "dense"}};
+constexpr std::span<const EnumName<Downsampler>> enum_names(Downsampler) { return kDownsamplerNames; }
 
 /// Configuration; every field is checked by HierarchicalAttention's constructor.
 struct AttentionConfig {
@@ -60,11 +54,9 @@ struct AttentionConfig {
 /// Which implementation computes the "scores" fusion core (same meaning, see
 /// attention/hkt_attention.h): the fused tiled op, or the composite of engine ops.
 enum class AttentionImpl { Fused, Composite };
-inline std::span<const EnumName<AttentionImpl>> enum_names(AttentionImpl) {
-  static constexpr EnumName<AttentionImpl> names[] = {{AttentionImpl::Fused, "fused"},
-                                                      {AttentionImpl::Composite, "composite"}};
-  return names;
-}
+inline constexpr EnumName<AttentionImpl> kAttentionImplNames[] = {{AttentionImpl::Fused, "fused"},
+                                                                  {AttentionImpl::Composite, "composite"}};
+constexpr std::span<const EnumName<AttentionImpl>> enum_names(AttentionImpl) { return kAttentionImplNames; }
 
 /// The attention sublayer. Parameters (PyTorch names and layouts, y = x W^T):
 ///   w_q.{l}.weight, w_k.{l}.weight  [d, d]   for l = 0..L-1 (no bias)

@@ -29,22 +29,21 @@ Tensor fused_cuda(const std::vector<Tensor>& q, const std::vector<Tensor>& k, co
     for (double x : key_mask.to_vector()) values.push_back(x != 0.0 ? 1 : 0);
     keep = Tensor::from_indices(values, {B, T}).to(Device::CUDA);
   }
-  cuda::AttentionArgs args;
-  for (int l = 0; l < L; ++l) {
+  cuda::AttentionArgs args{.v = v.raw_data(),
+                           .alpha = alpha.raw_data(),
+                           .keep = keep.defined() ? static_cast<const std::int64_t*>(keep.raw_data()) : nullptr,
+                           .B = B,
+                           .H = H,
+                           .T = T,
+                           .dh = dh,
+                           .L = L,
+                           .causal = causal,
+                           .scale = scale};
+  for (int l = 0; l < L; ++l) {  // the per-level arrays
     args.q[l] = q[static_cast<std::size_t>(l)].raw_data();
     args.k[l] = k[static_cast<std::size_t>(l)].raw_data();
     args.Tl[l] = q[static_cast<std::size_t>(l)].shape()[2];
   }
-  args.v = v.raw_data();
-  args.alpha = alpha.raw_data();
-  args.keep = keep.defined() ? static_cast<const std::int64_t*>(keep.raw_data()) : nullptr;
-  args.B = B;
-  args.H = H;
-  args.T = T;
-  args.dh = dh;
-  args.L = L;
-  args.causal = causal;
-  args.scale = scale;
   Tensor out = Tensor::empty(v.shape(), v.dtype(), Device::CUDA);
   Tensor lse = Tensor::empty({B, H, T}, DType::Float64, Device::CUDA);  // float64 whatever the dtype (cuda_backend.h)
   cuda::hkt_attention_forward(args, out.raw_data(), lse.raw_data(), v.dtype());

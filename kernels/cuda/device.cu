@@ -2,9 +2,9 @@
 // copies, on the CUDA runtime. Every runtime call is checked (check.cuh).
 #include <cstdio>
 
-#include "caching_allocator.h"
 #include "check.cuh"
 #include "cuda_backend.h"
+#include "device_common.h"
 
 namespace hkt::cuda {
 
@@ -62,9 +62,7 @@ cudaStream_t stream() {
   return s;
 }
 
-namespace {
-CachingAllocator& allocator() {
-  // Never destroyed: tensors in static storage may free their blocks after main returns.
+CachingAllocator& device_allocator() {
   static auto* a = new CachingAllocator(
       [](std::size_t nbytes) -> void* {
         void* ptr = nullptr;
@@ -99,39 +97,25 @@ CachingAllocator& allocator() {
   (void)guard_io;
   return *a;
 }
-}  // namespace
 
 void* allocate(std::size_t nbytes) {
   require_device("cuda allocate");
   (void)stream();  // create the stream before the first kernel can need it
-  return allocator().allocate(nbytes);
+  return device_allocator().allocate(nbytes);
 }
 
 void free(void* ptr) noexcept {
   if (!ptr) return;
   try {
-    allocator().free(ptr);
+    device_allocator().free(ptr);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hkt: %s\n", e.what());
   }
 }
 
-void reset_peak_memory() { allocator().reset_peak(); }
-
-CudaMemoryStats memory_stats() {
-  CudaMemoryStats s;
-  s.allocated_bytes = allocator().allocated_bytes();
-  s.peak_allocated_bytes = allocator().peak_allocated_bytes();
-  s.reserved_bytes = allocator().reserved_bytes();
-  return s;
-}
-
-void set_guard_mode(bool on) { allocator().set_guard_mode(on); }
-std::vector<std::string> take_guard_violations() { return allocator().take_guard_violations(); }
-
 void empty_cache() {
   HKT_CUDA_CHECK(cudaStreamSynchronize(stream()));
-  allocator().empty_cache();
+  device_allocator().empty_cache();
 }
 
 void copy_host_to_device(void* dst, const void* src, std::size_t nbytes) {

@@ -1,12 +1,14 @@
 // gemm.cu: matrix products through cuBLAS (cublasGemmStridedBatchedEx), with the
 // compute type set explicitly: CUBLAS_COMPUTE_32F for float32 (TF32 tensor cores only
 // after set_allow_tf32(true)), CUBLAS_COMPUTE_64F for float64. Every call is checked.
+// The empty cases and the TF32 setting are in ../device_common.cpp.
 #include <cublas_v2.h>
 
 #include <climits>
 
 #include "check.cuh"
 #include "cuda_backend.h"
+#include "device_common.h"
 
 namespace hkt::cuda {
 
@@ -33,21 +35,11 @@ cublasHandle_t handle() {
   return h;
 }
 
-bool g_allow_tf32 = false;
-
 }  // namespace
 
-void set_allow_tf32(bool allow) { g_allow_tf32 = allow; }
-bool allow_tf32() { return g_allow_tf32; }
-
-void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, const void* a,
-                          std::int64_t stride_a, const void* b, std::int64_t stride_b, void* c, std::int64_t stride_c,
-                          std::int64_t batch, DType dtype) {
-  if (m == 0 || n == 0 || batch == 0) return;
-  if (k == 0) {  // an empty sum: C = 0 (cuBLAS with k = 0 would leave C untouched)
-    fill(c, m * n + (batch - 1) * stride_c, 0.0, dtype);
-    return;
-  }
+void gemm_strided_batched_nonempty(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                                   const void* a, std::int64_t stride_a, const void* b, std::int64_t stride_b, void* c,
+                                   std::int64_t stride_c, std::int64_t batch, DType dtype, bool allow_tf32) {
   // cublasGemmStridedBatchedEx takes int sizes (the strides are 64-bit).
   for (const std::int64_t v : {m, n, k, batch})
     if (v > INT_MAX)
@@ -61,7 +53,7 @@ void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64
   const bool f64 = dtype == DType::Float64;
   const cudaDataType_t type = f64 ? CUDA_R_64F : CUDA_R_32F;
   const cublasComputeType_t compute =
-      f64 ? CUBLAS_COMPUTE_64F : (g_allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
+      f64 ? CUBLAS_COMPUTE_64F : (allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
   const double one_d = 1.0, zero_d = 0.0;
   const float one_f = 1.0f, zero_f = 0.0f;
   const void* alpha = f64 ? static_cast<const void*>(&one_d) : static_cast<const void*>(&one_f);

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "caching_allocator.h"
+#include "device_common.h"
 #include "emulated/block_emulator.h"
 #include "cuda_backend.h"
 #include "error.h"
@@ -30,8 +30,7 @@ DeviceInfo device_info(int index) {
 
 std::size_t max_shared_memory_per_block() { return emu::max_shared_bytes(); }
 
-namespace {
-CachingAllocator& allocator() {
+CachingAllocator& device_allocator() {
   static auto* a = [] {
     auto* created = new CachingAllocator([](std::size_t nbytes) { return std::aligned_alloc(64, nbytes); },
                                          [](void* ptr) { std::free(ptr); });
@@ -41,30 +40,17 @@ CachingAllocator& allocator() {
   }();
   return *a;
 }
-}  // namespace
 
-void* allocate(std::size_t nbytes) { return allocator().allocate(nbytes); }
+void* allocate(std::size_t nbytes) { return device_allocator().allocate(nbytes); }
 
 void free(void* ptr) noexcept {
   try {
-    allocator().free(ptr);
+    device_allocator().free(ptr);
   } catch (...) {
   }
 }
 
-void reset_peak_memory() { allocator().reset_peak(); }
-
-CudaMemoryStats memory_stats() {
-  CudaMemoryStats s;
-  s.allocated_bytes = allocator().allocated_bytes();
-  s.peak_allocated_bytes = allocator().peak_allocated_bytes();
-  s.reserved_bytes = allocator().reserved_bytes();
-  return s;
-}
-
-void empty_cache() { allocator().empty_cache(); }
-void set_guard_mode(bool on) { allocator().set_guard_mode(on); }
-std::vector<std::string> take_guard_violations() { return allocator().take_guard_violations(); }
+void empty_cache() { device_allocator().empty_cache(); }
 
 void copy_host_to_device(void* dst, const void* src, std::size_t nbytes) {
   if (nbytes) std::memcpy(dst, src, nbytes);

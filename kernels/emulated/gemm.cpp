@@ -1,26 +1,15 @@
 // gemm.cpp (EMULATE build): the strided batched product of cuda_backend.h through CPU
-// BLAS, with the same row-major meaning as the cuBLAS call in kernels/cuda/gemm.cu.
+// BLAS, with the same row-major meaning as the cuBLAS call in kernels/cuda/gemm.cu (the
+// empty cases and the TF32 setting, which the host ignores, are in device_common.cpp).
 #include <cblas.h>
 
-#include "cuda_backend.h"
+#include "device_common.h"
 
 namespace hkt::cuda {
 
-namespace {
-bool g_allow_tf32 = false;  // recorded only: the host has no TF32
-}
-
-void set_allow_tf32(bool allow) { g_allow_tf32 = allow; }
-bool allow_tf32() { return g_allow_tf32; }
-
-void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, const void* a,
-                          std::int64_t stride_a, const void* b, std::int64_t stride_b, void* c, std::int64_t stride_c,
-                          std::int64_t batch, DType dtype) {
-  if (m == 0 || n == 0 || batch == 0) return;
-  if (k == 0) {
-    fill(c, m * n + (batch - 1) * stride_c, 0.0, dtype);
-    return;
-  }
+void gemm_strided_batched_nonempty(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                                   const void* a, std::int64_t stride_a, const void* b, std::int64_t stride_b, void* c,
+                                   std::int64_t stride_c, std::int64_t batch, DType dtype, bool) {
   const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
   const auto M = static_cast<blasint>(m), N = static_cast<blasint>(n), K = static_cast<blasint>(k);
   const auto lda = static_cast<blasint>(trans_a ? m : k), ldb = static_cast<blasint>(trans_b ? k : n);

@@ -1,0 +1,24 @@
+// device_common.h: what each build of the CUDA backend provides to the code the CUDA and
+// EMULATE builds share (device_common.cpp). cuda/device.cu and cuda/gemm.cu define these
+// with the CUDA runtime and cuBLAS; emulated/device.cpp and emulated/gemm.cpp with host
+// memory and CPU BLAS.
+#pragma once
+
+#include <cstdint>
+
+#include "caching_allocator.h"
+#include "dtype.h"
+
+namespace hkt::cuda {
+
+/// The one caching allocator of device memory (never destroyed: tensors in static
+/// storage may free their blocks after main returns).
+CachingAllocator& device_allocator();
+
+/// gemm_strided_batched of cuda_backend.h for m, n, k, batch all >= 1 (the shared caller
+/// handles the empty cases). `allow_tf32` is the current set_allow_tf32 setting.
+void gemm_strided_batched_nonempty(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                                   const void* a, std::int64_t stride_a, const void* b, std::int64_t stride_b, void* c,
+                                   std::int64_t stride_c, std::int64_t batch, DType dtype, bool allow_tf32);
+
+}  // namespace hkt::cuda
