@@ -397,13 +397,7 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
       if (s == seeds.front()) {
         try {
           build_model(rc, tasks.get(rc).train);
-          optim::ScheduleConfig sc;
-          sc.kind = rc.at("train").at("schedule").get<std::string>();
-          sc.base_lr = rc.at("train").at("lr").get<double>();
-          sc.warmup_steps = rc.at("train").at("warmup_steps").get<std::int64_t>();
-          sc.total_steps = rc.at("train").at("steps").get<std::int64_t>();
-          sc.min_lr = rc.at("train").at("min_lr").get<double>();
-          optim::validate(sc);
+          schedule_config(rc);
         } catch (const Error& e) {
           throw Error("experiment variant '" + v.name + "': " + e.what());
         }

@@ -127,6 +127,18 @@ optim::AdamWConfig adamw_config(const Json& config) {
   return oc;
 }
 
+optim::ScheduleConfig schedule_config(const Json& config) {
+  const auto& tc = config.at("train");
+  optim::ScheduleConfig sc;
+  sc.kind = tc.at("schedule").get<std::string>();
+  sc.base_lr = tc.at("lr").get<double>();
+  sc.warmup_steps = tc.at("warmup_steps").get<std::int64_t>();
+  sc.total_steps = tc.at("steps").get<std::int64_t>();
+  sc.min_lr = tc.at("min_lr").get<double>();
+  optim::validate(sc);
+  return sc;
+}
+
 std::uint64_t physical_memory_bytes() {
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
   return pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
@@ -317,14 +329,10 @@ Json check_run_directory(const Json& config, const RunPaths& paths, bool resume,
 }
 
 // The rest of the "train" section, checked; the schedule takes AdamW's learning rate.
-TrainSettings read_settings(const Json& tc, double base_lr) {
+TrainSettings read_settings(const Json& config) {
+  const Json& tc = config.at("train");
   TrainSettings s;
-  s.schedule.kind = tc.at("schedule").get<std::string>();
-  s.schedule.base_lr = base_lr;
-  s.schedule.warmup_steps = tc.at("warmup_steps").get<std::int64_t>();
-  s.schedule.total_steps = tc.at("steps").get<std::int64_t>();
-  s.schedule.min_lr = tc.at("min_lr").get<double>();
-  optim::validate(s.schedule);
+  s.schedule = schedule_config(config);
   s.steps = s.schedule.total_steps;
   s.batch_size = tc.at("batch_size").get<std::int64_t>();
   s.eval_batch = tc.at("eval_batch_size").get<std::int64_t>();
@@ -447,7 +455,7 @@ class Run {
         task_(std::move(task)),
         model_(build_model(config, task_.train)),
         optimizer_(parameters_on(*model_, options.device), adamw_config(config)),
-        s_(read_settings(config.at("train"), adamw_config(config).lr)),
+        s_(read_settings(config)),
         loader_(task_.train, s_.batch_size, true, s_.seed, s_.pad_to_longest, model_->dtype()),
         dropout_gen_(s_.seed ^ 0xD1B54A32D192ED03ULL) {  // dropout's own stream, apart from the initialisation's
     for (const auto& [n, p] : model_->named_parameters()) params_.push_back(p);

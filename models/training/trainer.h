@@ -24,6 +24,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "optim/adamw.h"
+#include "optim/schedule.h"
 #include "task.h"
 
 namespace hkt {
@@ -53,6 +54,11 @@ void check_memory_estimate(const config::Json& config, const std::string& what);
 /// The AdamW hyperparameters of config's "train" section (lr, beta1, beta2, eps,
 /// weight_decay); AdamW's constructor checks their ranges.
 optim::AdamWConfig adamw_config(const config::Json& config);
+
+/// The learning-rate schedule of config's "train" section (schedule, lr, warmup_steps,
+/// steps, min_lr). Throws hkt::Error naming the setting that is out of range
+/// (optim::validate).
+optim::ScheduleConfig schedule_config(const config::Json& config);
 
 /// How train() runs a config: where, from where, and what it reports.
 struct TrainOptions {
