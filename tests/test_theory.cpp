@@ -51,6 +51,39 @@ double power_iteration(const Matrix& a, int iterations = 3000) {
   return lambda;
 }
 
+// The eigenvalues of a symmetric 3x3 matrix in ascending order by the trigonometric
+// closed form (O. K. Smith, "Eigenvalues of a symmetric 3 x 3 matrix", CACM 4(4), 1961):
+// with q = tr(A)/3, p = sqrt(||A - qI||_F^2 / 6), B = (A - qI)/p and phi = acos(det(B)/2)/3,
+// the eigenvalues are q + 2p cos(phi + 2 pi k / 3), k = 0, 1, 2. Independent of Jacobi.
+std::vector<double> eigenvalues_3x3(const Matrix& a) {
+  const double q = (a(0, 0) + a(1, 1) + a(2, 2)) / 3;
+  const double off = a(0, 1) * a(0, 1) + a(0, 2) * a(0, 2) + a(1, 2) * a(1, 2);
+  const double p = std::sqrt(
+      ((a(0, 0) - q) * (a(0, 0) - q) + (a(1, 1) - q) * (a(1, 1) - q) + (a(2, 2) - q) * (a(2, 2) - q) + 2 * off) / 6);
+  Matrix b(3, 3);
+  for (std::int64_t i = 0; i < 3; ++i)
+    for (std::int64_t j = 0; j < 3; ++j) b(i, j) = (a(i, j) - (i == j ? q : 0.0)) / p;
+  const double det = b(0, 0) * (b(1, 1) * b(2, 2) - b(1, 2) * b(2, 1)) -
+                     b(0, 1) * (b(1, 0) * b(2, 2) - b(1, 2) * b(2, 0)) +
+                     b(0, 2) * (b(1, 0) * b(2, 1) - b(1, 1) * b(2, 0));
+  const double phi = std::acos(std::clamp(det / 2, -1.0, 1.0)) / 3, pi = std::acos(-1.0);
+  std::vector<double> e{q + 2 * p * std::cos(phi), q + 2 * p * std::cos(phi + 2 * pi / 3),
+                        q + 2 * p * std::cos(phi + 4 * pi / 3)};
+  std::sort(e.begin(), e.end());
+  return e;
+}
+
+// Softmax of row i of s over its first `seen` entries (float64).
+std::vector<double> softmax_row(const Matrix& s, std::int64_t i, std::int64_t seen) {
+  double top = s(i, 0);
+  for (std::int64_t j = 1; j < seen; ++j) top = std::max(top, s(i, j));
+  std::vector<double> w(static_cast<std::size_t>(seen));
+  double total = 0;
+  for (std::int64_t j = 0; j < seen; ++j) total += w[static_cast<std::size_t>(j)] = std::exp(s(i, j) - top);
+  for (double& v : w) v /= total;
+  return w;
+}
+
 // A float64 attention module with randomised downsampler weights and biases (so the
 // levels are not plain averages).
 AttentionConfig small_attention(int levels, Fusion fusion = Fusion::Scores, bool causal = false) {
@@ -212,6 +245,122 @@ TEST_CASE("theory: lift and fused scores follow the definition", "[theory]") {
   // 0.5 S0 + 0.5 Lift_1(S1), T = 2.
   const Matrix s = fused_scores({from_rows({{2, 0}, {0, 2}}), from_rows({{4}})}, {0.5, 0.5}, 2);
   CHECK(s.values == std::vector<double>{3, 2, 2, 3});
+}
+
+TEST_CASE("theory: row centring of hand-computed matrices", "[theory]") {
+  // S = m 1^T + C with m = (1, 2, 3) and C = 3I - J (rows summing to 0, eigenvalues 0, 3, 3):
+  // the row means are m, S_c = C exactly, and ||S||_F^2 = ||C||_F^2 + 3 ||m||^2 = 18 + 42.
+  const RowCentred a = centre_rows(from_rows({{3, 0, 0}, {1, 4, 1}, {2, 2, 5}}), false);
+  CHECK(a.row_means == std::vector<double>{1, 2, 3});
+  CHECK(a.centred.values == std::vector<double>{2, -1, -1, -1, 2, -1, -1, -1, 2});
+  CHECK(a.row_mean_share == Approx(std::sqrt(42.0 / 60.0)).epsilon(1e-15));
+  const Spectrum sa = spectrum(split_sym_anti(a.centred).sym);
+  CHECK(sa.lambda_min == Approx(0.0).margin(1e-14));
+  CHECK(sa.lambda_max == Approx(3.0).epsilon(1e-14));
+
+  // 2x2: [[1, 5], [2, 0]] has row means 3 and 1, S_c = [[-2, 2], [1, -1]] and
+  // S_c^sym = [[-2, 1.5], [1.5, -1]] with eigenvalues -1.5 -+ sqrt(0.5^2 + 1.5^2).
+  // ||S||_F^2 = 30, the means carry 2 (3^2 + 1^2) = 20 of it.
+  const RowCentred b = centre_rows(from_rows({{1, 5}, {2, 0}}), false);
+  CHECK(b.centred.values == std::vector<double>{-2, 2, 1, -1});
+  CHECK(b.row_mean_share == Approx(std::sqrt(20.0 / 30.0)).epsilon(1e-15));
+  const Spectrum sb = spectrum(split_sym_anti(b.centred).sym);
+  CHECK(sb.lambda_min == Approx(-1.5 - std::sqrt(2.5)).epsilon(1e-14));
+  CHECK(sb.lambda_max == Approx(-1.5 + std::sqrt(2.5)).epsilon(1e-14));
+  CHECK(sb.relative_min == Approx(-1.0).epsilon(1e-14));
+
+  // Causal 3x3: row i sees keys 0..i, so the means are 4, (1 + 3)/2 = 2, (0 + 3 + 6)/3 = 3,
+  // and the whole row (masked entries too) is shifted: S_c = [[0, 5, 5], [-1, 1, 7],
+  // [-3, 0, 3]]. The seen entries' squares sum to 71, the means' part to
+  // 1 * 16 + 2 * 4 + 3 * 9 = 51.
+  const Matrix s = from_rows({{4, 9, 9}, {1, 3, 9}, {0, 3, 6}});
+  const RowCentred c = centre_rows(s, true);
+  CHECK(c.row_means == std::vector<double>{4, 2, 3});
+  CHECK(c.centred.values == std::vector<double>{0, 5, 5, -1, 1, 7, -3, 0, 3});
+  CHECK(c.row_mean_share == Approx(std::sqrt(51.0 / 71.0)).epsilon(1e-15));
+  const Spectrum sc = spectrum(split_sym_anti(c.centred).sym);  // [[0, 2, 1], [2, 1, 3.5], [1, 3.5, 3]]
+  const auto expected = eigenvalues_3x3(from_rows({{0, 2, 1}, {2, 1, 3.5}, {1, 3.5, 3}}));
+  REQUIRE(sc.eigenvalues.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) CHECK(sc.eigenvalues[i] == Approx(expected[i]).epsilon(1e-13));
+  CHECK(expected[0] + expected[1] + expected[2] == Approx(4.0).epsilon(1e-14));  // the trace
+  // The softmax of each row over the keys it sees is unchanged.
+  for (std::int64_t i = 0; i < 3; ++i) {
+    const auto w = softmax_row(s, i, i + 1), wc = softmax_row(c.centred, i, i + 1);
+    for (std::size_t j = 0; j < w.size(); ++j) CHECK(wc[j] == Approx(w[j]).epsilon(1e-15));
+  }
+
+  // Rows that are constant (S = m 1^T) are all row mean: S_c = 0, share 1. Their symmetric
+  // part (m 1^T + 1 m^T) / 2 has rank 2 with eigenvalues (1.m -+ sqrt(n) ||m||) / 2: a
+  // negative one unless m is a multiple of 1. m = (1, -2, 4): (3 -+ sqrt(63)) / 2.
+  const Matrix shift = from_rows({{1, 1, 1}, {-2, -2, -2}, {4, 4, 4}});
+  const RowCentred d = centre_rows(shift, false);
+  CHECK(d.centred.values == std::vector<double>(9, 0.0));
+  CHECK(d.row_mean_share == Approx(1.0).epsilon(1e-15));
+  const Spectrum sd = spectrum(split_sym_anti(shift).sym);
+  CHECK(sd.lambda_min == Approx((3 - std::sqrt(63.0)) / 2).epsilon(1e-14));
+  CHECK(sd.lambda_max == Approx((3 + std::sqrt(63.0)) / 2).epsilon(1e-14));
+  CHECK(sd.eigenvalues[1] == Approx(0.0).margin(1e-14));
+
+  CHECK(centre_rows(Matrix(2, 2), false).row_mean_share == 0.0);  // the zero matrix
+  require_error([] { centre_rows(Matrix(2, 3), false); }, "must be square");
+}
+
+TEST_CASE("theory: fused score spectra centre each row over the keys its softmax sees", "[theory]") {
+  for (const bool causal : {false, true}) {
+    Generator g(20);
+    HierarchicalAttention attn(small_attention(3, Fusion::Scores, causal), g, DType::Float64);
+    randomise(attn, 21);
+    const std::int64_t T = 21, n = 13;  // spectra of the leading 13 x 13 block, means over all 21 keys
+    const Tensor x = Tensor::normal({1, T, 16}, g, 0.0, 1.0, DType::Float64);
+    for (std::int64_t h = 0; h < 2; ++h) {
+      INFO((causal ? "causal" : "unmasked") << ", head " << h);
+      const FusedSpectra f = fused_score_spectra(attn, x, h, n);
+      CHECK(f.positions == n);
+      // The raw spectrum is fused_score_spectrum's.
+      CHECK(f.raw.eigenvalues == fused_score_spectrum(attn, x, h, n).eigenvalues);
+      // S from the level scores, each row's mean over its seen keys removed here, by
+      // sums in the other order (j descending) and a separate count.
+      const Matrix s = fused_scores(head_level_scores(attn, x, h), level_weights(attn)[static_cast<std::size_t>(h)], T);
+      Matrix block(n, n);
+      double seen_sq = 0, mean_sq = 0;
+      for (std::int64_t i = 0; i < T; ++i) {
+        double sum = 0, count = 0;
+        for (std::int64_t j = T - 1; j >= 0; --j)
+          if (!causal || j <= i) sum += s(i, j), count += 1, seen_sq += s(i, j) * s(i, j);
+        mean_sq += count * (sum / count) * (sum / count);
+        if (i < n)
+          for (std::int64_t j = 0; j < n; ++j) block(i, j) = s(i, j) - sum / count;
+      }
+      CHECK(f.row_mean_share == Approx(std::sqrt(mean_sq / seen_sq)).epsilon(1e-12));
+      Matrix sym(n, n);
+      for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t j = 0; j < n; ++j) sym(i, j) = 0.5 * block(i, j) + 0.5 * block(j, i);
+      const auto expected = symmetric_eigenvalues(sym);
+      REQUIRE(f.centred.eigenvalues.size() == static_cast<std::size_t>(n));
+      const double scale = std::max(std::fabs(expected.front()), std::fabs(expected.back()));
+      for (std::size_t i = 0; i < expected.size(); ++i)
+        CHECK(f.centred.eigenvalues[i] == Approx(expected[i]).margin(1e-12 * scale));
+      // Centring changes the scores but not the softmax of any row over its seen keys.
+      const RowCentred c = centre_rows(s, causal);
+      for (std::int64_t i = 0; i < T; ++i) {
+        const std::int64_t seen = causal ? i + 1 : T;
+        const auto w = softmax_row(s, i, seen), wc = softmax_row(c.centred, i, seen);
+        for (std::size_t j = 0; j < w.size(); ++j) CHECK(wc[j] == Approx(w[j]).epsilon(1e-12).margin(1e-300));
+      }
+    }
+  }
+  Generator g(22);
+  HierarchicalAttention attn(small_attention(2), g, DType::Float64);
+  require_error(
+      [&] {
+        fused_score_spectra(attn, Tensor::normal({1, 5, 16}, g, 0.0, 1.0, DType::Float64), 0, 0);
+      },
+      "max_positions must be >= 1");
+  require_error(
+      [&] {
+        fused_score_spectra(attn, Tensor::normal({5, 16}, g, 0.0, 1.0, DType::Float64), 0);
+      },
+      "one example");
 }
 
 TEST_CASE("theory: constructed PSD case with W_K = W_Q gives a PSD S^sym to rounding", "[theory]") {
@@ -390,6 +539,11 @@ TEST_CASE("theory: analyse runs every check on a small float64 classifier", "[th
   CHECK(r["psd"]["alpha_nonnegative"] == true);
   CHECK(r["psd"]["constructed"]["holds"]["s"]["psd"] == true);
   CHECK(r["psd"]["constructed"]["fails"]["s"]["psd"] == false);
+  for (const auto& f : r["psd"]["fused_scores"]) {
+    CHECK(f["centred"]["lambda_min"].get<double>() <= f["centred"]["lambda_max"].get<double>());
+    CHECK(f["row_mean_share"].get<double>() >= 0.0);
+    CHECK(f["row_mean_share"].get<double>() <= 1.0);
+  }
   CHECK(r["decompose"]["levels"].size() == 2 * 2 * 3);
   CHECK(r["decompose"]["max_sym_asymmetry"] == 0.0);
   CHECK(r["subsume"]["standard"]["max_abs_error"] == 0.0);

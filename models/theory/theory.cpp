@@ -310,6 +310,50 @@ Spectrum fused_score_spectrum(const HierarchicalAttention& attn, const Tensor& x
   return spectrum(split_sym_anti(s).sym);
 }
 
+RowCentred centre_rows(const Matrix& s, bool causal) {
+  check(s.rows == s.cols,
+        "centre_rows: the matrix must be square, got " + std::to_string(s.rows) + " x " + std::to_string(s.cols));
+  const std::int64_t n = s.rows;
+  RowCentred out{Matrix(n, n), std::vector<double>(static_cast<std::size_t>(n), 0.0), 0.0};
+  double total = 0, means = 0;  // sum of S_ij^2 and of |A_i| m_i^2 over the seen entries
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t seen = causal ? i + 1 : n;  // A_i = {0..seen-1}
+    double sum = 0;
+    for (std::int64_t j = 0; j < seen; ++j) {
+      sum += s(i, j);
+      total += s(i, j) * s(i, j);
+    }
+    const double m = sum / static_cast<double>(seen);
+    out.row_means[static_cast<std::size_t>(i)] = m;
+    means += static_cast<double>(seen) * m * m;
+    for (std::int64_t j = 0; j < n; ++j) out.centred(i, j) = s(i, j) - m;
+  }
+  out.row_mean_share = total > 0 ? std::sqrt(means / total) : 0.0;
+  return out;
+}
+
+FusedSpectra fused_score_spectra(const HierarchicalAttention& attn, const Tensor& x, std::int64_t head,
+                                 std::int64_t max_positions) {
+  check(max_positions >= 1, "fused_score_spectra: max_positions must be >= 1");
+  check_example(attn, x, "fused_score_spectra");
+  const std::int64_t T = x.shape()[1], n = std::min(T, max_positions);
+  const Matrix s =
+      fused_scores(head_level_scores(attn, x, head), level_weights(attn)[static_cast<std::size_t>(head)], T);
+  const RowCentred c = centre_rows(s, attn.config().causal);
+  auto leading = [n](const Matrix& a) {  // the leading n x n principal submatrix
+    Matrix out(n, n);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < n; ++j) out(i, j) = a(i, j);
+    return out;
+  };
+  FusedSpectra out;
+  out.raw = spectrum(split_sym_anti(leading(s)).sym);
+  out.centred = spectrum(split_sym_anti(leading(c.centred)).sym);
+  out.row_mean_share = c.row_mean_share;
+  out.positions = n;
+  return out;
+}
+
 ConstructedPsd constructed_psd_case(bool holds, std::uint64_t seed) {
   AttentionConfig c;
   c.d_model = 16;
@@ -662,10 +706,12 @@ config::Json analyse(const Classifier& model, const data::Dataset& split, const 
         }
         for (std::int64_t e = 0; e < n_examples; ++e) {
           const Tensor& x = xs[static_cast<std::size_t>(layer)][static_cast<std::size_t>(e)];
-          config::Json j = spectrum_json(
-              fused_score_spectrum(*attns[static_cast<std::size_t>(layer)], x, h, options.max_positions), false);
-          j["layer"] = layer, j["head"] = h, j["example"] = e,
-          j["positions"] = std::min(x.shape()[1], options.max_positions);
+          const FusedSpectra f =
+              fused_score_spectra(*attns[static_cast<std::size_t>(layer)], x, h, options.max_positions);
+          config::Json j = spectrum_json(f.raw, false);
+          j["layer"] = layer, j["head"] = h, j["example"] = e, j["positions"] = f.positions;
+          j["centred"] = spectrum_json(f.centred, false);
+          j["row_mean_share"] = f.row_mean_share;
           fused.push_back(j);
         }
       }

@@ -1,6 +1,8 @@
 // theory.h: the paper's theory results checked numerically on real weights and inputs
 // (docs/hkt-attention.md section 7; docs/theory.md explains each result):
-//   psd        Prop. 3.1: M_l^sym PSD for every level and alpha >= 0 => S^sym PSD
+//   psd        Prop. 3.1: M_l^sym PSD for every level and alpha >= 0 => S^sym PSD; the
+//              spectrum of S^sym on real inputs, raw and with each row's mean removed
+//              (softmax ignores a row shift: the centred part is what attention uses)
 //   decompose  Props. 3.5-3.6: each M_l and S^(l) = symmetric + antisymmetric part
 //   subsume    Prop. 3.4 / docs/hkt-attention.md section 4: standard attention and causal convolution
 //              are special cases of HKT
@@ -131,6 +133,42 @@ Spectrum bilinear_form_spectrum(const HierarchicalAttention& attn, int level, st
 /// about that matrix).
 Spectrum fused_score_spectrum(const HierarchicalAttention& attn, const Tensor& x, std::int64_t head,
                               std::int64_t max_positions = 256);
+
+/// A score matrix with each row's mean over the keys its softmax sees removed. Softmax
+/// ignores a shift of its row (softmax(s + c 1) = softmax(s)), so
+///   S_c = S - m 1^T,   m_i = mean_{j in A_i} S_ij,
+/// with A_i = {0..n-1} (unmasked) or {0..i} (causal), gives every row the same attention
+/// weights as S; of all per-row shifts it is the one with the least Frobenius norm over
+/// the seen entries (the orthogonal projection of each seen row onto the sums-to-zero
+/// vectors). Every entry of row i is shifted, the causally masked ones (j > i) too, so
+/// S_c is, like S, the matrix before masking. The seen parts are Frobenius-orthogonal:
+///   row_mean_share = ||m 1^T||_F / ||S||_F = sqrt(sum_i |A_i| m_i^2 / sum_{j in A_i} S_ij^2)
+/// over the seen entries (0 for a zero matrix), and the centred part carries
+/// sqrt(1 - row_mean_share^2). s: [n, n] float64. Throws hkt::Error for a non-square s.
+struct RowCentred {
+  Matrix centred;                 ///< S_c [n, n]
+  std::vector<double> row_means;  ///< m [n]
+  double row_mean_share = 0;
+};
+RowCentred centre_rows(const Matrix& s, bool causal);
+
+/// The spectra of the fused scores of head h on input x [1, T, d] (module dtype), raw and
+/// with the row means removed (docs/theory.md, psd):
+///   raw       S_h^sym = (S_h + S_h^T) / 2, as fused_score_spectrum
+///   centred   S_c^sym = (S_c + S_c^T) / 2, S_c = centre_rows(S_h, causal) with the
+///             module's causal flag: the part of S_h that the softmax uses
+/// Row means and row_mean_share are taken over all T positions (the keys each softmax row
+/// really sees); both spectra are of the leading principal submatrix of the first
+/// positions = min(T, max_positions) positions. "scores" fusion's S_h whatever the
+/// module's fusion. Throws hkt::Error for max_positions < 1 or an x that is not one
+/// example [1, T, d].
+struct FusedSpectra {
+  Spectrum raw, centred;
+  double row_mean_share = 0;
+  std::int64_t positions = 0;
+};
+FusedSpectra fused_score_spectra(const HierarchicalAttention& attn, const Tensor& x, std::int64_t head,
+                                 std::int64_t max_positions = 256);
 
 /// A constructed case of Prop. 3.1 with a known answer: a float64 module (d = 16, H = 2,
 /// L = 3, T = 37, seeded) whose W_K^(l) = +W_Q^(l) ("holds": M = W_Q,h^T W_Q,h is PSD,
