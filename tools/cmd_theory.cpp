@@ -68,6 +68,36 @@ void print_header(const Json& r, const std::string& source) {
   std::cout << "\n";
 }
 
+// The fused-score rows, grouped by (layer, head) (rows come as (layer, head, example) in
+// that order): the example with the most negative lambda_min of S^sym (centred = false)
+// or of S_c^sym (centred = true), how many examples are PSD, and for the centred table
+// the range of the row-mean share over the examples.
+void print_fused_rows(const Json& f, bool centred) {
+  for (std::size_t i = 0; i < f.size();) {
+    std::size_t j = i, worst = i;
+    int psd = 0;
+    double share_min = 1, share_max = 0;
+    auto spec = [&](std::size_t k) -> const Json& { return centred ? f[k]["centred"] : f[k]; };
+    for (; j < f.size() && f[j]["layer"] == f[i]["layer"] && f[j]["head"] == f[i]["head"]; ++j) {
+      psd += spec(j)["psd"].get<bool>();
+      if (spec(j)["lambda_min"].get<double>() < spec(worst)["lambda_min"].get<double>()) worst = j;
+      if (centred) {
+        share_min = std::min(share_min, f[j]["row_mean_share"].get<double>());
+        share_max = std::max(share_max, f[j]["row_mean_share"].get<double>());
+      }
+    }
+    const Json& w = spec(worst);
+    const std::string count = std::to_string(psd) + " of " + std::to_string(j - i);
+    std::cout << fmt(
+        centred ? "%5d %4d  %7d  %19.4e  %19.4e  %22.4f  %-15s" : "%5d %4d  %7d  %17.4e  %17.4e  %22.4f  %s",
+        f[i]["layer"].get<int>(), f[i]["head"].get<int>(), f[worst]["example"].get<int>(),
+        w["lambda_min"].get<double>(), w["lambda_max"].get<double>(), w["relative_min"].get<double>(), count.c_str());
+    if (centred) std::cout << fmt("  %.3f..%.3f", share_min, share_max);
+    std::cout << "\n";
+    i = j;
+  }
+}
+
 void print_psd(const Json& p, const Json& lengths, std::int64_t max_positions) {
   std::cout << "\n== psd (Prop. 3.1): M_l = W_Q,h^(l)T W_K,h^(l) per layer, head, level; PSD means lambda_min >= -"
             << fmt("%.0e", p["tolerance"].get<double>()) << " max|lambda| ==\n";
@@ -88,29 +118,18 @@ void print_psd(const Json& p, const Json& lengths, std::int64_t max_positions) {
             << "\n";
   int cut = 0;
   for (const auto& t : lengths) cut += t.get<std::int64_t>() > max_positions;
-  std::cout
-      << "fused S_h = sum_l alpha_hl Lift_l(S^(l)_h) on real inputs, S^sym over the first <= " << max_positions
-      << " positions (" << cut << " of " << lengths.size()
-      << " examples are longer: their leading principal submatrix, PSD if the whole is), worst of the examples:\n";
-  std::cout << "layer head  lambda_min(S^sym)  lambda_max(S^sym)  lambda_min/max|lambda|  PSD in examples\n";
-  // Rows are (layer, head, example) in that order: group them by (layer, head).
-  const auto& f = p["fused_scores"];
-  for (std::size_t i = 0; i < f.size();) {
-    std::size_t j = i;
-    double worst = 1e300, lmin = 0, lmax = 0;
-    int psd = 0;
-    for (; j < f.size() && f[j]["layer"] == f[i]["layer"] && f[j]["head"] == f[i]["head"]; ++j) {
-      psd += f[j]["psd"].get<bool>();
-      if (f[j]["relative_min"].get<double>() < worst) {
-        worst = f[j]["relative_min"].get<double>();
-        lmin = f[j]["lambda_min"].get<double>();
-        lmax = f[j]["lambda_max"].get<double>();
-      }
-    }
-    std::cout << fmt("%5d %4d  %17.4e  %17.4e  %22.4f  %d of %d\n", f[i]["layer"].get<int>(), f[i]["head"].get<int>(),
-                     lmin, lmax, worst, psd, static_cast<int>(j - i));
-    i = j;
-  }
+  std::cout << "fused S_h = sum_l alpha_hl Lift_l(S^(l)_h) on real inputs, S^sym over the first <= " << max_positions
+            << " positions (" << cut << " of " << lengths.size()
+            << " examples are longer: their leading principal submatrix, PSD if the whole is);\n"
+            << "per layer and head, the example with the most negative lambda_min(S^sym):\n";
+  std::cout << "layer head  example  lambda_min(S^sym)  lambda_max(S^sym)  lambda_min/max|lambda|  PSD in examples\n";
+  print_fused_rows(p["fused_scores"], false);
+  std::cout << "the same with each row's mean over the keys its softmax sees removed, S_c = S - m 1^T (softmax(S_c) = "
+               "softmax(S) row by row),\n"
+            << "and the share of ||S||_F the row means carry, ||m 1^T||_F / ||S||_F (min..max over the examples):\n";
+  std::cout << "layer head  example  lambda_min(S_c^sym)  lambda_max(S_c^sym)  lambda_min/max|lambda|  PSD in examples"
+               "  row-mean share\n";
+  print_fused_rows(p["fused_scores"], true);
   const Json& c = p["constructed"];
   std::cout
       << "constructed cases (d = 16, H = 2, L = 3, T = 37, alpha = (0.5, 0.3, 0.2)), worst lambda_min/max|lambda|:\n"
