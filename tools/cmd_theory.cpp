@@ -150,12 +150,14 @@ void print_decompose(const Json& d, std::int64_t examples) {
     std::cout << fmt("%5d %4d %5d  %7.4f  %7.4f  %7.4f  %7.4f\n", r["layer"].get<int>(), r["head"].get<int>(),
                      r["level"].get<int>(), r["m_sym_share"].get<double>(), r["m_anti_share"].get<double>(),
                      r["s_sym_share"].get<double>(), r["s_anti_share"].get<double>());
-  std::cout << fmt(
-      "identities over every M_l and S^(l), relative to max|entry|: max|sym + anti - S| = %.1e, max|sym - sym^T| = "
-      "%.1e, "
-      "max|anti + anti^T| = %.1e\n",
-      d["max_reconstruction_error"].get<double>(), d["max_sym_asymmetry"].get<double>(),
-      d["max_anti_symmetry_error"].get<double>());
+  const double asym = d["max_sym_asymmetry"].get<double>(), anti = d["max_anti_symmetry_error"].get<double>();
+  std::cout << fmt("identities over every M_l and S^(l), relative to max|entry|: max|sym + anti - S| = %.1e (one "
+                   "rounding), max|sym - sym^T| = %.1e, max|anti + anti^T| = %.1e\n",
+                   d["max_reconstruction_error"].get<double>(), asym, anti)
+            << (asym == 0 && anti == 0 ? "  (the last two are 0 by construction, not a finding: IEEE addition "
+                                         "commutes and b - a == -(a - b))\n"
+                                       : "  (the last two should be 0 by construction: IEEE addition commutes and "
+                                         "b - a == -(a - b); a nonzero value is a defect)\n");
 }
 
 void print_subsume(const Json& s) {
@@ -165,7 +167,12 @@ void print_subsume(const Json& s) {
             << ", fixed alpha = (1, 0, ...), against standard attention (L = 1) with the same W_Q^(0), W_K^(0), "
             << "W_V, W_O (layer 0's), on example 0's layer-0 input (T = " << a["T"] << "), float64:\n"
             << fmt("    max|Y_hkt - Y_mha| = %.3g, ||Y_hkt - Y_mha||_F / ||Y_mha||_F = %.3g\n",
-                   a["max_abs_error"].get<double>(), a["relative_error"].get<double>());
+                   a["max_abs_error"].get<double>(), a["relative_error"].get<double>())
+            << (a["max_abs_error"].get<double>() == 0
+                    ? "    0 by construction, not a finding: alpha = e_0 multiplies the coarse levels by 0, and 0 * "
+                      "finite = 0, s + 0 = s in IEEE arithmetic (a check of the code)\n"
+                    : "    should be 0 by construction (alpha = e_0: 0 * finite = 0, s + 0 = s); a nonzero value is a "
+                      "defect\n");
   const Json& c = s["convolution"];
   std::cout << "(b) \"outputs\" fusion, alpha = e_l, one head, W_Q = W_K = I, layer 0's downsampler, W_V, W_O, input "
                "X[p] = A e_p (T = "
@@ -206,17 +213,29 @@ void print_kurtosis(const Json& k) {
 void print_truncate(const Json& t) {
   std::cout << "\n== truncate (Thm. 4.3, Prop. 4.4): ||Y_L' - Y_L||_F / ||Y_L||_F keeping levels 0..L'-1 (alpha "
                "renormalised), over the examples ==\n";
+  const std::size_t L = t[0]["errors"].size();
   std::cout << "layer";
-  for (std::size_t i = 0; i < t[0]["errors"].size(); ++i) std::cout << fmt("     L' = %zu", i + 1);
-  std::cout << "   fitted rate r (error ~ C r^L')\n";
+  for (std::size_t i = 0; i < L; ++i) std::cout << fmt(i + 1 < L ? "     L' = %zu" : " L' = L = %zu", i + 1);
+  std::cout << "   fitted rate r (error ~ C r^L', over L' < L)\n";
+  bool full_zero = true;
   for (const auto& r : t) {
     std::cout << fmt("%5d", r["layer"].get<int>());
-    for (const auto& e : r["errors"]) std::cout << fmt("  %9.3e", e.get<double>());
+    for (std::size_t i = 0; i < r["errors"].size(); ++i) {
+      const double e = r["errors"][i].get<double>();
+      if (i + 1 == L && e == 0)
+        std::cout << fmt("  %9s", "0 [c]");
+      else
+        std::cout << fmt("  %9.3e", e);
+      full_zero &= i + 1 < L || e == 0;
+    }
     std::cout << "   "
               << (r["rate"].is_number() ? fmt("%.3f", r["rate"].get<double>())
                                         : std::string("- (fewer than 2 nonzero errors below L' = L)"))
               << "\n";
   }
+  std::cout << (full_zero ? "[c] 0 by construction, not a finding: keeping every level is the full output Y_L itself\n"
+                          : "L' = L should be 0 by construction (the full output Y_L itself); a nonzero value is a "
+                            "defect\n");
 }
 
 }  // namespace
