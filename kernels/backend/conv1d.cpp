@@ -63,36 +63,29 @@ void conv1d_backward_params_impl(const T* g, const T* x, T* dw, T* dbias, std::i
 
 void conv1d_forward(const void* x, const void* w, const void* bias, void* y, std::int64_t B, std::int64_t T,
                     std::int64_t C, std::int64_t k, std::int64_t stride, std::int64_t T_out, DType dtype) {
-  const std::int64_t total = B * T_out * C;
-  if (dtype == DType::Float64)
-    detail::conv1d_forward_impl(static_cast<const double*>(x), static_cast<const double*>(w),
-                                static_cast<const double*>(bias), static_cast<double*>(y), T, C, k, stride, T_out,
-                                total);
-  else
-    detail::conv1d_forward_impl(static_cast<const float*>(x), static_cast<const float*>(w),
-                                static_cast<const float*>(bias), static_cast<float*>(y), T, C, k, stride, T_out, total);
+  dispatch_floating(dtype, "conv1d_forward on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::conv1d_forward_impl(static_cast<const E*>(x), static_cast<const E*>(w), static_cast<const E*>(bias),
+                                static_cast<E*>(y), T, C, k, stride, T_out, B * T_out * C);
+  });
 }
 
 void conv1d_backward_input(const void* g, const void* w, void* dx, std::int64_t B, std::int64_t T, std::int64_t C,
                            std::int64_t k, std::int64_t stride, std::int64_t T_out, DType dtype) {
-  const std::int64_t total = B * T * C;
-  if (dtype == DType::Float64)
-    detail::conv1d_backward_input_impl(static_cast<const double*>(g), static_cast<const double*>(w),
-                                       static_cast<double*>(dx), T, C, k, stride, T_out, total);
-  else
-    detail::conv1d_backward_input_impl(static_cast<const float*>(g), static_cast<const float*>(w),
-                                       static_cast<float*>(dx), T, C, k, stride, T_out, total);
+  dispatch_floating(dtype, "conv1d_backward_input on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::conv1d_backward_input_impl(static_cast<const E*>(g), static_cast<const E*>(w), static_cast<E*>(dx), T, C, k,
+                                       stride, T_out, B * T * C);
+  });
 }
 
 void conv1d_backward_params(const void* g, const void* x, void* dw, void* dbias, std::int64_t B, std::int64_t T,
                             std::int64_t C, std::int64_t k, std::int64_t stride, std::int64_t T_out, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::conv1d_backward_params_impl(static_cast<const double*>(g), static_cast<const double*>(x),
-                                        static_cast<double*>(dw), static_cast<double*>(dbias), B, T, C, k, stride,
-                                        T_out);
-  else
-    detail::conv1d_backward_params_impl(static_cast<const float*>(g), static_cast<const float*>(x),
-                                        static_cast<float*>(dw), static_cast<float*>(dbias), B, T, C, k, stride, T_out);
+  dispatch_floating(dtype, "conv1d_backward_params on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::conv1d_backward_params_impl(static_cast<const E*>(g), static_cast<const E*>(x), static_cast<E*>(dw),
+                                        static_cast<E*>(dbias), B, T, C, k, stride, T_out);
+  });
 }
 
 }  // namespace hkt::cuda

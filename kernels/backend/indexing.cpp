@@ -55,35 +55,34 @@ void gather_backward_impl(const T* g, const std::int64_t* index, T* dx, std::int
 
 void embedding_forward(const void* weight, const std::int64_t* indices, void* y, std::int64_t N, std::int64_t D,
                        DType dtype) {
-  if (dtype == DType::Float64)
-    detail::embedding_forward_impl(static_cast<const double*>(weight), indices, static_cast<double*>(y), N, D);
-  else
-    detail::embedding_forward_impl(static_cast<const float*>(weight), indices, static_cast<float*>(y), N, D);
+  dispatch_floating(dtype, "embedding_forward on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::embedding_forward_impl(static_cast<const E*>(weight), indices, static_cast<E*>(y), N, D);
+  });
 }
 
 void embedding_backward(const void* g, const std::int64_t* row_start, const std::int64_t* rows_of, void* dw,
                         std::int64_t V, std::int64_t D, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::embedding_backward_impl(static_cast<const double*>(g), row_start, rows_of, static_cast<double*>(dw), V, D);
-  else
-    detail::embedding_backward_impl(static_cast<const float*>(g), row_start, rows_of, static_cast<float*>(dw), V, D);
+  dispatch_floating(dtype, "embedding_backward on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::embedding_backward_impl(static_cast<const E*>(g), row_start, rows_of, static_cast<E*>(dw), V, D);
+  });
 }
 
 void gather_forward(const void* x, const std::int64_t* index, void* y, std::int64_t outer, std::int64_t n_x,
                     std::int64_t n_i, std::int64_t inner, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::gather_forward_impl(static_cast<const double*>(x), index, static_cast<double*>(y), outer, n_x, n_i, inner);
-  else
-    detail::gather_forward_impl(static_cast<const float*>(x), index, static_cast<float*>(y), outer, n_x, n_i, inner);
+  dispatch_floating(dtype, "gather_forward on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::gather_forward_impl(static_cast<const E*>(x), index, static_cast<E*>(y), outer, n_x, n_i, inner);
+  });
 }
 
 void gather_backward(const void* g, const std::int64_t* index, void* dx, std::int64_t outer, std::int64_t n_x,
                      std::int64_t n_i, std::int64_t inner, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::gather_backward_impl(static_cast<const double*>(g), index, static_cast<double*>(dx), outer, n_x, n_i,
-                                 inner);
-  else
-    detail::gather_backward_impl(static_cast<const float*>(g), index, static_cast<float*>(dx), outer, n_x, n_i, inner);
+  dispatch_floating(dtype, "gather_backward on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::gather_backward_impl(static_cast<const E*>(g), index, static_cast<E*>(dx), outer, n_x, n_i, inner);
+  });
 }
 
 }  // namespace hkt::cuda

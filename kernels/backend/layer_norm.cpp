@@ -45,35 +45,28 @@ void column_sums_impl(const T* g, const T* xhat, T* out, std::int64_t N, std::in
 
 void layer_norm_forward(const void* x, const void* w, const void* b, void* y, void* xhat, void* rstd, std::int64_t N,
                         std::int64_t D, double eps, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::layer_norm_forward_impl(static_cast<const double*>(x), static_cast<const double*>(w),
-                                    static_cast<const double*>(b), static_cast<double*>(y), static_cast<double*>(xhat),
-                                    static_cast<double*>(rstd), N, D, eps);
-  else
-    detail::layer_norm_forward_impl(static_cast<const float*>(x), static_cast<const float*>(w),
-                                    static_cast<const float*>(b), static_cast<float*>(y), static_cast<float*>(xhat),
-                                    static_cast<float*>(rstd), N, D, eps);
+  dispatch_floating(dtype, "layer_norm_forward on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::layer_norm_forward_impl(static_cast<const E*>(x), static_cast<const E*>(w), static_cast<const E*>(b),
+                                    static_cast<E*>(y), static_cast<E*>(xhat), static_cast<E*>(rstd), N, D, eps);
+  });
 }
 
 void layer_norm_backward_input(const void* g, const void* xhat, const void* rstd, const void* w, void* dx,
                                std::int64_t N, std::int64_t D, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::layer_norm_backward_input_impl(static_cast<const double*>(g), static_cast<const double*>(xhat),
-                                           static_cast<const double*>(rstd), static_cast<const double*>(w),
-                                           static_cast<double*>(dx), N, D);
-  else
-    detail::layer_norm_backward_input_impl(static_cast<const float*>(g), static_cast<const float*>(xhat),
-                                           static_cast<const float*>(rstd), static_cast<const float*>(w),
-                                           static_cast<float*>(dx), N, D);
+  dispatch_floating(dtype, "layer_norm_backward_input on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::layer_norm_backward_input_impl(static_cast<const E*>(g), static_cast<const E*>(xhat),
+                                           static_cast<const E*>(rstd), static_cast<const E*>(w), static_cast<E*>(dx),
+                                           N, D);
+  });
 }
 
 void column_sums(const void* g, const void* xhat, void* out, std::int64_t N, std::int64_t D, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::column_sums_impl(static_cast<const double*>(g), static_cast<const double*>(xhat), static_cast<double*>(out),
-                             N, D);
-  else
-    detail::column_sums_impl(static_cast<const float*>(g), static_cast<const float*>(xhat), static_cast<float*>(out), N,
-                             D);
+  dispatch_floating(dtype, "column_sums on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::column_sums_impl(static_cast<const E*>(g), static_cast<const E*>(xhat), static_cast<E*>(out), N, D);
+  });
 }
 
 }  // namespace hkt::cuda

@@ -45,10 +45,10 @@ void squares_impl(const T* x, double* partial, std::int64_t n, std::int64_t chun
 
 void reduce_axis(bool is_max, const void* x, void* out, std::int64_t outer, std::int64_t n, std::int64_t inner,
                  DType dtype) {
-  if (dtype == DType::Float64)
-    detail::reduce_axis_impl(is_max, static_cast<const double*>(x), static_cast<double*>(out), outer, n, inner);
-  else
-    detail::reduce_axis_impl(is_max, static_cast<const float*>(x), static_cast<float*>(out), outer, n, inner);
+  dispatch_floating(dtype, "reduce_axis on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::reduce_axis_impl(is_max, static_cast<const E*>(x), static_cast<E*>(out), outer, n, inner);
+  });
 }
 
 double sum_of_squares(const void* x, std::int64_t n, DType dtype) {
@@ -60,10 +60,10 @@ double sum_of_squares(const void* x, std::int64_t n, DType dtype) {
   void* partial = allocate(static_cast<std::size_t>(chunks) * sizeof(double));
   std::vector<double> host(static_cast<std::size_t>(chunks));
   try {
-    if (dtype == DType::Float64)
-      detail::squares_impl(static_cast<const double*>(x), static_cast<double*>(partial), n, kChunk, chunks);
-    else
-      detail::squares_impl(static_cast<const float*>(x), static_cast<double*>(partial), n, kChunk, chunks);
+    dispatch_floating(dtype, "sum_of_squares on cuda", [&](auto tag) {
+      using E = decltype(tag);
+      detail::squares_impl(static_cast<const E*>(x), static_cast<double*>(partial), n, kChunk, chunks);
+    });
     copy_device_to_host(host.data(), partial, host.size() * sizeof(double));
   } catch (...) {
     free(partial);

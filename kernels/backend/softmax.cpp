@@ -64,40 +64,37 @@ void cross_entropy_backward_impl(const T* logp, const std::int64_t* t, T* gx, st
 }  // namespace detail
 
 void softmax_rows(const void* z, void* y, std::int64_t rows, std::int64_t n, bool as_probabilities, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::softmax_impl(static_cast<const double*>(z), static_cast<double*>(y), rows, n, as_probabilities);
-  else
-    detail::softmax_impl(static_cast<const float*>(z), static_cast<float*>(y), rows, n, as_probabilities);
+  dispatch_floating(dtype, "softmax_rows on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::softmax_impl(static_cast<const E*>(z), static_cast<E*>(y), rows, n, as_probabilities);
+  });
 }
 
 void softmax_backward_rows(const void* y, const void* g, void* gx, std::int64_t rows, std::int64_t n,
                            bool as_probabilities, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::softmax_backward_impl(static_cast<const double*>(y), static_cast<const double*>(g),
-                                  static_cast<double*>(gx), rows, n, as_probabilities);
-  else
-    detail::softmax_backward_impl(static_cast<const float*>(y), static_cast<const float*>(g), static_cast<float*>(gx),
-                                  rows, n, as_probabilities);
+  dispatch_floating(dtype, "softmax_backward_rows on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::softmax_backward_impl(static_cast<const E*>(y), static_cast<const E*>(g), static_cast<E*>(gx), rows, n,
+                                  as_probabilities);
+  });
 }
 
 void cross_entropy_loss(const void* logp, const std::int64_t* targets, void* loss, std::int64_t N, std::int64_t C,
                         std::int64_t ignore_index, double label_smoothing, std::int64_t count, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::cross_entropy_loss_impl(static_cast<const double*>(logp), targets, static_cast<double*>(loss), N, C,
-                                    ignore_index, label_smoothing, count);
-  else
-    detail::cross_entropy_loss_impl(static_cast<const float*>(logp), targets, static_cast<float*>(loss), N, C,
-                                    ignore_index, label_smoothing, count);
+  dispatch_floating(dtype, "cross_entropy_loss on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::cross_entropy_loss_impl(static_cast<const E*>(logp), targets, static_cast<E*>(loss), N, C, ignore_index,
+                                    label_smoothing, count);
+  });
 }
 
 void cross_entropy_backward(const void* logp, const std::int64_t* targets, void* gx, std::int64_t N, std::int64_t C,
                             std::int64_t ignore_index, double label_smoothing, double scale, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::cross_entropy_backward_impl(static_cast<const double*>(logp), targets, static_cast<double*>(gx), N, C,
-                                        ignore_index, label_smoothing, scale);
-  else
-    detail::cross_entropy_backward_impl(static_cast<const float*>(logp), targets, static_cast<float*>(gx), N, C,
-                                        ignore_index, label_smoothing, scale);
+  dispatch_floating(dtype, "cross_entropy_backward on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::cross_entropy_backward_impl(static_cast<const E*>(logp), targets, static_cast<E*>(gx), N, C, ignore_index,
+                                        label_smoothing, scale);
+  });
 }
 
 }  // namespace hkt::cuda
