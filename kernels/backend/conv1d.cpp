@@ -46,11 +46,11 @@ void conv1d_backward_params_impl(const T* g, const T* x, T* dw, T* dbias, std::i
         double acc = 0;  // B x T_out terms: summed in double whatever T is, as on the CPU
         for (std::int64_t b = 0; b < B; ++b)
           for (std::int64_t t = 0; t < T_out; ++t) {
-            const double gv = static_cast<double>(g[(b * T_out + t) * C + c]);
+            const double gv = g[(b * T_out + t) * C + c];
             if (r == k)
               acc += gv;
             else if (stride * t - r >= 0)
-              acc += gv * static_cast<double>(x[(b * T_in + stride * t - r) * C + c]);
+              acc += gv * x[(b * T_in + stride * t - r) * C + c];
           }
         if (r == k)
           dbias[c] = static_cast<T>(acc);

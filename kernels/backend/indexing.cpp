@@ -20,7 +20,7 @@ void embedding_backward_impl(const T* g, const std::int64_t* row_start, const st
       V * D, HKT_KERNEL(std::int64_t i) {
         const std::int64_t v = i / D, j = i % D;
         double s = 0;  // summed in double whatever T is, as on the CPU
-        for (std::int64_t p = row_start[v]; p < row_start[v + 1]; ++p) s += static_cast<double>(g[rows_of[p] * D + j]);
+        for (std::int64_t p = row_start[v]; p < row_start[v + 1]; ++p) s += g[rows_of[p] * D + j];
         dw[i] = static_cast<T>(s);
       });
 }

@@ -35,8 +35,7 @@ void column_sums_impl(const T* g, const T* xhat, T* out, std::int64_t N, std::in
   for_each(
       D, HKT_KERNEL(std::int64_t j) {
         double s = 0;  // N terms: summed in double whatever T is, as on the CPU
-        for (std::int64_t r = 0; r < N; ++r)
-          s += static_cast<double>(g[r * D + j]) * (xhat ? static_cast<double>(xhat[r * D + j]) : 1.0);
+        for (std::int64_t r = 0; r < N; ++r) s += g[r * D + j] * (xhat ? xhat[r * D + j] : 1.0);
         out[j] = static_cast<T>(s);
       });
 }

@@ -14,8 +14,8 @@ void dropout_mask_impl(T* mask, std::int64_t n, std::uint64_t seed, std::uint64_
   const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
   for_each(
       n, HKT_KERNEL(std::int64_t i) {
-        const float u = uniform24_at(seed, first, static_cast<std::uint64_t>(i));  // engine/random.h
-        mask[i] = static_cast<double>(u) < p ? T(0) : keep_scale;
+        const float u = uniform24_at(seed, first, i);  // engine/random.h
+        mask[i] = u < p ? T(0) : keep_scale;
       });
 }
 

@@ -19,7 +19,7 @@ void reduce_axis_impl(bool is_max, const T* x, T* out, std::int64_t outer, std::
         const T* p = x + o * n * inner + k;
         double acc = is_max ? -HUGE_VAL : 0.0;  // HUGE_VAL is +inf
         for (std::int64_t j = 0; j < n; ++j) {
-          const double v = static_cast<double>(p[j * inner]);
+          const double v = p[j * inner];
           if (!is_max)
             acc += v;
           else if ((v > acc || std::isnan(v)) && !std::isnan(acc))
@@ -36,7 +36,10 @@ void squares_impl(const T* x, double* partial, std::int64_t n, std::int64_t chun
       chunks, HKT_KERNEL(std::int64_t c) {
         double s = 0.0;
         const std::int64_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
-        for (std::int64_t i = c * chunk; i < end; ++i) s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+        for (std::int64_t i = c * chunk; i < end; ++i) {
+          const double v = x[i];
+          s += v * v;
+        }
         partial[c] = s;
       });
 }
@@ -57,8 +60,8 @@ double sum_of_squares(const void* x, std::int64_t n, DType dtype) {
   // parallel, then the partial sums on the host in chunk order (deterministic).
   constexpr std::int64_t kChunk = 4096;
   const std::int64_t chunks = (n + kChunk - 1) / kChunk;
-  void* partial = allocate(static_cast<std::size_t>(chunks) * sizeof(double));
-  std::vector<double> host(static_cast<std::size_t>(chunks));
+  void* partial = allocate(chunks * sizeof(double));
+  std::vector<double> host(chunks);
   try {
     dispatch_floating(dtype, "sum_of_squares on cuda", [&](auto tag) {
       using E = decltype(tag);
