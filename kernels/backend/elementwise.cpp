@@ -8,8 +8,8 @@ namespace hkt::cuda {
 
 namespace detail {
 
-template <class T>
-void fill_impl(T* x, std::int64_t n, T value) {
+template <class E>
+void fill_impl(E* x, std::int64_t n, E value) {
   for_each(
       n, HKT_KERNEL(std::int64_t i) { x[i] = value; });
 }
@@ -20,28 +20,28 @@ void convert_impl(const S* src, D* dst, std::int64_t n, bool nonzero) {
       n, HKT_KERNEL(std::int64_t i) { dst[i] = nonzero ? (src[i] != S(0) ? D(1) : D(0)) : static_cast<D>(src[i]); });
 }
 
-template <fn::Unary op, class T>
-void unary_impl(const T* x, T* y, std::int64_t n, double s) {
+template <fn::Unary op, class E>
+void unary_impl(const E* x, E* y, std::int64_t n, double s) {
   for_each(
-      n, HKT_KERNEL(std::int64_t i) { y[i] = fn::unary<op, T>(x[i], s); });
+      n, HKT_KERNEL(std::int64_t i) { y[i] = fn::unary<op, E>(x[i], s); });
 }
 
-template <fn::Unary op, class T>
-void unary_backward_impl(const T* g, const T* x, const T* y, T* gx, std::int64_t n) {
+template <fn::Unary op, class E>
+void unary_backward_impl(const E* g, const E* x, const E* y, E* gx, std::int64_t n) {
   for_each(
-      n, HKT_KERNEL(std::int64_t i) { gx[i] = fn::zero_safe(g[i], fn::unary_derivative<op, T>(x[i], y[i])); });
+      n, HKT_KERNEL(std::int64_t i) { gx[i] = fn::zero_safe(g[i], fn::unary_derivative<op, E>(x[i], y[i])); });
 }
 
-template <fn::Binary op, class T>
-void binary_impl(const T* a, const T* b, T* out, const StridedView& view, double s) {
+template <fn::Binary op, class E>
+void binary_impl(const E* a, const E* b, E* out, const StridedView& view, double s) {
   std::int64_t n = 1;
   for (int d = 0; d < view.rank; ++d) n *= view.shape[d];
   const StridedView v = view;  // captured by value: the kernel gets its own copy
   for_each(
       n, HKT_KERNEL(std::int64_t i) {
-        const T av = a[strided_offset(i, v.rank, v.shape, v.strides_a)];
-        const T bv = b[strided_offset(i, v.rank, v.shape, v.strides_b)];
-        out[i] = fn::binary<op, T>(av, bv, s);
+        const E av = a[strided_offset(i, v.rank, v.shape, v.strides_a)];
+        const E bv = b[strided_offset(i, v.rank, v.shape, v.strides_b)];
+        out[i] = fn::binary<op, E>(av, bv, s);
       });
 }
 

@@ -12,8 +12,8 @@ namespace hkt::cuda {
 
 namespace detail {
 
-template <class T>
-void layer_norm_forward_impl(const T* x, const T* w, const T* b, T* y, T* xhat, T* rstd, std::int64_t N, std::int64_t D,
+template <class E>
+void layer_norm_forward_impl(const E* x, const E* w, const E* b, E* y, E* xhat, E* rstd, std::int64_t N, std::int64_t D,
                              double eps) {
   for_each(
       N, HKT_KERNEL(std::int64_t r) {
@@ -21,8 +21,8 @@ void layer_norm_forward_impl(const T* x, const T* w, const T* b, T* y, T* xhat, 
       });
 }
 
-template <class T>
-void layer_norm_backward_input_impl(const T* g, const T* xhat, const T* rstd, const T* w, T* dx, std::int64_t N,
+template <class E>
+void layer_norm_backward_input_impl(const E* g, const E* xhat, const E* rstd, const E* w, E* dx, std::int64_t N,
                                     std::int64_t D) {
   for_each(
       N, HKT_KERNEL(std::int64_t r) {
@@ -30,13 +30,13 @@ void layer_norm_backward_input_impl(const T* g, const T* xhat, const T* rstd, co
       });
 }
 
-template <class T>
-void column_sums_impl(const T* g, const T* xhat, T* out, std::int64_t N, std::int64_t D) {
+template <class E>
+void column_sums_impl(const E* g, const E* xhat, E* out, std::int64_t N, std::int64_t D) {
   for_each(
       D, HKT_KERNEL(std::int64_t j) {
-        double s = 0;  // N terms: summed in double whatever T is, as on the CPU
+        double s = 0;  // N terms: summed in double whatever E is, as on the CPU
         for (std::int64_t r = 0; r < N; ++r) s += g[r * D + j] * (xhat ? xhat[r * D + j] : 1.0);
-        out[j] = static_cast<T>(s);
+        out[j] = static_cast<E>(s);
       });
 }
 

@@ -9,18 +9,18 @@ namespace hkt::cuda {
 
 namespace detail {
 
-template <class T>
-void dropout_mask_impl(T* mask, std::int64_t n, std::uint64_t seed, std::uint64_t first, double p) {
-  const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
+template <class E>
+void dropout_mask_impl(E* mask, std::int64_t n, std::uint64_t seed, std::uint64_t first, double p) {
+  const E keep_scale = static_cast<E>(1.0 / (1.0 - p));
   for_each(
       n, HKT_KERNEL(std::int64_t i) {
         const float u = uniform24_at(seed, first, i);  // engine/random.h
-        mask[i] = u < p ? T(0) : keep_scale;
+        mask[i] = u < p ? E(0) : keep_scale;
       });
 }
 
-template <class T>
-void adamw_impl(T* p, const T* g, T* m, T* v, std::int64_t n, const fn::AdamWStep<T> c) {
+template <class E>
+void adamw_impl(E* p, const E* g, E* m, E* v, std::int64_t n, const fn::AdamWStep<E> c) {
   for_each(
       n, HKT_KERNEL(std::int64_t i) { fn::adamw_update_one(p[i], g[i], m[i], v[i], c); });
 }

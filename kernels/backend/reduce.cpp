@@ -11,12 +11,12 @@ namespace hkt::cuda {
 
 namespace detail {
 
-template <class T>
-void reduce_axis_impl(bool is_max, const T* x, T* out, std::int64_t outer, std::int64_t n, std::int64_t inner) {
+template <class E>
+void reduce_axis_impl(bool is_max, const E* x, E* out, std::int64_t outer, std::int64_t n, std::int64_t inner) {
   for_each(
       outer * inner, HKT_KERNEL(std::int64_t i) {
         const std::int64_t o = i / inner, k = i % inner;
-        const T* p = x + o * n * inner + k;
+        const E* p = x + o * n * inner + k;
         double acc = is_max ? -HUGE_VAL : 0.0;  // HUGE_VAL is +inf
         for (std::int64_t j = 0; j < n; ++j) {
           const double v = p[j * inner];
@@ -25,13 +25,13 @@ void reduce_axis_impl(bool is_max, const T* x, T* out, std::int64_t outer, std::
           else if ((v > acc || std::isnan(v)) && !std::isnan(acc))
             acc = v;  // NaN propagates
         }
-        out[i] = static_cast<T>(acc);
+        out[i] = static_cast<E>(acc);
       });
 }
 
 // Stage 1 of sum_of_squares: partial[c] = sum of x^2 over chunk c (in order).
-template <class T>
-void squares_impl(const T* x, double* partial, std::int64_t n, std::int64_t chunk, std::int64_t chunks) {
+template <class E>
+void squares_impl(const E* x, double* partial, std::int64_t n, std::int64_t chunk, std::int64_t chunks) {
   for_each(
       chunks, HKT_KERNEL(std::int64_t c) {
         double s = 0.0;
