@@ -34,7 +34,7 @@ inline std::string dtype_name(DType dtype) {
 inline bool is_floating(DType dtype) { return dtype != DType::Int64; }
 
 /// The C++ type stored for a dtype, and back: DTypeOf<float>::value == Float32.
-template <class T>
+template <class E>
 struct DTypeOf;
 template <>
 struct DTypeOf<float> {
@@ -51,6 +51,8 @@ struct DTypeOf<std::int64_t> {
 
 /// Calls f(float{}) or f(double{}) for a floating dtype, so a kernel written as a
 /// generic lambda is instantiated for both. Throws hkt::Error naming `op` for int64.
+/// The lambda names the element type E (`using E = decltype(tag);`), as the templates
+/// over the element type do: T is the number of tokens throughout hkt.
 template <class F>
 decltype(auto) dispatch_floating(DType dtype, const char* op, F&& f) {
   switch (dtype) {

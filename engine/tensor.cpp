@@ -50,8 +50,8 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
   }
   Tensor t = empty(shape, dtype, Device::CPU);
   dispatch_any(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    std::fill_n(t.data<T>(), t.numel(), convert<T>(value, "full", 0));
+    using E = decltype(tag);
+    std::fill_n(t.data<E>(), t.numel(), convert<E>(value, "full", 0));
   });
   return t.to(device);
 }
@@ -78,9 +78,9 @@ Tensor Tensor::arange(double start, double end, double step, DType dtype) {
   const auto n = static_cast<std::int64_t>(count > 0 ? count : 0);
   Tensor t = empty({n}, dtype);
   dispatch_any(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    T* p = t.data<T>();
-    for (std::int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+    using E = decltype(tag);
+    E* p = t.data<E>();
+    for (std::int64_t i = 0; i < n; ++i) p[i] = static_cast<E>(start + static_cast<double>(i) * step);
   });
   return t;
 }
@@ -92,9 +92,9 @@ Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape
             std::to_string(hkt::numel(shape)) + " elements)");
   Tensor t = empty(shape, dtype);
   dispatch_any(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    T* p = t.data<T>();
-    for (std::size_t i = 0; i < values.size(); ++i) p[i] = convert<T>(values[i], "from_vector", i);
+    using E = decltype(tag);
+    E* p = t.data<E>();
+    for (std::size_t i = 0; i < values.size(); ++i) p[i] = convert<E>(values[i], "from_vector", i);
   });
   return t;
 }
@@ -114,10 +114,10 @@ Tensor Tensor::normal(const Shape& shape, Generator& gen, double mean, double st
   Tensor t = empty(shape, dtype);
   const std::uint64_t first = gen.advance(static_cast<std::uint64_t>(t.numel()));
   dispatch_floating(dtype, "normal", [&](auto tag) {
-    using T = decltype(tag);
-    T* p = t.data<T>();
+    using E = decltype(tag);
+    E* p = t.data<E>();
     cpu::parallel_for(t.numel(), 16, [&](std::int64_t i) {
-      p[i] = static_cast<T>(mean + std * normal_from(philox_at(gen.seed(), first + static_cast<std::uint64_t>(i))));
+      p[i] = static_cast<E>(mean + std * normal_from(philox_at(gen.seed(), first + static_cast<std::uint64_t>(i))));
     });
   });
   return t;
@@ -129,13 +129,13 @@ Tensor Tensor::uniform(const Shape& shape, Generator& gen, double low, double hi
   Tensor t = empty(shape, dtype);
   const std::uint64_t first = gen.advance(static_cast<std::uint64_t>(t.numel()));
   dispatch_floating(dtype, "uniform", [&](auto tag) {
-    using T = decltype(tag);
-    T* p = t.data<T>();
+    using E = decltype(tag);
+    E* p = t.data<E>();
     cpu::parallel_for(t.numel(), 16, [&](std::int64_t i) {
       const Philox4x32 block = philox_at(gen.seed(), first + static_cast<std::uint64_t>(i));
       const double u = uniform53(block.out[0], block.out[1]);
-      T v = static_cast<T>(low + (high - low) * u);
-      p[i] = v < static_cast<T>(high) || low == high ? v : static_cast<T>(low);  // rounding must not reach high
+      E v = static_cast<E>(low + (high - low) * u);
+      p[i] = v < static_cast<E>(high) || low == high ? v : static_cast<E>(low);  // rounding must not reach high
     });
   });
   return t;
@@ -170,8 +170,8 @@ std::vector<double> Tensor::to_vector() const {
   Tensor host = device() == Device::CPU ? *this : detach().to(Device::CPU);
   std::vector<double> out(static_cast<std::size_t>(numel()));
   dispatch_any(dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* p = host.data<T>();
+    using E = decltype(tag);
+    const E* p = host.data<E>();
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>(p[i]);
   });
   return out;

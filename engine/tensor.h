@@ -67,10 +67,10 @@ class Tensor {
   Device device() const;
   std::size_t nbytes() const { return static_cast<std::size_t>(numel()) * dtype_size(dtype()); }
 
-  /// Typed pointer to the first element. Throws hkt::Error unless T matches the dtype
+  /// Typed pointer to the first element. Throws hkt::Error unless E matches the dtype
   /// and the tensor is on the CPU.
-  template <class T>
-  T* data() const;
+  template <class E>
+  E* data() const;
   /// Untyped pointer to the first element (any device).
   void* raw_data() const;
 
@@ -131,13 +131,13 @@ struct TensorImpl {
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
-template <class T>
-T* Tensor::data() const {
+template <class E>
+E* Tensor::data() const {
   check(defined(), "data: the tensor is undefined");
-  check(dtype() == DTypeOf<T>::value,
-        "data: tensor has dtype " + dtype_name(dtype()) + ", asked for " + dtype_name(DTypeOf<T>::value));
+  check(dtype() == DTypeOf<E>::value,
+        "data: tensor has dtype " + dtype_name(dtype()) + ", asked for " + dtype_name(DTypeOf<E>::value));
   check(device() == Device::CPU, "data: tensor is on " + device_name(device()) + "; only cpu memory is addressable");
-  return static_cast<T*>(raw_data());
+  return static_cast<E*>(raw_data());
 }
 
 }  // namespace hkt

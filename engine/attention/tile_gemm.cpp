@@ -12,14 +12,14 @@ namespace hkt::attention {
 namespace {
 
 // C += alpha op(A) B with beta = 1; A is [m x k] or, transposed, stored [k x m].
-template <class T>
-void gemm_acc(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* A, std::int64_t lda,
-              const T* B, std::int64_t ldb, T* C, std::int64_t ldc) {
+template <class E>
+void gemm_acc(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda,
+              const E* B, std::int64_t ldb, E* C, std::int64_t ldc) {
   if (m == 0 || n == 0 || k == 0) return;
   cpu::use_single_threaded_blas();
   const auto ta = trans_a ? CblasTrans : CblasNoTrans;
   const auto M = static_cast<blasint>(m), N = static_cast<blasint>(n), K = static_cast<blasint>(k);
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<E, float>)
     cblas_sgemm(CblasRowMajor, ta, CblasNoTrans, M, N, K, alpha, A, static_cast<blasint>(lda), B,
                 static_cast<blasint>(ldb), 1.0f, C, static_cast<blasint>(ldc));
   else

@@ -39,23 +39,23 @@ void tile_gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, 
 /// loop runs over contiguous rows of B and C with no reduction and vectorises; four rows
 /// of C at a time, so each row of B loaded feeds four FMAs (26 GFLOP/s for 64^3 float32,
 /// against 15 for one row at a time).
-template <class T>
-void tile_gemm_loop(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* A, std::int64_t lda, const T* B,
-                    std::int64_t ldb, T* C, std::int64_t ldc) {
+template <class E>
+void tile_gemm_loop(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda, const E* B,
+                    std::int64_t ldb, E* C, std::int64_t ldc) {
   std::int64_t i = 0;
   for (; i + 4 <= m; i += 4) {
     // __restrict: the four C rows never overlap each other or B, so the compiler need
     // not reload b[j] after every store.
-    T* __restrict c0 = C + i * ldc;
-    T* __restrict c1 = c0 + ldc;
-    T* __restrict c2 = c1 + ldc;
-    T* __restrict c3 = c2 + ldc;
+    E* __restrict c0 = C + i * ldc;
+    E* __restrict c1 = c0 + ldc;
+    E* __restrict c2 = c1 + ldc;
+    E* __restrict c3 = c2 + ldc;
     for (std::int64_t p = 0; p < k; ++p) {
-      const T a0 = alpha * A[i * lda + p], a1 = alpha * A[(i + 1) * lda + p];
-      const T a2 = alpha * A[(i + 2) * lda + p], a3 = alpha * A[(i + 3) * lda + p];
-      const T* __restrict b = B + p * ldb;
+      const E a0 = alpha * A[i * lda + p], a1 = alpha * A[(i + 1) * lda + p];
+      const E a2 = alpha * A[(i + 2) * lda + p], a3 = alpha * A[(i + 3) * lda + p];
+      const E* __restrict b = B + p * ldb;
       for (std::int64_t j = 0; j < n; ++j) {
-        const T bj = b[j];
+        const E bj = b[j];
         c0[j] += a0 * bj;
         c1[j] += a1 * bj;
         c2[j] += a2 * bj;
@@ -64,10 +64,10 @@ void tile_gemm_loop(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, con
     }
   }
   for (; i < m; ++i) {  // rows left over
-    T* c = C + i * ldc;
+    E* c = C + i * ldc;
     for (std::int64_t p = 0; p < k; ++p) {
-      const T a = alpha * A[i * lda + p];
-      const T* b = B + p * ldb;
+      const E a = alpha * A[i * lda + p];
+      const E* b = B + p * ldb;
       for (std::int64_t j = 0; j < n; ++j) c[j] += a * b[j];
     }
   }

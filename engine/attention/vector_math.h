@@ -107,17 +107,17 @@ using fn::sum_lanes;
 /// x[i] = fast_exp(x[i] - shift) for i < n, and returns sum_lanes of the new values: the
 /// same values and the same sum, in the same order, as that loop followed by sum_lanes,
 /// in one pass over x instead of two (the forward's p = exp(s - m) and its row sum).
-template <class T>
-T exp_shifted_sum(T* x, std::int64_t n, T shift) {
-  T lane[kLanes] = {};
+template <class E>
+E exp_shifted_sum(E* x, std::int64_t n, E shift) {
+  E lane[kLanes] = {};
   std::int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (std::int64_t j = 0; j < kLanes; ++j) {
-      const T e = fast_exp(x[i + j] - shift);
+      const E e = fast_exp(x[i + j] - shift);
       x[i + j] = e;
       lane[j] += e;
     }
-  T s = 0;
+  E s = 0;
   for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
   for (; i < n; ++i) {
     x[i] = fast_exp(x[i] - shift);
@@ -130,9 +130,9 @@ T exp_shifted_sum(T* x, std::int64_t n, T shift) {
 /// simd reduction may reorder it freely (the lanes trick of the sums is not needed, and
 /// the compiler did not vectorise it for a select). A NaN input may or may not survive,
 /// as with std::max; the scores here are never NaN.
-template <class T>
-T max_lanes(const T* x, std::int64_t n) {
-  T m = -std::numeric_limits<T>::infinity();
+template <class E>
+E max_lanes(const E* x, std::int64_t n) {
+  E m = -std::numeric_limits<E>::infinity();
 #pragma omp simd reduction(max : m)
   for (std::int64_t i = 0; i < n; ++i) m = m < x[i] ? x[i] : m;
   return m;

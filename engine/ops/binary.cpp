@@ -53,14 +53,14 @@ void add_(Tensor& dst, const Tensor& src) {
   check(dst.shape() == src.shape(),
         "add_: shapes " + shape_str(dst.shape()) + " and " + shape_str(src.shape()) + " differ");
   dispatch_floating(dst.dtype(), "add_", [&](auto tag) {
-    using T = decltype(tag);
+    using E = decltype(tag);
     if (cpu::on_cuda(dst)) {  // in place: each output element reads only its own inputs
       cuda::binary(fn::Binary::Add, dst.raw_data(), src.raw_data(), dst.raw_data(),
                    cpu::broadcast_view(dst.shape(), src.shape(), dst.shape()), 0.0, dst.dtype());
       return;
     }
-    T* pd = dst.data<T>();
-    const T* ps = src.data<T>();
+    E* pd = dst.data<E>();
+    const E* ps = src.data<E>();
     cpu::parallel_for(dst.numel(), 1, [&](std::int64_t i) { pd[i] += ps[i]; });
   });
 }

@@ -53,14 +53,14 @@ Tensor map_unary(const char* name, const Tensor& x, double s = 0.0) {
   check_defined(name, x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_floating(x.dtype(), name, [&](auto tag) {
-    using T = decltype(tag);
+    using E = decltype(tag);
     if (on_cuda(x)) {
       cuda::unary(op, x.raw_data(), y.raw_data(), x.numel(), s, x.dtype());
       return;
     }
-    const T* px = x.data<T>();
-    T* py = y.data<T>();
-    parallel_for(x.numel(), 1, [&](std::int64_t i) { py[i] = fn::unary<op, T>(px[i], s); });
+    const E* px = x.data<E>();
+    E* py = y.data<E>();
+    parallel_for(x.numel(), 1, [&](std::int64_t i) { py[i] = fn::unary<op, E>(px[i], s); });
   });
   return y;
 }
@@ -83,17 +83,17 @@ Tensor map_binary(const char* name, const Tensor& a, const Tensor& b, double s =
   const Shape out_shape = broadcast_shapes(name, a.shape(), b.shape());
   Tensor z = Tensor::empty(out_shape, a.dtype(), a.device());
   dispatch_floating(a.dtype(), name, [&](auto tag) {
-    using T = decltype(tag);
+    using E = decltype(tag);
     if (on_cuda(a)) {
       cuda::binary(op, a.raw_data(), b.raw_data(), z.raw_data(), broadcast_view(a.shape(), b.shape(), out_shape), s,
                    a.dtype());
       return;
     }
-    const T* pa = a.data<T>();
-    const T* pb = b.data<T>();
-    T* pz = z.data<T>();
+    const E* pa = a.data<E>();
+    const E* pb = b.data<E>();
+    E* pz = z.data<E>();
     if (a.shape() == b.shape()) {  // the common case: no index arithmetic at all
-      parallel_for(z.numel(), 1, [&](std::int64_t i) { pz[i] = fn::binary<op, T>(pa[i], pb[i], s); });
+      parallel_for(z.numel(), 1, [&](std::int64_t i) { pz[i] = fn::binary<op, E>(pa[i], pb[i], s); });
       return;
     }
     const int rank = static_cast<int>(out_shape.size());
@@ -109,9 +109,9 @@ Tensor map_binary(const char* name, const Tensor& a, const Tensor& b, double s =
         oa += coord * sa[d];
         ob += coord * sb[d];
       }
-      T* out_row = pz + row * inner;
+      E* out_row = pz + row * inner;
       for (std::int64_t j = 0; j < inner; ++j)
-        out_row[j] = fn::binary<op, T>(pa[oa + j * step_a], pb[ob + j * step_b], s);
+        out_row[j] = fn::binary<op, E>(pa[oa + j * step_a], pb[ob + j * step_b], s);
     });
   });
   return z;

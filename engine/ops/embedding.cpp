@@ -60,11 +60,11 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
          [indices = cpu::on_device(indices, Device::CPU).detach(), V, D, N](const Tensor& g, const std::vector<bool>&) {
            Tensor dw = Tensor::empty({V, D}, g.dtype());
            dispatch_floating(g.dtype(), "embedding backward", [&](auto tag) {
-             using T = decltype(tag);
-             const T* pg = g.data<T>();
+             using E = decltype(tag);
+             const E* pg = g.data<E>();
              const std::int64_t* ix = indices.data<std::int64_t>();
-             T* out = dw.data<T>();
-             // The sums run in double whatever T is (a token seen a million times would drift
+             E* out = dw.data<E>();
+             // The sums run in double whatever E is (a token seen a million times would drift
              // by 1 % in a float32 total), then round once into dW.
              std::vector<double> acc(static_cast<std::size_t>(V * D), 0.0);
              constexpr std::int64_t kBlock = 64;
@@ -75,7 +75,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
                  for (std::int64_t j = j0; j < j1; ++j)
                    acc[static_cast<std::size_t>(ix[i] * D + j)] += static_cast<double>(pg[i * D + j]);
              });
-             for (std::int64_t e = 0; e < V * D; ++e) out[e] = static_cast<T>(acc[static_cast<std::size_t>(e)]);
+             for (std::int64_t e = 0; e < V * D; ++e) out[e] = static_cast<E>(acc[static_cast<std::size_t>(e)]);
            });
            return Grads{dw, Tensor()};
          });

@@ -47,9 +47,9 @@ Tensor gather(const Tensor& x, int axis_in, const Tensor& index) {
     return y;
   }
   dispatch_floating(x.dtype(), "gather", [&](auto tag) {
-    using T = decltype(tag);
-    const T* px = x.data<T>();
-    T* py = y.data<T>();
+    using E = decltype(tag);
+    const E* px = x.data<E>();
+    E* py = y.data<E>();
     // y[o, i, k] = x[o, index[o, i, k], k]
     cpu::parallel_for(outer, n_i * inner, [&](std::int64_t o) {
       for (std::int64_t i = 0; i < n_i; ++i)
@@ -65,10 +65,10 @@ Tensor gather(const Tensor& x, int axis_in, const Tensor& index) {
              const Tensor& g, const std::vector<bool>&) {
            Tensor dx = Tensor::zeros(xs, g.dtype());
            dispatch_floating(g.dtype(), "gather backward", [&](auto tag) {
-             using T = decltype(tag);
-             const T* pg = g.data<T>();
+             using E = decltype(tag);
+             const E* pg = g.data<E>();
              const std::int64_t* ix = index.data<std::int64_t>();
-             T* out = dx.data<T>();
+             E* out = dx.data<E>();
              cpu::parallel_for(outer, n_i * inner, [&](std::int64_t o) {
                for (std::int64_t i = 0; i < n_i; ++i)
                  for (std::int64_t k = 0; k < inner; ++k) {
@@ -99,9 +99,9 @@ Tensor repeat_interleave(const Tensor& x, std::int64_t repeats, int axis_in) {
     cuda::repeat_interleave(x.raw_data(), y.raw_data(), outer, n, repeats, inner, dtype_size(x.dtype()));
   else
     dispatch_any(x.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      const T* px = x.data<T>();
-      T* py = y.data<T>();
+      using E = decltype(tag);
+      const E* px = x.data<E>();
+      E* py = y.data<E>();
       // y[o, j, k] = x[o, j / repeats, k]
       cpu::parallel_for(outer, n * repeats * inner, [&](std::int64_t o) {
         for (std::int64_t j = 0; j < n * repeats; ++j)

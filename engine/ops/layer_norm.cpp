@@ -31,17 +31,17 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   Tensor xhat = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor rstd = Tensor::empty({N}, x.dtype(), x.device());
   dispatch_floating(x.dtype(), "layer_norm", [&](auto tag) {
-    using T = decltype(tag);
+    using E = decltype(tag);
     if (cpu::on_cuda(x)) {
       cuda::layer_norm_forward(x.raw_data(), weight.defined() ? weight.raw_data() : nullptr,
                                bias.defined() ? bias.raw_data() : nullptr, y.raw_data(), xhat.raw_data(),
                                rstd.raw_data(), N, D, eps, x.dtype());
       return;
     }
-    const T* px = x.data<T>();
-    const T* pw = weight.defined() ? weight.data<T>() : nullptr;
-    const T* pb = bias.defined() ? bias.data<T>() : nullptr;
-    T *py = y.data<T>(), *ph = xhat.data<T>(), *pr = rstd.data<T>();
+    const E* px = x.data<E>();
+    const E* pw = weight.defined() ? weight.data<E>() : nullptr;
+    const E* pb = bias.defined() ? bias.data<E>() : nullptr;
+    E *py = y.data<E>(), *ph = xhat.data<E>(), *pr = rstd.data<E>();
     cpu::parallel_for(N, D * 4, [&](std::int64_t r) {
       pr[r] = fn::layer_norm_row(px + r * D, pw, pb, py + r * D, ph + r * D, D, eps);  // kernels/common/rows.h
     });
@@ -66,12 +66,12 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
              return grads;
            }
            dispatch_floating(g.dtype(), "layer_norm backward", [&](auto tag) {
-             using T = decltype(tag);
-             const T *pg = g.data<T>(), *ph = xhat.data<T>(), *pr = rstd.data<T>();
-             const T* pw = w.defined() ? w.data<T>() : nullptr;
+             using E = decltype(tag);
+             const E *pg = g.data<E>(), *ph = xhat.data<E>(), *pr = rstd.data<E>();
+             const E* pw = w.defined() ? w.data<E>() : nullptr;
              if (needs[0]) {
                grads[0] = Tensor::empty(g.shape(), g.dtype());
-               T* dx = grads[0].data<T>();
+               E* dx = grads[0].data<E>();
                cpu::parallel_for(N, D * 4, [&](std::int64_t r) {
                  fn::layer_norm_backward_row(pg + r * D, ph + r * D, pw, pr[r], dx + r * D, D);  // common/rows.h
                });
@@ -82,7 +82,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
              // float per cache line; a block of 16 reads whole lines and its inner loop
              // over contiguous columns vectorises (measured: this backward went from 10 %
              // to under 2 % of a training step).
-             // The running sums are double whatever T is: a float32 total over N rows
+             // The running sums are double whatever E is: a float32 total over N rows
              // drifts by N eps (1 % at a million rows of 0.1; exact: 104857.6, got
              // 105891.8).
              constexpr std::int64_t kColumns = 16;
@@ -90,7 +90,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
              for (int k : {1, 2}) {
                if (!needs[static_cast<std::size_t>(k)]) continue;
                grads[static_cast<std::size_t>(k)] = Tensor::empty({D}, g.dtype());
-               T* out = grads[static_cast<std::size_t>(k)].data<T>();
+               E* out = grads[static_cast<std::size_t>(k)].data<E>();
                cpu::parallel_for(blocks, N * kColumns, [&](std::int64_t b) {
                  const std::int64_t j0 = b * kColumns, width = std::min(D, j0 + kColumns) - j0;
                  double acc[kColumns] = {};
@@ -99,7 +99,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
                  // (with a variable count it vectorised across rows, with gathers: 4 % of
                  // a step). The order of additions is the same either way.
                  for (std::int64_t r = 0; r < N; ++r) {
-                   const T *gr = pg + r * D + j0, *hr = ph + r * D + j0;
+                   const E *gr = pg + r * D + j0, *hr = ph + r * D + j0;
                    if (width == kColumns) {
                      if (k == 1)
                        for (std::int64_t c = 0; c < kColumns; ++c)
@@ -111,7 +111,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
                        acc[c] += static_cast<double>(gr[c]) * (k == 1 ? static_cast<double>(hr[c]) : 1.0);
                    }
                  }
-                 for (std::int64_t c = 0; c < width; ++c) out[j0 + c] = static_cast<T>(acc[c]);
+                 for (std::int64_t c = 0; c < width; ++c) out[j0 + c] = static_cast<E>(acc[c]);
                });
              }
            });

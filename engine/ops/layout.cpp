@@ -74,9 +74,9 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims_in) {
   const std::int64_t inner = rank == 0 ? 1 : out_shape[rank - 1];
   const std::int64_t rows = inner == 0 ? 0 : y.numel() / inner;
   dispatch_any(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* px = x.data<T>();
-    T* py = y.data<T>();
+    using E = decltype(tag);
+    const E* px = x.data<E>();
+    E* py = y.data<E>();
     cpu::parallel_for(rows, inner, [&](std::int64_t row) {
       std::int64_t offset = 0, rest = row;
       for (int d = rank - 2; d >= 0; --d) {

@@ -21,10 +21,10 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
       using M = decltype(mtag);
       const M* pm = mask_here.data<M>();
       dispatch_floating(x.dtype(), "masked_fill", [&](auto tag) {
-        using T = decltype(tag);
-        T* out = m.data<T>();
+        using E = decltype(tag);
+        E* out = m.data<E>();
         const std::int64_t n = mask.numel();
-        for (std::int64_t i = 0; i < n; ++i) out[i] = pm[i] != M(0) ? T(1) : T(0);
+        for (std::int64_t i = 0; i < n; ++i) out[i] = pm[i] != M(0) ? E(1) : E(0);
       });
     });
   }
@@ -54,9 +54,9 @@ Tensor dropout(const Tensor& x, double p, Generator& gen, bool training) {
     return mul(x, scale_mask);
   }
   dispatch_floating(x.dtype(), "dropout", [&](auto tag) {
-    using T = decltype(tag);
-    T* pm = scale_mask.data<T>();
-    const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
+    using E = decltype(tag);
+    E* pm = scale_mask.data<E>();
+    const E keep_scale = static_cast<E>(1.0 / (1.0 - p));
     // Element i is kept when uniform24_at(seed, first, i) >= p. Whole blocks of four
     // compute one Philox block each (the loop vectorises across blocks); the last,
     // partial block goes through uniform24_at itself. keep_scale or 0 is a product, not a
@@ -66,11 +66,11 @@ Tensor dropout(const Tensor& x, double p, Generator& gen, bool training) {
     cpu::parallel_for(full, 64, [=](std::int64_t b) {
       const Philox4x32 block = philox_at(seed, first + static_cast<std::uint64_t>(b));
       for (int w = 0; w < 4; ++w)
-        pm[4 * b + w] = keep_scale * static_cast<T>(static_cast<double>(uniform24(block.out[w])) >= p);
+        pm[4 * b + w] = keep_scale * static_cast<E>(static_cast<double>(uniform24(block.out[w])) >= p);
     });
     for (std::int64_t i = 4 * full; i < n; ++i)
       pm[i] = keep_scale *
-              static_cast<T>(static_cast<double>(uniform24_at(seed, first, static_cast<std::uint64_t>(i))) >= p);
+              static_cast<E>(static_cast<double>(uniform24_at(seed, first, static_cast<std::uint64_t>(i))) >= p);
   });
   return mul(x, scale_mask);
 }

@@ -29,12 +29,12 @@ void use_single_threaded_blas() {
 namespace {
 
 // Row-major C[m, n] = op(A) op(B), with explicit leading dimensions.
-template <class T>
-void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
-          const T* b, std::int64_t ldb, T* c, std::int64_t ldc) {
+template <class E>
+void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, const E* a, std::int64_t lda,
+          const E* b, std::int64_t ldb, E* c, std::int64_t ldc) {
   const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
   const auto M = static_cast<blasint>(m), N = static_cast<blasint>(n), K = static_cast<blasint>(k);
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<E, float>)
     cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb), 0.0f,
                 c, static_cast<blasint>(ldc));
   else
@@ -89,9 +89,9 @@ Tensor batched_gemm(const char* op, const Tensor& a, const Tensor& b, bool trans
   const std::int64_t blocks = batches >= threads ? 1 : std::min<std::int64_t>(m, (threads + batches - 1) / batches);
   const std::int64_t rows_per_block = (m + blocks - 1) / blocks;
   dispatch_floating(a.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    const T *pa = a.data<T>(), *pb = b.data<T>();
-    T* pc = c.data<T>();
+    using E = decltype(tag);
+    const E *pa = a.data<E>(), *pb = b.data<E>();
+    E* pc = c.data<E>();
     cpu::parallel_for(batches * blocks, m * n * k / blocks, [&](std::int64_t task) {
       const std::int64_t i = task / blocks, r0 = (task % blocks) * rows_per_block,
                          r1 = std::min(m, r0 + rows_per_block);
@@ -104,8 +104,8 @@ Tensor batched_gemm(const char* op, const Tensor& a, const Tensor& b, bool trans
         ib += coord * stride_b[d];
       }
       // Rows r0..r1 of op(A): rows of A, or columns of a transposed A.
-      const T* a_rows = pa + ia * m * k + (trans_a ? r0 : r0 * k);
-      gemm<T>(trans_a, trans_b, r1 - r0, n, k, a_rows, trans_a ? m : k, pb + ib * k * n, trans_b ? k : n,
+      const E* a_rows = pa + ia * m * k + (trans_a ? r0 : r0 * k);
+      gemm<E>(trans_a, trans_b, r1 - r0, n, k, a_rows, trans_a ? m : k, pb + ib * k * n, trans_b ? k : n,
               pc + i * m * n + r0 * n, n);
     });
   });

@@ -57,15 +57,15 @@ Tensor reduce_one_axis(const char* op, const Tensor& x, int axis, bool is_max) {
   }
   const double init = is_max ? -std::numeric_limits<double>::infinity() : 0.0;
   dispatch_floating(x.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    const T* px = x.data<T>();
-    T* po = out.data<T>();
-    // Accumulate in double whatever T is: a float32 running sum of n terms loses about
+    using E = decltype(tag);
+    const E* px = x.data<E>();
+    E* po = out.data<E>();
+    // Accumulate in double whatever E is: a float32 running sum of n terms loses about
     // n * 6e-8 relative (1 % at n = 1e6, and stops growing at 2^24), a double one does not.
     cpu::parallel_for(outer, n * inner, [&](std::int64_t o) {
       std::vector<double> acc(static_cast<std::size_t>(inner), init);
       for (std::int64_t j = 0; j < n; ++j) {  // j outside, i inside: contiguous, vectorisable
-        const T* src = px + (o * n + j) * inner;
+        const E* src = px + (o * n + j) * inner;
         for (std::int64_t i = 0; i < inner; ++i) {
           double& a = acc[static_cast<std::size_t>(i)];
           const double b = static_cast<double>(src[i]);
@@ -75,8 +75,8 @@ Tensor reduce_one_axis(const char* op, const Tensor& x, int axis, bool is_max) {
             a = b;  // NaN propagates, as in PyTorch
         }
       }
-      T* row = po + o * inner;
-      for (std::int64_t i = 0; i < inner; ++i) row[i] = static_cast<T>(acc[static_cast<std::size_t>(i)]);
+      E* row = po + o * inner;
+      for (std::int64_t i = 0; i < inner; ++i) row[i] = static_cast<E>(acc[static_cast<std::size_t>(i)]);
     });
   });
   return out;

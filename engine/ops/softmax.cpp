@@ -17,8 +17,8 @@ namespace hkt {
 namespace {
 
 // Writes log_softmax of the rows of z into out (rows x n). -inf rows stay -inf.
-template <class T>
-void log_softmax_rows(const T* z, T* out, std::int64_t rows, std::int64_t n) {
+template <class E>
+void log_softmax_rows(const E* z, E* out, std::int64_t rows, std::int64_t n) {
   cpu::parallel_for(rows, n * 4,
                     [&](std::int64_t r) { fn::log_softmax_row(z + r * n, out + r * n, n); });  // common/rows.h
 }
@@ -47,19 +47,19 @@ Tensor log_softmax(const Tensor& x, const Tensor& mask) {
   const std::int64_t n = last_size(x), rows = n == 0 ? 0 : x.numel() / n;
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_floating(x.dtype(), "log_softmax", [&](auto tag) {
-    using T = decltype(tag);
+    using E = decltype(tag);
     if (cpu::on_cuda(x)) return cuda::softmax_rows(z.raw_data(), y.raw_data(), rows, n, false, x.dtype());
-    log_softmax_rows(z.data<T>(), y.data<T>(), rows, n);
+    log_softmax_rows(z.data<E>(), y.data<E>(), rows, n);
   });
   // dx_j = g_j - p_j sum_k g_k with p = e^y; 0 where y_j = -inf (masked or dead row).
   record(y, "log_softmax", {x}, [y = y.detach(), n, rows](const Tensor& g, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(y.shape(), y.dtype(), y.device());
     dispatch_floating(y.dtype(), "log_softmax backward", [&](auto tag) {
-      using T = decltype(tag);
+      using E = decltype(tag);
       if (cpu::on_cuda(y))
         return cuda::softmax_backward_rows(y.raw_data(), g.raw_data(), gx.raw_data(), rows, n, false, y.dtype());
-      const T *py = y.data<T>(), *pg = g.data<T>();
-      T* out = gx.data<T>();
+      const E *py = y.data<E>(), *pg = g.data<E>();
+      E* out = gx.data<E>();
       cpu::parallel_for(rows, n * 3, [&](std::int64_t r) {
         fn::log_softmax_backward_row(py + r * n, pg + r * n, out + r * n, n);  // common/rows.h
       });
@@ -74,10 +74,10 @@ Tensor softmax(const Tensor& x, const Tensor& mask) {
   const std::int64_t n = last_size(x), rows = n == 0 ? 0 : x.numel() / n;
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_floating(x.dtype(), "softmax", [&](auto tag) {
-    using T = decltype(tag);
+    using E = decltype(tag);
     if (cpu::on_cuda(x)) return cuda::softmax_rows(z.raw_data(), y.raw_data(), rows, n, true, x.dtype());
-    const T* pz = z.data<T>();
-    T* py = y.data<T>();
+    const E* pz = z.data<E>();
+    E* py = y.data<E>();
     cpu::parallel_for(rows, n * 5,
                       [&](std::int64_t r) { fn::softmax_row(pz + r * n, py + r * n, n); });  // common/rows.h
   });
@@ -85,11 +85,11 @@ Tensor softmax(const Tensor& x, const Tensor& mask) {
   record(y, "softmax", {x}, [y = y.detach(), n, rows](const Tensor& g, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(y.shape(), y.dtype(), y.device());
     dispatch_floating(y.dtype(), "softmax backward", [&](auto tag) {
-      using T = decltype(tag);
+      using E = decltype(tag);
       if (cpu::on_cuda(y))
         return cuda::softmax_backward_rows(y.raw_data(), g.raw_data(), gx.raw_data(), rows, n, true, y.dtype());
-      const T *py = y.data<T>(), *pg = g.data<T>();
-      T* out = gx.data<T>();
+      const E *py = y.data<E>(), *pg = g.data<E>();
+      E* out = gx.data<E>();
       cpu::parallel_for(rows, n * 3, [&](std::int64_t r) {
         fn::softmax_backward_row(py + r * n, pg + r * n, out + r * n, n);  // common/rows.h
       });
@@ -124,21 +124,21 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t i
   const double eps = label_smoothing;
   const Tensor saved_targets = cpu::on_device(targets, logits.device()).detach();
   dispatch_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
-    using T = decltype(tag);
+    using E = decltype(tag);
     if (cpu::on_cuda(logits)) {
       cuda::softmax_rows(logits.raw_data(), logp.raw_data(), N, C, false, logits.dtype());
       const auto* pt = static_cast<const std::int64_t*>(saved_targets.raw_data());
       cuda::cross_entropy_loss(logp.raw_data(), pt, loss.raw_data(), N, C, ignore_index, eps, count, logits.dtype());
       return;
     }
-    const T* pl = logits.data<T>();
-    T* lp = logp.data<T>();
+    const E* pl = logits.data<E>();
+    E* lp = logp.data<E>();
     log_softmax_rows(pl, lp, N, C);
     // Summed in double in row order: one deterministic number whatever the threads.
     double total = 0.0;
     for (std::int64_t i = 0; i < N; ++i)
       if (t[i] != ignore_index) total += fn::cross_entropy_row(lp + i * C, C, t[i], eps);  // common/rows.h
-    loss.data<T>()[0] = count > 0 ? static_cast<T>(total / static_cast<double>(count)) : T(0);
+    loss.data<E>()[0] = count > 0 ? static_cast<E>(total / static_cast<double>(count)) : E(0);
   });
   // dlogits[i, c] = g (p[i, c] - q[i, c]) / count, q = (1 - eps) onehot(t_i) + eps / C;
   // rows with an ignored target get 0 (and so does everything when count = 0).
@@ -148,18 +148,18 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t i
            Tensor gx = Tensor::zeros(logp.shape(), logp.dtype(), logp.device());
            if (count == 0) return Grads{gx, Tensor()};
            dispatch_floating(logp.dtype(), "cross_entropy backward", [&](auto tag) {
-             using T = decltype(tag);
+             using E = decltype(tag);
              if (cpu::on_cuda(logp)) {
                const auto* pt = static_cast<const std::int64_t*>(targets.raw_data());
                cuda::cross_entropy_backward(logp.raw_data(), pt, gx.raw_data(), N, C, ignore_index, eps,
                                             g.item() / static_cast<double>(count), logp.dtype());
                return;
              }
-             const T* lp = logp.data<T>();
+             const E* lp = logp.data<E>();
              const std::int64_t* tt = targets.data<std::int64_t>();
-             T* out = gx.data<T>();
-             const T scale = static_cast<T>(g.item() / static_cast<double>(count));
-             if (scale == T(0)) return;  // docs/engine.md conventions 3 and 4: exactly zero
+             E* out = gx.data<E>();
+             const E scale = static_cast<E>(g.item() / static_cast<double>(count));
+             if (scale == E(0)) return;  // docs/engine.md conventions 3 and 4: exactly zero
              cpu::parallel_for(N, C, [&](std::int64_t i) {
                if (tt[i] == ignore_index) return;
                for (std::int64_t c = 0; c < C; ++c)

@@ -23,15 +23,15 @@ Tensor unary_op(const char* name, const Tensor& x) {
     // Walk (g, x) and look y up at the same index: all three share one shape.
     Tensor gx = Tensor::empty(x.shape(), x.dtype(), x.device());
     dispatch_floating(x.dtype(), name, [&](auto tag) {
-      using T = decltype(tag);
+      using E = decltype(tag);
       if (cpu::on_cuda(x)) {
         cuda::unary_backward(op, g.raw_data(), x.raw_data(), y.raw_data(), gx.raw_data(), x.numel(), x.dtype());
         return;
       }
-      const T *pg = g.data<T>(), *px = x.data<T>(), *py = y.data<T>();
-      T* out = gx.data<T>();
+      const E *pg = g.data<E>(), *px = x.data<E>(), *py = y.data<E>();
+      E* out = gx.data<E>();
       cpu::parallel_for(x.numel(), 1, [&](std::int64_t i) {
-        out[i] = fn::zero_safe(pg[i], fn::unary_derivative<op, T>(px[i], py[i]));
+        out[i] = fn::zero_safe(pg[i], fn::unary_derivative<op, E>(px[i], py[i]));
       });
     });
     return Grads{gx};

@@ -44,13 +44,13 @@ bool decay_rule(const std::string& name, int rank) {
   return rank >= 2 && name.find("level_logits") == std::string::npos && name.find("downsample.") == std::string::npos;
 }
 
-/// One AdamW update of n elements, in T, in PyTorch's order (adamw.h). `step_size` is
+/// One AdamW update of n elements, in E, in PyTorch's order (adamw.h). `step_size` is
 /// lr / (1 - beta1^t), `bc2_sqrt` is sqrt(1 - beta2^t), `decay` is 1 - lr * wd. The
 /// per-element formula is kernels/common/adamw_update.h, shared with the CUDA backend.
-template <class T>
-void update(T* p, const T* g, T* m, T* v, std::int64_t n, const AdamWConfig& c, double decay, double step_size,
+template <class E>
+void update(E* p, const E* g, E* m, E* v, std::int64_t n, const AdamWConfig& c, double decay, double step_size,
             double bc2_sqrt) {
-  const auto constants = fn::adamw_step_constants<T>(c.beta1, c.beta2, c.eps, decay, step_size, bc2_sqrt);
+  const auto constants = fn::adamw_step_constants<E>(c.beta1, c.beta2, c.eps, decay, step_size, bc2_sqrt);
   for (std::int64_t k = 0; k < n; ++k) fn::adamw_update_one(p[k], g[k], m[k], v[k], constants);
 }
 
@@ -146,8 +146,8 @@ void AdamW::step(double lr) {
       continue;
     }
     dispatch_floating(s.param.dtype(), "AdamW.step", [&](auto tag) {
-      using T = decltype(tag);
-      update<T>(s.param.data<T>(), g.data<T>(), s.exp_avg.data<T>(), s.exp_avg_sq.data<T>(), s.param.numel(), config_,
+      using E = decltype(tag);
+      update<E>(s.param.data<E>(), g.data<E>(), s.exp_avg.data<E>(), s.exp_avg_sq.data<E>(), s.param.numel(), config_,
                 decay, step_size, bc2_sqrt);
     });
   }

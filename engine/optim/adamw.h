@@ -39,7 +39,7 @@ struct AdamWConfig {
 
 /// AdamW over named parameters. Parameters are leaf tensors (requires_grad) in CPU
 /// memory, float32 or float64; step() updates them in place (under a NoGradGuard,
-/// writing through data<T>()), so every holder of the tensor sees the new values. The
+/// writing through data<E>()), so every holder of the tensor sees the new values. The
 /// moments exp_avg and exp_avg_sq have the parameter's shape and dtype and start at 0.
 ///
 /// Weight decay (docs/engine.md convention 7) applies to matrices (rank >= 2) only; never to rank-0/1

@@ -31,8 +31,8 @@ Tensor checked_grad(const std::vector<Tensor>& parameters, std::size_t i) {
 double sum_of_squares(const Tensor& g) {
   if (g.device() == Device::CUDA) return cuda::sum_of_squares(g.raw_data(), g.numel(), g.dtype());
   return dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
-    using T = decltype(tag);
-    const T* x = g.data<T>();
+    using E = decltype(tag);
+    const E* x = g.data<E>();
     const std::int64_t n = g.numel();  // hoisted: numel() is an out-of-line call
     double s = 0.0;
     for (std::int64_t k = 0; k < n; ++k) s += static_cast<double>(x[k]) * static_cast<double>(x[k]);
@@ -44,8 +44,8 @@ double sum_of_squares(const Tensor& g) {
 std::int64_t first_non_finite(const Tensor& g_any) {
   const Tensor g = g_any.device() == Device::CPU ? g_any : g_any.to(Device::CPU);  // an error path: a copy is fine
   return dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) -> std::int64_t {
-    using T = decltype(tag);
-    const T* x = g.data<T>();
+    using E = decltype(tag);
+    const E* x = g.data<E>();
     const std::int64_t n = g.numel();
     for (std::int64_t k = 0; k < n; ++k)
       if (!std::isfinite(x[k])) return k;
@@ -74,9 +74,9 @@ void scale(Tensor& g, double coef) {
   if (g.device() == Device::CUDA)
     return cuda::unary(fn::Unary::MulScalar, g.raw_data(), g.raw_data(), g.numel(), coef, g.dtype());
   dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
-    using T = decltype(tag);
-    T* x = g.data<T>();
-    const T c = static_cast<T>(coef);
+    using E = decltype(tag);
+    E* x = g.data<E>();
+    const E c = static_cast<E>(coef);
     const std::int64_t n = g.numel();
     for (std::int64_t k = 0; k < n; ++k) x[k] *= c;
   });

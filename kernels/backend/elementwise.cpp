@@ -8,8 +8,8 @@ namespace hkt::cuda {
 
 namespace detail {
 
-template <class T>
-void fill_impl(T* x, std::int64_t n, T value) {
+template <class E>
+void fill_impl(E* x, std::int64_t n, E value) {
   for_each(
       n, HKT_KERNEL(std::int64_t i) { x[i] = value; });
 }
@@ -20,38 +20,28 @@ void convert_impl(const S* src, D* dst, std::int64_t n, bool nonzero) {
       n, HKT_KERNEL(std::int64_t i) { dst[i] = nonzero ? (src[i] != S(0) ? D(1) : D(0)) : static_cast<D>(src[i]); });
 }
 
-template <class S>
-void convert_from(const S* src, void* dst, DType dst_dtype, std::int64_t n, bool nonzero) {
-  if (dst_dtype == DType::Float32)
-    convert_impl(src, static_cast<float*>(dst), n, nonzero);
-  else if (dst_dtype == DType::Float64)
-    convert_impl(src, static_cast<double*>(dst), n, nonzero);
-  else
-    convert_impl(src, static_cast<std::int64_t*>(dst), n, nonzero);
-}
-
-template <fn::Unary op, class T>
-void unary_impl(const T* x, T* y, std::int64_t n, double s) {
+template <fn::Unary op, class E>
+void unary_impl(const E* x, E* y, std::int64_t n, double s) {
   for_each(
-      n, HKT_KERNEL(std::int64_t i) { y[i] = fn::unary<op, T>(x[i], s); });
+      n, HKT_KERNEL(std::int64_t i) { y[i] = fn::unary<op, E>(x[i], s); });
 }
 
-template <fn::Unary op, class T>
-void unary_backward_impl(const T* g, const T* x, const T* y, T* gx, std::int64_t n) {
+template <fn::Unary op, class E>
+void unary_backward_impl(const E* g, const E* x, const E* y, E* gx, std::int64_t n) {
   for_each(
-      n, HKT_KERNEL(std::int64_t i) { gx[i] = fn::zero_safe(g[i], fn::unary_derivative<op, T>(x[i], y[i])); });
+      n, HKT_KERNEL(std::int64_t i) { gx[i] = fn::zero_safe(g[i], fn::unary_derivative<op, E>(x[i], y[i])); });
 }
 
-template <fn::Binary op, class T>
-void binary_impl(const T* a, const T* b, T* out, const StridedView& view, double s) {
+template <fn::Binary op, class E>
+void binary_impl(const E* a, const E* b, E* out, const StridedView& view, double s) {
   std::int64_t n = 1;
   for (int d = 0; d < view.rank; ++d) n *= view.shape[d];
   const StridedView v = view;  // captured by value: the kernel gets its own copy
   for_each(
       n, HKT_KERNEL(std::int64_t i) {
-        const T av = a[strided_offset(i, v.rank, v.shape, v.strides_a)];
-        const T bv = b[strided_offset(i, v.rank, v.shape, v.strides_b)];
-        out[i] = fn::binary<op, T>(av, bv, s);
+        const E av = a[strided_offset(i, v.rank, v.shape, v.strides_a)];
+        const E bv = b[strided_offset(i, v.rank, v.shape, v.strides_b)];
+        out[i] = fn::binary<op, E>(av, bv, s);
       });
 }
 
@@ -87,21 +77,20 @@ void repeat_impl(const W* x, W* out, std::int64_t outer, std::int64_t n, std::in
 }  // namespace detail
 
 void fill(void* x, std::int64_t n, double value, DType dtype) {
-  if (dtype == DType::Float32)
-    detail::fill_impl(static_cast<float*>(x), n, static_cast<float>(value));
-  else if (dtype == DType::Float64)
-    detail::fill_impl(static_cast<double*>(x), n, value);
-  else
-    detail::fill_impl(static_cast<std::int64_t*>(x), n, static_cast<std::int64_t>(value));
+  dispatch_any(dtype, [&](auto tag) {
+    using E = decltype(tag);
+    detail::fill_impl(static_cast<E*>(x), n, static_cast<E>(value));
+  });
 }
 
 void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::int64_t n, bool nonzero) {
-  if (src_dtype == DType::Float32)
-    detail::convert_from(static_cast<const float*>(src), dst, dst_dtype, n, nonzero);
-  else if (src_dtype == DType::Float64)
-    detail::convert_from(static_cast<const double*>(src), dst, dst_dtype, n, nonzero);
-  else
-    detail::convert_from(static_cast<const std::int64_t*>(src), dst, dst_dtype, n, nonzero);
+  dispatch_any(src_dtype, [&](auto src_tag) {
+    dispatch_any(dst_dtype, [&](auto dst_tag) {
+      using S = decltype(src_tag);
+      using D = decltype(dst_tag);
+      detail::convert_impl(static_cast<const S*>(src), static_cast<D*>(dst), n, nonzero);
+    });
+  });
 }
 
 // The runtime op code picks one template instance (one kernel per op and dtype).
@@ -118,31 +107,23 @@ void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::
 // clang-format on
 
 void unary(fn::Unary op, const void* x, void* y, std::int64_t n, double s, DType dtype) {
-  if (dtype == DType::Float64) {
-#define HKT_CALL(OP) detail::unary_impl<OP, double>(static_cast<const double*>(x), static_cast<double*>(y), n, s)
+  dispatch_floating(dtype, "unary on cuda", [&](auto tag) {
+    using E = decltype(tag);
+#define HKT_CALL(OP) detail::unary_impl<OP, E>(static_cast<const E*>(x), static_cast<E*>(y), n, s)
     switch (op) { HKT_ALL_UNARY(HKT_CALL) }
 #undef HKT_CALL
-  } else {
-#define HKT_CALL(OP) detail::unary_impl<OP, float>(static_cast<const float*>(x), static_cast<float*>(y), n, s)
-    switch (op) { HKT_ALL_UNARY(HKT_CALL) }
-#undef HKT_CALL
-  }
+  });
 }
 
 void unary_backward(fn::Unary op, const void* g, const void* x, const void* y, void* gx, std::int64_t n, DType dtype) {
-  if (dtype == DType::Float64) {
-#define HKT_CALL(OP)                                                                                    \
-  detail::unary_backward_impl<OP, double>(static_cast<const double*>(g), static_cast<const double*>(x), \
-                                          static_cast<const double*>(y), static_cast<double*>(gx), n)
+  dispatch_floating(dtype, "unary_backward on cuda", [&](auto tag) {
+    using E = decltype(tag);
+#define HKT_CALL(OP)                                                                                               \
+  detail::unary_backward_impl<OP, E>(static_cast<const E*>(g), static_cast<const E*>(x), static_cast<const E*>(y), \
+                                     static_cast<E*>(gx), n)
     switch (op) { HKT_ALL_UNARY(HKT_CALL) }
 #undef HKT_CALL
-  } else {
-#define HKT_CALL(OP)                                                                                 \
-  detail::unary_backward_impl<OP, float>(static_cast<const float*>(g), static_cast<const float*>(x), \
-                                         static_cast<const float*>(y), static_cast<float*>(gx), n)
-    switch (op) { HKT_ALL_UNARY(HKT_CALL) }
-#undef HKT_CALL
-  }
+  });
 }
 
 // A list of cases, a few per line: clang-format would reflow it differently on every pass.
@@ -156,19 +137,13 @@ void unary_backward(fn::Unary op, const void* g, const void* x, const void* y, v
 // clang-format on
 
 void binary(fn::Binary op, const void* a, const void* b, void* out, const StridedView& view, double s, DType dtype) {
-  if (dtype == DType::Float64) {
-#define HKT_CALL(OP)                                                                            \
-  detail::binary_impl<OP, double>(static_cast<const double*>(a), static_cast<const double*>(b), \
-                                  static_cast<double*>(out), view, s)
+  dispatch_floating(dtype, "binary on cuda", [&](auto tag) {
+    using E = decltype(tag);
+#define HKT_CALL(OP) \
+  detail::binary_impl<OP, E>(static_cast<const E*>(a), static_cast<const E*>(b), static_cast<E*>(out), view, s)
     switch (op) { HKT_ALL_BINARY(HKT_CALL) }
 #undef HKT_CALL
-  } else {
-#define HKT_CALL(OP)                                                                                                   \
-  detail::binary_impl<OP, float>(static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(out), \
-                                 view, s)
-    switch (op) { HKT_ALL_BINARY(HKT_CALL) }
-#undef HKT_CALL
-  }
+  });
 }
 
 void strided_copy(const void* src, void* out, const StridedView& view, std::size_t element_bytes) {

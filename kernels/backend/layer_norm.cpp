@@ -12,8 +12,8 @@ namespace hkt::cuda {
 
 namespace detail {
 
-template <class T>
-void layer_norm_forward_impl(const T* x, const T* w, const T* b, T* y, T* xhat, T* rstd, std::int64_t N, std::int64_t D,
+template <class E>
+void layer_norm_forward_impl(const E* x, const E* w, const E* b, E* y, E* xhat, E* rstd, std::int64_t N, std::int64_t D,
                              double eps) {
   for_each(
       N, HKT_KERNEL(std::int64_t r) {
@@ -21,8 +21,8 @@ void layer_norm_forward_impl(const T* x, const T* w, const T* b, T* y, T* xhat, 
       });
 }
 
-template <class T>
-void layer_norm_backward_input_impl(const T* g, const T* xhat, const T* rstd, const T* w, T* dx, std::int64_t N,
+template <class E>
+void layer_norm_backward_input_impl(const E* g, const E* xhat, const E* rstd, const E* w, E* dx, std::int64_t N,
                                     std::int64_t D) {
   for_each(
       N, HKT_KERNEL(std::int64_t r) {
@@ -30,14 +30,13 @@ void layer_norm_backward_input_impl(const T* g, const T* xhat, const T* rstd, co
       });
 }
 
-template <class T>
-void column_sums_impl(const T* g, const T* xhat, T* out, std::int64_t N, std::int64_t D) {
+template <class E>
+void column_sums_impl(const E* g, const E* xhat, E* out, std::int64_t N, std::int64_t D) {
   for_each(
       D, HKT_KERNEL(std::int64_t j) {
-        double s = 0;  // N terms: summed in double whatever T is, as on the CPU
-        for (std::int64_t r = 0; r < N; ++r)
-          s += static_cast<double>(g[r * D + j]) * (xhat ? static_cast<double>(xhat[r * D + j]) : 1.0);
-        out[j] = static_cast<T>(s);
+        double s = 0;  // N terms: summed in double whatever E is, as on the CPU
+        for (std::int64_t r = 0; r < N; ++r) s += g[r * D + j] * (xhat ? xhat[r * D + j] : 1.0);
+        out[j] = static_cast<E>(s);
       });
 }
 
@@ -45,35 +44,28 @@ void column_sums_impl(const T* g, const T* xhat, T* out, std::int64_t N, std::in
 
 void layer_norm_forward(const void* x, const void* w, const void* b, void* y, void* xhat, void* rstd, std::int64_t N,
                         std::int64_t D, double eps, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::layer_norm_forward_impl(static_cast<const double*>(x), static_cast<const double*>(w),
-                                    static_cast<const double*>(b), static_cast<double*>(y), static_cast<double*>(xhat),
-                                    static_cast<double*>(rstd), N, D, eps);
-  else
-    detail::layer_norm_forward_impl(static_cast<const float*>(x), static_cast<const float*>(w),
-                                    static_cast<const float*>(b), static_cast<float*>(y), static_cast<float*>(xhat),
-                                    static_cast<float*>(rstd), N, D, eps);
+  dispatch_floating(dtype, "layer_norm_forward on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::layer_norm_forward_impl(static_cast<const E*>(x), static_cast<const E*>(w), static_cast<const E*>(b),
+                                    static_cast<E*>(y), static_cast<E*>(xhat), static_cast<E*>(rstd), N, D, eps);
+  });
 }
 
 void layer_norm_backward_input(const void* g, const void* xhat, const void* rstd, const void* w, void* dx,
                                std::int64_t N, std::int64_t D, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::layer_norm_backward_input_impl(static_cast<const double*>(g), static_cast<const double*>(xhat),
-                                           static_cast<const double*>(rstd), static_cast<const double*>(w),
-                                           static_cast<double*>(dx), N, D);
-  else
-    detail::layer_norm_backward_input_impl(static_cast<const float*>(g), static_cast<const float*>(xhat),
-                                           static_cast<const float*>(rstd), static_cast<const float*>(w),
-                                           static_cast<float*>(dx), N, D);
+  dispatch_floating(dtype, "layer_norm_backward_input on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::layer_norm_backward_input_impl(static_cast<const E*>(g), static_cast<const E*>(xhat),
+                                           static_cast<const E*>(rstd), static_cast<const E*>(w), static_cast<E*>(dx),
+                                           N, D);
+  });
 }
 
 void column_sums(const void* g, const void* xhat, void* out, std::int64_t N, std::int64_t D, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::column_sums_impl(static_cast<const double*>(g), static_cast<const double*>(xhat), static_cast<double*>(out),
-                             N, D);
-  else
-    detail::column_sums_impl(static_cast<const float*>(g), static_cast<const float*>(xhat), static_cast<float*>(out), N,
-                             D);
+  dispatch_floating(dtype, "column_sums on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::column_sums_impl(static_cast<const E*>(g), static_cast<const E*>(xhat), static_cast<E*>(out), N, D);
+  });
 }
 
 }  // namespace hkt::cuda

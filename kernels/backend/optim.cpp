@@ -9,18 +9,18 @@ namespace hkt::cuda {
 
 namespace detail {
 
-template <class T>
-void dropout_mask_impl(T* mask, std::int64_t n, std::uint64_t seed, std::uint64_t first, double p) {
-  const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
+template <class E>
+void dropout_mask_impl(E* mask, std::int64_t n, std::uint64_t seed, std::uint64_t first, double p) {
+  const E keep_scale = static_cast<E>(1.0 / (1.0 - p));
   for_each(
       n, HKT_KERNEL(std::int64_t i) {
-        const float u = uniform24_at(seed, first, static_cast<std::uint64_t>(i));  // engine/random.h
-        mask[i] = static_cast<double>(u) < p ? T(0) : keep_scale;
+        const float u = uniform24_at(seed, first, i);  // engine/random.h
+        mask[i] = u < p ? E(0) : keep_scale;
       });
 }
 
-template <class T>
-void adamw_impl(T* p, const T* g, T* m, T* v, std::int64_t n, const fn::AdamWStep<T> c) {
+template <class E>
+void adamw_impl(E* p, const E* g, E* m, E* v, std::int64_t n, const fn::AdamWStep<E> c) {
   for_each(
       n, HKT_KERNEL(std::int64_t i) { fn::adamw_update_one(p[i], g[i], m[i], v[i], c); });
 }
@@ -28,22 +28,19 @@ void adamw_impl(T* p, const T* g, T* m, T* v, std::int64_t n, const fn::AdamWSte
 }  // namespace detail
 
 void dropout_mask(void* mask, std::int64_t n, std::uint64_t seed, std::uint64_t first, double p, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::dropout_mask_impl(static_cast<double*>(mask), n, seed, first, p);
-  else
-    detail::dropout_mask_impl(static_cast<float*>(mask), n, seed, first, p);
+  dispatch_floating(dtype, "dropout_mask on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::dropout_mask_impl(static_cast<E*>(mask), n, seed, first, p);
+  });
 }
 
 void adamw_update(void* param, const void* grad, void* m, void* v, std::int64_t n, double beta1, double beta2,
                   double eps, double decay, double step_size, double bc2_sqrt, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::adamw_impl(static_cast<double*>(param), static_cast<const double*>(grad), static_cast<double*>(m),
-                       static_cast<double*>(v), n,
-                       fn::adamw_step_constants<double>(beta1, beta2, eps, decay, step_size, bc2_sqrt));
-  else
-    detail::adamw_impl(static_cast<float*>(param), static_cast<const float*>(grad), static_cast<float*>(m),
-                       static_cast<float*>(v), n,
-                       fn::adamw_step_constants<float>(beta1, beta2, eps, decay, step_size, bc2_sqrt));
+  dispatch_floating(dtype, "adamw_update on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::adamw_impl(static_cast<E*>(param), static_cast<const E*>(grad), static_cast<E*>(m), static_cast<E*>(v), n,
+                       fn::adamw_step_constants<E>(beta1, beta2, eps, decay, step_size, bc2_sqrt));
+  });
 }
 
 }  // namespace hkt::cuda

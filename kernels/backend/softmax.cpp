@@ -11,8 +11,8 @@ namespace hkt::cuda {
 
 namespace detail {
 
-template <class T>
-void softmax_impl(const T* z, T* y, std::int64_t rows, std::int64_t n, bool as_probabilities) {
+template <class E>
+void softmax_impl(const E* z, E* y, std::int64_t rows, std::int64_t n, bool as_probabilities) {
   for_each(
       rows, HKT_KERNEL(std::int64_t r) {
         if (as_probabilities)
@@ -22,8 +22,8 @@ void softmax_impl(const T* z, T* y, std::int64_t rows, std::int64_t n, bool as_p
       });
 }
 
-template <class T>
-void softmax_backward_impl(const T* y, const T* g, T* gx, std::int64_t rows, std::int64_t n, bool as_probabilities) {
+template <class E>
+void softmax_backward_impl(const E* y, const E* g, E* gx, std::int64_t rows, std::int64_t n, bool as_probabilities) {
   for_each(
       rows, HKT_KERNEL(std::int64_t r) {
         if (as_probabilities)
@@ -33,8 +33,8 @@ void softmax_backward_impl(const T* y, const T* g, T* gx, std::int64_t rows, std
       });
 }
 
-template <class T>
-void cross_entropy_loss_impl(const T* logp, const std::int64_t* t, T* loss, std::int64_t N, std::int64_t C,
+template <class E>
+void cross_entropy_loss_impl(const E* logp, const std::int64_t* t, E* loss, std::int64_t N, std::int64_t C,
                              std::int64_t ignore_index, double eps, std::int64_t count) {
   // One thread: the loss is one number, summed in row order as on the CPU.
   for_each(
@@ -42,19 +42,19 @@ void cross_entropy_loss_impl(const T* logp, const std::int64_t* t, T* loss, std:
         double total = 0.0;
         for (std::int64_t i = 0; i < N; ++i)
           if (t[i] != ignore_index) total += fn::cross_entropy_row(logp + i * C, C, t[i], eps);
-        loss[0] = count > 0 ? static_cast<T>(total / static_cast<double>(count)) : T(0);
+        loss[0] = count > 0 ? static_cast<E>(total / static_cast<double>(count)) : E(0);
       });
 }
 
-template <class T>
-void cross_entropy_backward_impl(const T* logp, const std::int64_t* t, T* gx, std::int64_t N, std::int64_t C,
+template <class E>
+void cross_entropy_backward_impl(const E* logp, const std::int64_t* t, E* gx, std::int64_t N, std::int64_t C,
                                  std::int64_t ignore_index, double eps, double scale_d) {
-  const T scale = static_cast<T>(scale_d);
+  const E scale = static_cast<E>(scale_d);
   for_each(
       N * C, HKT_KERNEL(std::int64_t i) {
         const std::int64_t row = i / C, c = i % C;
-        if (t[row] == ignore_index || scale == T(0)) {  // docs/engine.md conventions 3 and 4: exactly zero
-          gx[i] = T(0);
+        if (t[row] == ignore_index || scale == E(0)) {  // docs/engine.md conventions 3 and 4: exactly zero
+          gx[i] = E(0);
           return;
         }
         gx[i] = fn::cross_entropy_grad(logp[i], c, C, t[row], eps, scale);
@@ -64,40 +64,37 @@ void cross_entropy_backward_impl(const T* logp, const std::int64_t* t, T* gx, st
 }  // namespace detail
 
 void softmax_rows(const void* z, void* y, std::int64_t rows, std::int64_t n, bool as_probabilities, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::softmax_impl(static_cast<const double*>(z), static_cast<double*>(y), rows, n, as_probabilities);
-  else
-    detail::softmax_impl(static_cast<const float*>(z), static_cast<float*>(y), rows, n, as_probabilities);
+  dispatch_floating(dtype, "softmax_rows on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::softmax_impl(static_cast<const E*>(z), static_cast<E*>(y), rows, n, as_probabilities);
+  });
 }
 
 void softmax_backward_rows(const void* y, const void* g, void* gx, std::int64_t rows, std::int64_t n,
                            bool as_probabilities, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::softmax_backward_impl(static_cast<const double*>(y), static_cast<const double*>(g),
-                                  static_cast<double*>(gx), rows, n, as_probabilities);
-  else
-    detail::softmax_backward_impl(static_cast<const float*>(y), static_cast<const float*>(g), static_cast<float*>(gx),
-                                  rows, n, as_probabilities);
+  dispatch_floating(dtype, "softmax_backward_rows on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::softmax_backward_impl(static_cast<const E*>(y), static_cast<const E*>(g), static_cast<E*>(gx), rows, n,
+                                  as_probabilities);
+  });
 }
 
 void cross_entropy_loss(const void* logp, const std::int64_t* targets, void* loss, std::int64_t N, std::int64_t C,
                         std::int64_t ignore_index, double label_smoothing, std::int64_t count, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::cross_entropy_loss_impl(static_cast<const double*>(logp), targets, static_cast<double*>(loss), N, C,
-                                    ignore_index, label_smoothing, count);
-  else
-    detail::cross_entropy_loss_impl(static_cast<const float*>(logp), targets, static_cast<float*>(loss), N, C,
-                                    ignore_index, label_smoothing, count);
+  dispatch_floating(dtype, "cross_entropy_loss on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::cross_entropy_loss_impl(static_cast<const E*>(logp), targets, static_cast<E*>(loss), N, C, ignore_index,
+                                    label_smoothing, count);
+  });
 }
 
 void cross_entropy_backward(const void* logp, const std::int64_t* targets, void* gx, std::int64_t N, std::int64_t C,
                             std::int64_t ignore_index, double label_smoothing, double scale, DType dtype) {
-  if (dtype == DType::Float64)
-    detail::cross_entropy_backward_impl(static_cast<const double*>(logp), targets, static_cast<double*>(gx), N, C,
-                                        ignore_index, label_smoothing, scale);
-  else
-    detail::cross_entropy_backward_impl(static_cast<const float*>(logp), targets, static_cast<float*>(gx), N, C,
-                                        ignore_index, label_smoothing, scale);
+  dispatch_floating(dtype, "cross_entropy_backward on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::cross_entropy_backward_impl(static_cast<const E*>(logp), targets, static_cast<E*>(gx), N, C, ignore_index,
+                                        label_smoothing, scale);
+  });
 }
 
 }  // namespace hkt::cuda

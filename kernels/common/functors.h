@@ -6,7 +6,7 @@
 // Each op is an enum value; unary<Op>(v, s) and binary<Op>(a, b, s) are templates on it
 // (if constexpr), so a CPU loop over one op compiles to that op alone. `s` is the op's
 // scalar argument (the number of add_scalar, the exponent of pow, the fill value of
-// masked_fill) and is ignored by ops without one. T is float or double.
+// masked_fill) and is ignored by ops without one. E is float or double.
 #pragma once
 
 #include <cmath>
@@ -52,8 +52,8 @@ inline constexpr double kInvSqrt2 = 0.70710678118654752440, kInvSqrt2Pi = 0.3989
                         kSqrt2OverPi = 0.79788456080286535588, kGeluCubic = 0.044715;
 
 /// y = op(v) (or v op s). IEEE semantics: log 0 = -inf, s/0 = inf, relu keeps NaN.
-template <Unary op, class T>
-HKT_HOST_DEVICE inline T unary(T v, double s) {
+template <Unary op, class E>
+HKT_HOST_DEVICE inline E unary(E v, double s) {
   (void)s;  // used by the scalar ops only
   if constexpr (op == Unary::Neg)
     return -v;
@@ -66,68 +66,68 @@ HKT_HOST_DEVICE inline T unary(T v, double s) {
   else if constexpr (op == Unary::Tanh)
     return std::tanh(v);
   else if constexpr (op == Unary::Sigmoid) {  // two branches so that exp never overflows
-    if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
-    const T e = std::exp(v);
-    return e / (T(1) + e);
+    if (v >= E(0)) return E(1) / (E(1) + std::exp(-v));
+    const E e = std::exp(v);
+    return e / (E(1) + e);
   } else if constexpr (op == Unary::Relu)
-    return v < T(0) ? T(0) : v;  // NaN stays NaN (as PyTorch)
+    return v < E(0) ? E(0) : v;  // NaN stays NaN (as PyTorch)
   else if constexpr (op == Unary::GeluErf)
-    return T(0.5) * v * (T(1) + std::erf(v * T(kInvSqrt2)));  // x Phi(x)
+    return E(0.5) * v * (E(1) + std::erf(v * E(kInvSqrt2)));  // x Phi(x)
   else if constexpr (op == Unary::GeluTanh)
-    return T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(kGeluCubic) * v * v * v)));
+    return E(0.5) * v * (E(1) + std::tanh(E(kSqrt2OverPi) * (v + E(kGeluCubic) * v * v * v)));
   else if constexpr (op == Unary::AddScalar)
-    return v + static_cast<T>(s);
+    return v + static_cast<E>(s);
   else if constexpr (op == Unary::RsubScalar)
-    return static_cast<T>(s) - v;
+    return static_cast<E>(s) - v;
   else if constexpr (op == Unary::MulScalar)
-    return v * static_cast<T>(s);
+    return v * static_cast<E>(s);
   else if constexpr (op == Unary::DivScalar)
-    return v / static_cast<T>(s);
+    return v / static_cast<E>(s);
   else if constexpr (op == Unary::RdivScalar)
-    return static_cast<T>(s) / v;
+    return static_cast<E>(s) / v;
   else if constexpr (op == Unary::Pow)
-    return std::pow(v, static_cast<T>(s));
+    return std::pow(v, static_cast<E>(s));
   else
     return v;  // (no op is left: every enum value is handled above)
 }
 
 /// dy/dx of the unary ops Neg..GeluTanh at input x with output y (whichever is cheaper).
-template <Unary op, class T>
-HKT_HOST_DEVICE inline T unary_derivative(T x, T y) {
+template <Unary op, class E>
+HKT_HOST_DEVICE inline E unary_derivative(E x, E y) {
   (void)x;  // each derivative uses x, y or neither
   (void)y;
   if constexpr (op == Unary::Neg)
-    return T(-1);
+    return E(-1);
   else if constexpr (op == Unary::Exp)
     return y;  // (e^x)' = e^x
   else if constexpr (op == Unary::Log)
-    return T(1) / x;  // (ln x)' = 1/x
+    return E(1) / x;  // (ln x)' = 1/x
   else if constexpr (op == Unary::Sqrt)
-    return T(0.5) / y;  // 1 / (2 sqrt x)
+    return E(0.5) / y;  // 1 / (2 sqrt x)
   else if constexpr (op == Unary::Tanh)
-    return T(1) - y * y;  // 1 - tanh^2
+    return E(1) - y * y;  // 1 - tanh^2
   else if constexpr (op == Unary::Sigmoid)
-    return y * (T(1) - y);  // s (1 - s)
+    return y * (E(1) - y);  // s (1 - s)
   else if constexpr (op == Unary::Relu)
-    return x <= T(0) ? T(0) : T(1);         // 0 at x = 0 (PyTorch)
+    return x <= E(0) ? E(0) : E(1);         // 0 at x = 0 (PyTorch)
   else if constexpr (op == Unary::GeluErf)  // Phi(x) + x phi(x)
-    return T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2))) + x * T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
+    return E(0.5) * (E(1) + std::erf(x * E(kInvSqrt2))) + x * E(kInvSqrt2Pi) * std::exp(E(-0.5) * x * x);
   else if constexpr (op == Unary::GeluTanh) {  // (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3c x^2)
-    const T t = std::tanh(T(kSqrt2OverPi) * (x + T(kGeluCubic) * x * x * x));
-    return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(3 * kGeluCubic) * x * x);
+    const E t = std::tanh(E(kSqrt2OverPi) * (x + E(kGeluCubic) * x * x * x));
+    return E(0.5) * (E(1) + t) + E(0.5) * x * (E(1) - t * t) * E(kSqrt2OverPi) * (E(1) + E(3 * kGeluCubic) * x * x);
   } else
-    return T(0);  // the scalar ops record their backward with other ops
+    return E(0);  // the scalar ops record their backward with other ops
 }
 
 /// g * local, but exactly 0 where g == 0 even if local is inf or NaN (docs/engine.md convention 3).
-template <class T>
-HKT_HOST_DEVICE inline T zero_safe(T g, T local) {
-  return g == T(0) ? T(0) : g * local;
+template <class E>
+HKT_HOST_DEVICE inline E zero_safe(E g, E local) {
+  return g == E(0) ? E(0) : g * local;
 }
 
 /// z = a (op) b.
-template <Binary op, class T>
-HKT_HOST_DEVICE inline T binary(T a, T b, double s) {
+template <Binary op, class E>
+HKT_HOST_DEVICE inline E binary(E a, E b, double s) {
   (void)s;  // used by masked_fill only
   if constexpr (op == Binary::Add)
     return a + b;
@@ -138,17 +138,17 @@ HKT_HOST_DEVICE inline T binary(T a, T b, double s) {
   else if constexpr (op == Binary::Div)
     return a / b;
   else if constexpr (op == Binary::Eq)
-    return a == b ? T(1) : T(0);
+    return a == b ? E(1) : E(0);
   else if constexpr (op == Binary::ZeroSafeMul)
-    return a == T(0) ? a * T(0) : a * b;
+    return a == E(0) ? a * E(0) : a * b;
   else if constexpr (op == Binary::ZeroSafeDiv)
-    return a == T(0) ? a * T(0) : a / b;
+    return a == E(0) ? a * E(0) : a / b;
   else if constexpr (op == Binary::IsMax)
-    return a == b || (std::isnan(a) && std::isnan(b)) ? T(1) : T(0);
+    return a == b || (std::isnan(a) && std::isnan(b)) ? E(1) : E(0);
   else if constexpr (op == Binary::MaskedFill)
-    return b != T(0) ? static_cast<T>(s) : a;
+    return b != E(0) ? static_cast<E>(s) : a;
   else if constexpr (op == Binary::MaskedZero)
-    return b != T(0) ? T(0) : a;
+    return b != E(0) ? E(0) : a;
   else
     return a;  // (no op is left)
 }

@@ -21,26 +21,26 @@ inline constexpr std::int64_t kLanes = 16;
 
 /// sum_i x[i], i < n, as kLanes interleaved partial sums (lane i % kLanes), then the
 /// lanes in order, then the leftover tail.
-template <class T>
-HKT_HOST_DEVICE T sum_lanes(const T* x, std::int64_t n) {
-  T lane[kLanes] = {};
+template <class E>
+HKT_HOST_DEVICE E sum_lanes(const E* x, std::int64_t n) {
+  E lane[kLanes] = {};
   std::int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (std::int64_t j = 0; j < kLanes; ++j) lane[j] += x[i + j];
-  T s = 0;
+  E s = 0;
   for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
   for (; i < n; ++i) s += x[i];
   return s;
 }
 
 /// sum_i a[i] b[i], i < n, in the order of sum_lanes.
-template <class T>
-HKT_HOST_DEVICE T dot_lanes(const T* a, const T* b, std::int64_t n) {
-  T lane[kLanes] = {};
+template <class E>
+HKT_HOST_DEVICE E dot_lanes(const E* a, const E* b, std::int64_t n) {
+  E lane[kLanes] = {};
   std::int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (std::int64_t j = 0; j < kLanes; ++j) lane[j] += a[i + j] * b[i + j];
-  T s = 0;
+  E s = 0;
   for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
@@ -48,13 +48,13 @@ HKT_HOST_DEVICE T dot_lanes(const T* a, const T* b, std::int64_t n) {
 
 /// sum_i (a[i] b[i]) c[i], i < n, in the order of sum_lanes (the LayerNorm backward's
 /// mean(dxhat xhat) with dxhat = g w).
-template <class T>
-HKT_HOST_DEVICE T dot3_lanes(const T* a, const T* b, const T* c, std::int64_t n) {
-  T lane[kLanes] = {};
+template <class E>
+HKT_HOST_DEVICE E dot3_lanes(const E* a, const E* b, const E* c, std::int64_t n) {
+  E lane[kLanes] = {};
   std::int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (std::int64_t j = 0; j < kLanes; ++j) lane[j] += a[i + j] * b[i + j] * c[i + j];
-  T s = 0;
+  E s = 0;
   for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
   for (; i < n; ++i) s += a[i] * b[i] * c[i];
   return s;
