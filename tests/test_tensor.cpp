@@ -58,7 +58,7 @@ TEST_CASE("tensor: to(dtype) rounds and converts and item on a one-element tenso
   require_error([&] { (void)a.item(); }, "has 2 elements, not 1");
 }
 
-TEST_CASE("tensor: data<T>() refuses the wrong type", "[tensor][errors]") {
+TEST_CASE("tensor: data<E>() refuses the wrong type", "[tensor][errors]") {
   Tensor a = Tensor::zeros({2});
   require_error([&] { (void)a.data<double>(); }, "tensor has dtype float32, asked for float64");
 }

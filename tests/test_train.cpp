@@ -183,6 +183,15 @@ TEST_CASE("config: keys with a fixed set of values parse to their enums, and a b
                 "config key 'model.hkt.downsampler' must be \"depthwise\" or \"dense\", got \"conv\"");
   require_error([&] { read({"model.hkt.impl=flash"}); },
                 "config key 'model.hkt.impl' must be \"fused\" or \"composite\", got \"flash\"");
+  // train() refuses a bad value before it reads any data: here the data folder does not
+  // exist, and the error is still the pooling one; nothing is written.
+  const auto bad = config::apply_sets(config::defaults(),
+                                      {"data.task=imdb", "data.imdb.dir=/nonexistent/aclImdb", "model.pooling=max"});
+  const std::string dir = (std::filesystem::temp_directory_path() / "hkt_test_enum_first").string();
+  std::filesystem::remove_all(dir);
+  std::ostringstream log;
+  require_error([&] { train_run(bad, dir, log); }, "config key 'model.pooling' must be");
+  CHECK_FALSE(std::filesystem::exists(dir));
 }
 
 TEST_CASE("config: unknown keys and wrong types are errors naming the key", "[train][errors]") {

@@ -15,30 +15,51 @@
 // (what a fused GPU kernel would compute per tile, in registers).
 #pragma once
 
+#include <cblas.h>
+
 #include <cstdint>
+#include <type_traits>
+
+#include "../ops/cpu_kernels.h"
 
 namespace hkt::attention {
 
-/// C[m x n] += alpha * A[m x k] * B[k x n], row-major, leading dimensions lda >= k,
-/// ldb >= n, ldc >= n; m, n or k may be 0 (nothing happens). BLAS sgemm / dgemm with
-/// beta = 1 (tile_gemm.cpp), for every tile size: the coarse levels' small tiles too
-/// (switching tiles below 32^3 multiply-adds to the loop made HKT 10-50 % slower).
-void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* A, std::int64_t lda,
-               const float* B, std::int64_t ldb, float* C, std::int64_t ldc);
-void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* A, std::int64_t lda,
-               const double* B, std::int64_t ldb, double* C, std::int64_t ldc);
+/// C[m x n] += alpha * op(A) * B[k x n], row-major, op(A) = A [m x k] (lda >= k) or, with
+/// trans_a, A^T for A stored [k x m] (lda >= m); ldb >= n, ldc >= n; m, n or k may be 0
+/// (nothing happens). E is float or double: BLAS sgemm / dgemm with beta = 1, for every
+/// tile size, the coarse levels' small tiles too (switching tiles below 32^3
+/// multiply-adds to the loop made HKT 10-50 % slower).
+template <class E>
+void tile_gemm_blas(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda,
+                    const E* B, std::int64_t ldb, E* C, std::int64_t ldc) {
+  static_assert(std::is_same_v<E, float> || std::is_same_v<E, double>, "tile_gemm: E is float or double");
+  if (m == 0 || n == 0 || k == 0) return;
+  cpu::use_single_threaded_blas();
+  const auto ta = trans_a ? CblasTrans : CblasNoTrans;
+  const auto M = static_cast<blasint>(m), N = static_cast<blasint>(n), K = static_cast<blasint>(k);
+  if constexpr (std::is_same_v<E, float>)
+    cblas_sgemm(CblasRowMajor, ta, CblasNoTrans, M, N, K, alpha, A, static_cast<blasint>(lda), B,
+                static_cast<blasint>(ldb), 1.0f, C, static_cast<blasint>(ldc));
+  else
+    cblas_dgemm(CblasRowMajor, ta, CblasNoTrans, M, N, K, alpha, A, static_cast<blasint>(lda), B,
+                static_cast<blasint>(ldb), 1.0, C, static_cast<blasint>(ldc));
+}
+
+/// C[m x n] += alpha * A[m x k] * B[k x n] (tile_gemm_blas without the transpose).
+template <class E>
+void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda, const E* B,
+               std::int64_t ldb, E* C, std::int64_t ldc) {
+  tile_gemm_blas(false, m, n, k, alpha, A, lda, B, ldb, C, ldc);
+}
 
 /// C[m x n] += alpha * A^T * B[k x n] where A is stored [k x m] (lda >= m): the
 /// backward's p^T dO and ds^T Q, with the transpose a BLAS flag instead of a copy.
-void tile_gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* A, std::int64_t lda,
-                  const float* B, std::int64_t ldb, float* C, std::int64_t ldc);
-void tile_gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* A, std::int64_t lda,
-                  const double* B, std::int64_t ldb, double* C, std::int64_t ldc);
+template <class E>
+void tile_gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda, const E* B,
+                  std::int64_t ldb, E* C, std::int64_t ldc) {
+  tile_gemm_blas(true, m, n, k, alpha, A, lda, B, ldb, C, ldc);
+}
 
-/// The same product as a plain loop (the reference): i, p, j order, so the innermost
-/// loop runs over contiguous rows of B and C with no reduction and vectorises; four rows
-/// of C at a time, so each row of B loaded feeds four FMAs (26 GFLOP/s for 64^3 float32,
-/// against 15 for one row at a time).
 template <class E>
 void tile_gemm_loop(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda, const E* B,
                     std::int64_t ldb, E* C, std::int64_t ldc) {

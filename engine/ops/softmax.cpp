@@ -40,64 +40,49 @@ Tensor masked_input(const char* op, const Tensor& x, const Tensor& mask) {
 
 std::int64_t last_size(const Tensor& x) { return x.dim() == 0 ? 1 : x.shape()[x.dim() - 1]; }
 
-}  // namespace
-
-Tensor log_softmax(const Tensor& x, const Tensor& mask) {
-  const Tensor z = masked_input("log_softmax", x, mask);
+// softmax (log = false) or log_softmax (log = true) of the last axis of x + mask: one
+// row function each way (common/rows.h), on the CPU or through the CUDA backend.
+//   softmax backward:     dx_j = p_j (g_j - sum_k g_k p_k); p_j = 0 gives 0 for masked
+//                         entries and dead rows.
+//   log_softmax backward: dx_j = g_j - p_j sum_k g_k with p = e^y; 0 where y_j = -inf.
+Tensor softmax_family(const char* op, const Tensor& x, const Tensor& mask, bool log) {
+  const Tensor z = masked_input(op, x, mask);
   const std::int64_t n = last_size(x), rows = n == 0 ? 0 : x.numel() / n;
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_floating(x.dtype(), "log_softmax", [&](auto tag) {
+  dispatch_floating(x.dtype(), op, [&](auto tag) {
     using E = decltype(tag);
-    if (cpu::on_cuda(x)) return cuda::softmax_rows(z.raw_data(), y.raw_data(), rows, n, false, x.dtype());
-    log_softmax_rows(z.data<E>(), y.data<E>(), rows, n);
-  });
-  // dx_j = g_j - p_j sum_k g_k with p = e^y; 0 where y_j = -inf (masked or dead row).
-  record(y, "log_softmax", {x}, [y = y.detach(), n, rows](const Tensor& g, const std::vector<bool>&) {
-    Tensor gx = Tensor::empty(y.shape(), y.dtype(), y.device());
-    dispatch_floating(y.dtype(), "log_softmax backward", [&](auto tag) {
-      using E = decltype(tag);
-      if (cpu::on_cuda(y))
-        return cuda::softmax_backward_rows(y.raw_data(), g.raw_data(), gx.raw_data(), rows, n, false, y.dtype());
-      const E *py = y.data<E>(), *pg = g.data<E>();
-      E* out = gx.data<E>();
-      cpu::parallel_for(rows, n * 3, [&](std::int64_t r) {
-        fn::log_softmax_backward_row(py + r * n, pg + r * n, out + r * n, n);  // common/rows.h
-      });
-    });
-    return Grads{gx};
-  });
-  return y;
-}
-
-Tensor softmax(const Tensor& x, const Tensor& mask) {
-  const Tensor z = masked_input("softmax", x, mask);
-  const std::int64_t n = last_size(x), rows = n == 0 ? 0 : x.numel() / n;
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_floating(x.dtype(), "softmax", [&](auto tag) {
-    using E = decltype(tag);
-    if (cpu::on_cuda(x)) return cuda::softmax_rows(z.raw_data(), y.raw_data(), rows, n, true, x.dtype());
+    if (cpu::on_cuda(x)) return cuda::softmax_rows(z.raw_data(), y.raw_data(), rows, n, !log, x.dtype());
     const E* pz = z.data<E>();
     E* py = y.data<E>();
+    if (log) return log_softmax_rows(pz, py, rows, n);
     cpu::parallel_for(rows, n * 5,
                       [&](std::int64_t r) { fn::softmax_row(pz + r * n, py + r * n, n); });  // common/rows.h
   });
-  // dx_j = p_j (g_j - sum_k g_k p_k); p_j = 0 gives 0 for masked entries and dead rows.
-  record(y, "softmax", {x}, [y = y.detach(), n, rows](const Tensor& g, const std::vector<bool>&) {
+  record(y, op, {x}, [y = y.detach(), n, rows, log, op](const Tensor& g, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(y.shape(), y.dtype(), y.device());
-    dispatch_floating(y.dtype(), "softmax backward", [&](auto tag) {
+    dispatch_floating(y.dtype(), (std::string(op) + " backward").c_str(), [&](auto tag) {
       using E = decltype(tag);
       if (cpu::on_cuda(y))
-        return cuda::softmax_backward_rows(y.raw_data(), g.raw_data(), gx.raw_data(), rows, n, true, y.dtype());
+        return cuda::softmax_backward_rows(y.raw_data(), g.raw_data(), gx.raw_data(), rows, n, !log, y.dtype());
       const E *py = y.data<E>(), *pg = g.data<E>();
       E* out = gx.data<E>();
       cpu::parallel_for(rows, n * 3, [&](std::int64_t r) {
-        fn::softmax_backward_row(py + r * n, pg + r * n, out + r * n, n);  // common/rows.h
+        if (log)
+          fn::log_softmax_backward_row(py + r * n, pg + r * n, out + r * n, n);
+        else
+          fn::softmax_backward_row(py + r * n, pg + r * n, out + r * n, n);
       });
     });
     return Grads{gx};
   });
   return y;
 }
+
+}  // namespace
+
+Tensor softmax(const Tensor& x, const Tensor& mask) { return softmax_family("softmax", x, mask, false); }
+
+Tensor log_softmax(const Tensor& x, const Tensor& mask) { return softmax_family("log_softmax", x, mask, true); }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t ignore_index, double label_smoothing) {
   cpu::check_defined("cross_entropy", logits, "logits");

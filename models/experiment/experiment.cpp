@@ -127,7 +127,7 @@ Json stats_json(const std::vector<double>& xs) {
 // (docs/hkt-attention.md section 5): n_layers * sum_l 2 H T_l^2 d_h.
 double score_flops(const Json& run) {
   const Json& m = run.at("model");
-  const int L = m.at("attention").get<std::string>() == "mha" ? 1 : m.at("hkt").at("levels").get<int>();
+  const int L = config::attention_levels(run);
   const std::int64_t H = m.at("n_heads").get<std::int64_t>(), d_h = m.at("d_model").get<std::int64_t>() / H;
   const std::int64_t T = run.at("data").at("max_len").get<std::int64_t>();
   return static_cast<double>(m.at("n_layers").get<std::int64_t>()) * hkt_attention_flops(1, H, T, d_h, L).score_flops;
@@ -188,8 +188,7 @@ Json summarize(const Json& config, const std::vector<Variant>& variants, const s
       row["seeds"].push_back(r.seed);
       row["runs"].push_back(r.dir);
       row["attention"] = r.config.at("model").at("attention");
-      row["levels"] =
-          r.config.at("model").at("attention") == "mha" ? 1 : r.config.at("model").at("hkt").at("levels").get<int>();
+      row["levels"] = config::attention_levels(r.config);
       row["parameter_count"] = r.result.at("parameter_count");
       row["chance_level"] = r.result.at("chance_level");
       row["score_flops_per_example"] = score_flops(r.config);
@@ -396,6 +395,7 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
       Json rc = run_config(config, v, s);
       if (s == seeds.front()) {
         try {
+          config::model_config(rc, 1, 0, 2, 1);  // the enum keys, before any data is read
           build_model(rc, tasks.get(rc).train);
           schedule_config(rc);
         } catch (const Error& e) {

@@ -283,6 +283,12 @@ ClassifierConfig model_config(const Json& config, std::int64_t vocab_size, std::
   return c;
 }
 
+int attention_levels(const Json& config) {
+  const Json& m = config.at("model");
+  const auto kind = parse_enum<AttentionKind>(m.at("attention").get<std::string>(), "config key 'model.attention'");
+  return kind == AttentionKind::Mha ? 1 : m.at("hkt").at("levels").get<int>();
+}
+
 std::string expand_path(const std::string& path) {
   const std::string var = "${HKT_DATA_DIR}";
   std::string out = path;

@@ -41,10 +41,15 @@ Json parse_json(const std::string& text, const std::string& where);
 Json read_json_file(const std::string& path);
 
 /// The model part as a ClassifierConfig, given the data's vocabulary/features/classes.
-/// Throws hkt::Error naming the key for values out of range (e.g. n_heads not dividing
-/// d_model), through the Classifier's own checks.
+/// Keys with a fixed set of values become enums here (models/enum_names.h); another
+/// value is an hkt::Error naming the key and the choices. Sizes out of range (e.g.
+/// n_heads not dividing d_model) are refused later, by the Classifier's own checks.
 ClassifierConfig model_config(const Json& config, std::int64_t vocab_size, std::int64_t num_features,
                               std::int64_t num_classes, std::int64_t max_len);
+
+/// The number of attention levels of config's model: 1 for model.attention "mha",
+/// model.hkt.levels for "hkt". Throws hkt::Error naming the key for another attention.
+int attention_levels(const Json& config);
 
 /// Replaces "${HKT_DATA_DIR}" in a path with hkt::data::data_dir().
 std::string expand_path(const std::string& path);

@@ -153,9 +153,10 @@ void check_memory_estimate(const Json& config, const std::string& what) {
                F = static_cast<double>(m.at("d_ff").get<std::int64_t>());
   const double layers = static_cast<double>(m.at("n_layers").get<std::int64_t>()),
                H = static_cast<double>(m.at("n_heads").get<std::int64_t>());
-  const bool hkt = m.at("attention").get<std::string>() == "hkt";
-  const double L = hkt ? static_cast<double>(m.at("hkt").at("levels").get<int>()) : 1.0;
-  const bool composite = hkt && m.at("hkt").at("impl").get<std::string>() == "composite";
+  const ClassifierConfig mc = config::model_config(config, 1, 0, 2, 1);  // the enums; sizes are read below
+  const bool hkt = mc.attention == AttentionKind::Hkt;
+  const double L = hkt ? static_cast<double>(mc.hkt.levels) : 1.0;
+  const bool composite = hkt && mc.impl == AttentionImpl::Composite;
   const double elem = tc.at("dtype").get<std::string>() == "float64" ? 8.0 : 4.0;
   // Parameters (position table, 256 token rows, the blocks) with their gradients and two
   // AdamW moments; activations kept for the backward, about 12 d + 2 d_ff numbers per
@@ -715,7 +716,7 @@ Json train(const Json& config, const TrainOptions& options) {
   if (options.device == Device::CUDA) cuda::require_device("train --device cuda");
   const Json& tc = config.at("train");
   check_train_keys(tc);
-  check_memory_estimate(config, "train");  // before the data, which max_len sizes too
+  check_memory_estimate(config, "train");  // before the data (it parses the model's enums too)
   const RunPaths paths(options.out_dir);
   if (Json finished = check_run_directory(config, paths, options.resume, options.overwrite, *options.progress);
       !finished.is_null())
