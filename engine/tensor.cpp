@@ -108,37 +108,41 @@ Tensor Tensor::from_indices(const std::vector<std::int64_t>& values, const Shape
   return t;
 }
 
-Tensor Tensor::normal(const Shape& shape, Generator& gen, double mean, double std, DType dtype) {
-  check(is_floating(dtype), "normal: dtype must be float32 or float64");
-  check(std >= 0.0, "normal: std must be >= 0, got " + std::to_string(std));
-  Tensor t = empty(shape, dtype);
+namespace {
+// A float tensor of `shape` whose element i is value(block, E{}), block the Philox output
+// for counter first + i, with gen advanced past the numel counters: the numbers depend on
+// the seed and the position only, never on the thread count.
+template <class F>
+Tensor random_tensor(const char* op, const Shape& shape, Generator& gen, DType dtype, F value) {
+  Tensor t = Tensor::empty(shape, dtype);
   const std::uint64_t first = gen.advance(static_cast<std::uint64_t>(t.numel()));
-  dispatch_floating(dtype, "normal", [&](auto tag) {
+  dispatch_floating(dtype, op, [&](auto tag) {
     using E = decltype(tag);
     E* p = t.data<E>();
     cpu::parallel_for(t.numel(), 16, [&](std::int64_t i) {
-      p[i] = static_cast<E>(mean + std * normal_from(philox_at(gen.seed(), first + static_cast<std::uint64_t>(i))));
+      p[i] = value(philox_at(gen.seed(), first + static_cast<std::uint64_t>(i)), tag);
     });
   });
   return t;
+}
+}  // namespace
+
+Tensor Tensor::normal(const Shape& shape, Generator& gen, double mean, double std, DType dtype) {
+  check(is_floating(dtype), "normal: dtype must be float32 or float64");
+  check(std >= 0.0, "normal: std must be >= 0, got " + std::to_string(std));
+  return random_tensor("normal", shape, gen, dtype, [&](const Philox4x32& block, auto tag) {
+    return static_cast<decltype(tag)>(mean + std * normal_from(block));
+  });
 }
 
 Tensor Tensor::uniform(const Shape& shape, Generator& gen, double low, double high, DType dtype) {
   check(is_floating(dtype), "uniform: dtype must be float32 or float64");
   check(low <= high, "uniform: low must be <= high");
-  Tensor t = empty(shape, dtype);
-  const std::uint64_t first = gen.advance(static_cast<std::uint64_t>(t.numel()));
-  dispatch_floating(dtype, "uniform", [&](auto tag) {
+  return random_tensor("uniform", shape, gen, dtype, [&](const Philox4x32& block, auto tag) {
     using E = decltype(tag);
-    E* p = t.data<E>();
-    cpu::parallel_for(t.numel(), 16, [&](std::int64_t i) {
-      const Philox4x32 block = philox_at(gen.seed(), first + static_cast<std::uint64_t>(i));
-      const double u = uniform53(block.out[0], block.out[1]);
-      E v = static_cast<E>(low + (high - low) * u);
-      p[i] = v < static_cast<E>(high) || low == high ? v : static_cast<E>(low);  // rounding must not reach high
-    });
+    const E v = static_cast<E>(low + (high - low) * uniform53(block.out[0], block.out[1]));
+    return v < static_cast<E>(high) || low == high ? v : static_cast<E>(low);  // rounding must not reach high
   });
-  return t;
 }
 
 // ---- properties ----------------------------------------------------------------------
