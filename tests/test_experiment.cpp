@@ -40,7 +40,7 @@ RunRecord record(const std::string& variant, std::int64_t seed, double val, doub
                  {"time_per_step_ms", ms},         {"parameter_count", 100},
                  {"chance_level", 0.125},          {"steps", 10},
                  {"peak_tensor_bytes", 1048576.0}, {"extra_tests", {{"listops-released", {{"accuracy", test / 2}}}}}};
-  return {variant, seed, variant + "/seed-" + std::to_string(seed), config, result};
+  return {variant, seed, variant + "/seed-" + std::to_string(seed), config, result, Json()};
 }
 
 }  // namespace
@@ -82,11 +82,14 @@ TEST_CASE("experiment: summary means, sample standard deviations, ratios and pai
   CHECK(d.at("t").get<double>() == Approx(std::sqrt(3.0)).epsilon(1e-9));
   CHECK(d.at("t_critical_95").get<double>() == 4.303);
   CHECK(d.at("significant_95") == false);
+  // 95 % CI of the mean: 0.05 -+ 4.303 * 0.05 / sqrt(3) = [-0.07422, +0.17422].
+  CHECK(d.at("ci95")[0].get<double>() == Approx(0.05 - 4.303 * 0.05 / std::sqrt(3.0)).epsilon(1e-9));
+  CHECK(d.at("ci95")[1].get<double>() == Approx(0.05 + 4.303 * 0.05 / std::sqrt(3.0)).epsilon(1e-9));
   CHECK(s.at("paper").at("hkt")[0].get<double>() == 55.10);
   const std::string md = summary_markdown(s, "hkt experiment --config x");
   CHECK(md.find("| mha | 1 | 100 | 3 | 50.00 ± 10.00 | 60.00 ± 10.00 |") != std::string::npos);
-  CHECK(md.find("- hkt, test: +5.00 ± 5.00 (per seed: +5.0 +10.0 +0.0; n = 3); t = 1.73 against 4.303: not "
-                "distinguishable") != std::string::npos);
+  CHECK(md.find("- hkt, test: +5.00 ± 5.00 (per seed: +5.0 +10.0 +0.0; n = 3); 95 % CI [-7.42, +17.42]; t = 1.73 "
+                "against 4.303: not distinguishable") != std::string::npos);
   // Extra tests are paired too: halves of the test values, so +2.50 ± 2.50.
   CHECK(md.find("- hkt, listops-released: +2.50 ± 2.50 (per seed: +2.5 +5.0 +0.0; n = 3)") != std::string::npos);
   CHECK(md.find("1.3125") != std::string::npos);

@@ -3,6 +3,7 @@
 // draws the plots when Python with matplotlib is found).
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -35,38 +36,66 @@ std::vector<std::int64_t> parse_seeds(const std::string& text) {
 
 void add_experiment_command(CLI::App& app) {
   struct Args {
-    std::string config, out;
-    std::string seeds;
-    std::vector<std::string> sets;
+    std::string config, out, seeds, shard;
+    std::vector<std::string> sets, merge;
     bool no_plots = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
       "experiment",
-      "Train every variant of a config (MHA, HKT, ablations) for every seed; write summary.md, summary.json and plots");
-  cmd->add_option("--config", args->config, "Experiment config (JSON; docs/config.md, section experiment)")
-      ->required()
+      "Train every variant of a config (MHA, HKT, ablations) for every seed; write summary.md, summary.json and plots "
+      "from every finished run of the experiment directory");
+  cmd->add_option("--config", args->config,
+                  "Experiment config (JSON; docs/config.md, section experiment); with --merge, default: "
+                  "OUT/experiment.json, else the first directory's")
       ->check(readable_file());
   cmd->add_option("--seeds", args->seeds, "Seeds, e.g. 0,1,2 (default: experiment.seeds of the config)");
   cmd->add_option("--out", args->out, "Experiment directory (default: runs/<config file name>)")
       ->check(nonempty_path());
   cmd->add_option("--set", args->sets, "Override a config key for every run: --set train.steps=200 (repeatable)");
+  cmd->add_option("--shard", args->shard,
+                  "Train only share I of N of the runs, I/N with 0 <= I < N (default: from SLURM_ARRAY_TASK_ID, "
+                  "_COUNT and _MIN in a Slurm job array, else 0/1)");
+  cmd->add_option("--merge", args->merge,
+                  "Train nothing: copy the finished runs of these experiment directories (shards) into --out "
+                  "and rebuild its summary")
+      ->expected(1, -1)
+      ->check(nonempty_path());
   cmd->add_flag("--no-plots", args->no_plots, "Do not draw the PNG plots");
   on_selected(cmd, [args] {
     for (const auto& item : args->sets)
       check(item.rfind("train.seed=", 0) != 0,
             "experiment: --set " + item + ": the seeds come from --seeds (or experiment.seeds)");
-    config::Json cfg = config::apply_sets(config::load_file(args->config), args->sets);
+    const bool merge = !args->merge.empty();
+    check(merge || !args->config.empty(), "experiment: --config is required (unless --merge is given)");
+    check(!merge || (args->seeds.empty() && args->shard.empty()),
+          "experiment: --merge trains nothing, so it takes no --seeds or --shard (the seeds are those of the runs "
+          "found)");
+    check(!merge || !args->out.empty(), "experiment: --merge needs --out, the directory to merge into");
+    std::string config_path = args->config;
+    if (config_path.empty())  // --merge without --config: the experiment's own config
+      config_path = std::filesystem::exists(args->out + "/experiment.json") ? args->out + "/experiment.json"
+                                                                            : args->merge.front() + "/experiment.json";
+    config::Json cfg = config::apply_sets(config::load_file(config_path), args->sets);
     if (!args->seeds.empty()) cfg["experiment"]["seeds"] = parse_seeds(args->seeds);
+    const Shard shard = args->shard.empty()
+                            ? slurm_shard(std::getenv("SLURM_ARRAY_TASK_ID"), std::getenv("SLURM_ARRAY_TASK_COUNT"),
+                                          std::getenv("SLURM_ARRAY_TASK_MIN"))
+                            : parse_shard(args->shard);
     const std::string out =
         args->out.empty() ? "runs/" + std::filesystem::path(args->config).stem().string() : args->out;
-    std::string command = "hkt experiment --config " + args->config;
+    std::string command = "hkt experiment";
+    if (!args->config.empty()) command += " --config " + args->config;
     if (!args->seeds.empty()) command += " --seeds " + args->seeds;
+    if (shard.count > 1) command += " --shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count);
+    if (merge) command += " --merge";
+    for (const auto& m : args->merge) command += " " + m;
     command += " --out " + out;
     for (const auto& s : args->sets) command += " --set " + s;
     const bool terminal = isatty(fileno(stdout)) != 0;
-    run_experiment(cfg, out, command, std::cout, terminal);
-    std::cout << "\n" << summary_markdown(config::Json::parse(std::ifstream(out + "/summary.json")), command);
+    const config::Json summary = merge ? merge_experiments(cfg, args->merge, out, command, std::cout)
+                                       : run_experiment(cfg, out, command, std::cout, terminal, shard);
+    std::cout << "\n" << summary_markdown(summary, command, summary.at("rerun_command").get<std::string>());
     std::cout << "\nwrote " << out << "/summary.md, summary.json, attention_maps.json\n" << std::flush;
     if (args->no_plots) return 0;
     const std::string why = run_plot_script("plot_experiment.py", out);

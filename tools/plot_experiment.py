@@ -10,6 +10,9 @@ run's metrics.jsonl and EXPERIMENT_DIR/attention_maps.json, and writes:
                       lowest to the highest seed
   level_weights.png   level weights alpha_l (softmax of the learned logits) against step,
                       one panel per layer, mean over heads and seeds, for variants with L > 1
+  accuracy_vs_levels.png  test (and extra test) accuracy against L with error bars (sample
+                      std over seeds), over the variants that change only model.attention
+                      and model.hkt.levels, when they have more than one L
   attention_maps.png  one validation example through layer 0, head 0 of each variant: the
                       attention map of every level at its own resolution and the fused map
 Needs matplotlib (Debian: python3-matplotlib); exits 2 with a message without it or
@@ -117,6 +120,27 @@ def draw():
         fig.savefig(os.path.join(out, "level_weights.png"), dpi=110)
         plt.close(fig)
 
+    # ---- test accuracy against L, for the variants that change only the attention and L
+    sweep = [row for row in summary["variants"]
+             if all(item.split("=", 1)[0] in ("model.attention", "model.hkt.levels") for item in row.get("set", []))]
+    if len({row["levels"] for row in sweep}) > 1:
+        sweep.sort(key=lambda row: row["levels"])
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        sets = [("test", lambda row: row["test_accuracy"])]
+        sets += [(name, lambda row, name=name: row["extra_tests"].get(name))
+                 for name in sorted({name for row in sweep for name in row["extra_tests"]})]
+        for label, get in sets:
+            rows = [row for row in sweep if get(row)]
+            ax.errorbar([row["levels"] for row in rows], [100 * get(row)["mean"] for row in rows],
+                        yerr=[100 * get(row)["std"] for row in rows], marker="o", capsize=4, label=label)
+        ax.set(xlabel="levels L (1: standard MHA)", ylabel="accuracy (%)", xticks=sorted({r["levels"] for r in sweep}),
+               title="accuracy against L: mean ± sample std over seeds")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "accuracy_vs_levels.png"), dpi=110)
+        plt.close(fig)
+
     # ---- per-level attention maps of one example (layer 0, head 0)
     maps_path = os.path.join(out, "attention_maps.json")
     if os.path.exists(maps_path):
@@ -140,7 +164,8 @@ def draw():
         fig.tight_layout()
         fig.savefig(os.path.join(out, "attention_maps.png"), dpi=110)
         plt.close(fig)
-    print(f"wrote plots to {out}: curves.png, level_weights.png, attention_maps.png")
+    print(f"wrote plots to {out}: curves.png, level_weights.png, accuracy_vs_levels.png (for an L sweep), "
+          "attention_maps.png")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,14 @@
+// experiment.cpp: the variants and seeds of an experiment, its run directories (trained,
+// reused, resumed, sharded, merged) and the summary rebuilt from every record.
 #include "experiment.h"
 
-#include <cmath>
-#include <cstdio>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <iomanip>
 #include <map>
 #include <ostream>
-#include <sstream>
+#include <set>
 
-#include "attention/hkt_attention.h"
 #include "attention_maps.h"
 #include "error.h"
 #include "task.h"
@@ -74,64 +73,7 @@ Json run_config(const Json& config, const Variant& variant, std::int64_t seed) {
   return c;
 }
 
-Json paper_row(const std::string& name) {
-  // arXiv 2604.08829 (abstract), as listed in docs/experiments.md; percent.
-  if (name.empty()) return Json();
-  if (name == "listops")
-    return {{"task", "synthetic ListOps (simplified)"}, {"T", 512}, {"mha", {50.33, 0.12}}, {"hkt", {55.10, 0.29}}};
-  if (name == "cifar10")
-    return {{"task", "sequential CIFAR-10 (grayscale)"}, {"T", 1024}, {"mha", {34.01, 0.19}}, {"hkt", {35.45, 0.09}}};
-  if (name == "imdb")
-    return {{"task", "IMDB, byte level"}, {"T", 1024}, {"mha", {62.72, 0.40}}, {"hkt", {70.19, 0.57}}};
-  throw Error("config key 'experiment.paper_row' must be \"\", \"listops\", \"cifar10\" or \"imdb\", got \"" + name +
-              "\"");
-}
-
 namespace {
-
-struct Stats {
-  std::int64_t n = 0;
-  double mean = 0, std = 0;
-};
-
-// Mean and sample standard deviation (n - 1 in the denominator; 0 for one value).
-Stats stats(const std::vector<double>& xs) {
-  Stats s;
-  s.n = static_cast<std::int64_t>(xs.size());
-  if (xs.empty()) return s;
-  for (double x : xs) s.mean += x;
-  s.mean /= static_cast<double>(xs.size());
-  if (xs.size() > 1) {
-    double ss = 0;
-    for (double x : xs) ss += (x - s.mean) * (x - s.mean);
-    s.std = std::sqrt(ss / static_cast<double>(xs.size() - 1));
-  }
-  return s;
-}
-
-// The two-sided 95 % critical value of Student's t with `dof` degrees of freedom (table
-// values; 1.96 beyond 30, where the normal approximation is within 2 %).
-double t_critical_95(std::int64_t dof) {
-  static const double table[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-                                 2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-                                 2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
-  return dof >= 1 && dof <= 30 ? table[dof - 1] : 1.96;
-}
-
-Json stats_json(const std::vector<double>& xs) {
-  const Stats s = stats(xs);
-  return {{"n", s.n}, {"mean", s.mean}, {"std", s.std}, {"values", xs}};
-}
-
-// Counted score FLOPs of one example through every layer at T = data.max_len
-// (docs/hkt-attention.md section 5): n_layers * sum_l 2 H T_l^2 d_h.
-double score_flops(const Json& run) {
-  const Json& m = run.at("model");
-  const int L = config::attention_levels(run);
-  const std::int64_t H = m.at("n_heads").get<std::int64_t>(), d_h = m.at("d_model").get<std::int64_t>() / H;
-  const std::int64_t T = run.at("data").at("max_len").get<std::int64_t>();
-  return static_cast<double>(m.at("n_layers").get<std::int64_t>()) * hkt_attention_flops(1, H, T, d_h, L).score_flops;
-}
 
 // The first key path where two configs differ, e.g. "/train/lr" -> "train.lr".
 std::string first_difference(const Json& a, const Json& b) {
@@ -143,196 +85,6 @@ std::string first_difference(const Json& a, const Json& b) {
     if (c == '/') c = '.';
   return path;
 }
-
-// Paired differences (variant - baseline) over the seeds both have, from per-seed maps
-// {"0": accuracy, ...}, with a paired t test (two-sided, 95 %): t = mean / (std / sqrt(n)).
-Json paired_difference(const Json& row_by_seed, const Json& base_by_seed) {
-  std::vector<double> diffs;
-  for (auto it = row_by_seed.begin(); it != row_by_seed.end(); ++it)
-    if (base_by_seed.contains(it.key()))
-      diffs.push_back(it.value().get<double>() - base_by_seed.at(it.key()).get<double>());
-  Json d = stats_json(diffs);
-  const Stats st = stats(diffs);
-  if (st.n >= 2 && st.std > 0) {
-    const double t = st.mean / (st.std / std::sqrt(static_cast<double>(st.n)));
-    d["t"] = t;
-    d["t_critical_95"] = t_critical_95(st.n - 1);
-    d["significant_95"] = std::fabs(t) > t_critical_95(st.n - 1);
-  }
-  return d;
-}
-
-}  // namespace
-
-Json summarize(const Json& config, const std::vector<Variant>& variants, const std::vector<RunRecord>& runs) {
-  const std::string baseline = config.at("experiment").at("baseline").get<std::string>();
-  Json table = Json::array();
-  std::map<std::string, Json> by_variant;
-  for (const auto& v : variants) {
-    std::vector<double> val, test, ms, peak;
-    std::map<std::string, std::vector<double>> extra;
-    Json by_seed = {{"test", Json::object()}};  // test set name -> {"seed": accuracy}
-    Json row = {{"variant", v.name}, {"seeds", Json::array()}, {"runs", Json::array()}};
-    for (const auto& r : runs) {
-      if (r.variant != v.name) continue;
-      const std::string seed = std::to_string(r.seed);
-      val.push_back(r.result.at("best_val_accuracy").get<double>());
-      test.push_back(r.result.at("test_accuracy").get<double>());
-      by_seed["test"][seed] = test.back();
-      ms.push_back(r.result.at("time_per_step_ms").get<double>());
-      if (r.result.contains("peak_tensor_bytes")) peak.push_back(r.result.at("peak_tensor_bytes").get<double>());
-      for (auto it = r.result.at("extra_tests").begin(); it != r.result.at("extra_tests").end(); ++it) {
-        extra[it.key()].push_back(it.value().at("accuracy").get<double>());
-        by_seed[it.key()][seed] = extra[it.key()].back();
-      }
-      row["seeds"].push_back(r.seed);
-      row["runs"].push_back(r.dir);
-      row["attention"] = r.config.at("model").at("attention");
-      row["levels"] = config::attention_levels(r.config);
-      row["parameter_count"] = r.result.at("parameter_count");
-      row["chance_level"] = r.result.at("chance_level");
-      row["score_flops_per_example"] = score_flops(r.config);
-      row["steps"] = r.result.at("steps");
-    }
-    if (val.empty()) continue;
-    row["val_accuracy"] = stats_json(val);
-    row["test_accuracy"] = stats_json(test);
-    row["time_per_step_ms"] = stats_json(ms);
-    if (!peak.empty()) row["peak_tensor_bytes"] = stats_json(peak);
-    Json ex = Json::object();
-    for (const auto& [name, xs] : extra) ex[name] = stats_json(xs);
-    row["extra_tests"] = ex;
-    row["accuracy_by_seed"] = by_seed;
-    by_variant[v.name] = row;
-    table.push_back(row);
-  }
-  // Ratios and paired differences (test and every extra test) against the baseline.
-  if (by_variant.count(baseline)) {
-    const Json& base = by_variant.at(baseline);
-    for (auto& row : table) {
-      row["time_ratio"] =
-          row.at("time_per_step_ms").at("mean").get<double>() / base.at("time_per_step_ms").at("mean").get<double>();
-      row["score_flop_ratio"] =
-          row.at("score_flops_per_example").get<double>() / base.at("score_flops_per_example").get<double>();
-      Json diffs = Json::object();
-      const Json& mine = row.at("accuracy_by_seed");
-      for (auto it = mine.begin(); it != mine.end(); ++it)
-        if (base.at("accuracy_by_seed").contains(it.key()))
-          diffs[it.key()] = paired_difference(it.value(), base.at("accuracy_by_seed").at(it.key()));
-      row["differences_to_baseline"] = diffs;
-    }
-  }
-  const Json& d = config.at("data");
-  return {{"name", config.at("experiment").at("name")},
-          {"task", d.at("task")},
-          {"T", d.at("max_len")},
-          {"baseline", by_variant.count(baseline) ? Json(baseline) : Json()},
-          {"paper", paper_row(config.at("experiment").at("paper_row").get<std::string>())},
-          {"variants", table}};
-}
-
-namespace {
-
-std::string pct(const Json& s) {  // "48.20 +- 1.10" from a stats object of fractions
-  std::ostringstream os;
-  os << std::fixed << std::setprecision(2) << 100 * s.at("mean").get<double>();
-  if (s.at("n").get<std::int64_t>() > 1) os << " ± " << 100 * s.at("std").get<double>();
-  return os.str();
-}
-
-std::string fixed(double v, int digits) {
-  std::ostringstream os;
-  os << std::fixed << std::setprecision(digits) << v;
-  return os.str();
-}
-
-}  // namespace
-
-std::string summary_markdown(const Json& summary, const std::string& command) {
-  std::ostringstream md;
-  const std::string name = summary.at("name").get<std::string>();
-  md << "# " << (name.empty() ? "Experiment" : name) << ": " << summary.at("task").get<std::string>()
-     << ", T = " << summary.at("T").get<std::int64_t>() << "\n\n";
-  md << "Command: `" << command << "`\n\n";
-  std::vector<std::string> extra_names;
-  for (const auto& row : summary.at("variants"))
-    for (auto it = row.at("extra_tests").begin(); it != row.at("extra_tests").end(); ++it)
-      if (std::find(extra_names.begin(), extra_names.end(), it.key()) == extra_names.end())
-        extra_names.push_back(it.key());
-  md << "Accuracy in percent, mean ± sample standard deviation over seeds (validation: the best "
-        "evaluation; test: once, from that checkpoint).\n\n";
-  md << "| variant | L | params | seeds | val acc | test acc |";
-  for (const auto& e : extra_names) md << " " << e << " acc |";
-  md << " chance | ms/step | time ratio | score-FLOP ratio | peak tensor MiB |\n|---|---|---|---|---|---|";
-  for (std::size_t i = 0; i < extra_names.size(); ++i) md << "---|";
-  md << "---|---|---|---|---|\n";
-  for (const auto& row : summary.at("variants")) {
-    md << "| " << row.at("variant").get<std::string>() << " | " << row.at("levels").get<int>() << " | "
-       << row.at("parameter_count").get<std::int64_t>() << " | " << row.at("seeds").size() << " | "
-       << pct(row.at("val_accuracy")) << " | " << pct(row.at("test_accuracy")) << " |";
-    for (const auto& e : extra_names)
-      md << " " << (row.at("extra_tests").contains(e) ? pct(row.at("extra_tests").at(e)) : "") << " |";
-    md << " " << fixed(100 * row.at("chance_level").get<double>(), 2) << " | "
-       << fixed(row.at("time_per_step_ms").at("mean").get<double>(), 0) << " | "
-       << (row.contains("time_ratio") ? fixed(row.at("time_ratio").get<double>(), 2) : "") << " | "
-       << (row.contains("score_flop_ratio") ? fixed(row.at("score_flop_ratio").get<double>(), 4) : "") << " | "
-       << (row.contains("peak_tensor_bytes")
-               ? fixed(row.at("peak_tensor_bytes").at("mean").get<double>() / 1048576.0, 1)
-               : "")
-       << " |\n";
-  }
-  if (!summary.at("baseline").is_null()) {
-    md << "\nPaired differences to " << summary.at("baseline").get<std::string>()
-       << " (same seed), in percentage points, with a paired t test (two-sided, 95 %):\n\n";
-    for (const auto& row : summary.at("variants")) {
-      if (row.at("variant") == summary.at("baseline")) continue;
-      const Json& all = row.at("differences_to_baseline");
-      std::vector<std::string> sets;  // the test split first, then the extra tests
-      if (all.contains("test")) sets.push_back("test");
-      for (auto it = all.begin(); it != all.end(); ++it)
-        if (it.key() != "test") sets.push_back(it.key());
-      for (const auto& set : sets) {
-        const Json& d = all.at(set);
-        md << "- " << row.at("variant").get<std::string>() << ", " << set << ": ";
-        if (d.at("n").get<std::int64_t>() == 0) {
-          md << "no common seed\n";
-          continue;
-        }
-        md << (d.at("mean").get<double>() >= 0 ? "+" : "") << fixed(100 * d.at("mean").get<double>(), 2);
-        if (d.at("n").get<std::int64_t>() > 1) md << " ± " << fixed(100 * d.at("std").get<double>(), 2);
-        md << " (per seed:";
-        for (const auto& x : d.at("values"))
-          md << " " << (x.get<double>() >= 0 ? "+" : "") << fixed(100 * x.get<double>(), 1);
-        md << "; n = " << d.at("n").get<std::int64_t>() << ")";
-        if (d.contains("t"))
-          md << "; t = " << fixed(d.at("t").get<double>(), 2) << " against "
-             << fixed(d.at("t_critical_95").get<double>(), 3) << ": "
-             << (d.at("significant_95").get<bool>() ? "a difference beyond the seed spread"
-                                                    : "not distinguishable from seed noise with these seeds");
-        md << "\n";
-      }
-    }
-  }
-  if (!summary.at("paper").is_null()) {
-    const Json& p = summary.at("paper");
-    auto ms = [&](const char* k) {
-      return fixed(p.at(k)[0].get<double>(), 2) + " ± " + fixed(p.at(k)[1].get<double>(), 2);
-    };
-    md << "\nThe paper (arXiv 2604.08829), " << p.at("task").get<std::string>()
-       << ", T = " << p.at("T").get<std::int64_t>() << ", 3 seeds, test accuracy: standard MHA " << ms("mha")
-       << ", HKT (L = 3) " << ms("hkt") << " ("
-       << (p.at("hkt")[0].get<double>() - p.at("mha")[0].get<double>() >= 0 ? "+" : "")
-       << fixed(p.at("hkt")[0].get<double>() - p.at("mha")[0].get<double>(), 2)
-       << " pp). Model sizes, optimiser and epochs are not published, so our numbers come from our own recipe "
-          "(docs/experiments.md), not from the paper's.\n";
-  }
-  md << "\nTime per step: wall time of forward + backward + AdamW step, mean over the run (same machine, runs one "
-        "after another). Score-FLOP ratio: counted Q K^T FLOPs at T (docs/hkt-attention.md section 5). Peak tensor "
-        "memory: the engine's CPU tensors (not BLAS or OpenMP workspaces).\n";
-  return md.str();
-}
-
-namespace {
 
 // A result.json as the summary reads it: every key with its type, else an error naming
 // the file (a hand-edited or foreign file must not end in an internal error).
@@ -350,6 +102,12 @@ void check_result(const Json& result, const std::string& path) {
           path + ": extra test '" + it.key() + "' has no numeric 'accuracy'");
   if (result.contains("peak_tensor_bytes"))
     check(result.at("peak_tensor_bytes").is_number(), path + ": 'peak_tensor_bytes' is not a number");
+  if (result.contains("machine")) {
+    const Json& m = result.at("machine");
+    check(m.is_object() && m.contains("cpu") && m.at("cpu").is_string() && m.contains("threads") &&
+              m.at("threads").is_number() && m.contains("load_average_max") && m.at("load_average_max").is_number(),
+          path + ": 'machine' must be {\"cpu\": string, \"threads\": number, \"load_average_max\": number}");
+  }
 }
 
 // The data of a run config, loaded once per distinct data section (IMDB's validation
@@ -367,11 +125,91 @@ class TaskCache {
   std::map<std::string, TaskData> cache_;
 };
 
-}  // namespace
+// A run directory <variant>/seed-<s>/ of an experiment directory.
+struct FoundRun {
+  std::string variant;
+  std::int64_t seed = 0;
+  std::string rel, dir;   // "<variant>/seed-<s>"; the same under the experiment directory
+  bool finished = false;  // result.json is there (the trainer writes it last)
+};
 
-Json run_experiment(const Json& config, const std::string& out_dir, const std::string& command, std::ostream& progress,
-                    bool progress_is_terminal) {
-  const auto variants = experiment_variants(config);
+// Every <name>/seed-<digits>/ holding a config.json under `root` (none when root does
+// not exist), sorted by name, then seed. Other entries are not runs and are skipped.
+std::vector<FoundRun> find_runs(const std::string& root) {
+  std::vector<FoundRun> out;
+  if (!fs::is_directory(root)) return out;
+  for (const auto& variant : fs::directory_iterator(root)) {
+    if (!variant.is_directory()) continue;
+    for (const auto& run : fs::directory_iterator(variant.path())) {
+      const std::string name = run.path().filename().string();
+      const std::string digits = name.rfind("seed-", 0) == 0 ? name.substr(5) : "";
+      if (!run.is_directory() || digits.empty() || digits.size() > 18 ||
+          digits.find_first_not_of("0123456789") != std::string::npos || !fs::exists(run.path() / "config.json"))
+        continue;
+      FoundRun f;
+      f.variant = variant.path().filename().string();
+      f.seed = std::stoll(digits);
+      f.rel = f.variant + "/" + name;
+      f.dir = root + "/" + f.rel;
+      f.finished = fs::exists(run.path() / "result.json");
+      out.push_back(std::move(f));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const FoundRun& a, const FoundRun& b) {
+    return a.variant != b.variant ? a.variant < b.variant : a.seed < b.seed;
+  });
+  return out;
+}
+
+const Variant* find_variant(const std::vector<Variant>& variants, const std::string& name) {
+  for (const auto& v : variants)
+    if (v.name == name) return &v;
+  return nullptr;
+}
+
+// Refuses a run directory whose config.json is not the run config of its (variant, seed).
+// The saved config is merged onto the defaults, so that a run written before a config key
+// was added (with a default that keeps the old behaviour) still counts as the same run.
+// `what_to_do` ends the message.
+void check_run_config(const FoundRun& f, const Json& config, const Variant& variant,
+                      const std::string& what_to_do = "use another --out, or delete that directory to run it again") {
+  const std::string path = f.dir + "/config.json";
+  const std::string diff =
+      first_difference(config::merge(read_json_file(path), path), run_config(config, variant, f.seed));
+  check(diff.empty(), f.dir + " holds a run with a different config (first difference: '" + diff + "'); " + what_to_do);
+}
+
+// The level weights [layer][head][level] of the last line of a metrics.jsonl that has
+// them, or null. A line that is not JSON is an error naming the file and line.
+Json final_level_weights(const std::string& path) {
+  std::ifstream in(path);
+  check(in.good(), path + ": cannot be read (a finished run's record needs its metrics.jsonl)");
+  Json last;
+  std::string line;
+  for (std::int64_t number = 1; std::getline(in, line); ++number) {
+    if (line.empty()) continue;
+    Json j;
+    try {
+      j = Json::parse(line);
+    } catch (const Json::exception& e) {
+      throw Error(path + " line " + std::to_string(number) + ": not JSON (" + e.what() + ")");
+    }
+    if (j.is_object() && j.contains("level_weights")) last = j.at("level_weights");
+  }
+  return last;
+}
+
+// The record of a finished run, checked (result.json's keys, metrics.jsonl readable).
+RunRecord load_record(const FoundRun& f, const Json& run_cfg) {
+  const std::string path = f.dir + "/result.json";
+  Json result = read_json_file(path);
+  check_result(result, path);
+  return {f.variant, f.seed, f.rel, run_cfg, std::move(result), final_level_weights(f.dir + "/metrics.jsonl")};
+}
+
+// The experiment section's own checks that can fail before any training: seeds (a
+// non-empty list of distinct integers >= 0, returned), paper_row and compare_to.
+std::vector<std::int64_t> check_experiment_section(const Json& config, const std::vector<Variant>& variants) {
   const Json& seeds_json = config.at("experiment").at("seeds");
   check(seeds_json.is_array() && !seeds_json.empty(),
         "config key 'experiment.seeds' must be a non-empty list of integers");
@@ -383,93 +221,257 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
           "config key 'experiment.seeds' repeats " + s.dump());
     seeds.push_back(s.get<std::int64_t>());
   }
-  paper_row(config.at("experiment").at("paper_row").get<std::string>());  // refuse a bad name before any training
+  summarize(config, variants, {});  // paper_row and compare_to, on no runs
+  return seeds;
+}
 
-  // Everything that can be refused is checked before anything is trained or written:
-  // every run config, every variant's model and schedule (built once on its data), and
-  // every existing run directory's config.
-  TaskCache tasks;
-  std::vector<std::tuple<std::int64_t, const Variant*, Json>> plan;
-  for (auto s : seeds)
-    for (const auto& v : variants) {
-      Json rc = run_config(config, v, s);
-      if (s == seeds.front()) {
-        try {
-          config::model_config(rc, 1, 0, 2, 1);  // the enum keys, before any data is read
-          build_model(rc, tasks.get(rc).train);
-          schedule_config(rc);
-        } catch (const Error& e) {
-          throw Error("experiment variant '" + v.name + "': " + e.what());
-        }
-      }
-      plan.emplace_back(s, &v, std::move(rc));
-    }
-  for (const auto& [seed, variant, rc] : plan) {
-    const std::string dir = out_dir + "/" + variant->name + "/seed-" + std::to_string(seed);
-    if (!fs::exists(dir + "/config.json")) continue;
-    // Merged onto the defaults, so that a run written before a config key was added
-    // (with a default that keeps the old behaviour) still counts as the same run.
-    const Json saved = config::merge(read_json_file(dir + "/config.json"), dir + "/config.json");
-    const std::string diff = first_difference(saved, rc);
-    check(diff.empty(), dir + " holds a run with a different config (first difference: '" + diff +
-                            "'); use another --out, or delete that directory to run it again");
-  }
-
-  fs::create_directories(out_dir);
-  const RunLock lock(out_dir, "hkt experiment");
-  write_file_atomic(out_dir + "/experiment.json", config.dump(2) + "\n");
+// Writes experiment.json, summary.json, summary.md and attention_maps.json of out_dir
+// from every finished run there whose variant is in the config; returns the summary.
+Json write_summary(const Json& config, const std::vector<Variant>& variants, const std::string& out_dir,
+                   const std::string& command, std::ostream& progress, TaskCache& tasks) {
+  std::vector<std::int64_t> seeds = config.at("experiment").at("seeds").get<std::vector<std::int64_t>>();
   std::vector<RunRecord> runs;
-  std::size_t index = 0;
-  for (const auto& [seed, variant, rc] : plan) {
-    ++index;
-    const std::string rel = variant->name + "/seed-" + std::to_string(seed), dir = out_dir + "/" + rel;
-    // Built with += : GCC 12 reports a false -Wrestrict for "[" + std::string (its bug 105329).
-    std::string tag = "[";
-    tag += std::to_string(index) + "/" + std::to_string(plan.size()) + "] " + rel;
-    Json result;
-    const bool has_config = fs::exists(dir + "/config.json");
-    if (has_config && fs::exists(dir + "/result.json")) {
-      result = read_json_file(dir + "/result.json");
-      check_result(result, dir + "/result.json");
-      progress << tag << ": finished before, reused (test accuracy " << result.at("test_accuracy").get<double>()
-               << ")\n";
-    } else {
-      const bool resume = has_config && fs::exists(dir + "/last.safetensors");
-      progress << tag << (resume ? ": resuming" : ": training") << "\n" << std::flush;
-      TrainOptions options;
-      options.out_dir = dir;
-      options.resume = resume;
-      options.overwrite = !resume;
-      options.progress = &progress;
-      options.progress_is_terminal = progress_is_terminal;
-      options.eval_metrics = theory::eval_metrics;
-      result = train(rc, options);
+  for (const auto& f : find_runs(out_dir)) {
+    const Variant* v = find_variant(variants, f.variant);
+    if (v == nullptr) {
+      progress << "note: " << f.dir << " is a run of variant '" << f.variant
+               << "', which is not in the config: left out of the summary\n";
+      continue;
     }
-    runs.push_back({variant->name, seed, rel, rc, result});
+    if (!f.finished) {
+      progress << "note: " << f.dir << " is unfinished: left out of the summary\n";
+      continue;
+    }
+    runs.push_back(load_record(f, run_config(config, *v, f.seed)));
+    if (std::find(seeds.begin(), seeds.end(), f.seed) == seeds.end()) seeds.push_back(f.seed);
   }
+  // By seed, then variant in config order: the order of every sum in the summary, the
+  // same however the runs came here.
+  auto variant_index = [&](const std::string& name) { return find_variant(variants, name) - variants.data(); };
+  std::sort(runs.begin(), runs.end(), [&](const RunRecord& a, const RunRecord& b) {
+    return a.seed != b.seed ? a.seed < b.seed : variant_index(a.variant) < variant_index(b.variant);
+  });
 
-  const Json summary_json = summarize(config, variants, runs);
-  Json summary = summary_json;
+  std::sort(seeds.begin(), seeds.end());
+  Json described = config;  // the experiment this directory now holds: every recorded seed
+  described["experiment"]["seeds"] = seeds;
+  write_file_atomic(out_dir + "/experiment.json", described.dump(2) + "\n");
+  const std::string rerun = "hkt experiment --config " + out_dir + "/experiment.json --out <new directory>";
+  Json summary = summarize(described, variants, runs);
   summary["command"] = command;
+  summary["rerun_command"] = rerun;
   summary["all_runs"] = Json::array();
   for (const auto& r : runs)
     summary["all_runs"].push_back({{"variant", r.variant}, {"seed", r.seed}, {"dir", r.dir}, {"result", r.result}});
   write_file_atomic(out_dir + "/summary.json", summary.dump(2) + "\n");
-  write_file_atomic(out_dir + "/summary.md", summary_markdown(summary, command));
+  write_file_atomic(out_dir + "/summary.md", summary_markdown(summary, command, rerun));
 
-  // Attention maps of the first seed's best model of each variant, on a validation
-  // example of that variant's own data.
+  // Attention maps of each variant's lowest seed with a best checkpoint, on a validation
+  // example of that variant's own data. A variant without any checkpoint here (records
+  // copied without them) keeps the maps this directory had.
+  Json old_maps = Json::object();
+  if (fs::exists(out_dir + "/attention_maps.json")) {
+    try {
+      old_maps = read_json_file(out_dir + "/attention_maps.json");
+    } catch (const Error& e) {
+      progress << "note: " << e.what() << ": its maps are not kept\n";
+    }
+  }
   Json maps = Json::object();
-  for (const auto& r : runs) {
-    if (r.seed != seeds.front()) continue;
-    const std::string best = out_dir + "/" + r.dir + "/best.safetensors";
-    check(fs::exists(best), best + " is missing (needed for the attention maps); delete " + out_dir + "/" + r.dir +
-                                " to train that run again");
-    const auto model = load_model(r.config, best);
-    maps[r.variant] = attention_maps(*model, tasks.get(r.config).val);
+  for (const auto& v : variants) {
+    const RunRecord* chosen = nullptr;
+    for (const auto& r : runs)
+      if (r.variant == v.name && fs::exists(out_dir + "/" + r.dir + "/best.safetensors") &&
+          (chosen == nullptr || r.seed < chosen->seed))
+        chosen = &r;
+    if (chosen != nullptr) {
+      const auto model = load_model(chosen->config, out_dir + "/" + chosen->dir + "/best.safetensors");
+      maps[v.name] = attention_maps(*model, tasks.get(chosen->config).val);
+      maps[v.name]["seed"] = chosen->seed;
+    } else if (old_maps.is_object() && old_maps.contains(v.name)) {
+      maps[v.name] = old_maps.at(v.name);
+    } else if (std::any_of(runs.begin(), runs.end(), [&](const RunRecord& r) { return r.variant == v.name; })) {
+      progress << "note: no run of variant '" << v.name << "' has a best.safetensors here: no attention maps\n";
+    }
   }
   write_file_atomic(out_dir + "/attention_maps.json", maps.dump() + "\n");
   return summary;
+}
+
+// Copies one file into a run directory atomically (a temporary name, then a rename).
+void copy_file_atomic(const std::string& from, const std::string& to) {
+  const std::string tmp = to + ".tmp";
+  std::error_code ec;
+  fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::rename(tmp, to, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw Error("cannot copy " + from + " to " + to + ": " + ec.message());
+  }
+}
+
+}  // namespace
+
+Shard parse_shard(const std::string& text) {
+  const std::string bad = "--shard must be I/N with 0 <= I < N, e.g. 0/4; got '" + text + "'";
+  const std::size_t slash = text.find('/');
+  check(slash != std::string::npos, bad);
+  const std::string i = text.substr(0, slash), n = text.substr(slash + 1);
+  for (const auto& part : {i, n})
+    check(!part.empty() && part.size() <= 6 && part.find_first_not_of("0123456789") == std::string::npos, bad);
+  const Shard s{std::stoll(i), std::stoll(n)};
+  check(s.count >= 1 && s.count <= 100000 && s.index < s.count, bad);
+  return s;
+}
+
+Shard slurm_shard(const char* task_id, const char* task_count, const char* task_min) {
+  if (task_id == nullptr) return {};
+  auto integer = [](const char* name, const char* value) {
+    const std::string text = value == nullptr ? "" : value;
+    check(!text.empty() && text.size() <= 9 && text.find_first_not_of("0123456789") == std::string::npos,
+          std::string(name) + " must be an integer >= 0 when SLURM_ARRAY_TASK_ID is set, got '" + text + "'");
+    return std::stoll(text);
+  };
+  const std::int64_t id = integer("SLURM_ARRAY_TASK_ID", task_id),
+                     count = integer("SLURM_ARRAY_TASK_COUNT", task_count),
+                     min = task_min == nullptr ? 0 : integer("SLURM_ARRAY_TASK_MIN", task_min);
+  check(count >= 1 && id >= min && id - min < count,
+        "SLURM_ARRAY_TASK_ID " + std::to_string(id) + " is not among MIN .. MIN + COUNT - 1 (SLURM_ARRAY_TASK_MIN " +
+            std::to_string(min) + ", SLURM_ARRAY_TASK_COUNT " + std::to_string(count) +
+            "): submit a contiguous array, e.g. --array=0-" + std::to_string(count - 1) + ", or give --shard I/N");
+  return {id - min, count};
+}
+
+Json run_experiment(const Json& config, const std::string& out_dir, const std::string& command, std::ostream& progress,
+                    bool progress_is_terminal, const Shard& shard) {
+  const auto variants = experiment_variants(config);
+  const std::vector<std::int64_t> seeds = check_experiment_section(config, variants);
+  check(
+      shard.count >= 1 && shard.index >= 0 && shard.index < shard.count,
+      "experiment: shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) + " must have 0 <= I < N");
+
+  // This shard's runs: run k of the plan (seeds in order, variants within a seed) when
+  // k mod N = I.
+  struct Planned {
+    std::int64_t seed;
+    const Variant* variant;
+    Json config;
+    std::string rel;
+  };
+  std::vector<Planned> plan;
+  std::int64_t k = 0;
+  for (auto s : seeds)
+    for (const auto& v : variants)
+      if (k++ % shard.count == shard.index)
+        plan.push_back({s, &v, run_config(config, v, s), v.name + "/seed-" + std::to_string(s)});
+
+  // Everything that can be refused is checked before anything is trained or written:
+  // every run directory's config, and the model and schedule of every variant that
+  // still has a run to train (built once on its data).
+  const std::vector<FoundRun> found = find_runs(out_dir);
+  for (const auto& f : found)
+    if (const Variant* v = find_variant(variants, f.variant)) check_run_config(f, config, *v);
+  auto finished = [&](const std::string& rel) {
+    return std::any_of(found.begin(), found.end(), [&](const FoundRun& f) { return f.rel == rel && f.finished; });
+  };
+  TaskCache tasks;
+  std::set<std::string> built;
+  for (const auto& p : plan) {
+    if (finished(p.rel) || built.count(p.variant->name)) continue;
+    try {
+      config::model_config(p.config, 1, 0, 2, 1);  // the enum keys, before any data is read
+      build_model(p.config, tasks.get(p.config).train);
+      schedule_config(p.config);
+    } catch (const Error& e) {
+      throw Error("experiment variant '" + p.variant->name + "': " + e.what());
+    }
+    built.insert(p.variant->name);
+  }
+
+  fs::create_directories(out_dir);
+  const RunLock lock(out_dir, "hkt experiment");
+  if (shard.count > 1)
+    progress << "shard " << shard.index << "/" << shard.count << ": " << plan.size() << " of "
+             << seeds.size() * variants.size() << " runs\n";
+  std::size_t index = 0;
+  for (const auto& p : plan) {
+    ++index;
+    const std::string dir = out_dir + "/" + p.rel;
+    // Built with += : GCC 12 reports a false -Wrestrict for "[" + std::string (its bug 105329).
+    std::string tag = "[";
+    tag += std::to_string(index) + "/" + std::to_string(plan.size()) + "] " + p.rel;
+    if (finished(p.rel)) {
+      const Json result = read_json_file(dir + "/result.json");
+      check_result(result, dir + "/result.json");
+      progress << tag << ": finished before, reused (test accuracy " << result.at("test_accuracy").get<double>()
+               << ")\n";
+      continue;
+    }
+    const bool resume = fs::exists(dir + "/config.json") && fs::exists(dir + "/last.safetensors");
+    progress << tag << (resume ? ": resuming" : ": training") << "\n" << std::flush;
+    TrainOptions options;
+    options.out_dir = dir;
+    options.resume = resume;
+    options.overwrite = !resume;
+    options.progress = &progress;
+    options.progress_is_terminal = progress_is_terminal;
+    options.eval_metrics = theory::eval_metrics;
+    train(p.config, options);
+  }
+  return write_summary(config, variants, out_dir, command, progress, tasks);
+}
+
+Json merge_experiments(const Json& config, const std::vector<std::string>& sources, const std::string& out_dir,
+                       const std::string& command, std::ostream& progress) {
+  const auto variants = experiment_variants(config);
+  check_experiment_section(config, variants);
+  check(!sources.empty(), "experiment --merge: name at least one experiment directory");
+
+  // Every check before anything is copied or written.
+  std::map<std::string, FoundRun> here;  // out_dir's runs by "<variant>/seed-<s>"
+  for (const auto& f : find_runs(out_dir)) {
+    if (const Variant* v = find_variant(variants, f.variant)) check_run_config(f, config, *v);
+    here[f.rel] = f;
+  }
+  std::map<std::string, FoundRun> chosen;  // what to copy, by "<variant>/seed-<s>"
+  for (const auto& src : sources) {
+    check(fs::is_directory(src), "experiment --merge: " + src + " is not a directory");
+    if (fs::exists(out_dir) && fs::equivalent(src, out_dir)) continue;  // its records are here already
+    for (const auto& f : find_runs(src)) {
+      if (!f.finished) {
+        progress << "note: " << f.dir << " is unfinished: not merged\n";
+        continue;
+      }
+      const Variant* v = find_variant(variants, f.variant);
+      check(v != nullptr, f.dir + " is a run of variant '" + f.variant +
+                              "', which is not in the config (add it to experiment.variants, or merge without that "
+                              "directory)");
+      check_run_config(f, config, *v, "merge without that directory, or into another --out with its own config");
+      check_result(read_json_file(f.dir + "/result.json"), f.dir + "/result.json");
+      if (here.count(f.rel) && here.at(f.rel).finished) {
+        progress << "note: " << f.rel << " is in " << out_dir << " already: " << f.dir << " not copied\n";
+      } else if (chosen.count(f.rel)) {
+        progress << "note: " << f.rel << " is in " << chosen.at(f.rel).dir << " too: " << f.dir << " not copied\n";
+      } else {
+        chosen[f.rel] = f;
+      }
+    }
+  }
+
+  fs::create_directories(out_dir);
+  const RunLock lock(out_dir, "hkt experiment --merge");
+  for (const auto& [rel, f] : chosen) {
+    const std::string to = out_dir + "/" + rel;
+    fs::create_directories(to);
+    const RunLock run_lock(to, "hkt experiment --merge");  // refused while a process trains there
+    if (here.count(rel)) progress << "note: " << to << " held an unfinished run; the finished one replaces it\n";
+    for (const char* file : {"config.json", "metrics.jsonl", "best.safetensors", "result.json"})
+      if (fs::exists(f.dir + "/" + file)) copy_file_atomic(f.dir + "/" + file, to + "/" + file);
+    progress << "merged " << f.dir << "\n";
+  }
+  progress << "merged " << chosen.size() << " runs into " << out_dir << "\n";
+  TaskCache tasks;
+  return write_summary(config, variants, out_dir, command, progress, tasks);
 }
 
 }  // namespace hkt

@@ -1,14 +1,20 @@
 // experiment.h: `hkt experiment`, the paper's comparison (docs/experiments.md):
 // every model variant of a config (at least MHA and HKT) trained for every seed with the
-// same data, budget and recipe, then a summary table (mean +- sample std over seeds) and
-// plots. Layout of an experiment directory:
-//   <variant>/seed-<s>/   one run directory each (trainer.h), reused when finished and
-//                         resumed from its last checkpoint when interrupted
+// same data, budget and recipe, then a summary table (summary.h) and plots. Layout of an
+// experiment directory:
+//   <variant>/seed-<s>/   one run directory each (trainer.h). Its record, the files
+//                         that are committed, is config.json, metrics.jsonl and
+//                         result.json; the checkpoints beside them are optional
+//   experiment.json       the experiment config, its seeds those of every record here
 //   summary.json          every number of the table, plus every run's result
 //   summary.md            the table, the paper's row beside ours, the paired differences
-//   attention_maps.json   per-level attention maps of one validation example (seed 0 of
-//                         each variant, layer 0, every head)
+//   attention_maps.json   per-level attention maps of one validation example (the lowest
+//                         seed with a best.safetensors of each variant, layer 0, every head)
 //   *.png                 plots, when Python with matplotlib is found (tools/plot_experiment.py)
+// The summary is always rebuilt from every record in the directory, so seeds and
+// variants can be added later, on another machine, without training again what is
+// recorded; shards (Shard) and merge_experiments spread one grid over processes or
+// machines.
 #pragma once
 
 #include <iosfwd>
@@ -16,14 +22,9 @@
 #include <vector>
 
 #include "config.h"
+#include "summary.h"
 
 namespace hkt {
-
-/// One model variant: a name (a directory name) and the config keys it changes.
-struct Variant {
-  std::string name;
-  std::vector<std::string> sets;  ///< "key=value" items, applied like --set
-};
 
 /// The variants of config["experiment"]["variants"]. Each entry is
 /// {"name": "hkt", "set": {"model.attention": "hkt", ...}}. Throws hkt::Error naming the
@@ -38,47 +39,53 @@ std::vector<Variant> experiment_variants(const config::Json& config);
 /// Throws hkt::Error naming the variant for a key that does not exist or has a wrong type.
 config::Json run_config(const config::Json& config, const Variant& variant, std::int64_t seed);
 
-/// One finished run, as the summary needs it.
-struct RunRecord {
-  std::string variant;
-  std::int64_t seed = 0;
-  std::string dir;      ///< relative to the experiment directory
-  config::Json config;  ///< the run's resolved config
-  config::Json result;  ///< its result.json
+/// The share of an experiment's runs one process trains: with the runs in plan order
+/// (the config's seeds in order, variants in order within a seed), run k belongs to shard
+/// k mod count. {0, 1}: every run.
+struct Shard {
+  std::int64_t index = 0, count = 1;
 };
 
-/// The summary of finished runs (summary.json): per variant, in the order of `variants`,
-/// n, mean and sample standard deviation (n - 1 in the denominator; 0 for n = 1) of
-/// best validation accuracy, test accuracy and every extra test's accuracy; chance
-/// level; parameter count; mean time per step; peak tensor memory; time and counted
-/// score-FLOP ratios to the baseline variant (experiment.baseline, when present); the
-/// paired per-seed differences to the baseline on the test split and every extra test
-/// ("differences_to_baseline": mean, sample std and a two-sided 95 % paired t test,
-/// Student's t table); the paper's row (experiment.paper_row).
-/// Score FLOPs per example are counted at T = data.max_len as sum over layers and levels of
-/// 2 H T_l^2 d_h (docs/hkt-attention.md section 5). Accuracies are fractions in [0, 1].
-config::Json summarize(const config::Json& config, const std::vector<Variant>& variants,
-                       const std::vector<RunRecord>& runs);
+/// "I/N" -> {I, N}, with 0 <= I < N <= 100000. Throws hkt::Error quoting the text.
+Shard parse_shard(const std::string& text);
 
-/// summary.md: the summary as a Markdown table (accuracies in percent) with the command
-/// line that produced it.
-std::string summary_markdown(const config::Json& summary, const std::string& command);
+/// The shard of a Slurm job-array task, from the values of SLURM_ARRAY_TASK_ID,
+/// SLURM_ARRAY_TASK_COUNT and SLURM_ARRAY_TASK_MIN (each null when unset):
+/// {ID - MIN, COUNT} (MIN taken as 0 when unset), or {0, 1} when ID is unset. Throws
+/// hkt::Error naming the variable for a value that is not an integer, and for an array
+/// whose indices are not MIN, MIN + 1, ..., MIN + COUNT - 1 (e.g. --array=0-8:2).
+Shard slurm_shard(const char* task_id, const char* task_count, const char* task_min);
 
-/// Runs (or reuses) every (seed, variant) run of `config` in `out_dir`, seeds in order and
-/// variants in order within a seed, then writes summary.json, summary.md and
-/// attention_maps.json and returns the summary. A run directory that holds a finished run
-/// with the same config is reused; one with a checkpoint but no result is resumed; one
-/// whose config.json differs is an error naming the directory and the first differing key.
-/// Every such refusal, and every variant whose model or schedule cannot be built (the
-/// error names the variant), happens before anything is trained or written. OUT/.lock is
-/// held while running: a second experiment on the same directory is refused. A
-/// malformed result.json is an error naming the file and key. Progress goes to `progress`.
+/// Runs (or reuses) the runs of `config` that belong to `shard` in `out_dir`, in plan
+/// order, then writes experiment.json, summary.json, summary.md and attention_maps.json
+/// from every finished run in out_dir whose variant is in the config, whatever its seed
+/// (a record from an earlier command, another shard or another machine counts as if
+/// it had run now; records of variants not in the config are listed in the progress and
+/// left out), and returns the summary. A run directory that holds a finished run with the
+/// same config is reused; one with a checkpoint but no result is resumed. Every run
+/// directory of a config variant whose config.json differs from the run config of its
+/// (variant, seed) is an error naming the directory and the first differing key; that
+/// refusal, and every variant whose model or schedule cannot be built (the error names
+/// the variant), happens before anything is trained or written. OUT/.lock is held while
+/// running: a second experiment on the same directory is refused. A malformed
+/// result.json is an error naming the file and key. Progress goes to `progress`.
+/// `command` is the command line shown in summary.md.
 config::Json run_experiment(const config::Json& config, const std::string& out_dir, const std::string& command,
-                            std::ostream& progress, bool progress_is_terminal);
+                            std::ostream& progress, bool progress_is_terminal, const Shard& shard = {});
 
-/// The paper's result for a task ("listops", "cifar10", "imdb"; arXiv 2604.08829 as quoted
-/// in experiments.md): {"task", "T", "mha": [mean, std], "hkt": [mean, std]} in percent,
-/// or null for "" . Throws hkt::Error for another name.
-config::Json paper_row(const std::string& name);
+/// Combines experiment directories (the shards of one grid, or runs of other seeds made
+/// elsewhere) into `out_dir`: copies the record of every finished run of `sources`
+/// (config.json, metrics.jsonl, result.json, and best.safetensors when present) to the
+/// same <variant>/seed-<s> there, unless out_dir already holds that run, then rebuilds
+/// the summary as run_experiment does, training nothing. Before anything is copied or
+/// written it refuses (hkt::Error naming the directory): a source that is not a
+/// directory; a record whose variant is not in `config` or whose config differs from the
+/// run config of its (variant, seed) (naming the first differing key); and a run
+/// directory of out_dir without a result.json where a source holds that run finished.
+/// Unfinished runs of the sources are listed in the progress and left out. Each copied
+/// file is written atomically, result.json last, so an interrupted merge leaves no record
+/// that looks finished and is not. Holds OUT/.lock while writing. Returns the summary.
+config::Json merge_experiments(const config::Json& config, const std::vector<std::string>& sources,
+                               const std::string& out_dir, const std::string& command, std::ostream& progress);
 
 }  // namespace hkt

@@ -83,6 +83,7 @@ const Json& defaults() {
     "seeds": [0, 1, 2],
     "variants": [{"name": "mha", "set": {"model.attention": "mha"}}, {"name": "hkt", "set": {"model.attention": "hkt"}}],
     "baseline": "mha",
+    "compare_to": [],
     "paper_row": ""
   }
 })");

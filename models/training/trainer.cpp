@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "io/safetensors.h"
+#include "machine.h"
 #include "ops.h"
 #include "optim/adamw.h"
 #include "storage.h"
@@ -569,6 +570,7 @@ class Run {
                        {"tokens_per_s", w.tokens / w.seconds},
                        {"level_weights", level_weights(*model_)}};
     write_metrics(line);
+    load_max_ = std::max(load_max_, load_average_1min());
     const double done = static_cast<double>(step - first_step_), left = static_cast<double>(s_.steps - step);
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start_).count();
     std::ostringstream msg;
@@ -685,7 +687,8 @@ class Run {
         {"train_seconds", state_.train_seconds},
         {"peak_tensor_bytes", peak_tensor_bytes},
         {"device", device_name(device)},
-        {"peak_cuda_tensor_bytes", device == Device::CUDA ? cuda::memory_stats().peak_allocated_bytes : 0}};
+        {"peak_cuda_tensor_bytes", device == Device::CUDA ? cuda::memory_stats().peak_allocated_bytes : 0},
+        {"machine", {{"cpu", cpu_model()}, {"threads", omp_get_max_threads()}, {"load_average_max", load_max_}}}};
     write_file_atomic(paths_.result, result.dump(2) + "\n");
     return result;
   }
@@ -706,6 +709,7 @@ class Run {
   std::ofstream metrics_;
   std::int64_t last_saved_step_ = 0, first_step_ = 0;
   double grad_norm_ = 0;
+  double load_max_ = -1;  // the highest 1-minute load average seen at a log step (machine.h)
   std::chrono::steady_clock::time_point run_start_;
 };
 

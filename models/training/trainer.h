@@ -9,7 +9,10 @@
 //   last.safetensors  weights + optimizer state + step (for --resume), atomically replaced
 //   best.safetensors  the weights of the best validation accuracy (loadable by PyTorch)
 //   result.json     best validation accuracy and its step, test accuracy of the reloaded
-//                   best checkpoint, chance level, parameter count, time per step
+//                   best checkpoint, chance level, parameter count, time per step, and
+//                   the machine it was timed on: {"cpu", "threads", "load_average_max":
+//                   the highest 1-minute load average seen at a log step (machine.h) of
+//                   the last process that trained it, -1 when unknown}
 // Determinism: the same config, seed and thread count give bit-identical metrics, and a
 // resumed run continues exactly as an uninterrupted one (the data order is a function of
 // (seed, epoch), dropout draws from a Generator whose offset is checkpointed).

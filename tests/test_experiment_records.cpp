@@ -1,0 +1,211 @@
+// test_experiment_records.cpp: experiments that outlive a machine (experiment.h): the
+// summary rebuilt from records (level weights, comparisons, timing marks), shard
+// assignment from --shard and Slurm's variables, two shard processes merged into the
+// unsharded summary, merges that must be refused, and records without checkpoints.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "config.h"
+#include "experiment.h"
+#include "test_helpers.h"
+
+using namespace hkt;
+using namespace hkt::test;
+namespace fs = std::filesystem;
+using config::Json;
+
+namespace {
+
+Json tiny_experiment(const std::string& seeds) {
+  return config::merge(Json::parse(R"({
+    "data": {"task": "listops", "max_len": 48,
+             "listops": {"source": "generate", "train": 32, "val": 16, "test": 16, "seed": 5}},
+    "model": {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32, "dropout": 0.0},
+    "train": {"batch_size": 8, "lr": 0.003, "schedule": "constant", "warmup_steps": 1, "eval_every": 2,
+              "log_every": 2, "checkpoint_every": 2, "threads": 1, "steps": 4},
+    "experiment": {"name": "tiny", "seeds": )" +
+                                   seeds + "}}"));
+}
+
+Json result(double test, const std::string& cpu, double load) {
+  return {{"best_val_accuracy", test},     {"test_accuracy", test},
+          {"time_per_step_ms", 10.0},      {"parameter_count", 100},
+          {"chance_level", 0.1},           {"steps", 4},
+          {"extra_tests", Json::object()}, {"machine", {{"cpu", cpu}, {"threads", 2}, {"load_average_max", load}}}};
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The summary's numbers that do not depend on timing: per variant its seeds, accuracies,
+// paired differences and level weights, and every run's result without its timings.
+Json accuracies(const Json& summary) {
+  Json out = Json::array();
+  for (const auto& row : summary.at("variants"))
+    out.push_back({row.at("variant"), row.at("seeds"), row.at("val_accuracy"), row.at("test_accuracy"),
+                   row.at("accuracy_by_seed"), row.at("differences_to_baseline"), row.at("final_level_weights")});
+  for (auto run : summary.at("all_runs")) {
+    for (const char* timing : {"time_per_step_ms", "train_seconds", "machine", "peak_tensor_bytes"})
+      run["result"].erase(timing);
+    out.push_back(run);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("experiment summary: final level weights, comparisons to a second variant, timing marks", "[experiment]") {
+  Json cfg = tiny_experiment("[0, 1]");
+  cfg["experiment"]["variants"] = Json::parse(R"([{"name": "mha", "set": {"model.attention": "mha"}},
+      {"name": "hkt", "set": {"model.attention": "hkt"}},
+      {"name": "L2", "set": {"model.attention": "hkt", "model.hkt.levels": 2}}])");
+  cfg["experiment"]["compare_to"] = {"hkt"};
+  const auto variants = experiment_variants(cfg);
+  std::vector<RunRecord> runs;
+  auto add = [&](std::size_t v, std::int64_t seed, double test, const std::string& cpu, double load, Json weights) {
+    runs.push_back(
+        {variants[v].name, seed, "x", run_config(cfg, variants[v], seed), result(test, cpu, load), std::move(weights)});
+  };
+  add(0, 0, 0.50, "A", 2.1, Json::parse("[[[1.0], [1.0]]]"));
+  add(0, 1, 0.60, "A", 2.0, Json::parse("[[[1.0], [1.0]]]"));
+  add(1, 0, 0.55, "A", 2.2, Json::parse("[[[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]]]"));
+  add(1, 1, 0.70, "B", 2.0, Json::parse("[[[0.4, 0.3, 0.3], [0.3, 0.3, 0.4]]]"));
+  add(2, 0, 0.45, "A", 2.76, Json::parse("[[[0.5, 0.5], [0.5, 0.5]]]"));  // beside other work: 2.76 > 2 + 0.75
+  add(2, 1, 0.50, "A", 2.75, Json::parse("[[[0.7, 0.3], [0.5, 0.5]]]"));
+  const Json s = summarize(cfg, variants, runs);
+  const Json& hkt = s.at("variants")[1];
+  const Json& l2 = s.at("variants")[2];
+  // Element-wise means over the two seeds, by hand.
+  const Json expected = Json::parse("[[[0.30000000000000004, 0.3, 0.4], [0.2, 0.2, 0.6000000000000001]]]");
+  for (int h = 0; h < 2; ++h)
+    for (int l = 0; l < 3; ++l)
+      CHECK(hkt.at("final_level_weights")[0][h][l].get<double>() ==
+            Approx(expected[0][h][l].get<double>()).epsilon(1e-12));
+  CHECK(hkt.at("timing").at("cpus") == Json::parse(R"(["A", "B"])"));
+  CHECK(hkt.at("timing").at("runs_beside_other_work") == 0);
+  CHECK(l2.at("timing").at("runs_beside_other_work") == 1);
+  // L2 against hkt, per seed: 0.45 - 0.55 = -0.10, 0.50 - 0.70 = -0.20: mean -0.15.
+  const Json& d = l2.at("differences_to").at("hkt").at("test");
+  CHECK(d.at("mean").get<double>() == Approx(-0.15).epsilon(1e-12));
+  CHECK(d.at("std").get<double>() == Approx(std::sqrt(0.005)).epsilon(1e-9));
+  CHECK(d.at("t_critical_95").get<double>() == 12.706);
+  CHECK(!hkt.at("differences_to").contains("hkt"));
+  const std::string md = summary_markdown(s, "cmd", "again");
+  CHECK(md.find("Every run of this table trained again from nothing: `again`") != std::string::npos);
+  CHECK(md.find("| 10 † |") != std::string::npos);  // hkt: two CPUs
+  CHECK(md.find("| 10 * |") != std::string::npos);  // L2: a run beside other work
+  CHECK(md.find("Paired differences to hkt (same seed)") != std::string::npos);
+  CHECK(md.find("- L2, test: -15.00 ± 7.07 (per seed: -10.0 -20.0; n = 2)") != std::string::npos);
+  CHECK(md.find("- hkt: layer 0 h0 [0.30 0.30 0.40], h1 [0.20 0.20 0.60]") != std::string::npos);
+  CHECK(md.find("- mha: layer") == std::string::npos);  // one level: no weights to show
+
+  cfg["experiment"]["compare_to"] = {"hkt3"};
+  require_error([&] { summarize(cfg, variants, runs); },
+                "'experiment.compare_to' names \"hkt3\", which is not a variant");
+}
+
+TEST_CASE("experiment shards: --shard I/N and Slurm's array variables", "[experiment]") {
+  CHECK(parse_shard("0/1").count == 1);
+  CHECK(parse_shard("3/4").index == 3);
+  for (const char* bad : {"4/4", "1", "-1/2", "1/0", "a/2", "1/2/3", "/2", " 1/2", "1/1000000"})
+    require_error([&] { parse_shard(bad); }, "--shard must be I/N with 0 <= I < N");
+  CHECK(slurm_shard(nullptr, nullptr, nullptr).count == 1);
+  const Shard s = slurm_shard("7", "4", "5");  // --array=5-8: the third task
+  CHECK(s.index == 2);
+  CHECK(s.count == 4);
+  CHECK(slurm_shard("2", "3", nullptr).index == 2);
+  require_error([&] { slurm_shard("4", "3", "0"); }, "submit a contiguous array, e.g. --array=0-2");
+  require_error([&] { slurm_shard("8", "3", "0"); }, "SLURM_ARRAY_TASK_ID 8 is not among");  // --array=0-8:4
+  require_error([&] { slurm_shard("1", nullptr, nullptr); }, "SLURM_ARRAY_TASK_COUNT must be an integer");
+  require_error([&] { slurm_shard("x", "2", nullptr); }, "SLURM_ARRAY_TASK_ID must be an integer >= 0");
+}
+
+TEST_CASE("experiment shards: two processes, merged, give the unsharded summary", "[experiment]") {
+  TempDir dir("shards");
+  const std::string config_path = dir.file("tiny.json"), hkt = HKT_BINARY;
+  { std::ofstream(config_path) << tiny_experiment("[0, 1]").dump(); }
+  auto experiment = [&](const std::string& args) {
+    return hkt + " experiment --no-plots " + args + " >>" + dir.file("log") + " 2>&1";
+  };
+  // Shard 0 from --shard, shard 1 from Slurm's variables (--array=4-5), side by side.
+  const std::string both = experiment("--config " + config_path + " --shard 0/2 --out " + dir.file("s0")) +
+                           " & p=$!; SLURM_ARRAY_TASK_ID=5 SLURM_ARRAY_TASK_COUNT=2 SLURM_ARRAY_TASK_MIN=4 " +
+                           experiment("--config " + config_path + " --out " + dir.file("s1")) +
+                           " ; r1=$?; wait $p; r0=$?; test $r0 -eq 0 -a $r1 -eq 0";
+  INFO(read_text(dir.file("log")));
+  REQUIRE(std::system(both.c_str()) == 0);
+  // Runs go round-robin over (seed, variant): shard 0 has mha, shard 1 hkt.
+  CHECK(fs::exists(dir.file("s0/mha/seed-1/result.json")));
+  CHECK(!fs::exists(dir.file("s0/hkt")));
+  CHECK(fs::exists(dir.file("s1/hkt/seed-0/result.json")));
+  REQUIRE(std::system(experiment("--merge " + dir.file("s0") + " " + dir.file("s1") + " --out " + dir.file("merged"))
+                          .c_str()) == 0);
+  REQUIRE(std::system(experiment("--config " + config_path + " --out " + dir.file("all")).c_str()) == 0);
+  const Json merged = config::read_json_file(dir.file("merged/summary.json"));
+  const Json all = config::read_json_file(dir.file("all/summary.json"));
+  REQUIRE(merged.at("variants").size() == 2);
+  CHECK(merged.at("variants")[0].at("seeds") == Json::parse("[0, 1]"));
+  CHECK(accuracies(merged) == accuracies(all));  // bit-identical: JSON keeps every double exactly
+  CHECK(config::read_json_file(dir.file("merged/experiment.json")).at("experiment").at("seeds") ==
+        Json::parse("[0, 1]"));
+  CHECK(!fs::exists(dir.file("merged/mha/seed-0/last.safetensors")));  // records and best weights only
+  CHECK(fs::exists(dir.file("merged/mha/seed-0/best.safetensors")));
+}
+
+TEST_CASE("experiment records: later seeds join the summary, bad merges are refused, checkpoints are optional",
+          "[experiment][errors]") {
+  TempDir dir("records");
+  const std::string a = dir.file("a"), b = dir.file("b");
+  std::ostringstream log;
+  run_experiment(tiny_experiment("[0]"), a, "test", log, false);
+  run_experiment(tiny_experiment("[1]"), b, "test", log, false);
+  const std::string b_summary = read_text(b + "/summary.json");
+
+  // Refused, with b untouched: a record of another config, of an unknown variant, a file.
+  const std::string c = dir.file("c");
+  Json changed = tiny_experiment("[0]");
+  changed["train"]["lr"] = 0.001;
+  run_experiment(changed, c, "test", log, false);
+  require_error(
+      [&] {
+        merge_experiments(tiny_experiment("[0]"), {a, c}, b, "test", log);
+      },
+      "c/hkt/seed-0 holds a run with a different config (first difference: 'train.lr'); merge without");
+  Json only_mha = tiny_experiment("[0]");
+  only_mha["experiment"]["variants"] = Json::parse(R"([{"name": "mha", "set": {"model.attention": "mha"}}])");
+  require_error([&] { merge_experiments(only_mha, {a}, b, "test", log); },
+                "a/hkt/seed-0 is a run of variant 'hkt', which is not in the config");
+  require_error([&] { merge_experiments(tiny_experiment("[0]"), {a + "/summary.json"}, b, "test", log); },
+                "summary.json is not a directory");
+  CHECK(read_text(b + "/summary.json") == b_summary);
+  CHECK(!fs::exists(b + "/mha/seed-0"));
+
+  // Merged: seeds 0 and 1 in one summary.
+  const Json merged = merge_experiments(tiny_experiment("[0]"), {a}, b, "test", log);
+  CHECK(merged.at("variants")[0].at("seeds") == Json::parse("[0, 1]"));
+  const Json maps = config::read_json_file(b + "/attention_maps.json");
+  CHECK(maps.at("hkt").at("seed") == 0);  // the lowest seed with a checkpoint
+
+  // Records without checkpoints (as committed): nothing is trained again, the summary is
+  // the same, and the attention maps stay.
+  for (const auto& run : {"mha/seed-0", "mha/seed-1", "hkt/seed-0", "hkt/seed-1"})
+    for (const char* f : {"best.safetensors", "last.safetensors"}) fs::remove(b + "/" + run + "/" + f);
+  std::ostringstream again;
+  const Json rebuilt = run_experiment(tiny_experiment("[1]"), b, "test", again, false);
+  CHECK(again.str().find("training") == std::string::npos);
+  CHECK(again.str().find("[2/2] hkt/seed-1: finished before, reused") != std::string::npos);
+  CHECK(accuracies(rebuilt) == accuracies(merged));
+  CHECK(config::read_json_file(b + "/attention_maps.json") == maps);
+
+  // A record of a variant the config no longer has is left out, and said so.
+  std::ostringstream fewer;
+  const Json s = run_experiment(only_mha, b, "test", fewer, false);
+  CHECK(s.at("variants").size() == 1);
+  CHECK(fewer.str().find("is a run of variant 'hkt', which is not in the config: left out") != std::string::npos);
+}
