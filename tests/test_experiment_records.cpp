@@ -115,15 +115,20 @@ TEST_CASE("experiment shards: --shard I/N and Slurm's array variables", "[experi
   CHECK(parse_shard("3/4").index == 3);
   for (const char* bad : {"4/4", "1", "-1/2", "1/0", "a/2", "1/2/3", "/2", " 1/2", "1/1000000"})
     require_error([&] { parse_shard(bad); }, "--shard must be I/N with 0 <= I < N");
-  CHECK(slurm_shard(nullptr, nullptr, nullptr).count == 1);
-  const Shard s = slurm_shard("7", "4", "5");  // --array=5-8: the third task
+  CHECK(slurm_shard(nullptr, nullptr, nullptr, nullptr).count == 1);
+  const Shard s = slurm_shard("7", "4", "5", "8");  // --array=5-8: the third task
   CHECK(s.index == 2);
   CHECK(s.count == 4);
-  CHECK(slurm_shard("2", "3", nullptr).index == 2);
-  require_error([&] { slurm_shard("4", "3", "0"); }, "submit a contiguous array, e.g. --array=0-2");
-  require_error([&] { slurm_shard("8", "3", "0"); }, "SLURM_ARRAY_TASK_ID 8 is not among");  // --array=0-8:4
-  require_error([&] { slurm_shard("1", nullptr, nullptr); }, "SLURM_ARRAY_TASK_COUNT must be an integer");
-  require_error([&] { slurm_shard("x", "2", nullptr); }, "SLURM_ARRAY_TASK_ID must be an integer >= 0");
+  CHECK(slurm_shard("2", "3", nullptr, nullptr).index == 2);
+  require_error([&] { slurm_shard("4", "3", "0", nullptr); }, "submit e.g. --array=0-2 (no step, no list)");
+  // --array=0-8:4 (COUNT 3, MAX 8): task 4 maps to shard 1 of 3, but shard 2 would
+  // never run, so every task of it is refused.
+  require_error([&] { slurm_shard("4", "3", "0", "8"); }, "is not in a contiguous array");
+  require_error([&] { slurm_shard("0", "3", "0", "8"); }, "SLURM_ARRAY_TASK_MAX 8");
+  require_error([&] { slurm_shard("1", nullptr, nullptr, nullptr); },
+                "SLURM_ARRAY_TASK_COUNT must be an integer from 0 to 999999999");
+  require_error([&] { slurm_shard("x", "2", nullptr, nullptr); }, "SLURM_ARRAY_TASK_ID must be an integer");
+  require_error([&] { slurm_shard("0", "0", nullptr, nullptr); }, "SLURM_ARRAY_TASK_COUNT must be from 1 to 100000");
 }
 
 TEST_CASE("experiment shards: two processes, merged, give the unsharded summary", "[experiment]") {
@@ -183,11 +188,30 @@ TEST_CASE("experiment records: later seeds join the summary, bad merges are refu
                 "a/hkt/seed-0 is a run of variant 'hkt', which is not in the config");
   require_error([&] { merge_experiments(tiny_experiment("[0]"), {a + "/summary.json"}, b, "test", log); },
                 "summary.json is not a directory");
+  require_error([&] { merge_experiments(tiny_experiment("[0]"), {dir.path.string()}, b, "test", log); },
+                "holds no run directory (<variant>/seed-<s>/ with a config.json)");
+  // A source whose metrics.jsonl is broken is refused before anything is copied, naming it.
+  const std::string broken = dir.file("broken");
+  fs::create_directories(broken + "/mha");
+  fs::copy(a + "/mha/seed-0", broken + "/mha/seed-0");
+  std::ofstream(broken + "/mha/seed-0/metrics.jsonl") << "{\"trunc\n";
+  require_error([&] { merge_experiments(tiny_experiment("[0]"), {broken}, b, "test", log); },
+                "broken/mha/seed-0/metrics.jsonl line 1: not JSON");
   CHECK(read_text(b + "/summary.json") == b_summary);
   CHECK(!fs::exists(b + "/mha/seed-0"));
 
+  // An unfinished run in the target where a source holds the same run finished: refused.
+  const std::string u = dir.file("u");
+  fs::create_directories(u + "/mha");
+  fs::copy(a + "/mha/seed-0", u + "/mha/seed-0");
+  fs::remove(u + "/mha/seed-0/result.json");
+  require_error([&] { merge_experiments(tiny_experiment("[0]"), {a}, u, "test", log); },
+                "u/mha/seed-0 holds an unfinished run of the same variant and seed");
+  CHECK(!fs::exists(u + "/mha/seed-0/result.json"));
+
   // Merged: seeds 0 and 1 in one summary.
   const Json merged = merge_experiments(tiny_experiment("[0]"), {a}, b, "test", log);
+  CHECK(merged.at("missing_runs") == Json::object());
   CHECK(merged.at("variants")[0].at("seeds") == Json::parse("[0, 1]"));
   const Json maps = config::read_json_file(b + "/attention_maps.json");
   CHECK(maps.at("hkt").at("seed") == 0);  // the lowest seed with a checkpoint
@@ -202,6 +226,16 @@ TEST_CASE("experiment records: later seeds join the summary, bad merges are refu
   CHECK(again.str().find("[2/2] hkt/seed-1: finished before, reused") != std::string::npos);
   CHECK(accuracies(rebuilt) == accuracies(merged));
   CHECK(config::read_json_file(b + "/attention_maps.json") == maps);
+
+  // A hole in the grid is named; a seed-00 directory is not a run of seed 0.
+  fs::copy(b + "/hkt/seed-0", b + "/hkt/seed-00");
+  fs::remove_all(b + "/hkt/seed-0");
+  std::ostringstream holes;
+  const Json with_hole = run_experiment(tiny_experiment("[1]"), b, "test", holes, false);
+  CHECK(with_hole.at("missing_runs") == Json::parse(R"({"hkt": [0]})"));
+  CHECK(with_hole.at("variants")[1].at("seeds") == Json::parse("[1]"));
+  CHECK(holes.str().find("seed-00 is not a run directory name hkt writes") != std::string::npos);
+  CHECK(read_text(b + "/summary.md").find("Not in this table (no finished run yet): hkt seed 0.") != std::string::npos);
 
   // A record of a variant the config no longer has is left out, and said so.
   std::ostringstream fewer;

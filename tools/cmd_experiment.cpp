@@ -60,28 +60,51 @@ void add_experiment_command(CLI::App& app) {
                   "Train nothing: copy the finished runs of these experiment directories (shards) into --out "
                   "and rebuild its summary")
       ->expected(1, -1)
-      ->check(nonempty_path());
+      ->check(nonempty_path())
+      ->check(CLI::Validator(
+          [](const std::string& dir) {
+            // An option given right after --merge would otherwise be taken as a directory.
+            return dir.rfind('-', 0) == 0 ? "'" + dir + "' is an option, not a directory: --merge takes directories"
+                                          : std::string();
+          },
+          "DIR", "not an option"));
   cmd->add_flag("--no-plots", args->no_plots, "Do not draw the PNG plots");
-  on_selected(cmd, [args] {
+  on_selected(cmd, [args, cmd] {
+    const bool cmd_has_shard = cmd->count("--shard") > 0;  // --shard "" is refused, not "no shard"
     for (const auto& item : args->sets)
       check(item.rfind("train.seed=", 0) != 0,
             "experiment: --set " + item + ": the seeds come from --seeds (or experiment.seeds)");
     const bool merge = !args->merge.empty();
     check(merge || !args->config.empty(), "experiment: --config is required (unless --merge is given)");
-    check(!merge || (args->seeds.empty() && args->shard.empty()),
+    check(!merge || (args->seeds.empty() && !cmd_has_shard),
           "experiment: --merge trains nothing, so it takes no --seeds or --shard (the seeds are those of the runs "
           "found)");
     check(!merge || !args->out.empty(), "experiment: --merge needs --out, the directory to merge into");
-    std::string config_path = args->config;
-    if (config_path.empty())  // --merge without --config: the experiment's own config
-      config_path = std::filesystem::exists(args->out + "/experiment.json") ? args->out + "/experiment.json"
-                                                                            : args->merge.front() + "/experiment.json";
-    config::Json cfg = config::apply_sets(config::load_file(config_path), args->sets);
+    for (const auto& dir : args->merge)
+      check(std::filesystem::is_directory(dir), "experiment --merge: " + dir + " is not a directory");
+    config::Json cfg;
+    if (!args->config.empty()) {
+      cfg = config::load_file(args->config);
+    } else {  // --merge without --config: the experiment's own config
+      const std::string path = std::filesystem::exists(args->out + "/experiment.json")
+                                   ? args->out + "/experiment.json"
+                                   : args->merge.front() + "/experiment.json";
+      check(std::filesystem::exists(path), "experiment --merge: neither " + args->out + " nor " + args->merge.front() +
+                                               " holds an experiment.json (a shard stopped before writing it?): "
+                                               "give the experiment's config with --config");
+      try {
+        cfg = config::load_file(path);
+        experiment_variants(cfg);
+      } catch (const Error& e) {
+        throw Error(path + " (the config of this merge): " + e.what());
+      }
+    }
+    cfg = config::apply_sets(cfg, args->sets);
     if (!args->seeds.empty()) cfg["experiment"]["seeds"] = parse_seeds(args->seeds);
-    const Shard shard = args->shard.empty()
-                            ? slurm_shard(std::getenv("SLURM_ARRAY_TASK_ID"), std::getenv("SLURM_ARRAY_TASK_COUNT"),
-                                          std::getenv("SLURM_ARRAY_TASK_MIN"))
-                            : parse_shard(args->shard);
+    const Shard shard = cmd_has_shard ? parse_shard(args->shard)
+                        : merge       ? Shard{}
+                                : slurm_shard(std::getenv("SLURM_ARRAY_TASK_ID"), std::getenv("SLURM_ARRAY_TASK_COUNT"),
+                                              std::getenv("SLURM_ARRAY_TASK_MIN"), std::getenv("SLURM_ARRAY_TASK_MAX"));
     const std::string out =
         args->out.empty() ? "runs/" + std::filesystem::path(args->config).stem().string() : args->out;
     std::string command = "hkt experiment";

@@ -8,6 +8,7 @@
 #include <map>
 #include <ostream>
 #include <set>
+#include <sstream>
 
 #include "attention_maps.h"
 #include "error.h"
@@ -92,14 +93,18 @@ void check_result(const Json& result, const std::string& path) {
   check(result.is_object(), path + ": not a result.json object (delete the run directory to run it again)");
   for (const char* key : {"best_val_accuracy", "test_accuracy", "time_per_step_ms", "chance_level"})
     check(result.contains(key) && result.at(key).is_number(), path + ": '" + key + "' is missing or not a number");
+  for (const char* key : {"best_val_accuracy", "test_accuracy", "chance_level"})
+    check(result.at(key).get<double>() >= 0 && result.at(key).get<double>() <= 1,
+          path + ": '" + key + "' must be a fraction in [0, 1], got " + result.at(key).dump());
   for (const char* key : {"parameter_count", "steps"})
     check(result.contains(key) && result.at(key).is_number_integer(),
           path + ": '" + key + "' is missing or not an integer");
   check(result.contains("extra_tests") && result.at("extra_tests").is_object(),
         path + ": 'extra_tests' is missing or not an object");
   for (auto it = result.at("extra_tests").begin(); it != result.at("extra_tests").end(); ++it)
-    check(it.value().is_object() && it.value().contains("accuracy") && it.value().at("accuracy").is_number(),
-          path + ": extra test '" + it.key() + "' has no numeric 'accuracy'");
+    check(it.value().is_object() && it.value().contains("accuracy") && it.value().at("accuracy").is_number() &&
+              it.value().at("accuracy").get<double>() >= 0 && it.value().at("accuracy").get<double>() <= 1,
+          path + ": extra test '" + it.key() + "' has no 'accuracy' in [0, 1]");
   if (result.contains("peak_tensor_bytes"))
     check(result.at("peak_tensor_bytes").is_number(), path + ": 'peak_tensor_bytes' is not a number");
   if (result.contains("machine")) {
@@ -133,19 +138,28 @@ struct FoundRun {
   bool finished = false;  // result.json is there (the trainer writes it last)
 };
 
-// Every <name>/seed-<digits>/ holding a config.json under `root` (none when root does
-// not exist), sorted by name, then seed. Other entries are not runs and are skipped.
-std::vector<FoundRun> find_runs(const std::string& root) {
+// Every <name>/seed-<s>/ holding a config.json under `root` (none when root does not
+// exist), sorted by name, then seed; <s> is a seed as hkt writes it (decimal, no leading
+// zero). Other entries are not runs and are skipped; `notes` (when not null) is told of
+// a seed-... directory with a config.json whose name hkt would not write (seed-00).
+std::vector<FoundRun> find_runs(const std::string& root, std::ostream* notes) {
   std::vector<FoundRun> out;
   if (!fs::is_directory(root)) return out;
   for (const auto& variant : fs::directory_iterator(root)) {
     if (!variant.is_directory()) continue;
     for (const auto& run : fs::directory_iterator(variant.path())) {
       const std::string name = run.path().filename().string();
-      const std::string digits = name.rfind("seed-", 0) == 0 ? name.substr(5) : "";
-      if (!run.is_directory() || digits.empty() || digits.size() > 18 ||
-          digits.find_first_not_of("0123456789") != std::string::npos || !fs::exists(run.path() / "config.json"))
+      if (name.rfind("seed-", 0) != 0 || !run.is_directory() || !fs::exists(run.path() / "config.json")) continue;
+      const std::string digits = name.substr(5);
+      const bool canonical = !digits.empty() && digits.size() <= 18 &&
+                             digits.find_first_not_of("0123456789") == std::string::npos &&
+                             (digits == "0" || digits[0] != '0');
+      if (!canonical) {
+        if (notes != nullptr)
+          *notes << "note: " << run.path().string() << " is not a run directory name hkt writes (seed-<s>, no "
+                 << "leading zero): skipped\n";
         continue;
+      }
       FoundRun f;
       f.variant = variant.path().filename().string();
       f.seed = std::stoll(digits);
@@ -192,7 +206,8 @@ Json final_level_weights(const std::string& path) {
     try {
       j = Json::parse(line);
     } catch (const Json::exception& e) {
-      throw Error(path + " line " + std::to_string(number) + ": not JSON (" + e.what() + ")");
+      throw Error(path + " line " + std::to_string(number) + ": not JSON (" + e.what() +
+                  "; delete the run directory to run it again)");
     }
     if (j.is_object() && j.contains("level_weights")) last = j.at("level_weights");
   }
@@ -231,7 +246,7 @@ Json write_summary(const Json& config, const std::vector<Variant>& variants, con
                    const std::string& command, std::ostream& progress, TaskCache& tasks) {
   std::vector<std::int64_t> seeds = config.at("experiment").at("seeds").get<std::vector<std::int64_t>>();
   std::vector<RunRecord> runs;
-  for (const auto& f : find_runs(out_dir)) {
+  for (const auto& f : find_runs(out_dir, &progress)) {
     const Variant* v = find_variant(variants, f.variant);
     if (v == nullptr) {
       progress << "note: " << f.dir << " is a run of variant '" << f.variant
@@ -258,6 +273,16 @@ Json write_summary(const Json& config, const std::vector<Variant>& variants, con
   write_file_atomic(out_dir + "/experiment.json", described.dump(2) + "\n");
   const std::string rerun = "hkt experiment --config " + out_dir + "/experiment.json --out <new directory>";
   Json summary = summarize(described, variants, runs);
+  // The (variant, seed) cells of the grid no finished run fills: a table with holes says so.
+  Json missing = Json::object();
+  for (const auto& v : variants) {
+    const bool any = std::any_of(runs.begin(), runs.end(), [&](const RunRecord& r) { return r.variant == v.name; });
+    for (auto seed : seeds)
+      if (any && std::none_of(runs.begin(), runs.end(),
+                              [&](const RunRecord& r) { return r.variant == v.name && r.seed == seed; }))
+        missing[v.name].push_back(seed);
+  }
+  summary["missing_runs"] = missing;
   summary["command"] = command;
   summary["rerun_command"] = rerun;
   summary["all_runs"] = Json::array();
@@ -298,18 +323,6 @@ Json write_summary(const Json& config, const std::vector<Variant>& variants, con
   return summary;
 }
 
-// Copies one file into a run directory atomically (a temporary name, then a rename).
-void copy_file_atomic(const std::string& from, const std::string& to) {
-  const std::string tmp = to + ".tmp";
-  std::error_code ec;
-  fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec);
-  if (!ec) fs::rename(tmp, to, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw Error("cannot copy " + from + " to " + to + ": " + ec.message());
-  }
-}
-
 }  // namespace
 
 Shard parse_shard(const std::string& text) {
@@ -324,23 +337,56 @@ Shard parse_shard(const std::string& text) {
   return s;
 }
 
-Shard slurm_shard(const char* task_id, const char* task_count, const char* task_min) {
+Shard slurm_shard(const char* task_id, const char* task_count, const char* task_min, const char* task_max) {
   if (task_id == nullptr) return {};
   auto integer = [](const char* name, const char* value) {
     const std::string text = value == nullptr ? "" : value;
     check(!text.empty() && text.size() <= 9 && text.find_first_not_of("0123456789") == std::string::npos,
-          std::string(name) + " must be an integer >= 0 when SLURM_ARRAY_TASK_ID is set, got '" + text + "'");
+          std::string(name) + " must be an integer from 0 to 999999999 when SLURM_ARRAY_TASK_ID is set, got '" + text +
+              "'");
     return std::stoll(text);
   };
   const std::int64_t id = integer("SLURM_ARRAY_TASK_ID", task_id),
                      count = integer("SLURM_ARRAY_TASK_COUNT", task_count),
                      min = task_min == nullptr ? 0 : integer("SLURM_ARRAY_TASK_MIN", task_min);
-  check(count >= 1 && id >= min && id - min < count,
-        "SLURM_ARRAY_TASK_ID " + std::to_string(id) + " is not among MIN .. MIN + COUNT - 1 (SLURM_ARRAY_TASK_MIN " +
-            std::to_string(min) + ", SLURM_ARRAY_TASK_COUNT " + std::to_string(count) +
-            "): submit a contiguous array, e.g. --array=0-" + std::to_string(count - 1) + ", or give --shard I/N");
+  check(count >= 1 && count <= 100000,
+        "SLURM_ARRAY_TASK_COUNT must be from 1 to 100000 (the most shards), got " + std::to_string(count));
+  // MIN, MIN + 1, ..., MIN + COUNT - 1: else some shard index would never run.
+  const bool contiguous = task_max == nullptr || integer("SLURM_ARRAY_TASK_MAX", task_max) == min + count - 1;
+  check(contiguous && id >= min && id - min < count,
+        "SLURM_ARRAY_TASK_ID " + std::to_string(id) + " is not in a contiguous array MIN .. MIN + COUNT - 1 " +
+            "(SLURM_ARRAY_TASK_MIN " + std::to_string(min) + ", SLURM_ARRAY_TASK_COUNT " + std::to_string(count) +
+            (task_max != nullptr ? std::string(", SLURM_ARRAY_TASK_MAX ") + task_max : std::string()) +
+            "): submit e.g. --array=0-" + std::to_string(count - 1) + " (no step, no list), or give --shard I/N");
   return {id - min, count};
 }
+
+namespace {
+
+// Creates the experiment directory, refusing a path that exists and is not a directory.
+void make_experiment_dir(const std::string& out_dir) {
+  check(!fs::exists(out_dir) || fs::is_directory(out_dir), out_dir + " exists and is not a directory (--out)");
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  check(!ec, "cannot create the experiment directory " + out_dir + ": " + ec.message());
+}
+
+// The run directories of out_dir, each of a config variant checked: its config is the
+// run config of its (variant, seed), and a finished one's record reads (result.json,
+// metrics.jsonl). Throws hkt::Error naming the directory or file.
+std::vector<FoundRun> checked_runs(const Json& config, const std::vector<Variant>& variants, const std::string& out_dir,
+                                   std::ostream* notes) {
+  std::vector<FoundRun> found = find_runs(out_dir, notes);
+  for (const auto& f : found) {
+    const Variant* v = find_variant(variants, f.variant);
+    if (v == nullptr) continue;
+    check_run_config(f, config, *v);
+    if (f.finished) load_record(f, run_config(config, *v, f.seed));
+  }
+  return found;
+}
+
+}  // namespace
 
 Json run_experiment(const Json& config, const std::string& out_dir, const std::string& command, std::ostream& progress,
                     bool progress_is_terminal, const Shard& shard) {
@@ -366,11 +412,9 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
         plan.push_back({s, &v, run_config(config, v, s), v.name + "/seed-" + std::to_string(s)});
 
   // Everything that can be refused is checked before anything is trained or written:
-  // every run directory's config, and the model and schedule of every variant that
+  // every run directory of out_dir, and the model and schedule of every variant that
   // still has a run to train (built once on its data).
-  const std::vector<FoundRun> found = find_runs(out_dir);
-  for (const auto& f : found)
-    if (const Variant* v = find_variant(variants, f.variant)) check_run_config(f, config, *v);
+  std::vector<FoundRun> found = checked_runs(config, variants, out_dir, &progress);
   auto finished = [&](const std::string& rel) {
     return std::any_of(found.begin(), found.end(), [&](const FoundRun& f) { return f.rel == rel && f.finished; });
   };
@@ -388,8 +432,10 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
     built.insert(p.variant->name);
   }
 
-  fs::create_directories(out_dir);
+  make_experiment_dir(out_dir);
   const RunLock lock(out_dir, "hkt experiment");
+  // Again under the lock: another process (a merge) may have written runs meanwhile.
+  found = checked_runs(config, variants, out_dir, nullptr);
   if (shard.count > 1)
     progress << "shard " << shard.index << "/" << shard.count << ": " << plan.size() << " of "
              << seeds.size() * variants.size() << " runs\n";
@@ -402,7 +448,6 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
     tag += std::to_string(index) + "/" + std::to_string(plan.size()) + "] " + p.rel;
     if (finished(p.rel)) {
       const Json result = read_json_file(dir + "/result.json");
-      check_result(result, dir + "/result.json");
       progress << tag << ": finished before, reused (test accuracy " << result.at("test_accuracy").get<double>()
                << ")\n";
       continue;
@@ -421,25 +466,31 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
   return write_summary(config, variants, out_dir, command, progress, tasks);
 }
 
-Json merge_experiments(const Json& config, const std::vector<std::string>& sources, const std::string& out_dir,
-                       const std::string& command, std::ostream& progress) {
-  const auto variants = experiment_variants(config);
-  check_experiment_section(config, variants);
-  check(!sources.empty(), "experiment --merge: name at least one experiment directory");
+namespace {
 
-  // Every check before anything is copied or written.
-  std::map<std::string, FoundRun> here;  // out_dir's runs by "<variant>/seed-<s>"
-  for (const auto& f : find_runs(out_dir)) {
-    if (const Variant* v = find_variant(variants, f.variant)) check_run_config(f, config, *v);
-    here[f.rel] = f;
-  }
-  std::map<std::string, FoundRun> chosen;  // what to copy, by "<variant>/seed-<s>"
+// What a merge copies, by "<variant>/seed-<s>": every finished run of the sources that
+// out_dir does not hold finished, each checked as merge_experiments says; throws
+// hkt::Error naming the directory or file. `notes` (when not null) is told what is
+// skipped and why.
+std::map<std::string, FoundRun> merge_plan(const Json& config, const std::vector<Variant>& variants,
+                                           const std::vector<std::string>& sources, const std::string& out_dir,
+                                           std::ostream* notes) {
+  std::map<std::string, FoundRun> here;  // out_dir's runs
+  for (const auto& f : checked_runs(config, variants, out_dir, notes)) here[f.rel] = f;
+  std::ostringstream ignored;
+  std::ostream& note = notes != nullptr ? *notes : ignored;
+  std::map<std::string, FoundRun> chosen;
   for (const auto& src : sources) {
     check(fs::is_directory(src), "experiment --merge: " + src + " is not a directory");
     if (fs::exists(out_dir) && fs::equivalent(src, out_dir)) continue;  // its records are here already
-    for (const auto& f : find_runs(src)) {
+    const std::vector<FoundRun> runs = find_runs(src, notes);
+    check(!runs.empty(), "experiment --merge: " + src +
+                             " holds no run directory (<variant>/seed-<s>/ with a config.json); name the "
+                             "experiment directories themselves, e.g. " +
+                             src + "/shard-*");
+    for (const auto& f : runs) {
       if (!f.finished) {
-        progress << "note: " << f.dir << " is unfinished: not merged\n";
+        note << "note: " << f.dir << " is unfinished: not merged\n";
         continue;
       }
       const Variant* v = find_variant(variants, f.variant);
@@ -447,24 +498,54 @@ Json merge_experiments(const Json& config, const std::vector<std::string>& sourc
                               "', which is not in the config (add it to experiment.variants, or merge without that "
                               "directory)");
       check_run_config(f, config, *v, "merge without that directory, or into another --out with its own config");
-      check_result(read_json_file(f.dir + "/result.json"), f.dir + "/result.json");
-      if (here.count(f.rel) && here.at(f.rel).finished) {
-        progress << "note: " << f.rel << " is in " << out_dir << " already: " << f.dir << " not copied\n";
+      const Json rc = run_config(config, *v, f.seed);
+      load_record(f, rc);
+      if (fs::exists(f.dir + "/best.safetensors")) load_model(rc, f.dir + "/best.safetensors");
+      if (here.count(f.rel)) {
+        check(here.at(f.rel).finished, out_dir + "/" + f.rel +
+                                           " holds an unfinished run of the same variant and seed that " + f.dir +
+                                           " holds finished: finish it (hkt experiment --out " + out_dir +
+                                           ") or delete that directory, then merge again");
+        note << "note: " << f.rel << " is in " << out_dir << " already: " << f.dir << " not copied\n";
       } else if (chosen.count(f.rel)) {
-        progress << "note: " << f.rel << " is in " << chosen.at(f.rel).dir << " too: " << f.dir << " not copied\n";
+        note << "note: " << f.rel << " is in " << chosen.at(f.rel).dir << " too: " << f.dir << " not copied\n";
       } else {
         chosen[f.rel] = f;
       }
     }
   }
+  return chosen;
+}
 
-  fs::create_directories(out_dir);
+// Copies one file into a run directory atomically (a temporary name, then a rename).
+void copy_file_atomic(const std::string& from, const std::string& to) {
+  check(fs::is_regular_file(from), "cannot copy " + from + ": not a regular file");
+  const std::string tmp = to + ".tmp";
+  std::error_code ec;
+  fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::rename(tmp, to, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw Error("cannot copy " + from + " to " + to + ": " + ec.message());
+  }
+}
+
+}  // namespace
+
+Json merge_experiments(const Json& config, const std::vector<std::string>& sources, const std::string& out_dir,
+                       const std::string& command, std::ostream& progress) {
+  const auto variants = experiment_variants(config);
+  check_experiment_section(config, variants);
+  check(!sources.empty(), "experiment --merge: name at least one experiment directory");
+  merge_plan(config, variants, sources, out_dir, &progress);  // every check, before anything is written
+  make_experiment_dir(out_dir);
   const RunLock lock(out_dir, "hkt experiment --merge");
+  // Planned again under the lock: another process may have written out_dir meanwhile.
+  const std::map<std::string, FoundRun> chosen = merge_plan(config, variants, sources, out_dir, nullptr);
   for (const auto& [rel, f] : chosen) {
     const std::string to = out_dir + "/" + rel;
     fs::create_directories(to);
     const RunLock run_lock(to, "hkt experiment --merge");  // refused while a process trains there
-    if (here.count(rel)) progress << "note: " << to << " held an unfinished run; the finished one replaces it\n";
     for (const char* file : {"config.json", "metrics.jsonl", "best.safetensors", "result.json"})
       if (fs::exists(f.dir + "/" + file)) copy_file_atomic(f.dir + "/" + file, to + "/" + file);
     progress << "merged " << f.dir << "\n";

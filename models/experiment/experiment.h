@@ -50,26 +50,31 @@ struct Shard {
 Shard parse_shard(const std::string& text);
 
 /// The shard of a Slurm job-array task, from the values of SLURM_ARRAY_TASK_ID,
-/// SLURM_ARRAY_TASK_COUNT and SLURM_ARRAY_TASK_MIN (each null when unset):
-/// {ID - MIN, COUNT} (MIN taken as 0 when unset), or {0, 1} when ID is unset. Throws
-/// hkt::Error naming the variable for a value that is not an integer, and for an array
-/// whose indices are not MIN, MIN + 1, ..., MIN + COUNT - 1 (e.g. --array=0-8:2).
-Shard slurm_shard(const char* task_id, const char* task_count, const char* task_min);
+/// SLURM_ARRAY_TASK_COUNT, SLURM_ARRAY_TASK_MIN and SLURM_ARRAY_TASK_MAX (each null when
+/// unset): {ID - MIN, COUNT} (MIN taken as 0 when unset), or {0, 1} when ID is unset.
+/// Throws hkt::Error naming the variable for a value that is not an integer of at most 9
+/// digits, for COUNT outside 1..100000, and for an array whose indices are not MIN,
+/// MIN + 1, ..., MIN + COUNT - 1 = MAX (e.g. --array=0-8:2, where shards would be lost).
+Shard slurm_shard(const char* task_id, const char* task_count, const char* task_min, const char* task_max);
 
 /// Runs (or reuses) the runs of `config` that belong to `shard` in `out_dir`, in plan
 /// order, then writes experiment.json, summary.json, summary.md and attention_maps.json
 /// from every finished run in out_dir whose variant is in the config, whatever its seed
 /// (a record from an earlier command, another shard or another machine counts as if
 /// it had run now; records of variants not in the config are listed in the progress and
-/// left out), and returns the summary. A run directory that holds a finished run with the
-/// same config is reused; one with a checkpoint but no result is resumed. Every run
-/// directory of a config variant whose config.json differs from the run config of its
-/// (variant, seed) is an error naming the directory and the first differing key; that
-/// refusal, and every variant whose model or schedule cannot be built (the error names
-/// the variant), happens before anything is trained or written. OUT/.lock is held while
-/// running: a second experiment on the same directory is refused. A malformed
-/// result.json is an error naming the file and key. Progress goes to `progress`.
-/// `command` is the command line shown in summary.md.
+/// left out), and returns the summary; summary.json's "missing_runs" lists, per variant,
+/// the seeds of the directory it has no finished run for. A run directory that holds a
+/// finished run with the same config is reused; one with a checkpoint but no result is
+/// resumed. Every run directory of a config variant whose config.json differs from the
+/// run config of its (variant, seed) is an error naming the directory and the first
+/// differing key; that refusal, a finished run whose result.json or metrics.jsonl is
+/// malformed (naming the file), an --out that is a file, and every variant whose model
+/// or schedule cannot be built (the error names the variant), happen before anything is
+/// trained or written. OUT/.lock is held while running (the run directories are listed
+/// again once it is held): a second experiment or a merge on the same directory is
+/// refused. A seed-<s> directory with a leading zero is not a run hkt writes: named in
+/// the progress and skipped. Progress goes to `progress`; `command` is the command line
+/// shown in summary.md.
 config::Json run_experiment(const config::Json& config, const std::string& out_dir, const std::string& command,
                             std::ostream& progress, bool progress_is_terminal, const Shard& shard = {});
 
@@ -78,13 +83,16 @@ config::Json run_experiment(const config::Json& config, const std::string& out_d
 /// (config.json, metrics.jsonl, result.json, and best.safetensors when present) to the
 /// same <variant>/seed-<s> there, unless out_dir already holds that run, then rebuilds
 /// the summary as run_experiment does, training nothing. Before anything is copied or
-/// written it refuses (hkt::Error naming the directory): a source that is not a
-/// directory; a record whose variant is not in `config` or whose config differs from the
-/// run config of its (variant, seed) (naming the first differing key); and a run
-/// directory of out_dir without a result.json where a source holds that run finished.
-/// Unfinished runs of the sources are listed in the progress and left out. Each copied
-/// file is written atomically, result.json last, so an interrupted merge leaves no record
-/// that looks finished and is not. Holds OUT/.lock while writing. Returns the summary.
+/// written it refuses (hkt::Error naming the directory or file): a source that is not a
+/// directory, or holds no run directory at all; a record whose variant is not in
+/// `config` or whose config differs from the run config of its (variant, seed) (naming
+/// the first differing key); a record whose result.json, metrics.jsonl or
+/// best.safetensors does not read; and a run directory of out_dir without a result.json
+/// where a source holds that run finished (finish or delete it first). Unfinished runs
+/// of the sources are listed in the progress and left out. Each copied file is written
+/// atomically, result.json last, so an interrupted merge leaves no record that looks
+/// finished and is not. Holds OUT/.lock while writing (and plans again once it holds
+/// it), and each target run directory's lock while copying into it. Returns the summary.
 config::Json merge_experiments(const config::Json& config, const std::vector<std::string>& sources,
                                const std::string& out_dir, const std::string& command, std::ostream& progress);
 

@@ -324,6 +324,18 @@ std::string summary_markdown(const Json& summary, const std::string& command, co
       loaded = loaded || row.at("timing").at("runs_beside_other_work").get<std::int64_t>() > 0;
     }
   }
+  std::vector<std::string> holes;
+  const Json missing = summary.value("missing_runs", Json::object());  // named: items() must not outlive it
+  for (const auto& [variant, seeds] : missing.items()) {
+    std::string cell = variant + " seed" + (seeds.size() > 1 ? "s" : "");
+    for (std::size_t i = 0; i < seeds.size(); ++i) cell += (i ? ", " : " ") + seeds[i].dump();
+    holes.push_back(cell);
+  }
+  if (!holes.empty()) {
+    md << "\nNot in this table (no finished run yet):";
+    for (std::size_t i = 0; i < holes.size(); ++i) md << (i ? "; " : " ") << holes[i];
+    md << ".\n";
+  }
   if (several_cpus) md << "\n† runs of this variant were timed on different CPUs (summary.json, \"timing\").\n";
   if (loaded)
     md << "\n* some runs of this variant were timed beside other work (1-minute load average above the run's "
@@ -377,8 +389,9 @@ std::string summary_markdown(const Json& summary, const std::string& command, co
        << " pp). Model sizes, optimiser and epochs are not published, so our numbers come from our own recipe "
           "(docs/experiments.md), not from the paper's.\n";
   }
-  md << "\nTime per step: wall time of forward + backward + AdamW step, mean over the run (same machine, runs one "
-        "after another). Score-FLOP ratio: counted Q K^T FLOPs at T (docs/hkt-attention.md section 5). Peak tensor "
+  md << "\nTime per step: wall time of forward + backward + AdamW step, mean over the run (runs one after another, "
+        "each timed on the CPU its result.json names). Score-FLOP ratio: counted Q K^T FLOPs at T "
+        "(docs/hkt-attention.md section 5). Peak tensor "
         "memory: the engine's CPU tensors (not BLAS or OpenMP workspaces).\n";
   return md.str();
 }
