@@ -22,5 +22,8 @@ for run in mha/seed-0 hkt/seed-0 mha/seed-1 hkt/seed-1; do
   [ -f "$d/exp/$run/result.json" ] || { echo "$run missing after the merge"; exit 1; }
 done
 [ -d "$d/exp/shard-3/mha" ] && [ ! -d "$d/exp/shard-3/hkt" ] || { echo "task 3 did not train shard 0 only"; exit 1; }
+[ -d "$d/exp/shard-4/hkt" ] && [ ! -d "$d/exp/shard-4/mha" ] || { echo "task 4 did not train shard 1 only"; exit 1; }
+grep -q '"missing_runs": {}' "$d/exp/summary.json" || { echo "the merged summary misses runs"; exit 1; }
+[ "$(grep -c '"variant": ' "$d/exp/summary.json")" -ge 6 ] || { echo "the merged summary lacks rows or runs"; exit 1; }
 bash "$root/tools/experiment_array.sbatch" x y >/dev/null 2>&1 && { echo "ran outside an array task"; exit 1; }
 echo "sbatch checks passed"

@@ -81,12 +81,11 @@ TEST_CASE("experiment summary: final level weights, comparisons to a second vari
   const Json s = summarize(cfg, variants, runs);
   const Json& hkt = s.at("variants")[1];
   const Json& l2 = s.at("variants")[2];
-  // Element-wise means over the two seeds, by hand.
-  const Json expected = Json::parse("[[[0.30000000000000004, 0.3, 0.4], [0.2, 0.2, 0.6000000000000001]]]");
+  // Element-wise means over the two seeds, by hand: (0.2 + 0.4) / 2 = 0.3, ...
+  const double expected[2][3] = {{0.3, 0.3, 0.4}, {0.2, 0.2, 0.6}};
   for (int h = 0; h < 2; ++h)
     for (int l = 0; l < 3; ++l)
-      CHECK(hkt.at("final_level_weights")[0][h][l].get<double>() ==
-            Approx(expected[0][h][l].get<double>()).epsilon(1e-12));
+      CHECK(hkt.at("final_level_weights")[0][h][l].get<double>() == Approx(expected[h][l]).epsilon(1e-12));
   CHECK(hkt.at("timing").at("cpus") == Json::parse(R"(["A", "B"])"));
   CHECK(hkt.at("timing").at("runs_beside_other_work") == 0);
   CHECK(l2.at("timing").at("runs_beside_other_work") == 1);
@@ -108,6 +107,46 @@ TEST_CASE("experiment summary: final level weights, comparisons to a second vari
   cfg["experiment"]["compare_to"] = {"hkt3"};
   require_error([&] { summarize(cfg, variants, runs); },
                 "'experiment.compare_to' names \"hkt3\", which is not a variant");
+
+  // compare_to naming the baseline adds no second section; a record without "machine"
+  // (older than the field) is counted apart, not as another CPU.
+  cfg["experiment"]["compare_to"] = {"mha"};
+  runs[1].result.erase("machine");
+  const Json again = summarize(cfg, variants, runs);
+  CHECK(again.at("variants")[0].at("timing").at("cpus") == Json::parse(R"(["A"])"));
+  CHECK(again.at("variants")[0].at("timing").at("runs_without_machine") == 1);
+  const std::string md2 = summary_markdown(again, "cmd");
+  CHECK(md2.find("Paired differences to mha") == md2.rfind("Paired differences to mha"));
+  const std::size_t mha_row = md2.find("| mha |");
+  CHECK(md2.substr(mha_row, md2.find('\n', mha_row) - mha_row).find("†") == std::string::npos);
+
+  // Without the baseline's runs: no ratios and no differences, the table still renders.
+  std::vector<RunRecord> no_base(runs.begin() + 2, runs.end());
+  const Json alone = summarize(cfg, variants, no_base);
+  CHECK(alone.at("baseline").is_null());
+  CHECK(!alone.at("variants")[0].contains("time_ratio"));
+  CHECK(summary_markdown(alone, "cmd").find("| hkt | 3 |") != std::string::npos);
+}
+
+TEST_CASE("experiment summary: the t test beyond 30 degrees of freedom and seeds in numeric order", "[experiment]") {
+  Json cfg = tiny_experiment("[0]");
+  const auto variants = experiment_variants(cfg);
+  // 41 seeds: hkt - mha alternates +0.01 and -0.01 around +0.02 (40 degrees of freedom:
+  // the table's 2.021); seeds 0..40 make "10" sort before "2" as text.
+  std::vector<RunRecord> runs;
+  for (std::int64_t seed = 0; seed <= 40; ++seed) {
+    const double diff = 0.02 + (seed % 2 == 0 ? 0.01 : -0.01);
+    runs.push_back({"mha", seed, "x", run_config(cfg, variants[0], seed), result(0.5, "A", 1), Json()});
+    runs.push_back({"hkt", seed, "x", run_config(cfg, variants[1], seed), result(0.5 + diff, "A", 1), Json()});
+  }
+  const Json d = summarize(cfg, variants, runs).at("variants")[1].at("differences_to_baseline").at("test");
+  CHECK(d.at("n") == 41);
+  CHECK(d.at("t_critical_95").get<double>() == 2.021);
+  // Per seed in numeric order: seed 2 (+0.03) comes third, not after seed 19.
+  CHECK(d.at("values")[2].get<double>() == Approx(0.03).epsilon(1e-9));
+  CHECK(d.at("values")[3].get<double>() == Approx(0.01).epsilon(1e-9));
+  // 21 values of 0.03 and 20 of 0.01: mean 0.02 + 0.01 / 41.
+  CHECK(d.at("mean").get<double>() == Approx(0.02 + 0.01 / 41).epsilon(1e-9));
 }
 
 TEST_CASE("experiment shards: --shard I/N and Slurm's array variables", "[experiment]") {
@@ -208,10 +247,20 @@ TEST_CASE("experiment records: later seeds join the summary, bad merges are refu
   require_error([&] { merge_experiments(tiny_experiment("[0]"), {a}, u, "test", log); },
                 "u/mha/seed-0 holds an unfinished run of the same variant and seed");
   CHECK(!fs::exists(u + "/mha/seed-0/result.json"));
+  // Without its last.safetensors it holds no training (an interrupted merge's copy): replaced.
+  fs::remove(u + "/mha/seed-0/last.safetensors");
+  merge_experiments(tiny_experiment("[0]"), {a}, u, "test", log);
+  CHECK(read_text(u + "/mha/seed-0/result.json") == read_text(a + "/mha/seed-0/result.json"));
 
   // Merged: seeds 0 and 1 in one summary.
   const Json merged = merge_experiments(tiny_experiment("[0]"), {a}, b, "test", log);
   CHECK(merged.at("missing_runs") == Json::object());
+  // A variant of the config without any run is missing every seed.
+  Json three = tiny_experiment("[0]");
+  three["experiment"]["variants"].push_back({{"name", "L2"}, {"set", {{"model.hkt.levels", 2}}}});
+  std::ostringstream quiet;
+  const Json with_l2 = merge_experiments(three, {a}, dir.file("three"), "test", quiet);
+  CHECK(with_l2.at("missing_runs") == Json::parse(R"({"L2": [0]})"));
   CHECK(merged.at("variants")[0].at("seeds") == Json::parse("[0, 1]"));
   const Json maps = config::read_json_file(b + "/attention_maps.json");
   CHECK(maps.at("hkt").at("seed") == 0);  // the lowest seed with a checkpoint

@@ -55,7 +55,7 @@ void add_experiment_command(CLI::App& app) {
   cmd->add_option("--set", args->sets, "Override a config key for every run: --set train.steps=200 (repeatable)");
   cmd->add_option("--shard", args->shard,
                   "Train only share I of N of the runs, I/N with 0 <= I < N (default: from SLURM_ARRAY_TASK_ID, "
-                  "_COUNT and _MIN in a Slurm job array, else 0/1)");
+                  "_COUNT, _MIN and _MAX in a Slurm job array, else 0/1)");
   cmd->add_option("--merge", args->merge,
                   "Train nothing: copy the finished runs of these experiment directories (shards) into --out "
                   "and rebuild its summary")

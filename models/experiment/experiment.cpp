@@ -275,13 +275,11 @@ Json write_summary(const Json& config, const std::vector<Variant>& variants, con
   Json summary = summarize(described, variants, runs);
   // The (variant, seed) cells of the grid no finished run fills: a table with holes says so.
   Json missing = Json::object();
-  for (const auto& v : variants) {
-    const bool any = std::any_of(runs.begin(), runs.end(), [&](const RunRecord& r) { return r.variant == v.name; });
+  for (const auto& v : variants)
     for (auto seed : seeds)
-      if (any && std::none_of(runs.begin(), runs.end(),
-                              [&](const RunRecord& r) { return r.variant == v.name && r.seed == seed; }))
+      if (std::none_of(runs.begin(), runs.end(),
+                       [&](const RunRecord& r) { return r.variant == v.name && r.seed == seed; }))
         missing[v.name].push_back(seed);
-  }
   summary["missing_runs"] = missing;
   summary["command"] = command;
   summary["rerun_command"] = rerun;
@@ -310,10 +308,16 @@ Json write_summary(const Json& config, const std::vector<Variant>& variants, con
           (chosen == nullptr || r.seed < chosen->seed))
         chosen = &r;
     if (chosen != nullptr) {
-      const auto model = load_model(chosen->config, out_dir + "/" + chosen->dir + "/best.safetensors");
-      maps[v.name] = attention_maps(*model, tasks.get(chosen->config).val);
-      maps[v.name]["seed"] = chosen->seed;
-    } else if (old_maps.is_object() && old_maps.contains(v.name)) {
+      try {  // needs the task's data, which a merge on another machine may lack
+        const auto model = load_model(chosen->config, out_dir + "/" + chosen->dir + "/best.safetensors");
+        maps[v.name] = attention_maps(*model, tasks.get(chosen->config).val);
+        maps[v.name]["seed"] = chosen->seed;
+        continue;
+      } catch (const Error& e) {
+        progress << "note: no new attention maps for variant '" << v.name << "': " << e.what() << "\n";
+      }
+    }
+    if (old_maps.is_object() && old_maps.contains(v.name)) {
       maps[v.name] = old_maps.at(v.name);
     } else if (std::any_of(runs.begin(), runs.end(), [&](const RunRecord& r) { return r.variant == v.name; })) {
       progress << "note: no run of variant '" << v.name << "' has a best.safetensors here: no attention maps\n";
@@ -501,11 +505,14 @@ std::map<std::string, FoundRun> merge_plan(const Json& config, const std::vector
       const Json rc = run_config(config, *v, f.seed);
       load_record(f, rc);
       if (fs::exists(f.dir + "/best.safetensors")) load_model(rc, f.dir + "/best.safetensors");
-      if (here.count(f.rel)) {
-        check(here.at(f.rel).finished, out_dir + "/" + f.rel +
-                                           " holds an unfinished run of the same variant and seed that " + f.dir +
-                                           " holds finished: finish it (hkt experiment --out " + out_dir +
-                                           ") or delete that directory, then merge again");
+      // A target without result.json or last.safetensors holds no training to lose: an
+      // interrupted merge's copy (or a run stopped before its first checkpoint), replaced.
+      const std::string target = out_dir + "/" + f.rel;
+      if (here.count(f.rel) && !here.at(f.rel).finished && fs::exists(target + "/last.safetensors")) {
+        throw Error(target + " holds an unfinished run of the same variant and seed that " + f.dir +
+                    " holds finished: finish it (hkt experiment --out " + out_dir +
+                    ") or delete that directory, then merge again");
+      } else if (here.count(f.rel) && here.at(f.rel).finished) {
         note << "note: " << f.rel << " is in " << out_dir << " already: " << f.dir << " not copied\n";
       } else if (chosen.count(f.rel)) {
         note << "note: " << f.rel << " is in " << chosen.at(f.rel).dir << " too: " << f.dir << " not copied\n";

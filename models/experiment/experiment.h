@@ -62,15 +62,17 @@ Shard slurm_shard(const char* task_id, const char* task_count, const char* task_
 /// from every finished run in out_dir whose variant is in the config, whatever its seed
 /// (a record from an earlier command, another shard or another machine counts as if
 /// it had run now; records of variants not in the config are listed in the progress and
-/// left out), and returns the summary; summary.json's "missing_runs" lists, per variant,
-/// the seeds of the directory it has no finished run for. A run directory that holds a
+/// left out), and returns the summary; summary.json's "missing_runs" lists, per variant
+/// of the config, the seeds (the config's and every recorded one) it has no finished run
+/// for. Attention maps that cannot be made (no checkpoint, no data) keep the directory's
+/// earlier ones, with a note. A run directory that holds a
 /// finished run with the same config is reused; one with a checkpoint but no result is
 /// resumed. Every run directory of a config variant whose config.json differs from the
 /// run config of its (variant, seed) is an error naming the directory and the first
 /// differing key; that refusal, a finished run whose result.json or metrics.jsonl is
-/// malformed (naming the file), an --out that is a file, and every variant whose model
-/// or schedule cannot be built (the error names the variant), happen before anything is
-/// trained or written. OUT/.lock is held while running (the run directories are listed
+/// malformed (naming the file), an --out that is a file, and a variant with a run left
+/// to train here whose model or schedule cannot be built (the error names the variant),
+/// happen before anything is trained or written. OUT/.lock is held while running (the run directories are listed
 /// again once it is held): a second experiment or a merge on the same directory is
 /// refused. A seed-<s> directory with a leading zero is not a run hkt writes: named in
 /// the progress and skipped. Progress goes to `progress`; `command` is the command line
@@ -87,8 +89,9 @@ config::Json run_experiment(const config::Json& config, const std::string& out_d
 /// directory, or holds no run directory at all; a record whose variant is not in
 /// `config` or whose config differs from the run config of its (variant, seed) (naming
 /// the first differing key); a record whose result.json, metrics.jsonl or
-/// best.safetensors does not read; and a run directory of out_dir without a result.json
-/// where a source holds that run finished (finish or delete it first). Unfinished runs
+/// best.safetensors does not read; and a run directory of out_dir with a last.safetensors
+/// but no result.json where a source holds that run finished (finish or delete it
+/// first; one without either, like the copy of an interrupted merge, is replaced). Unfinished runs
 /// of the sources are listed in the progress and left out. Each copied file is written
 /// atomically, result.json last, so an interrupted merge leaves no record that looks
 /// finished and is not. Holds OUT/.lock while writing (and plans again once it holds

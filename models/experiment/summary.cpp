@@ -52,13 +52,16 @@ Stats stats(const std::vector<double>& xs) {
   return s;
 }
 
-// The two-sided 95 % critical value of Student's t with `dof` degrees of freedom (table
-// values; 1.96 beyond 30, where the normal approximation is within 2 %).
+// The two-sided 95 % critical value of Student's t with `dof` degrees of freedom: the
+// table value for 1..30, 40, 60 and 120; between those, the value of the tabulated dof
+// just below (larger than the true value: the test errs towards "not distinguishable");
+// beyond 120, that of 120 (1.980; the normal limit is 1.960).
 double t_critical_95(std::int64_t dof) {
   static const double table[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
                                  2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
                                  2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
-  return dof >= 1 && dof <= 30 ? table[dof - 1] : 1.96;
+  if (dof >= 1 && dof <= 30) return table[dof - 1];
+  return dof < 40 ? 2.042 : dof < 60 ? 2.021 : dof < 120 ? 2.000 : 1.980;
 }
 
 Json stats_json(const std::vector<double>& xs) {
@@ -76,14 +79,17 @@ double score_flops(const Json& run) {
   return static_cast<double>(m.at("n_layers").get<std::int64_t>()) * hkt_attention_flops(1, H, T, d_h, L).score_flops;
 }
 
-// Paired differences (variant - other) over the seeds both have, from per-seed maps
-// {"0": accuracy, ...}, with a paired t test (two-sided, 95 %): t = mean / (std / sqrt(n)),
-// and the 95 % confidence interval of the mean difference, mean +- t_crit std / sqrt(n).
-Json paired_difference(const Json& row_by_seed, const Json& base_by_seed) {
+// Paired differences (variant - other) over the seeds both have, in the order of `seeds`
+// (ascending), from per-seed maps {"0": accuracy, ...}, with a paired t test (two-sided,
+// 95 %): t = mean / (std / sqrt(n)), and the 95 % confidence interval of the mean
+// difference, mean +- t_crit std / sqrt(n); both only for n >= 2 and std > 0.
+Json paired_difference(const Json& seeds, const Json& row_by_seed, const Json& base_by_seed) {
   std::vector<double> diffs;
-  for (auto it = row_by_seed.begin(); it != row_by_seed.end(); ++it)
-    if (base_by_seed.contains(it.key()))
-      diffs.push_back(it.value().get<double>() - base_by_seed.at(it.key()).get<double>());
+  for (const auto& seed : seeds) {
+    const std::string key = seed.dump();
+    if (row_by_seed.contains(key) && base_by_seed.contains(key))
+      diffs.push_back(row_by_seed.at(key).get<double>() - base_by_seed.at(key).get<double>());
+  }
   Json d = stats_json(diffs);
   const Stats st = stats(diffs);
   if (st.n >= 2 && st.std > 0) {
@@ -103,7 +109,7 @@ Json differences(const Json& row, const Json& other) {
   const Json& mine = row.at("accuracy_by_seed");
   for (auto it = mine.begin(); it != mine.end(); ++it)
     if (other.at("accuracy_by_seed").contains(it.key()))
-      diffs[it.key()] = paired_difference(it.value(), other.at("accuracy_by_seed").at(it.key()));
+      diffs[it.key()] = paired_difference(row.at("seeds"), it.value(), other.at("accuracy_by_seed").at(it.key()));
   return diffs;
 }
 
@@ -161,7 +167,7 @@ Json summarize(const Json& config, const std::vector<Variant>& variants, const s
     std::map<std::string, std::vector<double>> extra;
     std::vector<Json> weights;
     std::set<std::string> cpus;
-    std::int64_t loaded = 0;
+    std::int64_t loaded = 0, without_machine = 0;
     Json by_seed = {{"test", Json::object()}};  // test set name -> {"seed": accuracy}
     Json row = {{"variant", v.name}, {"set", v.sets}, {"seeds", Json::array()}, {"runs", Json::array()}};
     for (const auto& r : runs) {
@@ -177,7 +183,10 @@ Json summarize(const Json& config, const std::vector<Variant>& variants, const s
         by_seed[it.key()][seed] = extra[it.key()].back();
       }
       if (!r.final_level_weights.is_null()) weights.push_back(r.final_level_weights);
-      cpus.insert(r.result.contains("machine") ? r.result.at("machine").at("cpu").get<std::string>() : "unknown");
+      if (r.result.contains("machine"))
+        cpus.insert(r.result.at("machine").at("cpu").get<std::string>());
+      else
+        ++without_machine;  // a record from before result.json named its machine
       loaded += timed_beside_other_work(r.result) ? 1 : 0;
       row["seeds"].push_back(r.seed);
       row["runs"].push_back(r.dir);
@@ -192,7 +201,7 @@ Json summarize(const Json& config, const std::vector<Variant>& variants, const s
     row["val_accuracy"] = stats_json(val);
     row["test_accuracy"] = stats_json(test);
     row["time_per_step_ms"] = stats_json(ms);
-    row["timing"] = {{"cpus", cpus}, {"runs_beside_other_work", loaded}};
+    row["timing"] = {{"cpus", cpus}, {"runs_beside_other_work", loaded}, {"runs_without_machine", without_machine}};
     if (!peak.empty()) row["peak_tensor_bytes"] = stats_json(peak);
     Json extra_stats = Json::object();
     for (const auto& [name, xs] : extra) extra_stats[name] = stats_json(xs);
@@ -349,11 +358,14 @@ std::string summary_markdown(const Json& summary, const std::string& command, co
         difference_lines(md, row.at("variant").get<std::string>(), row.at("differences_to_baseline"));
   }
   for (const auto& other : summary.value("compare_to", Json::array())) {
-    md << "\nPaired differences to " << other.get<std::string>() << " (same seed), as above:\n\n";
-    for (const auto& row : summary.at("variants"))
-      if (row.contains("differences_to") && row.at("differences_to").contains(other.get<std::string>()))
-        difference_lines(md, row.at("variant").get<std::string>(),
-                         row.at("differences_to").at(other.get<std::string>()));
+    if (other == summary.at("baseline")) continue;  // shown above
+    bool heading = false;
+    for (const auto& row : summary.at("variants")) {
+      if (!row.contains("differences_to") || !row.at("differences_to").contains(other.get<std::string>())) continue;
+      if (!heading) md << "\nPaired differences to " << other.get<std::string>() << " (same seed), as above:\n\n";
+      heading = true;
+      difference_lines(md, row.at("variant").get<std::string>(), row.at("differences_to").at(other.get<std::string>()));
+    }
   }
   bool any_weights = false;
   for (const auto& row : summary.at("variants"))

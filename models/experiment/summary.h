@@ -38,10 +38,13 @@ struct RunRecord {
 /// to the baseline variant (experiment.baseline, when present); the paired per-seed
 /// differences to the baseline ("differences_to_baseline") and to each variant of
 /// experiment.compare_to ("differences_to": {name: ...}), on the test split and every
-/// extra test: mean, sample std, a two-sided 95 % paired t test (Student's t table) and
-/// the 95 % confidence interval of the mean, mean +- t_crit std / sqrt(n); the paper's row
+/// extra test, over the seeds both have in ascending order: mean, sample std and, for
+/// n >= 2 with std > 0, a two-sided 95 % paired t test (Student's t table) and the 95 %
+/// confidence interval of the mean, mean +- t_crit std / sqrt(n); the paper's row
 /// (experiment.paper_row). Runs are taken in the order given (run_experiment passes them
-/// by seed, then variant), which fixes the order of every sum.
+/// by seed, then variant), which fixes the order of every sum. "timing" lists the CPUs
+/// of the runs that name theirs, and counts the runs beside other work and the runs
+/// whose result.json names no machine.
 /// Score FLOPs per example are counted at T = data.max_len as sum over layers and levels of
 /// 2 H T_l^2 d_h (docs/hkt-attention.md section 5). Accuracies are fractions in [0, 1].
 /// Throws hkt::Error for a name in experiment.compare_to that is not a variant.
