@@ -36,13 +36,6 @@ Json result(double test, const std::string& cpu, double load) {
           {"extra_tests", Json::object()}, {"machine", {{"cpu", cpu}, {"threads", 2}, {"load_average_max", load}}}};
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // The summary's numbers that do not depend on timing: per variant its seeds, accuracies,
 // paired differences and level weights, and every run's result without its timings.
 Json accuracies(const Json& summary) {

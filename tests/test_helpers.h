@@ -10,6 +10,7 @@
 #include <fstream>
 #include <unistd.h>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,14 @@ inline std::string real_data_dir() {
 
 /// A fresh folder under the system temp directory (named by `tag` and the process id),
 /// removed with everything in it at the end of the test.
+/// The whole content of a text file, read with an ifstream (empty when it cannot be read).
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 struct TempDir {
   std::filesystem::path path;
   explicit TempDir(const std::string& tag)

@@ -39,13 +39,6 @@ std::string fresh_dir(const std::string& name) {
   return dir.string();
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 TEST_CASE("train: a tiny ListOps set is fitted to 100 percent training accuracy", "[train]") {
