@@ -1,7 +1,8 @@
 // test_experiment_records.cpp: experiments that outlive a machine (experiment.h): the
 // summary rebuilt from records (level weights, comparisons, timing marks), shard
 // assignment from --shard and Slurm's variables, two shard processes merged into the
-// unsharded summary, merges that must be refused, and records without checkpoints.
+// unsharded summary, merges that must be refused, records without checkpoints, and a
+// summary rebuilt without training (--no-train).
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -193,6 +194,21 @@ TEST_CASE("experiment shards: two processes, merged, give the unsharded summary"
         Json::parse("[0, 1]"));
   CHECK(!fs::exists(dir.file("merged/mha/seed-0/last.safetensors")));  // records and best weights only
   CHECK(fs::exists(dir.file("merged/mha/seed-0/best.safetensors")));
+
+  // --no-train rebuilds shard 0's table from its records, Slurm's variables ignored; it
+  // takes no --shard or --merge.
+  REQUIRE(std::system(("SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=2 " +
+                       experiment("--config " + config_path + " --seeds 0,1,2 --out " + dir.file("s0") + " --no-train"))
+                          .c_str()) == 0);
+  CHECK(!fs::exists(dir.file("s0/mha/seed-2")));
+  CHECK(config::read_json_file(dir.file("s0/summary.json")).at("missing_runs") ==
+        Json::parse(R"({"hkt": [0, 1, 2], "mha": [2]})"));
+  CHECK(read_text(dir.file("s0/summary.md")).find("--seeds 0,1,2 --no-train --out " + dir.file("s0")) !=
+        std::string::npos);
+  for (const std::string& bad : std::vector<std::string>{" --shard 0/2", " --merge " + dir.file("s1")})
+    CHECK(std::system(
+              experiment("--config " + config_path + " --out " + dir.file("s0") + " --no-train" + bad).c_str()) != 0);
+  CHECK(read_text(dir.file("log")).find("--no-train takes no --merge") != std::string::npos);
 }
 
 TEST_CASE("experiment records: later seeds join the summary, bad merges are refused, checkpoints are optional",
@@ -278,6 +294,18 @@ TEST_CASE("experiment records: later seeds join the summary, bad merges are refu
   CHECK(with_hole.at("variants")[1].at("seeds") == Json::parse("[1]"));
   CHECK(holes.str().find("seed-00 is not a run directory name hkt writes") != std::string::npos);
   CHECK(read_text(b + "/summary.md").find("Not in this table (no finished run yet): hkt seed 0.") != std::string::npos);
+
+  // --no-train: seed 2 of both variants is not trained; the table comes from the records
+  // alone and names the runs it lacks. With no finished run at all there is nothing to rebuild.
+  std::ostringstream no_train;
+  const Json rebuilt_only = run_experiment(tiny_experiment("[1, 2]"), b, "test", no_train, false, {}, false);
+  CHECK(no_train.str().find("hkt/seed-2: not trained (--no-train)") != std::string::npos);
+  CHECK(!fs::exists(b + "/hkt/seed-2"));
+  CHECK(rebuilt_only.at("missing_runs") == Json::parse(R"({"hkt": [0, 2], "mha": [2]})"));
+  CHECK(rebuilt_only.at("variants")[0].at("seeds") == Json::parse("[0, 1]"));
+  require_error([&] { run_experiment(tiny_experiment("[0]"), dir.file("empty"), "test", log, false, {}, false); },
+                "empty holds no finished run of this config's variants, so there is no summary to rebuild");
+  CHECK(!fs::exists(dir.file("empty")));
 
   // A record of a variant the config no longer has is left out, and said so.
   std::ostringstream fewer;

@@ -38,7 +38,7 @@ void add_experiment_command(CLI::App& app) {
   struct Args {
     std::string config, out, seeds, shard;
     std::vector<std::string> sets, merge;
-    bool no_plots = false;
+    bool no_plots = false, no_train = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -69,6 +69,9 @@ void add_experiment_command(CLI::App& app) {
           },
           "DIR", "not an option"));
   cmd->add_flag("--no-plots", args->no_plots, "Do not draw the PNG plots");
+  cmd->add_flag("--no-train", args->no_train,
+                "Train nothing: rebuild the summary of --out from its finished runs (the others are listed as "
+                "missing)");
   on_selected(cmd, [args, cmd] {
     const bool cmd_has_shard = cmd->count("--shard") > 0;  // --shard "" is refused, not "no shard"
     for (const auto& item : args->sets)
@@ -80,6 +83,8 @@ void add_experiment_command(CLI::App& app) {
           "experiment: --merge trains nothing, so it takes no --seeds or --shard (the seeds are those of the runs "
           "found)");
     check(!merge || !args->out.empty(), "experiment: --merge needs --out, the directory to merge into");
+    check(!args->no_train || (!merge && !cmd_has_shard),
+          "experiment: --no-train takes no --merge (a merge trains nothing already) and no --shard");
     for (const auto& dir : args->merge)
       check(std::filesystem::is_directory(dir), "experiment --merge: " + dir + " is not a directory");
     config::Json cfg;
@@ -102,22 +107,24 @@ void add_experiment_command(CLI::App& app) {
     cfg = config::apply_sets(cfg, args->sets);
     if (!args->seeds.empty()) cfg["experiment"]["seeds"] = parse_seeds(args->seeds);
     const Shard shard = cmd_has_shard ? parse_shard(args->shard)
-                        : merge       ? Shard{}
-                                : slurm_shard(std::getenv("SLURM_ARRAY_TASK_ID"), std::getenv("SLURM_ARRAY_TASK_COUNT"),
-                                              std::getenv("SLURM_ARRAY_TASK_MIN"), std::getenv("SLURM_ARRAY_TASK_MAX"));
+                        : merge || args->no_train
+                            ? Shard{}
+                            : slurm_shard(std::getenv("SLURM_ARRAY_TASK_ID"), std::getenv("SLURM_ARRAY_TASK_COUNT"),
+                                          std::getenv("SLURM_ARRAY_TASK_MIN"), std::getenv("SLURM_ARRAY_TASK_MAX"));
     const std::string out =
         args->out.empty() ? "runs/" + std::filesystem::path(args->config).stem().string() : args->out;
     std::string command = "hkt experiment";
     if (!args->config.empty()) command += " --config " + args->config;
     if (!args->seeds.empty()) command += " --seeds " + args->seeds;
     if (shard.count > 1) command += " --shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count);
+    if (args->no_train) command += " --no-train";
     if (merge) command += " --merge";
     for (const auto& m : args->merge) command += " " + m;
     command += " --out " + out;
     for (const auto& s : args->sets) command += " --set " + s;
     const bool terminal = isatty(fileno(stdout)) != 0;
     const config::Json summary = merge ? merge_experiments(cfg, args->merge, out, command, std::cout)
-                                       : run_experiment(cfg, out, command, std::cout, terminal, shard);
+                                       : run_experiment(cfg, out, command, std::cout, terminal, shard, !args->no_train);
     std::cout << "\n" << summary_markdown(summary, command, summary.at("rerun_command").get<std::string>());
     std::cout << "\nwrote " << out << "/summary.md, summary.json, attention_maps.json\n" << std::flush;
     if (args->no_plots) return 0;

@@ -393,7 +393,7 @@ std::vector<FoundRun> checked_runs(const Json& config, const std::vector<Variant
 }  // namespace
 
 Json run_experiment(const Json& config, const std::string& out_dir, const std::string& command, std::ostream& progress,
-                    bool progress_is_terminal, const Shard& shard) {
+                    bool progress_is_terminal, const Shard& shard, bool train_missing) {
   const auto variants = experiment_variants(config);
   const std::vector<std::int64_t> seeds = check_experiment_section(config, variants);
   check(
@@ -425,7 +425,7 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
   TaskCache tasks;
   std::set<std::string> built;
   for (const auto& p : plan) {
-    if (finished(p.rel) || built.count(p.variant->name)) continue;
+    if (!train_missing || finished(p.rel) || built.count(p.variant->name)) continue;
     try {
       config::model_config(p.config, 1, 0, 2, 1);  // the enum keys, before any data is read
       build_model(p.config, tasks.get(p.config).train);
@@ -436,6 +436,12 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
     built.insert(p.variant->name);
   }
 
+  check(
+      train_missing || std::any_of(found.begin(), found.end(),
+                                   [&](const FoundRun& f) { return f.finished && find_variant(variants, f.variant); }),
+      "experiment --no-train: " + out_dir +
+          " holds no finished run of this config's variants, so there is no "
+          "summary to rebuild");
   make_experiment_dir(out_dir);
   const RunLock lock(out_dir, "hkt experiment");
   // Again under the lock: another process (a merge) may have written runs meanwhile.
@@ -454,6 +460,10 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
       const Json result = read_json_file(dir + "/result.json");
       progress << tag << ": finished before, reused (test accuracy " << result.at("test_accuracy").get<double>()
                << ")\n";
+      continue;
+    }
+    if (!train_missing) {
+      progress << tag << ": not trained (--no-train)\n";
       continue;
     }
     const bool resume = fs::exists(dir + "/config.json") && fs::exists(dir + "/last.safetensors");

@@ -57,28 +57,29 @@ Shard parse_shard(const std::string& text);
 /// MIN + 1, ..., MIN + COUNT - 1 = MAX (e.g. --array=0-8:2, where shards would be lost).
 Shard slurm_shard(const char* task_id, const char* task_count, const char* task_min, const char* task_max);
 
-/// Runs (or reuses) the runs of `config` that belong to `shard` in `out_dir`, in plan
-/// order, then writes experiment.json, summary.json, summary.md and attention_maps.json
-/// from every finished run in out_dir whose variant is in the config, whatever its seed
-/// (a record from an earlier command, another shard or another machine counts as if
-/// it had run now; records of variants not in the config are listed in the progress and
-/// left out), and returns the summary; summary.json's "missing_runs" lists, per variant
-/// of the config, the seeds (the config's and every recorded one) it has no finished run
-/// for. Attention maps that cannot be made (no checkpoint, no data) keep the directory's
-/// earlier ones, with a note. A run directory that holds a
-/// finished run with the same config is reused; one with a checkpoint but no result is
-/// resumed. Every run directory of a config variant whose config.json differs from the
-/// run config of its (variant, seed) is an error naming the directory and the first
-/// differing key; that refusal, a finished run whose result.json or metrics.jsonl is
-/// malformed (naming the file), an --out that is a file, and a variant with a run left
+/// Runs (or reuses; with train_missing false, only reuses) the runs of `config` that
+/// belong to `shard` in `out_dir`, in plan order, then writes experiment.json, summary.json, summary.md and
+/// attention_maps.json from every finished run in out_dir whose variant is in the config, whatever its seed (a record
+/// from an earlier command, another shard or another machine counts as if it had run now; records of variants not in
+/// the config are listed in the progress and left out), and returns the summary; summary.json's "missing_runs" lists,
+/// per variant of the config, the seeds (the config's and every recorded one) it has no finished run for. Attention
+/// maps that cannot be made (no checkpoint, no data) keep the directory's earlier ones, with a note. A run directory
+/// that holds a finished run with the same config is reused; one with a checkpoint but no result is resumed. Every run
+/// directory of a config variant whose config.json differs from the run config of its (variant, seed) is an error
+/// naming the directory and the first differing key; that refusal, a finished run whose result.json or metrics.jsonl is
+/// malformed (naming the file), an --out that is a file, a variant with a run left
 /// to train here whose model or schedule cannot be built (the error names the variant),
+/// and, with train_missing false, an out_dir without a finished run of a config variant,
 /// happen before anything is trained or written. OUT/.lock is held while running (the run directories are listed
 /// again once it is held): a second experiment or a merge on the same directory is
 /// refused. A seed-<s> directory with a leading zero is not a run hkt writes: named in
-/// the progress and skipped. Progress goes to `progress`; `command` is the command line
-/// shown in summary.md.
+/// the progress and skipped. With train_missing false nothing is trained or resumed: the
+/// summary is rebuilt from the records alone (`hkt experiment --no-train`), and the runs
+/// not finished are named in the progress and in "missing_runs". Progress goes to
+/// `progress`; `command` is the command line shown in summary.md.
 config::Json run_experiment(const config::Json& config, const std::string& out_dir, const std::string& command,
-                            std::ostream& progress, bool progress_is_terminal, const Shard& shard = {});
+                            std::ostream& progress, bool progress_is_terminal, const Shard& shard = {},
+                            bool train_missing = true);
 
 /// Combines experiment directories (the shards of one grid, or runs of other seeds made
 /// elsewhere) into `out_dir`: copies the record of every finished run of `sources`
