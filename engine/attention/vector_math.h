@@ -101,6 +101,7 @@ inline float fast_erfc(float z) {
 // CPU attention's own.
 using fn::dot3_lanes;
 using fn::dot_lanes;
+using fn::dot_lanes_f64;
 using fn::kLanes;
 using fn::sum_lanes;
 
@@ -124,6 +125,12 @@ E exp_shifted_sum(E* x, std::int64_t n, E shift) {
     s += x[i];
   }
   return s;
+}
+
+/// y[i] += alpha x[i], i < n (y and x do not overlap).
+template <class E>
+void add_scaled(E* __restrict y, const E* __restrict x, E alpha, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
 /// max_i x[i], i < n (-inf for n = 0). The maximum is exact in any order, so an OpenMP
