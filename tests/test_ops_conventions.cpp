@@ -168,6 +168,39 @@ TEST_CASE("sum and mean and max: keepdim shapes and negative axes and errors", "
   require_error([] { max(Tensor::zeros({0, 2}), {0}); }, "max: cannot reduce axis 0 of size 0");
 }
 
+TEST_CASE("layout ops: permute over many row blocks matches the index formula", "[ops]") {
+  // Shapes whose output rows (the product of all but the last output size) span several
+  // of permute's 64-row blocks and start blocks mid-way through every coordinate, so the
+  // odometer's carries are exercised; the reference is the index formula, element by
+  // element.
+  struct Case {
+    Shape shape;
+    std::vector<int> dims;
+  };
+  for (const Case& c : {Case{{3, 70, 5, 7}, {1, 0, 3, 2}}, Case{{2, 65, 3, 4}, {0, 2, 1, 3}},
+                        Case{{5, 9, 11}, {2, 0, 1}}, Case{{130, 3}, {0, 1}}, Case{{4, 3, 2, 33}, {3, 2, 1, 0}}}) {
+    std::vector<double> v(static_cast<std::size_t>(numel(c.shape)));
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(i);
+    const Tensor y = permute(f64(v, c.shape), c.dims);
+    const auto got = y.to_vector();
+    const int rank = static_cast<int>(c.shape.size());
+    std::vector<std::int64_t> in_stride(static_cast<std::size_t>(rank), 1);
+    for (int d = rank - 2; d >= 0; --d)
+      in_stride[static_cast<std::size_t>(d)] = in_stride[static_cast<std::size_t>(d + 1)] * c.shape[d + 1];
+    bool all_equal = true;
+    for (std::int64_t flat = 0; flat < static_cast<std::int64_t>(got.size()); ++flat) {
+      std::int64_t rest = flat, src = 0;
+      for (int d = rank - 1; d >= 0; --d) {  // output coordinate d runs along input axis dims[d]
+        const std::int64_t size = y.shape()[d];
+        src += (rest % size) * in_stride[static_cast<std::size_t>(c.dims[static_cast<std::size_t>(d)])];
+        rest /= size;
+      }
+      all_equal = all_equal && got[static_cast<std::size_t>(flat)] == static_cast<double>(src);
+    }
+    CHECK(all_equal);
+  }
+}
+
 TEST_CASE("layout ops: permute and slice and concat by hand", "[ops]") {
   Tensor x = f64({0, 1, 2, 3, 4, 5}, {1, 2, 3});
   CHECK(permute(x, {2, 0, 1}).shape() == Shape{3, 1, 2});
