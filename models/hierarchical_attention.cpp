@@ -164,7 +164,19 @@ Tensor HierarchicalAttention::merge_heads(const Tensor& o) const {
   return reshape(permute(o, {0, 2, 1, 3}), {B, T, config_.d_model});
 }
 
-Tensor HierarchicalAttention::forward(const Tensor& x, const Tensor& key_mask, AttentionImpl impl) const {
+namespace {
+
+// True when key_mask is defined, on the host and every entry is nonzero (no padded key).
+bool every_key_real(const Tensor& key_mask) {
+  if (!key_mask.defined() || key_mask.device() != Device::CPU) return false;
+  for (double m : key_mask.to_vector())
+    if (m == 0.0) return false;
+  return true;
+}
+
+}  // namespace
+
+Tensor HierarchicalAttention::forward(const Tensor& x, const Tensor& key_mask_in, AttentionImpl impl) const {
   check(x.defined() && x.dim() == 3 && x.shape()[2] == config_.d_model,
         "attention: input must be [B, T, d_model = " + std::to_string(config_.d_model) + "], got " +
             (x.defined() ? shape_str(x.shape()) : "undefined"));
@@ -172,10 +184,13 @@ Tensor HierarchicalAttention::forward(const Tensor& x, const Tensor& key_mask, A
         "attention: input dtype " + dtype_name(x.dtype()) + " differs from the parameters' " + dtype_name(dtype_));
   const std::int64_t T = x.shape()[1];
   check(T >= 1, "attention: T must be >= 1");
-  if (key_mask.defined())
-    check(key_mask.shape() == Shape({x.shape()[0], T}),
+  if (key_mask_in.defined())
+    check(key_mask_in.shape() == Shape({x.shape()[0], T}),
           "attention: key_mask must be [B, T] = " + shape_str({x.shape()[0], T}) + ", got " +
-              shape_str(key_mask.shape()));
+              shape_str(key_mask_in.shape()));
+  // A mask with no padded key changes no value; without it the passes that apply it (the
+  // downsampler's masked_fill, the coarse masks, the fused op's mask bytes) are skipped.
+  const Tensor key_mask = every_key_real(key_mask_in) ? Tensor() : key_mask_in;
   const int L = config_.levels;
   const auto xs = downsample(x, key_mask);
   std::vector<Tensor> q, k;
