@@ -16,6 +16,7 @@ using hkt::attention::fast_erfc;
 using hkt::attention::fast_exp;
 using hkt::attention::tile_gemm;
 using hkt::attention::tile_gemm_loop;
+using hkt::attention::tile_gemm_set;
 
 TEST_CASE(
     "tile_gemm (BLAS) and tile_gemm_loop: C += alpha A B equal a float64 triple loop for every row remainder and "
@@ -52,6 +53,44 @@ TEST_CASE(
       REQUIRE(C_loop[i] == Approx(expected[i]).margin(1e-12));  // the loop
       REQUIRE(Cf[i] == Approx(expected[i]).margin(1e-5));       // |alpha A B| <= 1.5 * 7: float rounding ~1e-6
       REQUIRE(Cf_loop[i] == Approx(expected[i]).margin(1e-5));
+    }
+  }
+}
+
+TEST_CASE("tile_gemm_set: C = alpha A B overwrites the tile without reading it, and touches nothing outside it",
+          "[attention][tiles]") {
+  // C starts as NaN inside the tile (a read would leave NaN) and as a sentinel outside it
+  // (ldc > n); k = 0 must write zeros.
+  for (std::int64_t k : {0, 1, 7}) {
+    const std::int64_t m = 5, n = 6, lda = 8, ldb = 9, ldc = 10;
+    std::vector<double> A(static_cast<std::size_t>(m * lda)),
+        B(static_cast<std::size_t>(std::max<std::int64_t>(k, 1) * ldb));
+    for (std::size_t i = 0; i < A.size(); ++i) A[i] = std::sin(0.9 * static_cast<double>(i));
+    for (std::size_t i = 0; i < B.size(); ++i) B[i] = std::cos(0.4 * static_cast<double>(i) + 0.2);
+    for (bool single : {false, true}) {
+      INFO("k " << k << (single ? " float" : " double"));
+      std::vector<double> C(static_cast<std::size_t>(m * ldc), -7.0);
+      for (std::int64_t i = 0; i < m; ++i)
+        for (std::int64_t j = 0; j < n; ++j) C[static_cast<std::size_t>(i * ldc + j)] = std::nan("");
+      std::vector<double> got;
+      if (single) {
+        std::vector<float> Af(A.begin(), A.end()), Bf(B.begin(), B.end()), Cf(C.begin(), C.end());
+        tile_gemm_set(m, n, k, 2.0f, Af.data(), lda, Bf.data(), ldb, Cf.data(), ldc);
+        got.assign(Cf.begin(), Cf.end());
+      } else {
+        got = C;
+        tile_gemm_set(m, n, k, 2.0, A.data(), lda, B.data(), ldb, got.data(), ldc);
+      }
+      for (std::int64_t i = 0; i < m; ++i)
+        for (std::int64_t j = 0; j < ldc; ++j) {
+          double expected = -7.0;  // outside the tile: untouched
+          if (j < n) {
+            expected = 0.0;
+            for (std::int64_t p = 0; p < k; ++p)
+              expected += 2.0 * A[static_cast<std::size_t>(i * lda + p)] * B[static_cast<std::size_t>(p * ldb + j)];
+          }
+          REQUIRE(got[static_cast<std::size_t>(i * ldc + j)] == Approx(expected).margin(single ? 1e-5 : 1e-12));
+        }
     }
   }
 }

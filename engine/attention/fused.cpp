@@ -45,6 +45,7 @@ using attention::exp_shifted_sum;
 using attention::fast_exp;
 using attention::max_lanes;
 using attention::tile_gemm;
+using attention::tile_gemm_set;
 using attention::tile_gemm_tn;
 
 // Everything the kernels need about one call, independent of the element type.
@@ -176,17 +177,18 @@ void compute_scores(const Geometry& g, const Head<E>& hd, std::int64_t i0, std::
     const std::int64_t r0 = i0 >> l, rows = ((i1 - 1) >> l) + 1 - r0, cols = ((j1 - 1) >> l) + 1 - (j0 >> l);
     const std::int64_t w = bk >> l;  // row stride of F_l
     E* out = l == 0 ? tile.s.data() : tile.fused[li].data();
-    if (l == g.L - 1) {
-      for (std::int64_t r = 0; r < rows; ++r) std::fill(out + r * w, out + r * w + cols, E(0));
-    } else {
-      const E* coarse = tile.fused[li + 1].data();  // F_{l+1}, row stride w / 2
-      for (std::int64_t cr = 0; 2 * cr < rows; ++cr) {
-        widen_row(out + 2 * cr * w, coarse + cr * (w / 2), cols);
-        if (2 * cr + 1 < rows) std::copy(out + 2 * cr * w, out + 2 * cr * w + cols, out + (2 * cr + 1) * w);
-      }
+    const E weight = static_cast<E>(g.scale) * hd.alpha[l];
+    const E *ql = hd.q[li] + r0 * dh, *ktl = hd.kt[li].data() + jt * dh * w;
+    if (l == g.L - 1) {  // the coarsest level: the GEMM writes F_l (beta = 0)
+      tile_gemm_set(rows, cols, dh, weight, ql, dh, ktl, w, out, w);
+      continue;
     }
-    tile_gemm(rows, cols, dh, static_cast<E>(g.scale) * hd.alpha[l], hd.q[li] + r0 * dh, dh,
-              hd.kt[li].data() + jt * dh * w, w, out, w);
+    const E* coarse = tile.fused[li + 1].data();  // F_{l+1}, row stride w / 2
+    for (std::int64_t cr = 0; 2 * cr < rows; ++cr) {
+      widen_row(out + 2 * cr * w, coarse + cr * (w / 2), cols);
+      if (2 * cr + 1 < rows) std::copy(out + 2 * cr * w, out + 2 * cr * w + cols, out + (2 * cr + 1) * w);
+    }
+    tile_gemm(rows, cols, dh, weight, ql, dh, ktl, w, out, w);
   }
   // Masks, only where the tile can have any: padded keys, or keys after some query.
   const bool causal_cut = g.causal && j1 - 1 > i0;
@@ -273,8 +275,7 @@ void backward_head(const Geometry& g, const Head<E>& hd, const E* out, const E* 
       // dV[J] += p^T dO[I]
       tile_gemm_tn(nc, dh, nr, E(1), tile.s.data(), bk, dout + i0 * dh, dh, dv + j0 * dh, dh);
       // dp = dO[I] V[J]^T, then ds = p (dp - D)
-      for (std::int64_t r = 0; r < nr; ++r) std::fill(ds.data() + r * bk, ds.data() + r * bk + nc, E(0));
-      tile_gemm(nr, nc, dh, E(1), dout + i0 * dh, dh, hd.vt.data() + jt * dh * bk, bk, ds.data(), bk);
+      tile_gemm_set(nr, nc, dh, E(1), dout + i0 * dh, dh, hd.vt.data() + jt * dh * bk, bk, ds.data(), bk);
       for (std::int64_t r = 0; r < nr; ++r) {
         E* dsr = ds.data() + r * bk;
         const E* pr = tile.s.data() + r * bk;
@@ -317,8 +318,7 @@ void backward_head(const Geometry& g, const Head<E>& hd, const E* out, const E* 
           // row of ds sums to 0), and that dalpha had 2.6 times the composite's float32
           // error in a build without FMA contraction (the test allows 2).
           E* gt = g_tile.data();
-          std::fill(gt, gt + rows * dh, E(0));
-          tile_gemm(rows, dh, cols, static_cast<E>(g.scale), dsl_p, stride, hd.k[li] + c0 * dh, dh, gt, dh);
+          tile_gemm_set(rows, dh, cols, static_cast<E>(g.scale), dsl_p, stride, hd.k[li] + c0 * dh, dh, gt, dh);
           // The tile's rows of Q_l, G and dQ_l are each one contiguous block of rows * dh.
           const std::int64_t n = rows * dh;
           dalpha[l] += dot_lanes_f64(hd.q[li] + r0 * dh, gt, n);

@@ -24,32 +24,48 @@
 
 namespace hkt::attention {
 
-/// C[m x n] += alpha * op(A) * B[k x n], row-major, op(A) = A [m x k] (lda >= k) or, with
-/// trans_a, A^T for A stored [k x m] (lda >= m); ldb >= n, ldc >= n; m, n or k may be 0
-/// (nothing happens). E is float or double: BLAS sgemm / dgemm with beta = 1, for every
-/// tile size, the coarse levels' small tiles too (switching tiles below 32^3
-/// multiply-adds to the loop made HKT 10-50 % slower).
+/// C[m x n] = alpha * op(A) * B[k x n] + beta * C, beta 1 (accumulate) or 0 (overwrite: C
+/// is never read, so it need not be zeroed first), row-major, op(A) = A [m x k]
+/// (lda >= k) or, with trans_a, A^T for A stored [k x m] (lda >= m); ldb >= n, ldc >= n;
+/// m or n may be 0 (nothing happens); k = 0 leaves C (beta = 1) or zeroes it (beta = 0).
+/// E is float or double: BLAS sgemm / dgemm, for every tile size, the coarse levels'
+/// small tiles too (switching tiles below 32^3 multiply-adds to the loop made HKT 10-50 %
+/// slower).
 template <class E>
 void tile_gemm_blas(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda,
-                    const E* B, std::int64_t ldb, E* C, std::int64_t ldc) {
+                    const E* B, std::int64_t ldb, E beta, E* C, std::int64_t ldc) {
   static_assert(std::is_same_v<E, float> || std::is_same_v<E, double>, "tile_gemm: E is float or double");
-  if (m == 0 || n == 0 || k == 0) return;
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (beta == E(0))
+      for (std::int64_t i = 0; i < m; ++i)
+        for (std::int64_t j = 0; j < n; ++j) C[i * ldc + j] = E(0);
+    return;
+  }
   cpu::use_single_threaded_blas();
   const auto ta = trans_a ? CblasTrans : CblasNoTrans;
   const auto M = static_cast<blasint>(m), N = static_cast<blasint>(n), K = static_cast<blasint>(k);
   if constexpr (std::is_same_v<E, float>)
     cblas_sgemm(CblasRowMajor, ta, CblasNoTrans, M, N, K, alpha, A, static_cast<blasint>(lda), B,
-                static_cast<blasint>(ldb), 1.0f, C, static_cast<blasint>(ldc));
+                static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
   else
     cblas_dgemm(CblasRowMajor, ta, CblasNoTrans, M, N, K, alpha, A, static_cast<blasint>(lda), B,
-                static_cast<blasint>(ldb), 1.0, C, static_cast<blasint>(ldc));
+                static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
 }
 
 /// C[m x n] += alpha * A[m x k] * B[k x n] (tile_gemm_blas without the transpose).
 template <class E>
 void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda, const E* B,
                std::int64_t ldb, E* C, std::int64_t ldc) {
-  tile_gemm_blas(false, m, n, k, alpha, A, lda, B, ldb, C, ldc);
+  tile_gemm_blas(false, m, n, k, alpha, A, lda, B, ldb, E(1), C, ldc);
+}
+
+/// C[m x n] = alpha * A[m x k] * B[k x n], C not read (tile_gemm with beta = 0): a tile
+/// that would otherwise be zeroed and then accumulated into.
+template <class E>
+void tile_gemm_set(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda, const E* B,
+                   std::int64_t ldb, E* C, std::int64_t ldc) {
+  tile_gemm_blas(false, m, n, k, alpha, A, lda, B, ldb, E(0), C, ldc);
 }
 
 /// C[m x n] += alpha * A^T * B[k x n] where A is stored [k x m] (lda >= m): the
@@ -57,7 +73,7 @@ void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E*
 template <class E>
 void tile_gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda, const E* B,
                   std::int64_t ldb, E* C, std::int64_t ldc) {
-  tile_gemm_blas(true, m, n, k, alpha, A, lda, B, ldb, C, ldc);
+  tile_gemm_blas(true, m, n, k, alpha, A, lda, B, ldb, E(1), C, ldc);
 }
 
 template <class E>
