@@ -5,6 +5,7 @@
 // summary rebuilt without training (--no-train).
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 
@@ -312,4 +313,75 @@ TEST_CASE("experiment records: later seeds join the summary, bad merges are refu
   const Json s = run_experiment(only_mha, b, "test", fewer, false);
   CHECK(s.at("variants").size() == 1);
   CHECK(fewer.str().find("is a run of variant 'hkt', which is not in the config: left out") != std::string::npos);
+}
+
+TEST_CASE("experiment records: damaged records, another experiment's directory and empty shards",
+          "[experiment][errors]") {
+  TempDir dir("damaged");
+  const std::string a = dir.file("a");
+  std::ostringstream log;
+  run_experiment(tiny_experiment("[0]"), a, "test", log, false);
+  // A copy of a's hkt record, damaged one way at a time; each is refused naming the file,
+  // before anything is trained or written.
+  auto damaged = [&](const std::string& name, const std::function<void(const std::string&)>& damage) {
+    const std::string d = dir.file(name);
+    fs::create_directories(d + "/hkt");
+    fs::copy(a + "/hkt/seed-0", d + "/hkt/seed-0");
+    damage(d + "/hkt/seed-0");
+    return d;
+  };
+  // No config.json: trained over, the record would be replaced.
+  const std::string no_config = damaged("no_config", [](const std::string& run) { fs::remove(run + "/config.json"); });
+  const std::string result_before = read_text(no_config + "/hkt/seed-0/result.json");
+  require_error([&] { run_experiment(tiny_experiment("[0]"), no_config, "test", log, false); },
+                "no_config/hkt/seed-0 holds files but no config.json: restore its config.json, or delete the "
+                "directory to run it again");
+  CHECK(read_text(no_config + "/hkt/seed-0/result.json") == result_before);
+  CHECK(!fs::exists(no_config + "/mha"));
+  // A negative step time.
+  const std::string negative = damaged("negative", [](const std::string& run) {
+    Json r = config::read_json_file(run + "/result.json");
+    r["time_per_step_ms"] = -50;
+    std::ofstream(run + "/result.json") << r.dump();
+  });
+  require_error([&] { run_experiment(tiny_experiment("[0]"), negative, "test", log, false, {}, false); },
+                "negative/hkt/seed-0/result.json: 'time_per_step_ms' must be >= 0, got -50");
+  // metrics.jsonl cut at a line boundary: its last line is step 2 of the run's 4.
+  const std::string cut = damaged("cut", [](const std::string& run) {
+    std::ifstream in(run + "/metrics.jsonl");
+    std::string line, kept;
+    while (std::getline(in, line))
+      if (Json::parse(line).at("step").get<std::int64_t>() <= 2) kept += line + "\n";
+    in.close();
+    std::ofstream(run + "/metrics.jsonl") << kept;
+  });
+  require_error([&] { run_experiment(tiny_experiment("[0]"), cut, "test", log, false, {}, false); },
+                "cut/hkt/seed-0/metrics.jsonl: ends at step 2, but result.json says the run trained 4 steps");
+  const std::string emptied =
+      damaged("emptied", [](const std::string& run) { std::ofstream(run + "/metrics.jsonl", std::ios::trunc); });
+  require_error([&] { run_experiment(tiny_experiment("[0]"), emptied, "test", log, false, {}, false); },
+                "emptied/hkt/seed-0/metrics.jsonl: ends at step (none)");
+
+  // A directory holding another experiment (by experiment.name) is refused by a run, a
+  // rebuild and a merge; its experiment.json stays.
+  Json other = tiny_experiment("[0]");
+  other["experiment"]["name"] = "another";
+  const std::string held = read_text(a + "/experiment.json");
+  const std::string refusal = "holds the experiment 'tiny' (" + a + "/experiment.json), and this config is 'another'";
+  require_error([&] { run_experiment(other, a, "test", log, false); }, "experiment: " + a + " " + refusal);
+  require_error([&] { run_experiment(other, a, "test", log, false, {}, false); }, "experiment --no-train: " + a);
+  require_error([&] { merge_experiments(other, {a}, a, "test", log); }, "experiment --merge: " + a);
+  CHECK(read_text(a + "/experiment.json") == held);
+
+  // A shard whose share is empty (5 shards, 2 runs) writes an experiment directory with
+  // no run; merging it with the others takes nothing from it.
+  std::ostringstream shard_log;
+  const Json empty = run_experiment(tiny_experiment("[0]"), dir.file("shard3"), "test", shard_log, false, {3, 5});
+  CHECK(empty.at("all_runs").empty());
+  CHECK(fs::exists(dir.file("shard3/experiment.json")));
+  std::ostringstream merge_log;
+  const Json merged =
+      merge_experiments(tiny_experiment("[0]"), {a, dir.file("shard3")}, dir.file("m"), "test", merge_log);
+  CHECK(merged.at("missing_runs") == Json::object());
+  CHECK(merge_log.str().find("shard3 holds no run yet: nothing merged from it") != std::string::npos);
 }

@@ -176,6 +176,10 @@ TEST_CASE("config: keys with a fixed set of values parse to their enums, and a b
                 "config key 'model.hkt.downsampler' must be \"depthwise\" or \"dense\", got \"conv\"");
   require_error([&] { read({"model.hkt.impl=flash"}); },
                 "config key 'model.hkt.impl' must be \"fused\" or \"composite\", got \"flash\"");
+  // Levels are range-checked as 64-bit numbers: 2^32 + 3, once read as int, became 3.
+  require_error([&] { read({"model.hkt.levels=4294967299"}); },
+                "config key 'model.hkt.levels' must be in 1..4, got 4294967299");
+  require_error([&] { read({"model.hkt.levels=0"}); }, "config key 'model.hkt.levels' must be in 1..4, got 0");
   // train() refuses a bad value before it reads any data: here the data folder does not
   // exist, and the error is still the pooling one; nothing is written.
   const auto bad = config::apply_sets(config::defaults(),
@@ -248,7 +252,15 @@ TEST_CASE("train: negative threads and zero batch sizes are refused before any s
   cfg["train"]["threads"] = -1;
   const std::string dir = fresh_dir("threads");
   require_error([&] { train_run(cfg, dir, log); },
-                "config key 'train.threads' must be >= 0 (0: the OpenMP default), got -1");
+                "config key 'train.threads' must be in 0..1024 (0: the OpenMP default), got -1");
+  // Beyond the cap, and beyond 32 bits (once read as int, 2^32 + 2 became 2 threads).
+  for (std::int64_t threads : {std::int64_t{1025}, std::int64_t{100000}, (std::int64_t{1} << 32) + 2}) {
+    cfg["train"]["threads"] = threads;
+    require_error([&] { train_run(cfg, dir, log); },
+                  "config key 'train.threads' must be in 0..1024 (0: the OpenMP "
+                  "default), got " +
+                      std::to_string(threads));
+  }
   cfg["train"]["threads"] = 1;
   cfg["train"]["eval_batch_size"] = 0;
   require_error([&] { train_run(cfg, dir, log); }, "config key 'train.eval_batch_size' must be >= 1, got 0");

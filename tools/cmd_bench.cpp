@@ -16,6 +16,7 @@
 
 #include "attention/hkt_attention.h"
 #include "commands.h"
+#include "config.h"
 #include "trainer.h"
 #include "cuda_backend.h"
 #include "ops.h"
@@ -216,7 +217,7 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   sub->add_option("--threads", args->threads, "OpenMP threads (0: the OpenMP default)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, config::kMaxThreads));
   sub->add_option("--dtype", args->dtype, "f32 or f64")->capture_default_str()->check(CLI::IsMember({"f32", "f64"}));
   sub->add_flag("--causal", args->causal, "Causal masking");
   auto device_str = std::make_shared<std::string>("cpu");
@@ -246,7 +247,7 @@ void add_bench_command(CLI::App& app) {
     }
     check(!args->impl.empty() && impl_str->back() != ',',
           "bench attention: --impl must be a comma-separated list without empty items, got '" + *impl_str + "'");
-    if (args->threads > 0) omp_set_num_threads(args->threads);
+    config::use_threads(args->threads);
     // The inputs and their gradients (q_l, k_l of every level, v, the output) live on the
     // host first; the composite op adds its T x T scores per level. Refuse a point that
     // cannot fit this machine's memory before allocating anything.

@@ -157,10 +157,8 @@ void export_for_torch(const std::string& dir, const Json& config, const Classifi
 int run_step_bench(const StepArgs& a) {
   Json config = config::apply_sets(config::load_file(a.config_path), a.sets);
   const auto& tc = config.at("train");
-  check(tc.at("threads").get<int>() >= 0,
-        "bench step: config key 'train.threads' must be >= 0 (0: the OpenMP default)");
-  const int threads = a.threads > 0 ? a.threads : tc.at("threads").get<int>();
-  if (threads > 0) omp_set_num_threads(threads);
+  const int config_threads = config::train_threads(config);
+  config::use_threads(a.threads > 0 ? a.threads : config_threads);
   const TaskShape shape = task_shape(config);
   const std::int64_t T = config.at("data").at("max_len").get<std::int64_t>(),
                      B = tc.at("batch_size").get<std::int64_t>();
@@ -246,7 +244,7 @@ void add_bench_step_command(CLI::App* bench) {
   sub->add_option("--set", args->sets, "Override a config key: --set data.max_len=1024 (repeatable)");
   sub->add_option("--threads", args->threads, "OpenMP threads (0: train.threads, then the OpenMP default)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, config::kMaxThreads));
   sub->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

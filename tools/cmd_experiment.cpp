@@ -16,6 +16,18 @@
 namespace hkt::tools {
 
 namespace {
+// text as one word of a POSIX shell: unchanged when it holds only characters no shell
+// treats specially, else in single quotes (a quote inside as '\'').
+std::string shell_quote(const std::string& text) {
+  const bool plain = !text.empty() && text.find_first_not_of(
+                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                          "0123456789_./,=:@%+-") == std::string::npos;
+  if (plain) return text;
+  std::string quoted = "'";
+  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
 // "0,1,2" -> [0, 1, 2]: comma-separated decimal integers in [0, 2^62); anything else
 // (an empty item, a sign, hex, letters, a huge number) is an error quoting the text.
 std::vector<std::int64_t> parse_seeds(const std::string& text) {
@@ -73,7 +85,8 @@ void add_experiment_command(CLI::App& app) {
                 "Train nothing: rebuild the summary of --out from its finished runs (the others are listed as "
                 "missing)");
   on_selected(cmd, [args, cmd] {
-    const bool cmd_has_shard = cmd->count("--shard") > 0;  // --shard "" is refused, not "no shard"
+    const bool cmd_has_shard = cmd->count("--shard") > 0;     // --shard "" is refused, not "no shard"
+    if (cmd->count("--seeds") > 0) parse_seeds(args->seeds);  // --seeds "" is refused, not "the config's seeds"
     for (const auto& item : args->sets)
       check(item.rfind("train.seed=", 0) != 0,
             "experiment: --set " + item + ": the seeds come from --seeds (or experiment.seeds)");
@@ -113,15 +126,16 @@ void add_experiment_command(CLI::App& app) {
                                           std::getenv("SLURM_ARRAY_TASK_MIN"), std::getenv("SLURM_ARRAY_TASK_MAX"));
     const std::string out =
         args->out.empty() ? "runs/" + std::filesystem::path(args->config).stem().string() : args->out;
+    // The command as it can be pasted into a shell (summary.md records it).
     std::string command = "hkt experiment";
-    if (!args->config.empty()) command += " --config " + args->config;
-    if (!args->seeds.empty()) command += " --seeds " + args->seeds;
+    if (!args->config.empty()) command += " --config " + shell_quote(args->config);
+    if (!args->seeds.empty()) command += " --seeds " + shell_quote(args->seeds);
     if (shard.count > 1) command += " --shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count);
     if (args->no_train) command += " --no-train";
     if (merge) command += " --merge";
-    for (const auto& m : args->merge) command += " " + m;
-    command += " --out " + out;
-    for (const auto& s : args->sets) command += " --set " + s;
+    for (const auto& m : args->merge) command += " " + shell_quote(m);
+    command += " --out " + shell_quote(out);
+    for (const auto& s : args->sets) command += " --set " + shell_quote(s);
     const bool terminal = isatty(fileno(stdout)) != 0;
     const config::Json summary = merge ? merge_experiments(cfg, args->merge, out, command, std::cout)
                                        : run_experiment(cfg, out, command, std::cout, terminal, shard, !args->no_train);

@@ -44,7 +44,7 @@ void add_train_commands(CLI::App& app) {
                       "Replace a finished or stopped run in --out (its files are deleted first)");
   train_cmd
       ->add_option("--stop-after", targs->stop_after,
-                   "Stop (with a checkpoint) after this step; continue later with --resume")
+                   "Stop (with a checkpoint) after this step; continue later with --resume (0: no stop)")
       ->check(CLI::NonNegativeNumber);
   on_selected(train_cmd, [targs] {
     config::Json cfg;

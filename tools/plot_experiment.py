@@ -73,6 +73,9 @@ def draw():
         fail("matplotlib is not installed (Debian: apt-get install python3-matplotlib)")
 
     summary = read_json(os.path.join(out, "summary.json"))
+    if not summary["all_runs"]:  # e.g. a shard whose share of the runs was empty
+        print(f"plot_experiment.py: {out} holds no finished run: no plots")
+        return
     variants = [row["variant"] for row in summary["variants"]]
     metrics = {v: [] for v in variants}
     for run in summary["all_runs"]:

@@ -3,6 +3,7 @@
 #include "experiment.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -96,9 +97,11 @@ void check_result(const Json& result, const std::string& path) {
   for (const char* key : {"best_val_accuracy", "test_accuracy", "chance_level"})
     check(result.at(key).get<double>() >= 0 && result.at(key).get<double>() <= 1,
           path + ": '" + key + "' must be a fraction in [0, 1], got " + result.at(key).dump());
+  check(result.at("time_per_step_ms").get<double>() >= 0,
+        path + ": 'time_per_step_ms' must be >= 0, got " + result.at("time_per_step_ms").dump());
   for (const char* key : {"parameter_count", "steps"})
-    check(result.contains(key) && result.at(key).is_number_integer(),
-          path + ": '" + key + "' is missing or not an integer");
+    check(result.contains(key) && result.at(key).is_number_integer() && result.at(key).get<std::int64_t>() >= 1,
+          path + ": '" + key + "' is missing or not an integer >= 1");
   check(result.contains("extra_tests") && result.at("extra_tests").is_object(),
         path + ": 'extra_tests' is missing or not an object");
   for (auto it = result.at("extra_tests").begin(); it != result.at("extra_tests").end(); ++it)
@@ -149,7 +152,15 @@ std::vector<FoundRun> find_runs(const std::string& root, std::ostream* notes) {
     if (!variant.is_directory()) continue;
     for (const auto& run : fs::directory_iterator(variant.path())) {
       const std::string name = run.path().filename().string();
-      if (name.rfind("seed-", 0) != 0 || !run.is_directory() || !fs::exists(run.path() / "config.json")) continue;
+      if (name.rfind("seed-", 0) != 0 || !run.is_directory()) continue;
+      if (!fs::exists(run.path() / "config.json")) {
+        // Files without the config that says what they are: a record that lost its
+        // config.json. Refused, not trained over (that would replace the record).
+        check(fs::is_empty(run.path()), run.path().string() +
+                                            " holds files but no config.json: restore its config.json, or delete "
+                                            "the directory to run it again");
+        continue;
+      }
       const std::string digits = name.substr(5);
       const bool canonical = !digits.empty() && digits.size() <= 18 &&
                              digits.find_first_not_of("0123456789") == std::string::npos &&
@@ -194,11 +205,14 @@ void check_run_config(const FoundRun& f, const Json& config, const Variant& vari
 }
 
 // The level weights [layer][head][level] of the last line of a metrics.jsonl that has
-// them, or null. A line that is not JSON is an error naming the file and line.
-Json final_level_weights(const std::string& path) {
+// them, or null. A line that is not JSON is an error naming the file and line, and so is
+// a file whose last step is not `steps` (the trainer always logs the final step: a
+// shorter file was cut, and its curves and level weights would end early).
+Json final_level_weights(const std::string& path, std::int64_t steps) {
   std::ifstream in(path);
   check(in.good(), path + ": cannot be read (a finished run's record needs its metrics.jsonl)");
   Json last;
+  std::int64_t last_step = -1;
   std::string line;
   for (std::int64_t number = 1; std::getline(in, line); ++number) {
     if (line.empty()) continue;
@@ -209,8 +223,14 @@ Json final_level_weights(const std::string& path) {
       throw Error(path + " line " + std::to_string(number) + ": not JSON (" + e.what() +
                   "; delete the run directory to run it again)");
     }
-    if (j.is_object() && j.contains("level_weights")) last = j.at("level_weights");
+    if (!j.is_object()) continue;
+    if (j.contains("level_weights")) last = j.at("level_weights");
+    if (j.contains("step") && j.at("step").is_number_integer()) last_step = j.at("step").get<std::int64_t>();
   }
+  check(last_step == steps, path + ": ends at step " +
+                                (last_step < 0 ? std::string("(none)") : std::to_string(last_step)) +
+                                ", but result.json says the run trained " + std::to_string(steps) +
+                                " steps (a cut file; restore it, or delete the run directory to run it again)");
   return last;
 }
 
@@ -219,7 +239,8 @@ RunRecord load_record(const FoundRun& f, const Json& run_cfg) {
   const std::string path = f.dir + "/result.json";
   Json result = read_json_file(path);
   check_result(result, path);
-  return {f.variant, f.seed, f.rel, run_cfg, std::move(result), final_level_weights(f.dir + "/metrics.jsonl")};
+  const std::int64_t steps = result.at("steps").get<std::int64_t>();
+  return {f.variant, f.seed, f.rel, run_cfg, std::move(result), final_level_weights(f.dir + "/metrics.jsonl", steps)};
 }
 
 // The experiment section's own checks that can fail before any training: seeds (a
@@ -245,6 +266,10 @@ std::vector<std::int64_t> check_experiment_section(const Json& config, const std
 Json write_summary(const Json& config, const std::vector<Variant>& variants, const std::string& out_dir,
                    const std::string& command, std::ostream& progress, TaskCache& tasks) {
   std::vector<std::int64_t> seeds = config.at("experiment").at("seeds").get<std::vector<std::int64_t>>();
+  const std::string baseline = config.at("experiment").at("baseline").get<std::string>();
+  if (!find_variant(variants, baseline))
+    progress << "note: experiment.baseline '" << baseline
+             << "' names no variant: the summary has no ratios or paired differences to a baseline\n";
   std::vector<RunRecord> runs;
   for (const auto& f : find_runs(out_dir, &progress)) {
     const Variant* v = find_variant(variants, f.variant);
@@ -367,6 +392,23 @@ Shard slurm_shard(const char* task_id, const char* task_count, const char* task_
 
 namespace {
 
+// Refuses an out_dir whose experiment.json describes an experiment of another name: its
+// summary would be rewritten as this config's (variants and seeds added to one
+// experiment keep its name). `what` names the command in the message.
+void check_same_experiment(const Json& config, const std::string& out_dir, const std::string& what) {
+  const std::string path = out_dir + "/experiment.json";
+  if (!fs::exists(path)) return;
+  const Json held = read_json_file(path);
+  check(held.is_object() && held.contains("experiment") && held.at("experiment").is_object() &&
+            held.at("experiment").contains("name") && held.at("experiment").at("name").is_string(),
+        path + ": not an experiment.json (no experiment.name)");
+  const std::string held_name = held.at("experiment").at("name").get<std::string>(),
+                    name = config.at("experiment").at("name").get<std::string>();
+  check(held_name == name, what + ": " + out_dir + " holds the experiment '" + held_name + "' (" + path +
+                               "), and this config is '" + name +
+                               "': give another --out, or the same experiment.name to add runs to it");
+}
+
 // Creates the experiment directory, refusing a path that exists and is not a directory.
 void make_experiment_dir(const std::string& out_dir) {
   check(!fs::exists(out_dir) || fs::is_directory(out_dir), out_dir + " exists and is not a directory (--out)");
@@ -436,6 +478,7 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
     built.insert(p.variant->name);
   }
 
+  check_same_experiment(config, out_dir, train_missing ? "experiment" : "experiment --no-train");
   check(
       train_missing || std::any_of(found.begin(), found.end(),
                                    [&](const FoundRun& f) { return f.finished && find_variant(variants, f.variant); }),
@@ -458,8 +501,9 @@ Json run_experiment(const Json& config, const std::string& out_dir, const std::s
     tag += std::to_string(index) + "/" + std::to_string(plan.size()) + "] " + p.rel;
     if (finished(p.rel)) {
       const Json result = read_json_file(dir + "/result.json");
-      progress << tag << ": finished before, reused (test accuracy " << result.at("test_accuracy").get<double>()
-               << ")\n";
+      char accuracy[32];  // fixed format: the stream's may have been changed by a run's progress lines
+      std::snprintf(accuracy, sizeof accuracy, "%.4f", result.at("test_accuracy").get<double>());
+      progress << tag << ": finished before, reused (test accuracy " << accuracy << ")\n";
       continue;
     }
     if (!train_missing) {
@@ -498,9 +542,16 @@ std::map<std::string, FoundRun> merge_plan(const Json& config, const std::vector
     check(fs::is_directory(src), "experiment --merge: " + src + " is not a directory");
     if (fs::exists(out_dir) && fs::equivalent(src, out_dir)) continue;  // its records are here already
     const std::vector<FoundRun> runs = find_runs(src, notes);
+    if (runs.empty() && fs::exists(src + "/experiment.json")) {
+      // An experiment directory with no run: a shard whose share was empty (more shards
+      // than runs) or not yet run. Nothing to take from it.
+      note << "note: " << src << " holds no run yet: nothing merged from it\n";
+      continue;
+    }
     check(!runs.empty(), "experiment --merge: " + src +
-                             " holds no run directory (<variant>/seed-<s>/ with a config.json); name the "
-                             "experiment directories themselves, e.g. " +
+                             " holds no run directory (<variant>/seed-<s>/ with a config.json) and is not an "
+                             "experiment directory (no experiment.json); name the experiment directories "
+                             "themselves, e.g. " +
                              src + "/shard-*");
     for (const auto& f : runs) {
       if (!f.finished) {
@@ -555,6 +606,7 @@ Json merge_experiments(const Json& config, const std::vector<std::string>& sourc
   check_experiment_section(config, variants);
   check(!sources.empty(), "experiment --merge: name at least one experiment directory");
   merge_plan(config, variants, sources, out_dir, &progress);  // every check, before anything is written
+  check_same_experiment(config, out_dir, "experiment --merge");
   make_experiment_dir(out_dir);
   const RunLock lock(out_dir, "hkt experiment --merge");
   // Planned again under the lock: another process may have written out_dir meanwhile.

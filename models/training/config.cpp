@@ -1,10 +1,14 @@
 #include "config.h"
 
+#include <omp.h>
+
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <sstream>
 #include <set>
+#include <thread>
 
 #include "dataset.h"
 #include "error.h"
@@ -270,7 +274,7 @@ ClassifierConfig model_config(const Json& config, std::int64_t vocab_size, std::
   c.positions = enum_key(m, "model.", "positions", Positions{});
   c.pooling = enum_key(m, "model.", "pooling", Pooling{});
   c.layer_norm_eps = m.at("layer_norm_eps").get<double>();
-  c.hkt.levels = h.at("levels").get<int>();
+  c.hkt.levels = hkt_levels(config);
   c.hkt.fusion = enum_key(h, "model.hkt.", "fusion", Fusion{});
   c.hkt.level_weights = enum_key(h, "model.hkt.", "level_weights", LevelWeights{});
   for (const auto& w : h.at("fixed_weights")) {
@@ -287,7 +291,34 @@ ClassifierConfig model_config(const Json& config, std::int64_t vocab_size, std::
 int attention_levels(const Json& config) {
   const Json& m = config.at("model");
   const auto kind = parse_enum<AttentionKind>(m.at("attention").get<std::string>(), "config key 'model.attention'");
-  return kind == AttentionKind::Mha ? 1 : m.at("hkt").at("levels").get<int>();
+  return kind == AttentionKind::Mha ? 1 : hkt_levels(config);
+}
+
+int hkt_levels(const Json& config) {
+  const Json& v = config.at("model").at("hkt").at("levels");
+  check(v.is_number_integer(), "config key 'model.hkt.levels' must be an integer");
+  const std::int64_t levels = v.get<std::int64_t>();
+  check(levels >= 1 && levels <= 4, "config key 'model.hkt.levels' must be in 1..4, got " + std::to_string(levels));
+  return static_cast<int>(levels);
+}
+
+int train_threads(const Json& config) {
+  const Json& v = config.at("train").at("threads");
+  check(v.is_number_integer(), "config key 'train.threads' must be an integer");
+  const std::int64_t threads = v.get<std::int64_t>();
+  check(threads >= 0 && threads <= kMaxThreads, "config key 'train.threads' must be in 0.." +
+                                                    std::to_string(kMaxThreads) + " (0: the OpenMP default), got " +
+                                                    std::to_string(threads));
+  return static_cast<int>(threads);
+}
+
+void use_threads(int threads) {
+  if (threads <= 0) return;
+  const unsigned hardware = std::thread::hardware_concurrency();
+  if (hardware > 0 && static_cast<unsigned>(threads) > hardware)
+    std::fprintf(stderr, "note: %d threads asked for, on a machine with %u hardware threads: steps will be slower\n",
+                 threads, hardware);
+  omp_set_num_threads(threads);
 }
 
 std::string expand_path(const std::string& path) {

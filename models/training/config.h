@@ -51,6 +51,25 @@ ClassifierConfig model_config(const Json& config, std::int64_t vocab_size, std::
 /// model.hkt.levels for "hkt". Throws hkt::Error naming the key for another attention.
 int attention_levels(const Json& config);
 
+/// The most OpenMP threads a run may ask for (config key train.threads, the --threads
+/// options): far above any CPU hkt runs on, and low enough for the OpenMP runtime to
+/// start the team (100,000 crashed libgomp; 20,000 ran for minutes at a load of 2,000 on
+/// a 2-core machine).
+inline constexpr int kMaxThreads = 1024;
+
+/// config.train.threads, checked to be in 0..kMaxThreads (0: the OpenMP default) while
+/// still 64-bit (a larger value is refused, not wrapped). Throws hkt::Error naming the key.
+int train_threads(const Json& config);
+
+/// Sets the OpenMP thread count when threads > 0 (0 leaves the default), and prints a note
+/// to stderr when it exceeds this machine's hardware threads (the run will be slower, not
+/// faster). threads must be in 0..kMaxThreads.
+void use_threads(int threads);
+
+/// config.model.hkt.levels, checked to be in 1..4 while still 64-bit. Throws hkt::Error
+/// naming the key.
+int hkt_levels(const Json& config);
+
 /// Replaces "${HKT_DATA_DIR}" in a path with hkt::data::data_dir().
 std::string expand_path(const std::string& path);
 

@@ -299,14 +299,13 @@ struct TrainSettings {
 };
 
 // The keys checked before anything else is read; sets the OpenMP thread count.
-void check_train_keys(const Json& tc) {
-  const int threads = tc.at("threads").get<int>();
-  check(threads >= 0,
-        "config key 'train.threads' must be >= 0 (0: the OpenMP default), got " + std::to_string(threads));
+void check_train_keys(const Json& config) {
+  const Json& tc = config.at("train");
+  const int threads = config::train_threads(config);
   for (const char* key : {"batch_size", "eval_batch_size"})
     check(tc.at(key).get<std::int64_t>() >= 1, std::string("config key 'train.") + key + "' must be >= 1, got " +
                                                    std::to_string(tc.at(key).get<std::int64_t>()));
-  if (threads > 0) omp_set_num_threads(threads);
+  config::use_threads(threads);
 }
 
 // Checks that out_dir can take this run: with resume, a run of the same config to
@@ -719,7 +718,7 @@ Json train(const Json& config, const TrainOptions& options) {
   check(options.progress != nullptr, "train: options.progress is null");
   if (options.device == Device::CUDA) cuda::require_device("train --device cuda");
   const Json& tc = config.at("train");
-  check_train_keys(tc);
+  check_train_keys(config);
   check_memory_estimate(config, "train");  // before the data (it parses the model's enums too)
   const RunPaths paths(options.out_dir);
   if (Json finished = check_run_directory(config, paths, options.resume, options.overwrite, *options.progress);
