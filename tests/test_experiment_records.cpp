@@ -338,6 +338,16 @@ TEST_CASE("experiment records: damaged records, another experiment's directory a
                 "directory to run it again");
   CHECK(read_text(no_config + "/hkt/seed-0/result.json") == result_before);
   CHECK(!fs::exists(no_config + "/mha"));
+  // A run directory holding only hkt's .lock (a run stopped before it wrote its config)
+  // holds no record: it is trained.
+  const std::string lock_only = damaged("lock_only", [](const std::string& run) {
+    for (const auto& entry : fs::directory_iterator(run))
+      if (entry.path().filename() != ".lock") fs::remove(entry.path());
+    std::ofstream(run + "/.lock") << "";
+  });
+  std::ostringstream lock_log;
+  run_experiment(tiny_experiment("[0]"), lock_only, "test", lock_log, false);
+  CHECK(fs::exists(lock_only + "/hkt/seed-0/result.json"));
   // A negative step time.
   const std::string negative = damaged("negative", [](const std::string& run) {
     Json r = config::read_json_file(run + "/result.json");

@@ -141,10 +141,20 @@ struct FoundRun {
   bool finished = false;  // result.json is there (the trainer writes it last)
 };
 
+// True when dir holds a file other than hkt's own `.lock` (which a run or a merge
+// creates before it writes the run's config.json, and leaves).
+bool holds_files_besides_lock(const fs::path& dir) {
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.path().filename() != ".lock") return true;
+  return false;
+}
+
 // Every <name>/seed-<s>/ holding a config.json under `root` (none when root does not
 // exist), sorted by name, then seed; <s> is a seed as hkt writes it (decimal, no leading
 // zero). Other entries are not runs and are skipped; `notes` (when not null) is told of
-// a seed-... directory with a config.json whose name hkt would not write (seed-00).
+// a seed-... directory with a config.json whose name hkt would not write (seed-00). A
+// seed-<s> directory with files but no config.json (a record that lost it) is an error:
+// trained over, its record would be replaced.
 std::vector<FoundRun> find_runs(const std::string& root, std::ostream* notes) {
   std::vector<FoundRun> out;
   if (!fs::is_directory(root)) return out;
@@ -153,22 +163,21 @@ std::vector<FoundRun> find_runs(const std::string& root, std::ostream* notes) {
     for (const auto& run : fs::directory_iterator(variant.path())) {
       const std::string name = run.path().filename().string();
       if (name.rfind("seed-", 0) != 0 || !run.is_directory()) continue;
-      if (!fs::exists(run.path() / "config.json")) {
-        // Files without the config that says what they are: a record that lost its
-        // config.json. Refused, not trained over (that would replace the record).
-        check(fs::is_empty(run.path()), run.path().string() +
-                                            " holds files but no config.json: restore its config.json, or delete "
-                                            "the directory to run it again");
-        continue;
-      }
+      const bool has_config = fs::exists(run.path() / "config.json");
       const std::string digits = name.substr(5);
       const bool canonical = !digits.empty() && digits.size() <= 18 &&
                              digits.find_first_not_of("0123456789") == std::string::npos &&
                              (digits == "0" || digits[0] != '0');
       if (!canonical) {
-        if (notes != nullptr)
+        if (notes != nullptr && has_config)
           *notes << "note: " << run.path().string() << " is not a run directory name hkt writes (seed-<s>, no "
                  << "leading zero): skipped\n";
+        continue;
+      }
+      if (!has_config) {
+        check(!holds_files_besides_lock(run.path()),
+              run.path().string() +
+                  " holds files but no config.json: restore its config.json, or delete the directory to run it again");
         continue;
       }
       FoundRun f;
