@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <regex>
 #include <fstream>
 #include <sstream>
 
@@ -394,4 +395,37 @@ TEST_CASE("experiment records: damaged records, another experiment's directory a
       merge_experiments(tiny_experiment("[0]"), {a, dir.file("shard3")}, dir.file("m"), "test", merge_log);
   CHECK(merged.at("missing_runs") == Json::object());
   CHECK(merge_log.str().find("shard3 holds no run yet: nothing merged from it") != std::string::npos);
+}
+
+TEST_CASE("experiment command line: a pasteable command in summary.md, --seeds \"\" refused, baseline and reuse notes",
+          "[experiment][errors]") {
+  TempDir dir("cli quoting");  // a space in every path below
+  const std::string config_path = dir.file("my cfg.json"), hkt = HKT_BINARY, log = dir.file("log");
+  { std::ofstream(config_path) << tiny_experiment("[0]").dump(); }
+  auto run = [&](const std::string& args) {
+    return std::system((hkt + " experiment --no-plots " + args + " >>'" + log + "' 2>&1").c_str());
+  };
+  const std::string out = dir.file("out dir");
+  REQUIRE(run("--config '" + config_path + "' --out '" + out + "' --set 'experiment.name=it'\\''s'") == 0);
+  // The recorded command quotes what a shell would split or interpret, and runs as pasted.
+  const std::string md = read_text(out + "/summary.md");
+  const std::string expected =
+      "hkt experiment --config '" + config_path + "' --out '" + out + "' --set 'experiment.name=it'\\''s'";
+  CHECK(md.find(expected) != std::string::npos);
+  CHECK(config::read_json_file(out + "/experiment.json").at("experiment").at("name") == "it's");
+  REQUIRE(run(expected.substr(std::string("hkt experiment ").size())) == 0);
+  // A reused run's accuracy is printed with four decimals.
+  CHECK(std::regex_search(read_text(log), std::regex(R"(finished before, reused \(test accuracy [01]\.\d{4}\))")));
+  // --seeds "" is refused, not read as the config's seeds.
+  CHECK(run("--config '" + config_path + "' --seeds '' --out '" + dir.file("s") + "'") != 0);
+  CHECK(read_text(log).find("--seeds must be a comma-separated list of integers >= 0, e.g. 0,1,2; got ''") !=
+        std::string::npos);
+  CHECK(!fs::exists(dir.file("s")));
+  // A baseline that names no variant: the summary has none, and says why.
+  Json no_base = tiny_experiment("[0]");
+  no_base["experiment"]["baseline"] = "nope";
+  std::ostringstream notes;
+  const Json s = run_experiment(no_base, dir.file("b"), "test", notes, false);
+  CHECK(s.at("baseline").is_null());
+  CHECK(notes.str().find("note: experiment.baseline 'nope' names no variant") != std::string::npos);
 }
