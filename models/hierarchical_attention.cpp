@@ -14,7 +14,8 @@ void check_config(const AttentionConfig& c) {
   check(c.d_model >= 1 && c.n_heads >= 1 && c.d_model % c.n_heads == 0,
         "attention config: d_model (" + std::to_string(c.d_model) + ") must be a positive multiple of n_heads (" +
             std::to_string(c.n_heads) + ")");
-  check(c.levels >= 1 && c.levels <= 4, "attention config: levels must be in 1..4, got " + std::to_string(c.levels));
+  check(c.levels >= 1 && c.levels <= kMaxLevels,
+        "attention config: levels must be in 1.." + std::to_string(kMaxLevels) + ", got " + std::to_string(c.levels));
   if (c.level_weights == LevelWeights::Fixed) {
     check(static_cast<int>(c.fixed_weights.size()) == c.levels,
           "attention config: fixed_weights needs " + std::to_string(c.levels) + " values (one per level), got " +

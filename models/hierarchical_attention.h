@@ -37,11 +37,14 @@ inline constexpr EnumName<Downsampler> kDownsamplerNames[] = {{Downsampler::Dept
                                                               {Downsampler::Dense, "dense"}};
 constexpr std::span<const EnumName<Downsampler>> enum_names(Downsampler) { return kDownsamplerNames; }
 
+/// The most levels an HKT attention may have (the fused CUDA kernels are unrolled up to it).
+inline constexpr int kMaxLevels = 4;
+
 /// Configuration; every field is checked by HierarchicalAttention's constructor.
 struct AttentionConfig {
   std::int64_t d_model = 64;
   std::int64_t n_heads = 4;  ///< d_model must be a multiple; d_h = d_model / n_heads
-  int levels = 1;            ///< L in 1..4; level l has ceil(T / 2^l) tokens
+  int levels = 1;            ///< L in 1..kMaxLevels; level l has ceil(T / 2^l) tokens
   Fusion fusion = Fusion::Scores;
   LevelWeights level_weights = LevelWeights::PerHead;
   std::vector<double> fixed_weights;  ///< L non-negative values summing to 1, for LevelWeights::Fixed

@@ -413,6 +413,7 @@ TEST_CASE("experiment command line: a pasteable command in summary.md, --seeds \
   const std::string expected =
       "hkt experiment --config '" + config_path + "' --out '" + out + "' --set 'experiment.name=it'\\''s'";
   CHECK(md.find(expected) != std::string::npos);
+  CHECK(md.find("hkt experiment --config '" + out + "/experiment.json' --out <new directory>") != std::string::npos);
   CHECK(config::read_json_file(out + "/experiment.json").at("experiment").at("name") == "it's");
   REQUIRE(run(expected.substr(std::string("hkt experiment ").size())) == 0);
   // A reused run's accuracy is printed with four decimals.

@@ -16,18 +16,6 @@
 namespace hkt::tools {
 
 namespace {
-// text as one word of a POSIX shell: unchanged when it holds only characters no shell
-// treats specially, else in single quotes (a quote inside as '\'').
-std::string shell_quote(const std::string& text) {
-  const bool plain = !text.empty() && text.find_first_not_of(
-                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                          "0123456789_./,=:@%+-") == std::string::npos;
-  if (plain) return text;
-  std::string quoted = "'";
-  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
 // "0,1,2" -> [0, 1, 2]: comma-separated decimal integers in [0, 2^62); anything else
 // (an empty item, a sign, hex, letters, a huge number) is an error quoting the text.
 std::vector<std::int64_t> parse_seeds(const std::string& text) {

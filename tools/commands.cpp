@@ -5,6 +5,7 @@
 #include <map>
 
 #include "commands.h"
+#include "experiment.h"
 
 #ifndef HKT_SOURCE_DIR
 #define HKT_SOURCE_DIR "."
@@ -49,15 +50,6 @@ int run_selected(CLI::App& /*app*/) {
     if (sub->parsed()) return body();  // nested subcommands (bench attention) too
   return 0;
 }
-
-namespace {
-// Single-quotes a word for the shell.
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-}  // namespace
 
 std::string run_plot_script(const std::string& script, const std::string& dir, bool output_to_stderr) {
   const std::string path = std::string(HKT_SOURCE_DIR) + "/tools/" + script;

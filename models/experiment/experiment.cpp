@@ -305,7 +305,8 @@ Json write_summary(const Json& config, const std::vector<Variant>& variants, con
   Json described = config;  // the experiment this directory now holds: every recorded seed
   described["experiment"]["seeds"] = seeds;
   write_file_atomic(out_dir + "/experiment.json", described.dump(2) + "\n");
-  const std::string rerun = "hkt experiment --config " + out_dir + "/experiment.json --out <new directory>";
+  const std::string rerun =
+      "hkt experiment --config " + shell_quote(out_dir + "/experiment.json") + " --out <new directory>";
   Json summary = summarize(described, variants, runs);
   // The (variant, seed) cells of the grid no finished run fills: a table with holes says so.
   Json missing = Json::object();
@@ -631,6 +632,16 @@ Json merge_experiments(const Json& config, const std::vector<std::string>& sourc
   progress << "merged " << chosen.size() << " runs into " << out_dir << "\n";
   TaskCache tasks;
   return write_summary(config, variants, out_dir, command, progress, tasks);
+}
+
+std::string shell_quote(const std::string& text) {
+  const bool plain = !text.empty() && text.find_first_not_of(
+                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                          "0123456789_./,=:@%+-") == std::string::npos;
+  if (plain) return text;
+  std::string quoted = "'";
+  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
 }
 
 }  // namespace hkt

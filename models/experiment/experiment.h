@@ -87,7 +87,9 @@ config::Json run_experiment(const config::Json& config, const std::string& out_d
 /// same <variant>/seed-<s> there, unless out_dir already holds that run, then rebuilds
 /// the summary as run_experiment does, training nothing. Before anything is copied or
 /// written it refuses (hkt::Error naming the directory or file): a source that is not a
-/// directory, or holds no run directory at all; a record whose variant is not in
+/// directory, or holds neither a run directory nor an experiment.json (an experiment
+/// directory without runs, such as an empty shard, is skipped with a note); an out_dir
+/// whose experiment.json names another experiment.name; a record whose variant is not in
 /// `config` or whose config differs from the run config of its (variant, seed) (naming
 /// the first differing key); a record whose result.json, metrics.jsonl or
 /// best.safetensors does not read; and a run directory of out_dir with a last.safetensors
@@ -99,5 +101,11 @@ config::Json run_experiment(const config::Json& config, const std::string& out_d
 /// it), and each target run directory's lock while copying into it. Returns the summary.
 config::Json merge_experiments(const config::Json& config, const std::vector<std::string>& sources,
                                const std::string& out_dir, const std::string& command, std::ostream& progress);
+
+/// `text` as one word of a POSIX shell: unchanged when it holds only characters no shell
+/// treats specially (letters, digits and _ . / , = : @ % + -), else in single quotes, a
+/// quote inside written '\''. For the commands summary.md records, which must paste
+/// back into a shell, and for the commands hkt runs through std::system.
+std::string shell_quote(const std::string& text);
 
 }  // namespace hkt

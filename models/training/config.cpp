@@ -298,7 +298,8 @@ int hkt_levels(const Json& config) {
   const Json& v = config.at("model").at("hkt").at("levels");
   check(v.is_number_integer(), "config key 'model.hkt.levels' must be an integer");
   const std::int64_t levels = v.get<std::int64_t>();
-  check(levels >= 1 && levels <= 4, "config key 'model.hkt.levels' must be in 1..4, got " + std::to_string(levels));
+  check(levels >= 1 && levels <= kMaxLevels, "config key 'model.hkt.levels' must be in 1.." +
+                                                 std::to_string(kMaxLevels) + ", got " + std::to_string(levels));
   return static_cast<int>(levels);
 }
 

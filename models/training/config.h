@@ -66,7 +66,7 @@ int train_threads(const Json& config);
 /// faster). threads must be in 0..kMaxThreads.
 void use_threads(int threads);
 
-/// config.model.hkt.levels, checked to be in 1..4 while still 64-bit. Throws hkt::Error
+/// config.model.hkt.levels, checked to be in 1..kMaxLevels while still 64-bit. Throws hkt::Error
 /// naming the key.
 int hkt_levels(const Json& config);
 
