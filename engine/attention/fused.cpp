@@ -263,9 +263,11 @@ void backward_head(const Geometry& g, const Head<E>& hd, const E* out, const E* 
     for (std::int64_t i0 = i_start; i0 < T; i0 += bq) {
       const std::int64_t i1 = std::min(i0 + bq, T), nr = i1 - i0;
       compute_scores(g, hd, i0, i1, j0, j1, tile);
-      // p = exp(s - LSE) in tile.s; 0 for masked entries and dead rows.
+      // p = exp(s - LSE) in tile.s; 0 for masked entries and dead rows. Each row of the
+      // ds buffer starts at -D_i, for the dp GEMM below to add onto.
       for (std::int64_t r = 0; r < nr; ++r) {
         E* srow = tile.s.data() + r * bk;
+        std::fill(ds.data() + r * bk, ds.data() + r * bk + nc, -D[static_cast<std::size_t>(i0 + r)]);
         const E row_lse = lse[i0 + r];
         if (row_lse == -inf) {  // a dead row (every key masked): p = 0
           std::fill(srow, srow + nc, E(0));
@@ -275,13 +277,13 @@ void backward_head(const Geometry& g, const Head<E>& hd, const E* out, const E* 
       }
       // dV[J] += p^T dO[I]
       tile_gemm_tn(nc, dh, nr, E(1), tile.s.data(), bk, dout + i0 * dh, dh, dv + j0 * dh, dh);
-      // dp = dO[I] V[J]^T, then ds = p (dp - D)
-      tile_gemm_set(nr, nc, dh, E(1), dout + i0 * dh, dh, hd.vt.data() + jt * dh * bk, bk, ds.data(), bk);
+      // dp - D = dO[I] V[J]^T - D: the GEMM adds onto -D (the same value to the bit as
+      // subtracting D after it, with no pass that zeroes the buffer); then ds = p (dp - D).
+      tile_gemm(nr, nc, dh, E(1), dout + i0 * dh, dh, hd.vt.data() + jt * dh * bk, bk, ds.data(), bk);
       for (std::int64_t r = 0; r < nr; ++r) {
         E* dsr = ds.data() + r * bk;
         const E* pr = tile.s.data() + r * bk;
-        const E Di = D[static_cast<std::size_t>(i0 + r)];
-        for (std::int64_t c = 0; c < nc; ++c) dsr[c] = pr[c] == E(0) ? E(0) : pr[c] * (dsr[c] - Di);
+        for (std::int64_t c = 0; c < nc; ++c) dsr[c] = pr[c] == E(0) ? E(0) : pr[c] * dsr[c];
       }
       // Per level: ds_l = block sums of ds (ds_0 = ds), built one factor of 2 at a time
       // (ds_l = the 2 x 2 block sums of ds_{l-1}); then dalpha_l, dQ_l, dK_l.

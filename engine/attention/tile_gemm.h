@@ -15,17 +15,16 @@
 // (what a fused GPU kernel would compute per tile, in registers).
 #pragma once
 
-#include <cblas.h>
-
 #include <cstdint>
 #include <type_traits>
 
+#include "../ops/blas_gemm.h"
 #include "../ops/cpu_kernels.h"
 
 namespace hkt::attention {
 
-/// C[m x n] = alpha * op(A) * B[k x n] + beta * C, beta 1 (accumulate) or 0 (overwrite: C
-/// is never read, so it need not be zeroed first), row-major, op(A) = A [m x k]
+/// C[m x n] = alpha * op(A) * B[k x n] + beta * C, beta 1 (accumulate) or 0 (overwrite: the
+/// caller need not zero C; cpu::blas_gemm does, faster than OpenBLAS), row-major, op(A) = A [m x k]
 /// (lda >= k) or, with trans_a, A^T for A stored [k x m] (lda >= m); ldb >= n, ldc >= n;
 /// m or n may be 0 (nothing happens); k = 0 leaves C (beta = 1) or zeroes it (beta = 0).
 /// E is float or double: BLAS sgemm / dgemm, for every tile size, the coarse levels'
@@ -35,22 +34,8 @@ template <class E>
 void tile_gemm_blas(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda,
                     const E* B, std::int64_t ldb, E beta, E* C, std::int64_t ldc) {
   static_assert(std::is_same_v<E, float> || std::is_same_v<E, double>, "tile_gemm: E is float or double");
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    if (beta == E(0))
-      for (std::int64_t i = 0; i < m; ++i)
-        for (std::int64_t j = 0; j < n; ++j) C[i * ldc + j] = E(0);
-    return;
-  }
   cpu::use_single_threaded_blas();
-  const auto ta = trans_a ? CblasTrans : CblasNoTrans;
-  const auto M = static_cast<blasint>(m), N = static_cast<blasint>(n), K = static_cast<blasint>(k);
-  if constexpr (std::is_same_v<E, float>)
-    cblas_sgemm(CblasRowMajor, ta, CblasNoTrans, M, N, K, alpha, A, static_cast<blasint>(lda), B,
-                static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
-  else
-    cblas_dgemm(CblasRowMajor, ta, CblasNoTrans, M, N, K, alpha, A, static_cast<blasint>(lda), B,
-                static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
+  cpu::blas_gemm(trans_a, false, m, n, k, alpha, A, lda, B, ldb, beta != E(0), C, ldc);
 }
 
 /// C[m x n] += alpha * A[m x k] * B[k x n] (tile_gemm_blas without the transpose).

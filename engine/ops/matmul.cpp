@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "../ops.h"
+#include "blas_gemm.h"
 #include "cpu_kernels.h"
 
 namespace hkt {
@@ -28,20 +29,6 @@ void use_single_threaded_blas() {
 
 namespace {
 
-// Row-major C[m, n] = op(A) op(B), with explicit leading dimensions.
-template <class E>
-void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, const E* a, std::int64_t lda,
-          const E* b, std::int64_t ldb, E* c, std::int64_t ldc) {
-  const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
-  const auto M = static_cast<blasint>(m), N = static_cast<blasint>(n), K = static_cast<blasint>(k);
-  if constexpr (std::is_same_v<E, float>)
-    cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb), 0.0f,
-                c, static_cast<blasint>(ldc));
-  else
-    cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, 1.0, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb), 0.0, c,
-                static_cast<blasint>(ldc));
-}
-
 // op(a) op(b) over broadcast batch dimensions. a is [..., m, k] ([..., k, m] if trans_a),
 // b is [..., k, n] ([..., n, k] if trans_b). Shapes were checked by the caller.
 // Parallel work: whole products when there are enough of them, else blocks of rows of
@@ -59,9 +46,8 @@ Tensor batched_gemm(const char* op, const Tensor& a, const Tensor& b, bool trans
   out_shape.push_back(m);
   out_shape.push_back(n);
   if (m == 0 || n == 0 || k == 0) return Tensor::zeros(out_shape, a.dtype(), a.device());  // an empty sum is 0
-  // Not zeroed first: every row block below is written by a GEMM with beta = 0, which
-  // never reads C (the BLAS contract), so a zero fill would be one more pass over the
-  // output for nothing.
+  // Not zeroed here: every row block below is written by blas_gemm with beta = 0, which
+  // zeroes its own rows in the thread that computes them.
   Tensor c = Tensor::empty(out_shape, a.dtype(), a.device());
   const auto stride_a = cpu::broadcast_strides(batch_a, batch), stride_b = cpu::broadcast_strides(batch_b, batch);
   const std::int64_t batches = numel(batch);
@@ -105,8 +91,8 @@ Tensor batched_gemm(const char* op, const Tensor& a, const Tensor& b, bool trans
       }
       // Rows r0..r1 of op(A): rows of A, or columns of a transposed A.
       const E* a_rows = pa + ia * m * k + (trans_a ? r0 : r0 * k);
-      gemm<E>(trans_a, trans_b, r1 - r0, n, k, a_rows, trans_a ? m : k, pb + ib * k * n, trans_b ? k : n,
-              pc + i * m * n + r0 * n, n);
+      cpu::blas_gemm<E>(trans_a, trans_b, r1 - r0, n, k, E(1), a_rows, trans_a ? m : k, pb + ib * k * n,
+                        trans_b ? k : n, false, pc + i * m * n + r0 * n, n);
     });
   });
   return c;
