@@ -258,6 +258,17 @@ void hkt_attention_forward_v0(const AttentionArgs& args, void* out, void* lse, D
 void hkt_attention_backward_v0(const AttentionArgs& args, const void* out, const void* lse, const void* grad_out,
                                void* const* dq, void* const* dk, void* dv, void* dalpha, DType dtype);
 
+// ---- the warp tensor-core product (kernels/backend/mma.h, mma_gemm.cpp) ----------------
+
+/// D = A B + C by one warp through the m16n8k16 bf16 product of kernels/backend/mma.h:
+/// A [m, k], B given as B^T [n, k], C and D [m, n], row-major float32 device pointers; m
+/// a multiple of 16, n of 8, k of 16 (hkt::Error otherwise); A and B rounded to bf16,
+/// the sums in float32. `model` true: the shuffle model the EMULATE build runs; false: the
+/// tensor-core instruction (on sm_80+; the model again in the EMULATE build). For tests
+/// and tools/gpu_check.sh: on a GPU the two must agree, which checks the fragment layout.
+void mma_bf16_gemm(const float* a, const float* bt, const float* c, float* d, std::int64_t m, std::int64_t n,
+                   std::int64_t k, bool model);
+
 // ---- matrix products (kernels/cuda/gemm.cu: cuBLAS; kernels/emulated/gemm.cpp: BLAS) ------
 
 /// Row-major C[i] = op(A[i]) op(B[i]) for i < batch, C [m, n]; A [m, k] ([k, m] when

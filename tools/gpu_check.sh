@@ -2,7 +2,8 @@
 # gpu_check.sh: the CUDA backend's checks on a GPU machine, in one call (docs/cuda.md).
 #
 #   bash tools/gpu_check.sh               on the GPU machine: build for sm_90, run the
-#                                         CUDA tests, the consistency harness (f64, f32),
+#                                         CUDA tests, the tensor-core product against its
+#                                         model, the consistency harness (f64, f32),
 #                                         compute-sanitizer memcheck, racecheck and
 #                                         synccheck, the fused attention timings
 #                                         (gpu_bench_attention.sh), then a 300-step
@@ -109,6 +110,18 @@ fi
 summary=$(grep -E "tests passed|tests failed" "$out/ctest_cuda.log" | tail -1)
 skipped=$(grep -c "\*\*\*Skipped" "$out/ctest_cuda.log")
 row "ctest cuda" "$result" "$summary; $skipped skipped; $(( $(date +%s) - t0 )) s"
+
+# ---- 3b. the warp tensor-core product (kernels/backend/mma.h): the mma.sync instruction
+# and the emulator's model of it against exact products, on the device (tests/test_mma.cpp)
+if ctest --test-dir "$build" -R '^mma' --output-on-failure >"$out/ctest_mma.log" 2>&1; then
+  result=ok
+else
+  result=FAILED
+fi
+summary=$(grep -E "tests passed|tests failed" "$out/ctest_mma.log" | tail -1)
+skipped=$(grep -c "\*\*\*Skipped" "$out/ctest_mma.log")
+[ "$mode" = gpu ] && [ "$skipped" -gt 0 ] && result=FAILED  # on a GPU nothing may be skipped
+row "mma m16n8k16" "$result" "$summary; $skipped skipped"
 
 # ---- 4. the consistency harness, every op forward and backward, CUDA vs CPU
 for dtype in f64 f32; do
