@@ -263,9 +263,11 @@ void hkt_attention_backward_v0(const AttentionArgs& args, const void* out, const
 /// D = A B + C by one warp through the m16n8k16 bf16 product of kernels/backend/mma.h:
 /// A [m, k], B given as B^T [n, k], C and D [m, n], row-major float32 device pointers; m
 /// a multiple of 16, n of 8, k of 16 (hkt::Error otherwise); A and B rounded to bf16,
-/// the sums in float32. `model` true: the shuffle model the EMULATE build runs; false: the
-/// tensor-core instruction (on sm_80+; the model again in the EMULATE build). For tests
-/// and tools/gpu_check.sh: on a GPU the two must agree, which checks the fragment layout.
+/// accumulated in float32 from one k block of 16 to the next. `model` true: the shuffle
+/// model the EMULATE build runs; false: the tensor-core instruction (on sm_80+; the model
+/// again in the EMULATE build). Queued on the backend's stream like every kernel. For tests
+/// and tools/gpu_check.sh: on a GPU the two agree exactly on inputs whose sums are exact,
+/// which checks the fragment layout against the hardware.
 void mma_bf16_gemm(const float* a, const float* bt, const float* c, float* d, std::int64_t m, std::int64_t n,
                    std::int64_t k, bool model);
 

@@ -5,7 +5,8 @@
 // loops, on inputs whose sums are exact (so the expected values are exact), identity and
 // permutation matrices that show where each element lands, real-valued inputs within a
 // float32 bound, the same bits under every emulator thread order, and on a GPU the
-// tensor-core instruction equal to the model to the bit.
+// tensor-core instruction equal to the model to the bit on those exact products.
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -39,10 +40,19 @@ TEST_CASE("mma: bf16 rounds to nearest with ties to even, keeps infinities and N
   CHECK(bits(std::numeric_limits<float>::infinity()) == 0x7f80);
   CHECK(bits(-std::numeric_limits<float>::infinity()) == 0xff80);
   CHECK(bits(std::numeric_limits<float>::max()) == 0x7f80);  // above the largest bf16 (about 3.39e38)
+  // Just below the midpoint between the largest bf16 (0x7f7f) and infinity: down to 0x7f7f;
+  // at the midpoint: a tie, to the even neighbour, infinity.
+  CHECK(bits(std::bit_cast<float>(0x7f7f7fffu)) == 0x7f7f);
+  CHECK(bits(std::bit_cast<float>(0x7f7f8000u)) == 0x7f80);
   const std::uint16_t nan = bits(std::numeric_limits<float>::quiet_NaN());
   CHECK((nan & 0x7f80) == 0x7f80);
   CHECK((nan & 0x007f) != 0);
   CHECK(std::isnan(cuda::bf16_to_float(nan)));
+  // NaNs whose payload lies only in the dropped bits, or that would carry into the sign
+  // on rounding: quiet NaNs of the same sign, never infinity or zero.
+  CHECK(bits(std::bit_cast<float>(0x7f800001u)) == 0x7fc0);
+  CHECK(bits(std::bit_cast<float>(0x7fffffffu)) == 0x7fff);
+  CHECK(bits(std::bit_cast<float>(0xff800001u)) == 0xffc0);
   // Back to float: exact, and integers up to 256 survive the round trip.
   CHECK(cuda::bf16_to_float(0x3f81) == 1.0f + 0x1p-7f);
   for (int v = -256; v <= 256; ++v) CHECK(cuda::bf16_to_float(bits(static_cast<float>(v))) == static_cast<float>(v));
@@ -82,6 +92,29 @@ TEST_CASE("mma: the fragment layout covers A, B and C once each, as the PTX ISA'
   CHECK((MmaLayout::b_row(13, 2) == 10 && MmaLayout::b_col(13, 2) == 3));
   const int c6[4][2] = {{1, 4}, {1, 5}, {9, 4}, {9, 5}};
   for (int i = 0; i < 4; ++i) CHECK((MmaLayout::c_row(6, i) == c6[i][0] && MmaLayout::c_col(6, i) == c6[i][1]));
+  // These figure values are the only check against a layout that is wrong but consistent
+  // (the same permutation of k in A's columns and B's rows changes no product, on the
+  // GPU either). Below, what the loads and the model take for granted: a register holds
+  // two neighbours (A: one row, consecutive columns; B: one column, consecutive k), the
+  // lanes of group g hold A's rows g and g + 8 and B's column g, and D's elements of lane
+  // (g, t) are rows g, g + 8 and columns 2t, 2t + 1.
+  for (unsigned lane = 0; lane < 32; ++lane) {
+    const int g = static_cast<int>(lane / 4), t = static_cast<int>(lane % 4);
+    for (int r = 0; r < 4; ++r) {
+      CHECK(MmaLayout::a_row(lane, 2 * r) == MmaLayout::a_row(lane, 2 * r + 1));
+      CHECK(MmaLayout::a_col(lane, 2 * r) + 1 == MmaLayout::a_col(lane, 2 * r + 1));
+      CHECK(MmaLayout::a_row(lane, 2 * r) == g + 8 * (r % 2));
+    }
+    for (int r = 0; r < 2; ++r) {
+      CHECK(MmaLayout::b_col(lane, 2 * r) == MmaLayout::b_col(lane, 2 * r + 1));
+      CHECK(MmaLayout::b_row(lane, 2 * r) + 1 == MmaLayout::b_row(lane, 2 * r + 1));
+    }
+    for (int i = 0; i < 4; ++i) {
+      CHECK(MmaLayout::b_col(lane, i) == g);
+      CHECK(MmaLayout::c_row(lane, i) == g + 8 * (i / 2));
+      CHECK(MmaLayout::c_col(lane, i) == 2 * t + i % 2);
+    }
+  }
 }
 
 namespace {
@@ -171,13 +204,16 @@ TEST_CASE("mma: full products of small integers are exact, element by element, i
     const auto B = small_integers(static_cast<std::size_t>(k * n), 8, 2);
     const auto C = small_integers(static_cast<std::size_t>(m * n), 100, 3);
     const auto want = reference(A, B, C, m, n, k);
+    std::vector<std::vector<float>> results;
     for (bool model : {false, true}) {
-      const auto got = mma_gemm(A, B, C, m, n, k, model);
+      results.push_back(mma_gemm(A, B, C, m, n, k, model));
+      const auto& got = results.back();
       for (std::size_t i = 0; i < got.size(); ++i) {
         INFO("m=" << m << " n=" << n << " k=" << k << " model=" << model << " element " << i);
         CHECK(static_cast<double>(got[i]) == want[i]);
       }
     }
+    CHECK(results[0] == results[1]);  // on a GPU: the instruction equals the model to the bit
   }
 }
 
@@ -217,6 +253,14 @@ TEST_CASE("mma: real-valued inputs are within float32 rounding of the float64 pr
 
 TEST_CASE("mma: sizes that are not multiples of the instruction's shape are refused", "[mma][cuda]") {
   HKT_SKIP_UNLESS_CUDA();
+  require_error([] { mma_gemm({}, std::vector<float>(16 * 8), {}, 0, 8, 16, true); },
+                "must be positive multiples of 16, 8 and 16, got 0, 8, 16");
+  require_error(
+      [] {
+        mma_gemm(std::vector<float>(16 * 16), std::vector<float>(16 * 12), std::vector<float>(16 * 12), 16, 12, 16,
+                 true);
+      },
+      "must be positive multiples of 16, 8 and 16, got 16, 12, 16");
   require_error(
       [] {
         mma_gemm(std::vector<float>(16 * 8), std::vector<float>(8 * 8), std::vector<float>(16 * 8), 16, 8, 8, true);
@@ -235,13 +279,15 @@ TEST_CASE("mma: the emulated product gives the same bits under every thread orde
     return std::vector<float>(v.begin(), v.end());
   };
   const auto A = draw(m * k), B = draw(k * n), C = draw(m * n);
+  struct ResetOrder {  // the process-wide order goes back to forward, even if a run throws
+    ~ResetOrder() { cuda::emu::set_thread_order(cuda::emu::ThreadOrder::Forward); }
+  } reset;
   std::vector<std::vector<float>> results;
   for (auto order :
        {cuda::emu::ThreadOrder::Forward, cuda::emu::ThreadOrder::Reverse, cuda::emu::ThreadOrder::Shuffled}) {
     cuda::emu::set_thread_order(order, 5);
     results.push_back(mma_gemm(A, B, C, m, n, k, false));
   }
-  cuda::emu::set_thread_order(cuda::emu::ThreadOrder::Forward);
   CHECK(results[1] == results[0]);
   CHECK(results[2] == results[0]);
 }

@@ -22,6 +22,7 @@ trap 'rm -rf "$work"' EXIT
 
 spilled=0
 v1_kernels=0
+mma_kernels=0
 printf '%-44s %5s %7s %7s %6s %7s\n' kernel regs spill_st spill_ld stack smem_st
 for src in attention_v0.cpp attention_v1.cpp mma_gemm.cpp; do
   "$nvcc_bin" -std=c++20 -x cu -arch="$arch" --extended-lambda -I"$root/kernels" -I"$root/engine" \
@@ -37,7 +38,10 @@ for src in attention_v0.cpp attention_v1.cpp mma_gemm.cpp; do
     esac
     printf '%-44s %5s %7s %7s %6s %7s\n' "${pretty:0:44}" "$regs" "$st" "$ld" "$stack" "$smem"
     [ "$st" -eq 0 ] && [ "$ld" -eq 0 ] || spilled=1
-    case "$pretty" in v1::*) v1_kernels=$((v1_kernels + 1)) ;; esac
+    case "$pretty" in
+      v1::*) v1_kernels=$((v1_kernels + 1)) ;;
+      *MmaGemmKernel*) mma_kernels=$((mma_kernels + 1)) ;;
+    esac
   done < <(awk '
     /Function properties for/ { name = $NF; next }
     /bytes stack frame/ { stack = $1; st = $5; ld = $9; next }
@@ -51,6 +55,11 @@ done
 # v1 has three block kernels in two dtypes: fewer parsed means the output was not read.
 if [ "$v1_kernels" -ne 6 ]; then
   echo "check_kernel_resources: read $v1_kernels v1 kernels from ptxas's output for $arch, expected 6" >&2
+  exit 2
+fi
+# mma_gemm.cpp has two: the instruction and the model.
+if [ "$mma_kernels" -ne 2 ]; then
+  echo "check_kernel_resources: read $mma_kernels MmaGemmKernel entries from ptxas's output for $arch, expected 2" >&2
   exit 2
 fi
 if [ "$spilled" -ne 0 ]; then

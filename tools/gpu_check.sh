@@ -102,7 +102,7 @@ hkt=$build/tools/hkt
 
 # ---- 3. the CUDA tests (Catch2 through ctest): allocator, harness, dropout, training
 t0=$(date +%s)
-if ctest --test-dir "$build" -R '^(cuda|caching allocator)' --output-on-failure >"$out/ctest_cuda.log" 2>&1; then
+if ctest --test-dir "$build" -R '^(cuda|caching allocator)' --no-tests=error --output-on-failure >"$out/ctest_cuda.log" 2>&1; then
   result=ok
 else
   result=FAILED
@@ -113,7 +113,7 @@ row "ctest cuda" "$result" "$summary; $skipped skipped; $(( $(date +%s) - t0 )) 
 
 # ---- 3b. the warp tensor-core product (kernels/backend/mma.h): the mma.sync instruction
 # and the emulator's model of it against exact products, on the device (tests/test_mma.cpp)
-if ctest --test-dir "$build" -R '^mma' --output-on-failure >"$out/ctest_mma.log" 2>&1; then
+if ctest --test-dir "$build" -R '^mma' --no-tests=error --output-on-failure >"$out/ctest_mma.log" 2>&1; then
   result=ok
 else
   result=FAILED

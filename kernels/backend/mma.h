@@ -4,8 +4,8 @@
 //   D[16 x 8] = A[16 x 16] B[16 x 8] + C[16 x 8]
 //   (PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, sm_80 and later),
 //
-// the fragment layout that says which lane of the warp holds which elements of A, B,
-// C and D, and the bfloat16 conversions around it.
+// built on the fragment layout and bfloat16 conversions of kernels/common/mma_layout.h
+// (which lane of the warp holds which elements of A, B, C and D).
 //
 // The 32 lanes of a warp execute the instruction together; each lane passes its own
 // fragments and gets its own four elements of D. The layout (PTX ISA, section "Matrix
@@ -29,10 +29,11 @@
 // check the instruction against it (tests/test_mma.cpp, tools/gpu_check.sh).
 //
 // Numerics of the model: bf16 products are exact in float64 (8-bit significands); the
-// 16 products and c are summed in float64 and rounded once to float32. The ISA does not
-// specify the order or the intermediate precision of the hardware's sum, so on general
-// inputs the GPU and the model may differ in the last bits of float32; on inputs whose
-// sums are exact (small integers) they must agree to the bit.
+// 16 products and c are summed in float64 (exact while the terms span fewer than 53
+// bits), then rounded to float32. The ISA does not specify the order or the
+// intermediate precision of the hardware's sum, so on general inputs the GPU and the
+// model may differ in the last bits of float32; on inputs whose sums are exact (small
+// integers) they agree to the bit.
 #pragma once
 
 #include <cstdint>
@@ -53,14 +54,15 @@ HKT_DEVICE void mma_m16n8k16_model(float (&d)[4], const MmaFragments& f, const f
   // those two rows of A (held by the four lanes of its own group) and those two columns
   // of B (held by the lanes of groups 2t and 2t + 1).
   double a_rows[2][MmaLayout::kK], b_cols[2][MmaLayout::kK];
+  // Lane src = 4 group + s of this group holds, in register r, A's elements 2r and 2r + 1:
+  // row a_row(src, 2r) = group + 8 (r % 2), columns a_col(src, 2r) and one more.
   for (unsigned s = 0; s < 4; ++s) {
     const unsigned src = 4 * group + s;
     for (int r = 0; r < 4; ++r) {
       const std::uint32_t v = dev::shfl(kWarp, f.a[r], src);
       for (int h = 0; h < 2; ++h) {
         const int i = 2 * r + h;
-        const int row = MmaLayout::a_row(src, i) - static_cast<int>(group);  // 0 or 8
-        a_rows[row / 8][MmaLayout::a_col(src, i)] = bf16_to_float(static_cast<std::uint16_t>(v >> (16 * h)));
+        a_rows[r % 2][MmaLayout::a_col(src, i)] = bf16_to_float(static_cast<std::uint16_t>(v >> (16 * h)));
       }
     }
   }
@@ -75,11 +77,10 @@ HKT_DEVICE void mma_m16n8k16_model(float (&d)[4], const MmaFragments& f, const f
         }
       }
     }
+  // D's element i: row c_row(lane, i) = group + 8 (i / 2), column c_col(lane, i) = 2t + i % 2.
   for (int i = 0; i < 4; ++i) {
-    const int row = (MmaLayout::c_row(lane, i) - static_cast<int>(group)) / 8;
-    const int col = MmaLayout::c_col(lane, i) - 2 * static_cast<int>(t);
     double sum = c[i];
-    for (int k = 0; k < MmaLayout::kK; ++k) sum += a_rows[row][k] * b_cols[col][k];
+    for (int k = 0; k < MmaLayout::kK; ++k) sum += a_rows[i / 2][k] * b_cols[i % 2][k];
     d[i] = static_cast<float>(sum);
   }
 }
@@ -87,7 +88,9 @@ HKT_DEVICE void mma_m16n8k16_model(float (&d)[4], const MmaFragments& f, const f
 /// D = A B + C for the warp: the tensor-core instruction under nvcc (sm_80+), the model
 /// in the EMULATE build. Every lane of the warp must call it together.
 HKT_DEVICE void mma_m16n8k16(float (&d)[4], const MmaFragments& f, const float (&c)[4]) {
-#if defined(__CUDA_ARCH__)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "mma.sync m16n8k16 with bf16 needs sm_80 or later (HKT_CUDA_ARCHITECTURES)"
+#elif defined(__CUDA_ARCH__)
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
       "{%10, %11, %12, %13};\n"

@@ -17,7 +17,8 @@ namespace hkt::cuda {
 
 /// The bfloat16 nearest to x (round to nearest, ties to even), as its 16 bits: float32's
 /// sign, exponent and top 7 significand bits. Infinities stay infinite, a NaN stays a
-/// (quiet) NaN; a float above the largest bfloat16 rounds to infinity.
+/// (quiet) NaN of the same sign; a float at or above the midpoint between the largest
+/// bfloat16 (0x7f7f, about 3.39e38) and infinity rounds to infinity, one below it to 0x7f7f.
 HKT_HOST_DEVICE inline std::uint16_t bf16_bits(float x) {
   std::uint32_t u = 0;
   std::memcpy(&u, &x, sizeof u);
@@ -43,7 +44,7 @@ HKT_HOST_DEVICE inline std::uint32_t pack_bf16x2(std::uint16_t low, std::uint16_
 // ---- the fragment layout --------------------------------------------------------------
 
 /// Row and column, in A [16 x 16], B [16 x 8] and C/D [16 x 8], of element i of lane
-/// `lane`'s fragment (the PTX ISA's formulas, quoted at the top of this file).
+/// `lane`'s fragment (the PTX ISA's formulas, quoted at the top of kernels/backend/mma.h).
 struct MmaLayout {
   static constexpr int kM = 16, kN = 8, kK = 16;
   HKT_HOST_DEVICE static int a_row(unsigned lane, int i) { return static_cast<int>(lane / 4) + 8 * ((i / 2) % 2); }
@@ -58,8 +59,8 @@ struct MmaLayout {
   HKT_HOST_DEVICE static int c_col(unsigned lane, int i) { return 2 * static_cast<int>(lane % 4) + i % 2; }
 };
 
-/// One lane's fragments: a[4] holds A's elements 2r, 2r + 1 in register r; b[2] holds B's
-/// elements likewise; c and d are float.
+/// One lane's fragments of A and B: register a[r] holds A's elements 2r (bits 0..15) and
+/// 2r + 1 (bits 16..31), b[r] B's likewise (pack_bf16x2). C and D are 4 floats apart.
 struct MmaFragments {
   std::uint32_t a[4];
   std::uint32_t b[2];
