@@ -151,7 +151,9 @@ void softmax_backward_rows(const void* y, const void* g, void* gx, std::int64_t 
                            bool as_probabilities, DType dtype);
 /// Cross entropy from logp [N, C] (log_softmax rows) and int64 targets [N]: writes the
 /// rank-0 mean loss (see ops.h cross_entropy; `count` non-ignored targets, checked by the
-/// caller to lie in [0, C)). Summed in double in row order.
+/// caller to lie in [0, C)). Summed in double by one thread block in a fixed order
+/// (kernels/backend/softmax.cpp): deterministic, equal to the CPU's row-order sum to
+/// double rounding.
 void cross_entropy_loss(const void* logp, const std::int64_t* targets, void* loss, std::int64_t N, std::int64_t C,
                         std::int64_t ignore_index, double label_smoothing, std::int64_t count, DType dtype);
 /// dlogits[i, c] = scale (p[i, c] - q[i, c]), q = (1 - eps) onehot + eps / C; 0 in rows

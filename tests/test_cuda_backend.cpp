@@ -214,3 +214,49 @@ TEST_CASE("cuda: a model trains on the GPU along the CPU's loss curve, and its c
   REQUIRE(b.size() == a.size());
   CHECK(std::abs(a.back() - b.back()) <= 1e-3 * std::abs(a.back()));
 }
+
+TEST_CASE("cuda: the cross-entropy loss is one block's fixed-order sum, equal to a float64 sum over the rows",
+          "[cuda]") {
+  HKT_SKIP_UNLESS_CUDA();
+  // N = 1000 rows (several per thread of the 256-thread block), N = 3 (fewer rows than
+  // threads), with ignored rows and label smoothing, and every row ignored (loss 0).
+  // Expected: the mean over the counted rows of -((1 - eps) logp[t] + eps mean_c logp[c]),
+  // logp the log-softmax of the logits, all computed here in double.
+  for (const auto& [N, eps, every_other_ignored] :
+       {std::tuple<std::int64_t, double, bool>{1000, 0.0, false}, {1000, 0.1, true}, {3, 0.2, false}}) {
+    const std::int64_t C = 7;
+    Generator g(static_cast<std::uint64_t>(N) + 3);
+    const Tensor logits = Tensor::normal({N, C}, g, 0.0, 2.0, DType::Float64);
+    std::vector<std::int64_t> t(static_cast<std::size_t>(N));
+    for (std::int64_t i = 0; i < N; ++i)
+      t[static_cast<std::size_t>(i)] = every_other_ignored && i % 2 ? -100 : (i * 5) % C;
+    const auto x = logits.to_vector();
+    double total = 0;
+    std::int64_t count = 0;
+    for (std::int64_t i = 0; i < N; ++i) {
+      if (t[static_cast<std::size_t>(i)] == -100) continue;
+      double mx = -INFINITY, z = 0, mean = 0;
+      for (std::int64_t c = 0; c < C; ++c) mx = std::max(mx, x[static_cast<std::size_t>(i * C + c)]);
+      for (std::int64_t c = 0; c < C; ++c) z += std::exp(x[static_cast<std::size_t>(i * C + c)] - mx);
+      const auto logp = [&](std::int64_t c) { return x[static_cast<std::size_t>(i * C + c)] - mx - std::log(z); };
+      for (std::int64_t c = 0; c < C; ++c) mean += logp(c) / static_cast<double>(C);
+      total += -((1 - eps) * logp(t[static_cast<std::size_t>(i)]) + eps * mean);
+      ++count;
+    }
+    const double want = total / static_cast<double>(count);
+    const Tensor targets = Tensor::from_indices(t, {N});
+    const auto loss_on = [&](Device d) {
+      return cross_entropy(logits.to(d), targets.to(d), -100, eps).to(Device::CPU).item();
+    };
+    INFO("N=" << N << " eps=" << eps);
+    CHECK(std::fabs(loss_on(Device::CUDA) - want) <= 1e-13 * std::fabs(want));
+    CHECK(std::fabs(loss_on(Device::CPU) - want) <= 1e-13 * std::fabs(want));
+#if defined(HKT_EMULATE_CUDA)
+    // The block's sum is the same under every thread schedule.
+    CHECK(thread_order_difference([&] { return std::vector<std::vector<double>>{{loss_on(Device::CUDA)}}; }) == "");
+#endif
+  }
+  const Tensor logits = Tensor::ones({4, 3}, DType::Float64);
+  const Tensor none = Tensor::from_indices({-100, -100, -100, -100}, {4});
+  CHECK(cross_entropy(logits.to(Device::CUDA), none.to(Device::CUDA)).to(Device::CPU).item() == 0.0);
+}

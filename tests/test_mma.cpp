@@ -155,6 +155,12 @@ std::vector<double> reference(const std::vector<float>& A, const std::vector<flo
   return out;
 }
 
+// n draws of a standard normal, as float.
+std::vector<float> standard_normal(std::int64_t n, Generator& g) {
+  const auto v = Tensor::normal({n}, g, 0.0, 1.0, DType::Float64).to_vector();
+  return {v.begin(), v.end()};
+}
+
 // n values drawn uniformly from the integers -range..range (exact in bf16 for range <= 256).
 std::vector<float> small_integers(std::size_t n, int range, std::uint64_t seed) {
   Generator g(seed);
@@ -222,11 +228,7 @@ TEST_CASE("mma: real-valued inputs are within float32 rounding of the float64 pr
   HKT_SKIP_UNLESS_CUDA();
   const std::int64_t m = 32, n = 16, k = 64;
   Generator g(7);
-  const auto draw = [&](std::int64_t count) {
-    const auto v = Tensor::normal({count}, g, 0.0, 1.0, DType::Float64).to_vector();
-    return std::vector<float>(v.begin(), v.end());
-  };
-  const auto A = draw(m * k), B = draw(k * n), C = draw(m * n);
+  const auto A = standard_normal(m * k, g), B = standard_normal(k * n, g), C = standard_normal(m * n, g);
   const auto want = reference(A, B, C, m, n, k);
   // Bound, with u = 2^-24 (float32's unit roundoff) and S = sum |a b| + |c|: the model
   // rounds once per k block (k / 16 = 4 roundings, each at most u S); the instruction's
@@ -274,11 +276,7 @@ TEST_CASE("mma: the emulated product gives the same bits under every thread orde
   // between them must not matter.
   const std::int64_t m = 32, n = 16, k = 32;
   Generator g(11);
-  const auto draw = [&](std::int64_t count) {
-    const auto v = Tensor::normal({count}, g, 0.0, 1.0, DType::Float64).to_vector();
-    return std::vector<float>(v.begin(), v.end());
-  };
-  const auto A = draw(m * k), B = draw(k * n), C = draw(m * n);
+  const auto A = standard_normal(m * k, g), B = standard_normal(k * n, g), C = standard_normal(m * n, g);
   struct ResetOrder {  // the process-wide order goes back to forward, even if a run throws
     ~ResetOrder() { cuda::emu::set_thread_order(cuda::emu::ThreadOrder::Forward); }
   } reset;

@@ -100,28 +100,24 @@ hkt=$build/tools/hkt
 "$hkt" devices | tee -a "$log"
 [ $build_only = 1 ] && exit 0
 
+# ctest_row NAME REGEX LOG [all]: runs the tests matching REGEX into LOG and adds a row;
+# with "all", on a GPU a skipped test fails the row (nothing there may be skipped).
+ctest_row() {
+  local t0 result summary skipped
+  t0=$(date +%s)
+  if ctest --test-dir "$build" -R "$2" --no-tests=error --output-on-failure >"$3" 2>&1; then result=ok; else result=FAILED; fi
+  summary=$(grep -E "tests passed|tests failed" "$3" | tail -1)
+  skipped=$(grep -c "\*\*\*Skipped" "$3")
+  [ "${4:-}" = all ] && [ "$mode" = gpu ] && [ "$skipped" -gt 0 ] && result=FAILED
+  row "$1" "$result" "$summary; $skipped skipped; $(( $(date +%s) - t0 )) s"
+}
+
 # ---- 3. the CUDA tests (Catch2 through ctest): allocator, harness, dropout, training
-t0=$(date +%s)
-if ctest --test-dir "$build" -R '^(cuda|caching allocator)' --no-tests=error --output-on-failure >"$out/ctest_cuda.log" 2>&1; then
-  result=ok
-else
-  result=FAILED
-fi
-summary=$(grep -E "tests passed|tests failed" "$out/ctest_cuda.log" | tail -1)
-skipped=$(grep -c "\*\*\*Skipped" "$out/ctest_cuda.log")
-row "ctest cuda" "$result" "$summary; $skipped skipped; $(( $(date +%s) - t0 )) s"
+ctest_row "ctest cuda" '^(cuda|caching allocator)' "$out/ctest_cuda.log"
 
 # ---- 3b. the warp tensor-core product (kernels/backend/mma.h): the mma.sync instruction
 # and the emulator's model of it against exact products, on the device (tests/test_mma.cpp)
-if ctest --test-dir "$build" -R '^mma' --no-tests=error --output-on-failure >"$out/ctest_mma.log" 2>&1; then
-  result=ok
-else
-  result=FAILED
-fi
-summary=$(grep -E "tests passed|tests failed" "$out/ctest_mma.log" | tail -1)
-skipped=$(grep -c "\*\*\*Skipped" "$out/ctest_mma.log")
-[ "$mode" = gpu ] && [ "$skipped" -gt 0 ] && result=FAILED  # on a GPU nothing may be skipped
-row "mma m16n8k16" "$result" "$summary; $skipped skipped"
+ctest_row "mma m16n8k16" '^mma' "$out/ctest_mma.log" all
 
 # ---- 4. the consistency harness, every op forward and backward, CUDA vs CPU
 for dtype in f64 f32; do

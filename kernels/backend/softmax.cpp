@@ -1,8 +1,10 @@
 // softmax.cpp: softmax / log_softmax rows, their backward, and cross entropy. One row
 // per thread (rows are at most a few thousand long in this project), each through the
-// row functions of kernels/common/rows.h that engine/ops/softmax.cpp calls too.
+// row functions of kernels/common/rows.h that engine/ops/softmax.cpp calls too; the
+// loss, one number over all rows, is one thread block's sum (block_reduce.h).
 #include <cmath>
 
+#include "block_reduce.h"
 #include "common/rows.h"
 #include "cuda_backend.h"
 #include "launch.h"
@@ -33,17 +35,33 @@ void softmax_backward_impl(const E* y, const E* g, E* gx, std::int64_t rows, std
       });
 }
 
+// The mean loss over the counted rows, by one block: thread j sums rows j, j + kThreads,
+// ... in order (in double), then block_sum adds the threads' sums in its fixed tree. The
+// order differs from the CPU's row order (the values agree to double rounding), and is
+// the same on every run.
+template <class E>
+struct CrossEntropyLoss {
+  static constexpr unsigned kThreads = 256;
+  const E* logp;          // [N, C] log-probabilities
+  const std::int64_t* t;  // [N] targets
+  E* loss;                // [1]
+  std::int64_t N, C, ignore_index;
+  double eps;          // label smoothing
+  std::int64_t count;  // rows not ignored (the mean's divisor)
+  HKT_DEVICE void operator()() const {
+    HKT_SHARED(double, scratch, kThreads);
+    double s = 0.0;
+    for (std::int64_t i = dev::thread_index(); i < N; i += kThreads)
+      if (t[i] != ignore_index) s += fn::cross_entropy_row(logp + i * C, C, t[i], eps);
+    const double total = block_sum<kThreads>(s, scratch);
+    if (dev::thread_index() == 0) loss[0] = count > 0 ? static_cast<E>(total / static_cast<double>(count)) : E(0);
+  }
+};
+
 template <class E>
 void cross_entropy_loss_impl(const E* logp, const std::int64_t* t, E* loss, std::int64_t N, std::int64_t C,
                              std::int64_t ignore_index, double eps, std::int64_t count) {
-  // One thread: the loss is one number, summed in row order as on the CPU.
-  for_each(
-      1, HKT_KERNEL(std::int64_t) {
-        double total = 0.0;
-        for (std::int64_t i = 0; i < N; ++i)
-          if (t[i] != ignore_index) total += fn::cross_entropy_row(logp + i * C, C, t[i], eps);
-        loss[0] = count > 0 ? static_cast<E>(total / static_cast<double>(count)) : E(0);
-      });
+  launch_blocks("cross_entropy_loss", Grid{}, 0, CrossEntropyLoss<E>{logp, t, loss, N, C, ignore_index, eps, count});
 }
 
 template <class E>
