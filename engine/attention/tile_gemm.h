@@ -23,26 +23,26 @@
 
 namespace hkt::attention {
 
-/// C[m x n] = alpha * op(A) * B[k x n] + beta * C, beta 1 (accumulate) or 0 (overwrite: the
-/// caller need not zero C; cpu::blas_gemm does, faster than OpenBLAS), row-major, op(A) = A [m x k]
+/// C[m x n] = alpha * op(A) * B[k x n] (+ C when `accumulate`; otherwise C is overwritten and
+/// the caller need not zero it: cpu::blas_gemm does, faster than OpenBLAS), row-major, op(A) = A [m x k]
 /// (lda >= k) or, with trans_a, A^T for A stored [k x m] (lda >= m); ldb >= n, ldc >= n;
-/// m or n may be 0 (nothing happens); k = 0 leaves C (beta = 1) or zeroes it (beta = 0).
+/// m or n may be 0 (nothing happens); k = 0 leaves C (accumulate) or zeroes it.
 /// E is float or double: BLAS sgemm / dgemm, for every tile size, the coarse levels'
 /// small tiles too (switching tiles below 32^3 multiply-adds to the loop made HKT 10-50 %
 /// slower).
 template <class E>
 void tile_gemm_blas(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda,
-                    const E* B, std::int64_t ldb, E beta, E* C, std::int64_t ldc) {
+                    const E* B, std::int64_t ldb, bool accumulate, E* C, std::int64_t ldc) {
   static_assert(std::is_same_v<E, float> || std::is_same_v<E, double>, "tile_gemm: E is float or double");
   cpu::use_single_threaded_blas();
-  cpu::blas_gemm(trans_a, false, m, n, k, alpha, A, lda, B, ldb, beta != E(0), C, ldc);
+  cpu::blas_gemm(trans_a, false, m, n, k, alpha, A, lda, B, ldb, accumulate, C, ldc);
 }
 
 /// C[m x n] += alpha * A[m x k] * B[k x n] (tile_gemm_blas without the transpose).
 template <class E>
 void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda, const E* B,
                std::int64_t ldb, E* C, std::int64_t ldc) {
-  tile_gemm_blas(false, m, n, k, alpha, A, lda, B, ldb, E(1), C, ldc);
+  tile_gemm_blas(false, m, n, k, alpha, A, lda, B, ldb, true, C, ldc);
 }
 
 /// C[m x n] = alpha * A[m x k] * B[k x n], C not read (tile_gemm with beta = 0): a tile
@@ -50,7 +50,7 @@ void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E*
 template <class E>
 void tile_gemm_set(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda, const E* B,
                    std::int64_t ldb, E* C, std::int64_t ldc) {
-  tile_gemm_blas(false, m, n, k, alpha, A, lda, B, ldb, E(0), C, ldc);
+  tile_gemm_blas(false, m, n, k, alpha, A, lda, B, ldb, false, C, ldc);
 }
 
 /// C[m x n] += alpha * A^T * B[k x n] where A is stored [k x m] (lda >= m): the
@@ -58,7 +58,7 @@ void tile_gemm_set(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, cons
 template <class E>
 void tile_gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda, const E* B,
                   std::int64_t ldb, E* C, std::int64_t ldc) {
-  tile_gemm_blas(true, m, n, k, alpha, A, lda, B, ldb, E(1), C, ldc);
+  tile_gemm_blas(true, m, n, k, alpha, A, lda, B, ldb, true, C, ldc);
 }
 
 template <class E>
