@@ -137,8 +137,18 @@ void repeat_interleave(const void* x, void* out, std::int64_t outer, std::int64_
 /// NaN propagating; -inf for n = 0), accumulated in double in the order j = 0..n-1.
 void reduce_axis(bool is_max, const void* x, void* out, std::int64_t outer, std::int64_t n, std::int64_t inner,
                  DType dtype);
-/// sum_i x[i]^2 in double (a deterministic two-stage sum); for clip_grad_norm.
-double sum_of_squares(const void* x, std::int64_t n, DType dtype);
+/// One array in device memory: n elements of dtype (float32 or float64) at data.
+struct DeviceArray {
+  const void* data = nullptr;
+  std::int64_t n = 0;
+  DType dtype = DType::Float32;
+};
+/// sum over the arrays of sum_k x[k]^2, in double, for clip_grad_norm's global norm:
+/// thread blocks sum chunks of 4096 elements, one block adds the chunks' sums in a fixed
+/// order, and the one result is copied to the host (the call's only wait on the device,
+/// however many arrays). Deterministic: the order depends on the arrays' sizes alone.
+/// No arrays, or only empty ones: 0. Throws for a dtype that is not floating.
+double sum_of_squares(const std::vector<DeviceArray>& arrays);
 
 // ---- softmax family (kernels/backend/softmax.cpp) ---------------------------------------
 
@@ -157,9 +167,12 @@ void softmax_backward_rows(const void* y, const void* g, void* gx, std::int64_t 
 void cross_entropy_loss(const void* logp, const std::int64_t* targets, void* loss, std::int64_t N, std::int64_t C,
                         std::int64_t ignore_index, double label_smoothing, std::int64_t count, DType dtype);
 /// dlogits[i, c] = scale (p[i, c] - q[i, c]), q = (1 - eps) onehot + eps / C; 0 in rows
-/// whose target is ignored. scale = upstream gradient / count.
+/// whose target is ignored. scale = upstream / count, with `upstream` the loss's gradient,
+/// one element of dtype in device memory: read by the kernel, so the host does not wait
+/// for it.
 void cross_entropy_backward(const void* logp, const std::int64_t* targets, void* gx, std::int64_t N, std::int64_t C,
-                            std::int64_t ignore_index, double label_smoothing, double scale, DType dtype);
+                            std::int64_t ignore_index, double label_smoothing, const void* upstream, std::int64_t count,
+                            DType dtype);
 
 // ---- layer norm (kernels/backend/layer_norm.cpp) ------------------------------------------
 

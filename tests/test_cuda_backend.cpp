@@ -260,3 +260,99 @@ TEST_CASE("cuda: the cross-entropy loss is one block's fixed-order sum, equal to
   const Tensor none = Tensor::from_indices({-100, -100, -100, -100}, {4});
   CHECK(cross_entropy(logits.to(Device::CUDA), none.to(Device::CUDA)).to(Device::CPU).item() == 0.0);
 }
+
+TEST_CASE("cuda: column sums and the clipping norm's sum of squares by thread blocks equal float64 sums", "[cuda]") {
+  HKT_SKIP_UNLESS_CUDA();
+  // column_sums: N = 700 rows (three chunks of 256 on the GPU, the last partial), D = 45
+  // columns (two blocks of 32, the second partial), with and without xhat; N = 0 gives
+  // zeros. Expected: sum_r g[r, j] xhat[r, j] in long double, written here.
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    for (std::int64_t N : {700, 3, 0}) {
+      const std::int64_t D = 45;
+      Generator gen(static_cast<std::uint64_t>(N) + 17);
+      const Tensor g = Tensor::normal({N, D}, gen, 0.5, 2.0, dtype),
+                   xhat = Tensor::normal({N, D}, gen, 0.0, 1.0, dtype);
+      const auto gv = g.to_vector(), hv = xhat.to_vector();
+      for (const bool with_xhat : {true, false}) {
+        const Tensor gd = g.to(Device::CUDA), hd = xhat.to(Device::CUDA);
+        Tensor out = Tensor::zeros({D}, dtype, Device::CUDA);
+        cuda::column_sums(gd.raw_data(), with_xhat ? hd.raw_data() : nullptr, out.raw_data(), N, D, dtype);
+        const auto got = out.to_vector();
+        for (std::int64_t j = 0; j < D; ++j) {
+          long double want = 0, magnitude = 0;
+          for (std::int64_t r = 0; r < N; ++r) {
+            const auto i = static_cast<std::size_t>(r * D + j);
+            const long double term = static_cast<long double>(gv[i]) * (with_xhat ? hv[i] : 1.0);
+            want += term;
+            magnitude += std::fabs(term);
+          }
+          INFO(dtype_name(dtype) << " N=" << N << " column " << j << (with_xhat ? " with xhat" : ""));
+          // Double sums of N terms, then one rounding to the dtype.
+          const double rounding = dtype == DType::Float32 ? 6e-8 : 1.2e-16;
+          CHECK(std::fabs(got[static_cast<std::size_t>(j)] - static_cast<double>(want)) <=
+                rounding * std::fabs(static_cast<double>(want)) + 1e-14 * static_cast<double>(magnitude));
+        }
+      }
+    }
+  }
+
+  // sum_of_squares over several arrays in one call: float32 and float64 arrays, one over
+  // many chunks of 4096, an empty one, a single element; no arrays at all gives 0.
+  Generator gen(3);
+  const std::vector<Tensor> arrays = {Tensor::normal({10000}, gen, 0.1, 1.0, DType::Float32),
+                                      Tensor::normal({4097}, gen, -0.3, 2.0, DType::Float64),
+                                      Tensor::zeros({0}, DType::Float32), Tensor::from_vector({-3.0}, {1})};
+  long double want = 0;
+  std::vector<Tensor> on_gpu;
+  std::vector<cuda::DeviceArray> spans;
+  for (const auto& a : arrays) {
+    for (double x : a.to_vector()) want += static_cast<long double>(x) * x;
+    on_gpu.push_back(a.to(Device::CUDA));
+    spans.push_back({on_gpu.back().raw_data(), on_gpu.back().numel(), on_gpu.back().dtype()});
+  }
+  const double total = cuda::sum_of_squares(spans);
+  CHECK(std::fabs(total - static_cast<double>(want)) <= 1e-14 * static_cast<double>(want));
+  CHECK(cuda::sum_of_squares({}) == 0.0);
+  CHECK(cuda::sum_of_squares({spans[2]}) == 0.0);
+  require_error([&] { cuda::sum_of_squares({{on_gpu[0].raw_data(), 4, DType::Int64}}); }, "sum_of_squares on cuda");
+#if defined(HKT_EMULATE_CUDA)
+  const Tensor g = Tensor::normal({700, 45}, gen, 0.0, 1.0, DType::Float32).to(Device::CUDA);
+  CHECK(thread_order_difference([&] {
+          Tensor out = Tensor::zeros({45}, DType::Float32, Device::CUDA);
+          cuda::column_sums(g.raw_data(), g.raw_data(), out.raw_data(), 700, 45, DType::Float32);
+          return std::vector<std::vector<double>>{out.to_vector(), {cuda::sum_of_squares(spans)}};
+        }) == "");
+#endif
+}
+
+TEST_CASE("cuda: softmax, log_softmax and layer_norm rows by warps give the same bits under every thread order",
+          "[cuda]") {
+  HKT_SKIP_UNLESS_CUDA();
+#if !defined(HKT_EMULATE_CUDA)
+  std::cout << "skipped: thread orders are the emulator's" << std::endl;
+#else
+  // Rows of 1, 31, 33 and 300 elements (fewer than a warp, one short of it, one over, and
+  // ten a lane), forward and backward; each op's values against the CPU are the
+  // consistency harness's (the cases above in every dtype).
+  for (std::int64_t n : {1, 31, 33, 300}) {
+    INFO("row length " << n);
+    Generator gen(static_cast<std::uint64_t>(n));
+    const Tensor x = Tensor::normal({7, n}, gen, 0.0, 3.0, DType::Float32);
+    const Tensor w = Tensor::normal({n}, gen, 1.0, 0.5, DType::Float32), b = Tensor::normal({n}, gen);
+    const Tensor upstream = Tensor::normal({7, n}, gen, 0.0, 1.0, DType::Float32).to(Device::CUDA);
+    CHECK(thread_order_difference([&] {
+            std::vector<std::vector<double>> out;
+            for (int op = 0; op < 3; ++op) {
+              Tensor xd = x.to(Device::CUDA).detach().set_requires_grad();
+              Tensor wd = w.to(Device::CUDA).detach().set_requires_grad();
+              Tensor y = op == 0 ? softmax(xd) : op == 1 ? log_softmax(xd) : layer_norm(xd, wd, b.to(Device::CUDA));
+              y.backward(upstream);
+              out.push_back(y.to_vector());
+              out.push_back(xd.grad().to_vector());
+              if (op == 2) out.push_back(wd.grad().to_vector());
+            }
+            return out;
+          }) == "");
+  }
+#endif
+}

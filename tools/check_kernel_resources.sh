@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # check_kernel_resources.sh: the static resources ptxas gives every fused attention
-# kernel (kernels/backend/attention_v0.cpp, attention_v1.cpp) and the warp tensor-core
-# product's check kernel (mma_gemm.cpp) for one architecture:
+# kernel (kernels/backend/attention_v0.cpp, attention_v1.cpp), the warp tensor-core
+# product's check kernel (mma_gemm.cpp) and the kernels of the row ops and reductions
+# (softmax.cpp, layer_norm.cpp, reduce.cpp) for one architecture:
 # registers per thread, spill stores/loads, stack frame and static shared memory, as a
 # table. Exits 1 when any of them spills registers to local memory (CI runs this through
 # ctest in the CUDA build: a spill in these kernels is a regression). Needs nvcc only,
@@ -23,8 +24,9 @@ trap 'rm -rf "$work"' EXIT
 spilled=0
 v1_kernels=0
 mma_kernels=0
-printf '%-44s %5s %7s %7s %6s %7s\n' kernel regs spill_st spill_ld stack smem_st
-for src in attention_v0.cpp attention_v1.cpp mma_gemm.cpp; do
+row_kernels=0
+printf '%-64s %5s %7s %7s %6s %7s\n' kernel regs spill_st spill_ld stack smem_st
+for src in attention_v0.cpp attention_v1.cpp mma_gemm.cpp softmax.cpp layer_norm.cpp reduce.cpp; do
   "$nvcc_bin" -std=c++20 -x cu -arch="$arch" --extended-lambda -I"$root/kernels" -I"$root/engine" \
     -I"$root/kernels/backend" -c "$root/kernels/backend/$src" -o "$work/out.o" -Xptxas -v >"$work/log" 2>&1 ||
     { cat "$work/log" >&2; exit 2; }
@@ -33,14 +35,17 @@ for src in attention_v0.cpp attention_v1.cpp mma_gemm.cpp; do
   while IFS=$'\t' read -r name stack st ld regs smem; do
     pretty="$(echo "$name" | c++filt | sed -e 's/hkt::cuda::detail:://g' -e 's/void //' -e 's/(.*//')"
     case "$pretty" in
+      *WarpRows*) pretty="$src WarpRows<$(echo "$pretty" | grep -o '[a-z_]*_impl' | head -1)<$(echo "$pretty" | grep -o 'float\|double' | head -1)>>" ;;
       *block_kernel*) pretty="${pretty#block_kernel<}"; pretty="${pretty%>}" ;;
       *for_each_kernel*) pretty="$src $(echo "$pretty" | grep -o '[a-z_]*_impl' | head -1)<$(echo "$pretty" | grep -o 'float\|double' | head -1)>" ;;
     esac
-    printf '%-44s %5s %7s %7s %6s %7s\n' "${pretty:0:44}" "$regs" "$st" "$ld" "$stack" "$smem"
+    printf '%-64s %5s %7s %7s %6s %7s\n' "${pretty:0:64}" "$regs" "$st" "$ld" "$stack" "$smem"
     [ "$st" -eq 0 ] && [ "$ld" -eq 0 ] || spilled=1
     case "$pretty" in
       v1::*) v1_kernels=$((v1_kernels + 1)) ;;
       *MmaGemmKernel*) mma_kernels=$((mma_kernels + 1)) ;;
+      *WarpRows* | *ColumnSumsPass1* | *SquaresOfChunks* | *SumOfPartials* | *CrossEntropyLoss*)
+        row_kernels=$((row_kernels + 1)) ;;
     esac
   done < <(awk '
     /Function properties for/ { name = $NF; next }
@@ -60,6 +65,13 @@ fi
 # mma_gemm.cpp has two: the instruction and the model.
 if [ "$mma_kernels" -ne 2 ]; then
   echo "check_kernel_resources: read $mma_kernels MmaGemmKernel entries from ptxas's output for $arch, expected 2" >&2
+  exit 2
+fi
+# The row ops' block kernels: four warp-per-row kernels (softmax and layer_norm, forward
+# and backward), the column sums' first pass, the squares' chunks and the loss, in two
+# dtypes each, and the one sum of partials.
+if [ "$row_kernels" -ne 15 ]; then
+  echo "check_kernel_resources: read $row_kernels row-op block kernels from ptxas's output for $arch, expected 15" >&2
   exit 2
 fi
 if [ "$spilled" -ne 0 ]; then

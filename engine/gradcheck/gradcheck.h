@@ -71,7 +71,7 @@ struct Case {
 enum class Summation {
   Exact,      ///< elementwise: both devices round each operation correctly
   FloatSums,  ///< long sums in the same order, which fused multiply-adds can move by ~n eps
-  Reordered,  ///< sums in a different order (cuBLAS against BLAS blocking, tiled attention)
+  Reordered,  ///< sums in a different order (cuBLAS against BLAS blocking, tiled attention, warp and block sums)
 };
 
 /// Everything the tests know about one op besides its cases: the op's name among the

@@ -136,8 +136,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, std::int64_t i
              using E = decltype(tag);
              if (cpu::on_cuda(logp)) {
                const auto* pt = static_cast<const std::int64_t*>(targets.raw_data());
-               cuda::cross_entropy_backward(logp.raw_data(), pt, gx.raw_data(), N, C, ignore_index, eps,
-                                            g.item() / static_cast<double>(count), logp.dtype());
+               // The upstream gradient stays on the device: the kernel reads it.
+               cuda::cross_entropy_backward(logp.raw_data(), pt, gx.raw_data(), N, C, ignore_index, eps, g.raw_data(),
+                                            count, logp.dtype());
                return;
              }
              const E* lp = logp.data<E>();

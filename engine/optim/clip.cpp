@@ -27,9 +27,8 @@ Tensor checked_grad(const std::vector<Tensor>& parameters, std::size_t i) {
   return g;
 }
 
-/// sum of g^2 over the elements, in double.
+/// sum of g^2 over the elements of a gradient in CPU memory, in double.
 double sum_of_squares(const Tensor& g) {
-  if (g.device() == Device::CUDA) return cuda::sum_of_squares(g.raw_data(), g.numel(), g.dtype());
   return dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
     using E = decltype(tag);
     const E* x = g.data<E>();
@@ -89,10 +88,18 @@ double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
   std::vector<Tensor> grads(parameters.size());
   for (std::size_t i = 0; i < parameters.size(); ++i) grads[i] = checked_grad(parameters, i);
 
-  // norm = sqrt(sum_i sum_k g_ik^2), in double
+  // norm = sqrt(sum_i sum_k g_ik^2), in double: the CPU gradients one by one, the GPU
+  // gradients in one call (one wait on the device per step, not one per parameter).
   double total = 0.0;
-  for (const Tensor& g : grads)
-    if (g.defined()) total += sum_of_squares(g);
+  std::vector<cuda::DeviceArray> on_gpu;
+  for (const Tensor& g : grads) {
+    if (!g.defined()) continue;
+    if (g.device() == Device::CUDA)
+      on_gpu.push_back({g.raw_data(), g.numel(), g.dtype()});
+    else
+      total += sum_of_squares(g);
+  }
+  if (!on_gpu.empty()) total += cuda::sum_of_squares(on_gpu);
   const double norm = std::sqrt(total);
   if (!std::isfinite(norm)) throw_non_finite(grads, norm);  // docs/engine.md convention 9
 

@@ -8,6 +8,7 @@
 
 #include "cuda_backend.h"
 #include "launch.h"
+#include "scratch.h"
 
 namespace hkt::cuda {
 
@@ -52,17 +53,6 @@ template <class E>
 HKT_HOST_DEVICE inline E neg_inf() {
   return -static_cast<E>(HUGE_VAL);
 }
-
-// Scratch device memory freed on every path out (a kernel launch may throw).
-struct Scratch {
-  void* ptr;
-  explicit Scratch(std::size_t nbytes) : ptr(nbytes ? allocate(nbytes) : nullptr) {}
-  ~Scratch() {
-    if (ptr) free(ptr);
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
 
 // The same dot product accumulated in double: for dp = dO . V and D = dO . O, whose
 // difference (dp - D) cancels; float sums there made dalpha about 7x less accurate than the

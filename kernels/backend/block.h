@@ -6,6 +6,7 @@
 //
 //   dev::thread_index()              threadIdx.x
 //   dev::block_x() / block_y() / block_z()  blockIdx
+//   dev::grid_x()                    gridDim.x
 //   dev::sync_threads()              __syncthreads()
 //   dev::sync_warp(mask)             __syncwarp(mask)
 //   dev::shfl_xor(mask, v, m)        __shfl_xor_sync(mask, v, m)
@@ -48,6 +49,7 @@ HKT_DEVICE unsigned thread_index() { return threadIdx.x; }
 HKT_DEVICE unsigned block_x() { return blockIdx.x; }
 HKT_DEVICE unsigned block_y() { return blockIdx.y; }
 HKT_DEVICE unsigned block_z() { return blockIdx.z; }
+HKT_DEVICE unsigned grid_x() { return gridDim.x; }
 HKT_DEVICE void sync_threads() { __syncthreads(); }
 HKT_DEVICE void sync_warp(unsigned mask) { __syncwarp(mask); }
 template <class V>
@@ -111,6 +113,7 @@ inline unsigned thread_index() { return emu::thread_index(); }
 inline unsigned block_x() { return emu::block_index().x; }
 inline unsigned block_y() { return emu::block_index().y; }
 inline unsigned block_z() { return emu::block_index().z; }
+inline unsigned grid_x() { return emu::grid_size().x; }
 inline void sync_threads(std::source_location where = std::source_location::current()) { emu::sync_threads(where); }
 inline void sync_warp(unsigned mask, std::source_location where = std::source_location::current()) {
   emu::sync_warp(mask, where);

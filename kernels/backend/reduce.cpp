@@ -1,11 +1,13 @@
-// reduce.cpp: sum or max along one axis, and the sum of squares of clip_grad_norm.
-// One output element per thread; the thread walks its inputs in order, accumulating in
-// double, exactly as the CPU (engine/ops/reduce.cpp): same order, same rounding.
+// reduce.cpp: sum or max along one axis (one output element per thread, walking its
+// inputs in order in double, exactly as the CPU, engine/ops/reduce.cpp: same order, same
+// rounding), and the global sum of squares of clip_grad_norm (thread blocks, block_sum).
 #include <cmath>
 #include <vector>
 
+#include "block_reduce.h"
 #include "cuda_backend.h"
 #include "launch.h"
+#include "scratch.h"
 
 namespace hkt::cuda {
 
@@ -29,20 +31,45 @@ void reduce_axis_impl(bool is_max, const E* x, E* out, std::int64_t outer, std::
       });
 }
 
-// Stage 1 of sum_of_squares: partial[c] = sum of x^2 over chunk c (in order).
+// Stage 1 of sum_of_squares: block c of one array sums x^2 over its chunk of kChunk
+// elements (thread t: elements t, t + 256, ... of the chunk, in double, so that a warp
+// reads neighbouring addresses), then block_sum; partial[c] = the chunk's sum.
 template <class E>
-void squares_impl(const E* x, double* partial, std::int64_t n, std::int64_t chunk, std::int64_t chunks) {
-  for_each(
-      chunks, HKT_KERNEL(std::int64_t c) {
-        double s = 0.0;
-        const std::int64_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
-        for (std::int64_t i = c * chunk; i < end; ++i) {
-          const double v = x[i];
-          s += v * v;
-        }
-        partial[c] = s;
-      });
-}
+struct SquaresOfChunks {
+  static constexpr unsigned kThreads = 256;
+  static constexpr std::int64_t kChunk = 4096;
+  const E* x;
+  double* partial;
+  std::int64_t n;
+  HKT_DEVICE void operator()() const {
+    HKT_SHARED(double, scratch, kThreads);
+    const std::int64_t begin = static_cast<std::int64_t>(dev::block_x()) * kChunk;
+    const std::int64_t end = begin + kChunk < n ? begin + kChunk : n;
+    double s = 0.0;
+    for (std::int64_t i = begin + dev::thread_index(); i < end; i += kThreads) {
+      const double v = x[i];
+      s += v * v;
+    }
+    const double total = block_sum<kThreads>(s, scratch);
+    if (dev::thread_index() == 0) partial[dev::block_x()] = total;
+  }
+};
+
+// Stage 2: one block adds the `count` partial sums (thread t: t, t + 256, ... in order,
+// then block_sum) into total[0].
+struct SumOfPartials {
+  static constexpr unsigned kThreads = 256;
+  const double* partial;
+  double* total;
+  std::int64_t count;
+  HKT_DEVICE void operator()() const {
+    HKT_SHARED(double, scratch, kThreads);
+    double s = 0.0;
+    for (std::int64_t i = dev::thread_index(); i < count; i += kThreads) s += partial[i];
+    const double sum = block_sum<kThreads>(s, scratch);
+    if (dev::thread_index() == 0) total[0] = sum;
+  }
+};
 
 }  // namespace detail
 
@@ -54,27 +81,27 @@ void reduce_axis(bool is_max, const void* x, void* out, std::int64_t outer, std:
   });
 }
 
-double sum_of_squares(const void* x, std::int64_t n, DType dtype) {
-  if (n == 0) return 0.0;
-  // Two stages so that a long vector is not summed by one thread: chunks of 4096 in
-  // parallel, then the partial sums on the host in chunk order (deterministic).
-  constexpr std::int64_t kChunk = 4096;
-  const std::int64_t chunks = (n + kChunk - 1) / kChunk;
-  void* partial = allocate(chunks * sizeof(double));
-  std::vector<double> host(chunks);
-  try {
-    dispatch_floating(dtype, "sum_of_squares on cuda", [&](auto tag) {
+double sum_of_squares(const std::vector<DeviceArray>& arrays) {
+  constexpr std::int64_t kChunk = detail::SquaresOfChunks<float>::kChunk;
+  std::int64_t chunks = 0;  // over every array: the partial sums' count
+  for (const auto& a : arrays) chunks += (a.n + kChunk - 1) / kChunk;
+  if (chunks == 0) return 0.0;
+  const Scratch scratch(static_cast<std::size_t>(chunks + 1) * sizeof(double));  // the partials, then the total
+  auto* partial = static_cast<double*>(scratch.ptr);
+  std::int64_t offset = 0;
+  for (const auto& a : arrays) {
+    if (a.n <= 0) continue;
+    const std::int64_t c = (a.n + kChunk - 1) / kChunk;
+    dispatch_floating(a.dtype, "sum_of_squares on cuda", [&](auto tag) {
       using E = decltype(tag);
-      detail::squares_impl(static_cast<const E*>(x), static_cast<double*>(partial), n, kChunk, chunks);
+      launch_blocks("sum_of_squares", Grid{static_cast<unsigned>(c)}, 0,
+                    detail::SquaresOfChunks<E>{static_cast<const E*>(a.data), partial + offset, a.n});
     });
-    copy_device_to_host(host.data(), partial, host.size() * sizeof(double));
-  } catch (...) {
-    free(partial);
-    throw;
+    offset += c;
   }
-  free(partial);
+  launch_blocks("sum_of_squares", Grid{}, 0, detail::SumOfPartials{partial, partial + chunks, chunks});
   double total = 0.0;
-  for (double s : host) total += s;
+  copy_device_to_host(&total, partial + chunks, sizeof(double));
   return total;
 }
 

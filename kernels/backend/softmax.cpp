@@ -1,13 +1,14 @@
-// softmax.cpp: softmax / log_softmax rows, their backward, and cross entropy. One row
-// per thread (rows are at most a few thousand long in this project), each through the
-// row functions of kernels/common/rows.h that engine/ops/softmax.cpp calls too; the
-// loss, one number over all rows, is one thread block's sum (block_reduce.h).
+// softmax.cpp: softmax / log_softmax rows, their backward, and cross entropy. One warp
+// per row (warp_rows.h), through the row functions of kernels/common/rows.h that
+// engine/ops/softmax.cpp calls too; the loss, one number over all rows, is one thread
+// block's sum (block_reduce.h).
 #include <cmath>
 
 #include "block_reduce.h"
 #include "common/rows.h"
 #include "cuda_backend.h"
 #include "launch.h"
+#include "warp_rows.h"
 
 namespace hkt::cuda {
 
@@ -15,23 +16,23 @@ namespace detail {
 
 template <class E>
 void softmax_impl(const E* z, E* y, std::int64_t rows, std::int64_t n, bool as_probabilities) {
-  for_each(
-      rows, HKT_KERNEL(std::int64_t r) {
+  for_each_row(
+      "softmax_rows", rows, HKT_KERNEL(std::int64_t r, const WarpTeam& team) {
         if (as_probabilities)
-          fn::softmax_row(z + r * n, y + r * n, n);
+          fn::softmax_row(z + r * n, y + r * n, n, team);
         else
-          fn::log_softmax_row(z + r * n, y + r * n, n);
+          fn::log_softmax_row(z + r * n, y + r * n, n, team);
       });
 }
 
 template <class E>
 void softmax_backward_impl(const E* y, const E* g, E* gx, std::int64_t rows, std::int64_t n, bool as_probabilities) {
-  for_each(
-      rows, HKT_KERNEL(std::int64_t r) {
+  for_each_row(
+      "softmax_backward_rows", rows, HKT_KERNEL(std::int64_t r, const WarpTeam& team) {
         if (as_probabilities)
-          fn::softmax_backward_row(y + r * n, g + r * n, gx + r * n, n);
+          fn::softmax_backward_row(y + r * n, g + r * n, gx + r * n, n, team);
         else
-          fn::log_softmax_backward_row(y + r * n, g + r * n, gx + r * n, n);
+          fn::log_softmax_backward_row(y + r * n, g + r * n, gx + r * n, n, team);
       });
 }
 
@@ -64,12 +65,14 @@ void cross_entropy_loss_impl(const E* logp, const std::int64_t* t, E* loss, std:
   launch_blocks("cross_entropy_loss", Grid{}, 0, CrossEntropyLoss<E>{logp, t, loss, N, C, ignore_index, eps, count});
 }
 
+// scale = upstream / count, rounded to E as the CPU's op rounds it (its g.item() is the
+// same element, widened to double).
 template <class E>
 void cross_entropy_backward_impl(const E* logp, const std::int64_t* t, E* gx, std::int64_t N, std::int64_t C,
-                                 std::int64_t ignore_index, double eps, double scale_d) {
-  const E scale = static_cast<E>(scale_d);
+                                 std::int64_t ignore_index, double eps, const E* upstream, std::int64_t count) {
   for_each(
       N * C, HKT_KERNEL(std::int64_t i) {
+        const E scale = static_cast<E>(static_cast<double>(upstream[0]) / static_cast<double>(count));
         const std::int64_t row = i / C, c = i % C;
         if (t[row] == ignore_index || scale == E(0)) {  // docs/engine.md conventions 3 and 4: exactly zero
           gx[i] = E(0);
@@ -107,11 +110,12 @@ void cross_entropy_loss(const void* logp, const std::int64_t* targets, void* los
 }
 
 void cross_entropy_backward(const void* logp, const std::int64_t* targets, void* gx, std::int64_t N, std::int64_t C,
-                            std::int64_t ignore_index, double label_smoothing, double scale, DType dtype) {
+                            std::int64_t ignore_index, double label_smoothing, const void* upstream, std::int64_t count,
+                            DType dtype) {
   dispatch_floating(dtype, "cross_entropy_backward on cuda", [&](auto tag) {
     using E = decltype(tag);
     detail::cross_entropy_backward_impl(static_cast<const E*>(logp), targets, static_cast<E*>(gx), N, C, ignore_index,
-                                        label_smoothing, scale);
+                                        label_smoothing, static_cast<const E*>(upstream), count);
   });
 }
 

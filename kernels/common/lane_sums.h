@@ -19,93 +19,63 @@ namespace hkt::fn {
 
 inline constexpr std::int64_t kLanes = 16;
 
-/// sum_i x[i], i < n, as kLanes interleaved partial sums (lane i % kLanes), then the
-/// lanes in order, then the leftover tail.
+/// sum_i term(i), i < n, in the accumulator type Acc: kLanes interleaved partial sums
+/// (term i into lane i % kLanes), then the lanes in order, then the leftover tail. Every
+/// sum below is this one with its own term; `term` is inlined, so the lanes still map
+/// onto SIMD registers.
+template <class Acc, class F>
+HKT_HOST_DEVICE Acc sum_lanes_of(std::int64_t n, F term) {
+  Acc lane[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (std::int64_t j = 0; j < kLanes; ++j) lane[j] += term(i + j);
+  Acc s = 0;
+  for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
+  for (; i < n; ++i) s += term(i);
+  return s;
+}
+
+/// sum_i x[i], i < n, in the order of sum_lanes_of.
 template <class E>
 HKT_HOST_DEVICE E sum_lanes(const E* x, std::int64_t n) {
-  E lane[kLanes] = {};
-  std::int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (std::int64_t j = 0; j < kLanes; ++j) lane[j] += x[i + j];
-  E s = 0;
-  for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
-  for (; i < n; ++i) s += x[i];
-  return s;
+  return sum_lanes_of<E>(n, [=](std::int64_t i) { return x[i]; });
 }
 
-/// sum_i a[i] b[i], i < n, in the order of sum_lanes.
+/// sum_i a[i] b[i], i < n, in the order of sum_lanes_of.
 template <class E>
 HKT_HOST_DEVICE E dot_lanes(const E* a, const E* b, std::int64_t n) {
-  E lane[kLanes] = {};
-  std::int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (std::int64_t j = 0; j < kLanes; ++j) lane[j] += a[i + j] * b[i + j];
-  E s = 0;
-  for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
+  return sum_lanes_of<E>(n, [=](std::int64_t i) { return a[i] * b[i]; });
 }
 
-/// sum_i (a[i] b[i]) c[i], i < n, in the order of sum_lanes (the LayerNorm backward's
+/// sum_i (a[i] b[i]) c[i], i < n, in the order of sum_lanes_of (the LayerNorm backward's
 /// mean(dxhat xhat) with dxhat = g w).
 template <class E>
 HKT_HOST_DEVICE E dot3_lanes(const E* a, const E* b, const E* c, std::int64_t n) {
-  E lane[kLanes] = {};
-  std::int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (std::int64_t j = 0; j < kLanes; ++j) lane[j] += a[i + j] * b[i + j] * c[i + j];
-  E s = 0;
-  for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
-  for (; i < n; ++i) s += a[i] * b[i] * c[i];
-  return s;
+  return sum_lanes_of<E>(n, [=](std::int64_t i) { return a[i] * b[i] * c[i]; });
 }
 
 /// sum_i a[i] b[i], i < n, each product and every sum in double, in the order of
-/// sum_lanes: the level-weight gradient's sum over a tile (fused.cpp), kept in double
+/// sum_lanes_of: the level-weight gradient's sum over a tile (fused.cpp), kept in double
 /// because its terms cancel. One running sum in double would be a chain of dependent
 /// scalar adds (1.5 % of an HKT training step at T = 512, perf); the lanes vectorise.
 template <class E>
 HKT_HOST_DEVICE double dot_lanes_f64(const E* a, const E* b, std::int64_t n) {
-  double lane[kLanes] = {};
-  std::int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (std::int64_t j = 0; j < kLanes; ++j) lane[j] += static_cast<double>(a[i + j]) * static_cast<double>(b[i + j]);
-  double s = 0;
-  for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
-  for (; i < n; ++i) s += static_cast<double>(a[i]) * static_cast<double>(b[i]);
-  return s;
+  return sum_lanes_of<double>(n, [=](std::int64_t i) { return static_cast<double>(a[i]) * static_cast<double>(b[i]); });
 }
 
-/// sum_i x[i], i < n, each term and every sum in double, in the order of sum_lanes.
+/// sum_i x[i], i < n, each term and every sum in double, in the order of sum_lanes_of.
 template <class E>
 HKT_HOST_DEVICE double sum_lanes_f64(const E* x, std::int64_t n) {
-  double lane[kLanes] = {};
-  std::int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (std::int64_t j = 0; j < kLanes; ++j) lane[j] += static_cast<double>(x[i + j]);
-  double s = 0;
-  for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
-  for (; i < n; ++i) s += static_cast<double>(x[i]);
-  return s;
+  return sum_lanes_of<double>(n, [=](std::int64_t i) { return static_cast<double>(x[i]); });
 }
 
-/// sum_i (x[i] - mu)^2, i < n, in double, in the order of sum_lanes (LayerNorm's variance).
+/// sum_i (x[i] - mu)^2, i < n, in double, in the order of sum_lanes_of (LayerNorm's variance).
 template <class E>
 HKT_HOST_DEVICE double squared_deviation_lanes_f64(const E* x, double mu, std::int64_t n) {
-  double lane[kLanes] = {};
-  std::int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (std::int64_t j = 0; j < kLanes; ++j) {
-      const double d = static_cast<double>(x[i + j]) - mu;
-      lane[j] += d * d;
-    }
-  double s = 0;
-  for (std::int64_t j = 0; j < kLanes; ++j) s += lane[j];
-  for (; i < n; ++i) {
+  return sum_lanes_of<double>(n, [=](std::int64_t i) {
     const double d = static_cast<double>(x[i]) - mu;
-    s += d * d;
-  }
-  return s;
+    return d * d;
+  });
 }
 
 }  // namespace hkt::fn

@@ -57,7 +57,7 @@ void repeat_interleave(const void*, void*, std::int64_t, std::int64_t, std::int6
 void reduce_axis(bool, const void*, void*, std::int64_t, std::int64_t, std::int64_t, DType) {
   no_cuda("reduction on cuda");
 }
-double sum_of_squares(const void*, std::int64_t, DType) { no_cuda("sum of squares on cuda"); }
+double sum_of_squares(const std::vector<DeviceArray>&) { no_cuda("sum of squares on cuda"); }
 void softmax_rows(const void*, void*, std::int64_t, std::int64_t, bool, DType) { no_cuda("softmax on cuda"); }
 void softmax_backward_rows(const void*, const void*, void*, std::int64_t, std::int64_t, bool, DType) {
   no_cuda("softmax backward on cuda");
@@ -67,7 +67,7 @@ void cross_entropy_loss(const void*, const std::int64_t*, void*, std::int64_t, s
   no_cuda("cross_entropy on cuda");
 }
 void cross_entropy_backward(const void*, const std::int64_t*, void*, std::int64_t, std::int64_t, std::int64_t, double,
-                            double, DType) {
+                            const void*, std::int64_t, DType) {
   no_cuda("cross_entropy backward on cuda");
 }
 void layer_norm_forward(const void*, const void*, const void*, void*, void*, void*, std::int64_t, std::int64_t, double,
