@@ -12,6 +12,12 @@
 // is reset (/proc/self/clear_refs, value 5) after the set-up and read after the timed
 // steps, so "peak_rss_mib" is the largest RSS while stepping and "step_rss_mib" what the
 // steps added to the RSS they started from. PyTorch's side reads the same two numbers.
+//
+// With --device cuda the model, its optimizer and the batch live on the GPU. Each timed
+// step ends with the loss read on the host, which waits for the step's work, so the times
+// are whole steps. The device memory is the caching allocator's: "peak_cuda_mib" is the
+// peak of the bytes in tensors over the timed steps (cuda::reset_peak_memory after the
+// warm-up), "reserved_cuda_mib" what the cache holds from the driver at the end.
 #include <omp.h>
 
 #include <algorithm>
@@ -26,6 +32,7 @@
 
 #include "commands.h"
 #include "config.h"
+#include "cuda_backend.h"
 #include "io/safetensors.h"
 #include "ops.h"
 #include "optim/adamw.h"
@@ -48,6 +55,7 @@ struct StepArgs {
   int warmup = 2;
   bool json = false;
   std::string export_dir;
+  Device device = Device::CPU;
 };
 
 // The input shape of a task: (vocab_size, num_features, num_classes), as its reader
@@ -171,6 +179,11 @@ int run_step_bench(const StepArgs& a) {
   const ClassifierConfig mc = config::model_config(config, shape.vocab_size, shape.num_features, shape.num_classes, T);
   Generator init(tc.at("seed").get<std::uint64_t>());
   Classifier model(mc, init, dtype);
+  const bool on_gpu = a.device == Device::CUDA;
+  if (on_gpu) {
+    check(a.export_dir.empty(), "bench step: --export runs on the cpu (drop --device cuda)");
+    model.to(Device::CUDA);  // before the optimizer, whose moments follow the parameters
+  }
   const auto params = model.named_parameters();
   std::vector<Tensor> param_tensors;
   for (const auto& [n, p] : params) param_tensors.push_back(p);
@@ -195,6 +208,7 @@ int run_step_bench(const StepArgs& a) {
   for (int i = 0; i < a.warmup; ++i) step();
   const double rss_before = proc_status_mib("VmRSS");
   reset_peak_rss();
+  if (on_gpu) cuda::reset_peak_memory();
   std::vector<double> ms;
   double loss = 0;
   for (int i = 0; i < a.repeats; ++i) {
@@ -203,30 +217,43 @@ int run_step_bench(const StepArgs& a) {
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   const double peak = proc_status_mib("VmHWM");
+  const cuda::CudaMemoryStats gpu_memory = on_gpu ? cuda::memory_stats() : cuda::CudaMemoryStats{};
+  const double mib = 1024.0 * 1024.0;
   check(std::isfinite(loss), "bench step: the loss is not finite (" + std::to_string(loss) + ")");
   std::int64_t n_params = 0;
   for (const auto& p : param_tensors) n_params += p.numel();
-  const Json row = {{"framework", "hkt"},
-                    {"attention", enum_name(mc.attention)},
-                    {"levels", mc.attention == AttentionKind::Mha ? 1 : mc.hkt.levels},
-                    {"T", T},
-                    {"batch_size", B},
-                    {"threads", omp_get_max_threads()},
-                    {"parameters", n_params},
-                    {"repeats", a.repeats},
-                    {"median_ms", median(ms)},
-                    {"min_ms", *std::min_element(ms.begin(), ms.end())},
-                    {"peak_rss_mib", peak},
-                    {"step_rss_mib", peak - rss_before},
-                    {"final_loss", loss}};
+  Json row = {{"framework", "hkt"},
+              {"device", device_name(a.device)},
+              {"attention", enum_name(mc.attention)},
+              {"levels", mc.attention == AttentionKind::Mha ? 1 : mc.hkt.levels},
+              {"T", T},
+              {"batch_size", B},
+              {"threads", omp_get_max_threads()},
+              {"parameters", n_params},
+              {"repeats", a.repeats},
+              {"median_ms", median(ms)},
+              {"min_ms", *std::min_element(ms.begin(), ms.end())},
+              {"peak_rss_mib", peak},
+              {"step_rss_mib", peak - rss_before},
+              {"final_loss", loss}};
+  if (on_gpu) {
+    row["peak_cuda_mib"] = static_cast<double>(gpu_memory.peak_allocated_bytes) / mib;
+    row["reserved_cuda_mib"] = static_cast<double>(gpu_memory.reserved_bytes) / mib;
+  }
   if (a.json) {
     std::cout << row.dump() << "\n";
   } else {
     std::printf(
-        "hkt attention=%s T=%lld B=%lld threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f MiB (%+.1f "
-        "while stepping)\n",
-        enum_name(mc.attention).c_str(), static_cast<long long>(T), static_cast<long long>(B), omp_get_max_threads(),
-        median(ms), *std::min_element(ms.begin(), ms.end()), a.repeats, peak, peak - rss_before);
+        "hkt attention=%s T=%lld B=%lld device=%s threads=%d: median %.1f ms/step (min %.1f, %d steps), peak RSS %.1f "
+        "MiB (%+.1f while stepping)",
+        enum_name(mc.attention).c_str(), static_cast<long long>(T), static_cast<long long>(B),
+        device_name(a.device).c_str(), omp_get_max_threads(), median(ms), *std::min_element(ms.begin(), ms.end()),
+        a.repeats, peak, peak - rss_before);
+    if (on_gpu)
+      std::printf(", peak device memory %.1f MiB in tensors (%.1f MiB reserved)",
+                  static_cast<double>(gpu_memory.peak_allocated_bytes) / mib,
+                  static_cast<double>(gpu_memory.reserved_bytes) / mib);
+    std::printf("\n");
   }
   return 0;
 }
@@ -254,7 +281,16 @@ void add_bench_step_command(CLI::App* bench) {
   sub->add_option("--export", args->export_dir,
                   "Also write DIR/{model,batch}.safetensors and DIR/config.json for tools/bench_torch.py");
   sub->add_flag("--json", args->json, "Print one JSON line instead of text");
-  on_selected(sub, [args] { return run_step_bench(*args); });
+  auto device_str = std::make_shared<std::string>("cpu");
+  sub->add_option("--device", *device_str,
+                  "cpu, or cuda (model, optimizer and batch on the GPU; also reports the device's peak tensor memory)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  on_selected(sub, [args, device_str] {
+    args->device = parse_device(*device_str);
+    if (args->device == Device::CUDA) cuda::require_device("bench step --device cuda");
+    return run_step_bench(*args);
+  });
 }
 
 }  // namespace hkt::tools
