@@ -86,13 +86,22 @@ void set_guard_mode(bool on);
 /// The out-of-bounds writes found since the last call (empty when none).
 std::vector<std::string> take_guard_violations();
 
-/// Copies of `nbytes` bytes. Host-to-device and device-to-host wait until the copy is
-/// done (so host memory may be reused at once); device-to-device is queued.
+/// Copies of `nbytes` bytes; host memory may be reused as soon as either returns.
+/// Host-to-device is queued behind the work already on the stream: up to
+/// kStagingBytes (device_common.h) the bytes are first copied into pinned staging memory,
+/// so the host does not wait; a larger upload waits for the stream. Device-to-host waits
+/// for the stream (the bytes are needed now); device-to-device is queued.
 void copy_host_to_device(void* dst, const void* src, std::size_t nbytes);
 void copy_device_to_host(void* dst, const void* src, std::size_t nbytes);
 void copy_device_to_device(void* dst, const void* src, std::size_t nbytes);
 /// Waits for all queued work; throws the first asynchronous kernel error, if any.
 void synchronize();
+/// How many times the host has waited for the device's queued work since the process
+/// started: each device-to-host copy, synchronize(), empty_cache(), upload over
+/// kStagingBytes, and upload that found every staging buffer still queued. The EMULATE
+/// build, where nothing is queued, counts by the same rules (the last one aside), so a
+/// test there sees the waits a GPU would make.
+std::int64_t host_waits();
 
 // ---- elementwise (kernels/backend/elementwise.cpp) ------------------------------------
 
@@ -149,6 +158,12 @@ struct DeviceArray {
 /// however many arrays). Deterministic: the order depends on the arrays' sizes alone.
 /// No arrays, or only empty ones: 0. Throws for a dtype that is not floating.
 double sum_of_squares(const std::vector<DeviceArray>& arrays);
+/// The same sum written to `total`, one double in device memory, with no wait.
+void sum_of_squares_into(const std::vector<DeviceArray>& arrays, double* total);
+/// clip_grad_norm's scaling read on the device: with norm = sqrt(*sum_of_squares) and
+/// coef = max_norm / (norm + 1e-6), g[i] *= coef (rounded to dtype) when the norm is
+/// finite and coef < 1; otherwise g is left as it is. g: n elements of dtype.
+void clip_scale(void* g, std::int64_t n, const double* sum_of_squares, double max_norm, DType dtype);
 
 // ---- softmax family (kernels/backend/softmax.cpp) ---------------------------------------
 

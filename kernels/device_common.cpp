@@ -3,6 +3,8 @@
 // TF32 setting, and the empty cases of the batched matrix product.
 #include "device_common.h"
 
+#include <atomic>
+
 #include "cuda_backend.h"
 
 namespace hkt::cuda {
@@ -13,6 +15,13 @@ CudaMemoryStats memory_stats() {
   const CachingAllocator& a = device_allocator();
   return {a.allocated_bytes(), a.peak_allocated_bytes(), a.reserved_bytes()};
 }
+
+namespace {
+std::atomic<std::int64_t> g_host_waits{0};
+}
+
+void count_host_wait() { g_host_waits.fetch_add(1, std::memory_order_relaxed); }
+std::int64_t host_waits() { return g_host_waits.load(std::memory_order_relaxed); }
 
 void set_guard_mode(bool on) { device_allocator().set_guard_mode(on); }
 std::vector<std::string> take_guard_violations() { return device_allocator().take_guard_violations(); }

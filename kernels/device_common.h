@@ -11,6 +11,13 @@
 
 namespace hkt::cuda {
 
+/// Uploads of at most this many bytes go through pinned staging memory and do not make
+/// the host wait (copy_host_to_device).
+inline constexpr std::size_t kStagingBytes = std::size_t{1} << 20;
+
+/// Adds one to host_waits(): called by each build where the host waits for the device.
+void count_host_wait();
+
 /// The one caching allocator of device memory (never destroyed: tensors in static
 /// storage may free their blocks after main returns).
 CachingAllocator& device_allocator();

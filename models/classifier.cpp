@@ -134,17 +134,21 @@ Tensor Classifier::forward(const Tensor& tokens, const Tensor& features, const T
   if (config_.pooling == Pooling::Cls) {
     pooled = reshape(slice(x, 1, 0, 1), {B, d});
   } else {
-    const Tensor m = key_mask.to(dtype_).to(x.device());  // [B, T], 1 on real steps
+    // [B, T], 1 on real steps: m_here where the mask is (the host, for batches from the
+    // loader), m beside x. The counts below come from m_here, so a GPU model reads no
+    // device memory back for them (no wait for the device).
+    const Tensor m_here = key_mask.to(dtype_);
+    const Tensor m = m_here.to(x.device());
     if (config_.pooling == Pooling::Mean) {
       // Sum over real steps divided by their count, a constant (a sequence with no real
       // step divides by 1 and pools to 0). Padding contributes nothing, so the result
       // does not depend on how much padding follows.
-      Tensor total = sum(mul(x, reshape(m, {B, T_all, 1})), {1});     // [B, d]
-      std::vector<double> counts = sum(m.detach(), {1}).to_vector();  // on the host: a constant
+      Tensor total = sum(mul(x, reshape(m, {B, T_all, 1})), {1});          // [B, d]
+      std::vector<double> counts = sum(m_here.detach(), {1}).to_vector();  // a constant
       for (auto& c : counts) c = std::max(c, 1.0);
       pooled = div(total, Tensor::from_vector(counts, {B, 1}, dtype_).to(x.device()));
     } else {  // "last": the last real step of each sequence (its length - 1)
-      const auto lengths = sum(m, {1}).to_vector();
+      const auto lengths = sum(m_here.detach(), {1}).to_vector();
       std::vector<std::int64_t> index(static_cast<std::size_t>(B * d));
       for (std::int64_t b = 0; b < B; ++b)
         for (std::int64_t c = 0; c < d; ++c)

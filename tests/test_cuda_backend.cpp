@@ -356,3 +356,68 @@ TEST_CASE("cuda: softmax, log_softmax and layer_norm rows by warps give the same
   }
 #endif
 }
+
+TEST_CASE(
+    "cuda: a training step waits for the device only at log steps, and a non-finite loss read late names its "
+    "step",
+    "[cuda][train]") {
+  HKT_SKIP_UNLESS_CUDA();
+  // 20 steps logged every 5: on the GPU each step's loss, accuracy and gradient norm are
+  // read back only when its window is logged, so no host wait falls inside the steps
+  // (host_waits counts a GPU's waits in the EMULATE build too). The windows' numbers are
+  // the CPU run's, up to float32 rounding.
+  auto cfg = tiny_config("hkt", 20);
+  cfg["train"]["log_every"] = 5;
+  cfg["train"]["eval_every"] = 10;
+  cfg["train"]["checkpoint_every"] = 10;
+  const std::string cpu_dir = fresh_dir("late_cpu"), gpu_dir = fresh_dir("late_gpu");
+  std::ostringstream log;
+  train_run(cfg, cpu_dir, log);
+  train_run(cfg, gpu_dir, log, false, 0, false, Device::CUDA);
+  std::vector<config::Json> cpu_lines, gpu_lines;
+  for (const auto& [dir, lines] : {std::pair{cpu_dir, &cpu_lines}, {gpu_dir, &gpu_lines}}) {
+    std::ifstream in(dir + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      const auto j = config::Json::parse(line);
+      if (j.contains("loss")) lines->push_back(j);
+    }
+  }
+  REQUIRE(cpu_lines.size() == 4);
+  REQUIRE(gpu_lines.size() == 4);
+  for (std::size_t i = 0; i < 4; ++i) {
+    INFO("log line " << i);
+    CHECK_FALSE(cpu_lines[i].contains("host_waits"));
+    CHECK(gpu_lines[i]["host_waits"] == 0);
+    for (const char* key : {"loss", "grad_norm"}) {
+      const double a = cpu_lines[i][key].get<double>(), b = gpu_lines[i][key].get<double>();
+      INFO(key << ": cpu " << a << ", gpu " << b);
+      CHECK(std::abs(a - b) <= 1e-3 * std::abs(a));
+    }
+    CHECK(cpu_lines[i]["accuracy"] == gpu_lines[i]["accuracy"]);
+  }
+
+  // lr = 1e30: the first update makes every weight enormous and the second step's loss
+  // non-finite. On the CPU the run stops inside step 2; on the GPU the loss is read at
+  // the step-4 log line, which stops the run naming step 2, before the checkpoint of
+  // step 4 could save the weights that followed.
+  auto bad = tiny_config("hkt", 50);
+  bad["train"]["lr"] = 1e30;
+  bad["train"]["clip_norm"] = 0.0;
+  bad["train"]["log_every"] = 4;
+  bad["train"]["checkpoint_every"] = 4;
+  std::vector<std::string> messages;
+  for (Device device : {Device::CPU, Device::CUDA}) {
+    const std::string dir = fresh_dir(std::string("late_nan_") + device_name(device));
+    try {
+      train_run(bad, dir, log, false, 0, false, device);
+      FAIL("expected training to stop");
+    } catch (const Error& e) {
+      messages.push_back(e.what());
+    }
+    CHECK_FALSE(fs::exists(dir + "/last.safetensors"));
+  }
+  INFO("cpu: " << messages[0] << "\ngpu: " << messages[1]);
+  CHECK(messages[0].rfind("step 2: the loss is ", 0) == 0);
+  CHECK(messages[1] == messages[0]);
+  CHECK(messages[1].find("no checkpoint was written yet") != std::string::npos);
+}

@@ -112,4 +112,24 @@ double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
   return norm;
 }
 
+Tensor clip_grad_norm_on_device(const std::vector<Tensor>& parameters, double max_norm) {
+  check(!std::isnan(max_norm), "clip_grad_norm: max_norm is nan");
+  std::vector<Tensor> grads;
+  std::vector<cuda::DeviceArray> arrays;
+  for (std::size_t i = 0; i < parameters.size(); ++i) {
+    Tensor g = checked_grad(parameters, i);
+    if (!g.defined()) continue;
+    check(g.device() == Device::CUDA, which(i, g) + " is on the cpu; clip_grad_norm_on_device takes GPU gradients");
+    arrays.push_back({g.raw_data(), g.numel(), g.dtype()});
+    grads.push_back(g);
+  }
+  cuda::require_device("clip_grad_norm_on_device");
+  Tensor sum_sq = Tensor::empty({}, DType::Float64, Device::CUDA);
+  auto* total = static_cast<double*>(sum_sq.raw_data());
+  cuda::sum_of_squares_into(arrays, total);
+  if (max_norm > 0 && !std::isinf(max_norm))
+    for (Tensor& g : grads) cuda::clip_scale(g.raw_data(), g.numel(), total, max_norm, g.dtype());
+  return sum_sq;
+}
+
 }  // namespace hkt::optim

@@ -27,4 +27,19 @@ namespace hkt::optim {
 /// a float tensor in CPU memory of the parameter's shape.
 double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm);
 
+/// clip_grad_norm for gradients in GPU memory, with no wait for the device: the sum of
+/// squares of every gradient goes into a float64 scalar in device memory, and each
+/// gradient is scaled by a kernel that reads it there (the formula and rounding of
+/// clip_grad_norm: by coef = max_norm / (norm + 1e-6) when coef < 1). Returns that sum of
+/// squares, a float64 tensor of shape [] on the GPU; the norm is the square root of its
+/// value, read when the caller needs it (the trainer: at its next log step).
+///
+/// A non-finite norm is not checked here (that would wait for the device): the gradients
+/// are then left unscaled, and the caller must check the returned value before trusting
+/// what was computed from them (docs/engine.md convention 9; the trainer stops the run,
+/// naming the step). No gradients at all: returns 0. Throws hkt::Error for a NaN
+/// max_norm, an undefined parameter, a gradient that is not float, not of its parameter's
+/// shape, or not in GPU memory.
+Tensor clip_grad_norm_on_device(const std::vector<Tensor>& parameters, double max_norm);
+
 }  // namespace hkt::optim

@@ -71,6 +71,17 @@ struct SumOfPartials {
   }
 };
 
+// g[i] *= coef: engine/optim/clip.cpp's formula, with the norm read from the device.
+template <class E>
+void clip_scale_impl(E* g, std::int64_t n, const double* sum_of_squares, double max_norm) {
+  for_each(
+      n, HKT_KERNEL(std::int64_t i) {
+        const double norm = std::sqrt(*sum_of_squares);
+        const double coef = max_norm / (norm + 1e-6);
+        if (std::isfinite(norm) && coef < 1.0) g[i] *= static_cast<E>(coef);
+      });
+}
+
 }  // namespace detail
 
 void reduce_axis(bool is_max, const void* x, void* out, std::int64_t outer, std::int64_t n, std::int64_t inner,
@@ -81,12 +92,12 @@ void reduce_axis(bool is_max, const void* x, void* out, std::int64_t outer, std:
   });
 }
 
-double sum_of_squares(const std::vector<DeviceArray>& arrays) {
+void sum_of_squares_into(const std::vector<DeviceArray>& arrays, double* total) {
   constexpr std::int64_t kChunk = detail::SquaresOfChunks<float>::kChunk;
   std::int64_t chunks = 0;  // over every array: the partial sums' count
   for (const auto& a : arrays) chunks += (a.n + kChunk - 1) / kChunk;
-  if (chunks == 0) return 0.0;
-  const Scratch scratch(static_cast<std::size_t>(chunks + 1) * sizeof(double));  // the partials, then the total
+  if (chunks == 0) return fill(total, 1, 0.0, DType::Float64);
+  const Scratch scratch(static_cast<std::size_t>(chunks) * sizeof(double));
   auto* partial = static_cast<double*>(scratch.ptr);
   std::int64_t offset = 0;
   for (const auto& a : arrays) {
@@ -99,10 +110,22 @@ double sum_of_squares(const std::vector<DeviceArray>& arrays) {
     });
     offset += c;
   }
-  launch_blocks("sum_of_squares", Grid{}, 0, detail::SumOfPartials{partial, partial + chunks, chunks});
+  launch_blocks("sum_of_squares", Grid{}, 0, detail::SumOfPartials{partial, total, chunks});
+}
+
+double sum_of_squares(const std::vector<DeviceArray>& arrays) {
+  const Scratch result(sizeof(double));
+  sum_of_squares_into(arrays, static_cast<double*>(result.ptr));
   double total = 0.0;
-  copy_device_to_host(&total, partial + chunks, sizeof(double));
+  copy_device_to_host(&total, result.ptr, sizeof(double));
   return total;
+}
+
+void clip_scale(void* g, std::int64_t n, const double* sum_of_squares, double max_norm, DType dtype) {
+  dispatch_floating(dtype, "clip_grad_norm on cuda", [&](auto tag) {
+    using E = decltype(tag);
+    detail::clip_scale_impl(static_cast<E*>(g), n, sum_of_squares, max_norm);
+  });
 }
 
 }  // namespace hkt::cuda

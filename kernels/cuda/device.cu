@@ -1,6 +1,7 @@
 // device.cu: device query, the stream, memory (through the caching allocator) and
 // copies, on the CUDA runtime. Every runtime call is checked (check.cuh).
 #include <cstdio>
+#include <cstring>
 
 #include "check.cuh"
 #include "cuda_backend.h"
@@ -114,17 +115,69 @@ void free(void* ptr) noexcept {
 }
 
 void empty_cache() {
+  count_host_wait();
   HKT_CUDA_CHECK(cudaStreamSynchronize(stream()));
   device_allocator().empty_cache();
 }
 
+namespace {
+
+// Uploads of up to kStagingBytes go through a ring of pinned (page-locked) buffers: the
+// host copies the bytes into the next buffer, queues that buffer's copy to the device on
+// the stream, and records an event after it. The caller's memory is free on return and
+// the host has not waited for the stream. A buffer is reused once its event has fired;
+// only when the ring has gone round to a buffer whose copy is still queued does the host
+// wait, for that copy alone. (A copy from pageable memory may make the driver wait for
+// the stream, CUDA Runtime API, "API synchronization behavior"; from pinned memory the
+// copy is asynchronous.)
+class StagingRing {
+ public:
+  static constexpr int kBuffers = 16;
+
+  StagingRing() {
+    HKT_CUDA_CHECK(cudaHostAlloc(&pinned_, kBuffers * kStagingBytes, cudaHostAllocDefault));
+    for (auto& e : done_) HKT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  }
+
+  void upload(void* dst, const void* src, std::size_t nbytes) {
+    const int i = next_;
+    next_ = (next_ + 1) % kBuffers;
+    const cudaError_t state = cudaEventQuery(done_[i]);  // success for an event never recorded
+    if (state == cudaErrorNotReady) {
+      count_host_wait();
+      HKT_CUDA_CHECK(cudaEventSynchronize(done_[i]));
+    } else {
+      HKT_CUDA_CHECK(state);
+    }
+    auto* buffer = static_cast<unsigned char*>(pinned_) + static_cast<std::size_t>(i) * kStagingBytes;
+    std::memcpy(buffer, src, nbytes);
+    HKT_CUDA_CHECK(cudaMemcpyAsync(dst, buffer, nbytes, cudaMemcpyHostToDevice, stream()));
+    HKT_CUDA_CHECK(cudaEventRecord(done_[i], stream()));
+  }
+
+ private:
+  void* pinned_ = nullptr;
+  cudaEvent_t done_[kBuffers] = {};
+  int next_ = 0;
+};
+
+StagingRing& staging_ring() {
+  static auto* ring = new StagingRing();  // never destroyed: uploads may come from static destructors
+  return *ring;
+}
+
+}  // namespace
+
 void copy_host_to_device(void* dst, const void* src, std::size_t nbytes) {
   if (!nbytes) return;
+  if (nbytes <= kStagingBytes) return staging_ring().upload(dst, src, nbytes);
+  count_host_wait();
   HKT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, stream()));
   HKT_CUDA_CHECK(cudaStreamSynchronize(stream()));  // the host buffer may be freed on return
 }
 void copy_device_to_host(void* dst, const void* src, std::size_t nbytes) {
   if (!nbytes) return;
+  count_host_wait();
   HKT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, stream()));
   HKT_CUDA_CHECK(cudaStreamSynchronize(stream()));
 }
@@ -133,6 +186,7 @@ void copy_device_to_device(void* dst, const void* src, std::size_t nbytes) {
 }
 
 void synchronize() {
+  count_host_wait();
   HKT_CUDA_CHECK(cudaGetLastError());
   HKT_CUDA_CHECK(cudaStreamSynchronize(stream()));
 }

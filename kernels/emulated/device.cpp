@@ -50,17 +50,25 @@ void free(void* ptr) noexcept {
   }
 }
 
-void empty_cache() { device_allocator().empty_cache(); }
+// The host waits counted where cuda/device.cu waits (host_waits in cuda_backend.h).
+void empty_cache() {
+  count_host_wait();
+  device_allocator().empty_cache();
+}
 
 void copy_host_to_device(void* dst, const void* src, std::size_t nbytes) {
-  if (nbytes) std::memcpy(dst, src, nbytes);
+  if (!nbytes) return;
+  if (nbytes > kStagingBytes) count_host_wait();
+  std::memcpy(dst, src, nbytes);
 }
 void copy_device_to_host(void* dst, const void* src, std::size_t nbytes) {
-  if (nbytes) std::memcpy(dst, src, nbytes);
+  if (!nbytes) return;
+  count_host_wait();
+  std::memcpy(dst, src, nbytes);
 }
 void copy_device_to_device(void* dst, const void* src, std::size_t nbytes) {
   if (nbytes) std::memmove(dst, src, nbytes);
 }
-void synchronize() {}
+void synchronize() { count_host_wait(); }
 
 }  // namespace hkt::cuda

@@ -36,6 +36,7 @@ void copy_host_to_device(void*, const void*, std::size_t) { no_cuda("copy to cud
 void copy_device_to_host(void*, const void*, std::size_t) { no_cuda("copy from cuda"); }
 void copy_device_to_device(void*, const void*, std::size_t) { no_cuda("copy on cuda"); }
 void synchronize() {}
+std::int64_t host_waits() { return 0; }
 
 void fill(void*, std::int64_t, double, DType) { no_cuda("fill on cuda"); }
 void convert(const void*, DType, void*, DType, std::int64_t, bool) { no_cuda("convert on cuda"); }
@@ -58,6 +59,8 @@ void reduce_axis(bool, const void*, void*, std::int64_t, std::int64_t, std::int6
   no_cuda("reduction on cuda");
 }
 double sum_of_squares(const std::vector<DeviceArray>&) { no_cuda("sum of squares on cuda"); }
+void sum_of_squares_into(const std::vector<DeviceArray>&, double*) { no_cuda("sum of squares on cuda"); }
+void clip_scale(void*, std::int64_t, const double*, double, DType) { no_cuda("clip_grad_norm on cuda"); }
 void softmax_rows(const void*, void*, std::int64_t, std::int64_t, bool, DType) { no_cuda("softmax on cuda"); }
 void softmax_backward_rows(const void*, const void*, void*, std::int64_t, std::int64_t, bool, DType) {
   no_cuda("softmax backward on cuda");

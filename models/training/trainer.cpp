@@ -520,54 +520,110 @@ class Run {
   };
 
   // One optimizer step on the step-th batch: forward, loss, backward, clipping, AdamW.
-  // Adds the batch to the window.
+  // Adds the batch to the window. On the GPU nothing of the step is read back here: its
+  // loss, accuracy and gradient norm wait in unread_ for settle(), so the host queues the
+  // next step's work while the device runs this one's.
   Step train_step(std::int64_t step) {
     const auto t0 = std::chrono::steady_clock::now();
+    const std::int64_t waits_before = cuda::host_waits();
     const std::int64_t nb = loader_.num_batches();
     Step done;
     done.batch = loader_.batch((step - 1) / nb, (step - 1) % nb);
     const data::Batch& batch = done.batch;
     done.logits = model_->forward(batch.tokens, batch.features, batch.mask, true, dropout_gen_);
     done.loss = cross_entropy(done.logits, batch.labels, -100, s_.label_smoothing);
-    const Tensor& logits = done.logits;
     const Tensor& loss = done.loss;
-    const double loss_value = loss.item();
-    if (!std::isfinite(loss_value))
-      throw Error("step " + std::to_string(step) + ": the loss is " + std::to_string(loss_value) +
-                  "; training stopped (" + checkpoint_note() + ")");
+    if (!deferred_) check_loss(step, loss.item());  // before the backward, which a non-finite loss would spoil
     loss.backward();
+    Tensor grad_sum_sq;  // on the GPU: the gradients' sum of squares, read by settle()
     try {
-      grad_norm_ = optim::clip_grad_norm(params_, s_.clip_norm);
+      if (deferred_)
+        grad_sum_sq = optim::clip_grad_norm_on_device(params_, s_.clip_norm);
+      else
+        grad_norm_ = optim::clip_grad_norm(params_, s_.clip_norm);
     } catch (const Error& e) {
       throw Error("step " + std::to_string(step) + ": " + e.what() + "; training stopped (" + checkpoint_note() + ")");
     }
     done.lr = optim::learning_rate(s_.schedule, step);
     optimizer_.step(done.lr);
     optimizer_.zero_grad();
+    unread_.push_back({step, loss.detach(), done.logits.detach(), batch.labels, grad_sum_sq});
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     Window& w = state_.window;
     state_.train_seconds += seconds;
     w.seconds += seconds;
-    w.loss += loss_value;
-    w.correct += count_correct(logits.detach(), batch.labels);
     w.examples += static_cast<std::int64_t>(batch.indices.size());
     w.tokens += sum(batch.lengths.to(DType::Float64)).item();
     ++w.steps;
+    window_host_waits_ += cuda::host_waits() - waits_before;
+    if (!deferred_) settle();
     return done;
   }
 
+  // Throws the error of a non-finite loss at `step` (docs/engine.md convention 9).
+  void check_loss(std::int64_t step, double loss_value) const {
+    if (!std::isfinite(loss_value))
+      throw Error("step " + std::to_string(step) + ": the loss is " + std::to_string(loss_value) +
+                  "; training stopped (" + checkpoint_note() + ")");
+  }
+
+  // What the host reads of one step: the loss and the accuracy of the window, and the
+  // gradient norm (the GPU's sum of squares; undefined on the CPU, where clip_grad_norm
+  // returned the norm at once).
+  struct Unread {
+    std::int64_t step;
+    Tensor loss, logits, labels, grad_sum_sq;
+  };
+
+  // Reads every step not yet read, in step order, into the window: its loss (a non-finite
+  // one stops the run, naming its step), its correct predictions and its gradient norm (a
+  // non-finite norm too). On the CPU each step is read as it ends; on the GPU before each
+  // log line, validation and checkpoint, so those never see a step whose loss is unread.
+  // The time the host waits here for the device's work counts as training time.
+  void settle() {
+    const auto t0 = std::chrono::steady_clock::now();
+    Window& w = state_.window;
+    for (const Unread& u : unread_) {
+      const double loss_value = u.loss.item();
+      check_loss(u.step, loss_value);
+      if (u.grad_sum_sq.defined()) {
+        const double norm = std::sqrt(u.grad_sum_sq.item());
+        if (!std::isfinite(norm))
+          throw Error("step " + std::to_string(u.step) + ": clip_grad_norm: the gradient norm is " +
+                      std::to_string(norm) +
+                      " (a gradient holds a non-finite value; on the GPU gradients are checked at log steps, "
+                      "so the parameter is not named); training stopped (" +
+                      checkpoint_note() + ")");
+        grad_norm_ = norm;
+      }
+      w.loss += loss_value;
+      w.correct += count_correct(u.logits, u.labels);
+    }
+    unread_.clear();
+    if (deferred_) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      state_.train_seconds += seconds;
+      w.seconds += seconds;
+    }
+  }
+
   // A training line in metrics.jsonl and on the progress stream; empties the window.
+  // GPU runs add "host_waits": how often the host waited for the device during the
+  // window's steps (cuda::host_waits; the reads of settle() and of this line excluded).
   void log_window(double lr) {
+    settle();
     const std::int64_t step = state_.step, nb = loader_.num_batches();
     Window& w = state_.window;
-    const Json line = {{"step", step},
-                       {"epoch", (step - 1) / nb},
-                       {"lr", lr},
-                       {"loss", w.loss / static_cast<double>(w.steps)},
-                       {"accuracy", static_cast<double>(w.correct) / static_cast<double>(w.examples)},
-                       {"grad_norm", grad_norm_},
-                       {"tokens_per_s", w.tokens / w.seconds},
-                       {"level_weights", level_weights(*model_)}};
+    Json line = {{"step", step},
+                 {"epoch", (step - 1) / nb},
+                 {"lr", lr},
+                 {"loss", w.loss / static_cast<double>(w.steps)},
+                 {"accuracy", static_cast<double>(w.correct) / static_cast<double>(w.examples)},
+                 {"grad_norm", grad_norm_},
+                 {"tokens_per_s", w.tokens / w.seconds},
+                 {"level_weights", level_weights(*model_)}};
+    if (options_.device == Device::CUDA) line["host_waits"] = window_host_waits_;
+    window_host_waits_ = 0;
     write_metrics(line);
     load_max_ = std::max(load_max_, load_average_1min());
     const double done = static_cast<double>(step - first_step_), left = static_cast<double>(s_.steps - step);
@@ -591,6 +647,7 @@ class Run {
 
   // Evaluates the validation split; a new best is saved to best.safetensors.
   void validate() {
+    settle();
     const std::int64_t step = state_.step;
     const Evaluation val = evaluate(*model_, task_.val, s_.eval_batch, s_.pad_to_longest);
     const bool better = val.accuracy > state_.best_val;
@@ -633,6 +690,7 @@ class Run {
   // Writes last.safetensors: weights, optimizer state and RunState (atomically, so the
   // previous checkpoint stays intact when this one fails).
   void save_last() {
+    settle();  // a checkpoint never holds weights from after an unread non-finite step
     std::vector<std::pair<std::string, Tensor>> state;
     for (auto& [name, t] : optimizer_.state()) state.emplace_back("optimizer." + name, t);
     state_.dropout_offset = dropout_gen_.offset();
@@ -707,6 +765,10 @@ class Run {
   std::optional<RunLock> lock_;  // before metrics_: destroyed after it, so the file closes under the lock
   std::ofstream metrics_;
   std::int64_t last_saved_step_ = 0, first_step_ = 0;
+  // GPU runs read each step's numbers back only in settle() (train_step says why).
+  const bool deferred_ = options_.device == Device::CUDA;
+  std::vector<Unread> unread_;
+  std::int64_t window_host_waits_ = 0;  // host waits inside this window's steps
   double grad_norm_ = 0;
   double load_max_ = -1;  // the highest 1-minute load average seen at a log step (machine.h)
   std::chrono::steady_clock::time_point run_start_;
