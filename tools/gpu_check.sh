@@ -8,7 +8,8 @@
 #                                         synccheck, the fused attention timings
 #                                         (gpu_bench_attention.sh), then a 300-step
 #                                         training run on the GPU against the same run
-#                                         on the CPU; the tables last
+#                                         on the CPU, and one step of the paper's ListOps
+#                                         model (MHA, HKT); the tables last
 #   bash tools/gpu_check.sh --emulate     the same steps with the EMULATE backend, on a
 #                                         machine without a GPU (a dry run of the script)
 #   bash tools/gpu_check.sh --build-only  the build alone (tools/gpu_bench_attention.sh)
@@ -217,6 +218,25 @@ except Exception as e:
 EOF
 )
 row "train gpu vs cpu" "${detail%%|*}" "${detail#*|}"
+
+# ---- 7. one training step of the paper's ListOps model on the GPU (hkt bench step
+# --device cuda, MHA and HKT): time per step and peak device memory, if time is left
+left=$(( 470 - ($(date +%s) - t_start) ))
+if [ $left -gt 40 ]; then
+  for attention in mha hkt; do
+    extra=()
+    [ "$mode" = emulate ] && extra=(--set data.max_len=64 --set train.batch_size=2)  # a dry run: tiny
+    if line=$(timeout $(( left / 2 )) "$hkt" bench step --config configs/listops-paper.json --device cuda --repeats 5 \
+        --warmup 2 --set model.attention=$attention "${extra[@]}" --json 2>"$out/bench_step_$attention.log"); then
+      echo "$line" >"$out/bench_step_$attention.json"
+      row "step $attention" ok "$(python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print("T=%d B=%d: %.1f ms/step, peak %.0f MiB" % (r["T"], r["batch_size"], r["median_ms"], r["peak_cuda_mib"]))' "$line")"
+    else
+      row "step $attention" FAILED "see $out/bench_step_$attention.log"
+    fi
+  done
+else
+  row "bench step" n/a "no time left in the budget ($left s)"
+fi
 
 # ---- the table (last, so that it ends the output)
 [ -f "$out/bench_attention.txt" ] && tail -40 "$out/bench_attention.txt"
