@@ -275,7 +275,8 @@ TEST_CASE("cuda: column sums and the clipping norm's sum of squares by thread bl
       const auto gv = g.to_vector(), hv = xhat.to_vector();
       for (const bool with_xhat : {true, false}) {
         const Tensor gd = g.to(Device::CUDA), hd = xhat.to(Device::CUDA);
-        Tensor out = Tensor::zeros({D}, dtype, Device::CUDA);
+        // NaN first: every sum must be written (N = 0 included).
+        Tensor out = Tensor::from_vector(std::vector<double>(D, NAN), {D}, dtype).to(Device::CUDA);
         cuda::column_sums(gd.raw_data(), with_xhat ? hd.raw_data() : nullptr, out.raw_data(), N, D, dtype);
         const auto got = out.to_vector();
         for (std::int64_t j = 0; j < D; ++j) {
@@ -393,7 +394,10 @@ TEST_CASE(
       INFO(key << ": cpu " << a << ", gpu " << b);
       CHECK(std::abs(a - b) <= 1e-3 * std::abs(a));
     }
-    CHECK(cpu_lines[i]["accuracy"] == gpu_lines[i]["accuracy"]);
+    // One of the window's 40 predictions may flip on an argmax near-tie under the
+    // devices' different rounding, not more.
+    CHECK(std::abs(cpu_lines[i]["accuracy"].get<double>() - gpu_lines[i]["accuracy"].get<double>()) <=
+          1.0 / 40 + 1e-12);
   }
 
   // lr = 1e30: the first update makes every weight enormous and the second step's loss

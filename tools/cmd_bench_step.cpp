@@ -13,7 +13,8 @@
 // steps, so "peak_rss_mib" is the largest RSS while stepping and "step_rss_mib" what the
 // steps added to the RSS they started from. PyTorch's side reads the same two numbers.
 //
-// With --device cuda the model, its optimizer and the batch live on the GPU. Each timed
+// With --device cuda the model and its optimizer live on the GPU; the batch stays on the
+// host and is uploaded by each step's forward, as in hkt train. Each timed
 // step ends with the loss read on the host, which waits for the step's work, so the times
 // are whole steps. The device memory is the caching allocator's: "peak_cuda_mib" is the
 // peak of the bytes in tensors over the timed steps (cuda::reset_peak_memory after the
@@ -283,7 +284,8 @@ void add_bench_step_command(CLI::App* bench) {
   sub->add_flag("--json", args->json, "Print one JSON line instead of text");
   auto device_str = std::make_shared<std::string>("cpu");
   sub->add_option("--device", *device_str,
-                  "cpu, or cuda (model, optimizer and batch on the GPU; also reports the device's peak tensor memory)")
+                  "cpu, or cuda (model and optimizer on the GPU, the batch uploaded by each step as in hkt train; also "
+                  "reports the device's peak tensor memory)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
   on_selected(sub, [args, device_str] {

@@ -24,7 +24,8 @@ namespace hkt::optim {
 /// value: "clip_grad_norm: gradient of parameter 3 (shape [4,4]) is not finite: element 5
 /// is nan"; or, if every value is finite but the sum of squares overflows float64, saying
 /// so. Also throws for a NaN max_norm, an undefined parameter, or a gradient that is not
-/// a float tensor in CPU memory of the parameter's shape.
+/// a float tensor of the parameter's shape. Gradients in GPU memory are summed in one
+/// call (cuda::sum_of_squares: one wait for the device).
 double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm);
 
 /// clip_grad_norm for gradients in GPU memory, with no wait for the device: the sum of

@@ -44,8 +44,9 @@ HKT_DEVICE Acc warp_sum(Acc v) {
   return v;
 }
 
-/// Returns, in every lane, the largest v over the 32 lanes of the warp; a NaN is passed
-/// over as by SerialTeam::max (kernels/common/rows.h). Every lane must call it.
+/// Returns, in every lane, the largest v over the 32 lanes of the warp. For inputs that
+/// hold no NaN (WarpTeam::max, whose lane partials pass NaNs over, gives none) every lane
+/// gets the same value; a lane whose own v is NaN keeps it. Every lane must call it.
 template <class E>
 HKT_DEVICE E warp_max(E v) {
   for (unsigned m = 16; m >= 1; m /= 2) {

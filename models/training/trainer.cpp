@@ -548,6 +548,7 @@ class Run {
     optimizer_.step(done.lr);
     optimizer_.zero_grad();
     unread_.push_back({step, loss.detach(), done.logits.detach(), batch.labels, grad_sum_sq});
+    if (!deferred_) settle();  // the CPU reads its step at once, inside the step's time
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     Window& w = state_.window;
     state_.train_seconds += seconds;
@@ -556,14 +557,17 @@ class Run {
     w.tokens += sum(batch.lengths.to(DType::Float64)).item();
     ++w.steps;
     window_host_waits_ += cuda::host_waits() - waits_before;
-    if (!deferred_) settle();
+    // The GPU reads at most kMaxUnread steps late even with a long log_every: that bounds
+    // the tensors kept in unread_ and the steps run after a non-finite one before the run
+    // stops (settle() times its own wait).
+    if (deferred_ && unread_.size() >= kMaxUnread) settle();
     return done;
   }
 
   // Throws the error of a non-finite loss at `step` (docs/engine.md convention 9).
   void check_loss(std::int64_t step, double loss_value) const {
     if (!std::isfinite(loss_value))
-      throw Error("step " + std::to_string(step) + ": the loss is " + std::to_string(loss_value) +
+      throw Error("step " + std::to_string(step) + ": the loss is " + format_number(loss_value) +
                   "; training stopped (" + checkpoint_note() + ")");
   }
 
@@ -590,9 +594,10 @@ class Run {
         const double norm = std::sqrt(u.grad_sum_sq.item());
         if (!std::isfinite(norm))
           throw Error("step " + std::to_string(u.step) + ": clip_grad_norm: the gradient norm is " +
-                      std::to_string(norm) +
-                      " (a gradient holds a non-finite value; on the GPU gradients are checked at log steps, "
-                      "so the parameter is not named); training stopped (" +
+                      format_number(norm) +
+                      " (a gradient holds a non-finite value, or the sum of their squares overflows float64; on the "
+                      "GPU the norm is read at the next log step, validation or checkpoint, so the parameter is not "
+                      "named); training stopped (" +
                       checkpoint_note() + ")");
         grad_norm_ = norm;
       }
@@ -767,6 +772,7 @@ class Run {
   std::int64_t last_saved_step_ = 0, first_step_ = 0;
   // GPU runs read each step's numbers back only in settle() (train_step says why).
   const bool deferred_ = options_.device == Device::CUDA;
+  static constexpr std::size_t kMaxUnread = 64;
   std::vector<Unread> unread_;
   std::int64_t window_host_waits_ = 0;  // host waits inside this window's steps
   double grad_norm_ = 0;
