@@ -98,7 +98,8 @@ void copy_device_to_device(void* dst, const void* src, std::size_t nbytes);
 void synchronize();
 /// How many times the host has waited for the device's queued work since the process
 /// started: each device-to-host copy, synchronize(), empty_cache(), upload over
-/// kStagingBytes, and upload that found every staging buffer still queued. The EMULATE
+/// kStagingBytes, and upload that found every staging buffer still queued (the reads of
+/// the consistency harness's guard mode are not counted). The EMULATE
 /// build, where nothing is queued, counts by the same rules (the last one aside), so a
 /// test there sees the waits a GPU would make.
 std::int64_t host_waits();
@@ -156,7 +157,8 @@ struct DeviceArray {
 /// thread blocks sum chunks of 4096 elements, one block adds the chunks' sums in a fixed
 /// order, and the one result is copied to the host (the call's only wait on the device,
 /// however many arrays). Deterministic: the order depends on the arrays' sizes alone.
-/// No arrays, or only empty ones: 0. Throws for a dtype that is not floating.
+/// No arrays, or only empty ones: 0. Throws for a non-empty array whose dtype is not
+/// floating.
 double sum_of_squares(const std::vector<DeviceArray>& arrays);
 /// The same sum written to `total`, one double in device memory, with no wait.
 void sum_of_squares_into(const std::vector<DeviceArray>& arrays, double* total);
@@ -280,9 +282,20 @@ void hkt_attention_backward(const AttentionArgs& args, const void* out, const vo
 /// Which fused attention kernels hkt_attention_forward/backward run, process-wide: 1 (the
 /// default) is v1, tiled in shared memory (attention_v1.cpp); 0 is v0, one thread per
 /// output row (attention_v0.cpp), kept as the per-element reference the tests and the
-/// benchmark compare against. Throws hkt::Error for any other version.
+/// benchmark compare against; 2 is v2's bf16 forward (float32 tensors only; the backward
+/// then throws: v2 has none yet), for `hkt bench attention --impl fused-v2`. Throws
+/// hkt::Error for any other version.
 void set_attention_kernel(int version);
 int attention_kernel();
+/// Version 2's forward on tensor cores (attention_v2.cpp): float32 inputs rounded to
+/// bfloat16 as they are staged, every product an m16n8k16 bf16 MMA accumulating in
+/// float32, the softmax statistics and O in float32, P rounded to bfloat16 for P V.
+/// out [B, H, T, d_h] float32 and lse [B, H, T] float64, as hkt_attention_forward. Its
+/// error against the float64 truth is that of an unfused computation with the same bf16
+/// inputs and float32 accumulation (tests/test_cuda_attention.cpp). There is no v2
+/// backward yet, so the engine's op does not call it. Throws hkt::Error for L or d_h
+/// beyond 4 and 128, or a grid beyond 65535 tiles of 64 tokens.
+void hkt_attention_forward_v2(const AttentionArgs& args, float* out, double* lse);
 /// v0 itself (the reference; the same contract as hkt_attention_forward/backward).
 void hkt_attention_forward_v0(const AttentionArgs& args, void* out, void* lse, DType dtype);
 void hkt_attention_backward_v0(const AttentionArgs& args, const void* out, const void* lse, const void* grad_out,

@@ -93,15 +93,16 @@ std::array<double, 3> run_once(const BenchArgs& a, const std::string& impl, Prob
     cuda::reset_peak_memory();
   else
     reset_peak_cpu_memory();
-  // fused-v0: the CUDA backend's per-row v0 kernels instead of the tiled v1 (the
-  // reference the GPU benchmark compares v1 against); restored on every path out.
+  // fused-v0 / fused-v2: the CUDA backend's per-row v0 kernels (the reference the GPU
+  // benchmark compares v1 against) or v2's bf16 forward instead of the tiled v1;
+  // restored on every path out.
   struct KernelVersion {
     int saved = cuda::attention_kernel();
-    explicit KernelVersion(bool v0) {
-      if (v0) cuda::set_attention_kernel(0);
+    explicit KernelVersion(int version) {
+      if (version >= 0) cuda::set_attention_kernel(version);
     }
     ~KernelVersion() { cuda::set_attention_kernel(saved); }
-  } version(impl == "fused-v0");
+  } version(impl == "fused-v0" ? 0 : impl == "fused-v2" ? 2 : -1);
   const auto t0 = now();
   Tensor out = impl == "composite" ? hkt_attention_composite(p.q, p.k, p.v, p.alpha, Tensor(), options)
                                    : hkt_attention_fused(p.q, p.k, p.v, p.alpha, Tensor(), options);
@@ -210,7 +211,9 @@ void add_bench_command(CLI::App& app) {
                   "Key tile columns of the fused CPU op (rounded up to a multiple of 2^(L-1))")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{4096}));
-  sub->add_option("--impl", *impl_str, "Comma-separated: fused, composite, fused-v0 (CUDA: the per-row v0 kernels)")
+  sub->add_option("--impl", *impl_str,
+                  "Comma-separated: fused, composite, fused-v0 (CUDA: the per-row v0 kernels), fused-v2 (CUDA: the "
+                  "bf16 tensor-core forward; with --forward-only)")
       ->capture_default_str();
   sub->add_option("--repeats", args->repeats, "Timed runs per point (the median is reported)")
       ->capture_default_str()
@@ -236,13 +239,16 @@ void add_bench_command(CLI::App& app) {
     args->impl.clear();
     std::stringstream ss(*impl_str);
     for (std::string item; std::getline(ss, item, ',');) {
-      check(item == "fused" || item == "composite" || item == "fused-v0",
-            "bench attention: --impl must list fused, composite and/or fused-v0, got '" + item + "' in '" + *impl_str +
-                "'");
+      check(item == "fused" || item == "composite" || item == "fused-v0" || item == "fused-v2",
+            "bench attention: --impl must list fused, composite, fused-v0 and/or fused-v2, got '" + item + "' in '" +
+                *impl_str + "'");
       check(std::find(args->impl.begin(), args->impl.end(), item) == args->impl.end(),
             "bench attention: --impl names '" + item + "' twice");
       check(item != "fused-v0" || args->device == Device::CUDA,
             "bench attention: --impl fused-v0 (the per-row CUDA kernels) needs --device cuda");
+      check(item != "fused-v2" || (args->device == Device::CUDA && args->forward_only && args->dtype == "f32"),
+            "bench attention: --impl fused-v2 (the bf16 forward kernel, no backward yet) needs --device cuda, "
+            "--forward-only and --dtype f32");
       args->impl.push_back(item);
     }
     check(!args->impl.empty() && impl_str->back() != ',',

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gpu_bench_attention.sh: the fused attention timings of docs/benchmarks.md on a GPU
 # machine: forward and forward+backward time of hkt's v0 (per-row) and v1 (tiled)
-# kernels, PyTorch's scaled_dot_product_attention (L = 1) and PyTorch's best HKT (the
+# kernels and the forward of v2 (bf16 tensor cores),
+# PyTorch's scaled_dot_product_attention (L = 1) and PyTorch's best HKT (the
 # concat formulation, L = 3; tools/bench_sdpa_torch.py), at T = 1024, 4096, 16384,
 # batch x heads = 64, d_head = 64, float32 (PyTorch also in bf16, for reference). Each
 # hkt point runs in its own process under a time limit (v0 is slow at large T; v0 at
@@ -40,12 +41,14 @@ left() { echo $(( budget - ($(date +%s) - t_start) )); }
 
 # hkt: one process per (implementation, T), L = 1 and 3 alternating inside it.
 for T in "${Ts[@]}"; do
-  for impl in fused fused-v0; do
+  for impl in fused fused-v2 fused-v0; do
     [ "$impl" = fused-v0 ] && [ "$T" = "${Ts[2]}" ] && continue  # v0 at the largest T: minutes
+    only=()
+    [ "$impl" = fused-v2 ] && only=(--forward-only)  # v2 has no backward yet
     limit=$(( $(left) < 120 ? $(left) : 120 ))
     if [ "$limit" -le 5 ]; then echo "{\"impl\": \"$impl\", \"T\": $T, \"note\": \"no time left\"}" >>"$out/bench_attention.jsonl"; continue; fi
     if timeout "$limit" "$hkt" bench attention --device cuda --L 1,3 --T "$T" "${shape[@]}" --impl "$impl" \
-         --repeats 3 --json >"$out/bench_${impl}_$T.json" 2>"$out/bench_${impl}_$T.err"; then
+         "${only[@]}" --repeats 3 --json >"$out/bench_${impl}_$T.json" 2>"$out/bench_${impl}_$T.err"; then
       python3 -c 'import json,sys; [print(json.dumps(r)) for r in json.load(open(sys.argv[1]))]' \
         "$out/bench_${impl}_$T.json" >>"$out/bench_attention.jsonl"
     else
@@ -70,7 +73,8 @@ print(f"{'implementation':26} {'T':>6} {'L':>2} {'fwd_ms':>9} {'fwd+bwd_ms':>11}
 def name(r):
     if "framework" in r:
         return f"torch {r.get('formulation', '')} {r['dtype']}"
-    return {"fused": "hkt v1 (tiled) f32", "fused-v0": "hkt v0 (per row) f32"}.get(r.get("impl"), r.get("impl", "?"))
+    return {"fused": "hkt v1 (tiled) f32", "fused-v0": "hkt v0 (per row) f32",
+            "fused-v2": "hkt v2 (bf16 MMA, fwd)"}.get(r.get("impl"), r.get("impl", "?"))
 for r in rows:
     if "forward_ms" not in r:
         print(f"{name(r):26} {r.get('T', ''):>6} {r.get('L', ''):>2} {'':>9} {'':>11} {'':>9}  {r.get('note', '')}")
