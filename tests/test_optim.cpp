@@ -317,6 +317,32 @@ TEST_CASE("optim: adamw state round trip continues bit identically", "[optim]") 
   }
 }
 
+TEST_CASE("optim: a float32 gradient whose square overflows leaves +inf in exp_avg_sq, and that state loads",
+          "[optim][reliability]") {
+  // g = 1e22 is a finite float32, (1 - beta2) g^2 = 1e41 is not: v = inf, so the
+  // element's Adam update m_hat / (sqrt(v_hat) + eps) is 0 (as in PyTorch) and only the
+  // weight decay moves it: w = 2 (1 - lr wd) = 2 (1 - 0.1 * 0.01). The state (a checkpoint's
+  // optimizer entries) must load again.
+  AdamWConfig config;
+  config.weight_decay = 0.01;
+  Tensor w = param({2.0, 3.0}, {1, 2}, DType::Float32);  // a matrix: weight decay applies
+  AdamW opt({{"w", w}}, config);
+  give_grad(w, {1e22, 0.5});
+  opt.step(0.1);
+  const Named state = opt.state();
+  std::vector<double> v;
+  for (const auto& [name, t] : state)
+    if (name == "w.exp_avg_sq") v = t.to_vector();
+  REQUIRE(v.size() == 2);
+  CHECK(v[0] == HUGE_VAL);
+  CHECK(std::isfinite(v[1]));
+  CHECK(w.to_vector()[0] == static_cast<double>(2.0f * static_cast<float>(1.0 - 0.1 * 0.01)));
+  Tensor w2 = param(w.to_vector(), {1, 2}, DType::Float32);
+  AdamW restored({{"w", w2}}, config);
+  restored.load_state(state);
+  CHECK(restored.step_count() == 1);
+}
+
 TEST_CASE("optim: adamw load_state rejects mismatched state", "[optim]") {
   auto make = [] { return std::pair{param({1.0, 2.0, 3.0, 4.0}, {2, 2}), param({0.5, 0.5}, {2})}; };
   auto [w, b] = make();
@@ -363,6 +389,18 @@ TEST_CASE("optim: adamw load_state rejects mismatched state", "[optim]") {
         opt.load_state(replaced("b.exp_avg", hkt::test::f64({0.0, std::nan("")}, {2})));
       },
       "entry 'b.exp_avg': element 1 is nan");
+  // exp_avg_sq may be +inf (AdamW writes it when a finite gradient's square overflows),
+  // never -inf or NaN; exp_avg never infinite.
+  require_error(
+      [&] {
+        opt.load_state(replaced("b.exp_avg", hkt::test::f64({0.0, HUGE_VAL}, {2})));
+      },
+      "entry 'b.exp_avg': element 1 is inf");
+  require_error(
+      [&] {
+        opt.load_state(replaced("b.exp_avg_sq", hkt::test::f64({0.0, std::nan("")}, {2})));
+      },
+      "entry 'b.exp_avg_sq': element 1 is nan");
   require_error([&] { opt.load_state(replaced("w.exp_avg", Tensor())); }, "entry 'w.exp_avg' is undefined");
 
   // A failed load changes nothing: a bad "step" listed with good moments leaves the count.

@@ -71,6 +71,9 @@ std::string join(const std::vector<std::string>& names) {
 }
 
 /// Checks a loaded moment against its parameter (shape, dtype, device, finite values).
+/// The second moment (non_negative) may also hold +inf: AdamW writes it itself when a
+/// finite gradient's (1 - beta2) g^2 overflows (|g| above about 6e20 in float32 at beta2 = 0.999); that element's
+/// update is then 0, as in PyTorch, and the run goes on, so its checkpoints must load.
 void check_moment(const std::string& key, const Tensor& t, const Tensor& param, bool non_negative) {
   const std::string where = "AdamW.load_state: entry '" + key + "'";
   check(t.defined(), where + " is undefined");
@@ -81,7 +84,8 @@ void check_moment(const std::string& key, const Tensor& t, const Tensor& param, 
   check(t.device() == Device::CPU, where + " is on " + device_name(t.device()) + "; expected cpu");
   const auto values = t.to_vector();
   for (std::size_t k = 0; k < values.size(); ++k) {
-    if (!std::isfinite(values[k])) throw Error(where + ": element " + std::to_string(k) + " is " + number(values[k]));
+    if (!std::isfinite(values[k]) && !(non_negative && values[k] == HUGE_VAL))
+      throw Error(where + ": element " + std::to_string(k) + " is " + number(values[k]));
     if (non_negative && values[k] < 0)
       throw Error(where + ": element " + std::to_string(k) + " is negative (" + number(values[k]) + ")");
   }

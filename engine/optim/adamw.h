@@ -87,7 +87,8 @@ class AdamW {
   /// shapes and dtypes), copying the values. Throws hkt::Error, before changing
   /// anything, naming every missing or unexpected entry, a repeated entry, an entry whose
   /// shape, dtype or device does not match its parameter, "step" that is not a
-  /// non-negative int64 scalar, or moments that are not finite (exp_avg_sq also >= 0).
+  /// non-negative int64 scalar, or moments that are not finite (exp_avg_sq also >= 0; it
+  /// may be +inf, which AdamW itself writes when a finite gradient's square overflows).
   void load_state(const std::vector<std::pair<std::string, Tensor>>& state);
 
  private:

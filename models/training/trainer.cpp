@@ -243,14 +243,17 @@ void load_weights(const Classifier& model, const std::string& checkpoint_path, b
   for (const auto& [name, t] : file.tensors)
     if (name.rfind("optimizer.", 0) != 0) weights.tensors.emplace_back(name, t);
   // A NaN or infinite weight would give null logits and losses downstream; training
-  // never writes one (it stops at the first non-finite value), so the file is damaged.
+  // never writes one (it stops at the first non-finite loss or gradient), so the file is
+  // damaged. The one exception is +inf in an AdamW second moment (exp_avg_sq), which
+  // training does write when a finite gradient's square overflows (AdamW::load_state).
   for (const auto& [name, t] : file.tensors) {
     if (t.dtype() != DType::Float32 && t.dtype() != DType::Float64) continue;
+    const bool second_moment = name.rfind("optimizer.", 0) == 0 && name.ends_with(".exp_avg_sq");
     const auto values = t.to_vector();
     for (std::size_t i = 0; i < values.size(); ++i)
-      check(std::isfinite(values[i]), checkpoint_path + ": tensor '" + name + "' holds a non-finite value (" +
-                                          std::to_string(values[i]) + ") at element " + std::to_string(i) +
-                                          "; the checkpoint is damaged and cannot be used");
+      check(std::isfinite(values[i]) || (second_moment && values[i] == HUGE_VAL),
+            checkpoint_path + ": tensor '" + name + "' holds a non-finite value (" + std::to_string(values[i]) +
+                ") at element " + std::to_string(i) + "; the checkpoint is damaged and cannot be used");
   }
   // Parameters on the GPU are loaded into host copies first, then copied up in place.
   auto params = model.named_parameters();
