@@ -282,9 +282,9 @@ void hkt_attention_backward(const AttentionArgs& args, const void* out, const vo
 /// Which fused attention kernels hkt_attention_forward/backward run, process-wide: 1 (the
 /// default) is v1, tiled in shared memory (attention_v1.cpp); 0 is v0, one thread per
 /// output row (attention_v0.cpp), kept as the per-element reference the tests and the
-/// benchmark compare against; 2 is v2's bf16 forward (float32 tensors only; the backward
-/// then throws: v2 has none yet), for `hkt bench attention --impl fused-v2`. Throws
-/// hkt::Error for any other version.
+/// benchmark compare against; 2 is v2, bf16 inputs on tensor cores (float32 tensors only:
+/// what `model.attention_precision = "bf16"` and `hkt bench attention --impl fused-v2`
+/// select). Throws hkt::Error for any other version.
 void set_attention_kernel(int version);
 int attention_kernel();
 /// Version 2's forward on tensor cores (attention_v2.cpp): float32 inputs rounded to
@@ -292,10 +292,22 @@ int attention_kernel();
 /// float32, the softmax statistics and O in float32, P rounded to bfloat16 for P V.
 /// out [B, H, T, d_h] float32 and lse [B, H, T] float64, as hkt_attention_forward. Its
 /// error against the float64 truth is that of an unfused computation with the same bf16
-/// inputs and float32 accumulation (tests/test_cuda_attention.cpp). There is no v2
-/// backward yet, so the engine's op does not call it. Throws hkt::Error for L or d_h
-/// beyond 4 and 128, or a grid beyond 65535 tiles of 64 tokens.
+/// inputs and float32 accumulation (tests/test_cuda_attention.cpp). Throws hkt::Error for
+/// L or d_h beyond 4 and 128, or a grid beyond 65535 tiles of 64 tokens.
 void hkt_attention_forward_v2(const AttentionArgs& args, float* out, double* lse);
+/// Version 2's backward (attention_v2_backward.cpp), the contract of hkt_attention_backward
+/// for float32 tensors: dq[l], dk[l] [B, H, T_l, d_h], dv [B, H, T, d_h], dalpha [H, L]
+/// (nullptr: not wanted), from the forward's lse and the upstream gradient grad_out
+/// [B, H, T, d_h] (not the forward's output: D = sum_j p dp is summed from the P and dP the
+/// backward recomputes; attention_v2_backward.cpp says why). Q_l, K_l, V and dO are
+/// rounded to bf16 as they are staged, P and dS as they enter a product; every product is
+/// a bf16 MMA accumulating in float32; D and dalpha's sums are in double. Its error against the float64
+/// truth is at most twice that of an unfused computation whose matmuls take the same bf16
+/// operands and accumulate in float32 (tests/test_cuda_attention.cpp). Deterministic.
+/// Throws hkt::Error as the forward does, and when the key-tile kernel's shared memory
+/// (up to 216 KiB at d_h = 128, L = 4) exceeds the device's per-block limit.
+void hkt_attention_backward_v2(const AttentionArgs& args, const double* lse, const float* grad_out, float* const* dq,
+                               float* const* dk, float* dv, float* dalpha);
 /// v0 itself (the reference; the same contract as hkt_attention_forward/backward).
 void hkt_attention_forward_v0(const AttentionArgs& args, void* out, void* lse, DType dtype);
 void hkt_attention_backward_v0(const AttentionArgs& args, const void* out, const void* lse, const void* grad_out,

@@ -204,6 +204,7 @@ Tensor HierarchicalAttention::forward(const Tensor& x, const Tensor& key_mask_in
   HktAttentionOptions options;
   options.causal = config_.causal;
   options.scale = config_.scale;
+  options.precision = config_.precision;
   // On the GPU the fused kernels cover L <= 4 and d_h <= 128; beyond that the
   // composite op runs (engine ops, all with CUDA kernels).
   const bool fused =

@@ -51,8 +51,15 @@ struct AttentionConfig {
   Downsampler downsampler = Downsampler::Depthwise;
   std::int64_t kernel_size = 2;  ///< k >= 1, taps at fine offsets 0..k-1 back
   bool causal = false;
-  double scale = 0.0;  ///< score scale; 0 means 1 / sqrt(d_h)
+  double scale = 0.0;                                       ///< score scale; 0 means 1 / sqrt(d_h)
+  AttentionPrecision precision = AttentionPrecision::Fp32;  ///< of the fused op on a GPU (HktAttentionOptions)
 };
+
+inline constexpr EnumName<AttentionPrecision> kAttentionPrecisionNames[] = {{AttentionPrecision::Fp32, "fp32"},
+                                                                            {AttentionPrecision::Bf16, "bf16"}};
+constexpr std::span<const EnumName<AttentionPrecision>> enum_names(AttentionPrecision) {
+  return kAttentionPrecisionNames;
+}
 
 /// Which implementation computes the "scores" fusion core (same meaning, see
 /// attention/hkt_attention.h): the fused tiled op, or the composite of engine ops.

@@ -80,6 +80,7 @@ ClassifierConfig config_of(const json& c) {
     model.erase(key);
   }
   model["hkt"] = hkt;
+  model["attention_precision"] = "fp32";
   return hkt::config::model_config({{"model", model}}, c.at("vocab_size").get<std::int64_t>(), 0,
                                    c.at("num_classes").get<std::int64_t>(), c.at("max_len").get<std::int64_t>());
 }

@@ -142,7 +142,8 @@ TEST_CASE("config: keys with a fixed set of values parse to their enums, and a b
   };
   const ClassifierConfig c =
       read({"model.attention=mha", "model.positions=sinusoidal", "model.pooling=last", "model.hkt.fusion=outputs",
-            "model.hkt.level_weights=per_layer", "model.hkt.downsampler=dense", "model.hkt.impl=composite"});
+            "model.hkt.level_weights=per_layer", "model.hkt.downsampler=dense", "model.hkt.impl=composite",
+            "model.attention_precision=bf16"});
   CHECK(c.attention == AttentionKind::Mha);
   CHECK(c.positions == Positions::Sinusoidal);
   CHECK(c.pooling == Pooling::Last);
@@ -150,6 +151,7 @@ TEST_CASE("config: keys with a fixed set of values parse to their enums, and a b
   CHECK(c.hkt.level_weights == LevelWeights::PerLayer);
   CHECK(c.hkt.downsampler == Downsampler::Dense);
   CHECK(c.impl == AttentionImpl::Composite);
+  CHECK(c.hkt.precision == AttentionPrecision::Bf16);
   // The defaults (config.cpp's JSON) and ClassifierConfig's own defaults agree.
   const ClassifierConfig d = read({}), plain;
   CHECK(d.attention == plain.attention);
@@ -159,6 +161,7 @@ TEST_CASE("config: keys with a fixed set of values parse to their enums, and a b
   CHECK(d.hkt.level_weights == plain.hkt.level_weights);
   CHECK(d.hkt.downsampler == plain.hkt.downsampler);
   CHECK(d.impl == plain.impl);
+  CHECK(d.hkt.precision == plain.hkt.precision);
   CHECK(enum_name(Pooling::Cls) == "cls");
   CHECK(enum_name(LevelWeights::PerHead) == "per_head");
   require_error([&] { read({"model.pooling=max"}); },
@@ -174,6 +177,8 @@ TEST_CASE("config: keys with a fixed set of values parse to their enums, and a b
                 "\"per_token\"");
   require_error([&] { read({"model.hkt.downsampler=conv"}); },
                 "config key 'model.hkt.downsampler' must be \"depthwise\" or \"dense\", got \"conv\"");
+  require_error([&] { read({"model.attention_precision=fp16"}); },
+                "config key 'model.attention_precision' must be \"fp32\" or \"bf16\", got \"fp16\"");
   require_error([&] { read({"model.hkt.impl=flash"}); },
                 "config key 'model.hkt.impl' must be \"fused\" or \"composite\", got \"flash\"");
   // Levels are range-checked as 64-bit numbers: 2^32 + 3, once read as int, became 3.

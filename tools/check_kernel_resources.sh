@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # check_kernel_resources.sh: the static resources ptxas gives every fused attention
-# kernel (kernels/backend/attention_v0.cpp, attention_v1.cpp, attention_v2.cpp), the warp tensor-core
+# kernel (kernels/backend/attention_v0.cpp, attention_v1.cpp, attention_v2.cpp,
+# attention_v2_backward.cpp), the warp tensor-core
 # product's check kernel (mma_gemm.cpp) and the kernels of the row ops and reductions
 # (softmax.cpp, layer_norm.cpp, reduce.cpp) for one architecture:
 # registers per thread, spill stores/loads, stack frame and static shared memory, as a
@@ -27,7 +28,7 @@ v2_kernels=0
 mma_kernels=0
 row_kernels=0
 printf '%-64s %5s %7s %7s %6s %7s\n' kernel regs spill_st spill_ld stack smem_st
-for src in attention_v0.cpp attention_v1.cpp attention_v2.cpp mma_gemm.cpp softmax.cpp layer_norm.cpp reduce.cpp; do
+for src in attention_v0.cpp attention_v1.cpp attention_v2.cpp attention_v2_backward.cpp mma_gemm.cpp softmax.cpp layer_norm.cpp reduce.cpp; do
   "$nvcc_bin" -std=c++20 -x cu -arch="$arch" --extended-lambda -I"$root/kernels" -I"$root/engine" \
     -I"$root/kernels/backend" -c "$root/kernels/backend/$src" -o "$work/out.o" -Xptxas -v >"$work/log" 2>&1 ||
     { cat "$work/log" >&2; exit 2; }
@@ -64,9 +65,9 @@ if [ "$v1_kernels" -ne 6 ]; then
   echo "check_kernel_resources: read $v1_kernels v1 kernels from ptxas's output for $arch, expected 6" >&2
   exit 2
 fi
-# v2 has one (the bf16 forward).
-if [ "$v2_kernels" -ne 1 ]; then
-  echo "check_kernel_resources: read $v2_kernels v2 kernels from ptxas's output for $arch, expected 1" >&2
+# v2 has three (the bf16 forward, BackwardQ and BackwardKV).
+if [ "$v2_kernels" -ne 3 ]; then
+  echo "check_kernel_resources: read $v2_kernels v2 kernels from ptxas's output for $arch, expected 3" >&2
   exit 2
 fi
 # mma_gemm.cpp has two: the instruction and the model.

@@ -354,7 +354,8 @@ Tensor hkt_attention_fused(const std::vector<Tensor>& q, const std::vector<Tenso
   Geometry g;
   g.scale = check_hkt_attention_args("hkt_attention_fused", q, k_in, v_in, alpha, key_mask, options);
   if (v_in.device() == Device::CUDA)  // the CUDA kernels (kernels/backend/attention_v1.cpp; masked keys never read)
-    return attention::fused_cuda(q, k_in, v_in, alpha, key_mask, options.causal, g.scale);
+    return attention::fused_cuda(q, k_in, v_in, alpha, key_mask, options.causal, g.scale,
+                                 options.precision == AttentionPrecision::Bf16);
   // The tiles below multiply masked keys' K and V by probability 0: zero them first, so
   // that a NaN there reaches nothing.
   const auto [k, v] = zero_masked_keys(k_in, v_in, key_mask);

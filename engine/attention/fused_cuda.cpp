@@ -1,5 +1,6 @@
 // fused_cuda.cpp: hkt_attention_fused for CUDA tensors: forward and backward through
-// the fused attention kernels of the CUDA backend (kernels/backend/attention_v1.cpp; v0 when chosen),
+// the fused attention kernels of the CUDA backend (kernels/backend/attention_v1.cpp; v0 when chosen;
+// attention_v2.cpp and attention_v2_backward.cpp for AttentionPrecision::Bf16),
 // recorded for autodiff like the CPU op. Same meaning as the CPU op: O(T d_h) memory,
 // the LSE saved by the forward, dq[l], dk[l], dv and dalpha from the backward.
 #include "fused_cuda.h"
@@ -15,7 +16,7 @@ bool fused_cuda_supports(int L, std::int64_t d_h) {
 }
 
 Tensor fused_cuda(const std::vector<Tensor>& q, const std::vector<Tensor>& k, const Tensor& v, const Tensor& alpha,
-                  const Tensor& key_mask, bool causal, double scale) {
+                  const Tensor& key_mask, bool causal, double scale, bool bf16) {
   const int L = static_cast<int>(q.size());
   const std::int64_t B = v.shape()[0], H = v.shape()[1], T = v.shape()[2], dh = v.shape()[3];
   check(fused_cuda_supports(L, dh),
@@ -46,7 +47,11 @@ Tensor fused_cuda(const std::vector<Tensor>& q, const std::vector<Tensor>& k, co
   }
   Tensor out = Tensor::empty(v.shape(), v.dtype(), Device::CUDA);
   Tensor lse = Tensor::empty({B, H, T}, DType::Float64, Device::CUDA);  // float64 whatever the dtype (cuda_backend.h)
-  cuda::hkt_attention_forward(args, out.raw_data(), lse.raw_data(), v.dtype());
+  const bool v2 = bf16 && v.dtype() == DType::Float32;                  // float64 keeps its precision
+  if (v2)
+    cuda::hkt_attention_forward_v2(args, static_cast<float*>(out.raw_data()), static_cast<double*>(lse.raw_data()));
+  else
+    cuda::hkt_attention_forward(args, out.raw_data(), lse.raw_data(), v.dtype());
 
   std::vector<Tensor> inputs(q);
   inputs.insert(inputs.end(), k.begin(), k.end());
@@ -56,7 +61,7 @@ Tensor fused_cuda(const std::vector<Tensor>& q, const std::vector<Tensor>& k, co
   std::vector<Tensor> saved;
   for (const auto& t : inputs) saved.push_back(t.detach());
   record(out, "hkt_attention_fused", inputs,
-         [args, saved, keep, out = out.detach(), lse](const Tensor& grad_out, const std::vector<bool>& needs) {
+         [args, saved, keep, out = out.detach(), lse, v2](const Tensor& grad_out, const std::vector<bool>& needs) {
            const auto n = static_cast<std::size_t>(args.L);
            Grads grads;
            void* dq[cuda::kMaxAttentionLevels] = {};
@@ -69,9 +74,22 @@ Tensor fused_cuda(const std::vector<Tensor>& q, const std::vector<Tensor>& k, co
            }
            const bool want_dalpha = needs[2 * n + 1];
            Tensor dalpha = want_dalpha ? Tensor::empty(saved[2 * n + 1].shape(), out.dtype(), Device::CUDA) : Tensor();
-           cuda::hkt_attention_backward(args, out.raw_data(), lse.raw_data(), grad_out.raw_data(), dq, dk,
-                                        grads[2 * n].raw_data(), want_dalpha ? dalpha.raw_data() : nullptr,
-                                        out.dtype());
+           if (v2) {
+             float* dq32[cuda::kMaxAttentionLevels] = {};
+             float* dk32[cuda::kMaxAttentionLevels] = {};
+             for (std::size_t l = 0; l < n; ++l) {
+               dq32[l] = static_cast<float*>(dq[l]);
+               dk32[l] = static_cast<float*>(dk[l]);
+             }
+             cuda::hkt_attention_backward_v2(args, static_cast<const double*>(lse.raw_data()),
+                                             static_cast<const float*>(grad_out.raw_data()), dq32, dk32,
+                                             static_cast<float*>(grads[2 * n].raw_data()),
+                                             want_dalpha ? static_cast<float*>(dalpha.raw_data()) : nullptr);
+           } else {
+             cuda::hkt_attention_backward(args, out.raw_data(), lse.raw_data(), grad_out.raw_data(), dq, dk,
+                                          grads[2 * n].raw_data(), want_dalpha ? dalpha.raw_data() : nullptr,
+                                          out.dtype());
+           }
            grads.push_back(dalpha);
            return grads;
          });

@@ -13,8 +13,11 @@ namespace hkt::attention {
 bool fused_cuda_supports(int L, std::int64_t d_h);
 
 /// hkt_attention_fused on CUDA tensors (arguments already checked, `scale` resolved).
-/// Throws hkt::Error when L or d_h are outside fused_cuda_supports.
+/// bf16 = true runs float32 tensors through the v2 tensor-core kernels
+/// (AttentionPrecision::Bf16); float64 tensors, or bf16 = false, take the kernel version
+/// chosen by cuda::set_attention_kernel (v1 unless changed). Throws hkt::Error when L or
+/// d_h are outside fused_cuda_supports.
 Tensor fused_cuda(const std::vector<Tensor>& q, const std::vector<Tensor>& k, const Tensor& v, const Tensor& alpha,
-                  const Tensor& key_mask, bool causal, double scale);
+                  const Tensor& key_mask, bool causal, double scale, bool bf16 = false);
 
 }  // namespace hkt::attention

@@ -26,8 +26,17 @@
 
 namespace hkt {
 
+/// The precision of the fused op's products on a GPU (config `model.attention_precision`,
+/// docs/config.md). Fp32: the tensors' own dtype throughout (kernel v1). Bf16: for float32
+/// CUDA tensors, the tensor-core kernels of kernels/backend/attention_v2.cpp (Q_l, K_l, V,
+/// dO, P and dS rounded to bfloat16 as they enter a product, float32 accumulation and
+/// softmax; error within 2x of an unfused bf16 computation's). The CPU op and float64
+/// tensors ignore it and keep their full precision.
+enum class AttentionPrecision { Fp32, Bf16 };
+
 struct HktAttentionOptions {
   bool causal = false;
+  AttentionPrecision precision = AttentionPrecision::Fp32;
   /// Multiplies every level's scores; 0 means 1/sqrt(d_h).
   double scale = 0.0;
   /// Query and key tile sizes of the fused CPU op; rounded up to a multiple of 2^(L-1).

@@ -664,7 +664,7 @@ int g_attention_kernel = 1;
 
 void set_attention_kernel(int version) {
   check(version >= 0 && version <= 2, "set_attention_kernel: version " + std::to_string(version) +
-                                          " does not exist (0: per-row v0, 1: tiled v1, 2: the bf16 forward v2)");
+                                          " does not exist (0: per-row v0, 1: tiled v1, 2: bf16 tensor cores v2)");
   g_attention_kernel = version;
 }
 
@@ -686,9 +686,18 @@ void hkt_attention_forward(const AttentionArgs& args, void* out, void* lse, DTyp
 void hkt_attention_backward(const AttentionArgs& args, const void* out, const void* lse, const void* grad_out,
                             void* const* dq, void* const* dk, void* dv, void* dalpha, DType dtype) {
   if (g_attention_kernel == 0) return hkt_attention_backward_v0(args, out, lse, grad_out, dq, dk, dv, dalpha, dtype);
-  check(g_attention_kernel != 2,
-        "hkt_attention_fused on cuda: kernel v2 (bf16) has a forward only; select v1 "
-        "(cuda::set_attention_kernel(1)) to train");
+  if (g_attention_kernel == 2) {
+    check(dtype == DType::Float32,
+          "hkt_attention_fused on cuda: kernel v2 (bf16) takes float32 tensors, got " + std::string(dtype_name(dtype)));
+    float* dq32[kMaxAttentionLevels] = {};
+    float* dk32[kMaxAttentionLevels] = {};
+    for (int l = 0; l < args.L; ++l) {
+      dq32[l] = static_cast<float*>(dq[l]);
+      dk32[l] = static_cast<float*>(dk[l]);
+    }
+    return hkt_attention_backward_v2(args, static_cast<const double*>(lse), static_cast<const float*>(grad_out), dq32,
+                                     dk32, static_cast<float*>(dv), static_cast<float*>(dalpha));
+  }
   if (dtype == DType::Float64)
     detail::v1::backward(args, static_cast<const double*>(out), static_cast<const double*>(lse),
                          static_cast<const double*>(grad_out), dq, dk, static_cast<double*>(dv),

@@ -26,29 +26,17 @@
 #include <cmath>
 #include <cstdint>
 
-#include "attention_common.h"
-#include "block.h"
+#include "attention_v2.h"
 #include "block_reduce.h"
 #include "error.h"
-#include "mma.h"
 
 namespace hkt::cuda {
 
 namespace detail {
 namespace v2 {
 
-constexpr unsigned kThreads = 128;  // 4 warps
-constexpr int kTile = 64;           // query and key tile; a multiple of 2^(L-1) for L <= 4
-constexpr int kWarps = kThreads / 32;
-
-// d_h rounded up to the k16 of the instruction (zeros past d_h).
-HKT_HOST_DEVICE inline int padded_dh(std::int64_t dh) { return static_cast<int>((dh + 15) / 16 * 16); }
-// Rows of level l in a tile, and the rows staged for it: at least 16, the instruction's m.
-HKT_HOST_DEVICE inline int level_rows(int l) { return kTile >> l; }
-HKT_HOST_DEVICE inline int staged_rows(int l) { return level_rows(l) < 16 ? 16 : level_rows(l); }
-
-// Shared memory of a block, carved from the dynamic allocation: bf16 tiles row-major
-// [rows][dk + 8] (the pad of 8 bf16 moves each row 16 bytes across the banks), V^T
+// Shared memory of the forward, carved from the dynamic allocation: bf16 tiles row-major
+// [staged rows][dk + 8] (the pad of 8 bf16 moves each row 16 bytes across the banks), V^T
 // [dk][64 + 8], the coarse scores float32 [rows(l)][rows(l)], keep [64].
 struct Smem {
   std::uint16_t* q[kMaxAttentionLevels];
@@ -61,73 +49,19 @@ struct Smem {
 
   // With base = nullptr only counts: the returned size is what to launch with.
   HKT_HOST_DEVICE std::size_t carve(unsigned char* base, int L, int dk) {
-    std::size_t bytes = 0;
-    auto take = [&](std::size_t n) {
-      bytes = (bytes + 15) / 16 * 16;
-      unsigned char* p = base ? base + bytes : nullptr;
-      bytes += n;
-      return p;
-    };
+    Carve c{base};
     ld = dk + 8;
     ldv = kTile + 8;
     for (int l = 0; l < L; ++l) {
-      q[l] = reinterpret_cast<std::uint16_t*>(take(sizeof(std::uint16_t) * staged_rows(l) * ld));
-      k[l] = reinterpret_cast<std::uint16_t*>(take(sizeof(std::uint16_t) * staged_rows(l) * ld));
-      coarse[l] = l == 0 ? nullptr : reinterpret_cast<float*>(take(sizeof(float) * level_rows(l) * level_rows(l)));
+      q[l] = c.take<std::uint16_t>(staged_rows(l) * ld);
+      k[l] = c.take<std::uint16_t>(staged_rows(l) * ld);
+      coarse[l] = l == 0 ? nullptr : c.take<float>(level_rows(l) * level_rows(l));
     }
-    vt = reinterpret_cast<std::uint16_t*>(take(sizeof(std::uint16_t) * dk * ldv));
-    keep = reinterpret_cast<float*>(take(sizeof(float) * kTile));
-    return bytes;
+    vt = c.take<std::uint16_t>(dk * ldv);
+    keep = c.take<float>(kTile);
+    return c.bytes;
   }
 };
-
-// Rows [first, first + rows) of a row-major [total, dh] float32 matrix into a bf16 tile
-// [staged][ld]; zeros past `total`, past `rows` (up to `staged`), past dh (up to dk) and
-// for rows where zero_row(r) holds.
-template <class ZeroRow>
-HKT_DEVICE void stage_rows(std::uint16_t* dst, int ld, const float* src, std::int64_t first, int rows, int staged,
-                           std::int64_t total, std::int64_t dh, int dk, ZeroRow zero_row) {
-  for (int x = static_cast<int>(dev::thread_index()); x < staged * dk; x += static_cast<int>(kThreads)) {
-    const int r = x / dk, d = x % dk;
-    const std::int64_t g = first + r;
-    float value = 0.0f;
-    if (r < rows && g < total && d < dh && !zero_row(r)) value = src[g * dh + d];
-    dst[r * ld + d] = bf16_bits(value);
-  }
-}
-
-// One lane's A fragment of the 16 x 16 block of a bf16 tile at (row0, k0), and its B
-// fragment of the 16 x 8 block whose B^T is the tile's rows col0 .. col0 + 7 from column
-// k0 (the layout of mma.h): pairs of neighbouring bf16 are one 32-bit word.
-HKT_DEVICE std::uint32_t pair_at(const std::uint16_t* tile, int ld, int row, int col) {
-  return pack_bf16x2(tile[row * ld + col], tile[row * ld + col + 1]);
-}
-HKT_DEVICE void a_fragment(std::uint32_t (&a)[4], const std::uint16_t* tile, int ld, int row0, int k0, unsigned lane) {
-  for (int r = 0; r < 4; ++r)
-    a[r] = pair_at(tile, ld, row0 + MmaLayout::a_row(lane, 2 * r), k0 + MmaLayout::a_col(lane, 2 * r));
-}
-HKT_DEVICE void b_fragment(std::uint32_t (&b)[2], const std::uint16_t* tile_t, int ld, int col0, int k0,
-                           unsigned lane) {
-  for (int r = 0; r < 2; ++r)
-    b[r] = pair_at(tile_t, ld, col0 + MmaLayout::b_col(lane, 2 * r), k0 + MmaLayout::b_row(lane, 2 * r));
-}
-
-// acc = sum over k blocks of A[row0.., k] B^T[col0.., k] for one 16 x 8 block.
-HKT_DEVICE void block_product(float (&acc)[4], const std::uint16_t* a, const std::uint16_t* bt, int ld, int row0,
-                              int col0, int dk, unsigned lane) {
-  for (int i = 0; i < 4; ++i) acc[i] = 0.0f;
-  for (int k0 = 0; k0 < dk; k0 += MmaLayout::kK) {
-    MmaFragments f{};
-    a_fragment(f.a, a, ld, row0, k0, lane);
-    b_fragment(f.b, bt, ld, col0, k0, lane);
-    float out[4];
-    mma_m16n8k16(out, f, acc);
-    for (int i = 0; i < 4; ++i) acc[i] = out[i];
-  }
-}
-
-// The largest d_h this kernel holds in registers: 8 k16 slices of Q_0 and 16 n8 tiles of O.
-constexpr int kMaxDk = 128;
 
 struct Forward {
   static constexpr unsigned kThreads = v2::kThreads;
@@ -145,13 +79,11 @@ struct Forward {
     const int g = static_cast<int>(lane / 4), t = static_cast<int>(lane % 4);
     const int row0 = 16 * static_cast<int>(warp);  // the warp's first query row in the tile
 
-    for (int l = 0; l < a.L; ++l)
-      stage_rows(m.q[l], m.ld, a.q[l] + bh * a.Tl[l] * a.dh, q0 >> l, level_rows(l), staged_rows(l), a.Tl[l], a.dh, dk,
-                 [](int) { return false; });
+    stage_queries(m.q, m.ld, a, bh, q0, dk);
     dev::sync_threads();
     // Q_0's A fragments of the warp's rows, for every key tile.
     std::uint32_t qa[kMaxDk / 16][4];
-    for (int s = 0; s < dk / 16; ++s) a_fragment(qa[s], m.q[0], m.ld, row0, 16 * s, lane);
+    for (int s = 0; s < dk / 16; ++s) a_fragment(qa[s], rows_of(m.q[0], m.ld), row0, 16 * s, lane);
 
     float alpha_scale[kMaxAttentionLevels];
     for (int l = 0; l < a.L; ++l) alpha_scale[l] = a.alpha[h * a.L + l] * a.scale;
@@ -163,17 +95,10 @@ struct Forward {
     for (std::int64_t kt = 0; kt < key_tiles; ++kt) {
       const std::int64_t k0 = kt * kTile;
       dev::sync_threads();  // the previous tile's K, V and coarse scores are no longer read
-      for (int c = static_cast<int>(tid); c < kTile; c += static_cast<int>(kThreads))
-        m.keep[c] = (k0 + c < a.T && (a.keep == nullptr || a.keep[b * a.T + k0 + c] != 0)) ? 1.0f : 0.0f;
+      stage_keep(m.keep, a, b, k0);
       dev::sync_threads();
       const float* keep = m.keep;
-      for (int l = 0; l < a.L; ++l)
-        stage_rows(m.k[l], m.ld, a.k[l] + bh * a.Tl[l] * a.dh, k0 >> l, level_rows(l), staged_rows(l), a.Tl[l], a.dh,
-                   dk, [=](int w) {
-                     for (int c = w << l; c < (w + 1) << l; ++c)
-                       if (keep[c] != 0.0f) return false;
-                     return true;  // every key under coarse row w is masked
-                   });
+      stage_keys(m.k, m.ld, a, bh, k0, dk, keep);
       // V^T: vt[d][c] = V[k0 + c][d], zero for masked keys.
       for (int x = static_cast<int>(tid); x < kTile * dk; x += static_cast<int>(kThreads)) {
         const int c = x / dk, d = x % dk;
@@ -184,18 +109,7 @@ struct Forward {
       dev::sync_threads();
 
       // 2. The coarse levels' tiles, 16 x 8 blocks shared out over the warps.
-      for (int l = 1; l < a.L; ++l) {
-        const int n = level_rows(l), mt = staged_rows(l) / 16, nt = n / 8;
-        for (int blk = static_cast<int>(warp); blk < mt * nt; blk += kWarps) {
-          const int br = 16 * (blk / nt), bc = 8 * (blk % nt);
-          float acc[4];
-          block_product(acc, m.q[l], m.k[l], m.ld, br, bc, dk, lane);
-          for (int i = 0; i < 4; ++i) {
-            const int r = br + MmaLayout::c_row(lane, i), c = bc + MmaLayout::c_col(lane, i);
-            if (r < n) m.coarse[l][r * n + c] = acc[i];
-          }
-        }
-      }
+      coarse_scores(m.coarse, m.q, m.k, m.ld, a.L, dk, warp, lane);
       // 3. Level 0 for the warp's rows: 8 blocks of 16 x 8.
       float s[kTile / 8][4];
       for (int nt = 0; nt < kTile / 8; ++nt) {
@@ -203,7 +117,7 @@ struct Forward {
         for (int ks = 0; ks < dk / 16; ++ks) {
           MmaFragments f{};
           for (int r = 0; r < 4; ++r) f.a[r] = qa[ks][r];
-          b_fragment(f.b, m.k[0], m.ld, 8 * nt, 16 * ks, lane);
+          b_fragment(f.b, rows_of(m.k[0], m.ld), 8 * nt, 16 * ks, lane);
           float out_frag[4];
           mma_m16n8k16(out_frag, f, s[nt]);
           for (int i = 0; i < 4; ++i) s[nt][i] = out_frag[i];
@@ -246,12 +160,9 @@ struct Forward {
       // A fragment of slice kk (mma.h's layouts); V's B fragments from V^T.
       for (int kk = 0; kk < kTile / 16; ++kk) {
         MmaFragments f{};
-        f.a[0] = pack_bf16x2(bf16_bits(s[2 * kk][0]), bf16_bits(s[2 * kk][1]));
-        f.a[1] = pack_bf16x2(bf16_bits(s[2 * kk][2]), bf16_bits(s[2 * kk][3]));
-        f.a[2] = pack_bf16x2(bf16_bits(s[2 * kk + 1][0]), bf16_bits(s[2 * kk + 1][1]));
-        f.a[3] = pack_bf16x2(bf16_bits(s[2 * kk + 1][2]), bf16_bits(s[2 * kk + 1][3]));
+        a_from_c(f.a, s[2 * kk], s[2 * kk + 1]);
         for (int nd = 0; nd < dk / 8; ++nd) {
-          b_fragment(f.b, m.vt, m.ldv, 8 * nd, 16 * kk, lane);
+          b_fragment(f.b, rows_of(m.vt, m.ldv), 8 * nd, 16 * kk, lane);
           float out_frag[4];
           mma_m16n8k16(out_frag, f, o[nd]);
           for (int i = 0; i < 4; ++i) o[nd][i] = out_frag[i];
@@ -282,17 +193,13 @@ struct Forward {
 }  // namespace detail
 
 void hkt_attention_forward_v2(const AttentionArgs& args, float* out, double* lse) {
-  check(args.L >= 1 && args.L <= kMaxAttentionLevels && args.dh >= 1 && args.dh <= detail::v2::kMaxDk,
-        "hkt_attention_forward_v2: takes 1 <= L <= 4 and 1 <= d_h <= 128, got L = " + std::to_string(args.L) +
-            ", d_h = " + std::to_string(args.dh));
-  const std::int64_t tiles = (args.T + detail::v2::kTile - 1) / detail::v2::kTile, bh = args.B * args.H;
-  check(tiles <= 65535 && bh < (std::int64_t{1} << 31),
-        "hkt_attention_forward_v2: T = " + std::to_string(args.T) + " with B x H = " + std::to_string(bh) +
-            " is beyond the kernel's grid (at most 65535 tiles of 64 tokens)");
-  if (tiles == 0 || bh == 0) return;
+  // d_h is checked before it sizes anything.
+  detail::v2::check_v2_launch("hkt_attention_forward_v2", args, 0);
   const int dk = detail::v2::padded_dh(args.dh);
   detail::v2::Smem sizes{};
   const std::size_t bytes = sizes.carve(nullptr, args.L, dk);
+  const std::int64_t tiles = detail::v2::check_v2_launch("hkt_attention_forward_v2", args, bytes), bh = args.B * args.H;
+  if (tiles == 0 || bh == 0) return;
   launch_blocks("hkt_attention_v2_forward", Grid{static_cast<unsigned>(bh), static_cast<unsigned>(tiles)}, bytes,
                 detail::v2::Forward{detail::typed<float>(args), dk, out, lse});
 }

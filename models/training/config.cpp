@@ -49,6 +49,7 @@ const Json& defaults() {
     "positions": "learned",
     "pooling": "mean",
     "layer_norm_eps": 1e-5,
+    "attention_precision": "fp32",
     "hkt": {
       "levels": 3,
       "fusion": "scores",
@@ -274,6 +275,7 @@ ClassifierConfig model_config(const Json& config, std::int64_t vocab_size, std::
   c.positions = enum_key(m, "model.", "positions", Positions{});
   c.pooling = enum_key(m, "model.", "pooling", Pooling{});
   c.layer_norm_eps = m.at("layer_norm_eps").get<double>();
+  c.hkt.precision = enum_key(m, "model.", "attention_precision", AttentionPrecision{});
   c.hkt.levels = hkt_levels(config);
   c.hkt.fusion = enum_key(h, "model.hkt.", "fusion", Fusion{});
   c.hkt.level_weights = enum_key(h, "model.hkt.", "level_weights", LevelWeights{});
