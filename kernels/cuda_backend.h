@@ -305,9 +305,14 @@ void hkt_attention_forward_v2(const AttentionArgs& args, float* out, double* lse
 /// truth is at most twice that of an unfused computation whose matmuls take the same bf16
 /// operands and accumulate in float32 (tests/test_cuda_attention.cpp). Deterministic.
 /// Throws hkt::Error as the forward does, and when the key-tile kernel's shared memory
-/// (up to 216 KiB at d_h = 128, L = 4) exceeds the device's per-block limit.
+/// (up to 210 KiB at d_h = 128, L = 4) exceeds the device's per-block limit.
 void hkt_attention_backward_v2(const AttentionArgs& args, const double* lse, const float* grad_out, float* const* dq,
                                float* const* dk, float* dv, float* dalpha);
+/// Throws hkt::Error, as hkt_attention_backward_v2 would, when the v2 backward cannot run
+/// `args` on this device (L or d_h out of range, the grid, or its shared memory: an A100's
+/// 163 KiB per block does not hold d_h = 128 with L >= 3). The engine's op calls it before
+/// the forward when it will need the backward, so a training step fails at once.
+void check_attention_backward_v2(const AttentionArgs& args);
 /// v0 itself (the reference; the same contract as hkt_attention_forward/backward).
 void hkt_attention_forward_v0(const AttentionArgs& args, void* out, void* lse, DType dtype);
 void hkt_attention_backward_v0(const AttentionArgs& args, const void* out, const void* lse, const void* grad_out,

@@ -7,9 +7,13 @@ L > 1: PyTorch's best HKT, the concat formulation. HKT's fused score is one ordi
 attention whose query/key rows are the levels' rows repeated and concatenated,
   s(i, j) = scale [a0 Q0[i] | a1 Q1[i>>1] | ...] . [K0[j] | K1[j>>1] | ...],
 with values of width d_head: one scaled_dot_product_attention call with query/key width
-L x d_head (alpha folded into the query). Before timing, the script checks in float64
-that this equals the direct definition (every level's score matrix lifted, weighted and
-summed, then softmax) to 1e-10; it exits 1 if not, 2 for invalid arguments.
+L x d_head (alpha folded into the query); and the same concatenated rows through
+FlexAttention (torch.nn.attention.flex_attention, compiled by torch.compile, V
+zero-padded to the query width where this PyTorch's FlexAttention needs equal widths).
+Before timing, the script checks in float64 that the SDPA form equals the direct
+definition (every level's score matrix lifted, weighted and summed, then softmax) to
+1e-10 (exit 1 if not; 2 for invalid arguments), and the FlexAttention form likewise; a
+FlexAttention that is missing, fails or differs gives a "note" row instead of times.
 
 Times forward and forward+backward (gradients of every q_l, k_l, v and alpha) with CUDA
 events (median of --repeats after warm-up) and prints one JSON object per line:
@@ -22,14 +26,43 @@ import argparse
 import json
 import math
 import sys
+import time
 
 
 def concat_hkt(F, torch, qs, ks, v, alpha):
     """HKT attention as one SDPA call: qs[l], ks[l] [1, bh, T_l, d]; v [1, bh, T, d]; alpha [bh, L]."""
-    T, d = v.shape[2], v.shape[3]
+    qc, kc = concat_rows(torch, qs, ks, v, alpha)
+    return F.scaled_dot_product_attention(qc, kc, v, scale=1.0 / math.sqrt(v.shape[3]))
+
+
+def concat_rows(torch, qs, ks, v, alpha):
+    """The concatenated query and key rows of concat_hkt: [1, bh, T, L d] each."""
+    T = v.shape[2]
     qc = torch.cat([alpha[:, l].view(1, -1, 1, 1) * q.repeat_interleave(2**l, dim=2)[:, :, :T] for l, q in enumerate(qs)], -1)
     kc = torch.cat([k.repeat_interleave(2**l, dim=2)[:, :, :T] for l, k in enumerate(ks)], -1)
-    return F.scaled_dot_product_attention(qc, kc, v, scale=1.0 / math.sqrt(d))
+    return qc, kc
+
+
+def concat_hkt_flex(torch, flex, qs, ks, v, alpha):
+    """concat_hkt through FlexAttention (`flex`: flex_attention, compiled or not). V is
+    zero-padded to the query width and the output cut back, which every FlexAttention
+    version accepts."""
+    d = v.shape[3]
+    qc, kc = concat_rows(torch, qs, ks, v, alpha)
+    vp = torch.nn.functional.pad(v, (0, qc.shape[3] - d)) if qc.shape[3] != d else v
+    return flex(qc, kc, vp, scale=1.0 / math.sqrt(d))[..., :d]
+
+
+def make_flex(torch):
+    """(flex_attention compiled by torch.compile, ""), or (None, reason) when this PyTorch lacks it."""
+    try:
+        from torch.nn.attention.flex_attention import flex_attention
+    except ImportError as e:
+        return None, f"no FlexAttention in this PyTorch ({e})"
+    try:
+        return torch.compile(flex_attention), ""
+    except Exception as e:  # noqa: BLE001 - a note row, not a crash
+        return None, f"torch.compile(flex_attention) failed: {e}"
 
 
 def direct_hkt(torch, qs, ks, v, alpha):
@@ -89,50 +122,74 @@ def main() -> int:
         if err > 1e-10:
             print(f"bench_sdpa_torch: concat formulation differs from the definition by {err} at L = {L}", file=sys.stderr)
             return 1
+    flex, flex_note = make_flex(torch) if any(L > 1 for L in Ls) else (None, "")
+    if flex is not None:
+        try:
+            qs, ks, v, alpha = inputs(torch, 3, 67, 8, 3, torch.float64, args.device)
+            err = (concat_hkt_flex(torch, flex, qs, ks, v, alpha) - direct_hkt(torch, qs, ks, v, alpha)).abs().max().item()
+            if not err <= 1e-10:
+                flex, flex_note = None, f"FlexAttention's concat HKT differs from the definition by {err}"
+        except Exception as e:  # noqa: BLE001 - a note row, not a crash
+            flex, flex_note = None, f"FlexAttention failed its float64 check: {type(e).__name__}: {e}"[:300]
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
-    for dtype_name in dtypes:
-        dtype = getattr(torch, dtype_name)
-        for L in Ls:
-            for T in Ts:
-                qs, ks, v, alpha = inputs(torch, args.bh, T, args.d_head, L, dtype, args.device)
-                g = torch.randn_like(v)
-                f = (lambda: F.scaled_dot_product_attention(qs[0], ks[0], v)) if L == 1 else (
-                    lambda: concat_hkt(F, torch, qs, ks, v, alpha))
+    def timed(fn):
+        """The median time of fn() in ms over --repeats runs after 2 untimed ones."""
+        for _ in range(2):
+            fn()
+        sync()
+        times = []
+        for _ in range(args.repeats):
+            if args.device == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                sync()
+                times.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1e3)
+        return sorted(times)[len(times) // 2]
 
-                def timed(fn):
-                    for _ in range(2):
-                        fn()
-                    sync()
-                    times = []
-                    for _ in range(args.repeats):
-                        if args.device == "cuda":
-                            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                            start.record()
-                            fn()
-                            end.record()
-                            sync()
-                            times.append(start.elapsed_time(end))
-                        else:
-                            import time
-                            t0 = time.perf_counter()
-                            fn()
-                            times.append((time.perf_counter() - t0) * 1e3)
-                    return sorted(times)[len(times) // 2]
-
-                try:
-                    forward = timed(f)
-                    both = timed(lambda: f().backward(g))
-                except torch.cuda.OutOfMemoryError:
-                    print(json.dumps({"framework": f"torch {torch.__version__}", "dtype": dtype_name, "T": T, "L": L,
-                                      "note": "out of memory"}), flush=True)
-                    torch.cuda.empty_cache()
-                    continue
-                flops = args.bh * (sum(2.0 * ((T + 2**l - 1) >> l) ** 2 * args.d_head for l in range(L))
-                                   + 2.0 * T * T * args.d_head)
-                print(json.dumps({"framework": f"torch {torch.__version__}",
-                                  "formulation": "sdpa" if L == 1 else "concat sdpa", "dtype": dtype_name, "T": T,
-                                  "L": L, "bh": args.bh, "d_head": args.d_head, "forward_ms": forward,
-                                  "backward_ms": both - forward, "forward_tflops": flops / (forward * 1e9)}), flush=True)
+    # The FlexAttention rows last: torch.compile's first calls take long, and a time limit
+    # should cut those rather than the SDPA rows.
+    for flex_pass in (False, True):
+        for dtype_name in dtypes:
+            dtype = getattr(torch, dtype_name)
+            for L in Ls:
+                for T in Ts:
+                    if flex_pass and L == 1:
+                        continue
+                    qs, ks, v, alpha = inputs(torch, args.bh, T, args.d_head, L, dtype, args.device)
+                    g = torch.randn_like(v)
+                    forms = [("sdpa", lambda: F.scaled_dot_product_attention(qs[0], ks[0], v))] if L == 1 else [
+                        ("concat sdpa", lambda: concat_hkt(F, torch, qs, ks, v, alpha)),
+                        ("concat flex", (lambda: concat_hkt_flex(torch, flex, qs, ks, v, alpha)) if flex else None)]
+                    for formulation, f in forms:
+                        if (formulation == "concat flex") != flex_pass:
+                            continue
+                        row = {"framework": f"torch {torch.__version__}", "formulation": formulation, "dtype": dtype_name,
+                               "T": T, "L": L, "bh": args.bh, "d_head": args.d_head}
+                        if f is None:
+                            print(json.dumps({**row, "note": flex_note}), flush=True)
+                            continue
+                        try:
+                            forward = timed(f)
+                            both = timed(lambda: f().backward(g))
+                        except torch.cuda.OutOfMemoryError:
+                            print(json.dumps({**row, "note": "out of memory"}), flush=True)
+                            torch.cuda.empty_cache()
+                            continue
+                        except Exception as e:  # noqa: BLE001 - FlexAttention's compiler may refuse a shape: a note row
+                            if formulation != "concat flex":
+                                raise
+                            print(json.dumps({**row, "note": f"{type(e).__name__}: {e}"[:300]}), flush=True)
+                            continue
+                        flops = args.bh * (sum(2.0 * ((T + 2**l - 1) >> l) ** 2 * args.d_head for l in range(L))
+                                           + 2.0 * T * T * args.d_head)
+                        print(json.dumps({**row, "forward_ms": forward, "backward_ms": both - forward,
+                                          "forward_tflops": flops / (forward * 1e9)}), flush=True)
     return 0
 
 

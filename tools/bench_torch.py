@@ -33,14 +33,22 @@ Then it times forward + cross entropy + backward + gradient clipping + AdamW ste
 timed batch with the config's hyperparameters and dropout, like `hkt bench step`.
 
 Memory: peak RSS while stepping (VmHWM after a reset through /proc/self/clear_refs) and
-what the steps added to the RSS they started from, as `hkt bench step` reports them.
+what the steps added to the RSS they started from, as `hkt bench step` reports them;
+with --device cuda also the device's peak tensor memory (torch.cuda.max_memory_allocated).
+
+--device cuda runs the model on the GPU (the logits are still checked in float32 there);
+--autocast bf16 then runs each step's forward and loss under torch.autocast with
+bfloat16, what a PyTorch user training on tensor cores would write (the counterpart of
+hkt's model.attention_precision = "bf16", which rounds only the attention's operands).
 
 Needs torch >= 2.1 (scaled_dot_product_attention with scale=) and safetensors, e.g.
   python3 -m venv .venv-torch && .venv-torch/bin/pip install torch safetensors
 Usage:
-  python3 tools/bench_torch.py --export DIR [--hkt-formulation concat|concat-padv|composite] [--threads N] [--repeats 10] [--warmup 2] [--json]
+  python3 tools/bench_torch.py --export DIR [--hkt-formulation concat|concat-padv|composite] [--threads N] [--repeats 10] [--warmup 2]
+                               [--device cpu|cuda] [--autocast none|bf16] [--json]
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -382,8 +390,16 @@ def main():
     ap.add_argument("--hkt-formulation", choices=("concat", "concat-padv", "composite"), default="concat",
                     help="HKT attention as one SDPA call over concatenated levels (default), the same with V "
                          "zero-padded to their width, or composed per level")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
+    ap.add_argument("--autocast", choices=("none", "bf16"), default="none",
+                    help="bf16: forward and loss under torch.autocast(bfloat16) (with --device cuda)")
     ap.add_argument("--json", action="store_true", help="print one JSON line")
     a = ap.parse_args()
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("bench_torch.py: --device cuda, but PyTorch sees no CUDA device", file=sys.stderr)
+        return 2
+    if a.autocast == "bf16" and a.device != "cuda":
+        ap.error("--autocast bf16 needs --device cuda")
     if a.repeats < 1 or a.warmup < 0 or a.threads < 0:
         ap.error("--repeats must be >= 1, --warmup and --threads >= 0")
     if not (a.tolerance >= 0 and math.isfinite(a.tolerance)):
@@ -392,6 +408,9 @@ def main():
         torch.set_num_threads(a.threads)
     try:
         model, batch, config = build(a.export, a.hkt_formulation)
+        if a.device == "cuda":
+            model.cuda()
+            batch = {name: t.cuda() for name, t in batch.items()}
         max_err = check_logits(model, batch, a.tolerance)
     except Unreadable as e:
         print("bench_torch.py: cannot read the export: %s" % e, file=sys.stderr)
@@ -408,10 +427,14 @@ def main():
     tokens, features, mask, labels = batch.get("tokens"), batch.get("features"), batch["mask"], batch["labels"]
     params = list(model.parameters())
 
+    gpu = a.device == "cuda"
+
     def step():
-        """One training step, as `hkt bench step` times it; returns the loss."""
-        logits = model(tokens, features, mask)
-        loss = F.cross_entropy(logits, labels, label_smoothing=tc["label_smoothing"])
+        """One training step, as `hkt bench step` times it; returns the loss (reading it
+        waits for the device)."""
+        with torch.autocast("cuda", dtype=torch.bfloat16) if a.autocast == "bf16" else contextlib.nullcontext():
+            logits = model(tokens, features, mask)
+            loss = F.cross_entropy(logits, labels, label_smoothing=tc["label_smoothing"])
         loss.backward()
         if tc["clip_norm"] > 0:
             torch.nn.utils.clip_grad_norm_(params, tc["clip_norm"])
@@ -425,11 +448,16 @@ def main():
         step()
     rss_before = proc_status_mib("VmRSS")
     reset_peak_rss()
+    if gpu:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     ms = []
     loss = 0.0
     for _ in range(a.repeats):
         t0 = time.perf_counter()
         loss = step()
+        if gpu:
+            torch.cuda.synchronize()  # the optimizer's step, queued after the loss was read
         ms.append((time.perf_counter() - t0) * 1e3)
     peak = proc_status_mib("VmHWM")
     mc = config["model"]
@@ -440,7 +468,9 @@ def main():
            "batch_size": tc["batch_size"], "threads": torch.get_num_threads(),
            "parameters": sum(p.numel() for p in params), "repeats": a.repeats, "median_ms": statistics.median(ms),
            "min_ms": min(ms), "peak_rss_mib": peak, "step_rss_mib": peak - rss_before, "final_loss": loss,
-           "logit_error": max_err}
+           "logit_error": max_err, "device": a.device, "autocast": a.autocast}
+    if gpu:
+        row["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
     if a.json:
         print(json.dumps(row))
     else:

@@ -94,8 +94,8 @@ std::array<double, 3> run_once(const BenchArgs& a, const std::string& impl, Prob
   else
     reset_peak_cpu_memory();
   // fused-v0 / fused-v2: the CUDA backend's per-row v0 kernels (the reference the GPU
-  // benchmark compares v1 against) or v2's bf16 forward instead of the tiled v1;
-  // restored on every path out.
+  // benchmark compares v1 against) or v2's bf16 tensor-core kernels instead of the tiled
+  // v1; restored on every path out.
   struct KernelVersion {
     int saved = cuda::attention_kernel();
     explicit KernelVersion(int version) {
@@ -212,8 +212,8 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{4096}));
   sub->add_option("--impl", *impl_str,
-                  "Comma-separated: fused, composite, fused-v0 (CUDA: the per-row v0 kernels), fused-v2 (CUDA: the "
-                  "bf16 tensor-core forward; with --forward-only)")
+                  "Comma-separated: fused, composite, fused-v0 (CUDA: the per-row v0 kernels), fused-v2 (CUDA, f32: "
+                  "the bf16 tensor-core kernels)")
       ->capture_default_str();
   sub->add_option("--repeats", args->repeats, "Timed runs per point (the median is reported)")
       ->capture_default_str()
@@ -246,9 +246,8 @@ void add_bench_command(CLI::App& app) {
             "bench attention: --impl names '" + item + "' twice");
       check(item != "fused-v0" || args->device == Device::CUDA,
             "bench attention: --impl fused-v0 (the per-row CUDA kernels) needs --device cuda");
-      check(item != "fused-v2" || (args->device == Device::CUDA && args->forward_only && args->dtype == "f32"),
-            "bench attention: --impl fused-v2 (the bf16 forward kernel, no backward yet) needs --device cuda, "
-            "--forward-only and --dtype f32");
+      check(item != "fused-v2" || (args->device == Device::CUDA && args->dtype == "f32"),
+            "bench attention: --impl fused-v2 (the bf16 tensor-core kernels) needs --device cuda and --dtype f32");
       args->impl.push_back(item);
     }
     check(!args->impl.empty() && impl_str->back() != ',',

@@ -43,12 +43,10 @@ left() { echo $(( budget - ($(date +%s) - t_start) )); }
 for T in "${Ts[@]}"; do
   for impl in fused fused-v2 fused-v0; do
     [ "$impl" = fused-v0 ] && [ "$T" = "${Ts[2]}" ] && continue  # v0 at the largest T: minutes
-    only=()
-    [ "$impl" = fused-v2 ] && only=(--forward-only)  # v2 has no backward yet
     limit=$(( $(left) < 120 ? $(left) : 120 ))
     if [ "$limit" -le 5 ]; then echo "{\"impl\": \"$impl\", \"T\": $T, \"note\": \"no time left\"}" >>"$out/bench_attention.jsonl"; continue; fi
     if timeout "$limit" "$hkt" bench attention --device cuda --L 1,3 --T "$T" "${shape[@]}" --impl "$impl" \
-         "${only[@]}" --repeats 3 --json >"$out/bench_${impl}_$T.json" 2>"$out/bench_${impl}_$T.err"; then
+         --repeats 3 --json >"$out/bench_${impl}_$T.json" 2>"$out/bench_${impl}_$T.err"; then
       python3 -c 'import json,sys; [print(json.dumps(r)) for r in json.load(open(sys.argv[1]))]' \
         "$out/bench_${impl}_$T.json" >>"$out/bench_attention.jsonl"
     else
@@ -74,7 +72,7 @@ def name(r):
     if "framework" in r:
         return f"torch {r.get('formulation', '')} {r['dtype']}"
     return {"fused": "hkt v1 (tiled) f32", "fused-v0": "hkt v0 (per row) f32",
-            "fused-v2": "hkt v2 (bf16 MMA, fwd)"}.get(r.get("impl"), r.get("impl", "?"))
+            "fused-v2": "hkt v2 (bf16 MMA)"}.get(r.get("impl"), r.get("impl", "?"))
 for r in rows:
     if "forward_ms" not in r:
         print(f"{name(r):26} {r.get('T', ''):>6} {r.get('L', ''):>2} {'':>9} {'':>11} {'':>9}  {r.get('note', '')}")

@@ -9,7 +9,9 @@
 #                                         (gpu_bench_attention.sh), then a 300-step
 #                                         training run on the GPU against the same run
 #                                         on the CPU, and one step of the paper's ListOps
-#                                         model (MHA, HKT); the tables last
+#                                         model (MHA, HKT, HKT with bf16 attention; and in
+#                                         PyTorch, bf16 autocast, when it is installed);
+#                                         the tables last
 #   bash tools/gpu_check.sh --emulate     the same steps with the EMULATE backend, on a
 #                                         machine without a GPU (a dry run of the script)
 #   bash tools/gpu_check.sh --build-only  the build alone (tools/gpu_bench_attention.sh)
@@ -220,18 +222,35 @@ EOF
 row "train gpu vs cpu" "${detail%%|*}" "${detail#*|}"
 
 # ---- 7. one training step of the paper's ListOps model on the GPU (hkt bench step
-# --device cuda, MHA and HKT): time per step and peak device memory, if time is left
+# --device cuda, MHA and HKT in float32, HKT with model.attention_precision = bf16): time
+# per step and peak device memory, if time is left
 left=$(( 470 - ($(date +%s) - t_start) ))
 if [ $left -gt 40 ]; then
-  for attention in mha hkt; do
-    extra=()
-    [ "$mode" = emulate ] && extra=(--set data.max_len=64 --set train.batch_size=2)  # a dry run: tiny
-    if line=$(timeout $(( left / 2 )) "$hkt" bench step --config configs/listops-paper.json --device cuda --repeats 5 \
-        --warmup 2 --set model.attention=$attention "${extra[@]}" --json 2>"$out/bench_step_$attention.log"); then
-      echo "$line" >"$out/bench_step_$attention.json"
-      row "step $attention" ok "$(python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print("T=%d B=%d: %.1f ms/step, peak %.0f MiB" % (r["T"], r["batch_size"], r["median_ms"], r["peak_cuda_mib"]))' "$line")"
+  for variant in mha hkt hkt-bf16; do
+    extra=(--set model.attention=${variant%-bf16})
+    [ "$variant" = hkt-bf16 ] && extra+=(--set model.attention_precision=bf16)
+    [ "$mode" = emulate ] && extra+=(--set data.max_len=64 --set train.batch_size=2)  # a dry run: tiny
+    if line=$(timeout $(( left / 5 )) "$hkt" bench step --config configs/listops-paper.json --device cuda --repeats 5 \
+        --warmup 2 "${extra[@]}" --json 2>"$out/bench_step_$variant.log"); then
+      echo "$line" >"$out/bench_step_$variant.json"
+      row "step $variant" ok "$(python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print("T=%d B=%d: %.1f ms/step, peak %.0f MiB" % (r["T"], r["batch_size"], r["median_ms"], r["peak_cuda_mib"]))' "$line")"
     else
-      row "step $attention" FAILED "see $out/bench_step_$attention.log"
+      row "step $variant" FAILED "see $out/bench_step_$variant.log"
+    fi
+    # The same model, weights and batch in PyTorch on the GPU (SDPA, or concat HKT), bf16
+    # autocast: what a PyTorch user would train with. hkt exports them from a CPU step.
+    [ "$variant" = hkt-bf16 ] && continue
+    if [ "$mode" = emulate ] || ! python3 -c 'import torch, safetensors; assert torch.cuda.is_available()' 2>/dev/null; then
+      row "torch step $variant" n/a "no PyTorch with CUDA here"
+    elif ! timeout $(( left / 5 )) "$hkt" bench step --config configs/listops-paper.json --repeats 1 --warmup 0 \
+        "${extra[@]}" --export "$out/step_export_$variant" >/dev/null 2>"$out/export_$variant.log"; then
+      row "torch step $variant" FAILED "hkt could not export the model (see $out/export_$variant.log)"
+    elif line=$(timeout $(( left / 5 )) python3 tools/bench_torch.py --export "$out/step_export_$variant" --device cuda \
+        --autocast bf16 --repeats 5 --warmup 2 --json 2>"$out/torch_step_$variant.log"); then
+      echo "$line" >"$out/torch_step_$variant.json"
+      row "torch step $variant" ok "$(python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print("T=%d B=%d bf16 autocast: %.1f ms/step, peak %.0f MiB" % (r["T"], r["batch_size"], r["median_ms"], r["peak_cuda_mib"]))' "$line")"
+    else
+      row "torch step $variant" FAILED "see $out/torch_step_$variant.log"
     fi
   done
 else

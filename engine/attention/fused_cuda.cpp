@@ -47,16 +47,19 @@ Tensor fused_cuda(const std::vector<Tensor>& q, const std::vector<Tensor>& k, co
   }
   Tensor out = Tensor::empty(v.shape(), v.dtype(), Device::CUDA);
   Tensor lse = Tensor::empty({B, H, T}, DType::Float64, Device::CUDA);  // float64 whatever the dtype (cuda_backend.h)
-  const bool v2 = bf16 && v.dtype() == DType::Float32;                  // float64 keeps its precision
+  std::vector<Tensor> inputs(q);
+  inputs.insert(inputs.end(), k.begin(), k.end());
+  inputs.push_back(v);
+  inputs.push_back(alpha);
+  const bool v2 = bf16 && v.dtype() == DType::Float32;  // float64 keeps its precision
+  // A training step that would reach a v2 backward too large for the device fails now,
+  // before the forward.
+  if (v2 && any_requires_grad(inputs)) cuda::check_attention_backward_v2(args);
   if (v2)
     cuda::hkt_attention_forward_v2(args, static_cast<float*>(out.raw_data()), static_cast<double*>(lse.raw_data()));
   else
     cuda::hkt_attention_forward(args, out.raw_data(), lse.raw_data(), v.dtype());
 
-  std::vector<Tensor> inputs(q);
-  inputs.insert(inputs.end(), k.begin(), k.end());
-  inputs.push_back(v);
-  inputs.push_back(alpha);
   // The saved tensors keep the memory args points into alive until the backward.
   std::vector<Tensor> saved;
   for (const auto& t : inputs) saved.push_back(t.detach());

@@ -13,9 +13,9 @@
 // t = lane % 4; mma.h). Per key tile:
 //   1. stage K_l (every level) and V^T as bf16, zeros for masked keys (a masked key's
 //      K and V never reach a product, even when they hold NaN);
-//   2. each coarse level's tile S_l = scale Q_l K_l^T, (64 / 2^l)^2 entries, by MMAs
-//      shared out over the warps, into shared memory in float32 (level 3's 8 x 8 as a
-//      16 x 8 product whose query rows 8..15 are zeros);
+//   2. each coarse level's tile Q_l K_l^T (unscaled: the lift applies alpha_l scale),
+//      (64 / 2^l)^2 entries, by MMAs shared out over the warps, into shared memory in
+//      float32 (level 3's 8 x 8 as a 16 x 8 product whose query rows 8..15 are zeros);
 //   3. level 0 by each warp for its rows, in registers; then the lift: each lane adds
 //      alpha_l S_l[r >> l][c >> l] to its own fragment elements; masks set -inf;
 //   4. the online softmax on the fragments (a row's max and sum over the 4 lanes that

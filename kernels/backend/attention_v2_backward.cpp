@@ -22,7 +22,7 @@
 // after, reads it. The price is that first pass, about 2 of the backward's 7 products.
 //
 // Two block kernels of 4 warps, as v1 (each output owned by one lane, sums in a fixed
-// order, no atomics: deterministic), plus D's row kernel and dalpha's reduction:
+// order, no atomics: deterministic), plus dalpha's reduction over the query tiles:
 //   BackwardKV  one block per (b h, key tile of 64); warp w owns keys 16 w .. 16 w + 15 and
 //               computes, per query tile, its 16 x 64 block of S^T = K_0 Q_0^T (lifted by
 //               the coarse tiles), P^T, dP^T = V dO^T and dS^T in registers; then
@@ -412,14 +412,21 @@ std::size_t backward_bytes(int L, int dk, bool keys) {
 }  // namespace v2
 }  // namespace detail
 
-void hkt_attention_backward_v2(const AttentionArgs& args, const double* lse, const float* grad_out, float* const* dq,
-                               float* const* dk, float* dv, float* dalpha) {
+void check_attention_backward_v2(const AttentionArgs& args) {
   using namespace detail::v2;
   check_v2_launch("hkt_attention_backward_v2", args, 0);  // d_h is checked before it sizes anything
   const int dkp = padded_dh(args.dh);
+  check_v2_launch("hkt_attention_backward_v2", args,
+                  std::max(backward_bytes(args.L, dkp, true), backward_bytes(args.L, dkp, false)));
+}
+
+void hkt_attention_backward_v2(const AttentionArgs& args, const double* lse, const float* grad_out, float* const* dq,
+                               float* const* dk, float* dv, float* dalpha) {
+  using namespace detail::v2;
+  check_attention_backward_v2(args);
+  const int dkp = padded_dh(args.dh);
   const std::size_t kv_bytes = backward_bytes(args.L, dkp, true), q_bytes = backward_bytes(args.L, dkp, false);
-  const std::int64_t tiles = check_v2_launch("hkt_attention_backward_v2", args, std::max(kv_bytes, q_bytes)),
-                     bh = args.B * args.H;
+  const std::int64_t tiles = (args.T + kTile - 1) / kTile, bh = args.B * args.H;
   if (tiles == 0 || bh == 0) return;
   const detail::Attn<float> a = detail::typed<float>(args);
   const Grid grid{static_cast<unsigned>(bh), static_cast<unsigned>(tiles)};

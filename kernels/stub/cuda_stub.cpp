@@ -124,6 +124,7 @@ void hkt_attention_backward(const AttentionArgs&, const void*, const void*, cons
 }
 void hkt_attention_forward_v0(const AttentionArgs&, void*, void*, DType) { no_cuda("hkt_attention_fused on cuda"); }
 void hkt_attention_forward_v2(const AttentionArgs&, float*, double*) { no_cuda("hkt_attention_forward_v2"); }
+void check_attention_backward_v2(const AttentionArgs&) { no_cuda("check_attention_backward_v2"); }
 void hkt_attention_backward_v2(const AttentionArgs&, const double*, const float*, float* const*, float* const*, float*,
                                float*) {
   no_cuda("hkt_attention_backward_v2");
