@@ -207,9 +207,16 @@ Tensor HierarchicalAttention::forward(const Tensor& x, const Tensor& key_mask_in
   options.precision = config_.precision;
   // On the GPU the fused kernels cover L <= 4 and d_h <= 128; beyond that the
   // composite op runs (engine ops, all with CUDA kernels).
+  const std::int64_t d_h = config_.d_model / config_.n_heads;
   const bool fused =
-      impl == AttentionImpl::Fused &&
-      (x.device() == Device::CPU || attention::fused_cuda_supports(L, config_.d_model / config_.n_heads));
+      impl == AttentionImpl::Fused && (x.device() == Device::CPU || attention::fused_cuda_supports(L, d_h));
+  // bf16 lives in the fused kernels: asked for where the composite would run instead, it
+  // would silently be float32, so it is refused.
+  check(fused || x.device() == Device::CPU || impl == AttentionImpl::Composite ||
+            config_.precision != AttentionPrecision::Bf16 || x.dtype() != DType::Float32,
+        "attention: model.attention_precision = \"bf16\" needs the fused CUDA kernels, which take L <= 4 levels and "
+        "d_h <= 128, got d_h = " +
+            std::to_string(d_h) + " (d_model / n_heads); use \"fp32\"");
   auto core = [&](const std::vector<Tensor>& qs, const std::vector<Tensor>& ks, const Tensor& v, const Tensor& a,
                   const Tensor& mask) {
     return fused ? hkt_attention_fused(qs, ks, v, a, mask, options)

@@ -13,6 +13,7 @@
 #include "cuda_backend.h"
 #include "gradcheck/consistency.h"
 #include "gradcheck/gradcheck.h"
+#include "hierarchical_attention.h"
 #include "module.h"
 #include "optim/adamw.h"
 #include "task.h"
@@ -193,6 +194,27 @@ TEST_CASE("cuda: model.attention_precision = bf16 trains on the tensor-core kern
       CHECK(std::abs(a[i] - b[i]) <= 5e-2 * std::abs(a[i]));
     }
   }
+}
+
+TEST_CASE("cuda: bf16 attention where the fused kernels do not reach (d_h > 128) is refused, not run in float32",
+          "[cuda][errors]") {
+  HKT_SKIP_UNLESS_CUDA();
+  AttentionConfig c;
+  c.d_model = 272;  // 2 heads of d_h = 136
+  c.n_heads = 2;
+  c.levels = 2;
+  c.precision = AttentionPrecision::Bf16;
+  Generator gen(1);
+  HierarchicalAttention m(c, gen);
+  m.to(Device::CUDA);
+  const Tensor x = Tensor::normal({1, 8, 272}, gen, 0.0, 1.0, DType::Float32).to(Device::CUDA);
+  require_error(
+      [&] { (void)m.forward(x, Tensor()); },
+      "attention: model.attention_precision = \"bf16\" needs the fused CUDA kernels, which take L <= 4 levels "
+      "and d_h <= 128, got d_h = 136");
+  CHECK(m.forward(x, Tensor(), AttentionImpl::Composite).shape() == Shape{1, 8, 272});  // composite: documented as fp32
+  m.to(Device::CPU);
+  CHECK(m.forward(x.to(Device::CPU), Tensor()).shape() == Shape{1, 8, 272});  // the CPU ignores the setting
 }
 
 TEST_CASE("cuda: a model trains on the GPU along the CPU's loss curve, and its checkpoints load anywhere",

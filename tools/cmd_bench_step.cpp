@@ -227,6 +227,7 @@ int run_step_bench(const StepArgs& a) {
               {"device", device_name(a.device)},
               {"attention", enum_name(mc.attention)},
               {"levels", mc.attention == AttentionKind::Mha ? 1 : mc.hkt.levels},
+              {"attention_precision", enum_name(mc.hkt.precision)},
               {"T", T},
               {"batch_size", B},
               {"threads", omp_get_max_threads()},

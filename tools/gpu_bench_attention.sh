@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # gpu_bench_attention.sh: the fused attention timings of docs/benchmarks.md on a GPU
-# machine: forward and forward+backward time of hkt's v0 (per-row) and v1 (tiled)
-# kernels and the forward of v2 (bf16 tensor cores),
-# PyTorch's scaled_dot_product_attention (L = 1) and PyTorch's best HKT (the
-# concat formulation, L = 3; tools/bench_sdpa_torch.py), at T = 1024, 4096, 16384,
+# machine: forward and forward+backward time of hkt's v0 (per-row), v1 (tiled) and v2
+# (bf16 tensor cores) kernels, PyTorch's scaled_dot_product_attention (L = 1) and
+# PyTorch's best HKT (the concat formulation, L = 3, through SDPA and FlexAttention;
+# tools/bench_sdpa_torch.py), at T = 1024, 4096, 16384,
 # batch x heads = 64, d_head = 64, float32 (PyTorch also in bf16, for reference). Each
 # hkt point runs in its own process under a time limit (v0 is slow at large T; v0 at
 # T = 16384 is left out); a point past its limit reads "timeout". JSON under $OUT, the
