@@ -12,6 +12,18 @@
 
 namespace hkt::cuda {
 
+// for (l = first; l < L; ++l) (HKT_FOR_LEVELS: from 0), unrolled over the at most kMaxAttentionLevels levels: with l a
+// constant in each copy, the per-level pointer arrays (the arguments' q[l], k[l] and the
+// shared-memory tiles) stay in registers and constant memory instead of being copied
+// to local memory for a run-time index.
+#if defined(__CUDACC__)
+#define HKT_UNROLL _Pragma("unroll")
+#else
+#define HKT_UNROLL
+#endif
+#define HKT_FOR_LEVELS_FROM(l, first, L) HKT_UNROLL for (int l = (first); l < kMaxAttentionLevels; ++l) if (l < (L))
+#define HKT_FOR_LEVELS(l, L) HKT_FOR_LEVELS_FROM(l, 0, L)
+
 namespace detail {
 
 // The arguments with typed pointers, passed to the kernels by value.

@@ -59,17 +59,6 @@ namespace v1 {
 
 constexpr unsigned kThreads = 256;
 
-// for (l = 0; l < L; ++l), unrolled over the at most kMaxAttentionLevels levels: with l a
-// constant in each copy, the per-level pointer arrays (the arguments' q[l], k[l] and the
-// shared-memory tiles) stay in registers and constant memory instead of being copied
-// to local memory for a run-time index.
-#if defined(__CUDACC__)
-#define HKT_UNROLL _Pragma("unroll")
-#else
-#define HKT_UNROLL
-#endif
-#define HKT_FOR_LEVELS(l, L) HKT_UNROLL for (int l = 0; l < kMaxAttentionLevels; ++l) if (l < (L))
-
 // ---- shared-memory carving ---------------------------------------------------------------
 
 // Hands out consecutive, aligned pieces of a block's shared memory. With base = nullptr

@@ -52,7 +52,7 @@ struct Smem {
     Carve c{base};
     ld = dk + 8;
     ldv = kTile + 8;
-    for (int l = 0; l < L; ++l) {
+    HKT_FOR_LEVELS(l, L) {
       q[l] = c.take<std::uint16_t>(staged_rows(l) * ld);
       k[l] = c.take<std::uint16_t>(staged_rows(l) * ld);
       coarse[l] = l == 0 ? nullptr : c.take<float>(level_rows(l) * level_rows(l));
@@ -86,7 +86,7 @@ struct Forward {
     for (int s = 0; s < dk / 16; ++s) a_fragment(qa[s], rows_of(m.q[0], m.ld), row0, 16 * s, lane);
 
     float alpha_scale[kMaxAttentionLevels];
-    for (int l = 0; l < a.L; ++l) alpha_scale[l] = a.alpha[h * a.L + l] * a.scale;
+    HKT_FOR_LEVELS(l, a.L) alpha_scale[l] = a.alpha[h * a.L + l] * a.scale;
     const float ninf = neg_inf<float>();
     float row_max[2] = {ninf, ninf}, row_sum[2] = {0.0f, 0.0f};  // rows g and g + 8; sum: this lane's share
     float o[kMaxDk / 8][4] = {};
@@ -112,6 +112,7 @@ struct Forward {
       coarse_scores(m.coarse, m.q, m.k, m.ld, a.L, dk, warp, lane);
       // 3. Level 0 for the warp's rows: 8 blocks of 16 x 8.
       float s[kTile / 8][4];
+      HKT_UNROLL
       for (int nt = 0; nt < kTile / 8; ++nt) {
         for (int i = 0; i < 4; ++i) s[nt][i] = 0.0f;
         for (int ks = 0; ks < dk / 16; ++ks) {
@@ -126,11 +127,12 @@ struct Forward {
       dev::sync_threads();  // every warp's coarse tiles are written
       // The lift and the masks: s = sum_l alpha_l scale S_l[r >> l][c >> l], -inf where masked.
       float tile_max[2] = {ninf, ninf};
+      HKT_UNROLL
       for (int nt = 0; nt < kTile / 8; ++nt)
         for (int i = 0; i < 4; ++i) {
           const int r = row0 + g + 8 * (i / 2), c = 8 * nt + 2 * t + i % 2;
           float v = alpha_scale[0] * s[nt][i];
-          for (int l = 1; l < a.L; ++l) v += alpha_scale[l] * m.coarse[l][(r >> l) * level_rows(l) + (c >> l)];
+          HKT_FOR_LEVELS_FROM(l, 1, a.L) v += alpha_scale[l] * m.coarse[l][(r >> l) * level_rows(l) + (c >> l)];
           if (keep[c] == 0.0f || (a.causal && k0 + c > q0 + r)) v = ninf;
           s[nt][i] = v;
           tile_max[i / 2] = v > tile_max[i / 2] ? v : tile_max[i / 2];
@@ -147,6 +149,7 @@ struct Forward {
         row_max[h2] = m_new;
         row_sum[h2] *= correction[h2];
       }
+      HKT_UNROLL
       for (int nt = 0; nt < kTile / 8; ++nt)
         for (int i = 0; i < 4; ++i) {
           const float mx = row_max[i / 2];
@@ -158,6 +161,7 @@ struct Forward {
         for (int i = 0; i < 4; ++i) o[nd][i] *= correction[i / 2];
       // O += P V, k16 slice by slice: P's fragments of n-tiles 2 kk and 2 kk + 1 are the
       // A fragment of slice kk (mma.h's layouts); V's B fragments from V^T.
+      HKT_UNROLL
       for (int kk = 0; kk < kTile / 16; ++kk) {
         MmaFragments f{};
         a_from_c(f.a, s[2 * kk], s[2 * kk + 1]);

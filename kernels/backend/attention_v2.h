@@ -136,21 +136,21 @@ HKT_DEVICE void stage_keep(float* keep, const Attn<float>& a, std::int64_t b, st
 // live key under it is zeros, so a masked key's K never reaches a product, even as NaN.
 HKT_DEVICE void stage_keys(std::uint16_t* const* k, int ld, const Attn<float>& a, std::int64_t bh, std::int64_t k0,
                            int dk, const float* keep) {
-  for (int l = 0; l < a.L; ++l)
-    stage_rows(k[l], ld, a.k[l] + bh * a.Tl[l] * a.dh, k0 >> l, level_rows(l), staged_rows(l), a.Tl[l], a.dh, dk,
-               [=](int w) {
-                 for (int c = w << l; c < (w + 1) << l; ++c)
-                   if (keep[c] != 0.0f) return false;
-                 return true;  // every key under coarse row w is masked
-               });
+  HKT_FOR_LEVELS(l, a.L)
+  stage_rows(k[l], ld, a.k[l] + bh * a.Tl[l] * a.dh, k0 >> l, level_rows(l), staged_rows(l), a.Tl[l], a.dh, dk,
+             [=](int w) {
+               for (int c = w << l; c < (w + 1) << l; ++c)
+                 if (keep[c] != 0.0f) return false;
+               return true;  // every key under coarse row w is masked
+             });
 }
 
 // Every level's Q_l rows of the query tile at q0.
 HKT_DEVICE void stage_queries(std::uint16_t* const* q, int ld, const Attn<float>& a, std::int64_t bh, std::int64_t q0,
                               int dk) {
-  for (int l = 0; l < a.L; ++l)
-    stage_rows(q[l], ld, a.q[l] + bh * a.Tl[l] * a.dh, q0 >> l, level_rows(l), staged_rows(l), a.Tl[l], a.dh, dk,
-               [](int) { return false; });
+  HKT_FOR_LEVELS(l, a.L)
+  stage_rows(q[l], ld, a.q[l] + bh * a.Tl[l] * a.dh, q0 >> l, level_rows(l), staged_rows(l), a.Tl[l], a.dh, dk,
+             [](int) { return false; });
 }
 
 // Each coarse level's tile, coarse[l][u][w] = Q_l[u] . K_l[w] for l = 1 .. L - 1
@@ -159,7 +159,7 @@ HKT_DEVICE void stage_queries(std::uint16_t* const* q, int ld, const Attn<float>
 // whose rows 8..15 are zeros). The caller synchronises before reading them.
 HKT_DEVICE void coarse_scores(float* const* coarse, const std::uint16_t* const* q, const std::uint16_t* const* k,
                               int ld, int L, int dk, unsigned warp, unsigned lane) {
-  for (int l = 1; l < L; ++l) {
+  HKT_FOR_LEVELS_FROM(l, 1, L) {
     const int n = level_rows(l), mt = staged_rows(l) / 16, nt = n / 8;
     for (int blk = static_cast<int>(warp); blk < mt * nt; blk += kWarps) {
       const int br = 16 * (blk / nt), bc = 8 * (blk % nt);

@@ -68,7 +68,7 @@ struct BackwardSmem {
     Carve c{base};
     ld = dk + 8;
     int coarse_rows = 0;
-    for (int l = 0; l < L; ++l) {
+    HKT_FOR_LEVELS(l, L) {
       const int st = staged_rows(l), n = level_rows(l);
       q[l] = c.take<std::uint16_t>(st * ld);
       k[l] = c.take<std::uint16_t>(st * ld);
@@ -119,6 +119,7 @@ HKT_DEVICE void stage_key_side(const BackwardSmem& m, const Attn<float>& a, std:
 // as 8 C fragments (a score-like tile: rows of A against rows of B^T).
 template <class VA, class VB>
 HKT_DEVICE void warp_scores(float (&out)[kTile / 8][4], const VA& a, const VB& bt, int row0, int dk, unsigned lane) {
+  HKT_UNROLL
   for (int nt = 0; nt < kTile / 8; ++nt) {
     for (int i = 0; i < 4; ++i) out[nt][i] = 0.0f;
     block_product(out[nt], a, bt, row0, 8 * nt, dk, lane);
@@ -135,6 +136,7 @@ HKT_DEVICE void warp_accumulate(float* acc, int dk, const float (&c)[kTile / 8][
     float sum[4];
     for (int i = 0; i < 4; ++i)
       sum[i] = acc[(row0 + MmaLayout::c_row(lane, i)) * dk + 8 * nd + MmaLayout::c_col(lane, i)];
+    HKT_UNROLL
     for (int kk = 0; kk < kTile / 16; ++kk) {
       MmaFragments f{};
       a_from_c(f.a, c[2 * kk], c[2 * kk + 1]);
@@ -154,7 +156,7 @@ HKT_DEVICE void warp_accumulate(float* acc, int dk, const float (&c)[kTile / 8][
 template <class AOf, class BtOf>
 HKT_DEVICE void coarse_accumulate(const BackwardSmem& m, int L, int dk, AOf a_of, BtOf bt_of, unsigned warp,
                                   unsigned lane) {
-  for (int l = 1; l < L; ++l) {
+  HKT_FOR_LEVELS_FROM(l, 1, L) {
     const int st = staged_rows(l), mt = st / 16, nt = dk / 8;
     for (int blk = static_cast<int>(warp); blk < mt * nt; blk += kWarps) {
       const int br = 16 * (blk / nt), bc = 8 * (blk % nt);
@@ -174,6 +176,7 @@ HKT_DEVICE void coarse_accumulate(const BackwardSmem& m, int L, int dk, AOf a_of
 // keys): the pooled value then goes to ds1[w][u]'s transpose, ds1[u][w].
 HKT_DEVICE void pool_level1(float* ds1, const float (&ds)[kTile / 8][4], int row0, bool transposed, unsigned lane) {
   const int g = static_cast<int>(lane / 4), t = static_cast<int>(lane % 4), st = staged_rows(1);
+  HKT_UNROLL
   for (int nt = 0; nt < kTile / 8; ++nt)
     for (int h2 = 0; h2 < 2; ++h2) {
       const float mine = ds[nt][2 * h2] + ds[nt][2 * h2 + 1];
@@ -187,7 +190,7 @@ HKT_DEVICE void pool_level1(float* ds1, const float (&ds)[kTile / 8][4], int row
 // dS_l for l = 2 .. L - 1 from the level below (2 x 2 sums in a fixed order), a barrier
 // after each level.
 HKT_DEVICE void pool_coarser(const BackwardSmem& m, int L) {
-  for (int l = 2; l < L; ++l) {
+  HKT_FOR_LEVELS_FROM(l, 2, L) {
     const int n = level_rows(l), st = staged_rows(l), below = staged_rows(l - 1);
     const float* src = m.ds[l - 1];
     for (int x = static_cast<int>(dev::thread_index()); x < n * n; x += static_cast<int>(kThreads)) {
@@ -205,7 +208,7 @@ HKT_DEVICE float lifted(const BackwardSmem& m, const Attn<float>& a, const float
                         std::int64_t q0, std::int64_t k0, int r, int c) {
   if (m.keep[c] == 0.0f || (a.causal && k0 + c > q0 + r)) return neg_inf<float>();
   float v = alpha_scale[0] * s0;
-  for (int l = 1; l < a.L; ++l) v += alpha_scale[l] * m.coarse[l][(r >> l) * level_rows(l) + (c >> l)];
+  HKT_FOR_LEVELS_FROM(l, 1, a.L) v += alpha_scale[l] * m.coarse[l][(r >> l) * level_rows(l) + (c >> l)];
   return v;
 }
 
@@ -232,14 +235,14 @@ struct BackwardKV {
     const int g = static_cast<int>(lane / 4), t = static_cast<int>(lane % 4);
     const int row0 = 16 * static_cast<int>(warp);  // the warp's first key in the tile
 
-    for (int l = 0; l < a.L; ++l) {
+    HKT_FOR_LEVELS(l, a.L) {
       fill_zero(m.acc[l], staged_rows(l) * dk);
       if (l >= 1) fill_zero(m.ds[l], staged_rows(l) * staged_rows(l));
     }
     fill_zero(m.dv, kTile * dk);
     stage_key_side(m, a, bh, k0, dk);
     float alpha_scale[kMaxAttentionLevels];
-    for (int l = 0; l < a.L; ++l) alpha_scale[l] = a.alpha[h * a.L + l] * a.scale;
+    HKT_FOR_LEVELS(l, a.L) alpha_scale[l] = a.alpha[h * a.L + l] * a.scale;
 
     const std::int64_t query_tiles = (a.T + kTile - 1) / kTile;
     for (std::int64_t qt = a.causal ? k0 / kTile : 0; qt < query_tiles;
@@ -254,6 +257,7 @@ struct BackwardKV {
       warp_scores(p, rows_of(m.k[0], m.ld), rows_of(m.q[0], m.ld), row0, dk, lane);
       warp_scores(ds, rows_of(m.v, m.ld), rows_of(m.dout, m.ld), row0, dk, lane);
       dev::sync_threads();  // every warp's coarse tiles are written
+      HKT_UNROLL
       for (int nt = 0; nt < kTile / 8; ++nt)
         for (int i = 0; i < 4; ++i) {
           const int c = row0 + g + 8 * (i / 2), r = 8 * nt + 2 * t + i % 2;  // key c, query r
@@ -278,7 +282,7 @@ struct BackwardKV {
       const int c = x / dk, d = x % dk;
       if (k0 + c < a.T && d < a.dh) dv[(bh * a.T + k0 + c) * a.dh + d] = m.dv[x];
     }
-    for (int l = 0; l < a.L; ++l) {
+    HKT_FOR_LEVELS(l, a.L) {
       const std::int64_t w0 = k0 >> l;
       for (int x = static_cast<int>(tid); x < level_rows(l) * dk; x += static_cast<int>(kThreads)) {
         const int w = x / dk, d = x % dk;
@@ -307,16 +311,16 @@ struct BackwardQ {
     const int g = static_cast<int>(lane / 4), t = static_cast<int>(lane % 4);
     const int row0 = 16 * static_cast<int>(warp);  // the warp's first query in the tile
     int coarse_rows = 0;                           // rows of levels >= 1 in m.dalpha
-    for (int l = 1; l < a.L; ++l) coarse_rows += level_rows(l);
+    HKT_FOR_LEVELS_FROM(l, 1, a.L) coarse_rows += level_rows(l);
 
-    for (int l = 0; l < a.L; ++l) {
+    HKT_FOR_LEVELS(l, a.L) {
       fill_zero(m.acc[l], staged_rows(l) * dk);
       if (l >= 1) fill_zero(m.ds[l], staged_rows(l) * staged_rows(l));
     }
     for (int x = static_cast<int>(tid); x < coarse_rows + kWarps; x += static_cast<int>(kThreads)) m.dalpha[x] = 0.0;
     stage_query_side(m, a, bh, q0, dk, grad_out, lse, nullptr);
     float alpha_scale[kMaxAttentionLevels];
-    for (int l = 0; l < a.L; ++l) alpha_scale[l] = a.alpha[h * a.L + l] * a.scale;
+    HKT_FOR_LEVELS(l, a.L) alpha_scale[l] = a.alpha[h * a.L + l] * a.scale;
     double dalpha0 = 0.0;  // this lane's share of sum ds S_0
 
     const std::int64_t key_tiles = a.causal ? qt + 1 : (a.T + kTile - 1) / kTile;
@@ -334,6 +338,7 @@ struct BackwardQ {
         warp_scores(s, rows_of(m.q[0], m.ld), rows_of(m.k[0], m.ld), row0, dk, lane);
         warp_scores(ds, rows_of(m.dout, m.ld), rows_of(m.v, m.ld), row0, dk, lane);
         dev::sync_threads();  // every warp's coarse tiles are written
+        HKT_UNROLL
         for (int nt = 0; nt < kTile / 8; ++nt)
           for (int i = 0; i < 4; ++i) {
             const int r = row0 + g + 8 * (i / 2), c = 8 * nt + 2 * t + i % 2;  // query r, key c
@@ -360,7 +365,7 @@ struct BackwardQ {
           // sum_w dS_l[u, w] S_l[u, w].
           if (dalpha_parts) {
             int first = 0;
-            for (int l = 1; l < a.L; ++l) {
+            HKT_FOR_LEVELS_FROM(l, 1, a.L) {
               const int n = level_rows(l), st = staged_rows(l);
               const int u = static_cast<int>(tid) - first;
               if (u >= 0 && u < n) {
@@ -386,7 +391,7 @@ struct BackwardQ {
     dalpha0 = warp_sum(dalpha0);
     if (lane == 0) m.dalpha[coarse_rows + warp] = dalpha0;
     dev::sync_threads();
-    for (int l = 0; l < a.L; ++l) {
+    HKT_FOR_LEVELS(l, a.L) {
       const std::int64_t u0 = q0 >> l;
       for (int x = static_cast<int>(tid); x < level_rows(l) * dk; x += static_cast<int>(kThreads)) {
         const int u = x / dk, d = x % dk;
