@@ -26,6 +26,20 @@ namespace hkt::cuda {
 
 namespace detail {
 
+// Hands out consecutive 16-byte-aligned pieces of a block's shared memory. With base =
+// nullptr (on the host) it only counts: `bytes` is then the size to launch with.
+struct Carve {
+  unsigned char* base;
+  std::size_t bytes = 0;
+  template <class X>
+  HKT_HOST_DEVICE X* take(std::int64_t n) {
+    bytes = (bytes + 15) / 16 * 16;
+    X* p = base ? reinterpret_cast<X*>(base + bytes) : nullptr;
+    bytes += static_cast<std::size_t>(n) * sizeof(X);
+    return p;
+  }
+};
+
 // The arguments with typed pointers, passed to the kernels by value.
 template <class E>
 struct Attn {

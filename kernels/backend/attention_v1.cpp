@@ -61,20 +61,6 @@ constexpr unsigned kThreads = 256;
 
 // ---- shared-memory carving ---------------------------------------------------------------
 
-// Hands out consecutive, aligned pieces of a block's shared memory. With base = nullptr
-// (on the host) it only counts: `bytes` is then the size to launch with.
-struct Carve {
-  unsigned char* base;
-  std::size_t bytes = 0;
-  template <class X>
-  HKT_HOST_DEVICE X* take(std::int64_t n) {
-    bytes = (bytes + 15) / 16 * 16;
-    X* p = base ? reinterpret_cast<X*>(base + bytes) : nullptr;
-    bytes += static_cast<std::size_t>(n) * sizeof(X);
-    return p;
-  }
-};
-
 // The sizes one block works with.
 struct Shape {
   int tile;  // query and key tile (fine rows)

@@ -28,20 +28,6 @@ HKT_HOST_DEVICE inline int padded_dh(std::int64_t dh) { return static_cast<int>(
 HKT_HOST_DEVICE inline int level_rows(int l) { return kTile >> l; }
 HKT_HOST_DEVICE inline int staged_rows(int l) { return level_rows(l) < 16 ? 16 : level_rows(l); }
 
-// Hands out consecutive 16-byte-aligned pieces of a block's shared memory. With base =
-// nullptr (on the host) it only counts: `bytes` is then the size to launch with.
-struct Carve {
-  unsigned char* base;
-  std::size_t bytes = 0;
-  template <class X>
-  HKT_HOST_DEVICE X* take(std::int64_t n) {
-    bytes = (bytes + 15) / 16 * 16;
-    X* p = base ? reinterpret_cast<X*>(base + bytes) : nullptr;
-    bytes += static_cast<std::size_t>(n) * sizeof(X);
-    return p;
-  }
-};
-
 // The bf16 bits of a tile element: bf16 tiles hold them, float32 tiles (the backward's
 // pooled dS) are rounded as they are read.
 HKT_DEVICE std::uint16_t bits_of(std::uint16_t x) { return x; }
