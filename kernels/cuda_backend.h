@@ -271,14 +271,16 @@ struct AttentionArgs {
 /// and the row log-sum-exp lse [B, H, T], float64 whatever the dtype (-inf for a row with
 /// every key masked, whose output is 0). The backward recomputes p = exp(s - LSE): a
 /// float32 LSE (rounded by about 1e-7 of its size, some units) would bias every p of the
-/// row by that much, and the backward's rows of ds would no longer sum to 0. Memory O(T d_h). Runs the kernel version
-/// chosen by set_attention_kernel (v1, the tiled kernels of attention_v1.cpp, unless changed).
-void hkt_attention_forward(const AttentionArgs& args, void* out, void* lse, DType dtype);
+/// row by that much, and the backward's rows of ds would no longer sum to 0. Memory O(T d_h). Runs kernel
+/// `version` (0, 1 or 2, as set_attention_kernel; -1: the one set_attention_kernel chose, v1
+/// unless changed). Throws hkt::Error for v2 with a dtype other than float32.
+void hkt_attention_forward(const AttentionArgs& args, void* out, void* lse, DType dtype, int version = -1);
 /// Backward (FlashAttention-2 formulas, recomputing p from the LSE): D = rowsum(dO O),
 /// then dv [B, H, T, d_h], dq[l] and dk[l] [B, H, T_l, d_h], and dalpha [H, L] (nullptr:
-/// not wanted), each summed in a fixed order. Deterministic: no atomics.
+/// not wanted), each summed in a fixed order. Deterministic: no atomics. `version` as in
+/// hkt_attention_forward (v2 sums D from P and dP instead: hkt_attention_backward_v2).
 void hkt_attention_backward(const AttentionArgs& args, const void* out, const void* lse, const void* grad_out,
-                            void* const* dq, void* const* dk, void* dv, void* dalpha, DType dtype);
+                            void* const* dq, void* const* dk, void* dv, void* dalpha, DType dtype, int version = -1);
 /// Which fused attention kernels hkt_attention_forward/backward run, process-wide: 1 (the
 /// default) is v1, tiled in shared memory (attention_v1.cpp); 0 is v0, one thread per
 /// output row (attention_v0.cpp), kept as the per-element reference the tests and the

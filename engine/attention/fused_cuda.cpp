@@ -55,16 +55,14 @@ Tensor fused_cuda(const std::vector<Tensor>& q, const std::vector<Tensor>& k, co
   // A training step that would reach a v2 backward too large for the device fails now,
   // before the forward.
   if (v2 && any_requires_grad(inputs)) cuda::check_attention_backward_v2(args);
-  if (v2)
-    cuda::hkt_attention_forward_v2(args, static_cast<float*>(out.raw_data()), static_cast<double*>(lse.raw_data()));
-  else
-    cuda::hkt_attention_forward(args, out.raw_data(), lse.raw_data(), v.dtype());
+  const int version = v2 ? 2 : -1;  // -1: the process-wide choice (cuda::set_attention_kernel)
+  cuda::hkt_attention_forward(args, out.raw_data(), lse.raw_data(), v.dtype(), version);
 
   // The saved tensors keep the memory args points into alive until the backward.
   std::vector<Tensor> saved;
   for (const auto& t : inputs) saved.push_back(t.detach());
   record(out, "hkt_attention_fused", inputs,
-         [args, saved, keep, out = out.detach(), lse, v2](const Tensor& grad_out, const std::vector<bool>& needs) {
+         [args, saved, keep, out = out.detach(), lse, version](const Tensor& grad_out, const std::vector<bool>& needs) {
            const auto n = static_cast<std::size_t>(args.L);
            Grads grads;
            void* dq[cuda::kMaxAttentionLevels] = {};
@@ -77,22 +75,9 @@ Tensor fused_cuda(const std::vector<Tensor>& q, const std::vector<Tensor>& k, co
            }
            const bool want_dalpha = needs[2 * n + 1];
            Tensor dalpha = want_dalpha ? Tensor::empty(saved[2 * n + 1].shape(), out.dtype(), Device::CUDA) : Tensor();
-           if (v2) {
-             float* dq32[cuda::kMaxAttentionLevels] = {};
-             float* dk32[cuda::kMaxAttentionLevels] = {};
-             for (std::size_t l = 0; l < n; ++l) {
-               dq32[l] = static_cast<float*>(dq[l]);
-               dk32[l] = static_cast<float*>(dk[l]);
-             }
-             cuda::hkt_attention_backward_v2(args, static_cast<const double*>(lse.raw_data()),
-                                             static_cast<const float*>(grad_out.raw_data()), dq32, dk32,
-                                             static_cast<float*>(grads[2 * n].raw_data()),
-                                             want_dalpha ? static_cast<float*>(dalpha.raw_data()) : nullptr);
-           } else {
-             cuda::hkt_attention_backward(args, out.raw_data(), lse.raw_data(), grad_out.raw_data(), dq, dk,
-                                          grads[2 * n].raw_data(), want_dalpha ? dalpha.raw_data() : nullptr,
-                                          out.dtype());
-           }
+           cuda::hkt_attention_backward(args, out.raw_data(), lse.raw_data(), grad_out.raw_data(), dq, dk,
+                                        grads[2 * n].raw_data(), want_dalpha ? dalpha.raw_data() : nullptr, out.dtype(),
+                                        version);
            grads.push_back(dalpha);
            return grads;
          });

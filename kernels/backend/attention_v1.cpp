@@ -645,9 +645,10 @@ void set_attention_kernel(int version) {
 
 int attention_kernel() { return g_attention_kernel; }
 
-void hkt_attention_forward(const AttentionArgs& args, void* out, void* lse, DType dtype) {
-  if (g_attention_kernel == 0) return hkt_attention_forward_v0(args, out, lse, dtype);
-  if (g_attention_kernel == 2) {
+void hkt_attention_forward(const AttentionArgs& args, void* out, void* lse, DType dtype, int version) {
+  if (version < 0) version = g_attention_kernel;
+  if (version == 0) return hkt_attention_forward_v0(args, out, lse, dtype);
+  if (version == 2) {
     check(dtype == DType::Float32,
           "hkt_attention_fused on cuda: kernel v2 (bf16) takes float32 tensors, got " + std::string(dtype_name(dtype)));
     return hkt_attention_forward_v2(args, static_cast<float*>(out), static_cast<double*>(lse));
@@ -659,9 +660,10 @@ void hkt_attention_forward(const AttentionArgs& args, void* out, void* lse, DTyp
 }
 
 void hkt_attention_backward(const AttentionArgs& args, const void* out, const void* lse, const void* grad_out,
-                            void* const* dq, void* const* dk, void* dv, void* dalpha, DType dtype) {
-  if (g_attention_kernel == 0) return hkt_attention_backward_v0(args, out, lse, grad_out, dq, dk, dv, dalpha, dtype);
-  if (g_attention_kernel == 2) {
+                            void* const* dq, void* const* dk, void* dv, void* dalpha, DType dtype, int version) {
+  if (version < 0) version = g_attention_kernel;
+  if (version == 0) return hkt_attention_backward_v0(args, out, lse, grad_out, dq, dk, dv, dalpha, dtype);
+  if (version == 2) {
     check(dtype == DType::Float32,
           "hkt_attention_fused on cuda: kernel v2 (bf16) takes float32 tensors, got " + std::string(dtype_name(dtype)));
     float* dq32[kMaxAttentionLevels] = {};

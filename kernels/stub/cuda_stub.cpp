@@ -114,12 +114,12 @@ void adamw_update(void*, const void*, void*, void*, std::int64_t, double, double
                   DType) {
   no_cuda("AdamW on cuda");
 }
-void hkt_attention_forward(const AttentionArgs&, void*, void*, DType) { no_cuda("hkt_attention_fused on cuda"); }
+void hkt_attention_forward(const AttentionArgs&, void*, void*, DType, int) { no_cuda("hkt_attention_fused on cuda"); }
 void mma_bf16_gemm(const float*, const float*, const float*, float*, std::int64_t, std::int64_t, std::int64_t, bool) {
   no_cuda("mma_bf16_gemm");
 }
 void hkt_attention_backward(const AttentionArgs&, const void*, const void*, const void*, void* const*, void* const*,
-                            void*, void*, DType) {
+                            void*, void*, DType, int) {
   no_cuda("hkt_attention_fused backward on cuda");
 }
 void hkt_attention_forward_v0(const AttentionArgs&, void*, void*, DType) { no_cuda("hkt_attention_fused on cuda"); }
