@@ -221,3 +221,23 @@ TEST_CASE(
     CHECK(static_cast<double>(sum) == Approx(exact_sum).epsilon(1e-6).margin(1e-30));
   }
 }
+
+TEST_CASE("exp_shifted_sum: a NaN stays NaN, -inf gives 0 and overflow +inf inside the vectorised loop",
+          "[attention][tiles]") {
+  // fast_exp has no isnan select: a NaN reaches its result through the arithmetic (the
+  // clamps let it pass). Checked here in the SIMD loop (64 elements: whole lane groups),
+  // where the compiler's choice of min/max instructions decides what a NaN becomes.
+  using hkt::attention::exp_shifted_sum;
+  std::vector<float> x(64, 0.5f);
+  x[21] = std::numeric_limits<float>::quiet_NaN();
+  x[40] = -std::numeric_limits<float>::infinity();
+  x[50] = 100.0f;  // 100 - 1 = 99 > 88: +inf
+  x[60] = -90.0f;  // below -87 after the shift: exactly 0
+  const float sum = exp_shifted_sum(x.data(), static_cast<std::int64_t>(x.size()), 1.0f);
+  CHECK(std::isnan(x[21]));
+  CHECK(x[40] == 0.0f);
+  CHECK(x[50] == std::numeric_limits<float>::infinity());
+  CHECK(x[60] == 0.0f);
+  CHECK(static_cast<double>(x[0]) == Approx(std::exp(-0.5)).epsilon(2.5e-7));  // 2 ulp
+  CHECK(std::isnan(sum));
+}
