@@ -43,7 +43,7 @@ struct Row {
   std::int64_t T;
   int L;
   double forward_ms, backward_ms, score_flops, total_flops, peak_mib;
-  double time_ratio = 0, score_ratio = 0, total_ratio = 0;  // against L = 1
+  double time_ratio = 0, score_ratio = 0, total_ratio = 0;  // against L = 1; 0 when there is no L = 1 row
   std::string note;                                         // "out of memory" when the point did not fit
 };
 
@@ -164,7 +164,7 @@ std::vector<Row> measure_or_note(const BenchArgs& a, const std::string& impl, st
   }
 }
 
-// Parses "1,2,3" into numbers.
+// Parses "1,2,3" into numbers; refuses anything but distinct positive integers.
 template <class N>
 std::vector<N> parse_list(const std::string& s, const char* what) {
   std::vector<N> out;
@@ -180,6 +180,9 @@ std::vector<N> parse_list(const std::string& s, const char* what) {
       throw Error(std::string("bench attention: ") + what +
                   " must be a comma-separated list of positive integers, got '" + s + "'");
     }
+    // A repeated value would measure and print the same point twice.
+    check(std::count(out.begin(), out.end(), out.back()) == 1,
+          std::string("bench attention: ") + what + " lists " + std::to_string(out.back()) + " twice in '" + s + "'");
   }
   check(!out.empty(), std::string("bench attention: ") + what + " is empty");
   return out;
@@ -301,16 +304,28 @@ void add_bench_command(CLI::App& app) {
                           "fwd_TF/s");
             if (!r.note.empty())
               std::printf("%-10s %6lld %2d %s\n", r.impl.c_str(), static_cast<long long>(r.T), r.L, r.note.c_str());
-            else
-              std::printf("%-10s %6lld %2d %11.2f %11.2f %10.3f %10.3f %8.4f %8.4f %8.3f %9.1f %9.3f\n", r.impl.c_str(),
+            else {
+              // The ratios need this T's L = 1 row: "-" without one.
+              const auto ratio = [](double x, int digits) {
+                char buf[32];
+                if (x > 0)
+                  std::snprintf(buf, sizeof buf, "%8.*f", digits, x);
+                else
+                  std::snprintf(buf, sizeof buf, "%8s", "-");
+                return std::string(buf);
+              };
+              std::printf("%-10s %6lld %2d %11.2f %11.2f %10.3f %10.3f %s %s %s %9.1f %9.3f\n", r.impl.c_str(),
                           static_cast<long long>(r.T), r.L, r.forward_ms, r.backward_ms, r.score_flops / 1e9,
-                          r.total_flops / 1e9, r.score_ratio, r.total_ratio, r.time_ratio, r.peak_mib,
-                          r.total_flops / (r.forward_ms * 1e9));
+                          r.total_flops / 1e9, ratio(r.score_ratio, 4).c_str(), ratio(r.total_ratio, 4).c_str(),
+                          ratio(r.time_ratio, 3).c_str(), r.peak_mib, r.total_flops / (r.forward_ms * 1e9));
+            }
             std::fflush(stdout);
           }
         }
       }
     if (args->json) {
+      // A ratio needs the L = 1 row of the same T and implementation: null without one.
+      const auto ratio_or_null = [](double x) { return x > 0 ? nlohmann::json(x) : nlohmann::json(nullptr); };
       auto out = nlohmann::json::array();
       for (const auto& r : rows)
         out.push_back({{"impl", r.impl},
@@ -320,9 +335,9 @@ void add_bench_command(CLI::App& app) {
                        {"backward_ms", r.backward_ms},
                        {"score_gflop", r.score_flops / 1e9},
                        {"total_gflop", r.total_flops / 1e9},
-                       {"score_flop_ratio", r.score_ratio},
-                       {"total_flop_ratio", r.total_ratio},
-                       {"time_ratio", r.time_ratio},
+                       {"score_flop_ratio", ratio_or_null(r.score_ratio)},
+                       {"total_flop_ratio", ratio_or_null(r.total_ratio)},
+                       {"time_ratio", ratio_or_null(r.time_ratio)},
                        {"peak_mib", r.peak_mib},
                        {"forward_tflops", r.forward_ms > 0 ? r.total_flops / (r.forward_ms * 1e9) : 0.0},
                        {"device", device_name(args->device)},

@@ -281,7 +281,8 @@ void add_bench_step_command(CLI::App* bench) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--export", args->export_dir,
-                  "Also write DIR/{model,batch}.safetensors and DIR/config.json for tools/bench_torch.py");
+                  "Also write DIR/{model,batch}.safetensors and DIR/config.json for tools/bench_torch.py")
+      ->check(nonempty_path());
   sub->add_flag("--json", args->json, "Print one JSON line instead of text");
   auto device_str = std::make_shared<std::string>("cpu");
   sub->add_option("--device", *device_str,

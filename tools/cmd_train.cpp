@@ -33,25 +33,32 @@ void add_train_commands(CLI::App& app) {
       ->check(readable_file());
   train_cmd->add_option("--set", targs->sets, "Override a config key: --set model.d_model=128 (repeatable)");
   train_cmd->add_option("--seed", targs->seed, "Shortcut for --set train.seed=N")->check(CLI::NonNegativeNumber);
-  train_cmd->add_option("--out", targs->out, "Run directory to write")->capture_default_str()->check(nonempty_path());
+  auto* out_opt = train_cmd->add_option("--out", targs->out, "Run directory to write")
+                      ->capture_default_str()
+                      ->check(nonempty_path());
   train_cmd
       ->add_option("--device", targs->device,
                    "cpu or cuda (every op on the GPU; checkpoints are device-independent, so --resume may change it)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
-  train_cmd->add_option("--resume", targs->resume, "Continue the run in this directory from its last checkpoint");
+  train_cmd->add_option(
+      "--resume", targs->resume,
+      "Continue the run in this directory from its last checkpoint, writing there (no --config, --set or --out)");
   train_cmd->add_flag("--overwrite", targs->overwrite,
                       "Replace a finished or stopped run in --out (its files are deleted first)");
   train_cmd
       ->add_option("--stop-after", targs->stop_after,
                    "Stop (with a checkpoint) after this step; continue later with --resume (0: no stop)")
       ->check(CLI::NonNegativeNumber);
-  on_selected(train_cmd, [targs] {
+  on_selected(train_cmd, [targs, out_opt] {
     config::Json cfg;
     std::string out = targs->out;
     if (!targs->resume.empty()) {
       check(targs->config.empty(),
             "train: --config and --resume exclude each other (a resumed run keeps its config.json)");
+      // A resumed run writes into its own directory; an --out beside it would be ignored.
+      check(out_opt->count() == 0, "train: --out and --resume exclude each other (the run resumed from --resume " +
+                                       targs->resume + " keeps writing there)");
       out = targs->resume;
       cfg = config::merge(read_json(out + "/config.json"), out + "/config.json");
     } else {
