@@ -251,6 +251,38 @@ TEST_CASE("train: one writer per run directory; a finished run resumed changes n
   CHECK(fs::last_write_time(dir + "/result.json") == mtime);
 }
 
+TEST_CASE("train: a config.json edited between stop and resume is refused, naming the key; train.threads may change",
+          "[train][reliability]") {
+  // `hkt train --resume DIR` reads DIR/config.json; the checkpoint keeps the config it was
+  // trained with, so an edit in between (here the learning rate, or the attention
+  // precision) is found instead of silently continuing a different run.
+  std::ostringstream log;
+  const auto cfg = tiny_config("hkt", 20);
+  const std::string dir = fresh_dir("edited");
+  CHECK(train_run(cfg, dir, log, false, 10).empty());
+  const auto edit = [&](const config::Json& c) {
+    std::ofstream(dir + "/config.json") << c.dump(2) << "\n";
+    return c;
+  };
+  auto lr = cfg;
+  lr["train"]["lr"] = 0.5;
+  require_error([&] { train_run(edit(lr), dir, log, true); },
+                "differs from the config " + dir +
+                    "/last.safetensors was trained with (/train/lr: 0.003 in the "
+                    "checkpoint, 0.5 in config.json); a run resumes unchanged");
+  auto precision = cfg;
+  precision["model"]["attention_precision"] = "bf16";
+  require_error([&] { train_run(edit(precision), dir, log, true); },
+                "(/model/attention_precision: \"fp32\" in the checkpoint, \"bf16\" in config.json)");
+  CHECK_FALSE(fs::exists(dir + "/result.json"));  // nothing was trained by the refused resumes
+  // Another thread count is not a different run: the resume goes through to the end.
+  auto threads = cfg;
+  threads["train"]["threads"] = 2;
+  const auto result = train_run(edit(threads), dir, log, true);
+  CHECK(result["best_step"].get<std::int64_t>() >= 1);
+  CHECK(fs::exists(dir + "/result.json"));
+}
+
 TEST_CASE("train: negative threads and zero batch sizes are refused before any step", "[train][reliability]") {
   std::ostringstream log;
   auto cfg = tiny_config("mha", 10);

@@ -507,10 +507,41 @@ class Run {
     for (const auto& [name, t] : file.tensors)
       if (name.rfind("optimizer.", 0) == 0) state.emplace_back(name.substr(10), t);
     optimizer_.load_state(state);
+    check_config_unchanged(file.metadata);
     state_ = RunState::from_metadata(file.metadata, paths_.last, s_.steps);
     dropout_gen_.advance(state_.dropout_offset);
     truncate_metrics(paths_.metrics, state_.step, progress_);
     progress_ << "resumed " << paths_.dir << " at step " << state_.step << "\n";
+  }
+
+  // A run resumes the config it was trained with: config.json (which --resume reads) must
+  // equal the config stored in last.safetensors, except train.threads (the machine may
+  // change; runs are bit-identical for the same thread count). Names the first key that
+  // differs, e.g. an attention precision switched by editing config.json. Checkpoints
+  // without the stored config (written before it was added) are not checked.
+  void check_config_unchanged(const std::map<std::string, std::string>& metadata) const {
+    const auto it = metadata.find("config");
+    if (it == metadata.end()) return;
+    Json saved;
+    try {
+      saved = Json::parse(it->second);
+    } catch (const std::exception&) {
+      throw Error("resume: " + paths_.last + ": metadata 'config' is not valid JSON");
+    }
+    Json now = config_;
+    for (Json* c : {&saved, &now})
+      if (c->contains("train") && (*c)["train"].is_object()) (*c)["train"].erase("threads");
+    const Json patch = Json::diff(saved, now);  // RFC 6902 operations turning saved into now
+    if (patch.empty()) return;
+    const Json& first = patch.front();
+    const std::string key = first.at("path").get<std::string>();
+    const Json before = saved.contains(Json::json_pointer(key)) ? saved.at(Json::json_pointer(key)) : Json();
+    const Json after = first.contains("value") ? first.at("value") : Json();
+    throw Error("resume: " + paths_.config + " differs from the config " + paths_.last + " was trained with (" + key +
+                ": " + (before.is_null() ? "absent" : before.dump()) + " in the checkpoint, " +
+                (after.is_null() ? "absent" : after.dump()) + " in config.json" +
+                (patch.size() > 1 ? ", and " + std::to_string(patch.size() - 1) + " more" : std::string()) +
+                "); a run resumes unchanged: restore config.json, or start a new run with --config");
   }
 
   // One optimizer step's batch, logits and loss, and the learning rate it used. The loop
@@ -703,7 +734,9 @@ class Run {
     for (auto& [name, t] : optimizer_.state()) state.emplace_back("optimizer." + name, t);
     state_.dropout_offset = dropout_gen_.offset();
     try {
-      save_checkpoint(paths_.last, *model_, state, state_.metadata());
+      auto metadata = state_.metadata();
+      metadata["config"] = config_.dump();  // what restore() checks config.json against
+      save_checkpoint(paths_.last, *model_, state, metadata);
     } catch (const Error& e) {
       throw Error(std::string(e.what()) + " (at step " + std::to_string(state_.step) + "; training stopped, " +
                   (last_saved_step_ > 0 ? paths_.last + " still holds step " + std::to_string(last_saved_step_)
