@@ -186,6 +186,7 @@ TEST_CASE("safetensors: metadata round trips", "[safetensors]") {
   st::save(path, {{"w", Tensor::ones({2})}}, metadata);
   const st::File file = st::load(path);
   CHECK(file.metadata == metadata);
+  CHECK(st::load_metadata(path) == metadata);  // the header alone, the same metadata
   const auto header = nlohmann::json::parse(header_of(read_bytes(path)));
   CHECK(header["__metadata__"]["epoch"] == "3");
   // Without metadata there is no "__metadata__" key (as the reference writer does).
@@ -406,9 +407,13 @@ TEST_CASE("safetensors: data offsets must tile the data section exactly", "[safe
           "tensor 'w_q.0.weight': data_offsets [0, 60] hold 60 bytes, shape [4,4] float32 needs 64");
   refuses("{\"s\":" + entry("I64", "[]", 0, 4) + "}", 4,
           "tensor 's': data_offsets [0, 4] hold 4 bytes, shape [] int64 needs 8");
-  // Past the end: a truncated file (the header asks for 8 bytes, 4 are there).
+  // Past the end: a truncated file (the header asks for 8 bytes, 4 are there), refused by
+  // load_metadata too, which validates the header without reading the data.
   refuses("{\"a\":" + entry("F32", "[2]", 0, 8) + "}", 4,
           "tensor 'a': data_offsets [0, 8] go past the end of the data section (4 bytes)");
+  const std::string truncated = dir.write("cut.safetensors", raw_file("{\"a\":" + entry("F32", "[2]", 0, 8) + "}", 4));
+  require_error([&] { st::load_metadata(truncated); },
+                truncated + ": tensor 'a': data_offsets [0, 8] go past the end of the data section (4 bytes)");
   // A hole between two tensors; the header is 112 bytes (padded), so data byte 4 is file byte 124.
   std::string header = "{\"a\":" + entry("F32", "[1]", 0, 4) + ",\"b\":" + entry("F32", "[1]", 8, 12) + "}";
   header.append((8 - header.size() % 8) % 8, ' ');

@@ -110,7 +110,10 @@ TEST_CASE("train: the same config gives bit-identical metrics and a resumed run 
   CHECK(fs::exists(a + "/best.safetensors"));
   auto changed = cfg;
   changed["train"]["lr"] = 0.1;
-  require_error([&] { train_run(changed, a, log, true); }, "resume: the config differs");
+  require_error([&] { train_run(changed, a, log, true); },
+                "resume: the config differs from the run's " + a +
+                    "/config.json (/train/lr: 0.003 in config.json, 0.1 in the config given; resume the same run "
+                    "unchanged)");
 }
 
 TEST_CASE("train: a non-finite loss stops the run and keeps the last checkpoint", "[train][errors]") {
@@ -270,15 +273,24 @@ TEST_CASE("train: a config.json edited between stop and resume is refused, namin
                 "differs from the config " + dir +
                     "/last.safetensors was trained with (/train/lr: 0.003 in the "
                     "checkpoint, 0.5 in config.json); a run resumes unchanged");
+  // A model size too: named before any weight is loaded (which would otherwise fail on
+  // the first tensor's shape).
+  auto width = cfg;
+  width["model"]["d_model"] = 16;
+  require_error([&] { train_run(edit(width), dir, log, true); },
+                "(/model/d_model: 32 in the checkpoint, 16 in config.json)");
   auto precision = cfg;
   precision["model"]["attention_precision"] = "bf16";
   require_error([&] { train_run(edit(precision), dir, log, true); },
                 "(/model/attention_precision: \"fp32\" in the checkpoint, \"bf16\" in config.json)");
   CHECK_FALSE(fs::exists(dir + "/result.json"));  // nothing was trained by the refused resumes
-  // Another thread count is not a different run: the resume goes through to the end.
+  // Another thread count is not a different run: the resume goes through to the end,
+  // unless asked to stop at a step the checkpoint (step 10) has already passed.
   auto threads = cfg;
   threads["train"]["threads"] = 2;
-  const auto result = train_run(edit(threads), dir, log, true);
+  require_error([&] { train_run(edit(threads), dir, log, true, 10); },
+                "resume: --stop-after 10 is not after step 10, where " + dir + "/last.safetensors stands");
+  const auto result = train_run(threads, dir, log, true);
   CHECK(result["best_step"].get<std::int64_t>() >= 1);
   CHECK(fs::exists(dir + "/result.json"));
 }

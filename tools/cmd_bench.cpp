@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -164,27 +165,31 @@ std::vector<Row> measure_or_note(const BenchArgs& a, const std::string& impl, st
   }
 }
 
-// Parses "1,2,3" into numbers; refuses anything but distinct positive integers.
+// Parses "1,2,3" into numbers: distinct positive integers written in decimal digits only,
+// each at most the largest N, no empty item.
 template <class N>
 std::vector<N> parse_list(const std::string& s, const char* what) {
+  const auto refuse = [&] {
+    return Error(std::string("bench attention: ") + what +
+                 " must be a comma-separated list of positive integers, got '" + s + "'");
+  };
   std::vector<N> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      std::size_t used = 0;
-      const long long v = std::stoll(item, &used);
-      check(used == item.size() && v > 0, "");
-      out.push_back(static_cast<N>(v));
-    } catch (const std::exception&) {
-      throw Error(std::string("bench attention: ") + what +
-                  " must be a comma-separated list of positive integers, got '" + s + "'");
-    }
+  std::size_t begin = 0;
+  while (true) {  // items between commas; "1," and ",1" have an empty one
+    const std::size_t end = std::min(s.find(',', begin), s.size());
+    const std::string item = s.substr(begin, end - begin);
+    if (item.empty() || item.size() > 18 || item.find_first_not_of("0123456789") != std::string::npos) throw refuse();
+    const long long v = std::stoll(item);  // at most 18 digits: no overflow
+    if (v <= 0) throw refuse();
+    check(v <= static_cast<long long>(std::numeric_limits<N>::max()),
+          std::string("bench attention: ") + what + " value " + item + " is too large");
     // A repeated value would measure and print the same point twice.
-    check(std::count(out.begin(), out.end(), out.back()) == 1,
-          std::string("bench attention: ") + what + " lists " + std::to_string(out.back()) + " twice in '" + s + "'");
+    check(std::find(out.begin(), out.end(), static_cast<N>(v)) == out.end(),
+          std::string("bench attention: ") + what + " lists " + std::to_string(v) + " twice in '" + s + "'");
+    out.push_back(static_cast<N>(v));
+    if (end == s.size()) break;
+    begin = end + 1;
   }
-  check(!out.empty(), std::string("bench attention: ") + what + " is empty");
   return out;
 }
 

@@ -137,6 +137,11 @@ Batch make_batch(const TaskShape& s, std::int64_t B, std::int64_t T, std::int64_
 // both in float64) and config.json (the resolved config).
 void export_for_torch(const std::string& dir, const Json& config, const Classifier& model, const Batch& batch,
                       const Batch& check_batch) {
+  // The export writes config.json, which in a training run's directory is the run's own
+  // (and what --resume reads): such a directory is refused.
+  for (const char* run_file : {"last.safetensors", "metrics.jsonl", "result.json"})
+    check(!fs::exists(fs::path(dir) / run_file), "bench step: --export " + dir + " holds a training run (" + run_file +
+                                                     "), whose config.json it would overwrite; give another directory");
   std::error_code ec;
   fs::create_directories(dir, ec);
   check(!ec && fs::is_directory(dir),

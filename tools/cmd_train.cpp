@@ -41,9 +41,11 @@ void add_train_commands(CLI::App& app) {
                    "cpu or cuda (every op on the GPU; checkpoints are device-independent, so --resume may change it)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
-  train_cmd->add_option(
-      "--resume", targs->resume,
-      "Continue the run in this directory from its last checkpoint, writing there (no --config, --set or --out)");
+  train_cmd
+      ->add_option(
+          "--resume", targs->resume,
+          "Continue the run in this directory from its last checkpoint, writing there (no --config, --set or --out)")
+      ->check(nonempty_path());
   train_cmd->add_flag("--overwrite", targs->overwrite,
                       "Replace a finished or stopped run in --out (its files are deleted first)");
   train_cmd

@@ -456,7 +456,11 @@ void save(const std::string& path, const std::vector<std::pair<std::string, Tens
   }
 }
 
-File load(const std::string& path) {
+namespace {
+
+// load() and load_metadata(): the header always, validated whole; the tensors' data only
+// with `with_tensors`.
+File read_file(const std::string& path, bool with_tensors) {
   const std::uint64_t file_bytes = regular_file_size(path);
   check(file_bytes >= kSizeFieldBytes,
         path + ": the file has " + std::to_string(file_bytes) + " bytes, fewer than the 8-byte header size");
@@ -496,6 +500,7 @@ File load(const std::string& path) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
   check_tiling(path, entries, data_bytes, data_start);
+  if (!with_tensors) return file;
 
   // (4) the data, in file order, straight into each tensor's storage.
   for (const Entry& entry : entries) {
@@ -510,6 +515,12 @@ File load(const std::string& path) {
   }
   return file;
 }
+
+}  // namespace
+
+File load(const std::string& path) { return read_file(path, true); }
+
+std::map<std::string, std::string> load_metadata(const std::string& path) { return read_file(path, false).metadata; }
 
 void load_into(const File& file, const std::vector<std::pair<std::string, Tensor>>& params, bool allow_extra) {
   std::unordered_map<std::string, const Tensor*> in_file;

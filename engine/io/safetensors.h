@@ -82,6 +82,12 @@ struct File {
 /// (naming the data and file byte offsets); a file that ends while being read.
 File load(const std::string& path);
 
+/// The "__metadata__" object of the safetensors file at `path` (empty when it has none),
+/// without reading any tensor's data: the header is read and validated as by load(), with
+/// the same errors for a damaged header (a short or truncated data section too, since the
+/// entries must tile it).
+std::map<std::string, std::string> load_metadata(const std::string& path);
+
 /// Copies the loaded tensors into `params` by name (into their existing storage, on the
 /// CPU or the GPU, so every handle to a parameter sees the loaded values; autograd is not
 /// involved, as with PyTorch's load_state_dict). Every name of `params` must be in the

@@ -311,11 +311,78 @@ void check_train_keys(const Json& config) {
   config::use_threads(threads);
 }
 
-// Checks that out_dir can take this run: with resume, a run of the same config to
-// continue; without, no run there unless overwrite. Returns the result of a run that
-// is already finished (resume then has nothing to do), else null.
-Json check_run_directory(const Json& config, const RunPaths& paths, bool resume, bool overwrite,
-                         std::ostream& progress) {
+// The first difference between two configs, for an error message: its key as a JSON
+// pointer and both values ("absent" where a side lacks the key), e.g.
+//   /train/lr: 0.003 in the checkpoint, 0.5 in config.json
+// plus ", and N more" when more keys differ. `was` and `now` name the two sides.
+std::string describe_difference(const Json& before, const Json& after, const std::string& was, const std::string& now) {
+  const Json patch = Json::diff(before, after);  // RFC 6902 operations turning before into after
+  if (patch.empty()) return "";
+  std::string key = patch.front().at("path").get<std::string>();
+  if (key.size() >= 2 && key.compare(key.size() - 2, 2, "/-") == 0) {  // an element appended to an array
+    const Json::json_pointer array(key.substr(0, key.size() - 2));
+    key = key.substr(0, key.size() - 1) + std::to_string(before.contains(array) ? before.at(array).size() : 0);
+  }
+  const Json::json_pointer pointer(key);
+  const auto value = [&](const Json& side) {
+    if (!side.contains(pointer)) return std::string("absent");
+    std::string text = side.at(pointer).dump();
+    return text.size() > 120 ? text.substr(0, 117) + "..." : text;
+  };
+  return key + ": " + value(before) + " in " + was + ", " + value(after) + " in " + now +
+         (patch.size() > 1 ? ", and " + std::to_string(patch.size() - 1) + " more" : std::string());
+}
+
+// A run resumes the config it was trained with, checked before the data is loaded or the
+// thread count set, each refusal naming the first key that differs:
+// - the config given must equal the run's config.json (`hkt train --resume DIR` reads
+//   that file; a caller of train() may pass another config);
+// - config.json must equal the config last.safetensors was trained with (kept in its
+//   metadata as "config" by save_last), so that an edit made there since the checkpoint
+//   does not go unnoticed. train.threads may differ (the machine may change; a run is
+//   bit-identical for the same thread count). A checkpoint without the key (written
+//   before it was added) is not checked.
+// Missing files are left to check_run_directory, which names them.
+void check_resumed_config(const Json& config, const RunPaths& paths) {
+  if (fs::exists(paths.config)) {
+    const Json run_config = config::read_json_file(paths.config);
+    check(run_config == config, "resume: the config differs from the run's " + paths.config + " (" +
+                                    describe_difference(run_config, config, "config.json", "the config given") +
+                                    "; resume the same run unchanged)");
+  }
+  if (!fs::exists(paths.last)) return;
+  const auto metadata = safetensors::load_metadata(paths.last);
+  const auto it = metadata.find("config");
+  if (it == metadata.end()) return;
+  // A config is a few levels deep; anything nested further is not one (and a hostile
+  // depth would otherwise recurse through the comparison below).
+  constexpr int kMaxDepth = 16;
+  bool too_deep = false;
+  Json saved;
+  try {
+    saved = Json::parse(it->second, [&](int depth, Json::parse_event_t, Json&) {
+      too_deep = too_deep || depth > kMaxDepth;
+      return !too_deep;
+    });
+  } catch (const std::exception&) {
+    throw Error("resume: " + paths.last + ": metadata 'config' is not valid JSON");
+  }
+  check(!too_deep && saved.is_object(), "resume: " + paths.last +
+                                            ": metadata 'config' is not a config (a JSON object at most " +
+                                            std::to_string(kMaxDepth) + " levels deep)");
+  Json now = config;
+  for (Json* c : {&saved, &now})
+    if (c->contains("train") && (*c)["train"].is_object()) (*c)["train"].erase("threads");
+  const std::string difference = describe_difference(saved, now, "the checkpoint", "config.json");
+  check(difference.empty(), "resume: " + paths.config + " differs from the config " + paths.last +
+                                " was trained with (" + difference +
+                                "); a run resumes unchanged: restore config.json, or start a new run with --config");
+}
+
+// Checks that out_dir can take this run: with resume, a run to continue (its config was
+// checked by check_resumed_config); without, no run there unless overwrite. Returns the
+// result of a run that is already finished (resume then has nothing to do), else null.
+Json check_run_directory(const RunPaths& paths, bool resume, bool overwrite, std::ostream& progress) {
   check(!(resume && overwrite), "train: resume and overwrite exclude each other");
   if (!resume) {
     check(overwrite || !fs::exists(paths.last),
@@ -324,8 +391,6 @@ Json check_run_directory(const Json& config, const RunPaths& paths, bool resume,
   }
   check(fs::exists(paths.last), "resume: " + paths.last + " does not exist (nothing to resume)");
   check(fs::exists(paths.config), "resume: " + paths.config + " does not exist");
-  check(config::read_json_file(paths.config) == config,
-        "resume: the config differs from the run's " + paths.config + " (resume the same run unchanged)");
   if (!fs::exists(paths.result)) return nullptr;
   // A finished run: say so and change nothing (its result.json stays as written).
   progress << "resume: the run in " << paths.dir << " is finished (result.json exists); nothing to do\n";
@@ -507,41 +572,15 @@ class Run {
     for (const auto& [name, t] : file.tensors)
       if (name.rfind("optimizer.", 0) == 0) state.emplace_back(name.substr(10), t);
     optimizer_.load_state(state);
-    check_config_unchanged(file.metadata);
     state_ = RunState::from_metadata(file.metadata, paths_.last, s_.steps);
+    // A stop at or before the checkpoint's step would never be reached: the run would go
+    // on to its end instead.
+    check(options_.stop_after == 0 || options_.stop_after > state_.step,
+          "resume: --stop-after " + std::to_string(options_.stop_after) + " is not after step " +
+              std::to_string(state_.step) + ", where " + paths_.last + " stands (give a later step, or 0)");
     dropout_gen_.advance(state_.dropout_offset);
     truncate_metrics(paths_.metrics, state_.step, progress_);
     progress_ << "resumed " << paths_.dir << " at step " << state_.step << "\n";
-  }
-
-  // A run resumes the config it was trained with: config.json (which --resume reads) must
-  // equal the config stored in last.safetensors, except train.threads (the machine may
-  // change; runs are bit-identical for the same thread count). Names the first key that
-  // differs, e.g. an attention precision switched by editing config.json. Checkpoints
-  // without the stored config (written before it was added) are not checked.
-  void check_config_unchanged(const std::map<std::string, std::string>& metadata) const {
-    const auto it = metadata.find("config");
-    if (it == metadata.end()) return;
-    Json saved;
-    try {
-      saved = Json::parse(it->second);
-    } catch (const std::exception&) {
-      throw Error("resume: " + paths_.last + ": metadata 'config' is not valid JSON");
-    }
-    Json now = config_;
-    for (Json* c : {&saved, &now})
-      if (c->contains("train") && (*c)["train"].is_object()) (*c)["train"].erase("threads");
-    const Json patch = Json::diff(saved, now);  // RFC 6902 operations turning saved into now
-    if (patch.empty()) return;
-    const Json& first = patch.front();
-    const std::string key = first.at("path").get<std::string>();
-    const Json before = saved.contains(Json::json_pointer(key)) ? saved.at(Json::json_pointer(key)) : Json();
-    const Json after = first.contains("value") ? first.at("value") : Json();
-    throw Error("resume: " + paths_.config + " differs from the config " + paths_.last + " was trained with (" + key +
-                ": " + (before.is_null() ? "absent" : before.dump()) + " in the checkpoint, " +
-                (after.is_null() ? "absent" : after.dump()) + " in config.json" +
-                (patch.size() > 1 ? ", and " + std::to_string(patch.size() - 1) + " more" : std::string()) +
-                "); a run resumes unchanged: restore config.json, or start a new run with --config");
   }
 
   // One optimizer step's batch, logits and loss, and the learning rate it used. The loop
@@ -821,11 +860,12 @@ class Run {
 Json train(const Json& config, const TrainOptions& options) {
   check(options.progress != nullptr, "train: options.progress is null");
   if (options.device == Device::CUDA) cuda::require_device("train --device cuda");
+  const RunPaths paths(options.out_dir);
+  if (options.resume) check_resumed_config(config, paths);  // before anything else is read or printed
   const Json& tc = config.at("train");
   check_train_keys(config);
   check_memory_estimate(config, "train");  // before the data (it parses the model's enums too)
-  const RunPaths paths(options.out_dir);
-  if (Json finished = check_run_directory(config, paths, options.resume, options.overwrite, *options.progress);
+  if (Json finished = check_run_directory(paths, options.resume, options.overwrite, *options.progress);
       !finished.is_null())
     return finished;
   check(tc.at("seed").get<std::int64_t>() >= 0, "config key 'train.seed' must be >= 0");
