@@ -279,6 +279,11 @@ TEST_CASE("train: a config.json edited between stop and resume is refused, namin
   width["model"]["d_model"] = 16;
   require_error([&] { train_run(edit(width), dir, log, true); },
                 "(/model/d_model: 32 in the checkpoint, 16 in config.json)");
+  // An element appended to an array is named by its index (RFC 6902's diff writes "/-").
+  auto seeds = cfg;
+  seeds["experiment"]["seeds"].push_back(7);
+  require_error([&] { train_run(edit(seeds), dir, log, true); },
+                "(/experiment/seeds/3: absent in the checkpoint, 7 in config.json)");
   auto precision = cfg;
   precision["model"]["attention_precision"] = "bf16";
   require_error([&] { train_run(edit(precision), dir, log, true); },
@@ -330,6 +335,24 @@ TEST_CASE("config files: a key twice in one object is refused at any depth, nami
   // The same key in two different objects is fine.
   const std::string ok = tmp.write("ok.json", R"({"train": {"steps": 7}, "data": {"listops": {"seed": 1}}})");
   CHECK(config::load_file(ok).at("train").at("steps") == 7);
+}
+
+TEST_CASE("config files: nesting deeper than 32 levels is refused, naming where, instead of overflowing the stack",
+          "[config][reliability]") {
+  // 100,000 open brackets in one value once crashed hkt (the copies and comparisons of
+  // the tree recurse); 32 levels is far beyond any config.
+  TempDir tmp("deep");
+  const std::string deep = tmp.write(
+      "deep.json", R"({"experiment": {"name": )" + std::string(100000, '[') + std::string(100000, ']') + "}}");
+  require_error([&] { config::load_file(deep); },
+                deep + ": nested deeper than 32 levels (at 'experiment.name[][][][][]");
+  require_error(
+      [] { config::apply_sets(config::defaults(), {"train.lr=" + std::string(40, '[') + std::string(40, ']')}); },
+      ": nested deeper than 32 levels");
+  // 30 levels parse (and are then refused by the config's own checks, not by the depth).
+  const std::string fine =
+      tmp.write("fine.json", R"({"experiment": {"name": )" + std::string(30, '[') + std::string(30, ']') + "}}");
+  CHECK(config::read_json_file(fine).at("experiment").at("name").is_array());
 }
 
 TEST_CASE("train: a checkpoint with a NaN or infinite weight is refused, naming the file and tensor",

@@ -178,10 +178,11 @@ std::vector<N> parse_list(const std::string& s, const char* what) {
   while (true) {  // items between commas; "1," and ",1" have an empty one
     const std::size_t end = std::min(s.find(',', begin), s.size());
     const std::string item = s.substr(begin, end - begin);
-    if (item.empty() || item.size() > 18 || item.find_first_not_of("0123456789") != std::string::npos) throw refuse();
-    const long long v = std::stoll(item);  // at most 18 digits: no overflow
-    if (v <= 0) throw refuse();
-    check(v <= static_cast<long long>(std::numeric_limits<N>::max()),
+    if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos) throw refuse();
+    const std::size_t digits = item.size() - std::min(item.find_first_not_of('0'), item.size());  // leading zeros off
+    const long long v = digits <= 18 ? std::stoll(item) : -1;  // at most 18 digits: no overflow
+    if (v == 0) throw refuse();
+    check(v > 0 && v <= static_cast<long long>(std::numeric_limits<N>::max()),
           std::string("bench attention: ") + what + " value " + item + " is too large");
     // A repeated value would measure and print the same point twice.
     check(std::find(out.begin(), out.end(), static_cast<N>(v)) == out.end(),

@@ -139,7 +139,7 @@ void export_for_torch(const std::string& dir, const Json& config, const Classifi
                       const Batch& check_batch) {
   // The export writes config.json, which in a training run's directory is the run's own
   // (and what --resume reads): such a directory is refused.
-  for (const char* run_file : {"last.safetensors", "metrics.jsonl", "result.json"})
+  for (const char* run_file : {"last.safetensors", "best.safetensors", "metrics.jsonl", "result.json"})
     check(!fs::exists(fs::path(dir) / run_file), "bench step: --export " + dir + " holds a training run (" + run_file +
                                                      "), whose config.json it would overwrite; give another directory");
   std::error_code ec;

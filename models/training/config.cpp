@@ -150,12 +150,20 @@ Json merge(const Json& overrides, const std::string& where) {
 namespace {
 
 // The parser callback that refuses duplicate keys: one set of keys per open object, and
-// the key path ("train.steps", "[2]" for array elements) for the message.
+// the key path ("train.steps", "[2]" for array elements) for the message. It also refuses
+// nesting deeper than kMaxConfigDepth: a config is a few levels deep, and a hostile depth
+// (100,000 open brackets) would otherwise build a tree whose copies and comparisons
+// recurse until the stack overflows.
+constexpr int kMaxConfigDepth = 32;
+
 class DuplicateKeyGuard {
  public:
   explicit DuplicateKeyGuard(std::string where) : where_(std::move(where)) {}
-  bool operator()(int, Json::parse_event_t event, Json& parsed) {
+  bool operator()(int depth, Json::parse_event_t event, Json& parsed) {
     using E = Json::parse_event_t;
+    if (depth > kMaxConfigDepth)
+      throw Error(where_ + ": nested deeper than " + std::to_string(kMaxConfigDepth) + " levels (at '" + path() +
+                  "'); a config is a few levels deep");
     switch (event) {
       case E::object_start:
         open_.push_back({true, {}, ""});

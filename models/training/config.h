@@ -34,8 +34,10 @@ Json apply_sets(Json config, const std::vector<std::string>& sets);
 Json load_file(const std::string& path);
 
 /// Parses JSON text, refusing a key that appears twice in one object at any depth
-/// (nlohmann::json, like most parsers, would keep the last one silently): throws
-/// hkt::Error "WHERE: the key 'train.steps' appears twice", or "WHERE: not valid JSON: ...".
+/// (nlohmann::json, like most parsers, would keep the last one silently) and nesting
+/// deeper than 32 levels: throws hkt::Error "WHERE: the key 'train.steps' appears twice",
+/// "WHERE: nested deeper than 32 levels (at 'experiment.name[][]...')", or "WHERE: not
+/// valid JSON: ...".
 Json parse_json(const std::string& text, const std::string& where);
 /// parse_json of a whole file; WHERE is its path. Throws when it cannot be read.
 Json read_json_file(const std::string& path);

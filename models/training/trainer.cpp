@@ -319,15 +319,22 @@ std::string describe_difference(const Json& before, const Json& after, const std
   const Json patch = Json::diff(before, after);  // RFC 6902 operations turning before into after
   if (patch.empty()) return "";
   std::string key = patch.front().at("path").get<std::string>();
-  if (key.size() >= 2 && key.compare(key.size() - 2, 2, "/-") == 0) {  // an element appended to an array
-    const Json::json_pointer array(key.substr(0, key.size() - 2));
-    key = key.substr(0, key.size() - 1) + std::to_string(before.contains(array) ? before.at(array).size() : 0);
+  if (key.size() >= 2 && key.compare(key.size() - 2, 2, "/-") == 0) {
+    // "/-" ends the path of an element appended to an array (RFC 6901): name its index.
+    // (An object key "-" ends the same way, so only where the parent is an array.)
+    const Json::json_pointer parent(key.substr(0, key.size() - 2));
+    if (after.contains(parent) && after.at(parent).is_array() && before.contains(parent) &&
+        before.at(parent).is_array())
+      key = key.substr(0, key.size() - 1) + std::to_string(before.at(parent).size());
   }
   const Json::json_pointer pointer(key);
   const auto value = [&](const Json& side) {
     if (!side.contains(pointer)) return std::string("absent");
     std::string text = side.at(pointer).dump();
-    return text.size() > 120 ? text.substr(0, 117) + "..." : text;
+    if (text.size() <= 120) return text;
+    std::size_t cut = 117;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 character
+    return text.substr(0, cut) + "...";
   };
   return key + ": " + value(before) + " in " + was + ", " + value(after) + " in " + now +
          (patch.size() > 1 ? ", and " + std::to_string(patch.size() - 1) + " more" : std::string());
@@ -335,41 +342,37 @@ std::string describe_difference(const Json& before, const Json& after, const std
 
 // A run resumes the config it was trained with, checked before the data is loaded or the
 // thread count set, each refusal naming the first key that differs:
-// - the config given must equal the run's config.json (`hkt train --resume DIR` reads
-//   that file; a caller of train() may pass another config);
+// - the config given must equal the run's config.json with its defaults filled in
+//   (`hkt train --resume DIR` reads that file; a caller of train() may pass another);
 // - config.json must equal the config last.safetensors was trained with (kept in its
 //   metadata as "config" by save_last), so that an edit made there since the checkpoint
 //   does not go unnoticed. train.threads may differ (the machine may change; a run is
 //   bit-identical for the same thread count). A checkpoint without the key (written
 //   before it was added) is not checked.
+// - a --stop-after (stop_after > 0) must lie after the checkpoint's step.
 // Missing files are left to check_run_directory, which names them.
-void check_resumed_config(const Json& config, const RunPaths& paths) {
-  if (fs::exists(paths.config)) {
-    const Json run_config = config::read_json_file(paths.config);
+void check_resumed_config(const Json& config, const RunPaths& paths, std::int64_t stop_after) {
+  if (fs::exists(paths.config)) {  // with every default filled in, as hkt train --resume reads it
+    const Json run_config = config::merge(config::read_json_file(paths.config), paths.config);
     check(run_config == config, "resume: the config differs from the run's " + paths.config + " (" +
                                     describe_difference(run_config, config, "config.json", "the config given") +
                                     "; resume the same run unchanged)");
   }
   if (!fs::exists(paths.last)) return;
   const auto metadata = safetensors::load_metadata(paths.last);
+  // A stop at or before the checkpoint's step would never be reached: the run would go on
+  // to its end instead. (A "step" that is not a number is refused by restore().)
+  if (const auto step = metadata.find("step"); stop_after > 0 && step != metadata.end()) {
+    const std::string& text = step->second;
+    if (!text.empty() && text.size() <= 18 && text.find_first_not_of("0123456789") == std::string::npos)
+      check(stop_after > std::stoll(text), "resume: --stop-after " + std::to_string(stop_after) +
+                                               " is not after step " + text + ", where " + paths.last +
+                                               " stands (give a later step, or 0)");
+  }
   const auto it = metadata.find("config");
   if (it == metadata.end()) return;
-  // A config is a few levels deep; anything nested further is not one (and a hostile
-  // depth would otherwise recurse through the comparison below).
-  constexpr int kMaxDepth = 16;
-  bool too_deep = false;
-  Json saved;
-  try {
-    saved = Json::parse(it->second, [&](int depth, Json::parse_event_t, Json&) {
-      too_deep = too_deep || depth > kMaxDepth;
-      return !too_deep;
-    });
-  } catch (const std::exception&) {
-    throw Error("resume: " + paths.last + ": metadata 'config' is not valid JSON");
-  }
-  check(!too_deep && saved.is_object(), "resume: " + paths.last +
-                                            ": metadata 'config' is not a config (a JSON object at most " +
-                                            std::to_string(kMaxDepth) + " levels deep)");
+  Json saved = config::parse_json(it->second, "resume: " + paths.last + ": metadata 'config'");
+  check(saved.is_object(), "resume: " + paths.last + ": metadata 'config' is not a config (a JSON object)");
   Json now = config;
   for (Json* c : {&saved, &now})
     if (c->contains("train") && (*c)["train"].is_object()) (*c)["train"].erase("threads");
@@ -573,11 +576,6 @@ class Run {
       if (name.rfind("optimizer.", 0) == 0) state.emplace_back(name.substr(10), t);
     optimizer_.load_state(state);
     state_ = RunState::from_metadata(file.metadata, paths_.last, s_.steps);
-    // A stop at or before the checkpoint's step would never be reached: the run would go
-    // on to its end instead.
-    check(options_.stop_after == 0 || options_.stop_after > state_.step,
-          "resume: --stop-after " + std::to_string(options_.stop_after) + " is not after step " +
-              std::to_string(state_.step) + ", where " + paths_.last + " stands (give a later step, or 0)");
     dropout_gen_.advance(state_.dropout_offset);
     truncate_metrics(paths_.metrics, state_.step, progress_);
     progress_ << "resumed " << paths_.dir << " at step " << state_.step << "\n";
@@ -861,7 +859,8 @@ Json train(const Json& config, const TrainOptions& options) {
   check(options.progress != nullptr, "train: options.progress is null");
   if (options.device == Device::CUDA) cuda::require_device("train --device cuda");
   const RunPaths paths(options.out_dir);
-  if (options.resume) check_resumed_config(config, paths);  // before anything else is read or printed
+  if (options.resume)
+    check_resumed_config(config, paths, options.stop_after);  // before anything else is read or printed
   const Json& tc = config.at("train");
   check_train_keys(config);
   check_memory_estimate(config, "train");  // before the data (it parses the model's enums too)
