@@ -349,9 +349,8 @@ std::string describe_difference(const Json& before, const Json& after, const std
 //   does not go unnoticed. train.threads may differ (the machine may change; a run is
 //   bit-identical for the same thread count). A checkpoint without the key (written
 //   before it was added) is not checked.
-// - a --stop-after (stop_after > 0) must lie after the checkpoint's step.
 // Missing files are left to check_run_directory, which names them.
-void check_resumed_config(const Json& config, const RunPaths& paths, std::int64_t stop_after) {
+void check_resumed_config(const Json& config, const RunPaths& paths) {
   if (fs::exists(paths.config)) {  // with every default filled in, as hkt train --resume reads it
     const Json run_config = config::merge(config::read_json_file(paths.config), paths.config);
     check(run_config == config, "resume: the config differs from the run's " + paths.config + " (" +
@@ -360,15 +359,6 @@ void check_resumed_config(const Json& config, const RunPaths& paths, std::int64_
   }
   if (!fs::exists(paths.last)) return;
   const auto metadata = safetensors::load_metadata(paths.last);
-  // A stop at or before the checkpoint's step would never be reached: the run would go on
-  // to its end instead. (A "step" that is not a number is refused by restore().)
-  if (const auto step = metadata.find("step"); stop_after > 0 && step != metadata.end()) {
-    const std::string& text = step->second;
-    if (!text.empty() && text.size() <= 18 && text.find_first_not_of("0123456789") == std::string::npos)
-      check(stop_after > std::stoll(text), "resume: --stop-after " + std::to_string(stop_after) +
-                                               " is not after step " + text + ", where " + paths.last +
-                                               " stands (give a later step, or 0)");
-  }
   const auto it = metadata.find("config");
   if (it == metadata.end()) return;
   Json saved = config::parse_json(it->second, "resume: " + paths.last + ": metadata 'config'");
@@ -576,6 +566,12 @@ class Run {
       if (name.rfind("optimizer.", 0) == 0) state.emplace_back(name.substr(10), t);
     optimizer_.load_state(state);
     state_ = RunState::from_metadata(file.metadata, paths_.last, s_.steps);
+    // A stop at or before the checkpoint's step would never be reached: the run would go
+    // on to its end instead. Checked here, where the step has been read and validated,
+    // before anything in the run directory changes.
+    check(options_.stop_after == 0 || options_.stop_after > state_.step,
+          "resume: --stop-after " + std::to_string(options_.stop_after) + " is not after step " +
+              std::to_string(state_.step) + ", where " + paths_.last + " stands (give a later step, or 0)");
     dropout_gen_.advance(state_.dropout_offset);
     truncate_metrics(paths_.metrics, state_.step, progress_);
     progress_ << "resumed " << paths_.dir << " at step " << state_.step << "\n";
@@ -859,8 +855,7 @@ Json train(const Json& config, const TrainOptions& options) {
   check(options.progress != nullptr, "train: options.progress is null");
   if (options.device == Device::CUDA) cuda::require_device("train --device cuda");
   const RunPaths paths(options.out_dir);
-  if (options.resume)
-    check_resumed_config(config, paths, options.stop_after);  // before anything else is read or printed
+  if (options.resume) check_resumed_config(config, paths);  // before anything else is read or printed
   const Json& tc = config.at("train");
   check_train_keys(config);
   check_memory_estimate(config, "train");  // before the data (it parses the model's enums too)
