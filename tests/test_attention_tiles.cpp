@@ -95,7 +95,7 @@ TEST_CASE("tile_gemm_set: C = alpha A B overwrites the tile without reading it, 
   }
 }
 
-TEST_CASE("fast_exp: float within 2 ulp of exp over [-87, 88]; 0 below, inf above, NaN kept; double is std::exp",
+TEST_CASE("fast_exp: float within 2 ulp of exp over [-87, 88], 0 below, inf above, NaN kept, double is std::exp",
           "[attention][tiles]") {
   double worst_ulps = 0;
   for (double x = -87.0; x <= 88.0; x += 1.0 / 1024.0 + 1e-7) {  // ~180,000 points, off the binary grid
@@ -114,17 +114,28 @@ TEST_CASE("fast_exp: float within 2 ulp of exp over [-87, 88]; 0 below, inf abov
   CHECK(fast_exp(1.0) == std::exp(1.0));
 }
 
-TEST_CASE("fast_erfc: within (4e-7 + 6e-8 z^2) relative of erfc for |z| <= 9; limits and NaN", "[attention][tiles]") {
+TEST_CASE(
+    "fast_erfc: within (4e-7 + c z^2) relative of erfc for |z| <= 9 (c = 6e-8 with FMA, 1.2e-7 without), limits and "
+    "NaN",
+    "[attention][tiles]") {
   // Numerical Recipes bounds the fit's error by 1.2e-7; float rounding of t and the
   // polynomial adds a few ulp (6e-8 each), and the exponent -z^2 + P(t), rounded to
   // float, is off by up to half an ulp of z^2, about 6e-8 z^2 in absolute terms, which exp
-  // turns into that relative error (4e-6 at z = 9, where erfc is 4e-37). Beyond
-  // z = 9.2, erfc is below float's smallest normal and fast_exp gives 0.
+  // turns into that relative error (4e-6 at z = 9, where erfc is 4e-37). That is one
+  // rounding, where the compiler contracts P(t) - z * z into a fused multiply-add; a build
+  // without FMA (no -march=native on x86-64: the sanitizer build) rounds z * z and then
+  // the difference, twice the error (measured 1.72 times the FMA bound at z = 8.04).
+  // Beyond z = 9.2, erfc is below float's smallest normal and fast_exp gives 0.
+#if defined(__FMA__)
+  const double c = 6e-8;
+#else
+  const double c = 1.2e-7;
+#endif
   double worst = 0;                                            // the largest error as a fraction of the bound
   for (double z = -9.0; z <= 9.0; z += 1.0 / 4096.0 + 1e-7) {  // ~74,000 points
     const auto zf = static_cast<float>(z);
     const double exact = std::erfc(static_cast<double>(zf));
-    const double bound = 4e-7 + 6e-8 * z * z;
+    const double bound = 4e-7 + c * z * z;
     worst = std::max(worst, std::fabs(static_cast<double>(fast_erfc(zf)) - exact) / exact / bound);
   }
   INFO("worst error as a fraction of the bound: " << worst);

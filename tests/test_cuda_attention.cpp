@@ -685,8 +685,9 @@ TEST_CASE("cuda attention v2 (bf16 tensor cores): every gradient's error at most
 }
 
 #if defined(HKT_EMULATE_CUDA)
-TEST_CASE("cuda attention v2: the backward is bit-identical under every thread order; too little shared memory refuses",
-          "[cuda][attention][emulator]") {
+TEST_CASE(
+    "cuda attention v2: the backward is bit-identical under every thread order, and too little shared memory refuses",
+    "[cuda][attention][emulator]") {
   const KernelVersion version(2);
   for (const Problem& p : {Problem{1, 2, 100, 16, 3, true, 6}, Problem{1, 1, 70, 32, 4, false, 3}}) {
     check_thread_orders(p, 53);

@@ -230,7 +230,7 @@ TEST_CASE("config: unknown keys and wrong types are errors naming the key", "[tr
   require_error([&] { train_run(bad_schedule, fresh_dir("sched"), log); }, "linear");
 }
 
-TEST_CASE("train: one writer per run directory; a finished run resumed changes nothing", "[train][reliability]") {
+TEST_CASE("train: one writer per run directory, and a finished run resumed changes nothing", "[train][reliability]") {
   std::ostringstream log;
   const auto cfg = tiny_config("mha", 10);
   const std::string dir = fresh_dir("locked");
@@ -254,8 +254,9 @@ TEST_CASE("train: one writer per run directory; a finished run resumed changes n
   CHECK(fs::last_write_time(dir + "/result.json") == mtime);
 }
 
-TEST_CASE("train: a config.json edited between stop and resume is refused, naming the key; train.threads may change",
-          "[train][reliability]") {
+TEST_CASE(
+    "train: a config.json edited between stop and resume is refused, naming the key, but train.threads may change",
+    "[train][reliability]") {
   // `hkt train --resume DIR` reads DIR/config.json; the checkpoint keeps the config it was
   // trained with, so an edit in between (here the learning rate, or the attention
   // precision) is found instead of silently continuing a different run.

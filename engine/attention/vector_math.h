@@ -87,7 +87,8 @@ inline double fast_exp(double x) { return std::exp(x); }
 // erfcc): for z >= 0, with t = 1 / (1 + z/2),
 //   erfc(z) = t exp(-z^2 + P(t)),  P a degree-9 polynomial,
 // with fractional error below 1.2e-7 for every z >= 0 (4e-7 + 6e-8 z^2 once evaluated in
-// float: the rounding of z^2 moves the exponent); erfc(-z) = 2 - erfc(z). Being a
+// float: the rounding of z^2 moves the exponent; 4e-7 + 1.2e-7 z^2 in a build without
+// FMA, where P(t) - z^2 takes two roundings instead of one); erfc(-z) = 2 - erfc(z). Being a
 // relative bound on erfc itself (not on erf), it stays accurate in the tail, where
 // 1 + erf(x) = erfc(-x) loses all its digits to cancellation when formed from erf.
 // tests/test_attention_tiles.cpp checks it against double-precision erfc.
