@@ -1,6 +1,6 @@
 // test_attention_tiles.cpp: the inner building blocks of the fused attention op against
-// independent references: tile_gemm (C += alpha A B through BLAS), tile_gemm_tn and
-// tile_gemm_loop against float64 triple loops; fast_exp against double-precision
+// independent references: tile_gemm (C += alpha A B through register_gemm or BLAS),
+// tile_gemm_tn, tile_gemm_loop and register_gemm itself against float64 triple loops; fast_exp against double-precision
 // std::exp, in float ulps, with its special values; fast_erfc against std::erfc in
 // double; exp_shifted_sum against double exp and sums; sum_lanes and dot_lanes against
 // float64 sums.
@@ -19,7 +19,7 @@ using hkt::attention::tile_gemm_loop;
 using hkt::attention::tile_gemm_set;
 
 TEST_CASE(
-    "tile_gemm (BLAS) and tile_gemm_loop: C += alpha A B equal a float64 triple loop for every row remainder and "
+    "tile_gemm and tile_gemm_loop: C += alpha A B equal a float64 triple loop for every row remainder and "
     "leading dimension",
     "[attention][tiles]") {
   // m = 1..9 covers 0-3 leftover rows after the blocks of four; lda, ldb, ldc larger than
@@ -49,7 +49,7 @@ TEST_CASE(
     tile_gemm_loop<float>(m, n, k, static_cast<float>(alpha), Af.data(), lda, Bf.data(), ldb, Cf_loop.data(), ldc);
     for (std::size_t i = 0; i < C.size(); ++i) {
       INFO("m " << m << " element " << i);
-      REQUIRE(C[i] == Approx(expected[i]).margin(1e-12));       // BLAS
+      REQUIRE(C[i] == Approx(expected[i]).margin(1e-12));       // register_gemm or BLAS
       REQUIRE(C_loop[i] == Approx(expected[i]).margin(1e-12));  // the loop
       REQUIRE(Cf[i] == Approx(expected[i]).margin(1e-5));       // |alpha A B| <= 1.5 * 7: float rounding ~1e-6
       REQUIRE(Cf_loop[i] == Approx(expected[i]).margin(1e-5));
@@ -251,4 +251,89 @@ TEST_CASE("exp_shifted_sum: a NaN stays NaN, -inf gives 0 and overflow +inf insi
   CHECK(x[60] == 0.0f);
   CHECK(static_cast<double>(x[0]) == Approx(std::exp(-0.5)).epsilon(2.5e-7));  // 2 ulp
   CHECK(std::isnan(sum));
+}
+
+#if HKT_REGISTER_GEMM
+// register_gemm against a float64 triple loop over every shape class its blocks split a
+// product into: rows in blocks of 6 and 1-5 left over (m = 1..13), columns in blocks of two
+// vectors and a masked tail of 1 to 2W - 1 (W = 8 floats, 4 doubles), k from 0 (an empty
+// sum) to past the 4-step unroll, A or A^T, overwrite or accumulate. The padding beyond
+// each operand's used part is NaN, so a read outside A's m x k, B's k x n or C's m x n
+// (or of C's tile when overwriting) would reach the result, and C's padding must keep its
+// sentinel.
+template <class E>
+void check_register_gemm(double tolerance_per_term) {
+  using hkt::attention::register_gemm;
+  const double nan = std::nan("");
+  for (bool trans_a : {false, true})
+    for (bool accumulate : {false, true})
+      for (std::int64_t m = 1; m <= 13; ++m)
+        for (std::int64_t n : {1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 24, 31, 32, 33, 40})
+          for (std::int64_t k : {0, 1, 3, 5, 9, 37}) {
+            INFO((trans_a ? "A^T" : "A") << (accumulate ? " accumulate" : " overwrite") << " m " << m << " n " << n
+                                         << " k " << k);
+            // A stored [m x k] (lda = k + 2) or [k x m] (lda = m + 3); B [k x n], ldb = n + 1;
+            // C [m x n], ldc = n + 4.
+            const std::int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k, lda = a_cols + (trans_a ? 3 : 2);
+            const std::int64_t ldb = n + 1, ldc = n + 4;
+            std::vector<E> A(static_cast<std::size_t>(std::max<std::int64_t>(a_rows, 1) * lda), static_cast<E>(nan));
+            std::vector<E> B(static_cast<std::size_t>(std::max<std::int64_t>(k, 1) * ldb), static_cast<E>(nan));
+            std::vector<E> C(static_cast<std::size_t>(m * ldc), E(-7));
+            for (std::int64_t r = 0; r < a_rows; ++r)
+              for (std::int64_t c = 0; c < a_cols; ++c)
+                A[static_cast<std::size_t>(r * lda + c)] =
+                    static_cast<E>(std::sin(0.7 * static_cast<double>(r * lda + c) + 0.1));
+            for (std::int64_t p = 0; p < k; ++p)
+              for (std::int64_t j = 0; j < n; ++j)
+                B[static_cast<std::size_t>(p * ldb + j)] =
+                    static_cast<E>(std::cos(0.3 * static_cast<double>(p * ldb + j)));
+            for (std::int64_t i = 0; i < m; ++i)
+              for (std::int64_t j = 0; j < n; ++j)
+                C[static_cast<std::size_t>(i * ldc + j)] =
+                    accumulate ? static_cast<E>(0.01 * static_cast<double>(i * ldc + j)) : static_cast<E>(nan);
+            const std::vector<E> C0 = C;
+            const double alpha = -1.5;
+            register_gemm<E>(trans_a, m, n, k, static_cast<E>(alpha), A.data(), lda, B.data(), ldb, accumulate,
+                             C.data(), ldc);
+            for (std::int64_t i = 0; i < m; ++i)
+              for (std::int64_t j = 0; j < ldc; ++j) {
+                const auto at = static_cast<std::size_t>(i * ldc + j);
+                if (j >= n) {  // outside the tile: untouched
+                  REQUIRE(C[at] == E(-7));
+                  continue;
+                }
+                double s = 0, magnitude = 0;
+                for (std::int64_t p = 0; p < k; ++p) {
+                  const double a = static_cast<double>(trans_a ? A[static_cast<std::size_t>(p * lda + i)]
+                                                               : A[static_cast<std::size_t>(i * lda + p)]);
+                  const double b = static_cast<double>(B[static_cast<std::size_t>(p * ldb + j)]);
+                  s += a * b;
+                  magnitude += std::fabs(a * b);
+                }
+                const double c0 = accumulate ? static_cast<double>(C0[at]) : 0.0;
+                const double expected = c0 + alpha * s;
+                // Each of the k + 2 roundings (k partial sums, alpha's product, the add to C)
+                // is at most one unit in the magnitude the sum passes through.
+                const double bound =
+                    tolerance_per_term * static_cast<double>(k + 2) * (std::fabs(alpha) * magnitude + std::fabs(c0));
+                INFO("i " << i << " j " << j);
+                REQUIRE(std::fabs(static_cast<double>(C[at]) - expected) <= bound);
+              }
+          }
+}
+
+#endif
+
+TEST_CASE(
+    "register_gemm: C = alpha op(A) B (+ C) within rounding of a float64 triple loop for every block remainder, "
+    "touching only C's tile",
+    "[attention][tiles]") {
+#if HKT_REGISTER_GEMM
+  if (hkt::attention::register_gemm_available()) {
+    check_register_gemm<float>(std::ldexp(1.0, -24));
+    check_register_gemm<double>(std::ldexp(1.0, -53));
+    return;
+  }
+#endif
+  WARN("skipped: this CPU has no AVX2 and FMA (or is not x86-64), so the tiles use BLAS (tested above)");
 }

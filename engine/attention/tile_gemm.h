@@ -1,13 +1,15 @@
 // tile_gemm.h: the small matrix product inside every attention tile,
 //   C[m x n] += alpha * A[m x k] * B[k x n]   (row-major, leading dimensions lda, ldb, ldc).
 //
-// Why BLAS: OpenBLAS's single-threaded sgemm runs a 64 x 64 x 64 tile at 93 GFLOP/s on
-// this project's CI machine (64 x 32 x 64: 76), against 26 for the best plain loop
-// below: its packed, register-blocked micro-kernels are worth their per-call cost even
-// at tile size. OpenBLAS is kept single-threaded engine-wide (the engine's OpenMP
-// threads call it, one tile each; see cpu::use_single_threaded_blas), so a call from
-// inside an OpenMP task runs in that task's thread.
-// Measured effect on `hkt bench step` (MHA, T = 1024, batch 8, 1 thread): 3.8 s per
+// Where the CPU has AVX2 and FMA (x86-64 since 2013-2015) the product is
+// register_gemm (register_gemm.h): a register-blocked loop that reads both operands where
+// they lie, faster than a BLAS call on these narrow tiles because it packs nothing.
+// Elsewhere it is one single-threaded BLAS call per tile (cpu::blas_gemm): OpenBLAS's
+// packed micro-kernels run a 64 x 64 x 64 tile at about 90 GFLOP/s against 26 for the best
+// plain loop below, worth their per-call packing even at tile size. OpenBLAS is kept
+// single-threaded engine-wide (the engine's OpenMP threads call it, one tile each; see
+// cpu::use_single_threaded_blas), so a call from inside an OpenMP task runs in that task's
+// thread. Measured effect on `hkt bench step` (MHA, T = 1024, batch 8, 1 thread): 3.8 s per
 // step with the one-row loop, 1.9 s with the four-row loop, 1.5 s with BLAS and no
 // transposes (docs/attention.md, "Inside a tile", has the whole sequence).
 //
@@ -20,29 +22,36 @@
 
 #include "../ops/blas_gemm.h"
 #include "../ops/cpu_kernels.h"
+#include "register_gemm.h"
 
 namespace hkt::attention {
 
 /// C[m x n] = alpha * op(A) * B[k x n] (+ C when `accumulate`; otherwise C is overwritten and
-/// the caller need not zero it: cpu::blas_gemm does, faster than OpenBLAS), row-major, op(A) = A [m x k]
-/// (lda >= k) or, with trans_a, A^T for A stored [k x m] (lda >= m); ldb >= n, ldc >= n;
-/// m or n may be 0 (nothing happens); k = 0 leaves C (accumulate) or zeroes it.
-/// E is float or double: BLAS sgemm / dgemm, for every tile size, the coarse levels'
-/// small tiles too (switching tiles below 32^3 multiply-adds to the loop made HKT 10-50 %
-/// slower).
+/// the caller need not zero it), row-major, op(A) = A [m x k] (lda >= k) or, with trans_a,
+/// A^T for A stored [k x m] (lda >= m); ldb >= n, ldc >= n; m or n may be 0 (nothing
+/// happens); k = 0 leaves C (accumulate) or zeroes it. E is float or double: register_gemm
+/// where the CPU has AVX2 and FMA, else BLAS sgemm / dgemm (for every tile size, the
+/// coarse levels' small tiles too: switching tiles below 32^3 multiply-adds to the plain
+/// loop made HKT 10-50 % slower).
 template <class E>
-void tile_gemm_blas(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda,
-                    const E* B, std::int64_t ldb, bool accumulate, E* C, std::int64_t ldc) {
+void tile_product(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda,
+                  const E* B, std::int64_t ldb, bool accumulate, E* C, std::int64_t ldc) {
   static_assert(std::is_same_v<E, float> || std::is_same_v<E, double>, "tile_gemm: E is float or double");
+#if HKT_REGISTER_GEMM
+  if (register_gemm_available()) {
+    register_gemm(trans_a, m, n, k, alpha, A, lda, B, ldb, accumulate, C, ldc);
+    return;
+  }
+#endif
   cpu::use_single_threaded_blas();
   cpu::blas_gemm(trans_a, false, m, n, k, alpha, A, lda, B, ldb, accumulate, C, ldc);
 }
 
-/// C[m x n] += alpha * A[m x k] * B[k x n] (tile_gemm_blas without the transpose).
+/// C[m x n] += alpha * A[m x k] * B[k x n] (tile_product without the transpose).
 template <class E>
 void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda, const E* B,
                std::int64_t ldb, E* C, std::int64_t ldc) {
-  tile_gemm_blas(false, m, n, k, alpha, A, lda, B, ldb, true, C, ldc);
+  tile_product(false, m, n, k, alpha, A, lda, B, ldb, true, C, ldc);
 }
 
 /// C[m x n] = alpha * A[m x k] * B[k x n], C not read (tile_gemm with beta = 0): a tile
@@ -50,15 +59,15 @@ void tile_gemm(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E*
 template <class E>
 void tile_gemm_set(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda, const E* B,
                    std::int64_t ldb, E* C, std::int64_t ldc) {
-  tile_gemm_blas(false, m, n, k, alpha, A, lda, B, ldb, false, C, ldc);
+  tile_product(false, m, n, k, alpha, A, lda, B, ldb, false, C, ldc);
 }
 
 /// C[m x n] += alpha * A^T * B[k x n] where A is stored [k x m] (lda >= m): the
-/// backward's p^T dO and ds^T Q, with the transpose a BLAS flag instead of a copy.
+/// backward's p^T dO and ds^T Q, with the transpose a flag of the product instead of a copy.
 template <class E>
 void tile_gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda, const E* B,
                   std::int64_t ldb, E* C, std::int64_t ldc) {
-  tile_gemm_blas(true, m, n, k, alpha, A, lda, B, ldb, true, C, ldc);
+  tile_product(true, m, n, k, alpha, A, lda, B, ldb, true, C, ldc);
 }
 
 template <class E>
