@@ -1,9 +1,11 @@
 // test_attention_tiles.cpp: the inner building blocks of the fused attention op against
 // independent references: tile_gemm (C += alpha A B through register_gemm or BLAS),
-// tile_gemm_tn, tile_gemm_loop and register_gemm itself against float64 triple loops; fast_exp against double-precision
-// std::exp, in float ulps, with its special values; fast_erfc against std::erfc in
-// double; exp_shifted_sum against double exp and sums; sum_lanes and dot_lanes against
-// float64 sums.
+// tile_gemm_tn and tile_gemm_loop against float64 triple loops, register_gemm and
+// cpu::blas_gemm (its fallback) against long double ones; fast_exp against
+// double-precision std::exp, in float ulps, with its special values; fast_erfc against
+// std::erfc in double; exp_shifted_sum against double exp and sums; sum_lanes and
+// dot_lanes against float64 sums.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
@@ -253,33 +255,45 @@ TEST_CASE("exp_shifted_sum: a NaN stays NaN, -inf gives 0 and overflow +inf insi
   CHECK(std::isnan(sum));
 }
 
-#if HKT_REGISTER_GEMM
-// register_gemm against a float64 triple loop over every shape class its blocks split a
-// product into: rows in blocks of 6 and 1-5 left over (m = 1..13), columns in blocks of two
-// vectors and a masked tail of 1 to 2W - 1 (W = 8 floats, 4 doubles), k from 0 (an empty
-// sum) to past the 4-step unroll, A or A^T, overwrite or accumulate. The padding beyond
-// each operand's used part is NaN, so a read outside A's m x k, B's k x n or C's m x n
-// (or of C's tile when overwriting) would reach the result, and C's padding must keep its
-// sentinel.
-template <class E>
-void check_register_gemm(double tolerance_per_term) {
-  using hkt::attention::register_gemm;
+// A tile product with register_gemm's contract (C = alpha op(A) B, + C when accumulating)
+// against a triple loop in long double, over every shape class register_gemm's blocks
+// split a product into: rows in blocks of 6 and 1-5 left over (m = 1..13), columns in
+// blocks of two vectors and a masked tail of 1 to 2W - 1 (W = 8 floats, 4 doubles:
+// n = 1..17 covers every tail of both), k from 0 (an empty sum) past the 4-step unroll
+// with every remainder, A or A^T, overwrite or accumulate; and m or n = 0.
+// Where a wrong index would land:
+// - A's padding (columns past k, or past m for A^T, and one row past m) is NaN, which
+//   would reach the result; C starts as NaN inside the tile when overwriting (a read of it
+//   would leave NaN);
+// - C has a sentinel row above and below the tile and sentinel columns past n, all of
+//   which must be untouched (a row block one row too tall writes the row below);
+// - B's allocation ends right after its last row's n elements, so an unmasked read past
+//   n in B's last row leaves the allocation (caught by the sanitizer build).
+template <class E, class Product>
+void check_tile_product(Product product) {
   const double nan = std::nan("");
+  // Each of the k + 2 roundings (k partial sums, alpha's product, the add to C) is at most
+  // one unit of E in the magnitude the sum passes through; the reference's own rounding
+  // (long double, 2^-64) is far below that.
+  const double unit = std::ldexp(1.0, -std::numeric_limits<E>::digits);
+  const double alpha = -1.5;
   for (bool trans_a : {false, true})
     for (bool accumulate : {false, true})
-      for (std::int64_t m = 1; m <= 13; ++m)
-        for (std::int64_t n : {1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 24, 31, 32, 33, 40})
-          for (std::int64_t k : {0, 1, 3, 5, 9, 37}) {
+      for (std::int64_t m = 0; m <= 13; ++m)
+        for (std::int64_t n : {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 23, 24, 31, 32, 33, 40})
+          for (std::int64_t k : {0, 1, 2, 3, 4, 5, 6, 8, 9, 37}) {
+            if ((m == 0 || n == 0) && k != 3) continue;  // an empty C: one k is enough
             INFO((trans_a ? "A^T" : "A") << (accumulate ? " accumulate" : " overwrite") << " m " << m << " n " << n
                                          << " k " << k);
-            // A stored [m x k] (lda = k + 2) or [k x m] (lda = m + 3); B [k x n], ldb = n + 1;
-            // C [m x n], ldc = n + 4.
-            const std::int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k, lda = a_cols + (trans_a ? 3 : 2);
-            const std::int64_t ldb = n + 1, ldc = n + 4;
+            // A stored [m x k] (lda = k + 2, plus a row) or [k x m] (lda = m + 3); B [k x n],
+            // ldb = n + 1; C [m x n], ldc = n + 4, at row 1 of m + 2 rows.
+            const std::int64_t a_rows = trans_a ? k : m + 1, a_cols = trans_a ? m : k;
+            const std::int64_t lda = a_cols + (trans_a ? 3 : 2), ldb = n + 1, ldc = n + 4;
             std::vector<E> A(static_cast<std::size_t>(std::max<std::int64_t>(a_rows, 1) * lda), static_cast<E>(nan));
-            std::vector<E> B(static_cast<std::size_t>(std::max<std::int64_t>(k, 1) * ldb), static_cast<E>(nan));
-            std::vector<E> C(static_cast<std::size_t>(m * ldc), E(-7));
-            for (std::int64_t r = 0; r < a_rows; ++r)
+            std::vector<E> B(static_cast<std::size_t>(k == 0 ? 1 : (k - 1) * ldb + n), static_cast<E>(nan));
+            std::vector<E> C(static_cast<std::size_t>((m + 2) * ldc), E(-7));
+            E* tile = C.data() + ldc;  // C's row i is tile + i * ldc
+            for (std::int64_t r = 0; r < (trans_a ? k : m); ++r)
               for (std::int64_t c = 0; c < a_cols; ++c)
                 A[static_cast<std::size_t>(r * lda + c)] =
                     static_cast<E>(std::sin(0.7 * static_cast<double>(r * lda + c) + 0.1));
@@ -289,51 +303,59 @@ void check_register_gemm(double tolerance_per_term) {
                     static_cast<E>(std::cos(0.3 * static_cast<double>(p * ldb + j)));
             for (std::int64_t i = 0; i < m; ++i)
               for (std::int64_t j = 0; j < n; ++j)
-                C[static_cast<std::size_t>(i * ldc + j)] =
+                tile[i * ldc + j] =
                     accumulate ? static_cast<E>(0.01 * static_cast<double>(i * ldc + j)) : static_cast<E>(nan);
             const std::vector<E> C0 = C;
-            const double alpha = -1.5;
-            register_gemm<E>(trans_a, m, n, k, static_cast<E>(alpha), A.data(), lda, B.data(), ldb, accumulate,
-                             C.data(), ldc);
-            for (std::int64_t i = 0; i < m; ++i)
+            product(trans_a, m, n, k, static_cast<E>(alpha), A.data(), lda, B.data(), ldb, accumulate, tile, ldc);
+            for (std::int64_t row = 0; row < m + 2; ++row)
               for (std::int64_t j = 0; j < ldc; ++j) {
-                const auto at = static_cast<std::size_t>(i * ldc + j);
-                if (j >= n) {  // outside the tile: untouched
+                const auto at = static_cast<std::size_t>(row * ldc + j);
+                const std::int64_t i = row - 1;  // the row of the tile
+                INFO("row " << i << " column " << j);
+                if (i < 0 || i >= m || j >= n) {  // outside the tile: untouched
                   REQUIRE(C[at] == E(-7));
                   continue;
                 }
-                double s = 0, magnitude = 0;
+                long double s = 0, magnitude = 0;
                 for (std::int64_t p = 0; p < k; ++p) {
-                  const double a = static_cast<double>(trans_a ? A[static_cast<std::size_t>(p * lda + i)]
-                                                               : A[static_cast<std::size_t>(i * lda + p)]);
-                  const double b = static_cast<double>(B[static_cast<std::size_t>(p * ldb + j)]);
+                  const long double a =
+                      trans_a ? A[static_cast<std::size_t>(p * lda + i)] : A[static_cast<std::size_t>(i * lda + p)];
+                  const long double b = B[static_cast<std::size_t>(p * ldb + j)];
                   s += a * b;
                   magnitude += std::fabs(a * b);
                 }
-                const double c0 = accumulate ? static_cast<double>(C0[at]) : 0.0;
-                const double expected = c0 + alpha * s;
-                // Each of the k + 2 roundings (k partial sums, alpha's product, the add to C)
-                // is at most one unit in the magnitude the sum passes through.
-                const double bound =
-                    tolerance_per_term * static_cast<double>(k + 2) * (std::fabs(alpha) * magnitude + std::fabs(c0));
-                INFO("i " << i << " j " << j);
-                REQUIRE(std::fabs(static_cast<double>(C[at]) - expected) <= bound);
+                const long double c0 = accumulate ? static_cast<long double>(C0[at]) : 0.0L;
+                const long double expected = c0 + static_cast<long double>(alpha) * s;
+                const long double bound = static_cast<long double>(unit) * static_cast<long double>(k + 2) *
+                                          (std::fabs(alpha) * magnitude + std::fabs(c0));
+                REQUIRE(std::fabs(static_cast<long double>(C[at]) - expected) <= bound);
               }
           }
 }
 
-#endif
-
 TEST_CASE(
-    "register_gemm: C = alpha op(A) B (+ C) within rounding of a float64 triple loop for every block remainder, "
+    "register_gemm: C = alpha op(A) B (+ C) within rounding of a long double triple loop for every block remainder, "
     "touching only C's tile",
     "[attention][tiles]") {
 #if HKT_REGISTER_GEMM
   if (hkt::attention::register_gemm_available()) {
-    check_register_gemm<float>(std::ldexp(1.0, -24));
-    check_register_gemm<double>(std::ldexp(1.0, -53));
+    const auto product = [](auto&&... args) { hkt::attention::register_gemm(args...); };
+    check_tile_product<float>(product);
+    check_tile_product<double>(product);
     return;
   }
 #endif
-  WARN("skipped: this CPU has no AVX2 and FMA (or is not x86-64), so the tiles use BLAS (tested above)");
+  WARN("skipped: this CPU has no AVX2 and FMA (or is not x86-64), so the tiles use BLAS (tested below)");
+}
+
+TEST_CASE("cpu::blas_gemm, the tiles' product on CPUs without AVX2: the same contract as register_gemm",
+          "[attention][tiles]") {
+  // tile_product calls BLAS only where register_gemm cannot run, so on an AVX2 machine
+  // this is what tests that path.
+  const auto product = [](bool trans_a, auto m, auto n, auto k, auto alpha, auto A, auto lda, auto B, auto ldb,
+                          bool accumulate, auto C, auto ldc) {
+    hkt::cpu::blas_gemm(trans_a, false, m, n, k, alpha, A, lda, B, ldb, accumulate, C, ldc);
+  };
+  check_tile_product<float>(product);
+  check_tile_product<double>(product);
 }

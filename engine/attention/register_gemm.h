@@ -7,7 +7,7 @@
 //
 // Why a product of our own: the tiles are narrow. With d_h = 32 the backward's `p V`-shaped
 // products are 128 x 32 x 256, and a BLAS call repacks both operands every time: OpenBLAS's
-// packing was 13 % of the fused attention's time (perf, docs/benchmarks.md). One core of an
+// packing was 12 % of the fused attention's time (perf, docs/benchmarks.md). One core of an
 // AMD EPYC (AVX2), 1 thread, C += alpha A B repeated on one tile, GFLOP/s of this loop
 // against one cblas_sgemm call (OpenBLAS 0.3.21):
 //   128 x  32 x 256 (p V, ds K)   97 against 74
@@ -24,7 +24,7 @@
 // loads and stores, so any n works and nothing outside C's m x n tile is read or written.
 //
 // Each C element is alpha times one dot product accumulated in k order (p = 0, 1, ...),
-// then added to C with one fused multiply-add: the result depends on the shapes only,
+// either stored (one multiply) or added to C (one fused multiply-add): the result depends on the shapes only,
 // never on threads or alignment, so runs stay deterministic.
 #pragma once
 
@@ -97,11 +97,12 @@ HKT_AVX2 void block(std::int64_t k, E alpha, const E* A, std::int64_t lda, const
                     bool accumulate, E* C, std::int64_t ldc, const __m256i* mask) {
   using X = Vec<E>;
   using V = typename X::V;
+  // The k loop below is unrolled 4 times: its counter and address updates then cost a
+  // quarter as much beside the FMAs (on 128 x 32 x 256 tiles, 93 -> 96 GFLOP/s, and 70 -> 96
+  // for A^T).
   V acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = X::zero();
-      // Unrolled 4 times: the loop's counter and address updates then cost a quarter as much
-      // beside the FMAs (on 128 x 32 x 256 tiles, 93 -> 96 GFLOP/s, and 70 -> 96 for A^T).
 #pragma GCC unroll 4
   for (std::int64_t p = 0; p < k; ++p) {
     const E* brow = B + p * ldb;
@@ -222,7 +223,10 @@ HKT_AVX2 void register_gemm(bool trans_a, std::int64_t m, std::int64_t n, std::i
 /// True when this CPU runs AVX2 and FMA instructions (checked once), so register_gemm may
 /// be called.
 inline bool register_gemm_available() {
-  static const bool available = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool available = [] {
+    __builtin_cpu_init();  // needed only if this ran before the constructors, harmless after
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
   return available;
 }
 
