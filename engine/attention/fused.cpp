@@ -9,8 +9,8 @@
 //   (a running maximum and sum per row); acc += p V[J]. Store O = acc / sum and
 //   LSE = max + log sum.
 // Backward (FlashAttention-2): D_i = rowsum(dO_i O_i); per key tile J, per query tile I:
-//   recompute s, p = exp(s - LSE); dV[J] += p^T dO[I]; dp = dO[I] V[J]^T;
-//   ds = p (dp - D); per level (ds_0 = ds, ds_l = its 2^l x 2^l block sums):
+//   recompute s; dp = dO[I] V[J]^T; p = exp(s - LSE) and ds = p (dp - D) in one pass;
+//   dV[J] += p^T dO[I]; per level (ds_0 = ds, ds_l = its 2^l x 2^l block sums):
 //   dQ_l[I/2^l] += alpha_l scale ds_l K_l[J/2^l], dK_l[J/2^l] += alpha_l scale ds_l^T Q_l[I/2^l];
 //   with G = scale ds_l K_l of the tile, dalpha_l += sum_i Q_l[i] . G[i] (in double; it
 //   equals sum ds_l (.) scale Q_l K_l^T over the tile).
@@ -158,6 +158,19 @@ void add_column_pairs(E* __restrict out, const E* __restrict pair, std::int64_t 
   for (std::int64_t c = 0; c < cols; ++c) out[c] = pair[2 * c] + pair[2 * c + 1];
 }
 
+// The backward's softmax gradient of one score row, in one pass (it was three: the exp,
+// a fill of -D, and the product): p[c] = exp(s[c] - lse) written over s, and
+// ds[c] = p[c] (dp[c] - d) written over dp, c < cols. Where p = 0 (a masked key, or one
+// whose probability underflows) ds is 0 whatever dp holds.
+template <class E>
+void softmax_grad_row(E* __restrict s, E* __restrict dp, E lse, E d, std::int64_t cols) {
+  for (std::int64_t c = 0; c < cols; ++c) {
+    const E p = fast_exp(s[c] - lse);  // masked: exp(-inf) = 0
+    s[c] = p;
+    dp[c] = p == E(0) ? E(0) : p * (dp[c] - d);
+  }
+}
+
 // Fills tile.s for rows i0..i1-1 and columns j0..j1-1 with
 //   s = sum_l alpha_l Lift_l(scale Q_l[i0/2^l ..] K_l[j0/2^l ..]^T)
 // (coarse indices exact since i0 and j0 are multiples of 2^l), -inf where masked.
@@ -263,28 +276,22 @@ void backward_head(const Geometry& g, const Head<E>& hd, const E* out, const E* 
     for (std::int64_t i0 = i_start; i0 < T; i0 += bq) {
       const std::int64_t i1 = std::min(i0 + bq, T), nr = i1 - i0;
       compute_scores(g, hd, i0, i1, j0, j1, tile);
-      // p = exp(s - LSE) in tile.s; 0 for masked entries and dead rows. Each row of the
-      // ds buffer starts at -D_i, for the dp GEMM below to add onto.
+      // dp = dO[I] V[J]^T into ds; then, row by row in one pass, p = exp(s - LSE) over
+      // tile.s and ds = p (dp - D) over dp (softmax_grad_row); 0 for masked entries and
+      // dead rows.
+      tile_gemm_set(nr, nc, dh, E(1), dout + i0 * dh, dh, hd.vt.data() + jt * dh * bk, bk, ds.data(), bk);
       for (std::int64_t r = 0; r < nr; ++r) {
-        E* srow = tile.s.data() + r * bk;
-        std::fill(ds.data() + r * bk, ds.data() + r * bk + nc, -D[static_cast<std::size_t>(i0 + r)]);
+        E *srow = tile.s.data() + r * bk, *dsr = ds.data() + r * bk;
         const E row_lse = lse[i0 + r];
-        if (row_lse == -inf) {  // a dead row (every key masked): p = 0
+        if (row_lse == -inf) {  // a dead row (every key masked): p = 0, ds = 0
           std::fill(srow, srow + nc, E(0));
+          std::fill(dsr, dsr + nc, E(0));
           continue;
         }
-        for (std::int64_t c = 0; c < nc; ++c) srow[c] = fast_exp(srow[c] - row_lse);  // masked: exp(-inf) = 0
+        softmax_grad_row(srow, dsr, row_lse, D[static_cast<std::size_t>(i0 + r)], nc);
       }
       // dV[J] += p^T dO[I]
       tile_gemm_tn(nc, dh, nr, E(1), tile.s.data(), bk, dout + i0 * dh, dh, dv + j0 * dh, dh);
-      // dp - D = dO[I] V[J]^T - D: the GEMM adds onto -D (the same value to the bit as
-      // subtracting D after it, with no pass that zeroes the buffer); then ds = p (dp - D).
-      tile_gemm(nr, nc, dh, E(1), dout + i0 * dh, dh, hd.vt.data() + jt * dh * bk, bk, ds.data(), bk);
-      for (std::int64_t r = 0; r < nr; ++r) {
-        E* dsr = ds.data() + r * bk;
-        const E* pr = tile.s.data() + r * bk;
-        for (std::int64_t c = 0; c < nc; ++c) dsr[c] = pr[c] == E(0) ? E(0) : pr[c] * dsr[c];
-      }
       // Per level: ds_l = block sums of ds (ds_0 = ds), built one factor of 2 at a time
       // (ds_l = the 2 x 2 block sums of ds_{l-1}); then dalpha_l, dQ_l, dK_l.
       const E* prev = ds.data();
