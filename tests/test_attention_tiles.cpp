@@ -257,10 +257,11 @@ TEST_CASE("exp_shifted_sum: a NaN stays NaN, -inf gives 0 and overflow +inf insi
 
 // A tile product with register_gemm's contract (C = alpha op(A) B, + C when accumulating)
 // against a triple loop in long double, over every shape class register_gemm's blocks
-// split a product into: rows in blocks of 6 and 1-5 left over (m = 1..13), columns in
-// blocks of two vectors and a masked tail of 1 to 2W - 1 (W = 8 floats, 4 doubles:
-// n = 1..17 covers every tail of both), k from 0 (an empty sum) past the 4-step unroll
-// with every remainder, A or A^T, overwrite or accumulate; and m or n = 0.
+// split a product into: rows in blocks of 6, the last 7 or 8 as 4 + 3 or 4 + 4, and 1 to
+// 6 otherwise (m = 1..14); columns in blocks of two vectors and a masked tail of 1 to
+// 2W - 1 (W = 8 floats, 4 doubles: n = 1..17 covers every tail of both); k from 0 (an
+// empty sum) past the 4-step unroll with every remainder; A or A^T, overwrite or
+// accumulate; and m or n = 0.
 // Where a wrong index would land:
 // - A's padding (columns past k, or past m for A^T, and one row past m) is NaN, which
 //   would reach the result; C starts as NaN inside the tile when overwriting (a read of it
@@ -279,7 +280,7 @@ void check_tile_product(Product product) {
   const double alpha = -1.5;
   for (bool trans_a : {false, true})
     for (bool accumulate : {false, true})
-      for (std::int64_t m = 0; m <= 13; ++m)
+      for (std::int64_t m = 0; m <= 14; ++m)
         for (std::int64_t n : {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 23, 24, 31, 32, 33, 40})
           for (std::int64_t k : {0, 1, 2, 3, 4, 5, 6, 8, 9, 37}) {
             if ((m == 0 || n == 0) && k != 3) continue;  // an empty C: one k is enough
