@@ -295,6 +295,11 @@ TEST_CASE("hkt attention core: counted FLOP ratios of docs/hkt-attention.md sect
   CHECK(hkt3.score_flops / mha.score_flops == Approx(1.3125).epsilon(1e-12));            // 1 + 1/4 + 1/16
   CHECK(hkt4.score_flops / mha.score_flops == Approx(1.328125).epsilon(1e-12));          // + 1/64
   CHECK(hkt3.total_flops / mha.total_flops == Approx((1.3125 + 1) / 2).epsilon(1e-12));  // 1.156
+  // Backward: scores recomputed, dQ_l and dK_l (3 x the score count), dP and dV.
+  CHECK(mha.backward_flops == 5.0 * 2.0 * 4096 * 4096 * 64);
+  CHECK(hkt3.backward_flops / mha.backward_flops == Approx((3 * 1.3125 + 2) / 5).epsilon(1e-12));  // 1.1875
+  CHECK((hkt3.total_flops + hkt3.backward_flops) / (mha.total_flops + mha.backward_flops) ==
+        Approx(8.25 / 7).epsilon(1e-12));  // 1.179: the floor of bench attention's time_x
 }
 
 TEST_CASE("hkt attention core: argument errors name the argument", "[attention][errors]") {

@@ -43,9 +43,11 @@ struct Row {
   std::string impl;
   std::int64_t T;
   int L;
-  double forward_ms, backward_ms, score_flops, total_flops, peak_mib;
-  double time_ratio = 0, score_ratio = 0, total_ratio = 0;  // against L = 1; 0 when there is no L = 1 row
-  std::string note;                                         // "out of memory" when the point did not fit
+  double forward_ms, backward_ms, score_flops, total_flops, backward_flops, peak_mib;
+  // Against L = 1; 0 when there is no L = 1 row. train_ratio: forward + backward counted
+  // FLOPs, the ratio time_ratio would have if every FLOP took the same time.
+  double time_ratio = 0, score_ratio = 0, total_ratio = 0, train_ratio = 0;
+  std::string note;  // "out of memory" when the point did not fit
 };
 
 double median(std::vector<double> v) {
@@ -142,7 +144,7 @@ std::vector<Row> measure(const BenchArgs& a, const std::string& impl, std::int64
   for (std::size_t i = 0; i < a.L.size(); ++i) {
     const auto flops = hkt_attention_flops(a.batch, a.heads, T, a.d_head, a.L[i]);
     rows.push_back(Row{impl, T, a.L[i], median(fwd[i]), median(bwd[i]), flops.score_flops, flops.total_flops,
-                       peak[i] / (1024.0 * 1024.0), 0, 0, 0, ""});
+                       flops.backward_flops, peak[i] / (1024.0 * 1024.0), 0, 0, 0, 0, ""});
   }
   return rows;
 }
@@ -158,7 +160,8 @@ std::vector<Row> measure_or_note(const BenchArgs& a, const std::string& impl, st
     std::vector<Row> rows;
     for (int L : a.L) {
       const auto flops = hkt_attention_flops(a.batch, a.heads, T, a.d_head, L);
-      Row r{impl, T, L, 0, 0, flops.score_flops, flops.total_flops, 0, 0, 0, 0, "out of memory"};
+      Row r{impl, T, L, 0, 0, flops.score_flops, flops.total_flops, flops.backward_flops,
+            0,    0, 0, 0, 0, "out of memory"};
       rows.push_back(r);
     }
     return rows;
@@ -301,12 +304,13 @@ void add_bench_command(CLI::App& app) {
             r.time_ratio = (r.forward_ms + r.backward_ms) / (base->forward_ms + base->backward_ms);
             r.score_ratio = r.score_flops / base->score_flops;
             r.total_ratio = r.total_flops / base->total_flops;
+            r.train_ratio = (r.total_flops + r.backward_flops) / (base->total_flops + base->backward_flops);
           }
           rows.push_back(r);
           if (!args->json) {
             if (rows.size() == 1)
-              std::printf("%-10s %6s %2s %11s %11s %10s %10s %8s %8s %8s %9s %9s\n", "impl", "T", "L", "forward_ms",
-                          "backward_ms", "score_GF", "total_GF", "score_x", "total_x", "time_x", "peak_MiB",
+              std::printf("%-10s %6s %2s %11s %11s %10s %10s %8s %8s %8s %8s %9s %9s\n", "impl", "T", "L", "forward_ms",
+                          "backward_ms", "score_GF", "total_GF", "score_x", "total_x", "train_x", "time_x", "peak_MiB",
                           "fwd_TF/s");
             if (!r.note.empty())
               std::printf("%-10s %6lld %2d %s\n", r.impl.c_str(), static_cast<long long>(r.T), r.L, r.note.c_str());
@@ -320,10 +324,11 @@ void add_bench_command(CLI::App& app) {
                   std::snprintf(buf, sizeof buf, "%8s", "-");
                 return std::string(buf);
               };
-              std::printf("%-10s %6lld %2d %11.2f %11.2f %10.3f %10.3f %s %s %s %9.1f %9.3f\n", r.impl.c_str(),
+              std::printf("%-10s %6lld %2d %11.2f %11.2f %10.3f %10.3f %s %s %s %s %9.1f %9.3f\n", r.impl.c_str(),
                           static_cast<long long>(r.T), r.L, r.forward_ms, r.backward_ms, r.score_flops / 1e9,
                           r.total_flops / 1e9, ratio(r.score_ratio, 4).c_str(), ratio(r.total_ratio, 4).c_str(),
-                          ratio(r.time_ratio, 3).c_str(), r.peak_mib, r.total_flops / (r.forward_ms * 1e9));
+                          ratio(r.train_ratio, 4).c_str(), ratio(r.time_ratio, 3).c_str(), r.peak_mib,
+                          r.total_flops / (r.forward_ms * 1e9));
             }
             std::fflush(stdout);
           }
@@ -343,6 +348,8 @@ void add_bench_command(CLI::App& app) {
                        {"total_gflop", r.total_flops / 1e9},
                        {"score_flop_ratio", ratio_or_null(r.score_ratio)},
                        {"total_flop_ratio", ratio_or_null(r.total_ratio)},
+                       {"backward_gflop", r.backward_flops / 1e9},
+                       {"train_flop_ratio", ratio_or_null(r.train_ratio)},
                        {"time_ratio", ratio_or_null(r.time_ratio)},
                        {"peak_mib", r.peak_mib},
                        {"forward_tflops", r.forward_ms > 0 ? r.total_flops / (r.forward_ms * 1e9) : 0.0},

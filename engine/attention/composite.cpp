@@ -129,8 +129,10 @@ AttentionFlops hkt_attention_flops(std::int64_t B, std::int64_t H, std::int64_t 
     const double Tl = static_cast<double>((T + (std::int64_t{1} << l) - 1) >> l);
     f.score_flops += 2.0 * static_cast<double>(B * H) * Tl * Tl * static_cast<double>(d_h);
   }
-  f.total_flops = f.score_flops + 2.0 * static_cast<double>(B * H) * static_cast<double>(T) * static_cast<double>(T) *
-                                      static_cast<double>(d_h);
+  const double pv = 2.0 * static_cast<double>(B * H) * static_cast<double>(T) * static_cast<double>(T) *
+                    static_cast<double>(d_h);  // P V, and each of dP and dV
+  f.total_flops = f.score_flops + pv;
+  f.backward_flops = 3.0 * f.score_flops + 2.0 * pv;
   return f;
 }
 

@@ -81,10 +81,14 @@ MaskedKeys zero_masked_keys(const std::vector<Tensor>& k, const Tensor& v, const
 
 /// Counted floating-point operations (multiply-add = 2) of one attention call,
 /// docs/hkt-attention.md section 5. score_flops: sum_l 2 B H T_l^2 d_h (the Q K^T products of every level);
-/// total_flops adds the P V product, 2 B H T^2 d_h. Causality is not discounted.
+/// total_flops (the forward) adds the P V product, 2 B H T^2 d_h. backward_flops: the fused
+/// backward's products (FlashAttention-2's structure, section 6): the scores recomputed,
+/// dP = dO V^T, dV = P^T dO, and each level's dQ_l and dK_l, each as large as its scores:
+/// 3 score_flops + 2 (2 B H T^2 d_h). Causality is not discounted.
 struct AttentionFlops {
   double score_flops = 0;
   double total_flops = 0;
+  double backward_flops = 0;
 };
 AttentionFlops hkt_attention_flops(std::int64_t B, std::int64_t H, std::int64_t T, std::int64_t d_h, int L);
 
