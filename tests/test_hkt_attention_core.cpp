@@ -299,7 +299,7 @@ TEST_CASE("hkt attention core: counted FLOP ratios of docs/hkt-attention.md sect
   CHECK(mha.backward_flops == 5.0 * 2.0 * 4096 * 4096 * 64);
   CHECK(hkt3.backward_flops / mha.backward_flops == Approx((3 * 1.3125 + 2) / 5).epsilon(1e-12));  // 1.1875
   CHECK((hkt3.total_flops + hkt3.backward_flops) / (mha.total_flops + mha.backward_flops) ==
-        Approx(8.25 / 7).epsilon(1e-12));  // 1.179: the floor of bench attention's time_x
+        Approx(8.25 / 7).epsilon(1e-12));  // 1.179: bench attention's train_x
 }
 
 TEST_CASE("hkt attention core: argument errors name the argument", "[attention][errors]") {

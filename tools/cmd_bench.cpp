@@ -45,7 +45,9 @@ struct Row {
   int L;
   double forward_ms, backward_ms, score_flops, total_flops, backward_flops, peak_mib;
   // Against L = 1; 0 when there is no L = 1 row. train_ratio: forward + backward counted
-  // FLOPs, the ratio time_ratio would have if every FLOP took the same time.
+  // FLOPs of the fused backward (hkt_attention_flops), the ratio time_ratio would have if
+  // time were proportional to them; 0 for the composite (its autograd backward keeps the
+  // scores instead of recomputing them) and with --forward-only (compare total_ratio).
   double time_ratio = 0, score_ratio = 0, total_ratio = 0, train_ratio = 0;
   std::string note;  // "out of memory" when the point did not fit
 };
@@ -304,7 +306,8 @@ void add_bench_command(CLI::App& app) {
             r.time_ratio = (r.forward_ms + r.backward_ms) / (base->forward_ms + base->backward_ms);
             r.score_ratio = r.score_flops / base->score_flops;
             r.total_ratio = r.total_flops / base->total_flops;
-            r.train_ratio = (r.total_flops + r.backward_flops) / (base->total_flops + base->backward_flops);
+            if (impl != "composite" && !args->forward_only)
+              r.train_ratio = (r.total_flops + r.backward_flops) / (base->total_flops + base->backward_flops);
           }
           rows.push_back(r);
           if (!args->json) {

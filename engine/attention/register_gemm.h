@@ -162,9 +162,10 @@ HKT_AVX2 void row_block(std::int64_t k, E alpha, const E* A, std::int64_t lda, c
     block<E, R, 1, TransA, true>(k, alpha, A, lda, B + j, ldb, accumulate, C + j, ldc, tail.mask);
 }
 
-// Rows in blocks of 6, the last 1 to 8 as below. One core, one tile repeated, best of 5
-// alternating runs (GFLOP/s, 6 + 1 and 6 + 2 against 4 + 3 and 4 + 4): 128 x 64 x 256
-// 88.6 -> 91.4, 32 x 64 x 64 90.4 -> 95.2, 128 x 256 x 64 79.5 -> 81.4.
+// Rows in blocks of 6; 7 or 8 rows left go as 4 + 3 or 4 + 4; 1 to 6 left, as one block.
+// One core, one tile repeated, best of 5 alternating runs, GFLOP/s of 6 + 2 against
+// 4 + 4 for the last 8 rows (m = 128 and 32 leave 8): 128 x 64 x 256 88.6 -> 91.4,
+// 32 x 64 x 64 90.4 -> 95.2, 128 x 256 x 64 79.5 -> 81.4.
 template <class E, bool TransA>
 HKT_AVX2 void register_gemm_impl(std::int64_t m, std::int64_t n, std::int64_t k, E alpha, const E* A, std::int64_t lda,
                                  const E* B, std::int64_t ldb, bool accumulate, E* C, std::int64_t ldc) {
