@@ -45,9 +45,8 @@ struct Row {
   int L;
   double forward_ms, backward_ms, score_flops, total_flops, backward_flops, peak_mib;
   // Against L = 1; 0 when there is no L = 1 row. train_ratio: forward + backward counted
-  // FLOPs of the fused backward (hkt_attention_flops), the ratio time_ratio would have if
-  // time were proportional to them; 0 for the composite (its autograd backward keeps the
-  // scores instead of recomputing them) and with --forward-only (compare total_ratio).
+  // FLOPs, the ratio time_ratio would have if time were proportional to them; 0 where
+  // backward_flops is (counted_flops).
   double time_ratio = 0, score_ratio = 0, total_ratio = 0, train_ratio = 0;
   std::string note;  // "out of memory" when the point did not fit
 };
@@ -128,6 +127,15 @@ std::array<double, 3> run_once(const BenchArgs& a, const std::string& impl, Prob
 // the machine hits all of them alike and the ratios stay meaningful.
 std::vector<Row> measure_or_note(const BenchArgs& a, const std::string& impl, std::int64_t T);
 
+// hkt_attention_flops of one point, with backward_flops 0 where that count (the fused
+// backward's) is not what runs: the composite's autograd backward keeps the scores
+// instead of recomputing them, and --forward-only runs no backward.
+AttentionFlops counted_flops(const BenchArgs& a, const std::string& impl, std::int64_t T, int L) {
+  AttentionFlops f = hkt_attention_flops(a.batch, a.heads, T, a.d_head, L);
+  if (impl == "composite" || a.forward_only) f.backward_flops = 0;
+  return f;
+}
+
 std::vector<Row> measure(const BenchArgs& a, const std::string& impl, std::int64_t T) {
   std::vector<Problem> problems;
   for (int L : a.L) problems.push_back(make_problem(a, T, L));
@@ -144,7 +152,7 @@ std::vector<Row> measure(const BenchArgs& a, const std::string& impl, std::int64
   }
   std::vector<Row> rows;
   for (std::size_t i = 0; i < a.L.size(); ++i) {
-    const auto flops = hkt_attention_flops(a.batch, a.heads, T, a.d_head, a.L[i]);
+    const auto flops = counted_flops(a, impl, T, a.L[i]);
     rows.push_back(Row{impl, T, a.L[i], median(fwd[i]), median(bwd[i]), flops.score_flops, flops.total_flops,
                        flops.backward_flops, peak[i] / (1024.0 * 1024.0), 0, 0, 0, 0, ""});
   }
@@ -161,7 +169,7 @@ std::vector<Row> measure_or_note(const BenchArgs& a, const std::string& impl, st
     if (a.device == Device::CUDA) cuda::empty_cache();
     std::vector<Row> rows;
     for (int L : a.L) {
-      const auto flops = hkt_attention_flops(a.batch, a.heads, T, a.d_head, L);
+      const auto flops = counted_flops(a, impl, T, L);
       Row r{impl, T, L, 0, 0, flops.score_flops, flops.total_flops, flops.backward_flops,
             0,    0, 0, 0, 0, "out of memory"};
       rows.push_back(r);
@@ -306,7 +314,7 @@ void add_bench_command(CLI::App& app) {
             r.time_ratio = (r.forward_ms + r.backward_ms) / (base->forward_ms + base->backward_ms);
             r.score_ratio = r.score_flops / base->score_flops;
             r.total_ratio = r.total_flops / base->total_flops;
-            if (impl != "composite" && !args->forward_only)
+            if (r.backward_flops > 0)
               r.train_ratio = (r.total_flops + r.backward_flops) / (base->total_flops + base->backward_flops);
           }
           rows.push_back(r);
@@ -351,7 +359,8 @@ void add_bench_command(CLI::App& app) {
                        {"total_gflop", r.total_flops / 1e9},
                        {"score_flop_ratio", ratio_or_null(r.score_ratio)},
                        {"total_flop_ratio", ratio_or_null(r.total_ratio)},
-                       {"backward_gflop", r.backward_flops / 1e9},
+                       {"backward_gflop",
+                        r.backward_flops > 0 ? nlohmann::json(r.backward_flops / 1e9) : nlohmann::json(nullptr)},
                        {"train_flop_ratio", ratio_or_null(r.train_ratio)},
                        {"time_ratio", ratio_or_null(r.time_ratio)},
                        {"peak_mib", r.peak_mib},
